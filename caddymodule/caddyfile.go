@@ -1,0 +1,109 @@
+package caddymodule
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("guest_auth", parseCaddyfile)
+	// After the other authentication handlers, before request_header and the
+	// responders, so they all see the identity headers and placeholders.
+	httpcaddyfile.RegisterDirectiveOrder("guest_auth", httpcaddyfile.After, "forward_auth")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	g := new(GuestAuth)
+	err := g.UnmarshalCaddyfile(h.Dispenser)
+	return g, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	guest_auth [<matcher>] {
+//	    storage               <path>
+//	    issuer                <url>
+//	    client                <client_id> <client_secret>
+//	    signing_alg           RS256|ES256|EdDSA
+//	    access_token_lifetime <duration>
+//	    session_idle_timeout  <duration>
+//	    session_lifetime      <duration>
+//	    clock_skew            <duration>
+//	    require               none|any|user
+//	    cookie                <name>
+//	    header                user_id|user_name|user_tag|user_anonymous <Header-Name>
+//	    token_cache_size      <n>
+//	}
+//
+// `client` may be repeated. Write secrets as `{env.NAME}` placeholders.
+func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		key := d.Val()
+		switch key {
+		case "storage", "issuer", "signing_alg", "require", "cookie":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			*map[string]*string{
+				"storage": &g.StoragePath, "issuer": &g.Issuer, "signing_alg": &g.SigningAlg,
+				"require": &g.Require, "cookie": &g.Cookie,
+			}[key] = v
+		case "access_token_lifetime", "session_idle_timeout", "session_lifetime", "clock_skew":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil {
+				return d.Errf("%s: %v", key, err)
+			}
+			*map[string]*caddy.Duration{
+				"access_token_lifetime": &g.AccessTokenLifetime, "session_idle_timeout": &g.SessionIdleTimeout,
+				"session_lifetime": &g.SessionLifetime, "clock_skew": &g.ClockSkew,
+			}[key] = caddy.Duration(dur)
+		case "client":
+			var c Client
+			if !d.AllArgs(&c.ClientID, &c.ClientSecret) {
+				return d.ArgErr()
+			}
+			g.Clients = append(g.Clients, c)
+		case "header":
+			var which, name string
+			if !d.AllArgs(&which, &name) {
+				return d.ArgErr()
+			}
+			field, ok := map[string]*string{
+				"user_id": &g.Headers.UserID, "user_name": &g.Headers.UserName,
+				"user_tag": &g.Headers.UserTag, "user_anonymous": &g.Headers.UserAnonymous,
+			}[which]
+			if !ok {
+				return d.Errf("unknown header %q (want user_id, user_name, user_tag or user_anonymous)", which)
+			}
+			*field = name
+		case "token_cache_size":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return d.Errf("token_cache_size: %v", err)
+			}
+			g.TokenCacheSize = &n
+		default:
+			return d.Errf("unknown guest_auth option %q", key)
+		}
+	}
+	return nil
+}
+
+var _ caddyfile.Unmarshaler = (*GuestAuth)(nil)

@@ -1,0 +1,75 @@
+package caddymodule
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/guestauth/caddy-guestauth/accounts"
+)
+
+// Paths of the endpoints the module serves itself.
+const (
+	PathToken        = "/oauth/token"                  // Hanzo IAM
+	PathTokenCasdoor = "/api/login/oauth/access_token" // Casdoor
+	pathDiscovery    = "/.well-known/openid-configuration"
+	pathJWKS         = "/.well-known/jwks.json"
+)
+
+// buildRoutes maps the module's own paths to their handlers. Discovery and
+// JWKS live under the issuer's path, so a configured issuer such as
+// https://example.com/auth is served at the URL its `issuer` names.
+func (g *GuestAuth) buildRoutes() {
+	base := ""
+	if g.issuer != "" {
+		u, _ := url.Parse(g.issuer) // validated in Provision
+		base = strings.TrimSuffix(u.EscapedPath(), "/")
+	}
+	g.routes = map[string]func(http.ResponseWriter, *http.Request) error{
+		PathToken:            g.serveToken,
+		PathTokenCasdoor:     g.serveToken,
+		base + pathDiscovery: g.serveDiscovery,
+		base + pathJWKS:      g.serveJWKS,
+	}
+}
+
+func allowGet(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return true
+	}
+	w.Header().Set("Allow", "GET, HEAD")
+	writeJSON(w, http.StatusMethodNotAllowed, oauthError{Error: accounts.CodeInvalidRequest, Description: "Use GET."})
+	return false
+}
+
+func (g *GuestAuth) serveDiscovery(w http.ResponseWriter, r *http.Request) error {
+	if !allowGet(w, r) {
+		return nil
+	}
+	iss, origin := g.issuerFor(r), g.originFor(r)
+	doc := map[string]any{
+		"issuer":                                iss,
+		"jwks_uri":                              iss + pathJWKS,
+		"token_endpoint":                        origin + PathToken,
+		"grant_types_supported":                 []string{"authorization_code"},
+		"response_types_supported":              []string{"code"},
+		"subject_types_supported":               []string{"public"},
+		"id_token_signing_alg_values_supported": []string{string(g.alg)},
+		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
+		"scopes_supported":                      []string{accounts.Scope},
+		"claims_supported":                      []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "sid", "name", "preferred_username", "tag", "is_anonymous"},
+	}
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	return writeJSONPublic(w, doc)
+}
+
+func (g *GuestAuth) serveJWKS(w http.ResponseWriter, r *http.Request) error {
+	if !allowGet(w, r) {
+		return nil
+	}
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	_, err := w.Write(g.shared.keys.JWKS())
+	return err
+}

@@ -1,0 +1,330 @@
+// Package caddymodule is the guest_auth Caddy HTTP handler: it serves the
+// token, discovery and JWKS endpoints, and on every other request verifies
+// the access token, strips client-sent identity headers and injects verified
+// ones before passing the request to the next handler (usually reverse_proxy).
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"go.uber.org/zap"
+
+	"github.com/guestauth/caddy-guestauth/accounts"
+	"github.com/guestauth/caddy-guestauth/tokens"
+)
+
+func init() {
+	caddy.RegisterModule(GuestAuth{})
+}
+
+// GuestAuth gives the site behind it guest users: visitors get an account at
+// once, with no username or password, through the Casdoor / Hanzo IAM
+// `code=guest-user` token request, and the upstream receives verified
+// identity headers on every request.
+type GuestAuth struct {
+	// Path of the bbolt file holding users, sessions and signing keys.
+	// Default: `guest_auth/guestauth.db` in Caddy's data directory. Sites and
+	// config reloads naming the same file share one open database.
+	StoragePath string `json:"storage,omitempty"`
+
+	// Issuer URL written in tokens (`iss`) and served in the discovery
+	// document. Default: the origin of each request (scheme and host). Set
+	// it in production, especially behind a TLS-terminating proxy.
+	Issuer string `json:"issuer,omitempty"`
+
+	// Clients allowed to use the token endpoint.
+	Clients []Client `json:"clients,omitempty"`
+
+	// Token signing algorithm: RS256 (default), ES256 or EdDSA. Keys are
+	// generated on first start and persisted in the storage file.
+	SigningAlg string `json:"signing_alg,omitempty"`
+
+	// Lifetime of access and ID tokens. Default: 1h.
+	AccessTokenLifetime caddy.Duration `json:"access_token_lifetime,omitempty"`
+
+	// A session (and its refresh token) ends when unused this long.
+	// Default: 720h (30 days).
+	SessionIdleTimeout caddy.Duration `json:"session_idle_timeout,omitempty"`
+
+	// A session ends this long after sign-in, however much it is used.
+	// Default: 2160h (90 days).
+	SessionLifetime caddy.Duration `json:"session_lifetime,omitempty"`
+
+	// Clock skew tolerated on token times. Default: 30s.
+	ClockSkew caddy.Duration `json:"clock_skew,omitempty"`
+
+	// Access policy for proxied requests: `none` (default) lets requests
+	// without a token through with no identity; `any` answers 401 without a
+	// valid token; `user` also answers 403 to guests. A token that is present
+	// but invalid or expired is always answered 401.
+	Require string `json:"require,omitempty"`
+
+	// Name of a cookie to read the access token from when the request has no
+	// `Authorization: Bearer` header. Only proxied requests read it; the
+	// module's own API endpoints take the header only.
+	Cookie string `json:"cookie,omitempty"`
+
+	// Names of the identity headers injected for the upstream.
+	Headers HeaderNames `json:"headers,omitempty"`
+
+	// How many verified access tokens to remember, so repeat requests skip
+	// signature verification. Default: 10000. 0 disables the cache.
+	TokenCacheSize *int `json:"token_cache_size,omitempty"`
+
+	svc     *accounts.Service
+	poolKey string
+	shared  *sharedStore
+	clients map[string]*Client
+	routes  map[string]func(http.ResponseWriter, *http.Request) error
+	strip   []string // identity header names, each in the form ToLower(s) with '-'
+	logger  *zap.Logger
+	alg     jwa.SignatureAlgorithm
+	issuer  string // configured issuer, without trailing slash
+	origin  string // scheme://host of the configured issuer
+	now     func() time.Time
+}
+
+// Client is an application that may request tokens.
+type Client struct {
+	// The client_id.
+	ClientID string `json:"client_id"`
+	// The client_secret. Use a placeholder such as `{env.APP_SECRET}` so the
+	// secret stays out of the config file.
+	ClientSecret string `json:"client_secret,omitempty"`
+
+	secret []byte
+}
+
+// HeaderNames names the identity headers sent upstream. Every header of this
+// set sent by the client is removed, in any spelling (any case, `_` for `-`).
+type HeaderNames struct {
+	// Default: X-Auth-User-Id (the user id, the token's `sub`).
+	UserID string `json:"user_id,omitempty"`
+	// Default: X-Auth-User-Name (the username).
+	UserName string `json:"user_name,omitempty"`
+	// Default: X-Auth-User-Tag (`guest-user` or `normal-user`).
+	UserTag string `json:"user_tag,omitempty"`
+	// Default: X-Auth-User-Anonymous (`true` or `false`).
+	UserAnonymous string `json:"user_anonymous,omitempty"`
+}
+
+// Access policies.
+const (
+	RequireNone = "none"
+	RequireAny  = "any"
+	RequireUser = "user"
+)
+
+// CaddyModule returns the Caddy module information.
+func (GuestAuth) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.guest_auth",
+		New: func() caddy.Module { return new(GuestAuth) },
+	}
+}
+
+// Provision sets defaults, resolves secrets and opens (or shares) the store.
+func (g *GuestAuth) Provision(ctx caddy.Context) error {
+	g.logger = ctx.Logger()
+	if g.now == nil {
+		g.now = time.Now
+	}
+	g.setDefaults()
+
+	repl := caddy.NewReplacer()
+	g.clients = make(map[string]*Client, len(g.Clients))
+	for i := range g.Clients {
+		c := &g.Clients[i]
+		c.secret = []byte(repl.ReplaceKnown(c.ClientSecret, ""))
+		g.clients[c.ClientID] = c
+	}
+
+	alg, err := tokens.ParseAlgorithm(g.SigningAlg)
+	if err != nil {
+		return err
+	}
+	g.alg = alg
+
+	if g.Issuer != "" {
+		u, err := url.Parse(g.Issuer)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return fmt.Errorf("issuer %q must be an absolute http(s) URL without query or fragment", g.Issuer)
+		}
+		g.issuer = strings.TrimSuffix(g.Issuer, "/")
+		g.origin = u.Scheme + "://" + u.Host
+	}
+
+	path := repl.ReplaceKnown(g.StoragePath, "")
+	if path == "" {
+		path = filepath.Join(caddy.AppDataDir(), "guest_auth", "guestauth.db")
+	}
+	if g.poolKey, err = filepath.Abs(path); err != nil {
+		return err
+	}
+	if g.shared, err = openShared(g.poolKey); err != nil {
+		g.poolKey = ""
+		return err
+	}
+
+	g.svc, err = accounts.New(g.shared.store, g.shared.keys, accounts.Config{
+		Alg:             g.alg,
+		AccessTTL:       time.Duration(g.AccessTokenLifetime),
+		SessionIdle:     time.Duration(g.SessionIdleTimeout),
+		SessionLifetime: time.Duration(g.SessionLifetime),
+		Skew:            time.Duration(g.ClockSkew),
+		CacheSize:       *g.TokenCacheSize,
+	}, g.now)
+	if err != nil {
+		return err
+	}
+
+	g.strip = nil
+	for _, h := range []string{g.Headers.UserID, g.Headers.UserName, g.Headers.UserTag, g.Headers.UserAnonymous} {
+		g.strip = append(g.strip, normalizeHeaderName(h))
+	}
+	g.buildRoutes()
+	return nil
+}
+
+func (g *GuestAuth) setDefaults() {
+	if g.SigningAlg == "" {
+		g.SigningAlg = string(jwa.RS256)
+	}
+	if g.AccessTokenLifetime == 0 {
+		g.AccessTokenLifetime = caddy.Duration(time.Hour)
+	}
+	if g.SessionIdleTimeout == 0 {
+		g.SessionIdleTimeout = caddy.Duration(30 * 24 * time.Hour)
+	}
+	if g.SessionLifetime == 0 {
+		g.SessionLifetime = caddy.Duration(90 * 24 * time.Hour)
+	}
+	if g.ClockSkew == 0 {
+		g.ClockSkew = caddy.Duration(30 * time.Second)
+	}
+	if g.Require == "" {
+		g.Require = RequireNone
+	}
+	if g.TokenCacheSize == nil {
+		n := 10000
+		g.TokenCacheSize = &n
+	}
+	defaults := HeaderNames{"X-Auth-User-Id", "X-Auth-User-Name", "X-Auth-User-Tag", "X-Auth-User-Anonymous"}
+	for _, p := range []struct {
+		v *string
+		d string
+	}{
+		{&g.Headers.UserID, defaults.UserID}, {&g.Headers.UserName, defaults.UserName},
+		{&g.Headers.UserTag, defaults.UserTag}, {&g.Headers.UserAnonymous, defaults.UserAnonymous},
+	} {
+		if *p.v == "" {
+			*p.v = p.d
+		} else {
+			*p.v = http.CanonicalHeaderKey(*p.v)
+		}
+	}
+}
+
+// Validate checks the provisioned config.
+func (g *GuestAuth) Validate() error {
+	switch g.Require {
+	case RequireNone, RequireAny, RequireUser:
+	default:
+		return fmt.Errorf("require must be none, any or user, not %q", g.Require)
+	}
+	seen := map[string]bool{}
+	for _, c := range g.Clients {
+		if c.ClientID == "" {
+			return errors.New("a client needs a client_id")
+		}
+		if seen[c.ClientID] {
+			return fmt.Errorf("client %q is configured twice", c.ClientID)
+		}
+		seen[c.ClientID] = true
+		if len(c.secret) == 0 {
+			return fmt.Errorf("client %q has an empty secret (is its environment variable set?)", c.ClientID)
+		}
+	}
+	if g.AccessTokenLifetime < caddy.Duration(time.Minute) || g.AccessTokenLifetime > caddy.Duration(24*time.Hour) {
+		return errors.New("access_token_lifetime must be between 1m and 24h")
+	}
+	if g.SessionIdleTimeout < g.AccessTokenLifetime || g.SessionLifetime < g.AccessTokenLifetime {
+		return errors.New("session_idle_timeout and session_lifetime must be at least access_token_lifetime")
+	}
+	if g.ClockSkew < 0 || g.ClockSkew > caddy.Duration(5*time.Minute) {
+		return errors.New("clock_skew must be between 0 and 5m")
+	}
+	if *g.TokenCacheSize < 0 {
+		return errors.New("token_cache_size cannot be negative")
+	}
+	names := map[string]bool{}
+	for _, h := range g.strip {
+		if h == "" || names[h] {
+			return errors.New("identity header names must be distinct and non-empty")
+		}
+		names[h] = true
+	}
+	return nil
+}
+
+// Cleanup releases this config's use of the shared store; the file closes
+// when no config uses it any more.
+func (g *GuestAuth) Cleanup() error {
+	if g.poolKey == "" {
+		return nil
+	}
+	_, err := storePool.Delete(g.poolKey)
+	return err
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (g *GuestAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	g.stripIdentityHeaders(r.Header)
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	setUserPlaceholders(repl, nil)
+	if route, ok := g.routes[r.URL.Path]; ok {
+		return route(w, r)
+	}
+	return g.serveProxied(w, r, repl, next)
+}
+
+// issuerFor is the issuer for tokens minted or checked on r.
+func (g *GuestAuth) issuerFor(r *http.Request) string {
+	if g.issuer != "" {
+		return g.issuer
+	}
+	return requestOrigin(r)
+}
+
+// originFor is the scheme://host the endpoints are served under.
+func (g *GuestAuth) originFor(r *http.Request) string {
+	if g.origin != "" {
+		return g.origin
+	}
+	return requestOrigin(r)
+}
+
+func requestOrigin(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*GuestAuth)(nil)
+	_ caddy.Validator             = (*GuestAuth)(nil)
+	_ caddy.CleanerUpper          = (*GuestAuth)(nil)
+	_ caddyhttp.MiddlewareHandler = (*GuestAuth)(nil)
+)

@@ -1,0 +1,244 @@
+package caddymodule
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+
+	"go.uber.org/zap"
+
+	"github.com/guestauth/caddy-guestauth/accounts"
+)
+
+// maxBodyBytes bounds every request body the module reads.
+const maxBodyBytes = 64 << 10
+
+// GuestCode is the Casdoor / Hanzo IAM authorization code that creates a guest.
+const GuestCode = "guest-user"
+
+type oauthError struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description,omitempty"`
+}
+
+// oauthStatus maps RFC 6749 §5.2 error codes to HTTP statuses.
+var oauthStatus = map[string]int{
+	accounts.CodeInvalidRequest:       http.StatusBadRequest,
+	accounts.CodeInvalidClient:        http.StatusUnauthorized,
+	accounts.CodeInvalidGrant:         http.StatusBadRequest,
+	accounts.CodeUnauthorizedClient:   http.StatusBadRequest,
+	accounts.CodeUnsupportedGrantType: http.StatusBadRequest,
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	w.WriteHeader(status)
+	_, err = w.Write(append(body, '\n'))
+	return err
+}
+
+// httpError is an OAuth error answered with a given status and, for a
+// failed Basic client authentication, a challenge (RFC 6749 §5.2).
+type httpError struct {
+	status    int
+	challenge string
+	err       *accounts.Error
+}
+
+func (e *httpError) Error() string { return e.err.Error() }
+
+// writeOAuthError answers err as RFC 6749 §5.2 JSON; any error that is not an
+// *accounts.Error is a server fault, logged and answered 500 without detail.
+func (g *GuestAuth) writeOAuthError(w http.ResponseWriter, err error) error {
+	var he *httpError
+	if errors.As(err, &he) {
+		if he.challenge != "" {
+			w.Header().Set("WWW-Authenticate", he.challenge)
+		}
+		return writeJSON(w, he.status, oauthError{Error: he.err.Code, Description: he.err.Description})
+	}
+	var ae *accounts.Error
+	if !errors.As(err, &ae) {
+		g.logger.Error("token endpoint", zap.Error(err))
+		return writeJSON(w, http.StatusInternalServerError, oauthError{Error: "server_error", Description: "The request could not be completed."})
+	}
+	status, ok := oauthStatus[ae.Code]
+	if !ok {
+		status = http.StatusBadRequest
+	}
+	return writeJSON(w, status, oauthError{Error: ae.Code, Description: ae.Description})
+}
+
+func badRequest(format string, args ...any) error {
+	return &accounts.Error{Code: accounts.CodeInvalidRequest, Description: fmt.Sprintf(format, args...)}
+}
+
+// readParams reads a POST body as JSON or application/x-www-form-urlencoded
+// into single-valued string parameters.
+func readParams(w http.ResponseWriter, r *http.Request) (map[string]string, error) {
+	ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil {
+		return nil, badRequest("The Content-Type must be application/json or application/x-www-form-urlencoded.")
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, &httpError{status: http.StatusRequestEntityTooLarge, err: &accounts.Error{Code: accounts.CodeInvalidRequest, Description: fmt.Sprintf("The request body exceeds %d bytes.", maxBodyBytes)}}
+		}
+		return nil, badRequest("The request body could not be read.")
+	}
+	params := map[string]string{}
+	switch ct {
+	case "application/json":
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.UseNumber()
+		var raw map[string]any
+		if err := dec.Decode(&raw); err != nil || raw == nil {
+			return nil, badRequest("The request body is not a JSON object.")
+		}
+		if dec.More() {
+			return nil, badRequest("The request body has data after the JSON object.")
+		}
+		for k, v := range raw {
+			switch v := v.(type) {
+			case string:
+				params[k] = v
+			case nil:
+			default:
+				return nil, badRequest("The parameter %q must be a string.", k)
+			}
+		}
+	case "application/x-www-form-urlencoded":
+		values, err := url.ParseQuery(string(body))
+		if err != nil {
+			return nil, badRequest("The form body is malformed.")
+		}
+		for k, vs := range values {
+			if len(vs) > 1 {
+				return nil, badRequest("The parameter %q is repeated.", k)
+			}
+			params[k] = vs[0]
+		}
+	default:
+		return nil, badRequest("The Content-Type must be application/json or application/x-www-form-urlencoded.")
+	}
+	return params, nil
+}
+
+// authenticateClient checks client_secret_basic or client_secret_post.
+// Secrets are compared in constant time, and an unknown client costs the
+// same comparison, so timing does not tell which client ids exist.
+func (g *GuestAuth) authenticateClient(r *http.Request, params map[string]string) (*Client, error) {
+	id, secret, basic := r.BasicAuth()
+	if basic {
+		// RFC 6749 §2.3.1: form-encoded credentials in the Basic header.
+		var err1, err2 error
+		id, err1 = url.QueryUnescape(id)
+		secret, err2 = url.QueryUnescape(secret)
+		if err1 != nil || err2 != nil {
+			return nil, clientError(true, "The Basic credentials are malformed.")
+		}
+		if _, ok := params["client_secret"]; ok {
+			return nil, badRequest("Use one client authentication method, not both Basic and client_secret.")
+		}
+		if bodyID, ok := params["client_id"]; ok && bodyID != id {
+			return nil, badRequest("The client_id in the body does not match the Basic credentials.")
+		}
+	} else {
+		id, secret = params["client_id"], params["client_secret"]
+		if id == "" {
+			return nil, badRequest("The client_id parameter is missing.")
+		}
+	}
+	c := g.clients[id]
+	want := dummySecret
+	if c != nil {
+		want = c.secret
+	}
+	ok := subtle.ConstantTimeCompare([]byte(secret), want) == 1
+	if c == nil || !ok {
+		return nil, clientError(basic, "Client authentication failed.")
+	}
+	return c, nil
+}
+
+var dummySecret = []byte("guest-auth-no-such-client-000000")
+
+func clientError(basic bool, desc string) error {
+	e := &httpError{status: http.StatusUnauthorized, err: &accounts.Error{Code: accounts.CodeInvalidClient, Description: desc}}
+	if basic {
+		e.challenge = `Basic realm="` + realm + `"`
+	}
+	return e
+}
+
+// serveToken is the token endpoint (both the Hanzo IAM and Casdoor paths).
+func (g *GuestAuth) serveToken(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return writeJSON(w, http.StatusMethodNotAllowed, oauthError{Error: accounts.CodeInvalidRequest, Description: "The token endpoint accepts POST only."})
+	}
+	issued, err := g.tokenGrant(w, r)
+	if err != nil {
+		return g.writeOAuthError(w, err)
+	}
+	return writeJSON(w, http.StatusOK, issued.Tokens)
+}
+
+func (g *GuestAuth) tokenGrant(w http.ResponseWriter, r *http.Request) (*accounts.Issued, error) {
+	params, err := readParams(w, r)
+	if err != nil {
+		return nil, err
+	}
+	grant := params["grant_type"]
+	if grant == "" {
+		return nil, badRequest("The grant_type parameter is missing.")
+	}
+	client, err := g.authenticateClient(r, params)
+	if err != nil {
+		return nil, err
+	}
+	switch grant {
+	case "authorization_code":
+		code := params["code"]
+		if code == "" {
+			return nil, badRequest("The code parameter is missing.")
+		}
+		if code != GuestCode {
+			return nil, &accounts.Error{Code: accounts.CodeInvalidGrant, Description: "The authorization code is invalid."}
+		}
+		issued, err := g.svc.CreateGuest(g.issuerFor(r), client.ClientID)
+		if err != nil {
+			return nil, err
+		}
+		g.logger.Info("guest.created", zap.String("user_id", issued.User.ID), zap.String("client_id", client.ClientID))
+		return issued, nil
+	}
+	return nil, &accounts.Error{Code: accounts.CodeUnsupportedGrantType, Description: fmt.Sprintf("The grant_type %q is not supported.", grant)}
+}
+
+// writeJSONPublic writes a cacheable public JSON document.
+func writeJSONPublic(w http.ResponseWriter, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	_, err = w.Write(body)
+	return err
+}

@@ -1,0 +1,405 @@
+package storage
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+var (
+	bucketUsers        = []byte("users")         // user id -> User JSON
+	bucketNames        = []byte("names")         // NameKey(name) -> user id
+	bucketSessions     = []byte("sessions")      // session id -> Session JSON
+	bucketUserSessions = []byte("user_sessions") // user id + "/" + session id -> ""
+	bucketKeys         = []byte("keys")          // kid -> SigningKey JSON
+	bucketDevices      = []byte("devices")       // device kid -> Device JSON
+	bucketMeta         = []byte("meta")
+
+	allBuckets = [][]byte{bucketUsers, bucketNames, bucketSessions, bucketUserSessions, bucketKeys, bucketDevices, bucketMeta}
+)
+
+// schemaVersion is written to the meta bucket; a file from a newer version is
+// refused rather than misread.
+const schemaVersion = "1"
+
+// Options tune OpenBolt.
+type Options struct {
+	// LockTimeout bounds the wait for bbolt's exclusive file lock, so a second
+	// process on the same file fails with a clear error instead of hanging.
+	LockTimeout time.Duration
+	// MaxBatchDelay is how long concurrent writes wait to share one fsync.
+	MaxBatchDelay time.Duration
+}
+
+// Bolt is a Store on one bbolt file.
+type Bolt struct {
+	db *bolt.DB
+}
+
+var _ Store = (*Bolt)(nil)
+
+// OpenBolt opens (creating if needed) the bbolt file at path.
+func OpenBolt(path string, opt Options) (*Bolt, error) {
+	if opt.LockTimeout <= 0 {
+		opt.LockTimeout = 2 * time.Second
+	}
+	if opt.MaxBatchDelay <= 0 {
+		opt.MaxBatchDelay = time.Millisecond
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("creating storage directory: %w", err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opt.LockTimeout, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			return nil, fmt.Errorf("opening %s: the file is locked by another process (is another Caddy using it?): %w", path, err)
+		}
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	db.MaxBatchDelay = opt.MaxBatchDelay
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		switch v := meta.Get([]byte("schema")); {
+		case v == nil:
+			return meta.Put([]byte("schema"), []byte(schemaVersion))
+		case string(v) != schemaVersion:
+			return fmt.Errorf("unsupported schema version %q (this build reads %q)", v, schemaVersion)
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("initializing %s: %w", path, err)
+	}
+	return &Bolt{db: db}, nil
+}
+
+// Close closes the file.
+func (b *Bolt) Close() error { return b.db.Close() }
+
+// Path is the file's path.
+func (b *Bolt) Path() string { return b.db.Path() }
+
+// WriteTo writes a consistent copy of the whole file to w from one read
+// transaction, while writers go on.
+func (b *Bolt) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	err := b.db.View(func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	return n, err
+}
+
+func getJSON(bk *bolt.Bucket, key string, v any) error {
+	raw := bk.Get([]byte(key))
+	if raw == nil {
+		return ErrNotFound
+	}
+	return json.Unmarshal(raw, v)
+}
+
+func putJSON(bk *bolt.Bucket, key string, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return bk.Put([]byte(key), raw)
+}
+
+func userSessionKey(userID, sessionID string) []byte {
+	return []byte(userID + "/" + sessionID)
+}
+
+// CreateUser implements Store. It runs in a shared batch commit; it is
+// idempotent, since bbolt may run a batched function twice.
+func (b *Bolt) CreateUser(u *User, s *Session, dev *Device) error {
+	if u.ID == "" || u.Name == "" {
+		return errors.New("user needs an id and a name")
+	}
+	return b.db.Batch(func(tx *bolt.Tx) error {
+		users, names := tx.Bucket(bucketUsers), tx.Bucket(bucketNames)
+		if existing := users.Get([]byte(u.ID)); existing != nil {
+			var prev User
+			if err := json.Unmarshal(existing, &prev); err != nil || !prev.CreatedAt.Equal(u.CreatedAt) {
+				return fmt.Errorf("user %s: %w", u.ID, ErrExists)
+			}
+		}
+		nk := []byte(NameKey(u.Name))
+		if owner := names.Get(nk); owner != nil && string(owner) != u.ID {
+			return ErrNameTaken
+		}
+		if dev != nil {
+			if existing := tx.Bucket(bucketDevices).Get([]byte(dev.KID)); existing != nil {
+				var prev Device
+				if err := json.Unmarshal(existing, &prev); err != nil || prev.UserID != u.ID {
+					return fmt.Errorf("device %s: %w", dev.KID, ErrExists)
+				}
+			}
+			if err := putJSON(tx.Bucket(bucketDevices), dev.KID, dev); err != nil {
+				return err
+			}
+		}
+		if err := putJSON(users, u.ID, u); err != nil {
+			return err
+		}
+		if err := names.Put(nk, []byte(u.ID)); err != nil {
+			return err
+		}
+		if s != nil {
+			return putSession(tx, s)
+		}
+		return nil
+	})
+}
+
+func putSession(tx *bolt.Tx, s *Session) error {
+	if s.ID == "" || s.UserID == "" {
+		return errors.New("session needs an id and a user id")
+	}
+	if err := putJSON(tx.Bucket(bucketSessions), s.ID, s); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketUserSessions).Put(userSessionKey(s.UserID, s.ID), nil)
+}
+
+// GetUser implements Store.
+func (b *Bolt) GetUser(id string) (*User, error) {
+	var u User
+	err := b.db.View(func(tx *bolt.Tx) error { return getJSON(tx.Bucket(bucketUsers), id, &u) })
+	if err != nil {
+		return nil, err
+	}
+	return &u, nil
+}
+
+// GetUserByName implements Store; name is matched case-insensitively.
+func (b *Bolt) GetUserByName(name string) (*User, error) {
+	var u User
+	err := b.db.View(func(tx *bolt.Tx) error {
+		id := tx.Bucket(bucketNames).Get([]byte(NameKey(name)))
+		if id == nil {
+			return ErrNotFound
+		}
+		return getJSON(tx.Bucket(bucketUsers), string(id), &u)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &u, nil
+}
+
+// UpdateUser implements Store.
+func (b *Bolt) UpdateUser(id string, fn func(u *User) error) (*User, error) {
+	var out *User
+	err := b.db.Batch(func(tx *bolt.Tx) error {
+		users, names := tx.Bucket(bucketUsers), tx.Bucket(bucketNames)
+		var u User
+		if err := getJSON(users, id, &u); err != nil {
+			return err
+		}
+		oldKey := NameKey(u.Name)
+		if err := fn(&u); err != nil {
+			return err
+		}
+		if u.ID != id {
+			return errors.New("a user's id cannot change")
+		}
+		if newKey := NameKey(u.Name); newKey != oldKey {
+			if newKey == "" {
+				return errors.New("a user's name cannot be empty")
+			}
+			if owner := names.Get([]byte(newKey)); owner != nil && string(owner) != id {
+				return ErrNameTaken
+			}
+			if err := names.Delete([]byte(oldKey)); err != nil {
+				return err
+			}
+			if err := names.Put([]byte(newKey), []byte(id)); err != nil {
+				return err
+			}
+		}
+		if err := putJSON(users, id, &u); err != nil {
+			return err
+		}
+		out = &u
+		return nil
+	})
+	return out, err
+}
+
+// DeleteUser implements Store: the user, its name, sessions and devices.
+func (b *Bolt) DeleteUser(id string) error {
+	return b.db.Batch(func(tx *bolt.Tx) error {
+		var u User
+		if err := getJSON(tx.Bucket(bucketUsers), id, &u); err != nil {
+			return err
+		}
+		if _, err := deleteUserSessions(tx, id, ""); err != nil {
+			return err
+		}
+		if u.DeviceKID != "" {
+			if err := tx.Bucket(bucketDevices).Delete([]byte(u.DeviceKID)); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket(bucketNames).Delete([]byte(NameKey(u.Name))); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketUsers).Delete([]byte(id))
+	})
+}
+
+// Identity implements Store.
+func (b *Bolt) Identity(userID, sessionID string) (*User, *Session, error) {
+	var u User
+	var s Session
+	err := b.db.View(func(tx *bolt.Tx) error {
+		if err := getJSON(tx.Bucket(bucketUsers), userID, &u); err != nil {
+			return err
+		}
+		if err := getJSON(tx.Bucket(bucketSessions), sessionID, &s); err != nil {
+			return err
+		}
+		if s.UserID != userID {
+			return ErrNotFound
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return &u, &s, nil
+}
+
+// GetSession implements Store.
+func (b *Bolt) GetSession(id string) (*Session, error) {
+	var s Session
+	err := b.db.View(func(tx *bolt.Tx) error { return getJSON(tx.Bucket(bucketSessions), id, &s) })
+	if err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// UpdateSession implements Store. fn may run more than once.
+func (b *Bolt) UpdateSession(id string, fn func(s *Session) error) (*Session, error) {
+	var out *Session
+	err := b.db.Batch(func(tx *bolt.Tx) error {
+		var s Session
+		if err := getJSON(tx.Bucket(bucketSessions), id, &s); err != nil {
+			return err
+		}
+		if err := fn(&s); err != nil {
+			return err
+		}
+		if s.ID != id {
+			return errors.New("a session's id cannot change")
+		}
+		if err := putJSON(tx.Bucket(bucketSessions), id, &s); err != nil {
+			return err
+		}
+		out = &s
+		return nil
+	})
+	return out, err
+}
+
+// PutSession implements Store; the user must exist.
+func (b *Bolt) PutSession(s *Session) error {
+	return b.db.Batch(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketUsers).Get([]byte(s.UserID)) == nil {
+			return ErrNotFound
+		}
+		return putSession(tx, s)
+	})
+}
+
+// DeleteSession implements Store.
+func (b *Bolt) DeleteSession(id string) error {
+	return b.db.Batch(func(tx *bolt.Tx) error {
+		var s Session
+		if err := getJSON(tx.Bucket(bucketSessions), id, &s); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketUserSessions).Delete(userSessionKey(s.UserID, id)); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketSessions).Delete([]byte(id))
+	})
+}
+
+// DeleteUserSessions implements Store.
+func (b *Bolt) DeleteUserSessions(userID, keep string) (int, error) {
+	var n int
+	err := b.db.Batch(func(tx *bolt.Tx) error {
+		var err error
+		n, err = deleteUserSessions(tx, userID, keep)
+		return err
+	})
+	return n, err
+}
+
+func deleteUserSessions(tx *bolt.Tx, userID, keep string) (int, error) {
+	idx, sessions := tx.Bucket(bucketUserSessions), tx.Bucket(bucketSessions)
+	prefix := []byte(userID + "/")
+	var ids []string
+	c := idx.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		if sid := string(k[len(prefix):]); sid != keep {
+			ids = append(ids, sid)
+		}
+	}
+	for _, sid := range ids {
+		if err := sessions.Delete([]byte(sid)); err != nil {
+			return 0, err
+		}
+		if err := idx.Delete(userSessionKey(userID, sid)); err != nil {
+			return 0, err
+		}
+	}
+	return len(ids), nil
+}
+
+// SigningKeys implements Store, oldest first.
+func (b *Bolt) SigningKeys() ([]SigningKey, error) {
+	var keys []SigningKey
+	err := b.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketKeys).ForEach(func(_, v []byte) error {
+			var k SigningKey
+			if err := json.Unmarshal(v, &k); err != nil {
+				return err
+			}
+			keys = append(keys, k)
+			return nil
+		})
+	})
+	slices.SortFunc(keys, func(a, b SigningKey) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	return keys, err
+}
+
+// AddSigningKey implements Store.
+func (b *Bolt) AddSigningKey(k SigningKey) error {
+	return b.db.Update(func(tx *bolt.Tx) error {
+		bk := tx.Bucket(bucketKeys)
+		if bk.Get([]byte(k.KID)) != nil {
+			return fmt.Errorf("signing key %s: %w", k.KID, ErrExists)
+		}
+		return putJSON(bk, k.KID, k)
+	})
+}
