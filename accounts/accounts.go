@@ -33,6 +33,12 @@ type Config struct {
 	Skew time.Duration
 	// CacheSize bounds the verified-token cache (0 disables it).
 	CacheSize int
+	// AccountLimit and IPLimit throttle failed password checks per account
+	// name and per client IP.
+	AccountLimit Limit
+	IPLimit      Limit
+	// Argon2 is the cost of new password hashes (DefaultArgon2 when zero).
+	Argon2 Argon2Params
 }
 
 // Service is safe for concurrent use.
@@ -42,6 +48,8 @@ type Service struct {
 	verifier *tokens.Verifier
 	cfg      Config
 	now      func() time.Time
+	byAcct   *Throttle
+	byIP     *Throttle
 }
 
 // New makes a Service. now is the clock (time.Now when nil); tests inject one.
@@ -55,12 +63,17 @@ func New(store storage.Store, keys *tokens.Keyring, cfg Config, now func() time.
 	if err := keys.EnsureSigner(cfg.Alg); err != nil {
 		return nil, err
 	}
+	if cfg.Argon2 == (Argon2Params{}) {
+		cfg.Argon2 = DefaultArgon2
+	}
 	return &Service{
 		store:    store,
 		keys:     keys,
 		cfg:      cfg,
 		now:      now,
 		verifier: &tokens.Verifier{Keys: keys, Skew: cfg.Skew, Now: now, Cache: tokens.NewCache(cfg.CacheSize, now)},
+		byAcct:   NewThrottle(cfg.AccountLimit, now),
+		byIP:     NewThrottle(cfg.IPLimit, now),
 	}, nil
 }
 
@@ -147,15 +160,16 @@ func (s *Service) newSession(userID, clientID string, now time.Time) (*storage.S
 		return nil, err
 	}
 	return &storage.Session{
-		ID:         uuid.NewString(),
-		UserID:     userID,
-		ClientID:   clientID,
-		AuthTime:   now,
-		CreatedAt:  now,
-		LastUsedAt: now,
-		ExpiresAt:  now.Add(s.cfg.SessionLifetime),
-		RefreshKey: key,
-		Generation: 1,
+		ID:            uuid.NewString(),
+		UserID:        userID,
+		ClientID:      clientID,
+		AuthTime:      now,
+		CreatedAt:     now,
+		LastUsedAt:    now,
+		ExpiresAt:     now.Add(s.cfg.SessionLifetime),
+		IdleExpiresAt: now.Add(s.cfg.SessionIdle),
+		RefreshKey:    key,
+		Generation:    1,
 	}, nil
 }
 
@@ -219,7 +233,7 @@ func (s *Service) Authenticate(raw, issuer string) (*Identity, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !s.now().Before(sess.ExpiresAt) {
+	if !s.now().Before(sess.EndsAt()) {
 		return nil, &tokens.InvalidError{Reason: ReasonSessionEnded}
 	}
 	return &Identity{User: u, Session: sess, Claims: c}, nil

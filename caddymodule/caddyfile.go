@@ -27,7 +27,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	guest_auth [<matcher>] {
 //	    storage               <path>
 //	    issuer                <url>
-//	    client                <client_id> <client_secret>
+//	    client                <client_id> [<client_secret>] {
+//	        public
+//	        guests            code|keypair|both|none
+//	    }
 //	    signing_alg           RS256|ES256|EdDSA
 //	    access_token_lifetime <duration>
 //	    session_idle_timeout  <duration>
@@ -37,9 +40,13 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    cookie                <name>
 //	    header                user_id|user_name|user_tag|user_anonymous <Header-Name>
 //	    token_cache_size      <n>
+//	    signin_limit          account|ip <burst> <interval>
 //	}
 //
 // `client` may be repeated. Write secrets as `{env.NAME}` placeholders.
+// A client's block is optional: `public` marks a client without a secret
+// (such as a mobile app), `guests` says how it may create guests (default
+// `both`, or `keypair` for a public client).
 func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {
@@ -71,9 +78,9 @@ func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				"session_lifetime": &g.SessionLifetime, "clock_skew": &g.ClockSkew,
 			}[key] = caddy.Duration(dur)
 		case "client":
-			var c Client
-			if !d.AllArgs(&c.ClientID, &c.ClientSecret) {
-				return d.ArgErr()
+			c, err := parseClient(d)
+			if err != nil {
+				return err
 			}
 			g.Clients = append(g.Clients, c)
 		case "header":
@@ -89,6 +96,28 @@ func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("unknown header %q (want user_id, user_name, user_tag or user_anonymous)", which)
 			}
 			*field = name
+		case "signin_limit":
+			var which, burst, interval string
+			if !d.AllArgs(&which, &burst, &interval) {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(burst)
+			if err != nil {
+				return d.Errf("signin_limit burst: %v", err)
+			}
+			dur, err := caddy.ParseDuration(interval)
+			if err != nil {
+				return d.Errf("signin_limit interval: %v", err)
+			}
+			l := &RateLimit{Burst: n, Interval: caddy.Duration(dur)}
+			switch which {
+			case "account":
+				g.SignInAccountLimit = l
+			case "ip":
+				g.SignInIPLimit = l
+			default:
+				return d.Errf("signin_limit: want account or ip, not %q", which)
+			}
 		case "token_cache_size":
 			var v string
 			if !d.AllArgs(&v) {
@@ -107,3 +136,33 @@ func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 }
 
 var _ caddyfile.Unmarshaler = (*GuestAuth)(nil)
+
+// parseClient reads `client <id> [<secret>] [{ public; guests <how> }]`;
+// Validate checks the combination.
+func parseClient(d *caddyfile.Dispenser) (Client, error) {
+	var c Client
+	switch args := d.RemainingArgs(); len(args) {
+	case 1:
+		c.ClientID = args[0]
+	case 2:
+		c.ClientID, c.ClientSecret = args[0], args[1]
+	default:
+		return c, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "public":
+			if d.NextArg() {
+				return c, d.ArgErr()
+			}
+			c.Public = true
+		case "guests":
+			if !d.AllArgs(&c.Guests) {
+				return c, d.ArgErr()
+			}
+		default:
+			return c, d.Errf("unknown client option %q (want public or guests)", d.Val())
+		}
+	}
+	return c, nil
+}

@@ -28,6 +28,13 @@ func (g *GuestAuth) buildRoutes() {
 	g.routes = map[string]func(http.ResponseWriter, *http.Request) error{
 		PathToken:            g.serveToken,
 		PathTokenCasdoor:     g.serveToken,
+		PathChallenge:        g.serveChallenge,
+		PathRevoke:           g.serveRevoke,
+		PathUserInfo:         g.serveUserInfo,
+		PathUserInfoOAuth:    g.serveUserInfo,
+		PathUpdateUser:       g.serveUpdateUser,
+		PathGetAccount:       g.serveGetAccount,
+		PathLogout:           g.serveLogout,
 		base + pathDiscovery: g.serveDiscovery,
 		base + pathJWKS:      g.serveJWKS,
 	}
@@ -48,16 +55,19 @@ func (g *GuestAuth) serveDiscovery(w http.ResponseWriter, r *http.Request) error
 	}
 	iss, origin := g.issuerFor(r), g.originFor(r)
 	doc := map[string]any{
-		"issuer":                                iss,
-		"jwks_uri":                              iss + pathJWKS,
-		"token_endpoint":                        origin + PathToken,
-		"grant_types_supported":                 []string{"authorization_code"},
-		"response_types_supported":              []string{"code"},
-		"subject_types_supported":               []string{"public"},
-		"id_token_signing_alg_values_supported": []string{string(g.alg)},
-		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
-		"scopes_supported":                      []string{accounts.Scope},
-		"claims_supported":                      []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "sid", "name", "preferred_username", "tag", "is_anonymous"},
+		"issuer":                                     iss,
+		"jwks_uri":                                   iss + pathJWKS,
+		"token_endpoint":                             origin + PathToken,
+		"userinfo_endpoint":                          origin + PathUserInfoOAuth,
+		"revocation_endpoint":                        origin + PathRevoke,
+		"grant_types_supported":                      []string{"authorization_code", "password", "refresh_token", accounts.GrantAnonymousRequest},
+		"response_types_supported":                   []string{"code"},
+		"subject_types_supported":                    []string{"public"},
+		"id_token_signing_alg_values_supported":      []string{string(g.alg)},
+		"token_endpoint_auth_methods_supported":      g.tokenAuthMethods(),
+		"revocation_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
+		"scopes_supported":                           []string{accounts.Scope},
+		"claims_supported":                           []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "sid", "name", "preferred_username", "tag", "is_anonymous"},
 	}
 	w.Header().Set("Access-Control-Allow-Origin", "*")
 	return writeJSONPublic(w, doc)

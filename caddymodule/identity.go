@@ -147,19 +147,24 @@ var tokenErrorText = map[string]string{
 	accounts.ReasonSessionEnded: "The session of this access token has ended.",
 }
 
-// bearerError writes an RFC 6750 §3 challenge with a JSON body.
-func bearerError(w http.ResponseWriter, status int, code, desc string) error {
+// setBearerChallenge sets the RFC 6750 §3 WWW-Authenticate challenge.
+func setBearerChallenge(w http.ResponseWriter, code, desc string) {
 	challenge := `Bearer realm="` + realm + `"`
 	if code != "" {
 		challenge += `, error="` + code + `"`
-	}
-	if desc != "" {
-		challenge += `, error_description="` + desc + `"`
+		if desc != "" {
+			challenge += `, error_description="` + desc + `"`
+		}
 	}
 	w.Header().Set("WWW-Authenticate", challenge)
+}
+
+// bearerError answers with the RFC 6750 challenge and a JSON body.
+func bearerError(w http.ResponseWriter, status int, code, desc string) error {
+	setBearerChallenge(w, code, desc)
+	body := oauthError{Error: code, Description: desc}
 	if code == "" {
-		code = "unauthorized"
-		desc = "An access token is required."
+		body = oauthError{Error: "unauthorized", Description: "An access token is required."}
 	}
-	return writeJSON(w, status, oauthError{Error: code, Description: desc})
+	return writeJSON(w, status, body)
 }

@@ -76,6 +76,15 @@ type GuestAuth struct {
 	// Names of the identity headers injected for the upstream.
 	Headers HeaderNames `json:"headers,omitempty"`
 
+	// Failed password checks (sign-in, or a wrong old_password) allowed per
+	// account name at once, then one more per interval. Default: 5, 1m.
+	// A burst of 0 disables the limit.
+	SignInAccountLimit *RateLimit `json:"signin_account_limit,omitempty"`
+
+	// The same per client IP (Caddy's client IP, which honours the server's
+	// trusted_proxies). Default: 20, 10s.
+	SignInIPLimit *RateLimit `json:"signin_ip_limit,omitempty"`
+
 	// How many verified access tokens to remember, so repeat requests skip
 	// signature verification. Default: 10000. 0 disables the cache.
 	TokenCacheSize *int `json:"token_cache_size,omitempty"`
@@ -100,6 +109,16 @@ type Client struct {
 	// The client_secret. Use a placeholder such as `{env.APP_SECRET}` so the
 	// secret stays out of the config file.
 	ClientSecret string `json:"client_secret,omitempty"`
+	// Public marks a client that cannot keep a secret, such as a mobile app:
+	// it has no client_secret and authenticates with its client_id alone.
+	// Its guests must be bound to a device key, so of the guest requests
+	// only the key-pair grant is open to it.
+	Public bool `json:"public,omitempty"`
+	// Guests says how this client may create guests: `code` (the Casdoor
+	// `code=guest-user` request), `keypair` (the Authgear device key-pair
+	// grant, which also signs a device's guest in again), `both` or `none`.
+	// Default: `both`, or `keypair` for a public client.
+	Guests string `json:"guests,omitempty"`
 
 	secret []byte
 }
@@ -115,6 +134,16 @@ type HeaderNames struct {
 	UserTag string `json:"user_tag,omitempty"`
 	// Default: X-Auth-User-Anonymous (`true` or `false`).
 	UserAnonymous string `json:"user_anonymous,omitempty"`
+}
+
+// RateLimit is a token bucket: Burst at once, then one per Interval.
+type RateLimit struct {
+	Burst    int            `json:"burst"`
+	Interval caddy.Duration `json:"interval"`
+}
+
+func (l *RateLimit) limit() accounts.Limit {
+	return accounts.Limit{Burst: l.Burst, Interval: time.Duration(l.Interval)}
 }
 
 // Access policies.
@@ -182,6 +211,8 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		SessionLifetime: time.Duration(g.SessionLifetime),
 		Skew:            time.Duration(g.ClockSkew),
 		CacheSize:       *g.TokenCacheSize,
+		AccountLimit:    g.SignInAccountLimit.limit(),
+		IPLimit:         g.SignInIPLimit.limit(),
 	}, g.now)
 	if err != nil {
 		return err
@@ -213,6 +244,12 @@ func (g *GuestAuth) setDefaults() {
 	}
 	if g.Require == "" {
 		g.Require = RequireNone
+	}
+	if g.SignInAccountLimit == nil {
+		g.SignInAccountLimit = &RateLimit{Burst: 5, Interval: caddy.Duration(time.Minute)}
+	}
+	if g.SignInIPLimit == nil {
+		g.SignInIPLimit = &RateLimit{Burst: 20, Interval: caddy.Duration(10 * time.Second)}
 	}
 	if g.TokenCacheSize == nil {
 		n := 10000
@@ -250,7 +287,10 @@ func (g *GuestAuth) Validate() error {
 			return fmt.Errorf("client %q is configured twice", c.ClientID)
 		}
 		seen[c.ClientID] = true
-		if len(c.secret) == 0 {
+		if err := c.validateGuests(); err != nil {
+			return err
+		}
+		if !c.Public && len(c.secret) == 0 {
 			return fmt.Errorf("client %q has an empty secret (is its environment variable set?)", c.ClientID)
 		}
 	}
@@ -262,6 +302,11 @@ func (g *GuestAuth) Validate() error {
 	}
 	if g.ClockSkew < 0 || g.ClockSkew > caddy.Duration(5*time.Minute) {
 		return errors.New("clock_skew must be between 0 and 5m")
+	}
+	for _, l := range []*RateLimit{g.SignInAccountLimit, g.SignInIPLimit} {
+		if l.Burst < 0 || (l.Burst > 0 && l.Interval <= 0) {
+			return errors.New("a sign-in limit needs a burst >= 0 and a positive interval")
+		}
 	}
 	if *g.TokenCacheSize < 0 {
 		return errors.New("token_cache_size cannot be negative")

@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 
 	"go.uber.org/zap"
 
@@ -69,6 +70,11 @@ func (g *GuestAuth) writeOAuthError(w http.ResponseWriter, err error) error {
 			w.Header().Set("WWW-Authenticate", he.challenge)
 		}
 		return writeJSON(w, he.status, oauthError{Error: he.err.Code, Description: he.err.Description})
+	}
+	var te *accounts.ThrottledError
+	if errors.As(err, &te) {
+		w.Header().Set("Retry-After", strconv.FormatInt(te.RetrySeconds(), 10))
+		return writeJSON(w, http.StatusTooManyRequests, oauthError{Error: "temporarily_unavailable", Description: te.Error()})
 	}
 	var ae *accounts.Error
 	if !errors.As(err, &ae) {
@@ -221,12 +227,38 @@ func (g *GuestAuth) tokenGrant(w http.ResponseWriter, r *http.Request) (*account
 		if code != GuestCode {
 			return nil, &accounts.Error{Code: accounts.CodeInvalidGrant, Description: "The authorization code is invalid."}
 		}
+		if err := client.allowGuests(GuestsCode); err != nil {
+			return nil, err
+		}
 		issued, err := g.svc.CreateGuest(g.issuerFor(r), client.ClientID)
 		if err != nil {
 			return nil, err
 		}
 		g.logger.Info("guest.created", zap.String("user_id", issued.User.ID), zap.String("client_id", client.ClientID))
 		return issued, nil
+	case accounts.GrantAnonymousRequest:
+		return g.anonymousRequestGrant(r, client, params)
+	case "password":
+		username, password := params["username"], params["password"]
+		if username == "" || password == "" {
+			return nil, badRequest("The username and password parameters are required.")
+		}
+		issued, err := g.svc.PasswordSignIn(g.issuerFor(r), client.ClientID, username, password, clientIP(r))
+		var te *accounts.ThrottledError
+		if errors.As(err, &te) {
+			g.logger.Warn("signin.throttled", zap.String("client_ip", clientIP(r)), zap.Int64("retry_after_s", te.RetrySeconds()))
+		}
+		return issued, err
+	case "refresh_token":
+		token := params["refresh_token"]
+		if token == "" {
+			return nil, badRequest("The refresh_token parameter is missing.")
+		}
+		issued, err := g.svc.Refresh(g.issuerFor(r), client.ClientID, token)
+		if errors.Is(err, accounts.ErrRefreshReuse) {
+			g.logger.Warn("refresh.reuse_detected", zap.String("client_id", client.ClientID), zap.String("client_ip", clientIP(r)))
+		}
+		return issued, err
 	}
 	return nil, &accounts.Error{Code: accounts.CodeUnsupportedGrantType, Description: fmt.Sprintf("The grant_type %q is not supported.", grant)}
 }

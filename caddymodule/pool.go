@@ -4,6 +4,9 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/guestauth/caddy-guestauth/accounts"
 
 	"github.com/guestauth/caddy-guestauth/storage"
 	"github.com/guestauth/caddy-guestauth/tokens"
@@ -18,9 +21,44 @@ var storePool = caddy.NewUsagePool()
 type sharedStore struct {
 	store *storage.Bolt
 	keys  *tokens.Keyring
+	stop  chan struct{}
+	done  chan struct{}
 }
 
-func (s *sharedStore) Destruct() error { return s.store.Close() }
+// Destruct stops the sweeper, then closes the file.
+func (s *sharedStore) Destruct() error {
+	close(s.stop)
+	<-s.done
+	return s.store.Close()
+}
+
+// Session sweeping: ended sessions are deleted every sweepInterval, in
+// transactions of at most sweepBatch sessions so writers never wait long.
+const (
+	sweepInterval = time.Minute
+	sweepBatch    = 500
+)
+
+// sweep runs for the life of the open file: exactly one per store.
+func (s *sharedStore) sweep() {
+	defer close(s.done)
+	log := caddy.Log().Named("guest_auth.sweeper")
+	t := time.NewTicker(sweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		n, err := accounts.SweepSessions(s.store, time.Now, sweepBatch)
+		if err != nil {
+			log.Error("sweeping sessions", zap.Error(err))
+		} else if n > 0 {
+			log.Info("sessions.expired", zap.Int("count", n))
+		}
+	}
+}
 
 // lockTimeout bounds the wait when another process holds the file.
 const lockTimeout = 3 * time.Second
@@ -36,7 +74,9 @@ func openShared(path string) (*sharedStore, error) {
 			st.Close()
 			return nil, err
 		}
-		return &sharedStore{store: st, keys: keys}, nil
+		sh := &sharedStore{store: st, keys: keys, stop: make(chan struct{}), done: make(chan struct{})}
+		go sh.sweep()
+		return sh, nil
 	})
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,9 +23,10 @@ var (
 	bucketUserSessions = []byte("user_sessions") // user id + "/" + session id -> ""
 	bucketKeys         = []byte("keys")          // kid -> SigningKey JSON
 	bucketDevices      = []byte("devices")       // device kid -> Device JSON
+	bucketSessionEnds  = []byte("session_ends")  // EndsAt (8-byte big-endian unix ns) + session id -> ""
 	bucketMeta         = []byte("meta")
 
-	allBuckets = [][]byte{bucketUsers, bucketNames, bucketSessions, bucketUserSessions, bucketKeys, bucketDevices, bucketMeta}
+	allBuckets = [][]byte{bucketUsers, bucketNames, bucketSessions, bucketUserSessions, bucketSessionEnds, bucketKeys, bucketDevices, bucketMeta}
 )
 
 // schemaVersion is written to the meta bucket; a file from a newer version is
@@ -38,11 +40,14 @@ type Options struct {
 	LockTimeout time.Duration
 	// MaxBatchDelay is how long concurrent writes wait to share one fsync.
 	MaxBatchDelay time.Duration
+	// Now is the clock used to stamp orphaned guests (time.Now when nil).
+	Now func() time.Time
 }
 
 // Bolt is a Store on one bbolt file.
 type Bolt struct {
-	db *bolt.DB
+	db  *bolt.DB
+	now func() time.Time
 }
 
 var _ Store = (*Bolt)(nil)
@@ -85,7 +90,10 @@ func OpenBolt(path string, opt Options) (*Bolt, error) {
 		db.Close()
 		return nil, fmt.Errorf("initializing %s: %w", path, err)
 	}
-	return &Bolt{db: db}, nil
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	return &Bolt{db: db, now: opt.Now}, nil
 }
 
 // Close closes the file.
@@ -168,14 +176,81 @@ func (b *Bolt) CreateUser(u *User, s *Session, dev *Device) error {
 	})
 }
 
+func sessionEndKey(s *Session) []byte {
+	k := make([]byte, 8, 8+len(s.ID))
+	binary.BigEndian.PutUint64(k, uint64(max(s.EndsAt().UnixNano(), 0)))
+	return append(k, s.ID...)
+}
+
+// putSession writes s with its index entries, replacing a previous version,
+// and clears the owner's orphan mark.
 func putSession(tx *bolt.Tx, s *Session) error {
 	if s.ID == "" || s.UserID == "" {
 		return errors.New("session needs an id and a user id")
 	}
-	if err := putJSON(tx.Bucket(bucketSessions), s.ID, s); err != nil {
+	sessions, ends := tx.Bucket(bucketSessions), tx.Bucket(bucketSessionEnds)
+	var prev Session
+	if err := getJSON(sessions, s.ID, &prev); err == nil {
+		if prev.UserID != s.UserID {
+			return errors.New("a session's user cannot change")
+		}
+		if err := ends.Delete(sessionEndKey(&prev)); err != nil {
+			return err
+		}
+	} else if !errors.Is(err, ErrNotFound) {
 		return err
 	}
-	return tx.Bucket(bucketUserSessions).Put(userSessionKey(s.UserID, s.ID), nil)
+	if err := putJSON(sessions, s.ID, s); err != nil {
+		return err
+	}
+	if err := ends.Put(sessionEndKey(s), nil); err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketUserSessions).Put(userSessionKey(s.UserID, s.ID), nil); err != nil {
+		return err
+	}
+	var u User
+	if err := getJSON(tx.Bucket(bucketUsers), s.UserID, &u); err != nil {
+		return err
+	}
+	if !u.OrphanedAt.IsZero() {
+		u.OrphanedAt = time.Time{}
+		return putJSON(tx.Bucket(bucketUsers), u.ID, &u)
+	}
+	return nil
+}
+
+// deleteSession removes s and its index entries; the caller then calls
+// markOrphan for its user.
+func deleteSession(tx *bolt.Tx, s *Session) error {
+	if err := tx.Bucket(bucketSessionEnds).Delete(sessionEndKey(s)); err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketUserSessions).Delete(userSessionKey(s.UserID, s.ID)); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketSessions).Delete([]byte(s.ID))
+}
+
+// markOrphan stamps a guest that has no session left.
+func markOrphan(tx *bolt.Tx, userID string, now time.Time) error {
+	users := tx.Bucket(bucketUsers)
+	var u User
+	if err := getJSON(users, userID, &u); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	if !u.IsAnonymous() || !u.OrphanedAt.IsZero() {
+		return nil
+	}
+	prefix := []byte(userID + "/")
+	if k, _ := tx.Bucket(bucketUserSessions).Cursor().Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) {
+		return nil
+	}
+	u.OrphanedAt = now.UTC()
+	return putJSON(users, userID, &u)
 }
 
 // GetUser implements Store.
@@ -311,7 +386,7 @@ func (b *Bolt) UpdateSession(id string, fn func(s *Session) error) (*Session, er
 		if s.ID != id {
 			return errors.New("a session's id cannot change")
 		}
-		if err := putJSON(tx.Bucket(bucketSessions), id, &s); err != nil {
+		if err := putSession(tx, &s); err != nil {
 			return err
 		}
 		out = &s
@@ -332,48 +407,88 @@ func (b *Bolt) PutSession(s *Session) error {
 
 // DeleteSession implements Store.
 func (b *Bolt) DeleteSession(id string) error {
+	now := b.now()
 	return b.db.Batch(func(tx *bolt.Tx) error {
 		var s Session
 		if err := getJSON(tx.Bucket(bucketSessions), id, &s); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketUserSessions).Delete(userSessionKey(s.UserID, id)); err != nil {
+		if err := deleteSession(tx, &s); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketSessions).Delete([]byte(id))
+		return markOrphan(tx, s.UserID, now)
 	})
 }
 
 // DeleteUserSessions implements Store.
 func (b *Bolt) DeleteUserSessions(userID, keep string) (int, error) {
+	now := b.now()
 	var n int
 	err := b.db.Batch(func(tx *bolt.Tx) error {
 		var err error
-		n, err = deleteUserSessions(tx, userID, keep)
-		return err
+		if n, err = deleteUserSessions(tx, userID, keep); err != nil {
+			return err
+		}
+		return markOrphan(tx, userID, now)
 	})
 	return n, err
 }
 
 func deleteUserSessions(tx *bolt.Tx, userID, keep string) (int, error) {
-	idx, sessions := tx.Bucket(bucketUserSessions), tx.Bucket(bucketSessions)
 	prefix := []byte(userID + "/")
 	var ids []string
-	c := idx.Cursor()
+	c := tx.Bucket(bucketUserSessions).Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 		if sid := string(k[len(prefix):]); sid != keep {
 			ids = append(ids, sid)
 		}
 	}
 	for _, sid := range ids {
-		if err := sessions.Delete([]byte(sid)); err != nil {
+		var s Session
+		if err := getJSON(tx.Bucket(bucketSessions), sid, &s); err != nil {
 			return 0, err
 		}
-		if err := idx.Delete(userSessionKey(userID, sid)); err != nil {
+		if err := deleteSession(tx, &s); err != nil {
 			return 0, err
 		}
 	}
 	return len(ids), nil
+}
+
+// DeleteEndedSessions implements Store. It reads the end-time index, so its
+// cost depends on how many sessions ended, not on how many exist.
+func (b *Bolt) DeleteEndedSessions(now time.Time, limit int) (int, error) {
+	var n int
+	err := b.db.Update(func(tx *bolt.Tx) error {
+		n = 0
+		var ended []Session
+		c := tx.Bucket(bucketSessionEnds).Cursor()
+		for k, _ := c.First(); k != nil && len(ended) < limit; k, _ = c.Next() {
+			if len(k) < 8 || int64(binary.BigEndian.Uint64(k[:8])) > now.UnixNano() {
+				break
+			}
+			var s Session
+			if err := getJSON(tx.Bucket(bucketSessions), string(k[8:]), &s); err != nil {
+				return fmt.Errorf("session index entry %x: %w", k, err)
+			}
+			ended = append(ended, s)
+		}
+		users := map[string]bool{}
+		for i := range ended {
+			if err := deleteSession(tx, &ended[i]); err != nil {
+				return err
+			}
+			users[ended[i].UserID] = true
+		}
+		for id := range users {
+			if err := markOrphan(tx, id, now); err != nil {
+				return err
+			}
+		}
+		n = len(ended)
+		return nil
+	})
+	return n, err
 }
 
 // SigningKeys implements Store, oldest first.

@@ -45,6 +45,9 @@ type User struct {
 	// DeviceKID is the key id of the device key-pair bound to an anonymous
 	// user created by the key-pair grant; empty otherwise.
 	DeviceKID string `json:"device_kid,omitempty"`
+	// OrphanedAt is set when a guest's last session ends (a guest lives as
+	// long as its sessions) and cleared when it gets a new one.
+	OrphanedAt time.Time `json:"orphaned_at,omitzero"`
 }
 
 // IsAnonymous reports whether the user is still a guest.
@@ -61,10 +64,21 @@ type Session struct {
 	CreatedAt  time.Time `json:"created_at"`
 	LastUsedAt time.Time `json:"last_used_at"`
 	ExpiresAt  time.Time `json:"expires_at"`
+	// IdleExpiresAt is LastUsedAt + the idle timeout in force when it was used.
+	IdleExpiresAt time.Time `json:"idle_expires_at"`
 	// RefreshKey derives the refresh token of each generation
 	// (HMAC(RefreshKey, id|generation)); only Generation's token is valid.
 	RefreshKey []byte `json:"refresh_key"`
 	Generation uint64 `json:"generation"`
+}
+
+// EndsAt is when the session ends unless used again: the earlier of its
+// absolute and idle expiry.
+func (s *Session) EndsAt() time.Time {
+	if s.IdleExpiresAt.Before(s.ExpiresAt) {
+		return s.IdleExpiresAt
+	}
+	return s.ExpiresAt
 }
 
 // SigningKey is a persisted token-signing key (private JWK JSON).
@@ -108,6 +122,23 @@ type Store interface {
 	DeleteSession(id string) error
 	// DeleteUserSessions ends every session of a user except keep (may be "").
 	DeleteUserSessions(userID, keep string) (int, error)
+	// DeleteEndedSessions deletes up to limit sessions whose EndsAt is not
+	// after now, oldest first, and reports how many it deleted.
+	DeleteEndedSessions(now time.Time, limit int) (int, error)
+
+	// Deleting a guest's last session marks the guest orphaned (OrphanedAt);
+	// storing a new session for it clears the mark.
+
+	// GetDevice reads the device key bound to kid (ErrNotFound if none).
+	GetDevice(kid string) (*Device, error)
+	// PutChallenge stores a single-use challenge under the SHA-256 of token.
+	PutChallenge(token string, c Challenge) error
+	// ConsumeChallenge deletes and returns the challenge of token in one
+	// transaction, so concurrent callers cannot both get it (ErrNotFound if
+	// it is unknown, already consumed or expired at now). The caller checks
+	// its purpose. Both challenge methods also delete a bounded number of
+	// expired challenges.
+	ConsumeChallenge(token string, now time.Time) (*Challenge, error)
 
 	SigningKeys() ([]SigningKey, error)
 	AddSigningKey(k SigningKey) error

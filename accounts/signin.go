@@ -1,0 +1,71 @@
+package accounts
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/guestauth/caddy-guestauth/storage"
+)
+
+// ThrottledError refuses an attempt made too soon after repeated failures.
+type ThrottledError struct{ RetryAfter time.Duration }
+
+func (e *ThrottledError) Error() string {
+	return fmt.Sprintf("Too many failed attempts; retry in %d seconds.", e.RetrySeconds())
+}
+
+// RetrySeconds is RetryAfter rounded up to whole seconds (at least 1).
+func (e *ThrottledError) RetrySeconds() int64 {
+	return max(1, int64((e.RetryAfter+time.Second-1)/time.Second))
+}
+
+// errBadCredentials is the one answer for an unknown user, a guest and a wrong
+// password, so sign-in reveals neither which accounts exist nor which are guests.
+var errBadCredentials = &Error{Code: CodeInvalidGrant, Description: "The username or password is incorrect."}
+
+// PasswordSignIn is the password grant for normal users. Guests cannot sign
+// in this way until they upgrade. Failures are throttled per account name
+// and per client IP; every failure costs one password hash, like a success.
+func (s *Service) PasswordSignIn(issuer, clientID, username, password, clientIP string) (*Issued, error) {
+	acctKey, ipKey := "acct:"+storage.NameKey(username), "ip:"+clientIP
+	if wait := max(s.byAcct.Wait(acctKey), s.byIP.Wait(ipKey)); wait > 0 {
+		return nil, &ThrottledError{RetryAfter: wait}
+	}
+	u, err := s.store.GetUserByName(username)
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return nil, err
+	}
+	hash := dummyHash()
+	usable := err == nil && !u.IsAnonymous() && u.PasswordHash != ""
+	if usable {
+		hash = u.PasswordHash
+	}
+	ok, verr := VerifyPassword(password, hash)
+	if verr != nil {
+		return nil, verr
+	}
+	if !ok || !usable || checkPasswordLength(password) != nil {
+		s.byAcct.Fail(acctKey)
+		s.byIP.Fail(ipKey)
+		return nil, errBadCredentials
+	}
+	s.byAcct.Reset(acctKey)
+
+	now := s.now().UTC()
+	sess, err := s.newSession(u.ID, clientID, now)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := s.mint(issuer, clientID, u, sess, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.store.PutSession(sess); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, errBadCredentials // deleted meanwhile
+		}
+		return nil, err
+	}
+	return &Issued{Tokens: *tok, User: u, Session: sess}, nil
+}

@@ -1,0 +1,166 @@
+package caddymodule_test
+
+// Helpers shared by the integration tests of the core (token endpoint,
+// proxying, lifecycle).
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwk"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/guestauth/caddy-guestauth/storage"
+)
+
+// identityNames are the default identity headers, normalized (lower case,
+// '-' for '_').
+var identityNames = []string{"x-auth-user-id", "x-auth-user-name", "x-auth-user-tag", "x-auth-user-anonymous"}
+
+func normHeader(k string) string { return strings.ToLower(strings.ReplaceAll(k, "_", "-")) }
+
+// identityKeys lists the header keys of h that spell one of names in any way.
+func identityKeys(h http.Header, names ...string) []string {
+	var out []string
+	for k := range h {
+		for _, n := range names {
+			if normHeader(k) == n {
+				out = append(out, k)
+			}
+		}
+	}
+	return out
+}
+
+// seen decodes the headers the upstream echoed back for a proxied request.
+// Unlike Upstream.Headers, it is safe when requests run in parallel.
+func seen(t testing.TB, r *response) http.Header {
+	t.Helper()
+	var h http.Header
+	if err := json.Unmarshal(r.Body, &h); err != nil {
+		t.Fatalf("not an upstream echo (%d): %v: %s", r.Status, err, r.Body)
+	}
+	return h
+}
+
+// doRaw sends headers with their keys exactly as given (no canonicalizing),
+// so the spelling on the wire is the test's.
+func (s *server) doRaw(method, path string, body io.Reader, headers ...string) *response {
+	s.t.Helper()
+	req, err := http.NewRequest(method, s.Base+path, body)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header[headers[i]] = append(req.Header[headers[i]], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return &response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+}
+
+// jwtParts decodes a compact JWT's header and payload without verifying it.
+func jwtParts(t testing.TB, tok string) (hdr, claims map[string]any) {
+	t.Helper()
+	p := strings.Split(tok, ".")
+	if len(p) != 3 {
+		t.Fatalf("not a compact JWS: %q", tok)
+	}
+	for i, dst := range []*map[string]any{&hdr, &claims} {
+		raw, err := base64.RawURLEncoding.DecodeString(p[i])
+		if err != nil {
+			t.Fatalf("JWT part %d: %v", i, err)
+		}
+		dec := json.NewDecoder(strings.NewReader(string(raw)))
+		dec.UseNumber()
+		if err := dec.Decode(dst); err != nil {
+			t.Fatalf("JWT part %d: %v", i, err)
+		}
+	}
+	return hdr, claims
+}
+
+func b64JSON(t testing.TB, v any) string {
+	t.Helper()
+	raw, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(raw)
+}
+
+// discover fetches the discovery document and the JWKS it names.
+func (s *server) discover() (doc map[string]any, set jwk.Set, rawJWKS []byte) {
+	s.t.Helper()
+	resp := s.get("/.well-known/openid-configuration", "")
+	if resp.Status != http.StatusOK {
+		s.t.Fatalf("discovery: %d %s", resp.Status, resp.Body)
+	}
+	doc = resp.JSON(s.t)
+	uri, _ := doc["jwks_uri"].(string)
+	if !strings.HasPrefix(uri, s.Base+"/") {
+		s.t.Fatalf("jwks_uri %q is not under %s", uri, s.Base)
+	}
+	jr, err := http.Get(uri)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer jr.Body.Close()
+	rawJWKS, err = io.ReadAll(jr.Body)
+	if err != nil || jr.StatusCode != http.StatusOK {
+		s.t.Fatalf("JWKS: %d %v %s", jr.StatusCode, err, rawJWKS)
+	}
+	set, err = jwk.Parse(rawJWKS)
+	if err != nil {
+		s.t.Fatalf("JWKS does not parse: %v: %s", err, rawJWKS)
+	}
+	return doc, set, rawJWKS
+}
+
+// storedUsers reads every user in a bbolt file. The Store interface has no
+// listing, so this reads the users bucket directly; the server must be
+// stopped (bbolt locks the file).
+func storedUsers(t testing.TB, path string) []storage.User {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("opening %s: %v", path, err)
+	}
+	defer db.Close()
+	var users []storage.User
+	err = db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("users"))
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(_, v []byte) error {
+			var u storage.User
+			if err := json.Unmarshal(v, &u); err != nil {
+				return err
+			}
+			users = append(users, u)
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return users
+}
+
+// guestRequest is the seeds' request body for a client.
+func guestRequest(clientID, secret string) map[string]string {
+	return map[string]string{"grant_type": "authorization_code", "client_id": clientID, "client_secret": secret, "code": "guest-user"}
+}

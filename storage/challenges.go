@@ -1,0 +1,164 @@
+package storage
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Challenges are the single-use nonces of the device key-pair grant. Only the
+// SHA-256 of a challenge token is stored, so a copy of the file cannot answer
+// an outstanding challenge. The buckets are created on first write, so files
+// made before this feature need no migration.
+var (
+	bucketChallenges    = []byte("challenges")     // SHA-256(token) -> Challenge JSON
+	bucketChallengeEnds = []byte("challenge_ends") // ExpiresAt (8-byte big-endian unix ns) + SHA-256(token) -> ""
+)
+
+// Challenge is a stored challenge; its token is not kept.
+type Challenge struct {
+	Purpose   string    `json:"purpose"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// challengePurgeLimit bounds the expired challenges one write deletes: the
+// work per request stays small, and since each request adds at most one
+// challenge, cleanup still outpaces creation.
+const challengePurgeLimit = 16
+
+func challengeHash(token string) []byte {
+	h := sha256.Sum256([]byte(token))
+	return h[:]
+}
+
+func challengeEndKey(hash []byte, expires time.Time) []byte {
+	k := make([]byte, 8, 8+len(hash))
+	binary.BigEndian.PutUint64(k, uint64(max(expires.UnixNano(), 0)))
+	return append(k, hash...)
+}
+
+func challengeBuckets(tx *bolt.Tx) (challenges, ends *bolt.Bucket, err error) {
+	if challenges, err = tx.CreateBucketIfNotExists(bucketChallenges); err != nil {
+		return nil, nil, err
+	}
+	if ends, err = tx.CreateBucketIfNotExists(bucketChallengeEnds); err != nil {
+		return nil, nil, err
+	}
+	return challenges, ends, nil
+}
+
+// purgeChallenges deletes up to challengePurgeLimit challenges expired at
+// now, oldest first, reading only the expiry index.
+func purgeChallenges(challenges, ends *bolt.Bucket, now time.Time) error {
+	var keys [][]byte
+	c := ends.Cursor()
+	for k, _ := c.First(); k != nil && len(keys) < challengePurgeLimit; k, _ = c.Next() {
+		if len(k) < 8 || int64(binary.BigEndian.Uint64(k[:8])) > now.UnixNano() {
+			break
+		}
+		keys = append(keys, bytes.Clone(k))
+	}
+	for _, k := range keys {
+		if err := challenges.Delete(k[8:]); err != nil {
+			return err
+		}
+		if err := ends.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// PutChallenge implements Store.
+func (b *Bolt) PutChallenge(token string, c Challenge) error {
+	if token == "" || c.ExpiresAt.IsZero() {
+		return errors.New("a challenge needs a token and an expiry")
+	}
+	raw, err := json.Marshal(&c)
+	if err != nil {
+		return err
+	}
+	h := challengeHash(token)
+	// Batched: a burst of challenge requests shares one fsync. The function
+	// is idempotent, as bbolt may run it twice.
+	return b.db.Batch(func(tx *bolt.Tx) error {
+		challenges, ends, err := challengeBuckets(tx)
+		if err != nil {
+			return err
+		}
+		if err := purgeChallenges(challenges, ends, c.CreatedAt); err != nil {
+			return err
+		}
+		if prev := challenges.Get(h); prev != nil && !bytes.Equal(prev, raw) {
+			return fmt.Errorf("challenge: %w", ErrExists)
+		}
+		if err := challenges.Put(h, raw); err != nil {
+			return err
+		}
+		return ends.Put(challengeEndKey(h, c.ExpiresAt), nil)
+	})
+}
+
+// ConsumeChallenge implements Store.
+func (b *Bolt) ConsumeChallenge(token string, now time.Time) (*Challenge, error) {
+	h := challengeHash(token)
+	var out *Challenge
+	// Read and delete in one write transaction: bbolt has one writer at a
+	// time, so of concurrent consumers of a token exactly one finds it. The
+	// function returns nil when the token is unknown so the purge commits.
+	err := b.db.Batch(func(tx *bolt.Tx) error {
+		out = nil
+		challenges, ends, err := challengeBuckets(tx)
+		if err != nil {
+			return err
+		}
+		if err := purgeChallenges(challenges, ends, now); err != nil {
+			return err
+		}
+		raw := challenges.Get(h)
+		if raw == nil {
+			return nil
+		}
+		var c Challenge
+		if err := json.Unmarshal(raw, &c); err != nil {
+			return fmt.Errorf("challenge record: %w", err)
+		}
+		if err := challenges.Delete(h); err != nil {
+			return err
+		}
+		if err := ends.Delete(challengeEndKey(h, c.ExpiresAt)); err != nil {
+			return err
+		}
+		if now.Before(c.ExpiresAt) {
+			out = &c
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if out == nil {
+		return nil, ErrNotFound
+	}
+	return out, nil
+}
+
+// CountChallenges reports how many challenges are stored, expired or not
+// (for tests and monitoring).
+func (b *Bolt) CountChallenges() (int, error) {
+	var n int
+	err := b.db.View(func(tx *bolt.Tx) error {
+		if bk := tx.Bucket(bucketChallenges); bk != nil {
+			n = bk.Stats().KeyN
+		}
+		return nil
+	})
+	return n, err
+}
