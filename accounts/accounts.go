@@ -39,6 +39,10 @@ type Config struct {
 	IPLimit      Limit
 	// Argon2 is the cost of new password hashes (DefaultArgon2 when zero).
 	Argon2 Argon2Params
+	// Guests limits guest creation.
+	Guests GuestLimits
+	// Activity, when set, records users' activity (see Activity).
+	Activity *Activity
 }
 
 // Service is safe for concurrent use.
@@ -50,6 +54,11 @@ type Service struct {
 	now      func() time.Time
 	byAcct   *Throttle
 	byIP     *Throttle
+	// guest creation limits
+	byIPCreate *Throttle
+	global     *Throttle
+	// device challenge issuance per IP
+	byIPChallenge *Throttle
 }
 
 // New makes a Service. now is the clock (time.Now when nil); tests inject one.
@@ -67,13 +76,16 @@ func New(store storage.Store, keys *tokens.Keyring, cfg Config, now func() time.
 		cfg.Argon2 = DefaultArgon2
 	}
 	return &Service{
-		store:    store,
-		keys:     keys,
-		cfg:      cfg,
-		now:      now,
-		verifier: &tokens.Verifier{Keys: keys, Skew: cfg.Skew, Now: now, Cache: tokens.NewCache(cfg.CacheSize, now)},
-		byAcct:   NewThrottle(cfg.AccountLimit, now),
-		byIP:     NewThrottle(cfg.IPLimit, now),
+		store:         store,
+		keys:          keys,
+		cfg:           cfg,
+		now:           now,
+		verifier:      &tokens.Verifier{Keys: keys, Skew: cfg.Skew, Now: now, Cache: tokens.NewCache(cfg.CacheSize, now)},
+		byAcct:        NewThrottle(cfg.AccountLimit, now),
+		byIP:          NewThrottle(cfg.IPLimit, now),
+		byIPCreate:    NewThrottle(cfg.Guests.PerIP, now),
+		global:        NewThrottle(cfg.Guests.Global, now),
+		byIPChallenge: NewThrottle(challengeLimit, now),
 	}, nil
 }
 
@@ -120,8 +132,12 @@ type Issued struct {
 const Scope = "openid"
 
 // CreateGuest creates a guest user (username guest_<uuid>, tag guest-user,
-// no usable password) with its first session, and issues its tokens.
-func (s *Service) CreateGuest(issuer, clientID string) (*Issued, error) {
+// no usable password) with its first session, and issues its tokens. The
+// guest creation limits apply to clientIP.
+func (s *Service) CreateGuest(issuer, clientID, clientIP string) (*Issued, error) {
+	if err := s.admitGuest(clientIP); err != nil {
+		return nil, err
+	}
 	return s.createGuest(issuer, clientID, nil)
 }
 
@@ -233,9 +249,11 @@ func (s *Service) Authenticate(raw, issuer string) (*Identity, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !s.now().Before(sess.EndsAt()) {
+	now := s.now()
+	if !now.Before(sess.EndsAt()) {
 		return nil, &tokens.InvalidError{Reason: ReasonSessionEnded}
 	}
+	s.cfg.Activity.Touch(u.ID, now)
 	return &Identity{User: u, Session: sess, Claims: c}, nil
 }
 

@@ -83,7 +83,7 @@ func TestCreateGuestShape(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, defaultConfig())
 	start := f.clock.Now()
-	iss, err := f.svc.CreateGuest(issuer, "my-app")
+	iss, err := f.svc.CreateGuest(issuer, "my-app", "192.0.2.1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestCreateGuestShape(t *testing.T) {
 	}
 
 	// Every guest is a different user.
-	iss2, err := f.svc.CreateGuest(issuer, "my-app")
+	iss2, err := f.svc.CreateGuest(issuer, "my-app", "192.0.2.1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func TestCreateGuestShape(t *testing.T) {
 func TestAuthenticate(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, defaultConfig())
-	iss, err := f.svc.CreateGuest(issuer, "my-app")
+	iss, err := f.svc.CreateGuest(issuer, "my-app", "192.0.2.1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +188,7 @@ func TestAuthenticate(t *testing.T) {
 func TestAuthenticateAfterUserDeleted(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, defaultConfig())
-	iss, err := f.svc.CreateGuest(issuer, "my-app")
+	iss, err := f.svc.CreateGuest(issuer, "my-app", "192.0.2.1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +206,7 @@ func TestAuthenticateAfterUserDeleted(t *testing.T) {
 func TestAuthenticateAfterSessionDeleted(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, defaultConfig())
-	iss, err := f.svc.CreateGuest(issuer, "my-app")
+	iss, err := f.svc.CreateGuest(issuer, "my-app", "192.0.2.1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +231,7 @@ func TestAuthenticateAfterSessionExpired(t *testing.T) {
 	cfg := defaultConfig()
 	cfg.SessionLifetime = 30 * time.Minute
 	f := newFixture(t, cfg)
-	iss, err := f.svc.CreateGuest(issuer, "my-app")
+	iss, err := f.svc.CreateGuest(issuer, "my-app", "192.0.2.1")
 	if err != nil {
 		t.Fatal(err)
 	}

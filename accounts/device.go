@@ -69,15 +69,22 @@ type Challenge struct {
 
 var challengeEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
 
+// challengeLimit bounds challenges per client IP: each is a store write.
+var challengeLimit = Limit{Burst: 60, Interval: time.Second}
+
 // NewChallenge issues a single-use challenge for purpose, valid for
-// ChallengeLifetime. Only anonymous_request is supported.
-func (s *Service) NewChallenge(purpose string) (*Challenge, error) {
+// ChallengeLifetime. Only anonymous_request is supported. Issuance is
+// throttled per client IP.
+func (s *Service) NewChallenge(purpose, clientIP string) (*Challenge, error) {
 	switch purpose {
 	case PurposeAnonymousRequest:
 	case "biometric_request", "app2app_request":
 		return nil, refuse(CodeInvalidRequest, "The challenge purpose %q is not supported.", purpose)
 	default:
 		return nil, refuse(CodeInvalidRequest, "Unknown challenge purpose %q.", purpose)
+	}
+	if wait := s.byIPChallenge.Take(clientIP); wait > 0 {
+		return nil, &ThrottledError{Limit: LimitIP, RetryAfter: wait}
 	}
 	b := make([]byte, 20) // 160 bits, 32 base32 characters as in Authgear
 	if _, err := rand.Read(b); err != nil {
@@ -127,7 +134,7 @@ type requestClaims struct {
 // AnonymousRequest is the key-pair grant. raw is the request JWT. Every
 // refusal is an *Error (invalid_grant, or invalid_request for `promote`);
 // nothing is stored unless the JWT verifies and its challenge is consumed.
-func (s *Service) AnonymousRequest(issuer, clientID, raw string) (*DeviceResult, error) {
+func (s *Service) AnonymousRequest(issuer, clientID, clientIP, raw string) (*DeviceResult, error) {
 	if len(raw) > maxRequestSize || strings.Count(raw, ".") != 2 {
 		return nil, invalidGrant("The jwt parameter is not a compact JWS.")
 	}
@@ -208,6 +215,9 @@ func (s *Service) AnonymousRequest(issuer, clientID, raw string) (*DeviceResult,
 	}
 
 	if dev == nil {
+		if err := s.admitGuest(clientIP); err != nil {
+			return nil, err
+		}
 		issued, err := s.registerDevice(issuer, clientID, kid, alg, key, now)
 		if !errors.Is(err, storage.ErrExists) {
 			if err != nil {
@@ -276,6 +286,7 @@ func (s *Service) deviceSignIn(issuer, clientID string, dev *storage.Device, now
 		}
 		return nil, err
 	}
+	s.cfg.Activity.Touch(u.ID, now)
 	return &Issued{Tokens: *tok, User: u, Session: sess}, nil
 }
 

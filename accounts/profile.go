@@ -166,7 +166,7 @@ var errConflict = errors.New("concurrent update")
 func (s *Service) checkOldPassword(u *storage.User, old *string) error {
 	key := "acct:" + storage.NameKey(u.Name)
 	if wait := s.byAcct.Wait(key); wait > 0 {
-		return &ThrottledError{RetryAfter: wait}
+		return &ThrottledError{Limit: LimitSignIn, RetryAfter: wait}
 	}
 	if old == nil || *old == "" {
 		return refuse(CodeWrongPassword, "Changing the password needs the current one (old_password).")

@@ -108,6 +108,7 @@ func (s *Service) Refresh(issuer, clientID, token string) (*Issued, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.cfg.Activity.Touch(u.ID, now)
 	return &Issued{Tokens: *tok, User: u, Session: sess}, nil
 }
 

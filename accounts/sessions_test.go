@@ -33,7 +33,7 @@ func (f *fixture) authenticate(t *testing.T, at string) *accounts.Identity {
 
 func (f *fixture) guest(t *testing.T) (*accounts.Issued, *accounts.Identity) {
 	t.Helper()
-	g, err := f.svc.CreateGuest(issuer, "app")
+	g, err := f.svc.CreateGuest(issuer, "app", "192.0.2.1")
 	if err != nil {
 		t.Fatal(err)
 	}

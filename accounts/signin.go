@@ -8,12 +8,31 @@ import (
 	"github.com/guestauth/caddy-guestauth/storage"
 )
 
-// ThrottledError refuses an attempt made too soon after repeated failures.
-type ThrottledError struct{ RetryAfter time.Duration }
+// ThrottledError refuses a request over a limit: Limit is "signin" (too
+// many failed password checks), "ip" or "global" (guest creation rate) or
+// "cap" (the live guest cap).
+type ThrottledError struct {
+	Limit      string
+	RetryAfter time.Duration
+}
 
 func (e *ThrottledError) Error() string {
-	return fmt.Sprintf("Too many failed attempts; retry in %d seconds.", e.RetrySeconds())
+	switch e.Limit {
+	case LimitSignIn:
+		return fmt.Sprintf("Too many failed attempts; retry in %d seconds.", e.RetrySeconds())
+	case LimitCap:
+		return fmt.Sprintf("The site has reached its limit of guest accounts; retry in %d seconds.", e.RetrySeconds())
+	}
+	return fmt.Sprintf("Too many guest accounts were created; retry in %d seconds.", e.RetrySeconds())
 }
+
+// Limits a ThrottledError can name.
+const (
+	LimitSignIn = "signin"
+	LimitIP     = "ip"
+	LimitGlobal = "global"
+	LimitCap    = "cap"
+)
 
 // RetrySeconds is RetryAfter rounded up to whole seconds (at least 1).
 func (e *ThrottledError) RetrySeconds() int64 {
@@ -30,7 +49,7 @@ var errBadCredentials = &Error{Code: CodeInvalidGrant, Description: "The usernam
 func (s *Service) PasswordSignIn(issuer, clientID, username, password, clientIP string) (*Issued, error) {
 	acctKey, ipKey := "acct:"+storage.NameKey(username), "ip:"+clientIP
 	if wait := max(s.byAcct.Wait(acctKey), s.byIP.Wait(ipKey)); wait > 0 {
-		return nil, &ThrottledError{RetryAfter: wait}
+		return nil, &ThrottledError{Limit: LimitSignIn, RetryAfter: wait}
 	}
 	u, err := s.store.GetUserByName(username)
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
@@ -67,5 +86,6 @@ func (s *Service) PasswordSignIn(issuer, clientID, username, password, clientIP 
 		}
 		return nil, err
 	}
+	s.cfg.Activity.Touch(u.ID, now)
 	return &Issued{Tokens: *tok, User: u, Session: sess}, nil
 }

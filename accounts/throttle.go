@@ -82,6 +82,31 @@ func (t *Throttle) Fail(key string) {
 	b.tokens = math.Max(0, b.tokens-1)
 }
 
+// Take spends one try for key if it has one and returns 0, or returns how
+// long until it will have one (spending nothing).
+func (t *Throttle) Take(key string) time.Duration {
+	if t == nil {
+		return 0
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	b, ok := t.m[key]
+	if !ok {
+		if len(t.m) >= t.max {
+			t.prune(now)
+		}
+		b = &bucket{tokens: float64(t.limit.Burst), at: now}
+		t.m[key] = b
+	}
+	t.refill(b, now)
+	if b.tokens < 1 {
+		return time.Duration((1 - b.tokens) * float64(t.limit.Interval))
+	}
+	b.tokens--
+	return 0
+}
+
 // Reset forgets key (after a success).
 func (t *Throttle) Reset(key string) {
 	if t == nil {

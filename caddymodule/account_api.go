@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/guestauth/caddy-guestauth/accounts"
+	"github.com/guestauth/caddy-guestauth/events"
 	"github.com/guestauth/caddy-guestauth/storage"
 	"github.com/guestauth/caddy-guestauth/tokens"
 )
@@ -135,10 +136,10 @@ func (g *GuestAuth) serveUpdateUser(w http.ResponseWriter, r *http.Request) erro
 		return g.writeEnvelopeError(w, err)
 	}
 	if res.Upgraded {
-		g.logger.Info("guest.upgraded", zap.String("user_id", res.User.ID), zap.String("old_name", res.OldName), zap.String("new_name", res.User.Name))
+		g.emit(events.Event{Type: events.GuestUpgraded, UserID: res.User.ID, ClientID: id.Session.ClientID, Data: map[string]any{"old_name": res.OldName, "new_name": res.User.Name}})
 	}
 	if res.EndedSessions > 0 {
-		g.logger.Info("session.revoked", zap.String("user_id", res.User.ID), zap.Int("sessions", res.EndedSessions), zap.String("cause", "password_changed"))
+		g.emit(events.Event{Type: events.SessionRevoked, UserID: res.User.ID, Data: map[string]any{"sessions": res.EndedSessions, "cause": "password_changed"}})
 	}
 	return writeJSON(w, http.StatusOK, envelope{Status: "ok", Data: "Affected", Data2: accountView(res.User)})
 }
@@ -190,7 +191,7 @@ func (g *GuestAuth) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	if err := g.svc.Logout(id); err != nil {
 		return g.writeEnvelopeError(w, err)
 	}
-	g.logger.Info("session.revoked", zap.String("user_id", id.User.ID), zap.String("cause", "logout"))
+	g.emit(events.Event{Type: events.SessionRevoked, UserID: id.User.ID, ClientID: id.Session.ClientID, Data: map[string]any{"cause": "logout"}})
 	return writeJSON(w, http.StatusOK, envelope{Status: "ok", Data: "Affected"})
 }
 

@@ -41,6 +41,13 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    header                user_id|user_name|user_tag|user_anonymous <Header-Name>
 //	    token_cache_size      <n>
 //	    signin_limit          account|ip <burst> <interval>
+//	    guest_limit           ip|global <burst> <interval>
+//	    max_live_guests       <n>
+//	    guest_ttl             <duration>
+//	    sweep_interval        <duration>
+//	    activity_flush_interval <duration>
+//	    keep_header           <Header-Name>
+//	    webhook               <url> <secret>
 //	}
 //
 // `client` may be repeated. Write secrets as `{env.NAME}` placeholders.
@@ -64,7 +71,7 @@ func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				"storage": &g.StoragePath, "issuer": &g.Issuer, "signing_alg": &g.SigningAlg,
 				"require": &g.Require, "cookie": &g.Cookie,
 			}[key] = v
-		case "access_token_lifetime", "session_idle_timeout", "session_lifetime", "clock_skew":
+		case "access_token_lifetime", "session_idle_timeout", "session_lifetime", "clock_skew", "sweep_interval", "activity_flush_interval":
 			var v string
 			if !d.AllArgs(&v) {
 				return d.ArgErr()
@@ -76,6 +83,7 @@ func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			*map[string]*caddy.Duration{
 				"access_token_lifetime": &g.AccessTokenLifetime, "session_idle_timeout": &g.SessionIdleTimeout,
 				"session_lifetime": &g.SessionLifetime, "clock_skew": &g.ClockSkew,
+				"sweep_interval": &g.SweepInterval, "activity_flush_interval": &g.ActivityFlushInterval,
 			}[key] = caddy.Duration(dur)
 		case "client":
 			c, err := parseClient(d)
@@ -96,27 +104,58 @@ func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("unknown header %q (want user_id, user_name, user_tag or user_anonymous)", which)
 			}
 			*field = name
-		case "signin_limit":
+		case "signin_limit", "guest_limit":
 			var which, burst, interval string
 			if !d.AllArgs(&which, &burst, &interval) {
 				return d.ArgErr()
 			}
 			n, err := strconv.Atoi(burst)
 			if err != nil {
-				return d.Errf("signin_limit burst: %v", err)
+				return d.Errf("%s burst: %v", key, err)
 			}
 			dur, err := caddy.ParseDuration(interval)
 			if err != nil {
-				return d.Errf("signin_limit interval: %v", err)
+				return d.Errf("%s interval: %v", key, err)
 			}
 			l := &RateLimit{Burst: n, Interval: caddy.Duration(dur)}
-			switch which {
-			case "account":
-				g.SignInAccountLimit = l
-			case "ip":
-				g.SignInIPLimit = l
-			default:
-				return d.Errf("signin_limit: want account or ip, not %q", which)
+			targets := map[string]map[string]**RateLimit{
+				"signin_limit": {"account": &g.SignInAccountLimit, "ip": &g.SignInIPLimit},
+				"guest_limit":  {"ip": &g.GuestLimitIP, "global": &g.GuestLimitGlobal},
+			}[key]
+			target, ok := targets[which]
+			if !ok {
+				return d.Errf("%s: unknown limit %q", key, which)
+			}
+			*target = l
+		case "max_live_guests":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return d.Errf("max_live_guests: %v", err)
+			}
+			g.MaxLiveGuests = n
+		case "guest_ttl":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil {
+				return d.Errf("guest_ttl: %v", err)
+			}
+			ttl := caddy.Duration(dur)
+			g.GuestTTL = &ttl
+		case "keep_header":
+			if !d.AllArgs(&g.KeepHeader) {
+				return d.ArgErr()
+			}
+		case "webhook":
+			g.Webhook = new(Webhook)
+			if !d.AllArgs(&g.Webhook.URL, &g.Webhook.Secret) {
+				return d.ArgErr()
 			}
 		case "token_cache_size":
 			var v string

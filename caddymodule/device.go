@@ -12,11 +12,14 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/guestauth/caddy-guestauth/accounts"
+	"github.com/guestauth/caddy-guestauth/events"
+	"github.com/guestauth/caddy-guestauth/metrics"
 )
 
 // PathChallenge is Authgear's challenge endpoint. It sits at the site root,
@@ -95,18 +98,17 @@ func (g *GuestAuth) anonymousRequestGrant(r *http.Request, client *Client, param
 	if jwt == "" {
 		return nil, badRequest("The jwt parameter is missing.")
 	}
-	res, err := g.svc.AnonymousRequest(g.issuerFor(r), client.ClientID, jwt)
+	res, err := g.svc.AnonymousRequest(g.issuerFor(r), client.ClientID, clientIP(r), jwt)
 	if err != nil {
 		if errors.Is(err, accounts.ErrNotAGuest) {
 			g.logger.Info("device.refused_not_guest", zap.String("client_id", client.ClientID))
 		}
 		return nil, err
 	}
-	kid := zap.String("device_kid", res.User.DeviceKID)
 	if res.Created {
-		g.logger.Info("guest.created", zap.String("user_id", res.User.ID), zap.String("client_id", client.ClientID), kid)
+		g.emit(events.Event{Type: events.GuestCreated, UserID: res.User.ID, ClientID: client.ClientID, Data: map[string]any{"via": "keypair", "device_kid": res.User.DeviceKID}})
 	} else {
-		g.logger.Info("device.signin", zap.String("user_id", res.User.ID), zap.String("client_id", client.ClientID), kid)
+		g.logger.Info("device.signin", zap.String("user_id", res.User.ID), zap.String("client_id", client.ClientID), zap.String("device_kid", res.User.DeviceKID))
 	}
 	return res.Issued, nil
 }
@@ -114,7 +116,7 @@ func (g *GuestAuth) anonymousRequestGrant(r *http.Request, client *Client, param
 // Authgear's API envelope: {"result": ...} or {"error": {...}}; its SDKs
 // read the challenge from "result".
 type authgearEnvelope struct {
-	Result any       `json:"result,omitempty"`
+	Result any            `json:"result,omitempty"`
 	Error  *authgearError `json:"error,omitempty"`
 }
 
@@ -158,8 +160,14 @@ func (g *GuestAuth) serveChallenge(w http.ResponseWriter, r *http.Request) error
 	if req.Purpose == nil {
 		return writeAuthgearError(w, http.StatusBadRequest, "Invalid", "ValidationFailed", "The purpose is required.")
 	}
-	c, err := g.svc.NewChallenge(*req.Purpose)
+	c, err := g.svc.NewChallenge(*req.Purpose, clientIP(r))
 	var ae *accounts.Error
+	var te *accounts.ThrottledError
+	if errors.As(err, &te) {
+		metrics.RateLimited(te.Limit)
+		w.Header().Set("Retry-After", strconv.FormatInt(te.RetrySeconds(), 10))
+		return writeAuthgearError(w, http.StatusTooManyRequests, "TooManyRequest", "RateLimited", te.Error())
+	}
 	if errors.As(err, &ae) {
 		return writeAuthgearError(w, http.StatusBadRequest, "Invalid", "ValidationFailed", ae.Description)
 	}

@@ -65,7 +65,7 @@ func (g *GuestAuth) serveDiscovery(w http.ResponseWriter, r *http.Request) error
 		"subject_types_supported":                    []string{"public"},
 		"id_token_signing_alg_values_supported":      []string{string(g.alg)},
 		"token_endpoint_auth_methods_supported":      g.tokenAuthMethods(),
-		"revocation_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
+		"revocation_endpoint_auth_methods_supported": g.tokenAuthMethods(),
 		"scopes_supported":                           []string{accounts.Scope},
 		"claims_supported":                           []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "sid", "name", "preferred_username", "tag", "is_anonymous"},
 	}

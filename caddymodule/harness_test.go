@@ -132,6 +132,8 @@ http://127.0.0.1:%d {
 		storage %s
 		client demo-app demo-secret
 		client other-app other-secret
+		# Every test client is 127.0.0.1; tests of the limits set their own.
+		guest_limit ip 100000 1ms
 		%s
 	}
 	reverse_proxy %s
@@ -232,6 +234,19 @@ func (s *server) Reload(caddyfile string) {
 
 // Logs is everything Caddy printed so far.
 func (s *server) Logs() string { return s.logs.String() }
+
+// HasLog waits up to 5s for Caddy's output to contain substr: logs arrive
+// through a pipe, after the HTTP response that caused them.
+func (s *server) HasLog(substr string) bool {
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(s.Logs(), substr) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
+}
 
 // response is a finished HTTP exchange.
 type response struct {

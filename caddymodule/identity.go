@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/guestauth/caddy-guestauth/accounts"
+	"github.com/guestauth/caddy-guestauth/metrics"
 	"github.com/guestauth/caddy-guestauth/tokens"
 )
 
@@ -104,7 +105,7 @@ func (g *GuestAuth) serveProxied(w http.ResponseWriter, r *http.Request, repl *c
 		if g.Require != RequireNone {
 			return bearerError(w, http.StatusUnauthorized, "", "")
 		}
-		return next.ServeHTTP(w, r)
+		return next.ServeHTTP(&keepWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, g: g}, r)
 	}
 	id, err := g.authenticate(r, raw)
 	if err != nil {
@@ -119,7 +120,7 @@ func (g *GuestAuth) serveProxied(w http.ResponseWriter, r *http.Request, repl *c
 	h.Set(g.Headers.UserTag, id.User.Tag)
 	h.Set(g.Headers.UserAnonymous, strconv.FormatBool(id.User.IsAnonymous()))
 	setUserPlaceholders(repl, id)
-	return next.ServeHTTP(w, r)
+	return next.ServeHTTP(&keepWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, g: g, user: id.User}, r)
 }
 
 func (g *GuestAuth) authenticate(r *http.Request, raw string) (*accounts.Identity, error) {
@@ -132,6 +133,7 @@ func (g *GuestAuth) writeAuthError(w http.ResponseWriter, err error) error {
 	var inv *tokens.InvalidError
 	if errors.As(err, &inv) {
 		g.logger.Debug("access token refused", zap.String("reason", inv.Reason))
+		metrics.TokenRejected(inv.Reason)
 		return bearerError(w, http.StatusUnauthorized, "invalid_token", tokenErrorText[inv.Reason])
 	}
 	g.logger.Error("authenticating request", zap.Error(err))

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/guestauth/caddy-guestauth/accounts"
+	"github.com/guestauth/caddy-guestauth/events"
 	"github.com/guestauth/caddy-guestauth/tokens"
 )
 
@@ -85,21 +86,61 @@ type GuestAuth struct {
 	// trusted_proxies). Default: 20, 10s.
 	SignInIPLimit *RateLimit `json:"signin_ip_limit,omitempty"`
 
+	// Guest creations allowed per client IP at once, then one more per
+	// interval. Default: 30, 1m (about 60 an hour sustained).
+	GuestLimitIP *RateLimit `json:"guest_limit_ip,omitempty"`
+
+	// Guest creations allowed for the whole site at once, then one more per
+	// interval. Default: 500, 20ms (50 a second sustained).
+	GuestLimitGlobal *RateLimit `json:"guest_limit_global,omitempty"`
+
+	// Most guests that may exist at once; 0 (default) means no cap.
+	MaxLiveGuests int64 `json:"max_live_guests,omitempty"`
+
+	// Guests with no activity for this long are deleted, with their
+	// sessions, unless kept. Orphaned guests (no device key and no session
+	// left, so nobody can ever sign in as them) are deleted at the next
+	// sweep. Default: 720h (30 days). 0 turns expiry off.
+	GuestTTL *caddy.Duration `json:"guest_ttl,omitempty"`
+
+	// How often the expiry sweep runs. Default: 10m.
+	SweepInterval caddy.Duration `json:"sweep_interval,omitempty"`
+
+	// Activity (token issuance, refresh, proxied requests) is recorded in
+	// memory and written to the store this often, so last-activity times
+	// are precise to this interval. Default: 1m.
+	ActivityFlushInterval caddy.Duration `json:"activity_flush_interval,omitempty"`
+
+	// Response header by which the upstream marks the requesting guest as
+	// kept (value `true`): kept guests own data and never expire. The
+	// header is removed before the response leaves Caddy.
+	// Default: X-Guest-Auth-Keep.
+	KeepHeader string `json:"keep_header,omitempty"`
+
+	// Optional webhook receiving the module's events (guest.created,
+	// guest.upgraded, guest.expired, session.revoked,
+	// refresh.reuse_detected, signin.throttled) as signed JSON POSTs.
+	Webhook *Webhook `json:"webhook,omitempty"`
+
 	// How many verified access tokens to remember, so repeat requests skip
 	// signature verification. Default: 10000. 0 disables the cache.
 	TokenCacheSize *int `json:"token_cache_size,omitempty"`
 
-	svc     *accounts.Service
-	poolKey string
-	shared  *sharedStore
-	clients map[string]*Client
-	routes  map[string]func(http.ResponseWriter, *http.Request) error
-	strip   []string // identity header names, each in the form ToLower(s) with '-'
-	logger  *zap.Logger
-	alg     jwa.SignatureAlgorithm
-	issuer  string // configured issuer, without trailing slash
-	origin  string // scheme://host of the configured issuer
-	now     func() time.Time
+	svc      *accounts.Service
+	activity *accounts.Activity
+	events   *events.Emitter
+	webhook  *events.Webhook
+	bg       *background
+	poolKey  string
+	shared   *sharedStore
+	clients  map[string]*Client
+	routes   map[string]func(http.ResponseWriter, *http.Request) error
+	strip    []string // identity header names, each in the form ToLower(s) with '-'
+	logger   *zap.Logger
+	alg      jwa.SignatureAlgorithm
+	issuer   string // configured issuer, without trailing slash
+	origin   string // scheme://host of the configured issuer
+	now      func() time.Time
 }
 
 // Client is an application that may request tokens.
@@ -204,6 +245,10 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		return err
 	}
 
+	if err := g.setupEvents(ctx); err != nil {
+		return err
+	}
+	g.activity = accounts.NewActivity(g.shared.store)
 	g.svc, err = accounts.New(g.shared.store, g.shared.keys, accounts.Config{
 		Alg:             g.alg,
 		AccessTTL:       time.Duration(g.AccessTokenLifetime),
@@ -213,6 +258,12 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		CacheSize:       *g.TokenCacheSize,
 		AccountLimit:    g.SignInAccountLimit.limit(),
 		IPLimit:         g.SignInIPLimit.limit(),
+		Guests: accounts.GuestLimits{
+			PerIP:   g.GuestLimitIP.limit(),
+			Global:  g.GuestLimitGlobal.limit(),
+			MaxLive: g.MaxLiveGuests,
+		},
+		Activity: g.activity,
 	}, g.now)
 	if err != nil {
 		return err
@@ -223,6 +274,8 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		g.strip = append(g.strip, normalizeHeaderName(h))
 	}
 	g.buildRoutes()
+	g.startBackground()
+	g.shared.attach(g)
 	return nil
 }
 
@@ -251,6 +304,26 @@ func (g *GuestAuth) setDefaults() {
 	if g.SignInIPLimit == nil {
 		g.SignInIPLimit = &RateLimit{Burst: 20, Interval: caddy.Duration(10 * time.Second)}
 	}
+	if g.GuestLimitIP == nil {
+		g.GuestLimitIP = &RateLimit{Burst: 30, Interval: caddy.Duration(time.Minute)}
+	}
+	if g.GuestLimitGlobal == nil {
+		g.GuestLimitGlobal = &RateLimit{Burst: 500, Interval: caddy.Duration(20 * time.Millisecond)}
+	}
+	if g.GuestTTL == nil {
+		ttl := caddy.Duration(30 * 24 * time.Hour)
+		g.GuestTTL = &ttl
+	}
+	if g.SweepInterval == 0 {
+		g.SweepInterval = caddy.Duration(10 * time.Minute)
+	}
+	if g.ActivityFlushInterval == 0 {
+		g.ActivityFlushInterval = caddy.Duration(time.Minute)
+	}
+	if g.KeepHeader == "" {
+		g.KeepHeader = "X-Guest-Auth-Keep"
+	}
+	g.KeepHeader = http.CanonicalHeaderKey(g.KeepHeader)
 	if g.TokenCacheSize == nil {
 		n := 10000
 		g.TokenCacheSize = &n
@@ -303,10 +376,13 @@ func (g *GuestAuth) Validate() error {
 	if g.ClockSkew < 0 || g.ClockSkew > caddy.Duration(5*time.Minute) {
 		return errors.New("clock_skew must be between 0 and 5m")
 	}
-	for _, l := range []*RateLimit{g.SignInAccountLimit, g.SignInIPLimit} {
+	for _, l := range []*RateLimit{g.SignInAccountLimit, g.SignInIPLimit, g.GuestLimitIP, g.GuestLimitGlobal} {
 		if l.Burst < 0 || (l.Burst > 0 && l.Interval <= 0) {
-			return errors.New("a sign-in limit needs a burst >= 0 and a positive interval")
+			return errors.New("a limit needs a burst >= 0 and a positive interval")
 		}
+	}
+	if g.MaxLiveGuests < 0 || *g.GuestTTL < 0 || g.SweepInterval <= 0 || g.ActivityFlushInterval <= 0 {
+		return errors.New("max_live_guests and guest_ttl cannot be negative; sweep_interval and activity_flush_interval must be positive")
 	}
 	if *g.TokenCacheSize < 0 {
 		return errors.New("token_cache_size cannot be negative")
@@ -324,9 +400,12 @@ func (g *GuestAuth) Validate() error {
 // Cleanup releases this config's use of the shared store; the file closes
 // when no config uses it any more.
 func (g *GuestAuth) Cleanup() error {
+	g.stopBackground()
+	g.stopEvents()
 	if g.poolKey == "" {
 		return nil
 	}
+	g.shared.detach(g)
 	_, err := storePool.Delete(g.poolKey)
 	return err
 }

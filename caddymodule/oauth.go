@@ -15,6 +15,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/guestauth/caddy-guestauth/accounts"
+	"github.com/guestauth/caddy-guestauth/events"
+	"github.com/guestauth/caddy-guestauth/metrics"
 )
 
 // maxBodyBytes bounds every request body the module reads.
@@ -73,6 +75,7 @@ func (g *GuestAuth) writeOAuthError(w http.ResponseWriter, err error) error {
 	}
 	var te *accounts.ThrottledError
 	if errors.As(err, &te) {
+		metrics.RateLimited(te.Limit)
 		w.Header().Set("Retry-After", strconv.FormatInt(te.RetrySeconds(), 10))
 		return writeJSON(w, http.StatusTooManyRequests, oauthError{Error: "temporarily_unavailable", Description: te.Error()})
 	}
@@ -230,11 +233,11 @@ func (g *GuestAuth) tokenGrant(w http.ResponseWriter, r *http.Request) (*account
 		if err := client.allowGuests(GuestsCode); err != nil {
 			return nil, err
 		}
-		issued, err := g.svc.CreateGuest(g.issuerFor(r), client.ClientID)
+		issued, err := g.svc.CreateGuest(g.issuerFor(r), client.ClientID, clientIP(r))
 		if err != nil {
 			return nil, err
 		}
-		g.logger.Info("guest.created", zap.String("user_id", issued.User.ID), zap.String("client_id", client.ClientID))
+		g.emit(events.Event{Type: events.GuestCreated, UserID: issued.User.ID, ClientID: client.ClientID, Data: map[string]any{"via": "code"}})
 		return issued, nil
 	case accounts.GrantAnonymousRequest:
 		return g.anonymousRequestGrant(r, client, params)
@@ -246,7 +249,7 @@ func (g *GuestAuth) tokenGrant(w http.ResponseWriter, r *http.Request) (*account
 		issued, err := g.svc.PasswordSignIn(g.issuerFor(r), client.ClientID, username, password, clientIP(r))
 		var te *accounts.ThrottledError
 		if errors.As(err, &te) {
-			g.logger.Warn("signin.throttled", zap.String("client_ip", clientIP(r)), zap.Int64("retry_after_s", te.RetrySeconds()))
+			g.emit(events.Event{Type: events.SignInThrottled, ClientID: client.ClientID, Data: map[string]any{"client_ip": clientIP(r), "retry_after_s": te.RetrySeconds()}})
 		}
 		return issued, err
 	case "refresh_token":
@@ -256,7 +259,7 @@ func (g *GuestAuth) tokenGrant(w http.ResponseWriter, r *http.Request) (*account
 		}
 		issued, err := g.svc.Refresh(g.issuerFor(r), client.ClientID, token)
 		if errors.Is(err, accounts.ErrRefreshReuse) {
-			g.logger.Warn("refresh.reuse_detected", zap.String("client_id", client.ClientID), zap.String("client_ip", clientIP(r)))
+			g.emit(events.Event{Type: events.RefreshReuseDetected, ClientID: client.ClientID, Data: map[string]any{"client_ip": clientIP(r)}})
 		}
 		return issued, err
 	}

@@ -1,6 +1,11 @@
 package caddymodule
 
 import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -23,6 +28,57 @@ type sharedStore struct {
 	keys  *tokens.Keyring
 	stop  chan struct{}
 	done  chan struct{}
+	// pruneMu lets one guest sweep run at a time on this file.
+	pruneMu sync.Mutex
+
+	mu       sync.Mutex
+	handlers []*GuestAuth // configs using this file, newest last
+}
+
+func (s *sharedStore) attach(g *GuestAuth) {
+	s.mu.Lock()
+	s.handlers = append(s.handlers, g)
+	s.mu.Unlock()
+}
+
+func (s *sharedStore) detach(g *GuestAuth) {
+	s.mu.Lock()
+	s.handlers = slices.DeleteFunc(s.handlers, func(h *GuestAuth) bool { return h == g })
+	s.mu.Unlock()
+}
+
+// handler is the newest config using this file (its settings, such as
+// guest_ttl, apply to admin operations), or nil.
+func (s *sharedStore) handler() *GuestAuth {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.handlers) == 0 {
+		return nil
+	}
+	return s.handlers[len(s.handlers)-1]
+}
+
+// findStore returns the open store at path, or the only open store when
+// path is empty.
+func findStore(path string) (*sharedStore, error) {
+	var found []*sharedStore
+	var paths []string
+	storePool.Range(func(k, v any) bool {
+		if path == "" || k.(string) == path {
+			found = append(found, v.(*sharedStore))
+			paths = append(paths, k.(string))
+		}
+		return true
+	})
+	switch {
+	case len(found) == 1:
+		return found[0], nil
+	case len(found) == 0 && path != "":
+		return nil, fmt.Errorf("no guest_auth storage is open at %q", path)
+	case len(found) == 0:
+		return nil, errors.New("no guest_auth storage is open (is guest_auth in the running config?)")
+	}
+	return nil, fmt.Errorf("several guest_auth storage files are open; name one with storage=: %s", strings.Join(paths, ", "))
 }
 
 // Destruct stops the sweeper, then closes the file.

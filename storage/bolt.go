@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -26,7 +27,7 @@ var (
 	bucketSessionEnds  = []byte("session_ends")  // EndsAt (8-byte big-endian unix ns) + session id -> ""
 	bucketMeta         = []byte("meta")
 
-	allBuckets = [][]byte{bucketUsers, bucketNames, bucketSessions, bucketUserSessions, bucketSessionEnds, bucketKeys, bucketDevices, bucketMeta}
+	allBuckets = [][]byte{bucketUsers, bucketNames, bucketSessions, bucketUserSessions, bucketSessionEnds, bucketKeys, bucketDevices, bucketMeta, bucketGuestIdle, bucketOrphans}
 )
 
 // schemaVersion is written to the meta bucket; a file from a newer version is
@@ -46,8 +47,29 @@ type Options struct {
 
 // Bolt is a Store on one bbolt file.
 type Bolt struct {
-	db  *bolt.DB
-	now func() time.Time
+	db     *bolt.DB
+	now    func() time.Time
+	writes atomic.Uint64
+}
+
+// Writes counts the write transactions committed since the file was opened.
+func (b *Bolt) Writes() uint64 { return b.writes.Load() }
+
+func (b *Bolt) update(fn func(*bolt.Tx) error) error {
+	err := b.db.Update(fn)
+	if err == nil {
+		b.writes.Add(1)
+	}
+	return err
+}
+
+// batch shares one commit between concurrent callers; fn may run twice.
+func (b *Bolt) batch(fn func(*bolt.Tx) error) error {
+	err := b.db.Batch(fn)
+	if err == nil {
+		b.writes.Add(1)
+	}
+	return err
 }
 
 var _ Store = (*Bolt)(nil)
@@ -114,6 +136,8 @@ func (b *Bolt) WriteTo(w io.Writer) (int64, error) {
 	return n, err
 }
 
+var jsonUnmarshal = json.Unmarshal
+
 func getJSON(bk *bolt.Bucket, key string, v any) error {
 	raw := bk.Get([]byte(key))
 	if raw == nil {
@@ -140,11 +164,12 @@ func (b *Bolt) CreateUser(u *User, s *Session, dev *Device) error {
 	if u.ID == "" || u.Name == "" {
 		return errors.New("user needs an id and a name")
 	}
-	return b.db.Batch(func(tx *bolt.Tx) error {
+	return b.batch(func(tx *bolt.Tx) error {
 		users, names := tx.Bucket(bucketUsers), tx.Bucket(bucketNames)
+		var prev *User
 		if existing := users.Get([]byte(u.ID)); existing != nil {
-			var prev User
-			if err := json.Unmarshal(existing, &prev); err != nil || !prev.CreatedAt.Equal(u.CreatedAt) {
+			prev = new(User)
+			if err := json.Unmarshal(existing, prev); err != nil || !prev.CreatedAt.Equal(u.CreatedAt) {
 				return fmt.Errorf("user %s: %w", u.ID, ErrExists)
 			}
 		}
@@ -163,7 +188,7 @@ func (b *Bolt) CreateUser(u *User, s *Session, dev *Device) error {
 				return err
 			}
 		}
-		if err := putJSON(users, u.ID, u); err != nil {
+		if err := saveUser(tx, prev, u); err != nil {
 			return err
 		}
 		if err := names.Put(nk, []byte(u.ID)); err != nil {
@@ -214,8 +239,9 @@ func putSession(tx *bolt.Tx, s *Session) error {
 		return err
 	}
 	if !u.OrphanedAt.IsZero() {
+		old := u
 		u.OrphanedAt = time.Time{}
-		return putJSON(tx.Bucket(bucketUsers), u.ID, &u)
+		return saveUser(tx, &old, &u)
 	}
 	return nil
 }
@@ -249,8 +275,9 @@ func markOrphan(tx *bolt.Tx, userID string, now time.Time) error {
 	if k, _ := tx.Bucket(bucketUserSessions).Cursor().Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) {
 		return nil
 	}
+	old := u
 	u.OrphanedAt = now.UTC()
-	return putJSON(users, userID, &u)
+	return saveUser(tx, &old, &u)
 }
 
 // GetUser implements Store.
@@ -282,12 +309,13 @@ func (b *Bolt) GetUserByName(name string) (*User, error) {
 // UpdateUser implements Store.
 func (b *Bolt) UpdateUser(id string, fn func(u *User) error) (*User, error) {
 	var out *User
-	err := b.db.Batch(func(tx *bolt.Tx) error {
+	err := b.batch(func(tx *bolt.Tx) error {
 		users, names := tx.Bucket(bucketUsers), tx.Bucket(bucketNames)
 		var u User
 		if err := getJSON(users, id, &u); err != nil {
 			return err
 		}
+		old := u
 		oldKey := NameKey(u.Name)
 		if err := fn(&u); err != nil {
 			return err
@@ -309,7 +337,7 @@ func (b *Bolt) UpdateUser(id string, fn func(u *User) error) (*User, error) {
 				return err
 			}
 		}
-		if err := putJSON(users, id, &u); err != nil {
+		if err := saveUser(tx, &old, &u); err != nil {
 			return err
 		}
 		out = &u
@@ -320,24 +348,28 @@ func (b *Bolt) UpdateUser(id string, fn func(u *User) error) (*User, error) {
 
 // DeleteUser implements Store: the user, its name, sessions and devices.
 func (b *Bolt) DeleteUser(id string) error {
-	return b.db.Batch(func(tx *bolt.Tx) error {
+	return b.batch(func(tx *bolt.Tx) error {
 		var u User
 		if err := getJSON(tx.Bucket(bucketUsers), id, &u); err != nil {
 			return err
 		}
-		if _, err := deleteUserSessions(tx, id, ""); err != nil {
-			return err
-		}
-		if u.DeviceKID != "" {
-			if err := tx.Bucket(bucketDevices).Delete([]byte(u.DeviceKID)); err != nil {
-				return err
-			}
-		}
-		if err := tx.Bucket(bucketNames).Delete([]byte(NameKey(u.Name))); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketUsers).Delete([]byte(id))
+		return deleteUser(tx, &u)
 	})
+}
+
+func deleteUser(tx *bolt.Tx, u *User) error {
+	if _, err := deleteUserSessions(tx, u.ID, ""); err != nil {
+		return err
+	}
+	if u.DeviceKID != "" {
+		if err := tx.Bucket(bucketDevices).Delete([]byte(u.DeviceKID)); err != nil {
+			return err
+		}
+	}
+	if err := tx.Bucket(bucketNames).Delete([]byte(NameKey(u.Name))); err != nil {
+		return err
+	}
+	return saveUser(tx, u, nil)
 }
 
 // Identity implements Store.
@@ -375,7 +407,7 @@ func (b *Bolt) GetSession(id string) (*Session, error) {
 // UpdateSession implements Store. fn may run more than once.
 func (b *Bolt) UpdateSession(id string, fn func(s *Session) error) (*Session, error) {
 	var out *Session
-	err := b.db.Batch(func(tx *bolt.Tx) error {
+	err := b.batch(func(tx *bolt.Tx) error {
 		var s Session
 		if err := getJSON(tx.Bucket(bucketSessions), id, &s); err != nil {
 			return err
@@ -397,7 +429,7 @@ func (b *Bolt) UpdateSession(id string, fn func(s *Session) error) (*Session, er
 
 // PutSession implements Store; the user must exist.
 func (b *Bolt) PutSession(s *Session) error {
-	return b.db.Batch(func(tx *bolt.Tx) error {
+	return b.batch(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketUsers).Get([]byte(s.UserID)) == nil {
 			return ErrNotFound
 		}
@@ -408,7 +440,7 @@ func (b *Bolt) PutSession(s *Session) error {
 // DeleteSession implements Store.
 func (b *Bolt) DeleteSession(id string) error {
 	now := b.now()
-	return b.db.Batch(func(tx *bolt.Tx) error {
+	return b.batch(func(tx *bolt.Tx) error {
 		var s Session
 		if err := getJSON(tx.Bucket(bucketSessions), id, &s); err != nil {
 			return err
@@ -424,7 +456,7 @@ func (b *Bolt) DeleteSession(id string) error {
 func (b *Bolt) DeleteUserSessions(userID, keep string) (int, error) {
 	now := b.now()
 	var n int
-	err := b.db.Batch(func(tx *bolt.Tx) error {
+	err := b.batch(func(tx *bolt.Tx) error {
 		var err error
 		if n, err = deleteUserSessions(tx, userID, keep); err != nil {
 			return err
@@ -459,7 +491,7 @@ func deleteUserSessions(tx *bolt.Tx, userID, keep string) (int, error) {
 // cost depends on how many sessions ended, not on how many exist.
 func (b *Bolt) DeleteEndedSessions(now time.Time, limit int) (int, error) {
 	var n int
-	err := b.db.Update(func(tx *bolt.Tx) error {
+	err := b.update(func(tx *bolt.Tx) error {
 		n = 0
 		var ended []Session
 		c := tx.Bucket(bucketSessionEnds).Cursor()
@@ -510,7 +542,7 @@ func (b *Bolt) SigningKeys() ([]SigningKey, error) {
 
 // AddSigningKey implements Store.
 func (b *Bolt) AddSigningKey(k SigningKey) error {
-	return b.db.Update(func(tx *bolt.Tx) error {
+	return b.update(func(tx *bolt.Tx) error {
 		bk := tx.Bucket(bucketKeys)
 		if bk.Get([]byte(k.KID)) != nil {
 			return fmt.Errorf("signing key %s: %w", k.KID, ErrExists)

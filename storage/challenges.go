@@ -88,7 +88,7 @@ func (b *Bolt) PutChallenge(token string, c Challenge) error {
 	h := challengeHash(token)
 	// Batched: a burst of challenge requests shares one fsync. The function
 	// is idempotent, as bbolt may run it twice.
-	return b.db.Batch(func(tx *bolt.Tx) error {
+	return b.batch(func(tx *bolt.Tx) error {
 		challenges, ends, err := challengeBuckets(tx)
 		if err != nil {
 			return err
@@ -113,7 +113,7 @@ func (b *Bolt) ConsumeChallenge(token string, now time.Time) (*Challenge, error)
 	// Read and delete in one write transaction: bbolt has one writer at a
 	// time, so of concurrent consumers of a token exactly one finds it. The
 	// function returns nil when the token is unknown so the purge commits.
-	err := b.db.Batch(func(tx *bolt.Tx) error {
+	err := b.batch(func(tx *bolt.Tx) error {
 		out = nil
 		challenges, ends, err := challengeBuckets(tx)
 		if err != nil {

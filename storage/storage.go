@@ -48,6 +48,11 @@ type User struct {
 	// OrphanedAt is set when a guest's last session ends (a guest lives as
 	// long as its sessions) and cleared when it gets a new one.
 	OrphanedAt time.Time `json:"orphaned_at,omitzero"`
+	// LastActiveAt is the last recorded activity (token issuance, refresh,
+	// proxied request), written in coalesced batches.
+	LastActiveAt time.Time `json:"last_active_at,omitzero"`
+	// Kept guests never expire: the app said they own data.
+	Kept bool `json:"kept,omitempty"`
 }
 
 // IsAnonymous reports whether the user is still a guest.
@@ -139,6 +144,9 @@ type Store interface {
 	// its purpose. Both challenge methods also delete a bounded number of
 	// expired challenges.
 	ConsumeChallenge(token string, now time.Time) (*Challenge, error)
+
+	// GuestCounts reports how many guests exist and how many are kept.
+	GuestCounts() (live, kept int64, err error)
 
 	SigningKeys() ([]SigningKey, error)
 	AddSigningKey(k SigningKey) error

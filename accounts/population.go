@@ -1,0 +1,220 @@
+package accounts
+
+import (
+	"sync"
+	"time"
+
+	"github.com/guestauth/caddy-guestauth/storage"
+)
+
+// GuestLimits bound guest creation. A refused creation writes nothing.
+type GuestLimits struct {
+	// PerIP is a token bucket per client IP; Global one for the whole site.
+	PerIP  Limit
+	Global Limit
+	// MaxLive caps how many guests may exist at once (0: no cap). The count
+	// is read before creating, so concurrent creations may pass it by at
+	// most their number.
+	MaxLive int64
+}
+
+// capRetry is the Retry-After given when the guest cap is reached: the cap
+// frees up only as guests upgrade or expire.
+const capRetry = time.Hour
+
+// admitGuest applies the creation limits for a request from clientIP.
+func (s *Service) admitGuest(clientIP string) error {
+	if s.cfg.Guests.MaxLive > 0 {
+		live, _, err := s.store.GuestCounts()
+		if err != nil {
+			return err
+		}
+		if live >= s.cfg.Guests.MaxLive {
+			return &ThrottledError{Limit: LimitCap, RetryAfter: capRetry}
+		}
+	}
+	if wait := s.byIPCreate.Take(clientIP); wait > 0 {
+		return &ThrottledError{Limit: LimitIP, RetryAfter: wait}
+	}
+	if wait := s.global.Take(""); wait > 0 {
+		return &ThrottledError{Limit: LimitGlobal, RetryAfter: wait}
+	}
+	return nil
+}
+
+// Activity coalesces users' last-activity times in memory and writes them in
+// one transaction per flush, so a proxied request never costs a store
+// write. Recorded times are therefore at most one flush interval old.
+type Activity struct {
+	store interface {
+		TouchUsers(map[string]time.Time) (int, error)
+	}
+	mu      sync.Mutex
+	pending map[string]time.Time
+	full    chan struct{}
+}
+
+// maxPending forces an early flush, bounding the memory Activity holds.
+const maxPending = 50_000
+
+// NewActivity makes a tracker writing to st.
+func NewActivity(st interface {
+	TouchUsers(map[string]time.Time) (int, error)
+}) *Activity {
+	return &Activity{store: st, pending: map[string]time.Time{}, full: make(chan struct{}, 1)}
+}
+
+// Touch records that userID was active at at.
+func (a *Activity) Touch(userID string, at time.Time) {
+	if a == nil {
+		return
+	}
+	a.mu.Lock()
+	if at.After(a.pending[userID]) {
+		a.pending[userID] = at
+	}
+	n := len(a.pending)
+	a.mu.Unlock()
+	if n >= maxPending {
+		select {
+		case a.full <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Flush writes what was recorded since the last flush.
+func (a *Activity) Flush() error {
+	a.mu.Lock()
+	batch := a.pending
+	a.pending = map[string]time.Time{}
+	a.mu.Unlock()
+	if len(batch) == 0 {
+		return nil
+	}
+	_, err := a.store.TouchUsers(batch)
+	if err != nil { // keep them for the next flush
+		a.mu.Lock()
+		for id, t := range batch {
+			if t.After(a.pending[id]) {
+				a.pending[id] = t
+			}
+		}
+		a.mu.Unlock()
+	}
+	return err
+}
+
+// Run flushes every interval, and early when the buffer is full, until stop
+// is closed; then it flushes once more and returns. onErr sees flush errors.
+func (a *Activity) Run(interval time.Duration, stop <-chan struct{}, onErr func(error)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			if err := a.Flush(); err != nil {
+				onErr(err)
+			}
+			return
+		case <-t.C:
+		case <-a.full:
+		}
+		if err := a.Flush(); err != nil {
+			onErr(err)
+		}
+	}
+}
+
+// PruneOptions configure Prune.
+type PruneOptions struct {
+	// IdleTTL: guests with no activity for this long are deleted.
+	IdleTTL time.Duration
+	// DryRun reports what would be deleted and deletes nothing.
+	DryRun bool
+	// Batch is how many guests one write transaction deletes.
+	Batch int
+	// MaxListed bounds the users listed in the report (all are counted).
+	MaxListed int
+}
+
+// Pruned is one guest deleted (or, in a dry run, that would be).
+type Pruned struct {
+	UserID   string    `json:"user_id"`
+	Name     string    `json:"name"`
+	Reason   string    `json:"reason"` // "idle" or "orphaned"
+	ActiveAt time.Time `json:"last_active_at"`
+}
+
+// PruneReport is Prune's result.
+type PruneReport struct {
+	DryRun bool     `json:"dry_run"`
+	Count  int      `json:"count"`
+	Users  []Pruned `json:"users"`
+}
+
+// PruneStore is what Prune needs from the store.
+type PruneStore interface {
+	ScanPrunable(cutoff time.Time, fn func(u *storage.User, reason string) bool) error
+	DeleteGuests(ids []string, still func(u *storage.User) bool) ([]storage.User, error)
+}
+
+// Prune deletes guests that are idle longer than opt.IdleTTL, and orphaned
+// guests (no device key, no session left: they can never sign in again),
+// except kept ones, with their sessions and index entries, in transactions
+// of opt.Batch guests. Each guest is re-checked inside its transaction, so
+// one that became active, kept or upgraded meanwhile survives. onDelete is
+// called for each deleted guest.
+func Prune(st PruneStore, now time.Time, opt PruneOptions, onDelete func(Pruned)) (*PruneReport, error) {
+	if opt.Batch <= 0 {
+		opt.Batch = 100
+	}
+	cutoff := now.Add(-opt.IdleTTL)
+	if opt.IdleTTL <= 0 {
+		cutoff = time.Time{} // idle expiry off: orphans only
+	}
+	rep := &PruneReport{DryRun: opt.DryRun, Users: []Pruned{}}
+	record := func(p Pruned) {
+		rep.Count++
+		if len(rep.Users) < opt.MaxListed {
+			rep.Users = append(rep.Users, p)
+		}
+	}
+	if opt.DryRun {
+		err := st.ScanPrunable(cutoff, func(u *storage.User, reason string) bool {
+			record(Pruned{UserID: u.ID, Name: u.Name, Reason: reason, ActiveAt: u.ActiveAt()})
+			return true
+		})
+		return rep, err
+	}
+	still := func(u *storage.User) bool {
+		return u.ActiveAt().Before(cutoff) || (!u.OrphanedAt.IsZero() && u.DeviceKID == "")
+	}
+	tried := map[string]bool{}
+	for {
+		var ids []string
+		reasons := map[string]string{}
+		err := st.ScanPrunable(cutoff, func(u *storage.User, reason string) bool {
+			if !tried[u.ID] {
+				tried[u.ID] = true
+				ids = append(ids, u.ID)
+				reasons[u.ID] = reason
+			}
+			return len(ids) < opt.Batch
+		})
+		if err != nil || len(ids) == 0 {
+			return rep, err
+		}
+		deleted, err := st.DeleteGuests(ids, still)
+		if err != nil {
+			return rep, err
+		}
+		for _, u := range deleted {
+			p := Pruned{UserID: u.ID, Name: u.Name, Reason: reasons[u.ID], ActiveAt: u.ActiveAt()}
+			record(p)
+			if onDelete != nil {
+				onDelete(p)
+			}
+		}
+	}
+}

@@ -1,0 +1,346 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/guestauth/caddy-guestauth/storage"
+)
+
+func init() {
+	caddy.RegisterModule(AdminAPI{})
+}
+
+// AdminAPI serves guest_auth's management routes on Caddy's admin endpoint
+// (local-only by default, `localhost:2019`), with the admin endpoint's usual
+// access controls. Requests and answers are JSON; errors are
+// `{"error": "<message>"}` with a fitting status.
+//
+//	GET    /guest_auth/users?tag=&after=&limit=  users in id order, a page at a time
+//	GET    /guest_auth/users/<id>                one user
+//	DELETE /guest_auth/users/<id>                delete a user, its sessions and device key
+//	POST   /guest_auth/users/<id>/keep           mark kept; body {"kept": false} unmarks
+//	POST   /guest_auth/users/<id>/revoke         end all the user's sessions
+//	POST   /guest_auth/prune?dry_run=true|false  run one guest expiry sweep now
+//	GET    /guest_auth/stats                     user, guest and session counts, file size
+//	GET    /guest_auth/backup                    a consistent copy of the bbolt file
+//
+// The user list takes `tag` (`guest-user` or `normal-user`), `limit`
+// (default 100, at most 1000) and `after` (the `next` of the previous page;
+// `next` is "" on the last page). Users are shown without their password
+// hash (`has_password` says whether there is one).
+//
+// Every route takes `storage=<path>` to choose the bbolt file when the
+// running config uses more than one. The prune uses the `guest_ttl` of the
+// newest config using the file, as the automatic sweep does. The backup is
+// taken from one read transaction while the server keeps serving; it holds
+// signing keys and password hashes, so store it as carefully as the file.
+type AdminAPI struct{}
+
+// CaddyModule returns the Caddy module information.
+func (AdminAPI) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "admin.api.guest_auth",
+		New: func() caddy.Module { return new(AdminAPI) },
+	}
+}
+
+const adminBase = "/guest_auth/"
+
+// Routes implements caddy.AdminRouter.
+func (a *AdminAPI) Routes() []caddy.AdminRoute {
+	return []caddy.AdminRoute{{Pattern: adminBase, Handler: caddy.AdminHandlerFunc(a.serve)}}
+}
+
+type adminHandler func(w http.ResponseWriter, r *http.Request, sh *sharedStore, id string) error
+
+func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
+	rest := strings.TrimPrefix(r.URL.Path, adminBase)
+	parts := strings.Split(rest, "/")
+	var id string
+	var methods map[string]adminHandler
+	switch {
+	case rest == "users":
+		methods = map[string]adminHandler{http.MethodGet: adminListUsers}
+	case len(parts) == 2 && parts[0] == "users" && parts[1] != "":
+		id = parts[1]
+		methods = map[string]adminHandler{http.MethodGet: adminShowUser, http.MethodDelete: adminDeleteUser}
+	case len(parts) == 3 && parts[0] == "users" && parts[1] != "" && parts[2] == "keep":
+		id = parts[1]
+		methods = map[string]adminHandler{http.MethodPost: adminKeepUser}
+	case len(parts) == 3 && parts[0] == "users" && parts[1] != "" && parts[2] == "revoke":
+		id = parts[1]
+		methods = map[string]adminHandler{http.MethodPost: adminRevokeUser}
+	case rest == "prune":
+		methods = map[string]adminHandler{http.MethodPost: adminPrune}
+	case rest == "stats":
+		methods = map[string]adminHandler{http.MethodGet: adminStats}
+	case rest == "backup":
+		methods = map[string]adminHandler{http.MethodGet: adminBackup}
+	default:
+		return apiError(http.StatusNotFound, "no guest_auth admin route at %s", r.URL.Path)
+	}
+	h, ok := methods[r.Method]
+	if !ok {
+		allowed := make([]string, 0, len(methods))
+		for m := range methods {
+			allowed = append(allowed, m)
+		}
+		slices.Sort(allowed)
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		return apiError(http.StatusMethodNotAllowed, "method %s not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allowed, ", "))
+	}
+	sh, err := adminStore(r.URL.Query().Get("storage"))
+	if err != nil {
+		return err
+	}
+	return h(w, r, sh, id)
+}
+
+func apiError(status int, format string, args ...any) error {
+	return caddy.APIError{HTTPStatus: status, Err: fmt.Errorf(format, args...)}
+}
+
+// storeError maps a store failure to a status.
+func storeError(err error, id string) error {
+	if errors.Is(err, storage.ErrNotFound) {
+		return apiError(http.StatusNotFound, "no user with id %q", id)
+	}
+	return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err}
+}
+
+// adminStore finds the open store named by the storage parameter, resolved
+// like the config's path (relative to Caddy's working directory).
+func adminStore(path string) (*sharedStore, error) {
+	if path != "" {
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return nil, apiError(http.StatusBadRequest, "storage %q: %v", path, err)
+		}
+		path = abs
+	}
+	sh, err := findStore(path)
+	if err == nil {
+		return sh, nil
+	}
+	status := http.StatusNotFound
+	if path == "" {
+		open := 0
+		storePool.Range(func(any, any) bool { open++; return true })
+		if open > 1 {
+			status = http.StatusBadRequest // ambiguous: the caller must choose
+		}
+	}
+	return nil, caddy.APIError{HTTPStatus: status, Err: err}
+}
+
+func writeAdminJSON(w http.ResponseWriter, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	return json.NewEncoder(w).Encode(v)
+}
+
+func adminLog() *zap.Logger { return caddy.Log().Named("guest_auth.admin") }
+
+// UserView is a user as the admin API shows it: everything but the
+// password hash. Times absent from the record are null.
+type UserView struct {
+	ID           string     `json:"id"`
+	Name         string     `json:"name"`
+	DisplayName  string     `json:"display_name"`
+	Tag          string     `json:"tag"`
+	IsAnonymous  bool       `json:"is_anonymous"`
+	Kept         bool       `json:"kept"`
+	CreatedAt    time.Time  `json:"created_at"`
+	UpdatedAt    time.Time  `json:"updated_at"`
+	LastActiveAt *time.Time `json:"last_active_at"`
+	OrphanedAt   *time.Time `json:"orphaned_at"`
+	HasPassword  bool       `json:"has_password"`
+	DeviceKID    string     `json:"device_kid"`
+}
+
+func viewUser(u *storage.User) UserView {
+	opt := func(t time.Time) *time.Time {
+		if t.IsZero() {
+			return nil
+		}
+		return &t
+	}
+	return UserView{
+		ID: u.ID, Name: u.Name, DisplayName: u.DisplayName, Tag: u.Tag,
+		IsAnonymous: u.IsAnonymous(), Kept: u.Kept,
+		CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt,
+		LastActiveAt: opt(u.LastActiveAt), OrphanedAt: opt(u.OrphanedAt),
+		HasPassword: u.PasswordHash != "", DeviceKID: u.DeviceKID,
+	}
+}
+
+// UserPage is one page of the user list.
+type UserPage struct {
+	Users []UserView `json:"users"`
+	// Next is the `after` of the next page, "" on the last one.
+	Next string `json:"next"`
+}
+
+const (
+	defaultPageSize = 100
+	maxPageSize     = 1000
+)
+
+func adminListUsers(w http.ResponseWriter, r *http.Request, sh *sharedStore, _ string) error {
+	q := r.URL.Query()
+	tag := q.Get("tag")
+	if tag != "" && tag != storage.TagGuest && tag != storage.TagNormal {
+		return apiError(http.StatusBadRequest, "tag must be %s or %s, not %q", storage.TagGuest, storage.TagNormal, tag)
+	}
+	limit := defaultPageSize
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return apiError(http.StatusBadRequest, "limit must be a positive integer, not %q", v)
+		}
+		limit = min(n, maxPageSize)
+	}
+	users, next, err := sh.store.ListUsers(q.Get("after"), tag, limit)
+	if err != nil {
+		return storeError(err, "")
+	}
+	page := UserPage{Users: make([]UserView, len(users)), Next: next}
+	for i := range users {
+		page.Users[i] = viewUser(&users[i])
+	}
+	return writeAdminJSON(w, page)
+}
+
+func adminShowUser(w http.ResponseWriter, _ *http.Request, sh *sharedStore, id string) error {
+	u, err := sh.store.GetUser(id)
+	if err != nil {
+		return storeError(err, id)
+	}
+	return writeAdminJSON(w, viewUser(u))
+}
+
+func adminDeleteUser(w http.ResponseWriter, _ *http.Request, sh *sharedStore, id string) error {
+	if err := sh.store.DeleteUser(id); err != nil {
+		return storeError(err, id)
+	}
+	adminLog().Info("user.deleted", zap.String("user_id", id))
+	return writeAdminJSON(w, map[string]any{"id": id, "deleted": true})
+}
+
+func adminKeepUser(w http.ResponseWriter, r *http.Request, sh *sharedStore, id string) error {
+	var body struct {
+		Kept *bool `json:"kept"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil && !errors.Is(err, io.EOF) {
+		return apiError(http.StatusBadRequest, `body must be empty or {"kept": true|false}: %v`, err)
+	}
+	kept := body.Kept == nil || *body.Kept
+	u, err := sh.store.SetKept(id, kept)
+	if err != nil {
+		return storeError(err, id)
+	}
+	adminLog().Info("user.kept", zap.String("user_id", id), zap.Bool("kept", kept))
+	return writeAdminJSON(w, viewUser(u))
+}
+
+func adminRevokeUser(w http.ResponseWriter, _ *http.Request, sh *sharedStore, id string) error {
+	// DeleteUserSessions does not tell an unknown user from one without
+	// sessions; the admin should hear which it was.
+	if _, err := sh.store.GetUser(id); err != nil {
+		return storeError(err, id)
+	}
+	n, err := sh.store.DeleteUserSessions(id, "")
+	if err != nil {
+		return storeError(err, id)
+	}
+	adminLog().Info("user.sessions_revoked", zap.String("user_id", id), zap.Int("count", n))
+	return writeAdminJSON(w, map[string]any{"id": id, "revoked": n})
+}
+
+func adminPrune(w http.ResponseWriter, r *http.Request, sh *sharedStore, _ string) error {
+	dryRun := false
+	if v := r.URL.Query().Get("dry_run"); v != "" {
+		var err error
+		if dryRun, err = strconv.ParseBool(v); err != nil {
+			return apiError(http.StatusBadRequest, "dry_run must be true or false, not %q", v)
+		}
+	}
+	g := sh.handler()
+	if g == nil { // the file is closing: its last config is being cleaned up
+		return apiError(http.StatusServiceUnavailable, "no config is using %s", sh.store.Path())
+	}
+	rep, err := g.prune(dryRun)
+	if err != nil {
+		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: fmt.Errorf("pruning guests: %w", err)}
+	}
+	return writeAdminJSON(w, rep)
+}
+
+func adminStats(w http.ResponseWriter, _ *http.Request, sh *sharedStore, _ string) error {
+	st, err := sh.store.Stats()
+	if err != nil {
+		return storeError(err, "")
+	}
+	return writeAdminJSON(w, st)
+}
+
+// backupIdle bounds how long one write of the backup may wait on the
+// client: the copy's read transaction keeps bbolt from growing the file, so
+// a stalled download must not hold it for long.
+const backupIdle = 30 * time.Second
+
+func adminBackup(w http.ResponseWriter, _ *http.Request, sh *sharedStore, _ string) error {
+	path := sh.store.Path()
+	name := fmt.Sprintf("%s-%s.db", strings.TrimSuffix(filepath.Base(path), filepath.Ext(path)), time.Now().UTC().Format("20060102T150405Z"))
+	rc := http.NewResponseController(w)
+	started := false
+	n, err := sh.store.Backup(idleWriter{w, rc}, func(size int64) {
+		h := w.Header()
+		h.Set("Content-Type", "application/octet-stream")
+		h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
+		h.Set("Content-Length", strconv.FormatInt(size, 10))
+		h.Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusOK)
+		started = true
+	})
+	_ = rc.SetWriteDeadline(time.Time{}) // the connection may serve more requests
+	if err != nil {
+		if !started {
+			return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: fmt.Errorf("backup: %w", err)}
+		}
+		// Too late for an error answer; the short body (less than
+		// Content-Length) tells the client the copy is incomplete.
+		adminLog().Error("backup interrupted", zap.String("storage", path), zap.Int64("written", n), zap.Error(err))
+		return nil
+	}
+	adminLog().Info("backup", zap.String("storage", path), zap.Int64("bytes", n))
+	return nil
+}
+
+// idleWriter gives each write a fresh deadline (see backupIdle).
+type idleWriter struct {
+	w  io.Writer
+	rc *http.ResponseController
+}
+
+func (d idleWriter) Write(p []byte) (int, error) {
+	_ = d.rc.SetWriteDeadline(time.Now().Add(backupIdle))
+	return d.w.Write(p)
+}
+
+var _ caddy.AdminRouter = (*AdminAPI)(nil)

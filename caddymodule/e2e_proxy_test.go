@@ -1,0 +1,341 @@
+package caddymodule_test
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/guestauth/caddy-guestauth/storage"
+)
+
+// spoofs are client-sent identity headers in many spellings, as raw keys.
+var spoofs = []string{
+	"x_auth_user_id", "spoof-id-1",
+	"X-AUTH-USER-TAG", "normal-user",
+	"X_Auth_User_Anonymous", "false",
+	"x-auth-user-name", "spoof-admin",
+	"X-Auth-User-Id", "spoof-id-2",
+	"X_AUTH_USER_NAME", "spoof-root",
+	"x-Auth_user-TAG", "normal-user",
+	"x-auth-user-anonymous", "false",
+	"X-Auth-User-Id", "spoof-id-3",
+}
+
+// noSpoofValues fails if any spoofed value reached the upstream.
+func noSpoofValues(t *testing.T, h http.Header) {
+	t.Helper()
+	for k, vs := range h {
+		for _, v := range vs {
+			if strings.HasPrefix(v, "spoof") {
+				t.Fatalf("spoofed value %s: %q reached the upstream: %v", k, v, h)
+			}
+		}
+	}
+}
+
+// wantRefused checks a 401 invalid_token answer that never reached the upstream.
+func wantRefused(t *testing.T, s *server, resp *response, hitsBefore int) {
+	t.Helper()
+	if resp.Status != http.StatusUnauthorized {
+		t.Fatalf("status %d, want 401: %s", resp.Status, resp.Body)
+	}
+	if ch := resp.Header.Get("WWW-Authenticate"); !strings.HasPrefix(ch, `Bearer realm="`) || !strings.Contains(ch, `error="invalid_token"`) {
+		t.Fatalf("WWW-Authenticate = %q", ch)
+	}
+	if body := resp.JSON(t); body["error"] != "invalid_token" {
+		t.Fatalf("body = %s", resp.Body)
+	}
+	if got := s.Upstream.Hits(); got != hitsBefore {
+		t.Fatalf("a refused request reached the upstream (%d hits, was %d)", got, hitsBefore)
+	}
+}
+
+// keepUnderscores is a global option making Caddy keep client headers with
+// underscores in their names, which it drops by default; with it, only
+// guest_auth's own stripping stands between a spoofed x_auth_user_id and
+// the upstream.
+const keepUnderscores = "servers {\n\t\texpected_underscore_headers x_*\n\t}"
+
+// startWithGlobal is startGuestAuth with extra global options.
+func startWithGlobal(t *testing.T, global, options string) *server {
+	t.Helper()
+	s := newServer(t)
+	cfg := strings.Replace(s.siteConfig(options), "persist_config off\n", "persist_config off\n\t"+global+"\n", 1)
+	s.Start(cfg)
+	return s
+}
+
+func TestSpoofedIdentityHeadersNeverReachUpstream(t *testing.T) {
+	t.Parallel()
+	for _, variant := range []struct{ name, global string }{{"default", ""}, {"underscores kept", keepUnderscores}} {
+		t.Run(variant.name, func(t *testing.T) {
+			t.Parallel()
+			s := startWithGlobal(t, variant.global, "")
+			ts := s.createGuest()
+			_, c := jwtParts(t, ts.AccessToken)
+			// A header Caddy keeps only when underscores are allowed: shows
+			// which case this is, so the spoof checks are not vacuous.
+			control := []string{"x_auth_user_extra", "kept"}
+
+			// These share the upstream's hit counter, so they run in order.
+			t.Run("no token", func(t *testing.T) {
+				resp := s.doRaw(http.MethodGet, "/app", nil, append(control, spoofs...)...)
+				if resp.Status != http.StatusOK {
+					t.Fatalf("status %d: %s", resp.Status, resp.Body)
+				}
+				h := seen(t, resp)
+				if kept := h.Get("X_auth_user_extra") == "kept"; kept != (variant.global != "") {
+					t.Fatalf("underscore control header kept = %v: %v", kept, h)
+				}
+				if keys := identityKeys(h, identityNames...); len(keys) != 0 {
+					t.Fatalf("identity headers reached the upstream without a token: %v", keys)
+				}
+				noSpoofValues(t, h)
+			})
+
+			t.Run("bad token", func(t *testing.T) {
+				hits := s.Upstream.Hits()
+				for _, bad := range []string{"garbage", ts.AccessToken + "x", ts.IDToken, ts.RefreshToken} {
+					resp := s.doRaw(http.MethodGet, "/app", nil, append([]string{"Authorization", "Bearer " + bad}, spoofs...)...)
+					wantRefused(t, s, resp, hits)
+				}
+			})
+
+			t.Run("valid token", func(t *testing.T) {
+				for _, authz := range []string{"Bearer ", "bearer ", "BEARER "} {
+					resp := s.doRaw(http.MethodGet, "/app", nil, append([]string{"Authorization", authz + ts.AccessToken}, spoofs...)...)
+					if resp.Status != http.StatusOK {
+						t.Fatalf("status %d: %s", resp.Status, resp.Body)
+					}
+					h := seen(t, resp)
+					noSpoofValues(t, h)
+					keys := identityKeys(h, identityNames...)
+					slices.Sort(keys)
+					if want := []string{"X-Auth-User-Anonymous", "X-Auth-User-Id", "X-Auth-User-Name", "X-Auth-User-Tag"}; !slices.Equal(keys, want) {
+						t.Fatalf("identity header keys = %v, want exactly %v", keys, want)
+					}
+					want := map[string]string{
+						"X-Auth-User-Id": c["sub"].(string), "X-Auth-User-Name": c["name"].(string),
+						"X-Auth-User-Tag": "guest-user", "X-Auth-User-Anonymous": "true",
+					}
+					for k, v := range want {
+						if got := h.Values(k); len(got) != 1 || got[0] != v {
+							t.Fatalf("%s = %q, want [%q]", k, got, v)
+						}
+					}
+				}
+			})
+		})
+	}
+}
+
+func TestCustomIdentityHeaderNames(t *testing.T) {
+	t.Parallel()
+	s := startWithGlobal(t, keepUnderscores, `
+		header user_id X-User
+		header user_name x-user-name
+		header user_tag X-Role
+		header user_anonymous X-Guest`)
+	custom := []string{"x-user", "x-user-name", "x-role", "x-guest"}
+	customSpoofs := []string{
+		"x_user", "spoof-1", "X-USER", "spoof-2", "X_User_Name", "spoof-3",
+		"x-role", "spoof-4", "X_GUEST", "spoof-5", "x-Guest", "spoof-6",
+		"x_other", "kept", // control: Caddy keeps underscore headers here
+	}
+	ts := s.createGuest()
+	_, c := jwtParts(t, ts.AccessToken)
+
+	resp := s.doRaw(http.MethodGet, "/app", nil, customSpoofs...)
+	if resp.Status != http.StatusOK {
+		t.Fatalf("no token: %d %s", resp.Status, resp.Body)
+	}
+	h := seen(t, resp)
+	noSpoofValues(t, h)
+	if h.Get("X_other") != "kept" {
+		t.Fatalf("Caddy dropped the underscore control header, so the spoof checks prove nothing: %v", h)
+	}
+	if keys := identityKeys(h, custom...); len(keys) != 0 {
+		t.Fatalf("custom identity headers without a token: %v", keys)
+	}
+
+	resp = s.doRaw(http.MethodGet, "/app", nil, append([]string{"Authorization", "Bearer " + ts.AccessToken}, customSpoofs...)...)
+	if resp.Status != http.StatusOK {
+		t.Fatalf("valid token: %d %s", resp.Status, resp.Body)
+	}
+	h = seen(t, resp)
+	noSpoofValues(t, h)
+	want := map[string]string{"X-User": c["sub"].(string), "X-User-Name": c["name"].(string), "X-Role": "guest-user", "X-Guest": "true"}
+	for k, v := range want {
+		if got := h.Values(k); len(got) != 1 || got[0] != v {
+			t.Fatalf("%s = %q, want [%q] (all: %v)", k, got, v, h)
+		}
+	}
+	if keys := identityKeys(h, custom...); len(keys) != 4 {
+		t.Fatalf("custom identity header keys = %v, want 4", keys)
+	}
+	// Only the configured names are injected.
+	if keys := identityKeys(h, identityNames...); len(keys) != 0 {
+		t.Fatalf("default identity headers injected although renamed: %v", keys)
+	}
+}
+
+func TestIdentityPlaceholders(t *testing.T) {
+	t.Parallel()
+	s := newServer(t)
+	// request_header sorts after guest_auth; the deferred response header is
+	// evaluated when the response is written, after guest_auth ran.
+	s.Start(fmt.Sprintf(`{
+	admin %s
+	persist_config off
+}
+http://127.0.0.1:%d {
+	guest_auth {
+		storage %s
+		client demo-app demo-secret
+	}
+	request_header X-Placeholder-Id {http.auth.user.id}
+	request_header X-Placeholder-Name {http.auth.user.name}
+	request_header X-Placeholder-Tag {http.auth.user.tag}
+	request_header X-Placeholder-Anonymous {http.auth.user.anonymous}
+	header {
+		X-Resp-User-Id {http.auth.user.id}
+		defer
+	}
+	handle /whoami {
+		respond "id={http.auth.user.id} tag={http.auth.user.tag} anonymous={http.auth.user.anonymous}"
+	}
+	reverse_proxy %s
+}
+`, s.Admin, s.Port, s.DB, strings.TrimPrefix(s.Upstream.URL, "http://")))
+
+	ts := s.createGuest()
+	_, c := jwtParts(t, ts.AccessToken)
+	id, name := c["sub"].(string), c["name"].(string)
+
+	resp := s.get("/app", ts.AccessToken, "X-Placeholder-Id", "spoof-id")
+	if resp.Status != http.StatusOK {
+		t.Fatalf("status %d: %s", resp.Status, resp.Body)
+	}
+	h := seen(t, resp)
+	for k, v := range map[string]string{"X-Placeholder-Id": id, "X-Placeholder-Name": name, "X-Placeholder-Tag": "guest-user", "X-Placeholder-Anonymous": "true"} {
+		if got := h.Values(k); len(got) != 1 || got[0] != v {
+			t.Fatalf("%s = %q, want [%q]", k, got, v)
+		}
+	}
+	if got := resp.Header.Get("X-Resp-User-Id"); got != id {
+		t.Fatalf("response header X-Resp-User-Id = %q, want %q", got, id)
+	}
+
+	resp = s.get("/whoami", ts.AccessToken)
+	if want := fmt.Sprintf("id=%s tag=guest-user anonymous=true", id); resp.Status != http.StatusOK || string(resp.Body) != want {
+		t.Fatalf("respond with placeholders: %d %q, want %q", resp.Status, resp.Body, want)
+	}
+
+	// Without a token the placeholders are empty, never a client's value.
+	resp = s.get("/app", "", "X-Placeholder-Id", "spoof-id", "X-Auth-User-Id", "spoof-id")
+	h = seen(t, resp)
+	if h.Get("X-Placeholder-Id") != "" || h.Get("X-Placeholder-Tag") != "" {
+		t.Fatalf("tokenless placeholders: %v", h)
+	}
+	noSpoofValues(t, h)
+	resp = s.get("/whoami", "")
+	if string(resp.Body) != "id= tag= anonymous=" {
+		t.Fatalf("tokenless respond: %q", resp.Body)
+	}
+}
+
+func TestRequirePolicies(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{"none", "any", "user"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			s := startGuestAuth(t, "require "+mode)
+			ts := s.createGuest()
+			_, c := jwtParts(t, ts.AccessToken)
+
+			// No token.
+			hits := s.Upstream.Hits()
+			resp := s.get("/app", "", "X-Auth-User-Id", "spoof-id")
+			if mode == "none" {
+				if resp.Status != http.StatusOK {
+					t.Fatalf("tokenless: %d %s", resp.Status, resp.Body)
+				}
+				h := seen(t, resp)
+				if keys := identityKeys(h, identityNames...); len(keys) != 0 {
+					t.Fatalf("tokenless request got identity headers %v", keys)
+				}
+			} else {
+				if resp.Status != http.StatusUnauthorized {
+					t.Fatalf("tokenless: %d %s, want 401", resp.Status, resp.Body)
+				}
+				ch := resp.Header.Get("WWW-Authenticate")
+				if !strings.HasPrefix(ch, `Bearer realm="`) || strings.Contains(ch, "error=") {
+					t.Fatalf("tokenless WWW-Authenticate = %q", ch)
+				}
+				if s.Upstream.Hits() != hits {
+					t.Fatal("tokenless request reached the upstream")
+				}
+			}
+
+			// A guest.
+			hits = s.Upstream.Hits()
+			resp = s.get("/app", ts.AccessToken)
+			if mode == "user" {
+				if resp.Status != http.StatusForbidden {
+					t.Fatalf("guest: %d %s, want 403", resp.Status, resp.Body)
+				}
+				if ch := resp.Header.Get("WWW-Authenticate"); !strings.Contains(ch, `error="insufficient_scope"`) {
+					t.Fatalf("guest WWW-Authenticate = %q", ch)
+				}
+				if s.Upstream.Hits() != hits {
+					t.Fatal("a guest reached the upstream under require user")
+				}
+			} else if resp.Status != http.StatusOK || seen(t, resp).Get("X-Auth-User-Id") != c["sub"] {
+				t.Fatalf("guest: %d %s", resp.Status, resp.Body)
+			}
+
+			// Present but invalid tokens: 401 in every mode, never anonymous.
+			hits = s.Upstream.Hits()
+			for _, bad := range []string{"garbage", "a.b.c", ts.AccessToken[:len(ts.AccessToken)-2], ts.IDToken, ts.RefreshToken} {
+				wantRefused(t, s, s.get("/app", bad), hits)
+			}
+			// A Bearer header with no token is a malformed request (RFC 6750 §3.1).
+			resp = s.get("/app", "", "Authorization", "Bearer ")
+			if resp.Status != http.StatusBadRequest || !strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="invalid_request"`) || s.Upstream.Hits() != hits {
+				t.Fatalf("empty bearer token: %d %q %s", resp.Status, resp.Header.Get("WWW-Authenticate"), resp.Body)
+			}
+
+			if mode != "user" {
+				return
+			}
+			// A registered user passes require user. The store is the truth,
+			// so upgrading the stored user is enough for the same token.
+			s.Stop()
+			st, err := storage.OpenBolt(s.DB, storage.Options{LockTimeout: 5 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = st.UpdateUser(c["sub"].(string), func(u *storage.User) error {
+				u.Name, u.Tag = "Alice", storage.TagNormal
+				return nil
+			})
+			st.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Start(s.siteConfig("require user"))
+			resp = s.get("/app", ts.AccessToken)
+			if resp.Status != http.StatusOK {
+				t.Fatalf("registered user: %d %s", resp.Status, resp.Body)
+			}
+			h := seen(t, resp)
+			if h.Get("X-Auth-User-Id") != c["sub"] || h.Get("X-Auth-User-Name") != "Alice" ||
+				h.Get("X-Auth-User-Tag") != "normal-user" || h.Get("X-Auth-User-Anonymous") != "false" {
+				t.Fatalf("registered user's headers: %v", h)
+			}
+		})
+	}
+}

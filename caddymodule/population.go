@@ -1,0 +1,117 @@
+package caddymodule
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/guestauth/caddy-guestauth/accounts"
+	"github.com/guestauth/caddy-guestauth/events"
+	"github.com/guestauth/caddy-guestauth/storage"
+)
+
+// background runs this config's activity flusher and guest sweeper; both
+// stop (the flusher after a last flush) when the config is cleaned up.
+type background struct {
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+func (g *GuestAuth) startBackground() {
+	g.bg = &background{stop: make(chan struct{})}
+	g.bg.wg.Add(1)
+	go func() {
+		defer g.bg.wg.Done()
+		g.activity.Run(time.Duration(g.ActivityFlushInterval), g.bg.stop, func(err error) {
+			g.logger.Error("recording user activity", zap.Error(err))
+		})
+	}()
+	if *g.GuestTTL > 0 {
+		g.bg.wg.Add(1)
+		go func() {
+			defer g.bg.wg.Done()
+			t := time.NewTicker(time.Duration(g.SweepInterval))
+			defer t.Stop()
+			for {
+				select {
+				case <-g.bg.stop:
+					return
+				case <-t.C:
+					if _, err := g.prune(false); err != nil {
+						g.logger.Error("expiring guests", zap.Error(err))
+					}
+				}
+			}
+		}()
+	}
+}
+
+func (g *GuestAuth) stopBackground() {
+	if g.bg != nil {
+		close(g.bg.stop)
+		g.bg.wg.Wait()
+	}
+}
+
+// prune runs one sweep. The store's lock keeps sweeps of several configs
+// (during a reload, or sites sharing a file) from running at once.
+func (g *GuestAuth) prune(dryRun bool) (*accounts.PruneReport, error) {
+	g.shared.pruneMu.Lock()
+	defer g.shared.pruneMu.Unlock()
+	if err := g.activity.Flush(); err != nil { // judge idleness on fresh data
+		return nil, err
+	}
+	return accounts.Prune(g.shared.store, g.now(), accounts.PruneOptions{
+		IdleTTL: time.Duration(*g.GuestTTL), DryRun: dryRun, Batch: 100, MaxListed: 1000,
+	}, func(p accounts.Pruned) {
+		g.emit(events.Event{Type: events.GuestExpired, UserID: p.UserID, Data: map[string]any{"reason": p.Reason, "name": p.Name}})
+	})
+}
+
+// keepWriter removes the keep header from the upstream's response and, when
+// it says "true" for a guest, marks the guest kept (never expired).
+type keepWriter struct {
+	caddyhttp.ResponseWriterWrapper
+	g      *GuestAuth
+	user   *storage.User // nil: no identity on this request
+	marked bool
+}
+
+func (k *keepWriter) WriteHeader(status int) {
+	h := k.Header()
+	v := h.Get(k.g.KeepHeader)
+	if _, ok := h[k.g.KeepHeader]; ok {
+		h.Del(k.g.KeepHeader)
+	}
+	if !k.marked && k.user != nil && k.user.IsAnonymous() && !k.user.Kept && strings.EqualFold(strings.TrimSpace(v), "true") {
+		k.marked = true
+		if _, err := k.g.shared.store.SetKept(k.user.ID, true); err != nil {
+			k.g.logger.Error("marking guest kept", zap.String("user_id", k.user.ID), zap.Error(err))
+		} else {
+			k.g.logger.Info("guest.kept", zap.String("user_id", k.user.ID))
+		}
+	}
+	k.ResponseWriterWrapper.WriteHeader(status)
+}
+
+func (k *keepWriter) Write(b []byte) (int, error) {
+	k.ensureHeader()
+	return k.ResponseWriterWrapper.Write(b)
+}
+
+func (k *keepWriter) ReadFrom(r io.Reader) (int64, error) {
+	k.ensureHeader()
+	return k.ResponseWriterWrapper.ReadFrom(r)
+}
+
+// ensureHeader runs WriteHeader's check when the body starts without one.
+func (k *keepWriter) ensureHeader() {
+	if _, ok := k.Header()[k.g.KeepHeader]; ok {
+		k.WriteHeader(http.StatusOK)
+	}
+}

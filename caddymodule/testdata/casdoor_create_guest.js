@@ -1,0 +1,16 @@
+// Create a guest user
+async function createGuestUser() {
+const response = await fetch('https://your-casdoor-host/api/login/oauth/access_token', {
+method: 'POST',
+headers: { 'Content-Type': 'application/json' },
+body: JSON.stringify({
+grant_type: 'authorization_code',
+client_id: 'your_client_id',
+client_secret: 'your_client_secret',
+code: 'guest-user'
+})
+});
+
+const data = await response.json();
+return data.access_token;
+}

@@ -1,0 +1,258 @@
+package storage
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Guest population bookkeeping. Every user write goes through saveUser,
+// which keeps these in the same transaction as the record:
+//   - guest_idle: the time of a guest's last activity + its id, for guests
+//     that may expire (not kept), so the sweeper reads only expired entries;
+//   - orphans: guests without a device key whose last session ended (they
+//     can never sign in again), unless kept;
+//   - meta counters of live and kept guests, for limits and metrics.
+var (
+	bucketGuestIdle = []byte("guest_idle")
+	bucketOrphans   = []byte("orphans")
+	keyLiveGuests   = []byte("live_guests")
+	keyKeptGuests   = []byte("kept_guests")
+)
+
+// ActiveAt is the user's last recorded activity (its creation at least).
+func (u *User) ActiveAt() time.Time {
+	if u.LastActiveAt.After(u.CreatedAt) {
+		return u.LastActiveAt
+	}
+	return u.CreatedAt
+}
+
+func idleKey(u *User) []byte {
+	k := make([]byte, 8, 8+len(u.ID))
+	binary.BigEndian.PutUint64(k, uint64(max(u.ActiveAt().UnixNano(), 0)))
+	return append(k, u.ID...)
+}
+
+func expirable(u *User) bool { return u != nil && u.IsAnonymous() && !u.Kept }
+
+func orphan(u *User) bool { return expirable(u) && !u.OrphanedAt.IsZero() && u.DeviceKID == "" }
+
+func counter(meta *bolt.Bucket, key []byte, delta int64) error {
+	if delta == 0 {
+		return nil
+	}
+	var n int64
+	if v := meta.Get(key); len(v) == 8 {
+		n = int64(binary.BigEndian.Uint64(v))
+	}
+	buf := make([]byte, 8)
+	binary.BigEndian.PutUint64(buf, uint64(max(n+delta, 0)))
+	return meta.Put(key, buf)
+}
+
+func b2i(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// saveUser writes u (nil deletes old) and updates the population indexes.
+// old is the stored version, nil for a new user.
+func saveUser(tx *bolt.Tx, old, u *User) error {
+	idle, orphans, meta := tx.Bucket(bucketGuestIdle), tx.Bucket(bucketOrphans), tx.Bucket(bucketMeta)
+	if expirable(old) {
+		if err := idle.Delete(idleKey(old)); err != nil {
+			return err
+		}
+	}
+	if expirable(u) {
+		if err := idle.Put(idleKey(u), nil); err != nil {
+			return err
+		}
+	}
+	if old != nil && orphan(old) && !orphan(u) {
+		if err := orphans.Delete([]byte(old.ID)); err != nil {
+			return err
+		}
+	}
+	if orphan(u) {
+		if err := orphans.Put([]byte(u.ID), nil); err != nil {
+			return err
+		}
+	}
+	isGuest := func(x *User) bool { return x != nil && x.IsAnonymous() }
+	isKept := func(x *User) bool { return isGuest(x) && x.Kept }
+	if err := counter(meta, keyLiveGuests, b2i(isGuest(u))-b2i(isGuest(old))); err != nil {
+		return err
+	}
+	if err := counter(meta, keyKeptGuests, b2i(isKept(u))-b2i(isKept(old))); err != nil {
+		return err
+	}
+	if u == nil {
+		return tx.Bucket(bucketUsers).Delete([]byte(old.ID))
+	}
+	return putJSON(tx.Bucket(bucketUsers), u.ID, u)
+}
+
+// GuestCounts reports how many guests exist and how many of them are kept.
+func (b *Bolt) GuestCounts() (live, kept int64, err error) {
+	err = b.db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if v := meta.Get(keyLiveGuests); len(v) == 8 {
+			live = int64(binary.BigEndian.Uint64(v))
+		}
+		if v := meta.Get(keyKeptGuests); len(v) == 8 {
+			kept = int64(binary.BigEndian.Uint64(v))
+		}
+		return nil
+	})
+	return live, kept, err
+}
+
+// TouchUsers records last activity times, in one write transaction. Times not
+// newer than the stored one, and unknown users, are skipped.
+func (b *Bolt) TouchUsers(at map[string]time.Time) (int, error) {
+	var n int
+	err := b.update(func(tx *bolt.Tx) error {
+		n = 0
+		users := tx.Bucket(bucketUsers)
+		for id, t := range at {
+			var u User
+			if err := getJSON(users, id, &u); err != nil {
+				if errors.Is(err, ErrNotFound) {
+					continue
+				}
+				return err
+			}
+			if !t.After(u.LastActiveAt) {
+				continue
+			}
+			old := u
+			u.LastActiveAt = t.UTC()
+			if err := saveUser(tx, &old, &u); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+// Prune reasons.
+const (
+	PruneIdle   = "idle"
+	PruneOrphan = "orphaned"
+)
+
+// ScanPrunable calls fn, in one read transaction, for each guest that may be
+// pruned: unkept guests idle since before cutoff (oldest first), then
+// orphaned ones. fn returns false to stop.
+func (b *Bolt) ScanPrunable(cutoff time.Time, fn func(u *User, reason string) bool) error {
+	return b.db.View(func(tx *bolt.Tx) error {
+		users := tx.Bucket(bucketUsers)
+		seen := map[string]bool{}
+		c := tx.Bucket(bucketGuestIdle).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if len(k) < 8 || int64(binary.BigEndian.Uint64(k[:8])) >= cutoff.UnixNano() {
+				break
+			}
+			var u User
+			if err := getJSON(users, string(k[8:]), &u); err != nil {
+				return err
+			}
+			seen[u.ID] = true
+			if !fn(&u, PruneIdle) {
+				return nil
+			}
+		}
+		return tx.Bucket(bucketOrphans).ForEach(func(k, _ []byte) error {
+			if seen[string(k)] {
+				return nil
+			}
+			var u User
+			if err := getJSON(users, string(k), &u); err != nil {
+				return err
+			}
+			if !fn(&u, PruneOrphan) {
+				return errStopScan
+			}
+			return nil
+		})
+	})
+}
+
+var errStopScan = errors.New("stop")
+
+// DeleteGuests deletes, in one write transaction, each listed user that
+// still satisfies still (checked against the current record, so a guest that
+// became active, kept or upgraded since the scan survives). It returns the
+// deleted users.
+func (b *Bolt) DeleteGuests(ids []string, still func(u *User) bool) ([]User, error) {
+	var deleted []User
+	err := b.update(func(tx *bolt.Tx) error {
+		deleted = deleted[:0]
+		for _, id := range ids {
+			var u User
+			if err := getJSON(tx.Bucket(bucketUsers), id, &u); err != nil {
+				if errors.Is(err, ErrNotFound) {
+					continue
+				}
+				return err
+			}
+			if !u.IsAnonymous() || u.Kept || !still(&u) {
+				continue
+			}
+			if err := deleteUser(tx, &u); err != nil {
+				return err
+			}
+			deleted = append(deleted, u)
+		}
+		return nil
+	})
+	return deleted, err
+}
+
+// SetKept marks or unmarks a user as kept: a kept guest never expires.
+func (b *Bolt) SetKept(id string, kept bool) (*User, error) {
+	return b.UpdateUser(id, func(u *User) error {
+		u.Kept = kept
+		return nil
+	})
+}
+
+// ListUsers returns up to limit users with ids after the given one, in id
+// order, optionally only those with tag; next is "" on the last page.
+func (b *Bolt) ListUsers(after, tag string, limit int) (users []User, next string, err error) {
+	err = b.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketUsers).Cursor()
+		k, v := c.First()
+		if after != "" {
+			k, v = c.Seek([]byte(after))
+			if k != nil && bytes.Equal(k, []byte(after)) {
+				k, v = c.Next()
+			}
+		}
+		for ; k != nil; k, v = c.Next() {
+			var u User
+			if err := jsonUnmarshal(v, &u); err != nil {
+				return err
+			}
+			if tag != "" && u.Tag != tag {
+				continue
+			}
+			if len(users) == limit {
+				next = users[len(users)-1].ID
+				return nil
+			}
+			users = append(users, u)
+		}
+		return nil
+	})
+	return users, next, err
+}
