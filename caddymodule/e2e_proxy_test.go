@@ -54,10 +54,10 @@ func wantRefused(t *testing.T, s *server, resp *response, hitsBefore int) {
 }
 
 // keepUnderscores is a global option making Caddy keep client headers with
-// underscores in their names, which it drops by default; with it, only
+// underscores or dots in their names, which it drops by default; with it, only
 // guest_auth's own stripping stands between a spoofed x_auth_user_id and
 // the upstream.
-const keepUnderscores = "servers {\n\t\texpected_underscore_headers x_*\n\t}"
+const keepUnderscores = "servers {\n\t\texpected_underscore_headers x_*\n\t\texpected_dot_headers x.*\n\t}"
 
 // startWithGlobal is startGuestAuth with extra global options.
 func startWithGlobal(t *testing.T, global, options string) *server {
@@ -143,7 +143,11 @@ func TestCustomIdentityHeaderNames(t *testing.T) {
 	customSpoofs := []string{
 		"x_user", "spoof-1", "X-USER", "spoof-2", "X_User_Name", "spoof-3",
 		"x-role", "spoof-4", "X_GUEST", "spoof-5", "x-Guest", "spoof-6",
+		"X.Role", "spoof-7", // dotted: a CGI upstream reads it as HTTP_X_ROLE
+		// The default names are stripped too, whatever is configured.
+		"X-Auth-User-Id", "spoof-8", "x_auth_user_tag", "spoof-9", "X.Auth.User.Anonymous", "spoof-10",
 		"x_other", "kept", // control: Caddy keeps underscore headers here
+		"x.other", "kept", // control: and dotted ones
 	}
 	ts := s.createGuest()
 	_, c := jwtParts(t, ts.AccessToken)
@@ -154,8 +158,8 @@ func TestCustomIdentityHeaderNames(t *testing.T) {
 	}
 	h := seen(t, resp)
 	noSpoofValues(t, h)
-	if h.Get("X_other") != "kept" {
-		t.Fatalf("Caddy dropped the underscore control header, so the spoof checks prove nothing: %v", h)
+	if h.Get("X_other") != "kept" || h.Get("X.other") != "kept" {
+		t.Fatalf("Caddy dropped an underscore or dot control header, so the spoof checks prove nothing: %v", h)
 	}
 	if keys := identityKeys(h, custom...); len(keys) != 0 {
 		t.Fatalf("custom identity headers without a token: %v", keys)

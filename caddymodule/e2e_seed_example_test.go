@@ -3,6 +3,7 @@ package caddymodule_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"os"
 	"os/exec"
@@ -11,9 +12,11 @@ import (
 	"time"
 )
 
-// The docs' JavaScript createGuestUser, copied verbatim from the Hanzo IAM
-// and Casdoor guest-authentication pages into testdata, runs unchanged in
-// Node against the real server, and its token works on the app.
+// The docs' JavaScript example (createGuestUser and upgradeGuestUser), copied
+// verbatim from the Hanzo IAM and Casdoor guest-authentication pages into
+// testdata, runs unchanged in Node against the real server: the guest's
+// token works on the app, and the upgrade makes it a normal user with the
+// same id who can then sign in with the new name and password.
 func TestSeedJavaScriptExample(t *testing.T) {
 	t.Parallel()
 	node, err := exec.LookPath("node")
@@ -25,8 +28,8 @@ func TestSeedJavaScriptExample(t *testing.T) {
 	}
 	s := startGuestAuth(t, "")
 	for _, c := range []struct{ file, path string }{
-		{"testdata/hanzo_create_guest.js", "/oauth/token"},
-		{"testdata/casdoor_create_guest.js", "/api/login/oauth/access_token"},
+		{"testdata/hanzo_example.js", "/oauth/token"},
+		{"testdata/casdoor_example.js", "/api/login/oauth/access_token"},
 	} {
 		t.Run(c.file, func(t *testing.T) {
 			t.Parallel()
@@ -40,14 +43,22 @@ func TestSeedJavaScriptExample(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			var stdout, stderr bytes.Buffer
-			cmd := exec.CommandContext(ctx, node, "testdata/run_seed.js", c.file, s.Base, "demo-app", "demo-secret")
+			name := "js-user-" + strings.Split(c.file, "_")[0][len("testdata/"):]
+			cmd := exec.CommandContext(ctx, node, "testdata/run_seed.js", c.file, s.Base, "demo-app", "demo-secret", name, "js-password-1")
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			if err := cmd.Run(); err != nil {
 				t.Fatalf("node: %v\n%s", err, stderr.String())
 			}
-			token := strings.TrimSpace(stdout.String())
+			var out struct {
+				Token   string         `json:"token"`
+				Upgrade map[string]any `json:"upgrade"`
+			}
+			if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
+				t.Fatalf("node printed %q: %v", stdout.String(), err)
+			}
+			token := out.Token
 			hdr, claims := jwtParts(t, token)
-			if hdr["typ"] != "at+jwt" || claims["tag"] != "guest-user" || claims["client_id"] != "demo-app" {
+			if hdr["typ"] != "at+jwt" || claims["tag"] != "guest-user" || claims["client_id"] != "demo-app" { // as issued, before the upgrade
 				t.Fatalf("token from the example: header %v claims %v", hdr, claims)
 			}
 			resp := s.get("/app", token)
@@ -55,8 +66,16 @@ func TestSeedJavaScriptExample(t *testing.T) {
 				t.Fatalf("app with the example's token: %d %s", resp.Status, resp.Body)
 			}
 			h := seen(t, resp)
-			if h.Get("X-Auth-User-Id") != claims["sub"] || h.Get("X-Auth-User-Tag") != "guest-user" || h.Get("X-Auth-User-Anonymous") != "true" {
+			// The upgrade already happened, and the old token shows it.
+			if h.Get("X-Auth-User-Id") != claims["sub"] || h.Get("X-Auth-User-Tag") != "normal-user" || h.Get("X-Auth-User-Anonymous") != "false" || h.Get("X-Auth-User-Name") != name {
 				t.Fatalf("upstream saw %v", h)
+			}
+			if out.Upgrade["status"] != "ok" {
+				t.Fatalf("upgradeGuestUser returned %v", out.Upgrade)
+			}
+			in := decodeTokens(t, s.signIn(name, "js-password-1"))
+			if _, c2 := jwtParts(t, in.AccessToken); c2["sub"] != claims["sub"] {
+				t.Fatalf("sign-in after the upgrade reached %v, want %v", c2["sub"], claims["sub"])
 			}
 		})
 	}

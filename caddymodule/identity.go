@@ -18,9 +18,10 @@ import (
 const realm = "guest_auth"
 
 // normalizeHeaderName folds a header name the way upstreams may read it:
-// case-insensitive, and CGI-style servers treat '_' and '-' alike.
+// case-insensitive, and CGI-style servers (HTTP_X_AUTH_USER_ID) read '_'
+// and '.' as '-'.
 func normalizeHeaderName(s string) string {
-	return strings.ToLower(strings.ReplaceAll(s, "_", "-"))
+	return strings.ToLower(strings.NewReplacer("_", "-", ".", "-").Replace(s))
 }
 
 // headerNameIs compares without allocating (this runs on every header of
@@ -32,7 +33,7 @@ func headerNameIs(key, normalized string) bool {
 	for i := 0; i < len(key); i++ {
 		c := key[i]
 		switch {
-		case c == '_':
+		case c == '_' || c == '.':
 			c = '-'
 		case 'A' <= c && c <= 'Z':
 			c += 'a' - 'A'

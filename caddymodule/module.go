@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -165,7 +166,8 @@ type Client struct {
 }
 
 // HeaderNames names the identity headers sent upstream. Every header of this
-// set sent by the client is removed, in any spelling (any case, `_` for `-`).
+// set, and of the default set, sent by the client is removed, in any
+// spelling (any case, `_` or `.` for `-`).
 type HeaderNames struct {
 	// Default: X-Auth-User-Id (the user id, the token's `sub`).
 	UserID string `json:"user_id,omitempty"`
@@ -185,6 +187,12 @@ type RateLimit struct {
 
 func (l *RateLimit) limit() accounts.Limit {
 	return accounts.Limit{Burst: l.Burst, Interval: time.Duration(l.Interval)}
+}
+
+var defaultHeaders = HeaderNames{"X-Auth-User-Id", "X-Auth-User-Name", "X-Auth-User-Tag", "X-Auth-User-Anonymous"}
+
+func (h HeaderNames) names() []string {
+	return []string{h.UserID, h.UserName, h.UserTag, h.UserAnonymous}
 }
 
 // Access policies.
@@ -269,9 +277,13 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		return err
 	}
 
+	// The default names are stripped too when others are configured, so
+	// nothing behind Caddy can be fooled by a forged X-Auth-User-Id.
 	g.strip = nil
-	for _, h := range []string{g.Headers.UserID, g.Headers.UserName, g.Headers.UserTag, g.Headers.UserAnonymous} {
-		g.strip = append(g.strip, normalizeHeaderName(h))
+	for _, h := range append(g.Headers.names(), defaultHeaders.names()...) {
+		if n := normalizeHeaderName(h); !slices.Contains(g.strip, n) {
+			g.strip = append(g.strip, n)
+		}
 	}
 	g.buildRoutes()
 	g.startBackground()
@@ -328,7 +340,7 @@ func (g *GuestAuth) setDefaults() {
 		n := 10000
 		g.TokenCacheSize = &n
 	}
-	defaults := HeaderNames{"X-Auth-User-Id", "X-Auth-User-Name", "X-Auth-User-Tag", "X-Auth-User-Anonymous"}
+	defaults := defaultHeaders
 	for _, p := range []struct {
 		v *string
 		d string
@@ -388,7 +400,8 @@ func (g *GuestAuth) Validate() error {
 		return errors.New("token_cache_size cannot be negative")
 	}
 	names := map[string]bool{}
-	for _, h := range g.strip {
+	for _, h := range g.Headers.names() {
+		h = normalizeHeaderName(h)
 		if h == "" || names[h] {
 			return errors.New("identity header names must be distinct and non-empty")
 		}

@@ -1,35 +1,37 @@
-// Runs a docs example's createGuestUser unchanged against a test server.
-// Usage: node run_seed.js <example.js> <base URL> <client_id> <client_secret>
-// Only the placeholder host and client id/secret literals are replaced, each
-// exactly once; the function then runs with Node's built-in fetch and the
-// access token it returns is printed.
+// Runs a docs example (createGuestUser, then upgradeGuestUser) unchanged
+// against a test server.
+// Usage: node run_seed.js <example.js> <base URL> <client_id> <client_secret> <new name> <new password>
+// Only the placeholder host (once per function) and the client id/secret
+// literals are replaced; the functions run with Node's built-in fetch. It
+// prints {"token": <createGuestUser's result>, "upgrade": <upgradeGuestUser's>}.
 'use strict';
 const fs = require('fs');
 const vm = require('vm');
 
-const [file, base, clientID, clientSecret] = process.argv.slice(2);
+const [file, base, clientID, clientSecret, newName, newPassword] = process.argv.slice(2);
 let src = fs.readFileSync(file, 'utf8');
 
-function replaceOnce(pattern, value) {
+function replaceAll(pattern, value, times) {
   const found = src.match(new RegExp(pattern.source, 'g')) || [];
-  if (found.length !== 1) {
-    console.error(`expected one ${pattern} in ${file}, found ${found.length}`);
+  if (found.length !== times) {
+    console.error(`expected ${times} of ${pattern} in ${file}, found ${found.length}`);
     process.exit(2);
   }
-  src = src.replace(pattern, value);
+  src = src.replace(new RegExp(pattern.source, 'g'), value);
 }
-replaceOnce(/'https:\/\/your-[a-z-]+-host\//, `'${base}/`);
-replaceOnce(/'your_client_id'/, JSON.stringify(clientID));
-replaceOnce(/'your_client_secret'/, JSON.stringify(clientSecret));
+replaceAll(/'https:\/\/your-[a-z-]+-host\//, `'${base}/`, 2);
+replaceAll(/'your_client_id'/, JSON.stringify(clientID), 1);
+replaceAll(/'your_client_secret'/, JSON.stringify(clientSecret), 1);
 
-const createGuestUser = vm.runInThisContext(src + '\ncreateGuestUser;', { filename: file });
-createGuestUser().then((token) => {
+const example = vm.runInThisContext(src + '\n({ createGuestUser, upgradeGuestUser });', { filename: file });
+(async () => {
+  const token = await example.createGuestUser();
   if (typeof token !== 'string' || token === '') {
-    console.error('createGuestUser returned', token);
-    process.exit(1);
+    throw new Error('createGuestUser returned ' + token);
   }
-  process.stdout.write(token);
-}, (err) => {
+  const upgrade = await example.upgradeGuestUser(token, newName, newPassword);
+  process.stdout.write(JSON.stringify({ token, upgrade }));
+})().catch((err) => {
   console.error(err);
   process.exit(1);
 });

@@ -14,3 +14,20 @@ code: 'guest-user'
 const data = await response.json();
 return data.access_token;
 }
+
+// Later, upgrade the guest user
+async function upgradeGuestUser(accessToken, newUsername, newPassword) {
+const response = await fetch('https://your-casdoor-host/api/update-user', {
+method: 'POST',
+headers: {
+'Content-Type': 'application/json',
+'Authorization': `Bearer ${accessToken}`
+},
+body: JSON.stringify({
+name: newUsername,
+password: newPassword
+})
+});
+
+return response.json();
+}
