@@ -516,7 +516,6 @@ http://127.0.0.1:%d {
 	respond "second"
 }
 `, s.Admin, s.Port, s.DB, strings.TrimPrefix(s.Upstream.URL, "http://"), port2))
-	t.Log(s.Logs(), s.Port, port2, s.Admin)
 	s.createGuest()
 
 	wantAdminError(t, s.admin(http.MethodGet, "/guest_auth/stats", nil), http.StatusBadRequest, "several guest_auth storage files")
