@@ -189,6 +189,24 @@ func (s *Service) newSession(userID, clientID string, now time.Time) (*storage.S
 	}, nil
 }
 
+// startSession signs an existing user in: a new session and its tokens.
+// storage.ErrNotFound means the user was deleted meanwhile.
+func (s *Service) startSession(issuer, clientID string, u *storage.User, now time.Time) (*Issued, error) {
+	sess, err := s.newSession(u.ID, clientID, now)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := s.mint(issuer, clientID, u, sess, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.store.PutSession(sess); err != nil {
+		return nil, err
+	}
+	s.cfg.Activity.Touch(u.ID, now)
+	return &Issued{Tokens: *tok, User: u, Session: sess}, nil
+}
+
 // mint signs the token set of sess's current generation.
 func (s *Service) mint(issuer, clientID string, u *storage.User, sess *storage.Session, now time.Time) (*TokenResponse, error) {
 	m, err := s.keys.Mint(tokens.Grant{

@@ -272,22 +272,11 @@ func (s *Service) deviceSignIn(issuer, clientID string, dev *storage.Device, now
 	if !u.IsAnonymous() {
 		return nil, notGuestError{&Error{Code: CodeInvalidGrant, Description: "This device's user has signed up: sign in with the username and password instead."}}
 	}
-	sess, err := s.newSession(u.ID, clientID, now)
-	if err != nil {
-		return nil, err
+	issued, err := s.startSession(issuer, clientID, u, now)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, invalidGrant("The user of this device key no longer exists.")
 	}
-	tok, err := s.mint(issuer, clientID, u, sess, now)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.store.PutSession(sess); err != nil {
-		if errors.Is(err, storage.ErrNotFound) {
-			return nil, invalidGrant("The user of this device key no longer exists.")
-		}
-		return nil, err
-	}
-	s.cfg.Activity.Touch(u.ID, now)
-	return &Issued{Tokens: *tok, User: u, Session: sess}, nil
+	return issued, err
 }
 
 // storedDeviceKey reads a registered key; alg must be the one it was

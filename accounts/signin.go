@@ -71,21 +71,9 @@ func (s *Service) PasswordSignIn(issuer, clientID, username, password, clientIP 
 	}
 	s.byAcct.Reset(acctKey)
 
-	now := s.now().UTC()
-	sess, err := s.newSession(u.ID, clientID, now)
-	if err != nil {
-		return nil, err
+	issued, err := s.startSession(issuer, clientID, u, s.now().UTC())
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, errBadCredentials // deleted meanwhile
 	}
-	tok, err := s.mint(issuer, clientID, u, sess, now)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.store.PutSession(sess); err != nil {
-		if errors.Is(err, storage.ErrNotFound) {
-			return nil, errBadCredentials // deleted meanwhile
-		}
-		return nil, err
-	}
-	s.cfg.Activity.Touch(u.ID, now)
-	return &Issued{Tokens: *tok, User: u, Session: sess}, nil
+	return issued, err
 }

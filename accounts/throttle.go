@@ -69,6 +69,13 @@ func (t *Throttle) Fail(key string) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	b := t.bucket(key)
+	b.tokens = math.Max(0, b.tokens-1)
+}
+
+// bucket returns key's bucket, refilled to now, making a full one if needed;
+// the caller holds t.mu.
+func (t *Throttle) bucket(key string) *bucket {
 	now := t.now()
 	b, ok := t.m[key]
 	if !ok {
@@ -79,7 +86,7 @@ func (t *Throttle) Fail(key string) {
 		t.m[key] = b
 	}
 	t.refill(b, now)
-	b.tokens = math.Max(0, b.tokens-1)
+	return b
 }
 
 // Take spends one try for key if it has one and returns 0, or returns how
@@ -90,16 +97,7 @@ func (t *Throttle) Take(key string) time.Duration {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	now := t.now()
-	b, ok := t.m[key]
-	if !ok {
-		if len(t.m) >= t.max {
-			t.prune(now)
-		}
-		b = &bucket{tokens: float64(t.limit.Burst), at: now}
-		t.m[key] = b
-	}
-	t.refill(b, now)
+	b := t.bucket(key)
 	if b.tokens < 1 {
 		return time.Duration((1 - b.tokens) * float64(t.limit.Interval))
 	}
