@@ -16,6 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/guestauth/caddy-guestauth/events"
 	"github.com/guestauth/caddy-guestauth/storage"
 )
 
@@ -268,7 +269,9 @@ func adminRevokeUser(w http.ResponseWriter, _ *http.Request, sh *sharedStore, id
 	if err != nil {
 		return storeError(err, id)
 	}
-	adminLog().Info("user.sessions_revoked", zap.String("user_id", id), zap.Int("count", n))
+	if g := sh.handler(); g != nil && n > 0 { // as for a logout: apps may react
+		g.emit(events.Event{Type: events.SessionRevoked, UserID: id, Data: map[string]any{"sessions": n, "cause": "admin"}})
+	}
 	return writeAdminJSON(w, map[string]any{"id": id, "revoked": n})
 }
 

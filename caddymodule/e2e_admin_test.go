@@ -386,6 +386,9 @@ func TestAdminRevokeEndsSessions(t *testing.T) {
 	}
 	wantAdminError(t, s.admin(http.MethodPost, "/guest_auth/users/nobody/revoke", nil), http.StatusNotFound, "no user")
 	s.cliFails("HTTP 404", "revoke", "nobody")
+	if !strings.Contains(s.Logs(), `"msg":"session.revoked","event_id"`) || !strings.Contains(s.Logs(), `"cause":"admin"`) {
+		t.Fatal("no session.revoked event with cause admin logged")
+	}
 }
 
 func TestAdminStats(t *testing.T) {

@@ -43,14 +43,24 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// handedOut remembers every port freePort returned: the kernel may offer a
+// port again once its probe listener closes, before the Caddy that was given
+// it binds it, and two parallel tests must never share one.
+var handedOut sync.Map
+
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if _, taken := handedOut.LoadOrStore(port, true); !taken {
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // upstream is the app behind guest_auth: it records each request's headers

@@ -106,7 +106,7 @@ func (g *GuestAuth) serveProxied(w http.ResponseWriter, r *http.Request, repl *c
 		if g.Require != RequireNone {
 			return bearerError(w, http.StatusUnauthorized, "", "")
 		}
-		return next.ServeHTTP(&keepWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, g: g}, r)
+		return g.next(w, r, next, nil)
 	}
 	id, err := g.authenticate(r, raw)
 	if err != nil {
@@ -121,7 +121,7 @@ func (g *GuestAuth) serveProxied(w http.ResponseWriter, r *http.Request, repl *c
 	h.Set(g.Headers.UserTag, id.User.Tag)
 	h.Set(g.Headers.UserAnonymous, strconv.FormatBool(id.User.IsAnonymous()))
 	setUserPlaceholders(repl, id)
-	return next.ServeHTTP(&keepWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, g: g, user: id.User}, r)
+	return g.next(w, r, next, id.User)
 }
 
 func (g *GuestAuth) authenticate(r *http.Request, raw string) (*accounts.Identity, error) {

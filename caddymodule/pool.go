@@ -78,7 +78,7 @@ func findStore(path string) (*sharedStore, error) {
 	case len(found) == 0:
 		return nil, errors.New("no guest_auth storage is open (is guest_auth in the running config?)")
 	}
-	return nil, fmt.Errorf("several guest_auth storage files are open; name one with storage=: %s", strings.Join(paths, ", "))
+	return nil, fmt.Errorf("several guest_auth storage files are open; name one (the storage parameter, or --storage on the command line): %s", strings.Join(paths, ", "))
 }
 
 // Destruct stops the sweeper, then closes the file.

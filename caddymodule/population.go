@@ -83,6 +83,13 @@ type keepWriter struct {
 }
 
 func (k *keepWriter) WriteHeader(status int) {
+	k.settle()
+	k.ResponseWriterWrapper.WriteHeader(status)
+}
+
+// settle removes the keep header and acts on it; it runs before the status
+// is written and again when the handler returns, in case it never was.
+func (k *keepWriter) settle() {
 	h := k.Header()
 	v := h.Get(k.g.KeepHeader)
 	if _, ok := h[k.g.KeepHeader]; ok {
@@ -96,7 +103,6 @@ func (k *keepWriter) WriteHeader(status int) {
 			k.g.logger.Info("guest.kept", zap.String("user_id", k.user.ID))
 		}
 	}
-	k.ResponseWriterWrapper.WriteHeader(status)
 }
 
 func (k *keepWriter) Write(b []byte) (int, error) {
@@ -114,4 +120,12 @@ func (k *keepWriter) ensureHeader() {
 	if _, ok := k.Header()[k.g.KeepHeader]; ok {
 		k.WriteHeader(http.StatusOK)
 	}
+}
+
+// next passes the request on, watching the response for the keep header.
+func (g *GuestAuth) next(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, user *storage.User) error {
+	kw := &keepWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, g: g, user: user}
+	err := next.ServeHTTP(kw, r)
+	kw.settle()
+	return err
 }
