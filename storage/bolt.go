@@ -43,6 +43,9 @@ type Options struct {
 	MaxBatchDelay time.Duration
 	// Now is the clock used to stamp orphaned guests (time.Now when nil).
 	Now func() time.Time
+	// IdentityCacheSize bounds the decoded users and sessions kept for
+	// Identity (default 10000; negative disables the cache).
+	IdentityCacheSize int
 }
 
 // Bolt is a Store on one bbolt file.
@@ -50,12 +53,15 @@ type Bolt struct {
 	db     *bolt.DB
 	now    func() time.Time
 	writes atomic.Uint64
+	cache  *identityCache
 }
 
 // Writes counts the write transactions committed since the file was opened.
 func (b *Bolt) Writes() uint64 { return b.writes.Load() }
 
 func (b *Bolt) update(fn func(*bolt.Tx) error) error {
+	b.cache.writeBegin()
+	defer b.cache.writeEnd()
 	err := b.db.Update(fn)
 	if err == nil {
 		b.writes.Add(1)
@@ -65,6 +71,8 @@ func (b *Bolt) update(fn func(*bolt.Tx) error) error {
 
 // batch shares one commit between concurrent callers; fn may run twice.
 func (b *Bolt) batch(fn func(*bolt.Tx) error) error {
+	b.cache.writeBegin()
+	defer b.cache.writeEnd()
 	err := b.db.Batch(fn)
 	if err == nil {
 		b.writes.Add(1)
@@ -115,7 +123,10 @@ func OpenBolt(path string, opt Options) (*Bolt, error) {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	return &Bolt{db: db, now: opt.Now}, nil
+	if opt.IdentityCacheSize == 0 {
+		opt.IdentityCacheSize = 10000
+	}
+	return &Bolt{db: db, now: opt.Now, cache: newIdentityCache(opt.IdentityCacheSize)}, nil
 }
 
 // Close closes the file.
@@ -188,14 +199,14 @@ func (b *Bolt) CreateUser(u *User, s *Session, dev *Device) error {
 				return err
 			}
 		}
-		if err := saveUser(tx, prev, u); err != nil {
+		if err := b.saveUser(tx, prev, u); err != nil {
 			return err
 		}
 		if err := names.Put(nk, []byte(u.ID)); err != nil {
 			return err
 		}
 		if s != nil {
-			return putSession(tx, s)
+			return b.putSession(tx, s)
 		}
 		return nil
 	})
@@ -209,10 +220,11 @@ func sessionEndKey(s *Session) []byte {
 
 // putSession writes s with its index entries, replacing a previous version,
 // and clears the owner's orphan mark.
-func putSession(tx *bolt.Tx, s *Session) error {
+func (b *Bolt) putSession(tx *bolt.Tx, s *Session) error {
 	if s.ID == "" || s.UserID == "" {
 		return errors.New("session needs an id and a user id")
 	}
+	b.cache.dropSession(s.ID)
 	sessions, ends := tx.Bucket(bucketSessions), tx.Bucket(bucketSessionEnds)
 	var prev Session
 	if err := getJSON(sessions, s.ID, &prev); err == nil {
@@ -241,14 +253,15 @@ func putSession(tx *bolt.Tx, s *Session) error {
 	if !u.OrphanedAt.IsZero() {
 		old := u
 		u.OrphanedAt = time.Time{}
-		return saveUser(tx, &old, &u)
+		return b.saveUser(tx, &old, &u)
 	}
 	return nil
 }
 
 // deleteSession removes s and its index entries; the caller then calls
 // markOrphan for its user.
-func deleteSession(tx *bolt.Tx, s *Session) error {
+func (b *Bolt) deleteSession(tx *bolt.Tx, s *Session) error {
+	b.cache.dropSession(s.ID)
 	if err := tx.Bucket(bucketSessionEnds).Delete(sessionEndKey(s)); err != nil {
 		return err
 	}
@@ -259,7 +272,7 @@ func deleteSession(tx *bolt.Tx, s *Session) error {
 }
 
 // markOrphan stamps a guest that has no session left.
-func markOrphan(tx *bolt.Tx, userID string, now time.Time) error {
+func (b *Bolt) markOrphan(tx *bolt.Tx, userID string, now time.Time) error {
 	users := tx.Bucket(bucketUsers)
 	var u User
 	if err := getJSON(users, userID, &u); err != nil {
@@ -277,7 +290,7 @@ func markOrphan(tx *bolt.Tx, userID string, now time.Time) error {
 	}
 	old := u
 	u.OrphanedAt = now.UTC()
-	return saveUser(tx, &old, &u)
+	return b.saveUser(tx, &old, &u)
 }
 
 // GetUser implements Store.
@@ -337,7 +350,7 @@ func (b *Bolt) UpdateUser(id string, fn func(u *User) error) (*User, error) {
 				return err
 			}
 		}
-		if err := saveUser(tx, &old, &u); err != nil {
+		if err := b.saveUser(tx, &old, &u); err != nil {
 			return err
 		}
 		out = &u
@@ -353,12 +366,12 @@ func (b *Bolt) DeleteUser(id string) error {
 		if err := getJSON(tx.Bucket(bucketUsers), id, &u); err != nil {
 			return err
 		}
-		return deleteUser(tx, &u)
+		return b.deleteUser(tx, &u)
 	})
 }
 
-func deleteUser(tx *bolt.Tx, u *User) error {
-	if _, err := deleteUserSessions(tx, u.ID, ""); err != nil {
+func (b *Bolt) deleteUser(tx *bolt.Tx, u *User) error {
+	if _, err := b.deleteUserSessions(tx, u.ID, ""); err != nil {
 		return err
 	}
 	if u.DeviceKID != "" {
@@ -369,11 +382,17 @@ func deleteUser(tx *bolt.Tx, u *User) error {
 	if err := tx.Bucket(bucketNames).Delete([]byte(NameKey(u.Name))); err != nil {
 		return err
 	}
-	return saveUser(tx, u, nil)
+	return b.saveUser(tx, u, nil)
 }
 
-// Identity implements Store.
+// Identity implements Store. It is served from a cache of decoded records
+// when it can be (see identityCache): the returned values are shared and
+// must not be modified.
 func (b *Bolt) Identity(userID, sessionID string) (*User, *Session, error) {
+	if u, s, ok := b.cache.get(userID, sessionID); ok {
+		return u, s, nil
+	}
+	before := b.cache.snapshot()
 	var u User
 	var s Session
 	err := b.db.View(func(tx *bolt.Tx) error {
@@ -391,6 +410,7 @@ func (b *Bolt) Identity(userID, sessionID string) (*User, *Session, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	b.cache.put(before, &u, &s)
 	return &u, &s, nil
 }
 
@@ -418,7 +438,7 @@ func (b *Bolt) UpdateSession(id string, fn func(s *Session) error) (*Session, er
 		if s.ID != id {
 			return errors.New("a session's id cannot change")
 		}
-		if err := putSession(tx, &s); err != nil {
+		if err := b.putSession(tx, &s); err != nil {
 			return err
 		}
 		out = &s
@@ -433,7 +453,7 @@ func (b *Bolt) PutSession(s *Session) error {
 		if tx.Bucket(bucketUsers).Get([]byte(s.UserID)) == nil {
 			return ErrNotFound
 		}
-		return putSession(tx, s)
+		return b.putSession(tx, s)
 	})
 }
 
@@ -445,10 +465,10 @@ func (b *Bolt) DeleteSession(id string) error {
 		if err := getJSON(tx.Bucket(bucketSessions), id, &s); err != nil {
 			return err
 		}
-		if err := deleteSession(tx, &s); err != nil {
+		if err := b.deleteSession(tx, &s); err != nil {
 			return err
 		}
-		return markOrphan(tx, s.UserID, now)
+		return b.markOrphan(tx, s.UserID, now)
 	})
 }
 
@@ -458,15 +478,15 @@ func (b *Bolt) DeleteUserSessions(userID, keep string) (int, error) {
 	var n int
 	err := b.batch(func(tx *bolt.Tx) error {
 		var err error
-		if n, err = deleteUserSessions(tx, userID, keep); err != nil {
+		if n, err = b.deleteUserSessions(tx, userID, keep); err != nil {
 			return err
 		}
-		return markOrphan(tx, userID, now)
+		return b.markOrphan(tx, userID, now)
 	})
 	return n, err
 }
 
-func deleteUserSessions(tx *bolt.Tx, userID, keep string) (int, error) {
+func (b *Bolt) deleteUserSessions(tx *bolt.Tx, userID, keep string) (int, error) {
 	prefix := []byte(userID + "/")
 	var ids []string
 	c := tx.Bucket(bucketUserSessions).Cursor()
@@ -480,7 +500,7 @@ func deleteUserSessions(tx *bolt.Tx, userID, keep string) (int, error) {
 		if err := getJSON(tx.Bucket(bucketSessions), sid, &s); err != nil {
 			return 0, err
 		}
-		if err := deleteSession(tx, &s); err != nil {
+		if err := b.deleteSession(tx, &s); err != nil {
 			return 0, err
 		}
 	}
@@ -507,13 +527,13 @@ func (b *Bolt) DeleteEndedSessions(now time.Time, limit int) (int, error) {
 		}
 		users := map[string]bool{}
 		for i := range ended {
-			if err := deleteSession(tx, &ended[i]); err != nil {
+			if err := b.deleteSession(tx, &ended[i]); err != nil {
 				return err
 			}
 			users[ended[i].UserID] = true
 		}
 		for id := range users {
-			if err := markOrphan(tx, id, now); err != nil {
+			if err := b.markOrphan(tx, id, now); err != nil {
 				return err
 			}
 		}

@@ -63,7 +63,13 @@ func b2i(b bool) int64 {
 
 // saveUser writes u (nil deletes old) and updates the population indexes.
 // old is the stored version, nil for a new user.
-func saveUser(tx *bolt.Tx, old, u *User) error {
+func (b *Bolt) saveUser(tx *bolt.Tx, old, u *User) error {
+	if old != nil {
+		b.cache.dropUser(old.ID)
+	}
+	if u != nil {
+		b.cache.dropUser(u.ID)
+	}
 	idle, orphans, meta := tx.Bucket(bucketGuestIdle), tx.Bucket(bucketOrphans), tx.Bucket(bucketMeta)
 	if expirable(old) {
 		if err := idle.Delete(idleKey(old)); err != nil {
@@ -134,7 +140,7 @@ func (b *Bolt) TouchUsers(at map[string]time.Time) (int, error) {
 			}
 			old := u
 			u.LastActiveAt = t.UTC()
-			if err := saveUser(tx, &old, &u); err != nil {
+			if err := b.saveUser(tx, &old, &u); err != nil {
 				return err
 			}
 			n++
@@ -208,7 +214,7 @@ func (b *Bolt) DeleteGuests(ids []string, still func(u *User) bool) ([]User, err
 			if !u.IsAnonymous() || u.Kept || !still(&u) {
 				continue
 			}
-			if err := deleteUser(tx, &u); err != nil {
+			if err := b.deleteUser(tx, &u); err != nil {
 				return err
 			}
 			deleted = append(deleted, u)
