@@ -122,8 +122,12 @@ func TestMetricsSurviveReload(t *testing.T) {
 	s.get("/app", "not-a-jwt")
 	s.createGuest()
 	wantLimited(t, s.tryGuest(""))
+	if r := s.signIn("jack", "wrong-password"); r.Status != http.StatusBadRequest {
+		t.Fatalf("failed sign-in: %d", r.Status)
+	}
 
 	want := map[string]float64{
+		"caddy_guest_auth_signin_failures_total":                                 1,
 		"caddy_guest_auth_guests_created_total":                                  3,
 		"caddy_guest_auth_guests_upgraded_total":                                 1,
 		"caddy_guest_auth_live_guests":                                           2,

@@ -248,6 +248,10 @@ func (g *GuestAuth) tokenGrant(w http.ResponseWriter, r *http.Request) (*account
 		}
 		issued, err := g.svc.PasswordSignIn(g.issuerFor(r), client.ClientID, username, password, clientIP(r))
 		var te *accounts.ThrottledError
+		var ae *accounts.Error
+		if errors.As(err, &ae) && ae.Code == accounts.CodeInvalidGrant {
+			metrics.SignInFailed()
+		}
 		if errors.As(err, &te) {
 			g.emit(events.Event{Type: events.SignInThrottled, ClientID: client.ClientID, Data: map[string]any{"client_ip": clientIP(r), "retry_after_s": te.RetrySeconds()}})
 		}
