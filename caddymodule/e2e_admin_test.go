@@ -34,16 +34,7 @@ func (s *server) admin(method, path string, body any) *response {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		s.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	return &response{Status: resp.StatusCode, Header: resp.Header, Body: raw}
+	return s.exchange(req)
 }
 
 // adminOK calls the admin API and decodes its 200 answer.

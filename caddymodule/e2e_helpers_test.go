@@ -59,16 +59,7 @@ func (s *server) doRaw(method, path string, body io.Reader, headers ...string) *
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header[headers[i]] = append(req.Header[headers[i]], headers[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		s.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	return &response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	return s.exchange(req)
 }
 
 // jwtParts decodes a compact JWT's header and payload without verifying it.

@@ -285,9 +285,15 @@ func (s *server) do(method, path string, body io.Reader, headers ...string) *res
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Add(headers[i], headers[i+1])
 	}
+	return s.exchange(req)
+}
+
+// exchange sends req and reads the whole answer.
+func (s *server) exchange(req *http.Request) *response {
+	s.t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		s.t.Fatalf("%s %s: %v", method, path, err)
+		s.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
