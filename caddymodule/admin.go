@@ -234,10 +234,18 @@ func adminShowUser(w http.ResponseWriter, _ *http.Request, sh *sharedStore, id s
 }
 
 func adminDeleteUser(w http.ResponseWriter, _ *http.Request, sh *sharedStore, id string) error {
+	u, err := sh.store.GetUser(id)
+	if err != nil {
+		return storeError(err, id)
+	}
 	if err := sh.store.DeleteUser(id); err != nil {
 		return storeError(err, id)
 	}
-	adminLog().Info("user.deleted", zap.String("user_id", id))
+	if g := sh.handler(); g != nil { // apps may need to delete the user's data
+		g.emit(events.Event{Type: events.UserDeleted, UserID: id, Data: map[string]any{"name": u.Name, "tag": u.Tag, "cause": "admin"}})
+	} else {
+		adminLog().Info(events.UserDeleted, zap.String("user_id", id))
+	}
 	return writeAdminJSON(w, map[string]any{"id": id, "deleted": true})
 }
 

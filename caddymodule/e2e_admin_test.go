@@ -262,6 +262,9 @@ func TestAdminDeleteUser(t *testing.T) {
 	if m := s.cliJSON("delete", userID(t, b)); m["deleted"] != true {
 		t.Fatalf("cli delete: %v", m)
 	}
+	if !s.HasLog(`"user.deleted"`) || !s.HasLog(userID(t, b)) {
+		t.Fatal("no user.deleted event logged")
+	}
 	for _, ts := range []tokenSet{a, b} {
 		if r := s.get("/app", ts.AccessToken); r.Status != http.StatusUnauthorized {
 			t.Fatalf("token of a deleted user: %d", r.Status)

@@ -120,7 +120,8 @@ type GuestAuth struct {
 
 	// Optional webhook receiving the module's events (guest.created,
 	// guest.upgraded, guest.expired, session.revoked,
-	// refresh.reuse_detected, signin.throttled) as signed JSON POSTs.
+	// refresh.reuse_detected, signin.throttled, user.deleted) as signed
+	// JSON POSTs.
 	Webhook *Webhook `json:"webhook,omitempty"`
 
 	// How many verified access tokens to remember, so repeat requests skip

@@ -63,6 +63,8 @@ const (
 	RefreshReuseDetected = "refresh.reuse_detected"
 	// SignInThrottled: sign-in attempts were refused for too many failures.
 	SignInThrottled = "signin.throttled"
+	// UserDeleted: an administrator deleted a user (data: name, tag).
+	UserDeleted = "user.deleted"
 )
 
 // Event is one thing that happened, as logged and as sent to webhooks.
