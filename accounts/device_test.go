@@ -17,9 +17,9 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
-	"github.com/lestrrat-go/jwx/v2/jws"
 
 	"github.com/guestauth/caddy-guestauth/accounts"
+	"github.com/guestauth/caddy-guestauth/internal/jwstest"
 	"github.com/guestauth/caddy-guestauth/storage"
 	"github.com/guestauth/caddy-guestauth/tokens"
 )
@@ -28,22 +28,9 @@ const devIssuer = "https://device.example.com"
 
 // devFixture is a Service on a temporary store with a settable clock.
 type devFixture struct {
+	*clock
 	svc   *accounts.Service
 	store *storage.Bolt
-	mu    sync.Mutex
-	now   time.Time
-}
-
-func (f *devFixture) Now() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.now
-}
-
-func (f *devFixture) advance(d time.Duration) {
-	f.mu.Lock()
-	f.now = f.now.Add(d)
-	f.mu.Unlock()
 }
 
 func newDevFixture(t *testing.T) *devFixture {
@@ -57,7 +44,7 @@ func newDevFixture(t *testing.T) *devFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &devFixture{store: st, now: time.Date(2031, 3, 4, 5, 6, 7, 0, time.UTC)}
+	f := &devFixture{store: st, clock: &clock{t: time.Date(2031, 3, 4, 5, 6, 7, 0, time.UTC)}}
 	f.svc, err = accounts.New(st, keys, accounts.Config{
 		Alg: jwa.ES256, AccessTTL: time.Hour, SessionIdle: 24 * time.Hour, SessionLifetime: 72 * time.Hour, Skew: 30 * time.Second,
 	}, f.Now)
@@ -151,25 +138,11 @@ func jsonMap(t *testing.T, v any) map[string]any {
 // alg "none" leaves the signature empty.
 func signCompact(t *testing.T, hdr, claims map[string]any, alg jwa.SignatureAlgorithm, key any) string {
 	t.Helper()
-	enc := func(v any) string {
-		b, err := json.Marshal(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return base64.RawURLEncoding.EncodeToString(b)
+	tok, err := jwstest.Compact(hdr, claims, alg, key)
+	if err != nil {
+		t.Fatal(err)
 	}
-	input := enc(hdr) + "." + enc(claims)
-	var sig []byte
-	if alg != jwa.NoSignature {
-		signer, err := jws.NewSigner(alg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if sig, err = signer.Sign([]byte(input), key); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
+	return tok
 }
 
 // request is the JWT an Authgear SDK sends: typ, kid, alg and (when new)
@@ -250,7 +223,7 @@ func TestDeviceKeyCreatesGuestAndSignsInAgain(t *testing.T) {
 				t.Fatal("a private key was stored")
 			}
 
-			f.advance(time.Hour)
+			f.Advance(time.Hour)
 			again, err := f.svc.AnonymousRequest(devIssuer, "app", "192.0.2.1", k.request(t, f.challenge(t), f.Now(), false, nil))
 			if err != nil {
 				t.Fatal(err)
@@ -371,7 +344,7 @@ func TestDeviceChallengeExpiry(t *testing.T) {
 	f := newDevFixture(t)
 	k := newECKey(t)
 	ch := f.challenge(t)
-	f.advance(5*time.Minute + time.Second)
+	f.Advance(5*time.Minute + time.Second)
 	res, err := f.svc.AnonymousRequest(devIssuer, "app", "192.0.2.1", k.request(t, ch, f.Now(), true, nil))
 	ae := wantDeviceRefusal(t, res, err, accounts.CodeInvalidGrant)
 	if !strings.Contains(ae.Description, "challenge") {
@@ -380,7 +353,7 @@ func TestDeviceChallengeExpiry(t *testing.T) {
 	wantNoDevice(t, f, k.kid)
 
 	ch = f.challenge(t)
-	f.advance(5*time.Minute - time.Second)
+	f.Advance(5*time.Minute - time.Second)
 	if _, err := f.svc.AnonymousRequest(devIssuer, "app", "192.0.2.1", k.request(t, ch, f.Now(), true, nil)); err != nil {
 		t.Fatalf("a challenge used just before it expires: %v", err)
 	}

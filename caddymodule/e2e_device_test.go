@@ -28,9 +28,9 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
-	"github.com/lestrrat-go/jwx/v2/jws"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/guestauth/caddy-guestauth/internal/jwstest"
 	"github.com/guestauth/caddy-guestauth/storage"
 )
 
@@ -92,25 +92,11 @@ func newDeviceKey(t *testing.T, alg jwa.SignatureAlgorithm) *deviceKey {
 // of alg; alg "none" gives an empty signature.
 func compactJWS(t *testing.T, hdr, claims map[string]any, alg jwa.SignatureAlgorithm, key any) string {
 	t.Helper()
-	enc := func(v any) string {
-		b, err := json.Marshal(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return base64.RawURLEncoding.EncodeToString(b)
+	tok, err := jwstest.Compact(hdr, claims, alg, key)
+	if err != nil {
+		t.Fatal(err)
 	}
-	input := enc(hdr) + "." + enc(claims)
-	var sig []byte
-	if alg != jwa.NoSignature {
-		signer, err := jws.NewSigner(alg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if sig, err = signer.Sign([]byte(input), key); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
+	return tok
 }
 
 // request is the JWT an Authgear SDK sends; edit may change header and
