@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -134,18 +133,6 @@ func (b *Bolt) Close() error { return b.db.Close() }
 
 // Path is the file's path.
 func (b *Bolt) Path() string { return b.db.Path() }
-
-// WriteTo writes a consistent copy of the whole file to w from one read
-// transaction, while writers go on.
-func (b *Bolt) WriteTo(w io.Writer) (int64, error) {
-	var n int64
-	err := b.db.View(func(tx *bolt.Tx) error {
-		var err error
-		n, err = tx.WriteTo(w)
-		return err
-	})
-	return n, err
-}
 
 var jsonUnmarshal = json.Unmarshal
 
