@@ -57,6 +57,8 @@ type ProfileUpdate struct {
 	// OldPassword must be the current password when changing a password the
 	// user already has, so a stolen access token cannot take the account.
 	OldPassword *string
+	// ClientIP keys the per-IP limits on this request (Caddy's client IP).
+	ClientIP string
 }
 
 // UpdateResult says what an update did.

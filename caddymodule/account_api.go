@@ -130,6 +130,7 @@ func (g *GuestAuth) serveUpdateUser(w http.ResponseWriter, r *http.Request) erro
 		DisplayName: param(params, "displayName", "display_name"),
 		Password:    param(params, "password"),
 		OldPassword: param(params, "oldPassword", "old_password"),
+		ClientIP:    clientIP(r),
 	}
 	res, err := g.svc.UpdateProfile(id, upd)
 	if err != nil {
