@@ -103,7 +103,7 @@ func requirePost(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	w.Header().Set("Allow", http.MethodPost)
-	writeJSON(w, http.StatusMethodNotAllowed, envelope{Status: "error", Msg: "Use POST."})
+	_ = writeJSON(w, http.StatusMethodNotAllowed, envelope{Status: "error", Msg: "Use POST."}) // the 405 is the answer; a write error is the client gone
 	return false
 }
 

@@ -299,8 +299,11 @@ func runBackup(cmd *cobra.Command, _ []string) error {
 	}
 	done = true
 	if d, err := os.Open(dir); err == nil { // make the rename durable
-		d.Sync()
+		err = d.Sync()
 		d.Close()
+		if err != nil {
+			return fmt.Errorf("syncing %s: %w", dir, err)
+		}
 	}
 	abs, _ := filepath.Abs(out)
 	summary, _ := json.Marshal(map[string]any{"output": abs, "bytes": n})

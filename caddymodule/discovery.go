@@ -9,6 +9,8 @@ import (
 )
 
 // Paths of the endpoints the module serves itself.
+//
+//nolint:gosec // G101: URL paths, not credentials
 const (
 	PathToken        = "/oauth/token"                  // Hanzo IAM
 	PathTokenCasdoor = "/api/login/oauth/access_token" // Casdoor
@@ -45,7 +47,7 @@ func allowGet(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	w.Header().Set("Allow", "GET, HEAD")
-	writeJSON(w, http.StatusMethodNotAllowed, oauthError{Error: accounts.CodeInvalidRequest, Description: "Use GET."})
+	_ = writeJSON(w, http.StatusMethodNotAllowed, oauthError{Error: accounts.CodeInvalidRequest, Description: "Use GET."})
 	return false
 }
 

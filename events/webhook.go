@@ -163,7 +163,7 @@ func defaultBackoff(attempt int) time.Duration {
 	if attempt < 7 { // 1s<<6 is past the cap already
 		d = min(time.Second<<max(attempt-1, 0), maxWait)
 	}
-	return d/2 + rand.N(d/2+1)
+	return d/2 + rand.N(d/2+1) //nolint:gosec // G404: retry jitter needs no cryptographic randomness
 }
 
 // Start launches the delivery goroutine. Events queued before Start wait for

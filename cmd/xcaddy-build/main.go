@@ -138,7 +138,7 @@ func pinLocalModules(mods []string, w io.Writer) func(*xcaddy.StepEvent) error {
 		r := bufio.NewReader(e.Output)
 		for {
 			line, err := r.ReadString('\n')
-			io.WriteString(w, line)
+			_, _ = io.WriteString(w, line) // progress output only
 			if _, dir, ok := strings.Cut(line, "[INFO] Temporary folder: "); ok {
 				tempDir = strings.TrimSpace(dir)
 			}
