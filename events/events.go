@@ -49,9 +49,10 @@
 // delay or evict them. signin.throttled is noisy (see [Noisy]): anyone can
 // cause one per request. Per type, user, client and client IP, the first
 // one of a burst is sent at once with data.count 1, and those that follow
-// within a minute are folded into one summary event sent when the minute
-// ends: data.count says how many it stands for and data.since when the
-// first of them happened. Noisy events wait in a small queue of their own;
+// within the coalescing interval (a minute by default) are folded into one
+// summary event, with a new id, sent when the interval ends: data.count
+// says how many it stands for and data.since when the first of them
+// happened. Adding up data.count gives the number of occurrences. Noisy events wait in a small queue of their own;
 // when it is full they are dropped, and only they.
 //
 // Events never carry a secret, password or token; see [Event].
