@@ -171,7 +171,7 @@ func newHookReceiver(t *testing.T, secret string) *hookReceiver {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
-		if !events.Verify([]byte(secret), body, r.Header.Get("X-Guest-Auth-Signature")) {
+		if events.Verify([]byte(secret), r.Header, body, time.Now(), 0) != nil {
 			h.bad = append(h.bad, string(body))
 			w.WriteHeader(http.StatusUnauthorized)
 			return

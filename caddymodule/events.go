@@ -14,13 +14,18 @@ import (
 
 // Webhook sends the module's events to an HTTP endpoint.
 type Webhook struct {
-	// URL receiving a POST per event (http or https).
+	// URL receiving a POST per event. It must be https, except to a
+	// loopback host (localhost, 127.0.0.0/8, ::1), where http is allowed.
 	URL string `json:"url"`
-	// Secret keying the X-Guest-Auth-Signature header (HMAC-SHA256 of the
-	// body). Use a placeholder such as `{env.GUEST_AUTH_WEBHOOK_SECRET}`.
+	// Secret keying the X-Guest-Auth-Signature header: HMAC-SHA256 of the
+	// X-Guest-Auth-Timestamp value, a ".", and the body. Use a placeholder
+	// such as `{env.GUEST_AUTH_WEBHOOK_SECRET}`.
 	Secret string `json:"secret"`
-	// How many events may wait for delivery; beyond that new events are
-	// dropped (and counted) rather than slowing requests. Default: 1000.
+	// How many lifecycle and security events may wait for delivery; beyond
+	// that new ones are dropped (and counted) rather than slowing requests.
+	// Noisy signin.throttled events are coalesced (one summary per client
+	// IP per minute) and wait in a queue of their own, so they never take
+	// these places. Default: 1000.
 	QueueSize int `json:"queue_size,omitempty"`
 	// Delivery attempts per event, with exponential backoff. Default: 6.
 	MaxAttempts int `json:"max_attempts,omitempty"`
@@ -38,6 +43,7 @@ func (g *GuestAuth) setupEvents(ctx caddy.Context) error {
 			QueueSize:   g.Webhook.QueueSize,
 			MaxAttempts: g.Webhook.MaxAttempts,
 			OnDrop:      metrics.WebhookDropped,
+			Now:         g.now,
 		}, g.logger.Named("webhook"))
 		if err != nil {
 			return err

@@ -15,23 +15,45 @@
 //	User-Agent: guestauth-webhook
 //	X-Guest-Auth-Event: guest.upgraded
 //	X-Guest-Auth-Delivery: <the event id>
-//	X-Guest-Auth-Signature: sha256=<hex HMAC-SHA256 of the body>
+//	X-Guest-Auth-Timestamp: <Unix seconds when this attempt was signed>
+//	X-Guest-Auth-Signature: sha256=<hex HMAC-SHA256 of timestamp + "." + body>
 //
-// The signature is the lowercase hex HMAC-SHA256 of the exact body bytes,
-// keyed with the webhook secret. A receiver must verify it before trusting the
-// event:
+// The signature is the lowercase hex HMAC-SHA256, keyed with the webhook
+// secret, of the X-Guest-Auth-Timestamp value as sent, a ".", and the exact
+// body bytes. A receiver must check a delivery before trusting it (Go:
+// [Verify]; the package example does it with the standard library only):
 //
 //  1. read the raw body, before any JSON parsing (re-encoding changes the bytes);
-//  2. compute "sha256=" + hex(HMAC-SHA256(secret, body));
-//  3. compare it with the header in constant time (Go: hmac.Equal, or
-//     [Verify]; Node: crypto.timingSafeEqual; Python: hmac.compare_digest)
-//     and reject the request on a mismatch.
+//  2. compute "sha256=" + hex(HMAC-SHA256(secret, timestamp + "." + body));
+//  3. compare it with X-Guest-Auth-Signature in constant time (Go:
+//     hmac.Equal; Node: crypto.timingSafeEqual; Python: hmac.compare_digest)
+//     and reject the request on a mismatch;
+//  4. reject it when the timestamp is more than a few minutes
+//     ([DefaultTolerance], 5) from the receiver's clock, so a captured
+//     delivery cannot be replayed later;
+//  5. de-duplicate on X-Guest-Auth-Delivery (the event id), remembering ids
+//     for at least twice the tolerance: this stops a replay within the
+//     tolerance, and absorbs retries.
 //
-// A delivery is retried with backoff on network errors, 5xx and 429, so a
-// receiver may see the same event more than once: de-duplicate on the id.
-// No separate timestamp is signed, but the body's "time" field is, so a
-// receiver can also refuse events older than it cares about to limit replays. Answer with any 2xx once the event is stored; a
-// 4xx other than 429, or a redirect, is taken as a refusal and not retried.
+// A delivery is retried with backoff on network errors, 5xx and 429, each
+// attempt with a fresh timestamp and signature but the same id and body, so
+// a receiver may see the same event more than once. Answer with any 2xx
+// once the event is stored (or was already); a 4xx other than 429, or a
+// redirect, is taken as a refusal and not retried.
+//
+// # Noisy events
+//
+// Lifecycle and security events (guest.created, guest.upgraded,
+// guest.expired, user.deleted, session.revoked, refresh.reuse_detected) are
+// queued in order and always sent before noisy ones, so a flood cannot
+// delay or evict them. signin.throttled is noisy (see [Noisy]): anyone can
+// cause one per request. Per type, user, client and client IP, the first
+// one of a burst is sent at once with data.count 1, and those that follow
+// within the coalescing interval (a minute by default) are folded into one
+// summary event, with a new id, sent when the interval ends: data.count
+// says how many it stands for and data.since when the first of them
+// happened. Adding up data.count gives the number of occurrences. Noisy events wait in a small queue of their own;
+// when it is full they are dropped, and only they.
 //
 // Events never carry a secret, password or token; see [Event].
 package events

@@ -10,13 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -28,24 +29,44 @@ import (
 const (
 	HeaderEvent     = "X-Guest-Auth-Event"
 	HeaderDelivery  = "X-Guest-Auth-Delivery"
+	HeaderTimestamp = "X-Guest-Auth-Timestamp"
 	HeaderSignature = "X-Guest-Auth-Signature"
 	userAgent       = "guestauth-webhook"
 )
+
+// DefaultTolerance is how far a delivery's timestamp may be from the
+// receiver's clock before [Verify] refuses it as a possible replay.
+const DefaultTolerance = 5 * time.Minute
 
 // maxWait caps the default backoff and any Retry-After a receiver asks for,
 // so one slow receiver cannot park the queue for long.
 const maxWait = time.Minute
 
+// maxNoisyKeys bounds the keys a webhook coalesces noisy events for at once;
+// an event with a new key beyond that is dropped (and counted).
+const maxNoisyKeys = 10000
+
 // WebhookConfig configures a [Webhook]. Only URL and Secret are required.
 type WebhookConfig struct {
-	// URL receives the POSTs; it must be http or https.
+	// URL receives the POSTs. It must be https, or http to a loopback host
+	// (localhost, 127.0.0.0/8 or ::1): over plain http anyone on the path
+	// could read the events.
 	URL string
 	// Secret keys the X-Guest-Auth-Signature HMAC. Required: an unsigned
 	// webhook would let anyone who finds the URL forge events.
 	Secret []byte
-	// QueueSize bounds the events waiting for delivery (default 1000).
-	// When the queue is full, new events are dropped and counted.
+	// QueueSize bounds the lifecycle and security events waiting for
+	// delivery (default 1000). When it is full, new ones are dropped and
+	// counted. Noisy events (see [Noisy]) never take a place in it.
 	QueueSize int
+	// NoisyQueueSize bounds the noisy events waiting for delivery, after
+	// coalescing (default 100). They are sent only when no other event is
+	// waiting; when it is full, new noisy events are dropped and counted.
+	NoisyQueueSize int
+	// CoalesceInterval is the interval over which noisy events with the same
+	// type, user, client and client IP are folded into one summary event
+	// (default 1m).
+	CoalesceInterval time.Duration
 	// MaxAttempts is how many times one event is tried before it is given up
 	// (default 6).
 	MaxAttempts int
@@ -59,14 +80,20 @@ type WebhookConfig struct {
 	// Client sends the requests. The default client does not follow
 	// redirects, since following one would turn the POST into a GET.
 	Client *http.Client
-	// OnDrop, when set, is called for each event dropped because the queue is
-	// full, for example to count it in metrics. It must not block.
-	OnDrop func()
+	// OnDrop, when set, is called with the event type of each event dropped
+	// because its queue was full, for example to count it in metrics. It
+	// must not block.
+	OnDrop func(eventType string)
+	// Now is the clock for the signature timestamps and for coalescing
+	// (default time.Now).
+	Now func() time.Time
 }
 
 // Webhook is a [Sink] that POSTs events, signed, to one URL from a single
-// background goroutine, in the order they were queued. Create it with
-// NewWebhook, then call Start, and Stop when done.
+// background goroutine. Lifecycle and security events are sent in the
+// order they were queued and always before noisy ones, which are coalesced
+// and queued apart (see [Noisy]). Create it with NewWebhook, then call
+// Start, and Stop when done.
 type Webhook struct {
 	url         string
 	logURL      string // without any password, for logs
@@ -75,7 +102,8 @@ type Webhook struct {
 	backoff     func(int) time.Duration
 	timeout     time.Duration
 	client      *http.Client
-	onDrop      func()
+	onDrop      func(string)
+	now         func() time.Time
 	logger      *zap.Logger
 
 	// mu orders Enqueue's send against Stop, so nothing is accepted after
@@ -83,9 +111,13 @@ type Webhook struct {
 	mu      sync.RWMutex
 	started bool
 	stopped bool
-	queue   chan queued
+	queue   chan queued // lifecycle and security events
+	noisy   chan queued // noisy events, coalesced
+	coal    *coalescer
+	tick    time.Duration // how often ended coalescing intervals are flushed
 
-	dropped  atomic.Uint64
+	dropMu   sync.Mutex
+	dropped  map[string]uint64 // by event type
 	dropWarn rate.Sometimes
 
 	ctx      context.Context // cancelled when Stop's deadline passes
@@ -110,16 +142,25 @@ func NewWebhook(cfg WebhookConfig, logger *zap.Logger) (*Webhook, error) {
 		return nil, fmt.Errorf("webhook URL: %w", err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("webhook URL %q: scheme must be http or https", u.Redacted())
+		return nil, fmt.Errorf("webhook URL %q: scheme must be https (or http to a loopback host)", u.Redacted())
 	}
 	if u.Host == "" {
 		return nil, fmt.Errorf("webhook URL %q: missing host", u.Redacted())
+	}
+	if u.Scheme == "http" && !loopbackHost(u.Hostname()) {
+		return nil, fmt.Errorf("webhook URL %q: must be https unless the host is loopback (localhost, 127.0.0.0/8, ::1)", u.Redacted())
 	}
 	if len(cfg.Secret) == 0 {
 		return nil, errors.New("webhook secret is required")
 	}
 	if cfg.QueueSize <= 0 {
 		cfg.QueueSize = 1000
+	}
+	if cfg.NoisyQueueSize <= 0 {
+		cfg.NoisyQueueSize = 100
+	}
+	if cfg.CoalesceInterval <= 0 {
+		cfg.CoalesceInterval = time.Minute
 	}
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = 6
@@ -132,6 +173,9 @@ func NewWebhook(cfg WebhookConfig, logger *zap.Logger) (*Webhook, error) {
 	}
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	if logger == nil {
 		logger = zap.NewNop()
@@ -146,14 +190,29 @@ func NewWebhook(cfg WebhookConfig, logger *zap.Logger) (*Webhook, error) {
 		timeout:     cfg.Timeout,
 		client:      cfg.Client,
 		onDrop:      cfg.OnDrop,
+		now:         cfg.Now,
 		logger:      logger,
 		queue:       make(chan queued, cfg.QueueSize),
+		noisy:       make(chan queued, cfg.NoisyQueueSize),
+		coal:        newCoalescer(cfg.CoalesceInterval, maxNoisyKeys),
+		tick:        max(cfg.CoalesceInterval/4, time.Millisecond),
+		dropped:     make(map[string]uint64),
 		dropWarn:    rate.Sometimes{Interval: time.Minute},
 		ctx:         ctx,
 		cancel:      cancel,
 		stopping:    make(chan struct{}),
 		done:        make(chan struct{}),
 	}, nil
+}
+
+// loopbackHost reports whether host (without port or brackets) is
+// localhost or a loopback IP address.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Zone() == "" && ip.IsLoopback()
 }
 
 // defaultBackoff takes off up to half of each wait, not all of it, so a
@@ -178,10 +237,11 @@ func (w *Webhook) Start() {
 	go w.run()
 }
 
-// Stop refuses new events, keeps delivering the queued ones until the queue
-// is empty or ctx is done, and returns once the delivery goroutine has
-// exited. It returns ctx's error if events were left undelivered (they are
-// counted in a log entry). A Webhook cannot be restarted.
+// Stop refuses new events, queues a summary of the noisy events still being
+// coalesced, keeps delivering the queued events until none is left or ctx
+// is done, and returns once the delivery goroutine has exited. It returns
+// ctx's error if events were left undelivered (they are counted in a log
+// entry). A Webhook cannot be restarted.
 func (w *Webhook) Stop(ctx context.Context) error {
 	w.mu.Lock()
 	first, started := !w.stopped, w.started
@@ -192,7 +252,7 @@ func (w *Webhook) Stop(ctx context.Context) error {
 	}
 	if !started {
 		w.cancel()
-		if n := len(w.queue); first && n > 0 {
+		if n := len(w.queue) + len(w.noisy); first && n > 0 {
 			w.logger.Warn("webhook stopped before it was started; events not delivered", zap.String("url", w.logURL), zap.Int("events", n))
 		}
 		return nil
@@ -208,9 +268,11 @@ func (w *Webhook) Stop(ctx context.Context) error {
 }
 
 // Enqueue encodes ev and queues it for delivery, filling its ID and Time
-// when empty. It never blocks: when the queue is full, or the Webhook is
-// stopped, it reports false and the event is not sent. Prefer going through
-// an [Emitter], which also strips secret-named Data keys.
+// when empty. A noisy event (see [Noisy]) is coalesced: it is sent at once
+// if it starts a burst, or else counted into a summary sent later. Enqueue
+// never blocks: when the event's queue is full, or the Webhook is stopped,
+// it reports false and the event is not sent. Prefer going through an
+// [Emitter], which also strips secret-named Data keys.
 func (w *Webhook) Enqueue(ev Event) bool {
 	if ev.ID == "" {
 		ev.ID = uuid.NewString()
@@ -219,58 +281,148 @@ func (w *Webhook) Enqueue(ev Event) bool {
 		ev.Time = time.Now()
 	}
 	ev.Time = ev.Time.UTC()
-	body, err := json.Marshal(ev)
-	if err != nil {
-		w.logger.Error("webhook: cannot encode event; dropped", zap.String("event_id", ev.ID), zap.String("type", ev.Type), zap.Error(err))
-		return false
+	noisy := Noisy(ev.Type)
+	var q queued
+	if !noisy {
+		var ok bool
+		if q, ok = w.encode(ev); !ok {
+			return false
+		}
 	}
 
 	w.mu.RLock()
+	defer w.mu.RUnlock()
 	if w.stopped {
-		w.mu.RUnlock()
 		return false
 	}
+	if !noisy {
+		return w.put(w.queue, q)
+	}
+	send, leads, ok := w.coal.add(ev, w.now())
+	if !ok {
+		w.drop(ev.Type, w.noisy) // a new key past maxNoisyKeys
+	}
+	for i, s := range send {
+		q, encoded := w.encode(s)
+		sent := encoded && w.put(w.noisy, q)
+		if leads && i == len(send)-1 {
+			ok = sent
+		}
+	}
+	return ok
+}
+
+// Dropped is how many events were dropped because their queue was full.
+func (w *Webhook) Dropped() uint64 {
+	w.dropMu.Lock()
+	defer w.dropMu.Unlock()
+	var n uint64
+	for _, c := range w.dropped {
+		n += c
+	}
+	return n
+}
+
+// DroppedByType is how many events of each type were dropped because their
+// queue was full; types never dropped are absent.
+func (w *Webhook) DroppedByType() map[string]uint64 {
+	w.dropMu.Lock()
+	defer w.dropMu.Unlock()
+	return maps.Clone(w.dropped)
+}
+
+func (w *Webhook) encode(ev Event) (queued, bool) {
+	body, err := json.Marshal(ev)
+	if err != nil {
+		w.logger.Error("webhook: cannot encode event; dropped", zap.String("event_id", ev.ID), zap.String("type", ev.Type), zap.Error(err))
+		return queued{}, false
+	}
+	return queued{id: ev.ID, typ: ev.Type, body: body}, true
+}
+
+// put queues q on ch without waiting, or counts it as dropped.
+func (w *Webhook) put(ch chan queued, q queued) bool {
 	select {
-	case w.queue <- queued{id: ev.ID, typ: ev.Type, body: body}:
-		w.mu.RUnlock()
+	case ch <- q:
 		return true
 	default:
-		w.mu.RUnlock()
+		w.drop(q.typ, ch)
+		return false
 	}
+}
 
-	n := w.dropped.Add(1)
+func (w *Webhook) drop(typ string, ch chan queued) {
+	w.dropMu.Lock()
+	w.dropped[typ]++
+	w.dropMu.Unlock()
 	if w.onDrop != nil {
-		w.onDrop()
+		w.onDrop(typ)
 	}
 	// One line a minute at most: a flood of drops must not become a flood of logs.
 	w.dropWarn.Do(func() {
-		w.logger.Warn("webhook queue full; dropping events", zap.String("url", w.logURL), zap.Int("queue_size", cap(w.queue)), zap.Uint64("dropped_total", n))
+		w.logger.Warn("webhook queue full; dropping events", zap.String("url", w.logURL), zap.String("type", typ), zap.Int("queue_size", cap(ch)), zap.Uint64("dropped_total", w.Dropped()))
 	})
-	return false
 }
 
-// Dropped is how many events were dropped because the queue was full.
-func (w *Webhook) Dropped() uint64 { return w.dropped.Load() }
+// flushCoalesced queues the summaries of the coalescing intervals that have
+// ended, or of all of them.
+func (w *Webhook) flushCoalesced(all bool) {
+	for _, ev := range w.coal.flush(w.now(), all) {
+		if q, ok := w.encode(ev); ok {
+			w.put(w.noisy, q)
+		}
+	}
+}
 
 func (w *Webhook) run() {
 	defer close(w.done)
+	tick := time.NewTicker(w.tick)
+	defer tick.Stop()
 	lost := 0
 	for {
-		var q queued
-		select {
-		case q = <-w.queue:
-		case <-w.stopping:
-			select {
-			case q = <-w.queue:
-			default:
-				if lost > 0 {
-					w.logger.Error("webhook stopped before delivering events", zap.String("url", w.logURL), zap.Int("events", lost))
-				}
-				return
+		q, ok := w.next(tick.C)
+		if !ok {
+			if lost > 0 {
+				w.logger.Error("webhook stopped before delivering events", zap.String("url", w.logURL), zap.Int("events", lost))
 			}
+			return
 		}
 		if w.ctx.Err() != nil || !w.deliver(q) {
 			lost++
+		}
+	}
+}
+
+// next waits for the next event to send, always taking a lifecycle or
+// security event before a noisy one. Once Stop has begun, it flushes the
+// coalesced events and returns what is left, then false.
+func (w *Webhook) next(tick <-chan time.Time) (queued, bool) {
+	for {
+		select {
+		case q := <-w.queue:
+			return q, true
+		default:
+		}
+		select {
+		case q := <-w.queue:
+			return q, true
+		case q := <-w.noisy:
+			return q, true
+		case <-tick:
+			w.flushCoalesced(false)
+		case <-w.stopping:
+			w.flushCoalesced(true) // Enqueue refuses events by now
+			select {
+			case q := <-w.queue:
+				return q, true
+			default:
+			}
+			select {
+			case q := <-w.noisy:
+				return q, true
+			default:
+				return queued{}, false
+			}
 		}
 	}
 }
@@ -321,7 +473,9 @@ func (w *Webhook) post(q queued) (status int, wait time.Duration, retry bool, er
 	req.Header.Set("User-Agent", userAgent)
 	req.Header.Set(HeaderEvent, q.typ)
 	req.Header.Set(HeaderDelivery, q.id)
-	req.Header.Set(HeaderSignature, Sign(w.secret, q.body))
+	ts := w.now().Unix()
+	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
+	req.Header.Set(HeaderSignature, Sign(w.secret, ts, q.body))
 	resp, err := w.client.Do(req)
 	if err != nil {
 		return 0, -1, true, err
@@ -375,30 +529,58 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// Sign returns the X-Guest-Auth-Signature value for body: "sha256=" and the
-// lowercase hex HMAC-SHA256 of body keyed with secret.
-func Sign(secret, body []byte) string {
-	m := hmac.New(sha256.New, secret)
-	m.Write(body)
-	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+// Errors from [Verify].
+var (
+	ErrBadSignature = errors.New("webhook signature missing or wrong")
+	ErrStale        = errors.New("webhook timestamp outside the tolerance: a replay, or a clock off")
+)
+
+// Sign returns the X-Guest-Auth-Signature value for a delivery of body
+// signed at timestamp (Unix seconds, sent as X-Guest-Auth-Timestamp):
+// "sha256=" and the lowercase hex HMAC-SHA256, keyed with secret, of the
+// timestamp in decimal, a ".", and body.
+func Sign(secret []byte, timestamp int64, body []byte) string {
+	return "sha256=" + hex.EncodeToString(mac(secret, strconv.FormatInt(timestamp, 10), body))
 }
 
-// Verify reports whether header is a valid X-Guest-Auth-Signature for body,
-// comparing in constant time. body must be the raw request body. An empty
-// secret verifies nothing.
-func Verify(secret, body []byte, header string) bool {
+func mac(secret []byte, timestamp string, body []byte) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(timestamp))
+	m.Write([]byte{'.'})
+	m.Write(body)
+	return m.Sum(nil)
+}
+
+// Verify checks a delivery as a receiver should: header holds its
+// X-Guest-Auth-Timestamp and X-Guest-Auth-Signature, and body must be the
+// raw request body. It returns [ErrBadSignature] unless the signature
+// matches (compared in constant time), and [ErrStale] unless the timestamp
+// is within tolerance of now either way ([DefaultTolerance] when tolerance
+// is not positive). An empty secret verifies nothing. Within the tolerance
+// a captured delivery can still be replayed: de-duplicate on
+// X-Guest-Auth-Delivery too.
+func Verify(secret []byte, header http.Header, body []byte, now time.Time, tolerance time.Duration) error {
 	if len(secret) == 0 {
-		return false
+		return ErrBadSignature
 	}
-	hexMAC, ok := strings.CutPrefix(strings.TrimSpace(header), "sha256=")
+	ts := header.Get(HeaderTimestamp)
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return ErrBadSignature
+	}
+	hexMAC, ok := strings.CutPrefix(strings.TrimSpace(header.Get(HeaderSignature)), "sha256=")
 	if !ok {
-		return false
+		return ErrBadSignature
 	}
 	got, err := hex.DecodeString(hexMAC)
-	if err != nil {
-		return false
+	if err != nil || !hmac.Equal(mac(secret, ts, body), got) {
+		return ErrBadSignature
 	}
-	m := hmac.New(sha256.New, secret)
-	m.Write(body)
-	return hmac.Equal(m.Sum(nil), got)
+	if tolerance <= 0 {
+		tolerance = DefaultTolerance
+	}
+	if d := now.Sub(time.Unix(sec, 0)); d > tolerance || d < -tolerance {
+		return ErrStale
+	}
+	return nil
 }

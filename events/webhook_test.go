@@ -2,11 +2,15 @@ package events_test
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -129,19 +133,23 @@ func TestDeliveryHeadersAndSignature(t *testing.T) {
 	if d.method != http.MethodPost {
 		t.Errorf("method %s", d.method)
 	}
-	sig := d.header.Get("X-Guest-Auth-Signature")
-	if sig != events.Sign(secret, d.body) || !strings.HasPrefix(sig, "sha256=") {
-		t.Errorf("signature %q does not match the body", sig)
+	sig, ts := d.header.Get("X-Guest-Auth-Signature"), d.header.Get("X-Guest-Auth-Timestamp")
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil || time.Since(time.Unix(sec, 0)).Abs() > time.Minute {
+		t.Fatalf("X-Guest-Auth-Timestamp %q is not the Unix time now", ts)
 	}
-	if !events.Verify(secret, d.body, sig) {
-		t.Error("Verify refused a genuine delivery")
+	if sig != events.Sign(secret, sec, d.body) || !strings.HasPrefix(sig, "sha256=") {
+		t.Errorf("signature %q does not match the timestamp and body", sig)
+	}
+	if err := events.Verify(secret, d.header, d.body, time.Now(), 0); err != nil {
+		t.Errorf("Verify refused a genuine delivery: %v", err)
 	}
 	tampered := []byte(strings.Replace(string(d.body), "alice", "mallory", 1))
-	if events.Verify(secret, tampered, sig) {
-		t.Error("Verify accepted a tampered body")
+	if err := events.Verify(secret, d.header, tampered, time.Now(), 0); !errors.Is(err, events.ErrBadSignature) {
+		t.Errorf("Verify of a tampered body = %v", err)
 	}
-	if events.Verify([]byte("other secret"), d.body, sig) {
-		t.Error("Verify accepted the wrong secret")
+	if err := events.Verify([]byte("other secret"), d.header, d.body, time.Now(), 0); !errors.Is(err, events.ErrBadSignature) {
+		t.Errorf("Verify with the wrong secret = %v", err)
 	}
 
 	var body map[string]any
@@ -161,28 +169,102 @@ func TestDeliveryHeadersAndSignature(t *testing.T) {
 
 func TestSignVerify(t *testing.T) {
 	body := []byte(`{"id":"1"}`)
-	sig := events.Sign(secret, body)
+	const ts = 1735787045
+	at := time.Unix(ts, 0)
+	sig := events.Sign(secret, ts, body)
 	if len(sig) != len("sha256=")+64 || strings.ToLower(sig) != sig {
 		t.Fatalf("Sign = %q, want sha256= and 64 lowercase hex digits", sig)
+	}
+	// The signed material is the timestamp, a dot and the body.
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte("1735787045." + string(body)))
+	if want := "sha256=" + hex.EncodeToString(m.Sum(nil)); sig != want {
+		t.Fatalf("Sign = %q, want %q", sig, want)
+	}
+	hdr := func(ts, sig string) http.Header {
+		h := http.Header{}
+		if ts != "" {
+			h.Set("X-Guest-Auth-Timestamp", ts)
+		}
+		if sig != "" {
+			h.Set("X-Guest-Auth-Signature", sig)
+		}
+		return h
 	}
 	for _, tc := range []struct {
 		name   string
 		secret []byte
-		header string
-		want   bool
+		header http.Header
+		body   string
+		now    time.Time
+		tol    time.Duration
+		want   error
 	}{
-		{"genuine", secret, sig, true},
-		{"uppercase hex", secret, "sha256=" + strings.ToUpper(sig[7:]), true},
-		{"no prefix", secret, sig[7:], false},
-		{"other algorithm", secret, "sha1=" + sig[7:], false},
-		{"truncated", secret, sig[:len(sig)-2], false},
-		{"not hex", secret, "sha256=zz", false},
-		{"empty", secret, "", false},
-		{"empty secret", nil, events.Sign(nil, body), false},
+		{"genuine", secret, hdr("1735787045", sig), string(body), at, 0, nil},
+		{"uppercase hex", secret, hdr("1735787045", "sha256="+strings.ToUpper(sig[7:])), string(body), at, 0, nil},
+		{"4m59s late", secret, hdr("1735787045", sig), string(body), at.Add(5*time.Minute - time.Second), 0, nil},
+		{"5m1s late", secret, hdr("1735787045", sig), string(body), at.Add(5*time.Minute + time.Second), 0, events.ErrStale},
+		{"5m1s early", secret, hdr("1735787045", sig), string(body), at.Add(-5*time.Minute - time.Second), 0, events.ErrStale},
+		{"within a longer tolerance", secret, hdr("1735787045", sig), string(body), at.Add(time.Hour), 2 * time.Hour, nil},
+		{"other timestamp", secret, hdr("1735787046", sig), string(body), at, 0, events.ErrBadSignature},
+		{"re-signed body only (old format)", secret, hdr("1735787045", oldSign(secret, body)), string(body), at, 0, events.ErrBadSignature},
+		{"other body", secret, hdr("1735787045", sig), `{"id":"2"}`, at, 0, events.ErrBadSignature},
+		{"no timestamp", secret, hdr("", sig), string(body), at, 0, events.ErrBadSignature},
+		{"timestamp not a number", secret, hdr("soon", sig), string(body), at, 0, events.ErrBadSignature},
+		{"no prefix", secret, hdr("1735787045", sig[7:]), string(body), at, 0, events.ErrBadSignature},
+		{"other algorithm", secret, hdr("1735787045", "sha1="+sig[7:]), string(body), at, 0, events.ErrBadSignature},
+		{"truncated", secret, hdr("1735787045", sig[:len(sig)-2]), string(body), at, 0, events.ErrBadSignature},
+		{"not hex", secret, hdr("1735787045", "sha256=zz"), string(body), at, 0, events.ErrBadSignature},
+		{"no signature", secret, hdr("1735787045", ""), string(body), at, 0, events.ErrBadSignature},
+		{"empty secret", nil, hdr("1735787045", events.Sign(nil, ts, body)), string(body), at, 0, events.ErrBadSignature},
 	} {
-		if got := events.Verify(tc.secret, body, tc.header); got != tc.want {
+		if got := events.Verify(tc.secret, tc.header, []byte(tc.body), tc.now, tc.tol); !errors.Is(got, tc.want) || (got == nil) != (tc.want == nil) {
 			t.Errorf("%s: Verify = %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// oldSign is the signature before timestamps were signed: over the body alone.
+func oldSign(secret, body []byte) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write(body)
+	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// Each attempt is signed afresh with the time it is made, so a retry long
+// after the first attempt still passes a receiver's tolerance.
+func TestRetrySignedWithFreshTimestamp(t *testing.T) {
+	rc := newReceiver(t, func(n int, w http.ResponseWriter) {
+		if n == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	clock := newClock(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC))
+	h, _ := startHook(t, events.WebhookConfig{URL: rc.URL, Now: clock.Now, Backoff: func(int) time.Duration {
+		clock.Advance(10 * time.Minute)
+		return time.Millisecond
+	}})
+	h.Enqueue(events.Event{Type: events.GuestCreated})
+	stop(t, h)
+
+	got := rc.deliveries()
+	if len(got) != 2 {
+		t.Fatalf("%d attempts, want 2", len(got))
+	}
+	first, second := got[0].header.Get("X-Guest-Auth-Timestamp"), got[1].header.Get("X-Guest-Auth-Timestamp")
+	if first != "1735787045" || second != "1735787645" {
+		t.Errorf("timestamps %q, %q; want the clock at each attempt", first, second)
+	}
+	if got[0].header.Get("X-Guest-Auth-Signature") == got[1].header.Get("X-Guest-Auth-Signature") {
+		t.Error("the retry reused the first signature")
+	}
+	if err := events.Verify(secret, got[1].header, got[1].body, clock.Now(), 0); err != nil {
+		t.Errorf("retry: %v", err)
+	}
+	if err := events.Verify(secret, got[0].header, got[0].body, clock.Now(), 0); !errors.Is(err, events.ErrStale) {
+		t.Errorf("first attempt, replayed 10 minutes on: %v, want ErrStale", err)
 	}
 }
 
@@ -308,7 +390,11 @@ func TestQueueFullDropsAndEmitNeverBlocks(t *testing.T) {
 	release := make(chan struct{})
 	rc := newReceiver(t, func(int, http.ResponseWriter) { <-release })
 	var onDrop atomic.Int64
-	h, logs := startHook(t, events.WebhookConfig{URL: rc.URL, QueueSize: 2, OnDrop: func() { onDrop.Add(1) }})
+	h, logs := startHook(t, events.WebhookConfig{URL: rc.URL, QueueSize: 2, OnDrop: func(typ string) {
+		if typ == events.GuestCreated {
+			onDrop.Add(1)
+		}
+	}})
 	// Registered after startHook, so it runs first: the hung handler must be
 	// let go before the server and the Webhook are shut.
 	t.Cleanup(func() {
@@ -333,8 +419,8 @@ func TestQueueFullDropsAndEmitNeverBlocks(t *testing.T) {
 	if d := h.Dropped(); d < total-3 || d > total-2 {
 		t.Errorf("Dropped = %d, want %d or %d", d, total-3, total-2)
 	}
-	if uint64(onDrop.Load()) != h.Dropped() {
-		t.Errorf("OnDrop called %d times, Dropped = %d", onDrop.Load(), h.Dropped())
+	if uint64(onDrop.Load()) != h.Dropped() || h.DroppedByType()[events.GuestCreated] != h.Dropped() {
+		t.Errorf("OnDrop called %d times for guest.created, Dropped = %d, by type %v", onDrop.Load(), h.Dropped(), h.DroppedByType())
 	}
 	if n := logs.FilterMessageSnippet("queue full").Len(); n != 1 {
 		t.Errorf("%d queue-full warnings, want 1 (rate-limited)", n)
@@ -402,8 +488,24 @@ func TestNewWebhookValidation(t *testing.T) {
 		ok     bool
 	}{
 		{"https://hooks.example.com/guestauth", secret, true},
+		{"https://203.0.113.7:8443/hook", secret, true},
 		{"http://127.0.0.1:8080/hook", secret, true},
+		{"http://127.45.6.7/hook", secret, true},
+		{"http://[::1]:8080/hook", secret, true},
+		{"http://[::ffff:127.0.0.1]/hook", secret, true},
+		{"http://localhost:8080/hook", secret, true},
+		{"HTTP://LocalHost./hook", secret, true},
 		{"HTTPS://hooks.example.com/", secret, true},
+		// Plain http to anything but loopback could be read on the way.
+		{"http://hooks.example.com/guestauth", secret, false},
+		{"http://user:pw@hooks.example.com/", secret, false},
+		{"http://10.0.0.5/hook", secret, false},
+		{"http://192.168.1.1/hook", secret, false},
+		{"http://0.0.0.0:8080/hook", secret, false},
+		{"http://[fe80::1%25lo]/hook", secret, false},
+		{"http://localhost.example.com/hook", secret, false},
+		{"http://127.0.0.1.nip.io/hook", secret, false},
+		{"http://app.localhost/hook", secret, false},
 		{"ftp://hooks.example.com/", secret, false},
 		{"file:///etc/passwd", secret, false},
 		{"/relative/path", secret, false},

@@ -14,7 +14,7 @@
 //	caddy_guest_auth_rate_limited_total{limit}                ip, global, cap, signin
 //	caddy_guest_auth_token_verification_failures_total{reason} malformed, bad_signature, expired, wrong_issuer, bad_claims, session_ended
 //	caddy_guest_auth_signin_failures_total
-//	caddy_guest_auth_webhook_dropped_total
+//	caddy_guest_auth_webhook_dropped_total{type}              guest.created, guest.upgraded, guest.expired, session.revoked, refresh.reuse_detected, signin.throttled, user.deleted
 //
 // Gauges, read from the store at scrape time (see SetGaugeSource):
 //
@@ -28,6 +28,8 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/guestauth/caddy-guestauth/events"
 )
 
 const (
@@ -59,8 +61,9 @@ const (
 const other = "other"
 
 var (
-	limits  = []string{LimitIP, LimitGlobal, LimitCap, LimitSignIn}
-	reasons = []string{ReasonMalformed, ReasonBadSignature, ReasonExpired, ReasonWrongIssuer, ReasonBadClaims, ReasonSessionEnded}
+	limits     = []string{LimitIP, LimitGlobal, LimitCap, LimitSignIn}
+	reasons    = []string{ReasonMalformed, ReasonBadSignature, ReasonExpired, ReasonWrongIssuer, ReasonBadClaims, ReasonSessionEnded}
+	eventTypes = []string{events.GuestCreated, events.GuestUpgraded, events.GuestExpired, events.SessionRevoked, events.RefreshReuseDetected, events.SignInThrottled, events.UserDeleted}
 )
 
 var (
@@ -68,10 +71,12 @@ var (
 	guestsUpgraded = counter("guests_upgraded_total", "Guest users upgraded to named accounts.")
 	guestsExpired  = counter("guests_expired_total", "Idle guest users deleted.")
 	signInFailures = counter("signin_failures_total", "Sign-ins refused for a wrong name or password.")
-	webhookDropped = counter("webhook_dropped_total", "Events dropped because the webhook queue was full.")
 
 	rateLimited = counterVec("rate_limited_total", "Requests refused by a rate limit, by limit.", "limit", limits)
 	tokenFails  = counterVec("token_verification_failures_total", "Tokens refused, by reason.", "reason", reasons)
+	// By type, so a flood of noisy events shows as such, apart from the
+	// lifecycle events that must never be dropped.
+	webhookDropped = counterVec("webhook_dropped_total", "Events dropped because their webhook queue was full, by event type.", "type", eventTypes)
 
 	guestGauges = &gauges{
 		live: prometheus.NewDesc(prometheus.BuildFQName(namespace, subsystem, "live_guests"), "Guest users that currently exist.", nil, nil),
@@ -138,9 +143,12 @@ func TokenRejected(reason string) { tokenFails.WithLabelValues(known(reason, rea
 // SignInFailed counts a sign-in refused for a wrong name or password.
 func SignInFailed() { signInFailures.Inc() }
 
-// WebhookDropped counts an event dropped because the webhook queue was
-// full; it fits events.WebhookConfig.OnDrop.
-func WebhookDropped() { webhookDropped.Inc() }
+// WebhookDropped counts an event of type eventType dropped because its
+// webhook queue was full; it fits events.WebhookConfig.OnDrop. A type not
+// listed above is counted as "other".
+func WebhookDropped(eventType string) {
+	webhookDropped.WithLabelValues(known(eventType, eventTypes)).Inc()
+}
 
 func known(v string, values []string) string {
 	if slices.Contains(values, v) {

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
+	"github.com/guestauth/caddy-guestauth/events"
 	"github.com/guestauth/caddy-guestauth/metrics"
 )
 
@@ -68,7 +69,9 @@ func TestCountersIncrement(t *testing.T) {
 		{"caddy_guest_auth_guests_expired_total", nil, func() { metrics.GuestsExpired(3) }, 3},
 		{"caddy_guest_auth_guests_expired_total", nil, func() { metrics.GuestsExpired(0); metrics.GuestsExpired(-2) }, 0},
 		{"caddy_guest_auth_signin_failures_total", nil, metrics.SignInFailed, 1},
-		{"caddy_guest_auth_webhook_dropped_total", nil, metrics.WebhookDropped, 1},
+		{"caddy_guest_auth_webhook_dropped_total", []string{"type", "signin.throttled"}, func() { metrics.WebhookDropped(events.SignInThrottled) }, 1},
+		{"caddy_guest_auth_webhook_dropped_total", []string{"type", "guest.upgraded"}, func() { metrics.WebhookDropped(events.GuestUpgraded) }, 1},
+		{"caddy_guest_auth_webhook_dropped_total", []string{"type", "other"}, func() { metrics.WebhookDropped("made.up") }, 1},
 		{"caddy_guest_auth_rate_limited_total", []string{"limit", "ip"}, func() { metrics.RateLimited(metrics.LimitIP) }, 1},
 		{"caddy_guest_auth_rate_limited_total", []string{"limit", "cap"}, func() { metrics.RateLimited("cap") }, 1},
 		{"caddy_guest_auth_token_verification_failures_total", []string{"reason", "expired"}, func() { metrics.TokenRejected(metrics.ReasonExpired) }, 1},
@@ -116,9 +119,10 @@ func TestAllSeriesExportedAndLintClean(t *testing.T) {
 			t.Errorf("metric %s lacks the caddy_guest_auth_ prefix", f.GetName())
 		}
 	}
-	// 5 plain counters, 4 limits + other, 6 reasons + other, 2 gauges.
-	if len(families) != 9 || series != 5+5+7+2 {
-		t.Errorf("%d families, %d series; want 9 and 19", len(families), series)
+	// 4 plain counters, 4 limits + other, 6 reasons + other, 7 event types
+	// + other, 2 gauges.
+	if len(families) != 9 || series != 4+5+7+8+2 {
+		t.Errorf("%d families, %d series; want 9 and 26", len(families), series)
 	}
 	problems, err := promlint.NewWithMetricFamilies(families).Lint()
 	if err != nil {
