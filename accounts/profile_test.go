@@ -196,3 +196,47 @@ func TestPasswordChangeReissuesCallerTokens(t *testing.T) {
 	got, err = f.svc.Authenticate(nr.Tokens.AccessToken, issuer)
 	wantSessionEnded(t, got, err)
 }
+
+func TestPasswordlessNormalUserExpiresLikeGuest(t *testing.T) {
+	cfg := defaultConfig()
+	cfg.SessionLifetime = 90 * 24 * time.Hour // idle 24h
+	f, act := newTrackedFixture(t, cfg)
+	opt := accounts.PruneOptions{IdleTTL: 30 * 24 * time.Hour, MaxListed: 10}
+
+	henry, _ := f.named(t, "henry", "")            // name only: passwordless
+	iris, _ := f.named(t, "iris", "iris-password") // a real account
+	kate, _ := f.named(t, "kate", "")
+	leo, leoID := f.named(t, "leo", "")
+	mo, _ := f.named(t, "moe", "")
+	if _, err := f.store.SetKept(kate.User.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	// A passwordless user cannot sign in with a password...
+	_, err := f.svc.PasswordSignIn(issuer, "app", "henry", "", "10.0.0.1")
+	wantCode(t, err, accounts.CodeInvalidGrant)
+	// ...so without a session (and no device key) it is an orphan.
+	if err := f.store.DeleteSession(mo.Session.ID); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := accounts.Prune(f.store, f.clock.Now(), opt, nil)
+	if err != nil || rep.Count != 1 || rep.Users[0].UserID != mo.User.ID || rep.Users[0].Reason != storage.PruneOrphan {
+		t.Fatalf("orphan prune: %+v %v", rep, err)
+	}
+	// Setting a password later makes the account durable.
+	if _, err := f.svc.UpdateProfile(leoID, accounts.ProfileUpdate{Password: ptr("leo-password")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := act.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(40 * 24 * time.Hour)
+	rep, err = accounts.Prune(f.store, f.clock.Now(), opt, nil)
+	if err != nil || rep.Count != 1 || rep.Users[0].UserID != henry.User.ID || rep.Users[0].Reason != storage.PruneIdle {
+		t.Fatalf("idle prune: %+v %v", rep, err)
+	}
+	for _, u := range []*accounts.Issued{iris, kate, leo} {
+		if _, err := f.store.GetUser(u.User.ID); err != nil {
+			t.Fatalf("%s was pruned: %v", u.User.Name, err)
+		}
+	}
+}
