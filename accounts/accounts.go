@@ -43,6 +43,14 @@ type Config struct {
 	Guests GuestLimits
 	// Activity, when set, records users' activity (see Activity).
 	Activity *Activity
+	// NameUserLimit and NameIPLimit throttle username changes per user and
+	// per client IP: every attempt counts, refused ones (a taken name)
+	// included, so the update cannot be used to probe which names exist.
+	NameUserLimit Limit
+	NameIPLimit   Limit
+	// ReservedNames nobody may take by a rename, compared as storage.NameKey
+	// (nil reserves none; see DefaultReservedNames).
+	ReservedNames []string
 }
 
 // Service is safe for concurrent use.
@@ -59,6 +67,8 @@ type Service struct {
 	global     *Throttle
 	// device challenge issuance per IP
 	byIPChallenge *Throttle
+	// username changes (profile.go)
+	names nameRules
 }
 
 // New makes a Service. now is the clock (time.Now when nil); tests inject one.
@@ -86,6 +96,7 @@ func New(store storage.Store, keys *tokens.Keyring, cfg Config, now func() time.
 		byIPCreate:    NewThrottle(cfg.Guests.PerIP, now),
 		global:        NewThrottle(cfg.Guests.Global, now),
 		byIPChallenge: NewThrottle(challengeLimit, now),
+		names:         newNameRules(cfg, now),
 	}, nil
 }
 

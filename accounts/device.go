@@ -100,7 +100,8 @@ func (s *Service) NewChallenge(purpose, clientIP string) (*Challenge, error) {
 }
 
 // ErrNotAGuest is wrapped in the invalid_grant answer for a device key whose
-// user has upgraded: the key is no longer an anonymous credential.
+// user has set a password: the key is no longer a credential. (A name-only
+// upgrade keeps the key: it is still the user's only way to sign in.)
 var ErrNotAGuest = errors.New("device user is no longer a guest")
 
 func invalidGrant(format string, args ...any) error {
@@ -269,7 +270,7 @@ func (s *Service) deviceSignIn(issuer, clientID string, dev *storage.Device, now
 	if err != nil {
 		return nil, err
 	}
-	if !u.IsAnonymous() {
+	if !u.Ephemeral() {
 		return nil, notGuestError{&Error{Code: CodeInvalidGrant, Description: "This device's user has signed up: sign in with the username and password instead."}}
 	}
 	issued, err := s.startSession(issuer, clientID, u, now)

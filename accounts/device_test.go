@@ -586,9 +586,21 @@ func TestDeviceKeyOfUpgradedUserRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The upgrade as /api/update-user does it: a real name and the normal tag.
+	// A name-only upgrade as /api/update-user does it: a real name and the
+	// normal tag. The key is still the user's only credential.
 	if _, err := f.store.UpdateUser(first.User.ID, func(u *storage.User) error {
 		u.Name, u.Tag = "alice", storage.TagNormal
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	again, err := f.svc.AnonymousRequest(devIssuer, "app", "192.0.2.1", k.request(t, f.challenge(t), f.Now(), false, nil))
+	if err != nil || again.User.ID != first.User.ID || again.User.Name != "alice" {
+		t.Fatalf("passwordless normal user's key: %+v, %v", again, err)
+	}
+	// Once it has a password, the key is no longer a credential.
+	if _, err := f.store.UpdateUser(first.User.ID, func(u *storage.User) error {
+		u.PasswordHash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"
 		return nil
 	}); err != nil {
 		t.Fatal(err)

@@ -119,7 +119,9 @@ func TestPruneSparesActiveKeptAndUpgraded(t *testing.T) {
 	if _, err := f.store.SetKept(kept.User.ID, true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.svc.UpdateProfile(upID, accounts.ProfileUpdate{Name: ptr("henry")}); err != nil {
+	// An upgrade with a password (a name alone expires: see
+	// TestPasswordlessNormalUserExpiresLikeGuest).
+	if _, err := f.svc.UpdateProfile(upID, accounts.ProfileUpdate{Name: ptr("henry"), Password: ptr("henry-password")}); err != nil {
 		t.Fatal(err)
 	}
 	// 40 days pass; "active" refreshes its session every 20 hours.

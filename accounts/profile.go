@@ -54,11 +54,14 @@ type ProfileUpdate struct {
 	Name        *string
 	DisplayName *string
 	Password    *string
-	// OldPassword must be the current password when changing a password the
-	// user already has, so a stolen access token cannot take the account.
+	// OldPassword must be the current password when changing the password
+	// or the name of a user who has one, so a stolen access token cannot
+	// take the account.
 	OldPassword *string
 	// ClientIP keys the per-IP limits on this request (Caddy's client IP).
 	ClientIP string
+	// Issuer is the iss of the token set re-issued after a password change.
+	Issuer string
 }
 
 // UpdateResult says what an update did.
@@ -68,11 +71,60 @@ type UpdateResult struct {
 	OldName  string // the name before the update
 	// EndedSessions counts the other sessions ended by a password change.
 	EndedSessions int
+	// Tokens is the caller's new token set after a password change (its
+	// session's refresh token was rotated, so the old one is dead); nil
+	// otherwise, or when the session ended meanwhile.
+	Tokens *TokenResponse
+}
+
+// DefaultReservedNames are names that would let a user pass for the site or
+// its staff; the Caddy module reserves them unless configured otherwise.
+var DefaultReservedNames = []string{
+	"admin", "administrator", "root", "system", "support", "security",
+	"postmaster", "webmaster", "hostmaster", "abuse", "noreply", "no-reply",
+	"guest", "anonymous", "null", "nobody", "undefined",
+	"help", "info", "staff", "moderator", "owner", "superuser", "sysadmin",
+}
+
+// nameRules are the limits on username changes.
+type nameRules struct {
+	byUser, byIP *Throttle
+	reserved     map[string]bool
+	// hash makes new password hashes (HashPassword; tests count calls).
+	hash func(pw string, p Argon2Params) (string, error)
+}
+
+func newNameRules(cfg Config, now func() time.Time) nameRules {
+	r := nameRules{
+		byUser:   NewThrottle(cfg.NameUserLimit, now),
+		byIP:     NewThrottle(cfg.NameIPLimit, now),
+		reserved: make(map[string]bool, len(cfg.ReservedNames)),
+		hash:     HashPassword,
+	}
+	for _, n := range cfg.ReservedNames {
+		r.reserved[storage.NameKey(n)] = true
+	}
+	return r
+}
+
+// admitNameChange spends one try of the user's and of the client IP's
+// budget of name changes.
+func (s *Service) admitNameChange(userID, clientIP string) error {
+	if wait := s.names.byUser.Take(userID); wait > 0 {
+		return &ThrottledError{Limit: LimitName, RetryAfter: wait}
+	}
+	if wait := s.names.byIP.Take(clientIP); wait > 0 {
+		return &ThrottledError{Limit: LimitName, RetryAfter: wait}
+	}
+	return nil
 }
 
 // UpdateProfile applies upd for the identity's user. A new name not starting
 // with guest_, or any password, upgrades a guest to normal-user; the user id
-// never changes. Changing an existing password ends the user's other sessions.
+// never changes. Renaming is throttled, and needs the current password when
+// the user has one; a taken or reserved name is refused before any password
+// is hashed. Changing an existing password ends the user's other sessions
+// and rotates the caller's session, whose new tokens are in the result.
 func (s *Service) UpdateProfile(id *Identity, upd ProfileUpdate) (*UpdateResult, error) {
 	if upd.Name == nil && upd.Password == nil && upd.DisplayName == nil {
 		return nil, refuse(CodeInvalidRequest, "Give a name, a password or a display name to change.")
@@ -87,6 +139,10 @@ func (s *Service) UpdateProfile(id *Identity, upd ProfileUpdate) (*UpdateResult,
 			if err := ValidateName(name); err != nil {
 				return nil, err
 			}
+			// A case change of one's own name claims nothing new.
+			if key := storage.NameKey(name); s.names.reserved[key] && key != storage.NameKey(cur.Name) {
+				return nil, refuse(CodeInvalidName, "The username %q is reserved.", name)
+			}
 			changeName = true
 		}
 	}
@@ -96,18 +152,36 @@ func (s *Service) UpdateProfile(id *Identity, upd ProfileUpdate) (*UpdateResult,
 			return nil, refuse(CodeInvalidRequest, "A display name must be at most %d printable characters.", MaxDisplayNameLength)
 		}
 	}
-	var newHash string
 	if upd.Password != nil {
 		if err := checkPasswordLength(*upd.Password); err != nil {
 			return nil, refuse(CodeInvalidPassword, "A password must be %d to %d characters.", MinPasswordLength, MaxPasswordLength)
 		}
-		if cur.PasswordHash != "" {
-			if err := s.checkOldPassword(cur, upd.OldPassword); err != nil {
-				return nil, err
-			}
+	}
+	if changeName {
+		if err := s.admitNameChange(cur.ID, upd.ClientIP); err != nil {
+			return nil, err
 		}
+		// Cheap early answer; the store re-checks in its transaction.
+		owner, err := s.store.GetUserByName(name)
+		switch {
+		case err == nil && owner.ID != cur.ID:
+			return nil, refuse(CodeNameTaken, "The username %q is taken.", name)
+		case err != nil && !errors.Is(err, storage.ErrNotFound):
+			return nil, err
+		}
+	}
+	if cur.PasswordHash != "" && (changeName || upd.Password != nil) {
+		if upd.Password == nil && (upd.OldPassword == nil || *upd.OldPassword == "") {
+			return nil, refuse(CodeWrongPassword, "Changing the username needs the current password (oldPassword).")
+		}
+		if err := s.checkOldPassword(cur, upd.OldPassword); err != nil {
+			return nil, err
+		}
+	}
+	var newHash string
+	if upd.Password != nil {
 		// Hash outside any store transaction: it takes tens of milliseconds.
-		h, err := HashPassword(*upd.Password, s.cfg.Argon2)
+		h, err := s.names.hash(*upd.Password, s.cfg.Argon2)
 		if err != nil {
 			return nil, err
 		}
@@ -157,8 +231,34 @@ func (s *Service) UpdateProfile(id *Identity, upd ProfileUpdate) (*UpdateResult,
 			return nil, fmt.Errorf("ending other sessions: %w", err)
 		}
 		res.EndedSessions = n
+		if res.Tokens, err = s.reissue(upd.Issuer, id.Session.ID, u, now); err != nil {
+			return nil, fmt.Errorf("re-issuing tokens: %w", err)
+		}
 	}
 	return res, nil
+}
+
+// reissue rotates the caller's session after a password change: the next
+// generation (the old refresh token is dead, and presenting it now counts
+// as reuse), a new auth_time (the current password was just proved) and a
+// fresh token set. The caller's current access token stays valid until it
+// expires, like any access token of a live session. A session that ended
+// meanwhile gets no tokens (nil, nil).
+func (s *Service) reissue(issuer, sessionID string, u *storage.User, now time.Time) (*TokenResponse, error) {
+	sess, err := s.store.UpdateSession(sessionID, func(cur *storage.Session) error {
+		cur.Generation++
+		cur.AuthTime = now
+		cur.LastUsedAt = now
+		cur.IdleExpiresAt = now.Add(s.cfg.SessionIdle)
+		return nil
+	})
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.mint(issuer, sess.ClientID, u, sess, now)
 }
 
 var errConflict = errors.New("concurrent update")

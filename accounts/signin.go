@@ -9,8 +9,8 @@ import (
 )
 
 // ThrottledError refuses a request over a limit: Limit is "signin" (too
-// many failed password checks), "ip" or "global" (guest creation rate) or
-// "cap" (the live guest cap).
+// many failed password checks), "ip" or "global" (guest creation rate),
+// "cap" (the live guest cap) or "name" (username changes).
 type ThrottledError struct {
 	Limit      string
 	RetryAfter time.Duration
@@ -22,6 +22,8 @@ func (e *ThrottledError) Error() string {
 		return fmt.Sprintf("Too many failed attempts; retry in %d seconds.", e.RetrySeconds())
 	case LimitCap:
 		return fmt.Sprintf("The site has reached its limit of guest accounts; retry in %d seconds.", e.RetrySeconds())
+	case LimitName:
+		return fmt.Sprintf("Too many username changes; retry in %d seconds.", e.RetrySeconds())
 	}
 	return fmt.Sprintf("Too many guest accounts were created; retry in %d seconds.", e.RetrySeconds())
 }
@@ -32,6 +34,7 @@ const (
 	LimitIP     = "ip"
 	LimitGlobal = "global"
 	LimitCap    = "cap"
+	LimitName   = "name" // username changes (per user or per client IP)
 )
 
 // RetrySeconds is RetryAfter rounded up to whole seconds (at least 1).

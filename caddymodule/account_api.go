@@ -10,6 +10,7 @@ import (
 
 	"github.com/guestauth/caddy-guestauth/accounts"
 	"github.com/guestauth/caddy-guestauth/events"
+	"github.com/guestauth/caddy-guestauth/metrics"
 	"github.com/guestauth/caddy-guestauth/storage"
 	"github.com/guestauth/caddy-guestauth/tokens"
 )
@@ -31,6 +32,9 @@ type envelope struct {
 	Msg    string `json:"msg"`
 	Data   any    `json:"data"`
 	Data2  any    `json:"data2"`
+	// Tokens is the caller's new token set after update-user changed the
+	// password (the session's previous refresh token no longer works).
+	Tokens *accounts.TokenResponse `json:"tokens,omitempty"`
 }
 
 var profileStatus = map[string]int{
@@ -49,6 +53,7 @@ func (g *GuestAuth) writeEnvelopeError(w http.ResponseWriter, err error) error {
 	var te *accounts.ThrottledError
 	switch {
 	case errors.As(err, &te):
+		metrics.RateLimited(te.Limit)
 		w.Header().Set("Retry-After", strconv.FormatInt(te.RetrySeconds(), 10))
 		return writeJSON(w, http.StatusTooManyRequests, envelope{Status: "error", Msg: te.Error()})
 	case errors.As(err, &ae):
@@ -131,6 +136,7 @@ func (g *GuestAuth) serveUpdateUser(w http.ResponseWriter, r *http.Request) erro
 		Password:    param(params, "password"),
 		OldPassword: param(params, "oldPassword", "old_password"),
 		ClientIP:    clientIP(r),
+		Issuer:      g.issuerFor(r),
 	}
 	res, err := g.svc.UpdateProfile(id, upd)
 	if err != nil {
@@ -142,7 +148,7 @@ func (g *GuestAuth) serveUpdateUser(w http.ResponseWriter, r *http.Request) erro
 	if res.EndedSessions > 0 {
 		g.emit(events.Event{Type: events.SessionRevoked, UserID: res.User.ID, Data: map[string]any{"sessions": res.EndedSessions, "cause": "password_changed"}})
 	}
-	return writeJSON(w, http.StatusOK, envelope{Status: "ok", Data: "Affected", Data2: accountView(res.User)})
+	return writeJSON(w, http.StatusOK, envelope{Status: "ok", Data: "Affected", Data2: accountView(res.User), Tokens: res.Tokens})
 }
 
 // param returns the first present parameter among names.

@@ -42,6 +42,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    token_cache_size      <n>
 //	    signin_limit          account|ip <burst> <interval>
 //	    guest_limit           ip|global <burst> <interval>
+//	    name_change_limit     user|ip <burst> <interval>
+//	    reserved_names        default|off|<name>...
 //	    max_live_guests       <n>
 //	    guest_ttl             <duration>
 //	    sweep_interval        <duration>
@@ -104,7 +106,7 @@ func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("unknown header %q (want user_id, user_name, user_tag or user_anonymous)", which)
 			}
 			*field = name
-		case "signin_limit", "guest_limit":
+		case "signin_limit", "guest_limit", "name_change_limit":
 			var which, burst, interval string
 			if !d.AllArgs(&which, &burst, &interval) {
 				return d.ArgErr()
@@ -119,8 +121,9 @@ func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			l := &RateLimit{Burst: n, Interval: caddy.Duration(dur)}
 			targets := map[string]map[string]**RateLimit{
-				"signin_limit": {"account": &g.SignInAccountLimit, "ip": &g.SignInIPLimit},
-				"guest_limit":  {"ip": &g.GuestLimitIP, "global": &g.GuestLimitGlobal},
+				"signin_limit":      {"account": &g.SignInAccountLimit, "ip": &g.SignInIPLimit},
+				"guest_limit":       {"ip": &g.GuestLimitIP, "global": &g.GuestLimitGlobal},
+				"name_change_limit": {"user": &g.NameChangeUserLimit, "ip": &g.NameChangeIPLimit},
 			}[key]
 			target, ok := targets[which]
 			if !ok {
@@ -148,6 +151,13 @@ func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			ttl := caddy.Duration(dur)
 			g.GuestTTL = &ttl
+		case "reserved_names":
+			names := d.RemainingArgs()
+			if len(names) == 0 {
+				return d.ArgErr()
+			}
+			// Repeated lines add up.
+			g.ReservedNames = append(g.ReservedNames, names...)
 		case "keep_header":
 			if !d.AllArgs(&g.KeepHeader) {
 				return d.ArgErr()

@@ -580,6 +580,10 @@ http://127.0.0.1:%d {
 `, s.Admin, s.Port, s.DB, strings.TrimPrefix(up.URL, "http://")))
 	kept, refused, plain, named := s.createGuest(), s.createGuest(), s.createGuest(), s.createGuest()
 	s.upgrade(named, "nick")
+	// A name-only upgrade leaves a passwordless user, who expires like a
+	// guest and so can be kept like one.
+	nameOnly := s.createGuest()
+	wantEnvelope(t, s.updateUser(nameOnly.AccessToken, map[string]string{"name": "nona"}), http.StatusOK, "ok")
 
 	isKept := func(ts tokenSet) bool {
 		return s.adminOK(http.MethodGet, "/guest_auth/users/"+userID(t, ts), nil)["kept"] == true
@@ -604,6 +608,10 @@ http://127.0.0.1:%d {
 	noKeepHeader(s.get("/app", plain.AccessToken))
 	noKeepHeader(s.get("/app?keep=true", named.AccessToken))
 	noKeepHeader(s.get("/app?keep=true", ""))
+	noKeepHeader(s.get("/app?keep=true", nameOnly.AccessToken))
+	if !isKept(nameOnly) {
+		t.Fatal("keep header did not mark the passwordless user")
+	}
 	for name, ts := range map[string]tokenSet{"keep=false": refused, "no header": plain, "normal user": named} {
 		if isKept(ts) {
 			t.Fatalf("%s: marked kept", name)

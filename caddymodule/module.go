@@ -21,6 +21,7 @@ import (
 
 	"github.com/guestauth/caddy-guestauth/accounts"
 	"github.com/guestauth/caddy-guestauth/events"
+	"github.com/guestauth/caddy-guestauth/storage"
 	"github.com/guestauth/caddy-guestauth/tokens"
 )
 
@@ -94,6 +95,28 @@ type GuestAuth struct {
 	// Guest creations allowed for the whole site at once, then one more per
 	// interval. Default: 500, 20ms (50 a second sustained).
 	GuestLimitGlobal *RateLimit `json:"guest_limit_global,omitempty"`
+
+	// Username changes allowed per user at once, then one more per
+	// interval (429 beyond). Every attempt counts, refused ones included,
+	// so answering 409 for a taken name cannot be used to list which names
+	// exist. Default: 5, 2m (5 per 10 minutes).
+	NameChangeUserLimit *RateLimit `json:"name_change_user_limit,omitempty"`
+
+	// The same per client IP, across users (many guests from one address).
+	// Default: 30, 20s (30 per 10 minutes, enough for a class signing up
+	// behind one NAT at once).
+	NameChangeIPLimit *RateLimit `json:"name_change_ip_limit,omitempty"`
+
+	// Usernames nobody may take by a rename (400 invalid_name), compared
+	// case-insensitively after trimming, like the unique-name index. The
+	// entry `default` stands for the built-in list (admin, administrator,
+	// root, system, support, security, postmaster, webmaster, hostmaster,
+	// abuse, noreply, no-reply, guest, anonymous, null, nobody, undefined,
+	// help, info, staff, moderator, owner, superuser, sysadmin), so
+	// `["default", "acme"]` adds a name to it; `["off"]` reserves nothing.
+	// Default (unset): the built-in list. Names already held are not
+	// affected, and their holders may change their case.
+	ReservedNames []string `json:"reserved_names,omitempty"`
 
 	// Most guests that may exist at once; 0 (default) means no cap.
 	MaxLiveGuests int64 `json:"max_live_guests,omitempty"`
@@ -196,6 +219,31 @@ func (h HeaderNames) names() []string {
 	return []string{h.UserID, h.UserName, h.UserTag, h.UserAnonymous}
 }
 
+// Special entries of ReservedNames.
+const (
+	reservedDefault = "default"
+	reservedOff     = "off"
+)
+
+// reservedNames expands the configured reserved names: unset is the
+// built-in list, `default` stands for it, `off` alone reserves nothing.
+func reservedNames(names []string) []string {
+	if names == nil {
+		return accounts.DefaultReservedNames
+	}
+	var out []string
+	for _, n := range names {
+		switch n {
+		case reservedOff:
+		case reservedDefault:
+			out = append(out, accounts.DefaultReservedNames...)
+		default:
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // Access policies.
 const (
 	RequireNone = "none"
@@ -272,7 +320,10 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 			Global:  g.GuestLimitGlobal.limit(),
 			MaxLive: g.MaxLiveGuests,
 		},
-		Activity: g.activity,
+		Activity:      g.activity,
+		NameUserLimit: g.NameChangeUserLimit.limit(),
+		NameIPLimit:   g.NameChangeIPLimit.limit(),
+		ReservedNames: reservedNames(g.ReservedNames),
 	}, g.now)
 	if err != nil {
 		return err
@@ -319,6 +370,12 @@ func (g *GuestAuth) setDefaults() {
 	}
 	if g.GuestLimitIP == nil {
 		g.GuestLimitIP = &RateLimit{Burst: 30, Interval: caddy.Duration(time.Minute)}
+	}
+	if g.NameChangeUserLimit == nil {
+		g.NameChangeUserLimit = &RateLimit{Burst: 5, Interval: caddy.Duration(2 * time.Minute)}
+	}
+	if g.NameChangeIPLimit == nil {
+		g.NameChangeIPLimit = &RateLimit{Burst: 30, Interval: caddy.Duration(20 * time.Second)}
 	}
 	if g.GuestLimitGlobal == nil {
 		g.GuestLimitGlobal = &RateLimit{Burst: 500, Interval: caddy.Duration(20 * time.Millisecond)}
@@ -389,13 +446,18 @@ func (g *GuestAuth) Validate() error {
 	if g.ClockSkew < 0 || g.ClockSkew > caddy.Duration(5*time.Minute) {
 		return errors.New("clock_skew must be between 0 and 5m")
 	}
-	for _, l := range []*RateLimit{g.SignInAccountLimit, g.SignInIPLimit, g.GuestLimitIP, g.GuestLimitGlobal} {
+	for _, l := range []*RateLimit{g.SignInAccountLimit, g.SignInIPLimit, g.GuestLimitIP, g.GuestLimitGlobal, g.NameChangeUserLimit, g.NameChangeIPLimit} {
 		if l.Burst < 0 || (l.Burst > 0 && l.Interval <= 0) {
 			return errors.New("a limit needs a burst >= 0 and a positive interval")
 		}
 	}
 	if g.MaxLiveGuests < 0 || *g.GuestTTL < 0 || g.SweepInterval <= 0 || g.ActivityFlushInterval <= 0 {
 		return errors.New("max_live_guests and guest_ttl cannot be negative; sweep_interval and activity_flush_interval must be positive")
+	}
+	for _, n := range g.ReservedNames {
+		if storage.NameKey(n) == "" || (n == reservedOff && len(g.ReservedNames) > 1) {
+			return errors.New("reserved_names: names must be non-empty, and off must stand alone")
+		}
 	}
 	if *g.TokenCacheSize < 0 {
 		return errors.New("token_cache_size cannot be negative")

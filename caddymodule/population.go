@@ -74,7 +74,8 @@ func (g *GuestAuth) prune(dryRun bool) (*accounts.PruneReport, error) {
 }
 
 // keepWriter removes the keep header from the upstream's response and, when
-// it says "true" for a guest, marks the guest kept (never expired).
+// it says "true" for a guest (or a passwordless normal user, who expires like
+// one), marks the user kept (never expired).
 type keepWriter struct {
 	caddyhttp.ResponseWriterWrapper
 	g      *GuestAuth
@@ -95,7 +96,7 @@ func (k *keepWriter) settle() {
 	if _, ok := h[k.g.KeepHeader]; ok {
 		h.Del(k.g.KeepHeader)
 	}
-	if !k.marked && k.user != nil && k.user.IsAnonymous() && !k.user.Kept && strings.EqualFold(strings.TrimSpace(v), "true") {
+	if !k.marked && k.user != nil && k.user.Ephemeral() && !k.user.Kept && strings.EqualFold(strings.TrimSpace(v), "true") {
 		k.marked = true
 		if _, err := k.g.shared.store.SetKept(k.user.ID, true); err != nil {
 			k.g.logger.Error("marking guest kept", zap.String("user_id", k.user.ID), zap.Error(err))

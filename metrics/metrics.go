@@ -43,6 +43,7 @@ const (
 	LimitGlobal = "global" // too many requests overall
 	LimitCap    = "cap"    // the guest population cap was reached
 	LimitSignIn = "signin" // sign-in throttled after failed passwords
+	LimitName   = "name"   // too many username changes (per user or IP)
 )
 
 // Values of the reason label of
@@ -61,7 +62,7 @@ const (
 const other = "other"
 
 var (
-	limits     = []string{LimitIP, LimitGlobal, LimitCap, LimitSignIn}
+	limits     = []string{LimitIP, LimitGlobal, LimitCap, LimitSignIn, LimitName}
 	reasons    = []string{ReasonMalformed, ReasonBadSignature, ReasonExpired, ReasonWrongIssuer, ReasonBadClaims, ReasonSessionEnded}
 	eventTypes = []string{events.GuestCreated, events.GuestUpgraded, events.GuestExpired, events.SessionRevoked, events.RefreshReuseDetected, events.SignInThrottled, events.UserDeleted}
 )

@@ -258,7 +258,8 @@ func (b *Bolt) deleteSession(tx *bolt.Tx, s *Session) error {
 	return tx.Bucket(bucketSessions).Delete([]byte(s.ID))
 }
 
-// markOrphan stamps a guest that has no session left.
+// markOrphan stamps an ephemeral user (see User.Ephemeral) that has no
+// session left.
 func (b *Bolt) markOrphan(tx *bolt.Tx, userID string, now time.Time) error {
 	users := tx.Bucket(bucketUsers)
 	var u User
@@ -268,7 +269,7 @@ func (b *Bolt) markOrphan(tx *bolt.Tx, userID string, now time.Time) error {
 		}
 		return err
 	}
-	if !u.IsAnonymous() || !u.OrphanedAt.IsZero() {
+	if !u.Ephemeral() || !u.OrphanedAt.IsZero() {
 		return nil
 	}
 	prefix := []byte(userID + "/")

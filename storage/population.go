@@ -11,10 +11,11 @@ import (
 
 // Guest population bookkeeping. Every user write goes through saveUser,
 // which keeps these in the same transaction as the record:
-//   - guest_idle: the time of a guest's last activity + its id, for guests
-//     that may expire (not kept), so the sweeper reads only expired entries;
-//   - orphans: guests without a device key whose last session ended (they
-//     can never sign in again), unless kept;
+//   - guest_idle: the time of an ephemeral user's last activity + its id,
+//     for those that may expire (see User.Ephemeral; not kept), so the
+//     sweeper reads only expired entries;
+//   - orphans: ephemeral users without a device key whose last session
+//     ended (they can never sign in again), unless kept;
 //   - meta counters of live and kept guests, for limits and metrics.
 var (
 	bucketGuestIdle = []byte("guest_idle")
@@ -37,7 +38,7 @@ func idleKey(u *User) []byte {
 	return append(k, u.ID...)
 }
 
-func expirable(u *User) bool { return u != nil && u.IsAnonymous() && !u.Kept }
+func expirable(u *User) bool { return u != nil && u.Ephemeral() && !u.Kept }
 
 func orphan(u *User) bool { return expirable(u) && !u.OrphanedAt.IsZero() && u.DeviceKID == "" }
 
@@ -211,7 +212,7 @@ func (b *Bolt) DeleteGuests(ids []string, still func(u *User) bool) ([]User, err
 				}
 				return err
 			}
-			if !u.IsAnonymous() || u.Kept || !still(&u) {
+			if !expirable(&u) || !still(&u) {
 				continue
 			}
 			if err := b.deleteUser(tx, &u); err != nil {
