@@ -2,7 +2,9 @@ package caddymodule
 
 import (
 	"errors"
+	"io"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"strings"
 
@@ -45,16 +47,110 @@ func headerNameIs(key, normalized string) bool {
 	return true
 }
 
-// stripIdentityHeaders removes every client-sent header of the identity set.
-func (g *GuestAuth) stripIdentityHeaders(h http.Header) {
+// stripIdentityHeaders removes every client-sent header of the identity set
+// from r, in any spelling, so only guest_auth's own values reach the next
+// handler:
+//
+//   - header fields named by the set are deleted;
+//   - Connection (and Trailer) tokens naming one are dropped, since
+//     reverse_proxy deletes the headers a Connection field names *after*
+//     guest_auth has set them; other tokens (close, keep-alive, Upgrade)
+//     stay, and a field left empty is deleted;
+//   - request trailers named by the set are deleted, now and when the body
+//     reaches EOF (net/http fills trailers in only then, and reverse_proxy
+//     copies them to the upstream at that same EOF).
+//
+// A request with neither Connection, Trailer nor trailers costs no
+// allocation.
+func (g *GuestAuth) stripIdentityHeaders(r *http.Request) {
+	h := r.Header
 	for key := range h {
-		for _, name := range g.strip {
-			if headerNameIs(key, name) {
-				delete(h, key)
+		if g.isIdentityHeader(key) {
+			delete(h, key)
+		}
+	}
+	for _, field := range [...]string{"Connection", "Trailer"} {
+		if vs, ok := h[field]; ok {
+			if kept, changed := g.dropIdentityTokens(vs); changed {
+				if len(kept) == 0 {
+					delete(h, field)
+				} else {
+					h[field] = kept
+				}
+			}
+		}
+	}
+	if r.Trailer != nil {
+		g.stripTrailer(r.Trailer)
+	}
+	// HTTP/1.1 merges every trailer the client sends (declared or not) into
+	// r.Trailer at EOF; HTTP/2 copies only declared ones, just deleted above.
+	if r.Body != nil && r.Body != http.NoBody && (r.Trailer != nil || len(r.TransferEncoding) > 0) {
+		r.Body = &trailerStripper{ReadCloser: r.Body, g: g, r: r}
+	}
+}
+
+func (g *GuestAuth) isIdentityHeader(key string) bool {
+	for _, name := range g.strip {
+		if headerNameIs(key, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func (g *GuestAuth) stripTrailer(t http.Header) {
+	for key := range t {
+		if g.isIdentityHeader(key) {
+			delete(t, key)
+		}
+	}
+}
+
+// dropIdentityTokens rewrites the values of a comma-separated list of
+// header names (Connection, Trailer) without the identity names. changed is
+// false, and nothing is allocated, when no token names one.
+func (g *GuestAuth) dropIdentityTokens(values []string) (kept []string, changed bool) {
+	found := false
+	for _, v := range values {
+		for tok := range strings.SplitSeq(v, ",") {
+			if g.isIdentityHeader(textproto.TrimString(tok)) {
+				found = true
 				break
 			}
 		}
 	}
+	if !found {
+		return values, false
+	}
+	for _, v := range values {
+		var toks []string
+		for tok := range strings.SplitSeq(v, ",") {
+			if tok = textproto.TrimString(tok); tok != "" && !g.isIdentityHeader(tok) {
+				toks = append(toks, tok)
+			}
+		}
+		if len(toks) > 0 {
+			kept = append(kept, strings.Join(toks, ", "))
+		}
+	}
+	return kept, true
+}
+
+// trailerStripper removes identity trailers the moment net/http has read
+// them, at EOF, before any reader wrapping it (reverse_proxy's) sees EOF.
+type trailerStripper struct {
+	io.ReadCloser
+	g *GuestAuth
+	r *http.Request
+}
+
+func (b *trailerStripper) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF && b.r.Trailer != nil {
+		b.g.stripTrailer(b.r.Trailer)
+	}
+	return n, err
 }
 
 // setUserPlaceholders sets {http.auth.user.*}; id nil means no user.

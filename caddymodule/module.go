@@ -192,6 +192,14 @@ func (l *RateLimit) limit() accounts.Limit {
 
 var defaultHeaders = HeaderNames{"X-Auth-User-Id", "X-Auth-User-Name", "X-Auth-User-Tag", "X-Auth-User-Anonymous"}
 
+// MergedFromHeader is reserved for an identity header guest_auth will inject
+// (the guest ids merged into a user): a client can never send it upstream.
+const MergedFromHeader = "X-Auth-Merged-From"
+
+// reservedHeaders are stripped from client requests like the identity
+// headers, though not (yet) injected.
+var reservedHeaders = []string{MergedFromHeader}
+
 func (h HeaderNames) names() []string {
 	return []string{h.UserID, h.UserName, h.UserTag, h.UserAnonymous}
 }
@@ -278,18 +286,25 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		return err
 	}
 
-	// The default names are stripped too when others are configured, so
-	// nothing behind Caddy can be fooled by a forged X-Auth-User-Id.
-	g.strip = nil
-	for _, h := range append(g.Headers.names(), defaultHeaders.names()...) {
-		if n := normalizeHeaderName(h); !slices.Contains(g.strip, n) {
-			g.strip = append(g.strip, n)
-		}
-	}
+	g.strip = g.stripSet()
 	g.buildRoutes()
 	g.startBackground()
 	g.shared.attach(g)
 	return nil
+}
+
+// stripSet is the normalized names of every header a client may never send
+// upstream: the configured identity headers, the default ones too when
+// others are configured (so nothing behind Caddy can be fooled by a forged
+// X-Auth-User-Id), and the reserved ones.
+func (g *GuestAuth) stripSet() []string {
+	var set []string
+	for _, h := range append(append(g.Headers.names(), defaultHeaders.names()...), reservedHeaders...) {
+		if n := normalizeHeaderName(h); !slices.Contains(set, n) {
+			set = append(set, n)
+		}
+	}
+	return set
 }
 
 func (g *GuestAuth) setDefaults() {
@@ -426,7 +441,7 @@ func (g *GuestAuth) Cleanup() error {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (g *GuestAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	g.stripIdentityHeaders(r.Header)
+	g.stripIdentityHeaders(r)
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	setUserPlaceholders(repl, nil)
 	if route, ok := g.routes[r.URL.Path]; ok {
