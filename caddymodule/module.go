@@ -67,12 +67,21 @@ type GuestAuth struct {
 	// Access policy for proxied requests: `none` (default) lets requests
 	// without a token through with no identity; `any` answers 401 without a
 	// valid token; `user` also answers 403 to guests. A token that is present
-	// but invalid or expired is always answered 401.
+	// but invalid or expired is always answered 401, except the
+	// session cookie under `none` (see `cookie`).
 	Require string `json:"require,omitempty"`
 
 	// Name of a cookie to read the access token from when the request has no
-	// `Authorization: Bearer` header. Only proxied requests read it; the
-	// module's own API endpoints take the header only.
+	// `Authorization` header. Only proxied requests read it; the module's own
+	// API endpoints take the header only. The cookie is a credential: it is
+	// removed from the Cookie header sent upstream, whatever its value (the
+	// other cookies are kept), and the upstream gets the identity headers
+	// instead. An unsafe request (not GET, HEAD or OPTIONS) it authenticates
+	// is refused 403 when cross-origin (Sec-Fetch-Site, else Origin against
+	// Host: Go's http.CrossOriginProtection); Bearer requests are not. An
+	// invalid or expired cookie, or the cookie sent more than once, is no
+	// session: under `require none` the request goes on anonymous, otherwise
+	// it is answered 401 invalid_token.
 	Cookie string `json:"cookie,omitempty"`
 
 	// Names of the identity headers injected for the upstream.
