@@ -61,8 +61,9 @@ type GuestAuth struct {
 	// Default: 2160h (90 days).
 	SessionLifetime caddy.Duration `json:"session_lifetime,omitempty"`
 
-	// Clock skew tolerated on token times. Default: 30s.
-	ClockSkew caddy.Duration `json:"clock_skew,omitempty"`
+	// Clock skew tolerated on token times, 0 to 5m. Default (when unset):
+	// 30s; 0 means none.
+	ClockSkew *caddy.Duration `json:"clock_skew,omitempty"`
 
 	// Access policy for proxied requests: `none` (default) lets requests
 	// without a token through with no identity; `any` answers 401 without a
@@ -280,7 +281,7 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		AccessTTL:       time.Duration(g.AccessTokenLifetime),
 		SessionIdle:     time.Duration(g.SessionIdleTimeout),
 		SessionLifetime: time.Duration(g.SessionLifetime),
-		Skew:            time.Duration(g.ClockSkew),
+		Skew:            time.Duration(*g.ClockSkew),
 		CacheSize:       *g.TokenCacheSize,
 		AccountLimit:    g.SignInAccountLimit.limit(),
 		IPLimit:         g.SignInIPLimit.limit(),
@@ -329,8 +330,9 @@ func (g *GuestAuth) setDefaults() {
 	if g.SessionLifetime == 0 {
 		g.SessionLifetime = caddy.Duration(90 * 24 * time.Hour)
 	}
-	if g.ClockSkew == 0 {
-		g.ClockSkew = caddy.Duration(30 * time.Second)
+	if g.ClockSkew == nil {
+		skew := caddy.Duration(30 * time.Second)
+		g.ClockSkew = &skew
 	}
 	if g.Require == "" {
 		g.Require = RequireNone
@@ -410,7 +412,7 @@ func (g *GuestAuth) Validate() error {
 	if g.SessionIdleTimeout < g.AccessTokenLifetime || g.SessionLifetime < g.AccessTokenLifetime {
 		return errors.New("session_idle_timeout and session_lifetime must be at least access_token_lifetime")
 	}
-	if g.ClockSkew < 0 || g.ClockSkew > caddy.Duration(5*time.Minute) {
+	if *g.ClockSkew < 0 || *g.ClockSkew > caddy.Duration(5*time.Minute) {
 		return errors.New("clock_skew must be between 0 and 5m")
 	}
 	for _, l := range []*RateLimit{g.SignInAccountLimit, g.SignInIPLimit, g.GuestLimitIP, g.GuestLimitGlobal} {
