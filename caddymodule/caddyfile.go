@@ -73,7 +73,7 @@ func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				"storage": &g.StoragePath, "issuer": &g.Issuer, "signing_alg": &g.SigningAlg,
 				"require": &g.Require, "cookie": &g.Cookie,
 			}[key] = v
-		case "access_token_lifetime", "session_idle_timeout", "session_lifetime", "clock_skew", "sweep_interval", "activity_flush_interval":
+		case "access_token_lifetime", "session_idle_timeout", "session_lifetime", "sweep_interval", "activity_flush_interval":
 			var v string
 			if !d.AllArgs(&v) {
 				return d.ArgErr()
@@ -84,8 +84,8 @@ func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			*map[string]*caddy.Duration{
 				"access_token_lifetime": &g.AccessTokenLifetime, "session_idle_timeout": &g.SessionIdleTimeout,
-				"session_lifetime": &g.SessionLifetime, "clock_skew": &g.ClockSkew,
-				"sweep_interval": &g.SweepInterval, "activity_flush_interval": &g.ActivityFlushInterval,
+				"session_lifetime": &g.SessionLifetime, "sweep_interval": &g.SweepInterval,
+				"activity_flush_interval": &g.ActivityFlushInterval,
 			}[key] = caddy.Duration(dur)
 		case "client":
 			c, err := parseClient(d)
@@ -140,17 +140,18 @@ func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("max_live_guests: %v", err)
 			}
 			g.MaxLiveGuests = n
-		case "guest_ttl":
+		case "guest_ttl", "clock_skew":
+			// Pointers: an explicit 0 (no expiry, no skew) differs from unset.
 			var v string
 			if !d.AllArgs(&v) {
 				return d.ArgErr()
 			}
 			dur, err := caddy.ParseDuration(v)
 			if err != nil {
-				return d.Errf("guest_ttl: %v", err)
+				return d.Errf("%s: %v", key, err)
 			}
-			ttl := caddy.Duration(dur)
-			g.GuestTTL = &ttl
+			cd := caddy.Duration(dur)
+			*map[string]**caddy.Duration{"guest_ttl": &g.GuestTTL, "clock_skew": &g.ClockSkew}[key] = &cd
 		case "reserved_names":
 			names := d.RemainingArgs()
 			if len(names) == 0 {

@@ -2,7 +2,9 @@ package caddymodule
 
 import (
 	"errors"
+	"io"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"strings"
 
@@ -45,16 +47,110 @@ func headerNameIs(key, normalized string) bool {
 	return true
 }
 
-// stripIdentityHeaders removes every client-sent header of the identity set.
-func (g *GuestAuth) stripIdentityHeaders(h http.Header) {
+// stripIdentityHeaders removes every client-sent header of the identity set
+// from r, in any spelling, so only guest_auth's own values reach the next
+// handler:
+//
+//   - header fields named by the set are deleted;
+//   - Connection (and Trailer) tokens naming one are dropped, since
+//     reverse_proxy deletes the headers a Connection field names *after*
+//     guest_auth has set them; other tokens (close, keep-alive, Upgrade)
+//     stay, and a field left empty is deleted;
+//   - request trailers named by the set are deleted, now and when the body
+//     reaches EOF (net/http fills trailers in only then, and reverse_proxy
+//     copies them to the upstream at that same EOF).
+//
+// A request with neither Connection, Trailer nor trailers costs no
+// allocation.
+func (g *GuestAuth) stripIdentityHeaders(r *http.Request) {
+	h := r.Header
 	for key := range h {
-		for _, name := range g.strip {
-			if headerNameIs(key, name) {
-				delete(h, key)
+		if g.isIdentityHeader(key) {
+			delete(h, key)
+		}
+	}
+	for _, field := range [...]string{"Connection", "Trailer"} {
+		if vs, ok := h[field]; ok {
+			if kept, changed := g.dropIdentityTokens(vs); changed {
+				if len(kept) == 0 {
+					delete(h, field)
+				} else {
+					h[field] = kept
+				}
+			}
+		}
+	}
+	if r.Trailer != nil {
+		g.stripTrailer(r.Trailer)
+	}
+	// HTTP/1.1 merges every trailer the client sends (declared or not) into
+	// r.Trailer at EOF; HTTP/2 copies only declared ones, just deleted above.
+	if r.Body != nil && r.Body != http.NoBody && (r.Trailer != nil || len(r.TransferEncoding) > 0) {
+		r.Body = &trailerStripper{ReadCloser: r.Body, g: g, r: r}
+	}
+}
+
+func (g *GuestAuth) isIdentityHeader(key string) bool {
+	for _, name := range g.strip {
+		if headerNameIs(key, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func (g *GuestAuth) stripTrailer(t http.Header) {
+	for key := range t {
+		if g.isIdentityHeader(key) {
+			delete(t, key)
+		}
+	}
+}
+
+// dropIdentityTokens rewrites the values of a comma-separated list of
+// header names (Connection, Trailer) without the identity names. changed is
+// false, and nothing is allocated, when no token names one.
+func (g *GuestAuth) dropIdentityTokens(values []string) (kept []string, changed bool) {
+	found := false
+	for _, v := range values {
+		for tok := range strings.SplitSeq(v, ",") {
+			if g.isIdentityHeader(textproto.TrimString(tok)) {
+				found = true
 				break
 			}
 		}
 	}
+	if !found {
+		return values, false
+	}
+	for _, v := range values {
+		var toks []string
+		for tok := range strings.SplitSeq(v, ",") {
+			if tok = textproto.TrimString(tok); tok != "" && !g.isIdentityHeader(tok) {
+				toks = append(toks, tok)
+			}
+		}
+		if len(toks) > 0 {
+			kept = append(kept, strings.Join(toks, ", "))
+		}
+	}
+	return kept, true
+}
+
+// trailerStripper removes identity trailers the moment net/http has read
+// them, at EOF, before any reader wrapping it (reverse_proxy's) sees EOF.
+type trailerStripper struct {
+	io.ReadCloser
+	g *GuestAuth
+	r *http.Request
+}
+
+func (b *trailerStripper) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF && b.r.Trailer != nil {
+		b.g.stripTrailer(b.r.Trailer)
+	}
+	return n, err
 }
 
 // setUserPlaceholders sets {http.auth.user.*}; id nil means no user.
@@ -76,6 +172,17 @@ func setUserPlaceholders(repl *caddy.Replacer, id *accounts.Identity) {
 // present reports whether a token was offered at all; malformed is set when
 // the Authorization header claims Bearer but is unusable.
 func bearerToken(r *http.Request, cookie string) (token string, present bool, malformed bool) {
+	token, _, present, malformed = credential(r, cookie)
+	return token, present, malformed
+}
+
+// credential is bearerToken also saying whether the token came from the
+// cookie. The cookie is read only when the request has no Authorization
+// header. Several cookies of that name (a stale one for another path or a
+// parent domain, or one planted by a sibling subdomain) are refused rather
+// than one picked silently: they are reported present with an empty token,
+// which authenticates as nothing (errDuplicateCookie).
+func credential(r *http.Request, cookie string) (token string, fromCookie, present, malformed bool) {
 	authz := r.Header.Values("Authorization")
 	for _, v := range authz {
 		scheme, rest, _ := strings.Cut(v, " ")
@@ -83,22 +190,87 @@ func bearerToken(r *http.Request, cookie string) (token string, present bool, ma
 			continue
 		}
 		if len(authz) > 1 {
-			return "", true, true
+			return "", false, true, true
 		}
 		token = strings.TrimSpace(rest)
-		return token, true, token == ""
+		return token, false, true, token == ""
 	}
-	if cookie != "" && len(authz) == 0 {
-		if c, err := r.Cookie(cookie); err == nil && c.Value != "" {
-			return c.Value, true, false
+	if cookie == "" || len(authz) != 0 {
+		return "", false, false, false
+	}
+	var n int
+	for _, c := range r.CookiesNamed(cookie) {
+		if c.Value != "" {
+			n++
+			token = c.Value
 		}
 	}
-	return "", false, false
+	switch n {
+	case 0:
+		return "", false, false, false
+	case 1:
+		return token, true, true, false
+	}
+	return "", true, true, false
 }
+
+// errDuplicateCookie refuses a request carrying the session cookie twice.
+var errDuplicateCookie = &tokens.InvalidError{Reason: reasonDuplicateCookie}
+
+const reasonDuplicateCookie = "duplicate_cookie"
+
+// stripCookie removes every cookie called name from the Cookie header
+// fields of h, keeping the other cookies as sent; a field left empty is
+// deleted. The session cookie is a bearer credential: the upstream gets the
+// identity headers, never the token.
+func stripCookie(h http.Header, name string) {
+	vs, ok := h["Cookie"]
+	if !ok {
+		return
+	}
+	kept := vs[:0:0]
+	changed := false
+	for _, v := range vs {
+		var parts []string
+		dropped := false
+		for part := range strings.SplitSeq(v, ";") {
+			n, _, _ := strings.Cut(textproto.TrimString(part), "=")
+			if textproto.TrimString(n) == name {
+				dropped = true
+				continue
+			}
+			if textproto.TrimString(part) != "" {
+				parts = append(parts, textproto.TrimString(part))
+			}
+		}
+		if !dropped {
+			kept = append(kept, v)
+			continue
+		}
+		changed = true
+		if len(parts) > 0 {
+			kept = append(kept, strings.Join(parts, "; "))
+		}
+	}
+	switch {
+	case !changed:
+	case len(kept) == 0:
+		delete(h, "Cookie")
+	default:
+		h["Cookie"] = kept
+	}
+}
+
+// crossOrigin refuses unsafe cross-origin browser requests (Sec-Fetch-Site,
+// else Origin against Host); GET, HEAD and OPTIONS always pass.
+var crossOrigin = http.NewCrossOriginProtection()
 
 // serveProxied enforces the access policy and injects identity headers.
 func (g *GuestAuth) serveProxied(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, next caddyhttp.Handler) error {
-	raw, present, malformed := bearerToken(r, g.Cookie)
+	raw, fromCookie, present, malformed := credential(r, g.Cookie)
+	if g.Cookie != "" {
+		stripCookie(r.Header, g.Cookie)
+	}
 	if malformed {
 		return bearerError(w, http.StatusBadRequest, "invalid_request", "The Authorization header is malformed.")
 	}
@@ -108,9 +280,30 @@ func (g *GuestAuth) serveProxied(w http.ResponseWriter, r *http.Request, repl *c
 		}
 		return g.next(w, r, next, nil)
 	}
-	id, err := g.authenticate(r, raw)
+	var id *accounts.Identity
+	var err error
+	if raw == "" {
+		err = errDuplicateCookie
+	} else {
+		id, err = g.authenticate(r, raw)
+	}
 	if err != nil {
+		// An invalid, expired or duplicated session cookie is no session:
+		// under require none the visitor goes on as anonymous (the cookie
+		// never forwarded); a token in the Authorization header is always
+		// answered 401 (RFC 6750).
+		var inv *tokens.InvalidError
+		if fromCookie && g.Require == RequireNone && errors.As(err, &inv) {
+			g.logger.Debug("session cookie ignored", zap.String("reason", inv.Reason))
+			metrics.TokenRejected(inv.Reason)
+			return g.next(w, r, next, nil)
+		}
 		return g.writeAuthError(w, err)
+	}
+	if fromCookie {
+		if err := crossOrigin.Check(r); err != nil {
+			return writeJSON(w, http.StatusForbidden, oauthError{Error: "cross_origin_request", Description: "A cross-origin request cannot use the session cookie."})
+		}
 	}
 	if g.Require == RequireUser && id.User.IsAnonymous() {
 		return bearerError(w, http.StatusForbidden, "insufficient_scope", "A registered user is required; guests must upgrade first.")
@@ -148,6 +341,7 @@ var tokenErrorText = map[string]string{
 	tokens.ReasonIssuer:         "The access token was issued for another site.",
 	tokens.ReasonClaims:         "The access token is not valid now.",
 	accounts.ReasonSessionEnded: "The session of this access token has ended.",
+	reasonDuplicateCookie:       "The session cookie was sent more than once.",
 }
 
 // setBearerChallenge sets the RFC 6750 §3 WWW-Authenticate challenge.

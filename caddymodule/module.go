@@ -62,18 +62,28 @@ type GuestAuth struct {
 	// Default: 2160h (90 days).
 	SessionLifetime caddy.Duration `json:"session_lifetime,omitempty"`
 
-	// Clock skew tolerated on token times. Default: 30s.
-	ClockSkew caddy.Duration `json:"clock_skew,omitempty"`
+	// Clock skew tolerated on token times, 0 to 5m. Default (when unset):
+	// 30s; 0 means none.
+	ClockSkew *caddy.Duration `json:"clock_skew,omitempty"`
 
 	// Access policy for proxied requests: `none` (default) lets requests
 	// without a token through with no identity; `any` answers 401 without a
 	// valid token; `user` also answers 403 to guests. A token that is present
-	// but invalid or expired is always answered 401.
+	// but invalid or expired is always answered 401, except the
+	// session cookie under `none` (see `cookie`).
 	Require string `json:"require,omitempty"`
 
 	// Name of a cookie to read the access token from when the request has no
-	// `Authorization: Bearer` header. Only proxied requests read it; the
-	// module's own API endpoints take the header only.
+	// `Authorization` header. Only proxied requests read it; the module's own
+	// API endpoints take the header only. The cookie is a credential: it is
+	// removed from the Cookie header sent upstream, whatever its value (the
+	// other cookies are kept), and the upstream gets the identity headers
+	// instead. An unsafe request (not GET, HEAD or OPTIONS) it authenticates
+	// is refused 403 when cross-origin (Sec-Fetch-Site, else Origin against
+	// Host: Go's http.CrossOriginProtection); Bearer requests are not. An
+	// invalid or expired cookie, or the cookie sent more than once, is no
+	// session: under `require none` the request goes on anonymous, otherwise
+	// it is answered 401 invalid_token.
 	Cookie string `json:"cookie,omitempty"`
 
 	// Names of the identity headers injected for the upstream.
@@ -215,6 +225,14 @@ func (l *RateLimit) limit() accounts.Limit {
 
 var defaultHeaders = HeaderNames{"X-Auth-User-Id", "X-Auth-User-Name", "X-Auth-User-Tag", "X-Auth-User-Anonymous"}
 
+// MergedFromHeader is reserved for an identity header guest_auth will inject
+// (the guest ids merged into a user): a client can never send it upstream.
+const MergedFromHeader = "X-Auth-Merged-From"
+
+// reservedHeaders are stripped from client requests like the identity
+// headers, though not (yet) injected.
+var reservedHeaders = []string{MergedFromHeader}
+
 func (h HeaderNames) names() []string {
 	return []string{h.UserID, h.UserName, h.UserTag, h.UserAnonymous}
 }
@@ -311,7 +329,7 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		AccessTTL:       time.Duration(g.AccessTokenLifetime),
 		SessionIdle:     time.Duration(g.SessionIdleTimeout),
 		SessionLifetime: time.Duration(g.SessionLifetime),
-		Skew:            time.Duration(g.ClockSkew),
+		Skew:            time.Duration(*g.ClockSkew),
 		CacheSize:       *g.TokenCacheSize,
 		AccountLimit:    g.SignInAccountLimit.limit(),
 		IPLimit:         g.SignInIPLimit.limit(),
@@ -329,18 +347,25 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		return err
 	}
 
-	// The default names are stripped too when others are configured, so
-	// nothing behind Caddy can be fooled by a forged X-Auth-User-Id.
-	g.strip = nil
-	for _, h := range append(g.Headers.names(), defaultHeaders.names()...) {
-		if n := normalizeHeaderName(h); !slices.Contains(g.strip, n) {
-			g.strip = append(g.strip, n)
-		}
-	}
+	g.strip = g.stripSet()
 	g.buildRoutes()
 	g.startBackground()
 	g.shared.attach(g)
 	return nil
+}
+
+// stripSet is the normalized names of every header a client may never send
+// upstream: the configured identity headers, the default ones too when
+// others are configured (so nothing behind Caddy can be fooled by a forged
+// X-Auth-User-Id), and the reserved ones.
+func (g *GuestAuth) stripSet() []string {
+	var set []string
+	for _, h := range append(append(g.Headers.names(), defaultHeaders.names()...), reservedHeaders...) {
+		if n := normalizeHeaderName(h); !slices.Contains(set, n) {
+			set = append(set, n)
+		}
+	}
+	return set
 }
 
 func (g *GuestAuth) setDefaults() {
@@ -356,8 +381,9 @@ func (g *GuestAuth) setDefaults() {
 	if g.SessionLifetime == 0 {
 		g.SessionLifetime = caddy.Duration(90 * 24 * time.Hour)
 	}
-	if g.ClockSkew == 0 {
-		g.ClockSkew = caddy.Duration(30 * time.Second)
+	if g.ClockSkew == nil {
+		skew := caddy.Duration(30 * time.Second)
+		g.ClockSkew = &skew
 	}
 	if g.Require == "" {
 		g.Require = RequireNone
@@ -443,7 +469,7 @@ func (g *GuestAuth) Validate() error {
 	if g.SessionIdleTimeout < g.AccessTokenLifetime || g.SessionLifetime < g.AccessTokenLifetime {
 		return errors.New("session_idle_timeout and session_lifetime must be at least access_token_lifetime")
 	}
-	if g.ClockSkew < 0 || g.ClockSkew > caddy.Duration(5*time.Minute) {
+	if *g.ClockSkew < 0 || *g.ClockSkew > caddy.Duration(5*time.Minute) {
 		return errors.New("clock_skew must be between 0 and 5m")
 	}
 	for _, l := range []*RateLimit{g.SignInAccountLimit, g.SignInIPLimit, g.GuestLimitIP, g.GuestLimitGlobal, g.NameChangeUserLimit, g.NameChangeIPLimit} {
@@ -488,7 +514,7 @@ func (g *GuestAuth) Cleanup() error {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (g *GuestAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	g.stripIdentityHeaders(r.Header)
+	g.stripIdentityHeaders(r)
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	setUserPlaceholders(repl, nil)
 	if route, ok := g.routes[r.URL.Path]; ok {
