@@ -102,12 +102,12 @@ func (s *Service) UpdateProfile(id *Identity, upd ProfileUpdate) (*UpdateResult,
 			return nil, refuse(CodeInvalidPassword, "A password must be %d to %d characters.", MinPasswordLength, MaxPasswordLength)
 		}
 		if cur.PasswordHash != "" {
-			if err := s.checkOldPassword(cur, upd.OldPassword); err != nil {
+			if err := s.checkOldPassword(id, upd.OldPassword, upd.ClientIP); err != nil {
 				return nil, err
 			}
 		}
 		// Hash outside any store transaction: it takes tens of milliseconds.
-		h, err := HashPassword(*upd.Password, s.cfg.Argon2)
+		h, err := s.hashNewPassword(cur.Name, *upd.Password, upd.ClientIP)
 		if err != nil {
 			return nil, err
 		}
@@ -163,23 +163,34 @@ func (s *Service) UpdateProfile(id *Identity, upd ProfileUpdate) (*UpdateResult,
 
 var errConflict = errors.New("concurrent update")
 
-// checkOldPassword verifies the current password, throttled per account
-// like sign-in so it cannot be used to guess passwords.
-func (s *Service) checkOldPassword(u *storage.User, old *string) error {
-	key := "acct:" + storage.NameKey(u.Name)
-	if wait := s.byAcct.Wait(key); wait > 0 {
-		return &ThrottledError{Limit: LimitSignIn, RetryAfter: wait}
-	}
+// checkOldPassword verifies the current password of id's user. Its guesses
+// draw on the budget of the session making them (DeviceLimit), so failed
+// sign-ins elsewhere cannot lock the owner out of changing the password,
+// and on the account's and client IP's hash budgets (see budget).
+func (s *Service) checkOldPassword(id *Identity, old *string, clientIP string) error {
 	if old == nil || *old == "" {
 		return refuse(CodeWrongPassword, "Changing the password needs the current one (old_password).")
 	}
-	ok, err := VerifyPassword(*old, u.PasswordHash)
+	guesses := budget{s.byDevice, "sess:" + id.Session.ID}
+	if err := s.admit(guesses, budget{s.hashesByAcct, accountKey(id.User.Name)}, budget{s.byIP, ipKey(clientIP)}); err != nil {
+		return err
+	}
+	ok, err := s.verifyPassword(*old, id.User.PasswordHash)
 	if err != nil {
 		return err
 	}
 	if !ok {
-		s.byAcct.Fail(key)
 		return refuse(CodeWrongPassword, "The current password is incorrect.")
 	}
+	guesses.t.Reset(guesses.key)
 	return nil
+}
+
+// hashNewPassword hashes a new password of the user named name, within the
+// account's and the client IP's hash budgets.
+func (s *Service) hashNewPassword(name, pw, clientIP string) (string, error) {
+	if err := s.admit(budget{s.hashesByAcct, accountKey(name)}, budget{s.byIP, ipKey(clientIP)}); err != nil {
+		return "", err
+	}
+	return s.hashPassword(pw)
 }
