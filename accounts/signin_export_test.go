@@ -1,0 +1,15 @@
+package accounts
+
+// SetHashHook makes s call f before each password hash it starts, so tests
+// can count hashes and hold them in flight.
+func SetHashHook(s *Service, f func()) { s.hashHook = f }
+
+// SetThrottleMax sets how many keys t may hold.
+func SetThrottleMax(t *Throttle, n int) { t.max = n }
+
+// ThrottleKeys is how many keys t holds.
+func ThrottleKeys(t *Throttle) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.m)
+}
