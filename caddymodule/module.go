@@ -83,21 +83,22 @@ type GuestAuth struct {
 	// counts from when it starts (so concurrent guesses cannot overrun it);
 	// a failure stays counted and a success gives the budget back. Failures
 	// from every address add up here. Default: 5, 1m. A burst of 0 disables
-	// this and any other limit.
+	// a limit (this one or any of the others).
 	SignInAccountLimit *RateLimit `json:"signin_account_limit,omitempty"`
 
 	// The same for each client holding a device token (the `device_token`
 	// returned by an earlier successful sign-in to the account, sent back
 	// with the password grant), instead of the account's: failures from
-	// elsewhere cannot lock it out. It also bounds the wrong `oldPassword`
-	// checks of each session. Default: 5, 1m.
+	// elsewhere cannot lock it out. The same budget bounds each session's
+	// `oldPassword` checks, so failed sign-ins cannot block a signed-in
+	// owner's password change. Default: 5, 1m.
 	SignInDeviceLimit *RateLimit `json:"signin_device_limit,omitempty"`
 
 	// Password hashes allowed per account name whatever the outcome:
 	// sign-ins with or without a device token, `oldPassword` checks and new
 	// passwords. It bounds the work and the sessions a known password can
-	// buy. Keep it above the account limit, so guesses alone cannot use it
-	// up. Default: 10, 20s.
+	// buy. Keep its burst and rate above the account limit's, so guesses
+	// without a device token cannot use it up. Default: 10, 20s.
 	SignInHashLimit *RateLimit `json:"signin_hash_limit,omitempty"`
 
 	// Password hashes allowed per client IP (Caddy's client IP, which
