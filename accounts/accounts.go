@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -33,10 +34,18 @@ type Config struct {
 	Skew time.Duration
 	// CacheSize bounds the verified-token cache (0 disables it).
 	CacheSize int
-	// AccountLimit and IPLimit throttle failed password checks per account
-	// name and per client IP.
-	AccountLimit Limit
-	IPLimit      Limit
+	// AccountLimit is the guess budget per account name of sign-ins
+	// without a valid device token; DeviceLimit that of each device token
+	// and of each session's old-password checks. AccountHashLimit and
+	// IPLimit bound password hashes per account name and per client IP
+	// whatever the outcome. See budget. A zero Limit disables its budget.
+	AccountLimit     Limit
+	DeviceLimit      Limit
+	AccountHashLimit Limit
+	IPLimit          Limit
+	// MaxSessionsPerUser caps a user's live sessions: a sign-in beyond it
+	// ends the user's oldest sessions (0: no cap).
+	MaxSessionsPerUser int
 	// Argon2 is the cost of new password hashes (DefaultArgon2 when zero).
 	Argon2 Argon2Params
 	// Guests limits guest creation.
@@ -60,8 +69,14 @@ type Service struct {
 	verifier *tokens.Verifier
 	cfg      Config
 	now      func() time.Time
-	byAcct   *Throttle
-	byIP     *Throttle
+	// password budgets (see budget); admitMu makes admit all-or-nothing
+	admitMu      sync.Mutex
+	byAcct       *Throttle
+	byDevice     *Throttle
+	hashesByAcct *Throttle
+	byIP         *Throttle
+	deviceKey    []byte
+	hashHook     func() // tests: called before each password hash
 	// guest creation limits
 	byIPCreate *Throttle
 	global     *Throttle
@@ -85,6 +100,10 @@ func New(store storage.Store, keys *tokens.Keyring, cfg Config, now func() time.
 	if cfg.Argon2 == (Argon2Params{}) {
 		cfg.Argon2 = DefaultArgon2
 	}
+	deviceKey, err := keys.DeriveSecret(cfg.Alg, deviceTokenPurpose)
+	if err != nil {
+		return nil, err
+	}
 	return &Service{
 		store:         store,
 		keys:          keys,
@@ -92,7 +111,10 @@ func New(store storage.Store, keys *tokens.Keyring, cfg Config, now func() time.
 		now:           now,
 		verifier:      &tokens.Verifier{Keys: keys, Skew: cfg.Skew, Now: now, Cache: tokens.NewCache(cfg.CacheSize, now)},
 		byAcct:        NewThrottle(cfg.AccountLimit, now),
+		byDevice:      NewThrottle(cfg.DeviceLimit, now),
+		hashesByAcct:  NewThrottle(cfg.AccountHashLimit, now),
 		byIP:          NewThrottle(cfg.IPLimit, now),
+		deviceKey:     deviceKey,
 		byIPCreate:    NewThrottle(cfg.Guests.PerIP, now),
 		global:        NewThrottle(cfg.Guests.Global, now),
 		byIPChallenge: NewThrottle(challengeLimit, now),
@@ -130,6 +152,10 @@ type TokenResponse struct {
 	TokenType    string `json:"token_type"`
 	ExpiresIn    int64  `json:"expires_in"`
 	Scope        string `json:"scope"`
+	// DeviceToken (an extension) is returned by password sign-in; sent
+	// back as the device_token parameter of later sign-ins, it keeps
+	// failures from elsewhere from locking this client out (see SignIn).
+	DeviceToken string `json:"device_token,omitempty"`
 }
 
 // Issued is the result of a successful grant.
@@ -200,7 +226,8 @@ func (s *Service) newSession(userID, clientID string, now time.Time) (*storage.S
 	}, nil
 }
 
-// startSession signs an existing user in: a new session and its tokens.
+// startSession signs an existing user in: a new session and its tokens,
+// ending the user's oldest sessions beyond Config.MaxSessionsPerUser.
 // storage.ErrNotFound means the user was deleted meanwhile.
 func (s *Service) startSession(issuer, clientID string, u *storage.User, now time.Time) (*Issued, error) {
 	sess, err := s.newSession(u.ID, clientID, now)
@@ -211,7 +238,7 @@ func (s *Service) startSession(issuer, clientID string, u *storage.User, now tim
 	if err != nil {
 		return nil, err
 	}
-	if err := s.store.PutSession(sess); err != nil {
+	if _, err := s.store.PutSessionLimit(sess, s.cfg.MaxSessionsPerUser); err != nil {
 		return nil, err
 	}
 	s.cfg.Activity.Touch(u.ID, now)

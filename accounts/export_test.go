@@ -2,13 +2,24 @@ package accounts
 
 import "sync/atomic"
 
-// CountNewHashes makes s count the new-password hashes UpdateProfile makes;
-// call it before using s.
+// CountNewHashes makes s count the password hashes it computes (new
+// passwords and checks alike); call it before using s.
 func CountNewHashes(s *Service) *atomic.Int64 {
 	n := new(atomic.Int64)
-	s.names.hash = func(pw string, p Argon2Params) (string, error) {
-		n.Add(1)
-		return HashPassword(pw, p)
-	}
+	s.hashHook = func() { n.Add(1) }
 	return n
+}
+
+// SetHashHook makes s call f before each password hash it starts, so tests
+// can count hashes and hold them in flight.
+func SetHashHook(s *Service, f func()) { s.hashHook = f }
+
+// SetThrottleMax sets how many keys t may hold.
+func SetThrottleMax(t *Throttle, n int) { t.max = n }
+
+// ThrottleKeys is how many keys t holds.
+func ThrottleKeys(t *Throttle) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.m)
 }

@@ -90,8 +90,6 @@ var DefaultReservedNames = []string{
 type nameRules struct {
 	byUser, byIP *Throttle
 	reserved     map[string]bool
-	// hash makes new password hashes (HashPassword; tests count calls).
-	hash func(pw string, p Argon2Params) (string, error)
 }
 
 func newNameRules(cfg Config, now func() time.Time) nameRules {
@@ -99,7 +97,6 @@ func newNameRules(cfg Config, now func() time.Time) nameRules {
 		byUser:   NewThrottle(cfg.NameUserLimit, now),
 		byIP:     NewThrottle(cfg.NameIPLimit, now),
 		reserved: make(map[string]bool, len(cfg.ReservedNames)),
-		hash:     HashPassword,
 	}
 	for _, n := range cfg.ReservedNames {
 		r.reserved[storage.NameKey(n)] = true
@@ -174,14 +171,14 @@ func (s *Service) UpdateProfile(id *Identity, upd ProfileUpdate) (*UpdateResult,
 		if upd.Password == nil && (upd.OldPassword == nil || *upd.OldPassword == "") {
 			return nil, refuse(CodeWrongPassword, "Changing the username needs the current password (oldPassword).")
 		}
-		if err := s.checkOldPassword(cur, upd.OldPassword); err != nil {
+		if err := s.checkOldPassword(id, upd.OldPassword, upd.ClientIP); err != nil {
 			return nil, err
 		}
 	}
 	var newHash string
 	if upd.Password != nil {
 		// Hash outside any store transaction: it takes tens of milliseconds.
-		h, err := s.names.hash(*upd.Password, s.cfg.Argon2)
+		h, err := s.hashNewPassword(cur.Name, *upd.Password, upd.ClientIP)
 		if err != nil {
 			return nil, err
 		}
@@ -263,23 +260,34 @@ func (s *Service) reissue(issuer, sessionID string, u *storage.User, now time.Ti
 
 var errConflict = errors.New("concurrent update")
 
-// checkOldPassword verifies the current password, throttled per account
-// like sign-in so it cannot be used to guess passwords.
-func (s *Service) checkOldPassword(u *storage.User, old *string) error {
-	key := "acct:" + storage.NameKey(u.Name)
-	if wait := s.byAcct.Wait(key); wait > 0 {
-		return &ThrottledError{Limit: LimitSignIn, RetryAfter: wait}
-	}
+// checkOldPassword verifies the current password of id's user. Its guesses
+// draw on the budget of the session making them (DeviceLimit), so failed
+// sign-ins elsewhere cannot lock the owner out of changing the password,
+// and on the account's and client IP's hash budgets (see budget).
+func (s *Service) checkOldPassword(id *Identity, old *string, clientIP string) error {
 	if old == nil || *old == "" {
 		return refuse(CodeWrongPassword, "Changing the password needs the current one (old_password).")
 	}
-	ok, err := VerifyPassword(*old, u.PasswordHash)
+	guesses := budget{s.byDevice, "sess:" + id.Session.ID}
+	if err := s.admit(guesses, budget{s.hashesByAcct, accountKey(id.User.Name)}, budget{s.byIP, ipKey(clientIP)}); err != nil {
+		return err
+	}
+	ok, err := s.verifyPassword(*old, id.User.PasswordHash)
 	if err != nil {
 		return err
 	}
 	if !ok {
-		s.byAcct.Fail(key)
 		return refuse(CodeWrongPassword, "The current password is incorrect.")
 	}
+	guesses.t.Reset(guesses.key)
 	return nil
+}
+
+// hashNewPassword hashes a new password of the user named name, within the
+// account's and the client IP's hash budgets.
+func (s *Service) hashNewPassword(name, pw, clientIP string) (string, error) {
+	if err := s.admit(budget{s.hashesByAcct, accountKey(name)}, budget{s.byIP, ipKey(clientIP)}); err != nil {
+		return "", err
+	}
+	return s.hashPassword(pw)
 }

@@ -9,8 +9,8 @@ import (
 )
 
 // ThrottledError refuses a request over a limit: Limit is "signin" (too
-// many failed password checks), "ip" or "global" (guest creation rate),
-// "cap" (the live guest cap) or "name" (username changes).
+// many password attempts), "ip" or "global" (guest creation rate), "cap"
+// (the live guest cap) or "name" (username changes).
 type ThrottledError struct {
 	Limit      string
 	RetryAfter time.Duration
@@ -19,7 +19,7 @@ type ThrottledError struct {
 func (e *ThrottledError) Error() string {
 	switch e.Limit {
 	case LimitSignIn:
-		return fmt.Sprintf("Too many failed attempts; retry in %d seconds.", e.RetrySeconds())
+		return fmt.Sprintf("Too many password attempts; retry in %d seconds.", e.RetrySeconds())
 	case LimitCap:
 		return fmt.Sprintf("The site has reached its limit of guest accounts; retry in %d seconds.", e.RetrySeconds())
 	case LimitName:
@@ -46,37 +46,125 @@ func (e *ThrottledError) RetrySeconds() int64 {
 // password, so sign-in reveals neither which accounts exist nor which are guests.
 var errBadCredentials = &Error{Code: CodeInvalidGrant, Description: "The username or password is incorrect."}
 
-// PasswordSignIn is the password grant for normal users. Guests cannot sign
-// in this way until they upgrade. Failures are throttled per account name
-// and per client IP; every failure costs one password hash, like a success.
-func (s *Service) PasswordSignIn(issuer, clientID, username, password, clientIP string) (*Issued, error) {
-	acctKey, ipKey := "acct:"+storage.NameKey(username), "ip:"+clientIP
-	if wait := max(s.byAcct.Wait(acctKey), s.byIP.Wait(ipKey)); wait > 0 {
-		return nil, &ThrottledError{Limit: LimitSignIn, RetryAfter: wait}
+// Password work is budgeted before it is done, so attempts still running
+// count: each password hash (a sign-in, an old-password check, hashing a
+// new password) spends one try from every budget it draws on, all at once
+// or not at all, before the hash starts.
+//
+//   - The account's guess budget (Config.AccountLimit, keyed by name):
+//     sign-ins without a valid device token. A failure keeps its try spent;
+//     a success resets the budget.
+//   - A trusted client's own guess budget (Config.DeviceLimit) instead of
+//     the account's: a sign-in carrying a valid device token for the account
+//     (keyed by the token), or an old-password check (keyed by the session
+//     making it). Failures elsewhere cannot lock such a client out.
+//   - The account's hash budget (Config.AccountHashLimit) and the client
+//     IP's (Config.IPLimit), whatever the outcome: they bound the work and
+//     the sessions a password can buy, and are never refunded.
+type budget struct {
+	t   *Throttle
+	key string
+}
+
+func accountKey(name string) string { return "acct:" + storage.NameKey(name) }
+func ipKey(ip string) string        { return "ip:" + ip }
+
+// admit spends one try from each budget, or none when any is empty; then
+// it refuses with the longest wait, after which all of them have a try.
+func (s *Service) admit(budgets ...budget) error {
+	now := s.now()
+	s.admitMu.Lock()
+	defer s.admitMu.Unlock()
+	var wait time.Duration
+	for _, b := range budgets {
+		wait = max(wait, b.t.wait(b.key, now))
 	}
-	u, err := s.store.GetUserByName(username)
+	if wait > 0 {
+		return &ThrottledError{Limit: LimitSignIn, RetryAfter: wait}
+	}
+	for _, b := range budgets {
+		b.t.take(b.key, now)
+	}
+	return nil
+}
+
+// verifyPassword and hashPassword are VerifyPassword and HashPassword with
+// the test hook counting hashes.
+func (s *Service) verifyPassword(pw, phc string) (bool, error) {
+	if s.hashHook != nil {
+		s.hashHook()
+	}
+	return VerifyPassword(pw, phc)
+}
+
+func (s *Service) hashPassword(pw string) (string, error) {
+	if s.hashHook != nil {
+		s.hashHook()
+	}
+	return HashPassword(pw, s.cfg.Argon2)
+}
+
+// SignInRequest is a password grant.
+type SignInRequest struct {
+	Issuer, ClientID   string
+	Username, Password string
+	// ClientIP keys the per-IP budget (Caddy's client IP).
+	ClientIP string
+	// DeviceToken is the device_token of an earlier successful sign-in to
+	// this account on this client, if it has one (see SignIn).
+	DeviceToken string
+}
+
+// PasswordSignIn is SignIn without a device token.
+func (s *Service) PasswordSignIn(issuer, clientID, username, password, clientIP string) (*Issued, error) {
+	return s.SignIn(SignInRequest{Issuer: issuer, ClientID: clientID, Username: username, Password: password, ClientIP: clientIP})
+}
+
+// SignIn is the password grant for normal users. Guests cannot sign in this
+// way until they upgrade. An unknown user, a guest and a wrong password get
+// the same answer after the same hash work. Attempts are budgeted (see
+// budget) before the hash: a client without a valid device token draws on
+// the account's shared guess budget, so guesses from many addresses still
+// add up; a client with one draws on its own, so they cannot lock it out.
+// A success returns a new device token (Tokens.DeviceToken) and ends the
+// user's oldest sessions beyond Config.MaxSessionsPerUser.
+func (s *Service) SignIn(req SignInRequest) (*Issued, error) {
+	u, err := s.store.GetUserByName(req.Username)
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return nil, err
 	}
-	hash := dummyHash()
 	usable := err == nil && !u.IsAnonymous() && u.PasswordHash != ""
+	guesses := budget{s.byAcct, accountKey(req.Username)}
+	if usable && req.DeviceToken != "" {
+		if id, ok := s.checkDeviceToken(req.DeviceToken, u.ID); ok {
+			guesses = budget{s.byDevice, "dev:" + id}
+		}
+	}
+	if err := s.admit(guesses, budget{s.hashesByAcct, accountKey(req.Username)}, budget{s.byIP, ipKey(req.ClientIP)}); err != nil {
+		return nil, err
+	}
+	hash := dummyHash()
 	if usable {
 		hash = u.PasswordHash
 	}
-	ok, verr := VerifyPassword(password, hash)
+	ok, verr := s.verifyPassword(req.Password, hash)
 	if verr != nil {
 		return nil, verr
 	}
-	if !ok || !usable || checkPasswordLength(password) != nil {
-		s.byAcct.Fail(acctKey)
-		s.byIP.Fail(ipKey)
+	if !ok || !usable || checkPasswordLength(req.Password) != nil {
 		return nil, errBadCredentials
 	}
-	s.byAcct.Reset(acctKey)
+	guesses.t.Reset(guesses.key)
 
-	issued, err := s.startSession(issuer, clientID, u, s.now().UTC())
+	issued, err := s.startSession(req.Issuer, req.ClientID, u, s.now().UTC())
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, errBadCredentials // deleted meanwhile
 	}
-	return issued, err
+	if err != nil {
+		return nil, err
+	}
+	if issued.Tokens.DeviceToken, err = s.newDeviceToken(u.ID); err != nil {
+		return nil, err
+	}
+	return issued, nil
 }

@@ -1,32 +1,29 @@
 package accounts
 
 import (
-	"math"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
-// Limit is a token bucket: Burst failures are allowed at once, then one more
+// Limit is a token bucket: Burst tries are allowed at once, then one more
 // per Interval.
 type Limit struct {
 	Burst    int
 	Interval time.Duration
 }
 
-// Throttle counts failures per key (an account name or a client IP) in
-// memory. It is bounded: when it holds too many keys, keys whose bucket has
-// refilled (equivalent to absent) are dropped.
+// Throttle keeps a token bucket (a rate.Limiter driven by the injected
+// clock) per key, such as an account name or a client IP. It is bounded:
+// when it holds too many keys, keys whose bucket is full again (the same as
+// absent) are dropped.
 type Throttle struct {
 	limit Limit
 	now   func() time.Time
 	mu    sync.Mutex
-	m     map[string]*bucket
+	m     map[string]*rate.Limiter
 	max   int
-}
-
-type bucket struct {
-	tokens float64
-	at     time.Time
 }
 
 // NewThrottle makes a throttle; a zero Burst disables it (nil).
@@ -34,59 +31,7 @@ func NewThrottle(l Limit, now func() time.Time) *Throttle {
 	if l.Burst <= 0 || l.Interval <= 0 {
 		return nil
 	}
-	return &Throttle{limit: l, now: now, m: map[string]*bucket{}, max: 100_000}
-}
-
-// refill brings b up to date; the caller holds t.mu.
-func (t *Throttle) refill(b *bucket, now time.Time) {
-	b.tokens = math.Min(float64(t.limit.Burst), b.tokens+float64(now.Sub(b.at))/float64(t.limit.Interval))
-	b.at = now
-}
-
-// Wait is zero when key may try now, else how long until it may.
-func (t *Throttle) Wait(key string) time.Duration {
-	if t == nil {
-		return 0
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	b, ok := t.m[key]
-	if !ok {
-		return 0
-	}
-	now := t.now()
-	t.refill(b, now)
-	if b.tokens >= 1 {
-		return 0
-	}
-	return time.Duration((1 - b.tokens) * float64(t.limit.Interval))
-}
-
-// Fail records a failed attempt for key.
-func (t *Throttle) Fail(key string) {
-	if t == nil {
-		return
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	b := t.bucket(key)
-	b.tokens = math.Max(0, b.tokens-1)
-}
-
-// bucket returns key's bucket, refilled to now, making a full one if needed;
-// the caller holds t.mu.
-func (t *Throttle) bucket(key string) *bucket {
-	now := t.now()
-	b, ok := t.m[key]
-	if !ok {
-		if len(t.m) >= t.max {
-			t.prune(now)
-		}
-		b = &bucket{tokens: float64(t.limit.Burst), at: now}
-		t.m[key] = b
-	}
-	t.refill(b, now)
-	return b
+	return &Throttle{limit: l, now: now, m: map[string]*rate.Limiter{}, max: 100_000}
 }
 
 // Take spends one try for key if it has one and returns 0, or returns how
@@ -95,17 +40,17 @@ func (t *Throttle) Take(key string) time.Duration {
 	if t == nil {
 		return 0
 	}
+	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	b := t.bucket(key)
-	if b.tokens < 1 {
-		return time.Duration((1 - b.tokens) * float64(t.limit.Interval))
+	if wait := t.waitLocked(key, now); wait > 0 {
+		return wait
 	}
-	b.tokens--
+	t.takeLocked(key, now)
 	return 0
 }
 
-// Reset forgets key (after a success).
+// Reset forgets key, giving it a full bucket again.
 func (t *Throttle) Reset(key string) {
 	if t == nil {
 		return
@@ -115,10 +60,56 @@ func (t *Throttle) Reset(key string) {
 	t.mu.Unlock()
 }
 
+// wait is zero when key has a try at now, else how long until it has one.
+func (t *Throttle) wait(key string, now time.Time) time.Duration {
+	if t == nil {
+		return 0
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.waitLocked(key, now)
+}
+
+// take spends one try for key at now, which wait said it has.
+func (t *Throttle) take(key string, now time.Time) {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.takeLocked(key, now)
+}
+
+func (t *Throttle) waitLocked(key string, now time.Time) time.Duration {
+	lim, ok := t.m[key]
+	if !ok {
+		return 0
+	}
+	// The bucket is float arithmetic: allow for rounding at a whole try.
+	tokens := lim.TokensAt(now)
+	if tokens >= 1-1e-9 {
+		return 0
+	}
+	return time.Duration((1 - tokens) * float64(t.limit.Interval))
+}
+
+func (t *Throttle) takeLocked(key string, now time.Time) {
+	lim, ok := t.m[key]
+	if !ok {
+		if len(t.m) >= t.max {
+			t.prune(now)
+		}
+		lim = rate.NewLimiter(rate.Every(t.limit.Interval), t.limit.Burst)
+		t.m[key] = lim
+	}
+	// ReserveN always spends (into debt, at worst by a rounding error).
+	lim.ReserveN(now, 1)
+}
+
+// prune drops full buckets; the caller holds t.mu.
 func (t *Throttle) prune(now time.Time) {
-	for k, b := range t.m {
-		t.refill(b, now)
-		if b.tokens >= float64(t.limit.Burst) {
+	for k, lim := range t.m {
+		if lim.TokensAt(now) >= float64(t.limit.Burst) {
 			delete(t.m, k)
 		}
 	}

@@ -40,7 +40,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    cookie                <name>
 //	    header                user_id|user_name|user_tag|user_anonymous <Header-Name>
 //	    token_cache_size      <n>
-//	    signin_limit          account|ip <burst> <interval>
+//	    signin_limit          account|device|hashes|ip <burst> <interval>
+//	    max_sessions_per_user <n>
 //	    guest_limit           ip|global <burst> <interval>
 //	    name_change_limit     user|ip <burst> <interval>
 //	    reserved_names        default|off|<name>...
@@ -121,7 +122,7 @@ func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			l := &RateLimit{Burst: n, Interval: caddy.Duration(dur)}
 			targets := map[string]map[string]**RateLimit{
-				"signin_limit":      {"account": &g.SignInAccountLimit, "ip": &g.SignInIPLimit},
+				"signin_limit":      {"account": &g.SignInAccountLimit, "device": &g.SignInDeviceLimit, "hashes": &g.SignInHashLimit, "ip": &g.SignInIPLimit},
 				"guest_limit":       {"ip": &g.GuestLimitIP, "global": &g.GuestLimitGlobal},
 				"name_change_limit": {"user": &g.NameChangeUserLimit, "ip": &g.NameChangeIPLimit},
 			}[key]
@@ -168,16 +169,16 @@ func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&g.Webhook.URL, &g.Webhook.Secret) {
 				return d.ArgErr()
 			}
-		case "token_cache_size":
+		case "token_cache_size", "max_sessions_per_user":
 			var v string
 			if !d.AllArgs(&v) {
 				return d.ArgErr()
 			}
 			n, err := strconv.Atoi(v)
 			if err != nil {
-				return d.Errf("token_cache_size: %v", err)
+				return d.Errf("%s: %v", key, err)
 			}
-			g.TokenCacheSize = &n
+			*map[string]**int{"token_cache_size": &g.TokenCacheSize, "max_sessions_per_user": &g.MaxSessionsPerUser}[key] = &n
 		default:
 			return d.Errf("unknown guest_auth option %q", key)
 		}

@@ -89,14 +89,37 @@ type GuestAuth struct {
 	// Names of the identity headers injected for the upstream.
 	Headers HeaderNames `json:"headers,omitempty"`
 
-	// Failed password checks (sign-in, or a wrong old_password) allowed per
-	// account name at once, then one more per interval. Default: 5, 1m.
-	// A burst of 0 disables the limit.
+	// Password sign-ins allowed per account name from clients without a
+	// valid device token, at once, then one more per interval. An attempt
+	// counts from when it starts (so concurrent guesses cannot overrun it);
+	// a failure stays counted and a success gives the budget back. Failures
+	// from every address add up here. Default: 5, 1m. A burst of 0 disables
+	// a limit (this one or any of the others).
 	SignInAccountLimit *RateLimit `json:"signin_account_limit,omitempty"`
 
-	// The same per client IP (Caddy's client IP, which honours the server's
-	// trusted_proxies). Default: 20, 10s.
+	// The same for each client holding a device token (the `device_token`
+	// returned by an earlier successful sign-in to the account, sent back
+	// with the password grant), instead of the account's: failures from
+	// elsewhere cannot lock it out. The same budget bounds each session's
+	// `oldPassword` checks, so failed sign-ins cannot block a signed-in
+	// owner's password change. Default: 5, 1m.
+	SignInDeviceLimit *RateLimit `json:"signin_device_limit,omitempty"`
+
+	// Password hashes allowed per account name whatever the outcome:
+	// sign-ins with or without a device token, `oldPassword` checks and new
+	// passwords. It bounds the work and the sessions a known password can
+	// buy. Keep its burst and rate above the account limit's, so guesses
+	// without a device token cannot use it up. Default: 10, 20s.
+	SignInHashLimit *RateLimit `json:"signin_hash_limit,omitempty"`
+
+	// Password hashes allowed per client IP (Caddy's client IP, which
+	// honours the server's trusted_proxies) whatever the outcome, counted
+	// like the hash limit. Default: 20, 10s.
 	SignInIPLimit *RateLimit `json:"signin_ip_limit,omitempty"`
+
+	// Most live sessions a user may have: a sign-in beyond it ends the
+	// user's oldest sessions (by sign-in time). Default: 10. 0 means no cap.
+	MaxSessionsPerUser *int `json:"max_sessions_per_user,omitempty"`
 
 	// Guest creations allowed per client IP at once, then one more per
 	// interval. Default: 30, 1m (about 60 an hour sustained).
@@ -333,6 +356,11 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		CacheSize:       *g.TokenCacheSize,
 		AccountLimit:    g.SignInAccountLimit.limit(),
 		IPLimit:         g.SignInIPLimit.limit(),
+
+		DeviceLimit:        g.SignInDeviceLimit.limit(),
+		AccountHashLimit:   g.SignInHashLimit.limit(),
+		MaxSessionsPerUser: *g.MaxSessionsPerUser,
+
 		Guests: accounts.GuestLimits{
 			PerIP:   g.GuestLimitIP.limit(),
 			Global:  g.GuestLimitGlobal.limit(),
@@ -391,8 +419,18 @@ func (g *GuestAuth) setDefaults() {
 	if g.SignInAccountLimit == nil {
 		g.SignInAccountLimit = &RateLimit{Burst: 5, Interval: caddy.Duration(time.Minute)}
 	}
+	if g.SignInDeviceLimit == nil {
+		g.SignInDeviceLimit = &RateLimit{Burst: 5, Interval: caddy.Duration(time.Minute)}
+	}
+	if g.SignInHashLimit == nil {
+		g.SignInHashLimit = &RateLimit{Burst: 10, Interval: caddy.Duration(20 * time.Second)}
+	}
 	if g.SignInIPLimit == nil {
 		g.SignInIPLimit = &RateLimit{Burst: 20, Interval: caddy.Duration(10 * time.Second)}
+	}
+	if g.MaxSessionsPerUser == nil {
+		n := 10
+		g.MaxSessionsPerUser = &n
 	}
 	if g.GuestLimitIP == nil {
 		g.GuestLimitIP = &RateLimit{Burst: 30, Interval: caddy.Duration(time.Minute)}
@@ -472,7 +510,7 @@ func (g *GuestAuth) Validate() error {
 	if *g.ClockSkew < 0 || *g.ClockSkew > caddy.Duration(5*time.Minute) {
 		return errors.New("clock_skew must be between 0 and 5m")
 	}
-	for _, l := range []*RateLimit{g.SignInAccountLimit, g.SignInIPLimit, g.GuestLimitIP, g.GuestLimitGlobal, g.NameChangeUserLimit, g.NameChangeIPLimit} {
+	for _, l := range []*RateLimit{g.SignInAccountLimit, g.SignInDeviceLimit, g.SignInHashLimit, g.SignInIPLimit, g.GuestLimitIP, g.GuestLimitGlobal, g.NameChangeUserLimit, g.NameChangeIPLimit} {
 		if l.Burst < 0 || (l.Burst > 0 && l.Interval <= 0) {
 			return errors.New("a limit needs a burst >= 0 and a positive interval")
 		}
@@ -487,6 +525,9 @@ func (g *GuestAuth) Validate() error {
 	}
 	if *g.TokenCacheSize < 0 {
 		return errors.New("token_cache_size cannot be negative")
+	}
+	if *g.MaxSessionsPerUser < 0 {
+		return errors.New("max_sessions_per_user cannot be negative")
 	}
 	names := map[string]bool{}
 	for _, h := range g.Headers.names() {

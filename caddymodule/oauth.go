@@ -246,7 +246,10 @@ func (g *GuestAuth) tokenGrant(w http.ResponseWriter, r *http.Request) (*account
 		if username == "" || password == "" {
 			return nil, badRequest("The username and password parameters are required.")
 		}
-		issued, err := g.svc.PasswordSignIn(g.issuerFor(r), client.ClientID, username, password, clientIP(r))
+		issued, err := g.svc.SignIn(accounts.SignInRequest{
+			Issuer: g.issuerFor(r), ClientID: client.ClientID, Username: username, Password: password,
+			ClientIP: clientIP(r), DeviceToken: params["device_token"],
+		})
 		var te *accounts.ThrottledError
 		var ae *accounts.Error
 		if errors.As(err, &ae) && ae.Code == accounts.CodeInvalidGrant {

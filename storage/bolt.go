@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -443,6 +444,56 @@ func (b *Bolt) PutSession(s *Session) error {
 		}
 		return b.putSession(tx, s)
 	})
+}
+
+// PutSessionLimit implements Store: one write transaction stores s and
+// ends the user's oldest other sessions beyond keep.
+func (b *Bolt) PutSessionLimit(s *Session, keep int) (int, error) {
+	var ended int
+	err := b.batch(func(tx *bolt.Tx) error {
+		ended = 0 // a batched function may run twice
+		if tx.Bucket(bucketUsers).Get([]byte(s.UserID)) == nil {
+			return ErrNotFound
+		}
+		if err := b.putSession(tx, s); err != nil {
+			return err
+		}
+		if keep <= 0 {
+			return nil
+		}
+		prefix := []byte(s.UserID + "/")
+		var others []Session
+		c := tx.Bucket(bucketUserSessions).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			sid := string(k[len(prefix):])
+			if sid == s.ID {
+				continue
+			}
+			var o Session
+			if err := getJSON(tx.Bucket(bucketSessions), sid, &o); err != nil {
+				return err
+			}
+			others = append(others, o)
+		}
+		excess := len(others) + 1 - keep
+		if excess <= 0 {
+			return nil
+		}
+		slices.SortFunc(others, func(x, y Session) int {
+			if c := x.CreatedAt.Compare(y.CreatedAt); c != 0 {
+				return c
+			}
+			return strings.Compare(x.ID, y.ID)
+		})
+		for i := range others[:excess] {
+			if err := b.deleteSession(tx, &others[i]); err != nil {
+				return err
+			}
+		}
+		ended = excess
+		return nil
+	})
+	return ended, err
 }
 
 // DeleteSession implements Store.

@@ -124,6 +124,10 @@ type Store interface {
 	GetSession(id string) (*Session, error)
 	UpdateSession(id string, fn func(s *Session) error) (*Session, error)
 	PutSession(s *Session) error
+	// PutSessionLimit is PutSession that then ends the user's oldest other
+	// sessions (by CreatedAt) so that at most keep remain, in the same
+	// transaction; keep <= 0 means no limit. It reports how many it ended.
+	PutSessionLimit(s *Session, keep int) (int, error)
 	DeleteSession(id string) error
 	// DeleteUserSessions ends every session of a user except keep (may be "").
 	DeleteUserSessions(userID, keep string) (int, error)
