@@ -1,6 +1,7 @@
 package accounts
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -73,7 +74,7 @@ type UpdateResult struct {
 // UpdateProfile applies upd for the identity's user. A new name not starting
 // with guest_, or any password, upgrades a guest to normal-user; the user id
 // never changes. Changing an existing password ends the user's other sessions.
-func (s *Service) UpdateProfile(id *Identity, upd ProfileUpdate) (*UpdateResult, error) {
+func (s *Service) UpdateProfile(ctx context.Context, id *Identity, upd ProfileUpdate) (*UpdateResult, error) {
 	if upd.Name == nil && upd.Password == nil && upd.DisplayName == nil {
 		return nil, refuse(CodeInvalidRequest, "Give a name, a password or a display name to change.")
 	}
@@ -116,7 +117,7 @@ func (s *Service) UpdateProfile(id *Identity, upd ProfileUpdate) (*UpdateResult,
 
 	now := s.now().UTC()
 	res := &UpdateResult{OldName: cur.Name}
-	u, err := s.store.UpdateUser(cur.ID, func(u *storage.User) error {
+	u, err := s.store.UpdateUser(ctx, cur.ID, func(u *storage.User) error {
 		// The password checked above must still be the current one.
 		if u.PasswordHash != cur.PasswordHash {
 			return errConflict
@@ -152,7 +153,7 @@ func (s *Service) UpdateProfile(id *Identity, upd ProfileUpdate) (*UpdateResult,
 	}
 	res.User = u
 	if newHash != "" && cur.PasswordHash != "" {
-		n, err := s.store.DeleteUserSessions(u.ID, id.Session.ID)
+		n, err := s.store.DeleteUserSessions(ctx, u.ID, id.Session.ID)
 		if err != nil {
 			return nil, fmt.Errorf("ending other sessions: %w", err)
 		}

@@ -1,6 +1,7 @@
 package accounts
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -46,12 +47,12 @@ var errBadCredentials = &Error{Code: CodeInvalidGrant, Description: "The usernam
 // PasswordSignIn is the password grant for normal users. Guests cannot sign
 // in this way until they upgrade. Failures are throttled per account name
 // and per client IP; every failure costs one password hash, like a success.
-func (s *Service) PasswordSignIn(issuer, clientID, username, password, clientIP string) (*Issued, error) {
+func (s *Service) PasswordSignIn(ctx context.Context, issuer, clientID, username, password, clientIP string) (*Issued, error) {
 	acctKey, ipKey := "acct:"+storage.NameKey(username), "ip:"+clientIP
 	if wait := max(s.byAcct.Wait(acctKey), s.byIP.Wait(ipKey)); wait > 0 {
 		return nil, &ThrottledError{Limit: LimitSignIn, RetryAfter: wait}
 	}
-	u, err := s.store.GetUserByName(username)
+	u, err := s.store.GetUserByName(ctx, username)
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return nil, err
 	}
@@ -71,7 +72,7 @@ func (s *Service) PasswordSignIn(issuer, clientID, username, password, clientIP 
 	}
 	s.byAcct.Reset(acctKey)
 
-	issued, err := s.startSession(issuer, clientID, u, s.now().UTC())
+	issued, err := s.startSession(ctx, issuer, clientID, u, s.now().UTC())
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, errBadCredentials // deleted meanwhile
 	}
