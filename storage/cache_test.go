@@ -41,8 +41,12 @@ func TestIdentityCacheServesUnreportedWriteUntilInvalidated(t *testing.T) {
 	t.Parallel()
 	b, _ := openTemp(t)
 	mustCreate(t, b, newUser("u1", "ann"), newSession("s1", "u1"), nil)
-	if _, _, err := b.Identity(bg, "u1", "s1"); err != nil {
+	u1, s1, err := b.Identity(bg, "u1", "s1")
+	if err != nil {
 		t.Fatal(err)
+	}
+	if u2, s2, err := b.Identity(bg, "u1", "s1"); err != nil || u2 != u1 || s2 != s1 {
+		t.Fatalf("second read not served from the cache: %p %p / %p %p, %v", u1, s1, u2, s2, err)
 	}
 	changed := *newUser("u1", "ann")
 	changed.Tag = storage.TagNormal

@@ -106,3 +106,18 @@ func TestExpiredChallengesArePurgedInBoundedSteps(t *testing.T) {
 		t.Fatalf("the live challenge was purged: %v", err)
 	}
 }
+
+// A consumed challenge, and an unknown token's purge, leave nothing stored.
+func TestChallengeConsumeLeavesNothing(t *testing.T) {
+	b, _ := openDeviceStore(t)
+	putChallenge(t, b, "tok-a", devT0, 5*time.Minute)
+	if _, err := b.ConsumeChallenge(bg, "tok-a", devT0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.ConsumeChallenge(bg, "never-issued", devT0); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("unknown token: %v, want ErrNotFound", err)
+	}
+	if n := countChallenges(t, b); n != 0 {
+		t.Fatalf("%d challenges left", n)
+	}
+}
