@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"encoding/json"
 	"path/filepath"
 	"strings"
@@ -102,5 +103,26 @@ func TestCaddyfileStorage(t *testing.T) {
 		if err != nil || g.Storage != c.want {
 			t.Fatalf("%q: %+v, %v; want %+v", c.line, g.Storage, err, c.want)
 		}
+	}
+}
+
+// The admin API's storage parameter names a store by its pool key: a bbolt
+// file's path (resolved), or another kind's "<kind>:<location>" as it is.
+func TestAdminStoreByPoolKey(t *testing.T) {
+	cfg := storage.Config{Kind: storage.KindBolt, Location: filepath.Join(t.TempDir(), "k.db")}
+	const key = "otherkind:db.example/auth"
+	sh, err := openShared(context.Background(), key, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer storePool.Delete(key)
+	if got, err := adminStore(key); err != nil || got != sh {
+		t.Fatalf("adminStore(%q) = %p, %v; want %p", key, got, err, sh)
+	}
+	if got, err := adminStore(""); err != nil || got != sh {
+		t.Fatalf("the only open store: %p, %v", got, err)
+	}
+	if _, err := adminStore("otherkind:elsewhere"); err == nil {
+		t.Fatal("an unknown key found a store")
 	}
 }

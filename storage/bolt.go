@@ -415,6 +415,9 @@ func (b *Bolt) deleteUser(tx *bolt.Tx, u *User) error {
 // when it can be (see identityCache): the returned values are shared and
 // must not be modified.
 func (b *Bolt) Identity(ctx context.Context, userID, sessionID string) (*User, *Session, error) {
+	if err := ctxErr(ctx); err != nil {
+		return nil, nil, err
+	}
 	if u, s, ok := b.cache.Get(userID, sessionID); ok {
 		return u, s, nil
 	}

@@ -1176,6 +1176,9 @@ func testIdentityCacheInvalidation(t *testing.T, st storage.Backend) {
 // No method starts work for a cancelled context.
 func testCancelledContext(t *testing.T, st storage.Backend) {
 	mustCreate(t, st, NewUser("u1", "ann"), NewSession("s1", "u1"), nil)
+	if _, _, err := st.Identity(bg, "u1", "s1"); err != nil { // cached, if the backend caches
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(bg)
 	cancel()
 	calls := map[string]error{}
