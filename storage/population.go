@@ -10,13 +10,16 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Guest population bookkeeping. Every user write goes through saveUser,
-// which keeps these in the same transaction as the record:
-//   - guest_idle: the time of a guest's last activity + its id, for guests
-//     that may expire (not kept), so the sweeper reads only expired entries;
-//   - orphans: guests without a device key whose last session ended (they
-//     can never sign in again), unless kept;
-//   - meta counters of live and kept guests, for limits and metrics.
+// The population indexes behind Backend's queries. Every user write goes
+// through saveUser, which keeps them in the same transaction as the record:
+//   - guest_idle: ActiveAt + id of each guest that is not Kept, read by
+//     ScanIdleGuests up to its bound;
+//   - orphans: ids of guests that are not Kept, have no DeviceKID and have
+//     OrphanedAt set, read by ScanOrphans;
+//   - meta counters of guests and of kept guests, read by GuestCounts.
+//
+// They index record fields as the contract defines the queries; which of
+// these guests expire is decided by accounts.Prunable, not here.
 var (
 	bucketGuestIdle = []byte("guest_idle")
 	bucketOrphans   = []byte("orphans")
@@ -38,9 +41,13 @@ func idleKey(u *User) []byte {
 	return append(k, u.ID...)
 }
 
-func expirable(u *User) bool { return u != nil && u.IsAnonymous() && !u.Kept }
+// inIdleIndex and inOrphanIndex are the index definitions of ScanIdleGuests
+// and ScanOrphans.
+func inIdleIndex(u *User) bool { return u != nil && u.IsAnonymous() && !u.Kept }
 
-func orphan(u *User) bool { return expirable(u) && !u.OrphanedAt.IsZero() && u.DeviceKID == "" }
+func inOrphanIndex(u *User) bool {
+	return inIdleIndex(u) && !u.OrphanedAt.IsZero() && u.DeviceKID == ""
+}
 
 func counter(meta *bolt.Bucket, key []byte, delta int64) error {
 	if delta == 0 {
@@ -72,22 +79,22 @@ func (b *Bolt) saveUser(tx *bolt.Tx, old, u *User) error {
 		b.cache.InvalidateUser(u.ID)
 	}
 	idle, orphans, meta := tx.Bucket(bucketGuestIdle), tx.Bucket(bucketOrphans), tx.Bucket(bucketMeta)
-	if expirable(old) {
+	if inIdleIndex(old) {
 		if err := idle.Delete(idleKey(old)); err != nil {
 			return err
 		}
 	}
-	if expirable(u) {
+	if inIdleIndex(u) {
 		if err := idle.Put(idleKey(u), nil); err != nil {
 			return err
 		}
 	}
-	if old != nil && orphan(old) && !orphan(u) {
+	if old != nil && inOrphanIndex(old) && !inOrphanIndex(u) {
 		if err := orphans.Delete([]byte(old.ID)); err != nil {
 			return err
 		}
 	}
-	if orphan(u) {
+	if inOrphanIndex(u) {
 		if err := orphans.Put([]byte(u.ID), nil); err != nil {
 			return err
 		}
