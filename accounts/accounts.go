@@ -4,6 +4,7 @@
 package accounts
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -64,7 +65,7 @@ type Config struct {
 
 // Service is safe for concurrent use.
 type Service struct {
-	store    storage.Store
+	store    Store
 	keys     *tokens.Keyring
 	verifier *tokens.Verifier
 	cfg      Config
@@ -87,14 +88,14 @@ type Service struct {
 }
 
 // New makes a Service. now is the clock (time.Now when nil); tests inject one.
-func New(store storage.Store, keys *tokens.Keyring, cfg Config, now func() time.Time) (*Service, error) {
+func New(ctx context.Context, store Store, keys *tokens.Keyring, cfg Config, now func() time.Time) (*Service, error) {
 	if now == nil {
 		now = time.Now
 	}
 	if cfg.AccessTTL <= 0 || cfg.SessionIdle <= 0 || cfg.SessionLifetime <= 0 {
 		return nil, errors.New("token and session lifetimes must be positive")
 	}
-	if err := keys.EnsureSigner(cfg.Alg); err != nil {
+	if err := keys.EnsureSigner(ctx, cfg.Alg); err != nil {
 		return nil, err
 	}
 	if cfg.Argon2 == (Argon2Params{}) {
@@ -171,14 +172,14 @@ const Scope = "openid"
 // CreateGuest creates a guest user (username guest_<uuid>, tag guest-user,
 // no usable password) with its first session, and issues its tokens. The
 // guest creation limits apply to clientIP.
-func (s *Service) CreateGuest(issuer, clientID, clientIP string) (*Issued, error) {
-	if err := s.admitGuest(clientIP); err != nil {
+func (s *Service) CreateGuest(ctx context.Context, issuer, clientID, clientIP string) (*Issued, error) {
+	if err := s.admitGuest(ctx, clientIP); err != nil {
 		return nil, err
 	}
-	return s.createGuest(issuer, clientID, nil)
+	return s.createGuest(ctx, issuer, clientID, nil)
 }
 
-func (s *Service) createGuest(issuer, clientID string, dev *storage.Device) (*Issued, error) {
+func (s *Service) createGuest(ctx context.Context, issuer, clientID string, dev *storage.Device) (*Issued, error) {
 	now := s.now().UTC()
 	id := uuid.New()
 	u := &storage.User{
@@ -201,7 +202,7 @@ func (s *Service) createGuest(issuer, clientID string, dev *storage.Device) (*Is
 	if err != nil {
 		return nil, err
 	}
-	if err := s.store.CreateUser(u, sess, dev); err != nil {
+	if err := s.store.CreateUser(ctx, u, sess, dev); err != nil {
 		return nil, fmt.Errorf("storing guest: %w", err)
 	}
 	return &Issued{Tokens: *tok, User: u, Session: sess}, nil
@@ -229,7 +230,7 @@ func (s *Service) newSession(userID, clientID string, now time.Time) (*storage.S
 // startSession signs an existing user in: a new session and its tokens,
 // ending the user's oldest sessions beyond Config.MaxSessionsPerUser.
 // storage.ErrNotFound means the user was deleted meanwhile.
-func (s *Service) startSession(issuer, clientID string, u *storage.User, now time.Time) (*Issued, error) {
+func (s *Service) startSession(ctx context.Context, issuer, clientID string, u *storage.User, now time.Time) (*Issued, error) {
 	sess, err := s.newSession(u.ID, clientID, now)
 	if err != nil {
 		return nil, err
@@ -238,7 +239,7 @@ func (s *Service) startSession(issuer, clientID string, u *storage.User, now tim
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.store.PutSessionLimit(sess, s.cfg.MaxSessionsPerUser); err != nil {
+	if _, err := s.store.PutSessionLimit(ctx, sess, s.cfg.MaxSessionsPerUser); err != nil {
 		return nil, err
 	}
 	s.cfg.Activity.Touch(u.ID, now)
@@ -293,12 +294,12 @@ type Identity struct {
 // Authenticate verifies an access token issued by issuer and reads its user
 // and session from the store, so a deleted user or an ended session stops
 // at once and an upgrade shows at once, whatever the token says.
-func (s *Service) Authenticate(raw, issuer string) (*Identity, error) {
+func (s *Service) Authenticate(ctx context.Context, raw, issuer string) (*Identity, error) {
 	c, err := s.verifier.Verify(raw, issuer)
 	if err != nil {
 		return nil, err
 	}
-	u, sess, err := s.store.Identity(c.Subject, c.SessionID)
+	u, sess, err := s.store.Identity(ctx, c.Subject, c.SessionID)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, &tokens.InvalidError{Reason: ReasonSessionEnded}
 	}

@@ -2,7 +2,6 @@ package accounts_test
 
 import (
 	"errors"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -38,23 +37,19 @@ func (c *clock) Advance(d time.Duration) {
 
 type fixture struct {
 	svc   *accounts.Service
-	store *storage.Bolt
+	store *countingStore
 	clock *clock
 }
 
 func newFixture(t *testing.T, cfg accounts.Config) *fixture {
 	t.Helper()
-	st, err := storage.OpenBolt(filepath.Join(t.TempDir(), "accounts.db"), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	keys, err := tokens.LoadKeyring(st)
+	st := openStore(t)
+	keys, err := tokens.LoadKeyring(bg, st)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := &clock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
-	svc, err := accounts.New(st, keys, cfg, c.Now)
+	svc, err := accounts.New(bg, st, keys, cfg, c.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +78,7 @@ func TestCreateGuestShape(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, defaultConfig())
 	start := f.clock.Now()
-	iss, err := f.svc.CreateGuest(issuer, "my-app", "192.0.2.1")
+	iss, err := f.svc.CreateGuest(bg, issuer, "my-app", "192.0.2.1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,17 +107,17 @@ func TestCreateGuestShape(t *testing.T) {
 	}
 
 	// Persisted, with its session.
-	stored, err := f.store.GetUser(u.ID)
+	stored, err := f.store.GetUser(bg, u.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if stored.Name != u.Name || stored.Tag != "guest-user" || stored.PasswordHash != "" {
 		t.Fatalf("stored user = %+v", stored)
 	}
-	if byName, err := f.store.GetUserByName(strings.ToUpper(u.Name)); err != nil || byName.ID != u.ID {
+	if byName, err := f.store.GetUserByName(bg, strings.ToUpper(u.Name)); err != nil || byName.ID != u.ID {
 		t.Fatalf("GetUserByName = %+v, %v", byName, err)
 	}
-	sess, err := f.store.GetSession(iss.Session.ID)
+	sess, err := f.store.GetSession(bg, iss.Session.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +130,7 @@ func TestCreateGuestShape(t *testing.T) {
 	}
 
 	// Every guest is a different user.
-	iss2, err := f.svc.CreateGuest(issuer, "my-app", "192.0.2.1")
+	iss2, err := f.svc.CreateGuest(bg, issuer, "my-app", "192.0.2.1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,12 +142,12 @@ func TestCreateGuestShape(t *testing.T) {
 func TestAuthenticate(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, defaultConfig())
-	iss, err := f.svc.CreateGuest(issuer, "my-app", "192.0.2.1")
+	iss, err := f.svc.CreateGuest(bg, issuer, "my-app", "192.0.2.1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.clock.Advance(time.Minute)
-	id, err := f.svc.Authenticate(iss.Tokens.AccessToken, issuer)
+	id, err := f.svc.Authenticate(bg, iss.Tokens.AccessToken, issuer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,25 +157,25 @@ func TestAuthenticate(t *testing.T) {
 	}
 
 	// The store, not the token, is the truth: a change shows at once.
-	if _, err := f.store.UpdateUser(iss.User.ID, func(u *storage.User) error { u.Tag = storage.TagNormal; return nil }); err != nil {
+	if _, err := f.store.UpdateUser(bg, iss.User.ID, func(u *storage.User) error { u.Tag = storage.TagNormal; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	id, err = f.svc.Authenticate(iss.Tokens.AccessToken, issuer)
+	id, err = f.svc.Authenticate(bg, iss.Tokens.AccessToken, issuer)
 	if err != nil || id.User.Tag != storage.TagNormal || id.User.IsAnonymous() {
 		t.Fatalf("after upgrade in the store: %+v, %v", id, err)
 	}
 
 	for _, tok := range []string{iss.Tokens.IDToken, iss.Tokens.RefreshToken, "garbage"} {
-		if _, err := f.svc.Authenticate(tok, issuer); err == nil {
+		if _, err := f.svc.Authenticate(bg, tok, issuer); err == nil {
 			t.Fatalf("Authenticate accepted %q", tok)
 		}
 	}
 	var inv *tokens.InvalidError
-	if _, err := f.svc.Authenticate(iss.Tokens.AccessToken, "https://other.example.com"); !errors.As(err, &inv) || inv.Reason != tokens.ReasonIssuer {
+	if _, err := f.svc.Authenticate(bg, iss.Tokens.AccessToken, "https://other.example.com"); !errors.As(err, &inv) || inv.Reason != tokens.ReasonIssuer {
 		t.Fatalf("other issuer: %v", err)
 	}
 	f.clock.Advance(time.Hour)
-	if _, err := f.svc.Authenticate(iss.Tokens.AccessToken, issuer); !errors.As(err, &inv) || inv.Reason != tokens.ReasonExpired {
+	if _, err := f.svc.Authenticate(bg, iss.Tokens.AccessToken, issuer); !errors.As(err, &inv) || inv.Reason != tokens.ReasonExpired {
 		t.Fatalf("expired token: %v", err)
 	}
 }
@@ -188,38 +183,38 @@ func TestAuthenticate(t *testing.T) {
 func TestAuthenticateAfterUserDeleted(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, defaultConfig())
-	iss, err := f.svc.CreateGuest(issuer, "my-app", "192.0.2.1")
+	iss, err := f.svc.CreateGuest(bg, issuer, "my-app", "192.0.2.1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Verified once, so the token is in the verifier's cache.
-	if _, err := f.svc.Authenticate(iss.Tokens.AccessToken, issuer); err != nil {
+	if _, err := f.svc.Authenticate(bg, iss.Tokens.AccessToken, issuer); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.store.DeleteUser(iss.User.ID); err != nil {
+	if err := f.store.DeleteUser(bg, iss.User.ID); err != nil {
 		t.Fatal(err)
 	}
-	id, err := f.svc.Authenticate(iss.Tokens.AccessToken, issuer)
+	id, err := f.svc.Authenticate(bg, iss.Tokens.AccessToken, issuer)
 	wantSessionEnded(t, id, err)
 }
 
 func TestAuthenticateAfterSessionDeleted(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, defaultConfig())
-	iss, err := f.svc.CreateGuest(issuer, "my-app", "192.0.2.1")
+	iss, err := f.svc.CreateGuest(bg, issuer, "my-app", "192.0.2.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.svc.Authenticate(iss.Tokens.AccessToken, issuer); err != nil {
+	if _, err := f.svc.Authenticate(bg, iss.Tokens.AccessToken, issuer); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.store.DeleteSession(iss.Session.ID); err != nil {
+	if err := f.store.DeleteSession(bg, iss.Session.ID); err != nil {
 		t.Fatal(err)
 	}
-	id, err := f.svc.Authenticate(iss.Tokens.AccessToken, issuer)
+	id, err := f.svc.Authenticate(bg, iss.Tokens.AccessToken, issuer)
 	wantSessionEnded(t, id, err)
 	// The user itself is still there.
-	if _, err := f.store.GetUser(iss.User.ID); err != nil {
+	if _, err := f.store.GetUser(bg, iss.User.ID); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -231,38 +226,34 @@ func TestAuthenticateAfterSessionExpired(t *testing.T) {
 	cfg := defaultConfig()
 	cfg.SessionLifetime = 30 * time.Minute
 	f := newFixture(t, cfg)
-	iss, err := f.svc.CreateGuest(issuer, "my-app", "192.0.2.1")
+	iss, err := f.svc.CreateGuest(bg, issuer, "my-app", "192.0.2.1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.clock.Advance(29 * time.Minute)
-	if _, err := f.svc.Authenticate(iss.Tokens.AccessToken, issuer); err != nil {
+	if _, err := f.svc.Authenticate(bg, iss.Tokens.AccessToken, issuer); err != nil {
 		t.Fatalf("before the session ends: %v", err)
 	}
 	f.clock.Advance(time.Minute)
-	id, err := f.svc.Authenticate(iss.Tokens.AccessToken, issuer)
+	id, err := f.svc.Authenticate(bg, iss.Tokens.AccessToken, issuer)
 	wantSessionEnded(t, id, err)
 }
 
 func TestNewRefusesBadConfig(t *testing.T) {
 	t.Parallel()
-	st, err := storage.OpenBolt(filepath.Join(t.TempDir(), "a.db"), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	keys, err := tokens.LoadKeyring(st)
+	st := openStore(t)
+	keys, err := tokens.LoadKeyring(bg, st)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := defaultConfig()
 	cfg.AccessTTL = 0
-	if _, err := accounts.New(st, keys, cfg, nil); err == nil {
+	if _, err := accounts.New(bg, st, keys, cfg, nil); err == nil {
 		t.Fatal("a zero access token lifetime was accepted")
 	}
 	cfg = defaultConfig()
 	cfg.Alg = "HS256"
-	if _, err := accounts.New(st, keys, cfg, nil); err == nil {
+	if _, err := accounts.New(bg, st, keys, cfg, nil); err == nil {
 		t.Fatal("HS256 was accepted as a signing algorithm")
 	}
 }

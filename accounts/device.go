@@ -8,6 +8,7 @@ package accounts
 // request must also prove possession of the key it registers.
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -75,7 +76,7 @@ var challengeLimit = Limit{Burst: 60, Interval: time.Second}
 // NewChallenge issues a single-use challenge for purpose, valid for
 // ChallengeLifetime. Only anonymous_request is supported. Issuance is
 // throttled per client IP.
-func (s *Service) NewChallenge(purpose, clientIP string) (*Challenge, error) {
+func (s *Service) NewChallenge(ctx context.Context, purpose, clientIP string) (*Challenge, error) {
 	switch purpose {
 	case PurposeAnonymousRequest:
 	case "biometric_request", "app2app_request":
@@ -93,7 +94,7 @@ func (s *Service) NewChallenge(purpose, clientIP string) (*Challenge, error) {
 	now := s.now().UTC()
 	c := storage.Challenge{Purpose: purpose, CreatedAt: now, ExpiresAt: now.Add(ChallengeLifetime)}
 	token := challengeEncoding.EncodeToString(b)
-	if err := s.store.PutChallenge(token, c); err != nil {
+	if err := s.store.PutChallenge(ctx, token, c); err != nil {
 		return nil, err
 	}
 	return &Challenge{Token: token, ExpiresAt: c.ExpiresAt}, nil
@@ -135,7 +136,7 @@ type requestClaims struct {
 // AnonymousRequest is the key-pair grant. raw is the request JWT. Every
 // refusal is an *Error (invalid_grant, or invalid_request for `promote`);
 // nothing is stored unless the JWT verifies and its challenge is consumed.
-func (s *Service) AnonymousRequest(issuer, clientID, clientIP, raw string) (*DeviceResult, error) {
+func (s *Service) AnonymousRequest(ctx context.Context, issuer, clientID, clientIP, raw string) (*DeviceResult, error) {
 	if len(raw) > maxRequestSize || strings.Count(raw, ".") != 2 {
 		return nil, invalidGrant("The jwt parameter is not a compact JWS.")
 	}
@@ -162,7 +163,7 @@ func (s *Service) AnonymousRequest(issuer, clientID, clientIP, raw string) (*Dev
 
 	// A known kid is checked against its stored key only; a header jwk is
 	// then ignored, so nobody can replace a device's key.
-	dev, err := s.store.GetDevice(kid)
+	dev, err := s.store.GetDevice(ctx, kid)
 	var key crypto.PublicKey
 	switch {
 	case err == nil:
@@ -204,7 +205,7 @@ func (s *Service) AnonymousRequest(issuer, clientID, clientIP, raw string) (*Dev
 		return nil, invalidGrant("The JWT action must be %q.", ActionAuth)
 	}
 
-	c, err := s.store.ConsumeChallenge(cl.Challenge, now)
+	c, err := s.store.ConsumeChallenge(ctx, cl.Challenge, now)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, errBadChallenge
 	}
@@ -216,10 +217,10 @@ func (s *Service) AnonymousRequest(issuer, clientID, clientIP, raw string) (*Dev
 	}
 
 	if dev == nil {
-		if err := s.admitGuest(clientIP); err != nil {
+		if err := s.admitGuest(ctx, clientIP); err != nil {
 			return nil, err
 		}
-		issued, err := s.registerDevice(issuer, clientID, kid, alg, key, now)
+		issued, err := s.registerDevice(ctx, issuer, clientID, kid, alg, key, now)
 		if !errors.Is(err, storage.ErrExists) {
 			if err != nil {
 				return nil, err
@@ -228,14 +229,14 @@ func (s *Service) AnonymousRequest(issuer, clientID, clientIP, raw string) (*Dev
 		}
 		// Another request registered this kid meanwhile: the same key (a
 		// retry racing itself) signs in to that guest; another key is refused.
-		if dev, err = s.store.GetDevice(kid); err != nil {
+		if dev, err = s.store.GetDevice(ctx, kid); err != nil {
 			return nil, err
 		}
 		if stored, err := storedDeviceKey(dev, alg); err != nil || !sameKey(stored, key) {
 			return nil, invalidGrant("The key id is already registered with another key.")
 		}
 	}
-	issued, err := s.deviceSignIn(issuer, clientID, dev, now)
+	issued, err := s.deviceSignIn(ctx, issuer, clientID, dev, now)
 	if err != nil {
 		return nil, err
 	}
@@ -243,7 +244,7 @@ func (s *Service) AnonymousRequest(issuer, clientID, clientIP, raw string) (*Dev
 }
 
 // registerDevice creates a guest bound to the verified key.
-func (s *Service) registerDevice(issuer, clientID, kid string, alg jwa.SignatureAlgorithm, key crypto.PublicKey, now time.Time) (*Issued, error) {
+func (s *Service) registerDevice(ctx context.Context, issuer, clientID, kid string, alg jwa.SignatureAlgorithm, key crypto.PublicKey, now time.Time) (*Issued, error) {
 	k, err := jwk.FromRaw(key)
 	if err != nil {
 		return nil, err
@@ -258,12 +259,12 @@ func (s *Service) registerDevice(issuer, clientID, kid string, alg jwa.Signature
 	if err != nil {
 		return nil, err
 	}
-	return s.createGuest(issuer, clientID, &storage.Device{KID: kid, JWK: buf, CreatedAt: now})
+	return s.createGuest(ctx, issuer, clientID, &storage.Device{KID: kid, JWK: buf, CreatedAt: now})
 }
 
 // deviceSignIn starts a new session for the device's guest.
-func (s *Service) deviceSignIn(issuer, clientID string, dev *storage.Device, now time.Time) (*Issued, error) {
-	u, err := s.store.GetUser(dev.UserID)
+func (s *Service) deviceSignIn(ctx context.Context, issuer, clientID string, dev *storage.Device, now time.Time) (*Issued, error) {
+	u, err := s.store.GetUser(ctx, dev.UserID)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, invalidGrant("The user of this device key no longer exists.")
 	}
@@ -273,7 +274,7 @@ func (s *Service) deviceSignIn(issuer, clientID string, dev *storage.Device, now
 	if !u.Ephemeral() {
 		return nil, notGuestError{&Error{Code: CodeInvalidGrant, Description: "This device's user has signed up: sign in with the username and password instead."}}
 	}
-	issued, err := s.startSession(issuer, clientID, u, now)
+	issued, err := s.startSession(ctx, issuer, clientID, u, now)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, invalidGrant("The user of this device key no longer exists.")
 	}

@@ -9,7 +9,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -30,22 +29,18 @@ const devIssuer = "https://device.example.com"
 type devFixture struct {
 	*clock
 	svc   *accounts.Service
-	store *storage.Bolt
+	store storage.Backend
 }
 
 func newDevFixture(t *testing.T) *devFixture {
 	t.Helper()
-	st, err := storage.OpenBolt(filepath.Join(t.TempDir(), "device.db"), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	keys, err := tokens.LoadKeyring(st)
+	st := openStore(t)
+	keys, err := tokens.LoadKeyring(bg, st)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := &devFixture{store: st, clock: &clock{t: time.Date(2031, 3, 4, 5, 6, 7, 0, time.UTC)}}
-	f.svc, err = accounts.New(st, keys, accounts.Config{
+	f.svc, err = accounts.New(bg, st, keys, accounts.Config{
 		Alg: jwa.ES256, AccessTTL: time.Hour, SessionIdle: 24 * time.Hour, SessionLifetime: 72 * time.Hour, Skew: 30 * time.Second,
 	}, f.Now)
 	if err != nil {
@@ -56,7 +51,7 @@ func newDevFixture(t *testing.T) *devFixture {
 
 func (f *devFixture) challenge(t *testing.T) string {
 	t.Helper()
-	c, err := f.svc.NewChallenge(accounts.PurposeAnonymousRequest, "192.0.2.1")
+	c, err := f.svc.NewChallenge(bg, accounts.PurposeAnonymousRequest, "192.0.2.1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +170,7 @@ func wantDeviceRefusal(t *testing.T, res *accounts.DeviceResult, err error, code
 
 func wantNoDevice(t *testing.T, f *devFixture, kid string) {
 	t.Helper()
-	if d, err := f.store.GetDevice(kid); !errors.Is(err, storage.ErrNotFound) {
+	if d, err := f.store.GetDevice(bg, kid); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("device %s was stored: %+v, %v", kid, d, err)
 	}
 }
@@ -191,14 +186,14 @@ func TestDeviceKeyCreatesGuestAndSignsInAgain(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newDevFixture(t)
 			k := tc.key(t)
-			c, err := f.svc.NewChallenge(accounts.PurposeAnonymousRequest, "192.0.2.1")
+			c, err := f.svc.NewChallenge(bg, accounts.PurposeAnonymousRequest, "192.0.2.1")
 			if err != nil {
 				t.Fatal(err)
 			}
 			if len(c.Token) != 32 || !c.ExpiresAt.Equal(f.Now().Add(5*time.Minute)) {
 				t.Fatalf("challenge: %+v", c)
 			}
-			first, err := f.svc.AnonymousRequest(devIssuer, "app", "192.0.2.1", k.request(t, c.Token, f.Now(), true, nil))
+			first, err := f.svc.AnonymousRequest(bg, devIssuer, "app", "192.0.2.1", k.request(t, c.Token, f.Now(), true, nil))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -211,7 +206,7 @@ func TestDeviceKeyCreatesGuestAndSignsInAgain(t *testing.T) {
 			if tok.AccessToken == "" || tok.IDToken == "" || tok.RefreshToken == "" || tok.TokenType != "Bearer" || tok.Scope != "openid" {
 				t.Fatalf("token response: %+v", tok)
 			}
-			dev, err := f.store.GetDevice(k.kid)
+			dev, err := f.store.GetDevice(bg, k.kid)
 			if err != nil || dev.UserID != u.ID {
 				t.Fatalf("stored device: %+v, %v", dev, err)
 			}
@@ -224,7 +219,7 @@ func TestDeviceKeyCreatesGuestAndSignsInAgain(t *testing.T) {
 			}
 
 			f.Advance(time.Hour)
-			again, err := f.svc.AnonymousRequest(devIssuer, "app", "192.0.2.1", k.request(t, f.challenge(t), f.Now(), false, nil))
+			again, err := f.svc.AnonymousRequest(bg, devIssuer, "app", "192.0.2.1", k.request(t, f.challenge(t), f.Now(), false, nil))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -232,11 +227,11 @@ func TestDeviceKeyCreatesGuestAndSignsInAgain(t *testing.T) {
 				t.Fatalf("re-login: created %v, user %s (want %s), session %s (first %s)", again.Created, again.User.ID, u.ID, again.Session.ID, first.Session.ID)
 			}
 			// An SDK may keep sending the jwk: still the same user.
-			third, err := f.svc.AnonymousRequest(devIssuer, "other-app", "192.0.2.1", k.request(t, f.challenge(t), f.Now(), true, nil))
+			third, err := f.svc.AnonymousRequest(bg, devIssuer, "other-app", "192.0.2.1", k.request(t, f.challenge(t), f.Now(), true, nil))
 			if err != nil || third.User.ID != u.ID || third.Created {
 				t.Fatalf("re-login with jwk: %+v, %v", third, err)
 			}
-			id, err := f.svc.Authenticate(again.Tokens.AccessToken, devIssuer)
+			id, err := f.svc.Authenticate(bg, again.Tokens.AccessToken, devIssuer)
 			if err != nil || id.User.ID != u.ID || id.Session.ID != again.Session.ID {
 				t.Fatalf("authenticate re-login token: %+v, %v", id, err)
 			}
@@ -248,13 +243,13 @@ func TestDeviceChallengeIsSingleUse(t *testing.T) {
 	f := newDevFixture(t)
 	k1, k2 := newECKey(t), newECKey(t)
 	ch := f.challenge(t)
-	if _, err := f.svc.AnonymousRequest(devIssuer, "app", "192.0.2.1", k1.request(t, ch, f.Now(), true, nil)); err != nil {
+	if _, err := f.svc.AnonymousRequest(bg, devIssuer, "app", "192.0.2.1", k1.request(t, ch, f.Now(), true, nil)); err != nil {
 		t.Fatal(err)
 	}
-	res, err := f.svc.AnonymousRequest(devIssuer, "app", "192.0.2.1", k2.request(t, ch, f.Now(), true, nil))
+	res, err := f.svc.AnonymousRequest(bg, devIssuer, "app", "192.0.2.1", k2.request(t, ch, f.Now(), true, nil))
 	wantDeviceRefusal(t, res, err, accounts.CodeInvalidGrant)
 	wantNoDevice(t, f, k2.kid)
-	res, err = f.svc.AnonymousRequest(devIssuer, "app", "192.0.2.1", k1.request(t, ch, f.Now(), false, nil))
+	res, err = f.svc.AnonymousRequest(bg, devIssuer, "app", "192.0.2.1", k1.request(t, ch, f.Now(), false, nil))
 	wantDeviceRefusal(t, res, err, accounts.CodeInvalidGrant)
 }
 
@@ -276,7 +271,7 @@ func TestDeviceChallengeConcurrentUseHasOneWinner(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			_, errs[i] = f.svc.AnonymousRequest(devIssuer, "app", "192.0.2.1", reqs[i])
+			_, errs[i] = f.svc.AnonymousRequest(bg, devIssuer, "app", "192.0.2.1", reqs[i])
 		}()
 	}
 	close(start)
@@ -287,7 +282,7 @@ func TestDeviceChallengeConcurrentUseHasOneWinner(t *testing.T) {
 		switch {
 		case err == nil:
 			wins++
-			if _, gerr := f.store.GetDevice(keys[i].kid); gerr != nil {
+			if _, gerr := f.store.GetDevice(bg, keys[i].kid); gerr != nil {
 				t.Fatalf("winner's device: %v", gerr)
 			}
 		case errors.As(err, &ae) && ae.Code == accounts.CodeInvalidGrant:
@@ -318,7 +313,7 @@ func TestDeviceConcurrentFirstUseOfOneKeyGivesOneUser(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			res[i], errs[i] = f.svc.AnonymousRequest(devIssuer, "app", "192.0.2.1", reqs[i])
+			res[i], errs[i] = f.svc.AnonymousRequest(bg, devIssuer, "app", "192.0.2.1", reqs[i])
 		}()
 	}
 	close(start)
@@ -345,7 +340,7 @@ func TestDeviceChallengeExpiry(t *testing.T) {
 	k := newECKey(t)
 	ch := f.challenge(t)
 	f.Advance(5*time.Minute + time.Second)
-	res, err := f.svc.AnonymousRequest(devIssuer, "app", "192.0.2.1", k.request(t, ch, f.Now(), true, nil))
+	res, err := f.svc.AnonymousRequest(bg, devIssuer, "app", "192.0.2.1", k.request(t, ch, f.Now(), true, nil))
 	ae := wantDeviceRefusal(t, res, err, accounts.CodeInvalidGrant)
 	if !strings.Contains(ae.Description, "challenge") {
 		t.Fatalf("description: %q", ae.Description)
@@ -354,7 +349,7 @@ func TestDeviceChallengeExpiry(t *testing.T) {
 
 	ch = f.challenge(t)
 	f.Advance(5*time.Minute - time.Second)
-	if _, err := f.svc.AnonymousRequest(devIssuer, "app", "192.0.2.1", k.request(t, ch, f.Now(), true, nil)); err != nil {
+	if _, err := f.svc.AnonymousRequest(bg, devIssuer, "app", "192.0.2.1", k.request(t, ch, f.Now(), true, nil)); err != nil {
 		t.Fatalf("a challenge used just before it expires: %v", err)
 	}
 }
@@ -362,7 +357,7 @@ func TestDeviceChallengeExpiry(t *testing.T) {
 func TestDeviceChallengePurpose(t *testing.T) {
 	f := newDevFixture(t)
 	for _, p := range []string{"", "biometric_request", "app2app_request", "ANONYMOUS_REQUEST"} {
-		c, err := f.svc.NewChallenge(p, "192.0.2.1")
+		c, err := f.svc.NewChallenge(bg, p, "192.0.2.1")
 		var ae *accounts.Error
 		if !errors.As(err, &ae) || ae.Code != accounts.CodeInvalidRequest || c != nil {
 			t.Fatalf("purpose %q: %+v, %v", p, c, err)
@@ -370,11 +365,11 @@ func TestDeviceChallengePurpose(t *testing.T) {
 	}
 	// A challenge issued for another purpose cannot be used here.
 	now := f.Now()
-	if err := f.store.PutChallenge("OTHERPURPOSE", storage.Challenge{Purpose: "biometric_request", CreatedAt: now, ExpiresAt: now.Add(time.Minute)}); err != nil {
+	if err := f.store.PutChallenge(bg, "OTHERPURPOSE", storage.Challenge{Purpose: "biometric_request", CreatedAt: now, ExpiresAt: now.Add(time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
 	k := newECKey(t)
-	res, err := f.svc.AnonymousRequest(devIssuer, "app", "192.0.2.1", k.request(t, "OTHERPURPOSE", now, true, nil))
+	res, err := f.svc.AnonymousRequest(bg, devIssuer, "app", "192.0.2.1", k.request(t, "OTHERPURPOSE", now, true, nil))
 	wantDeviceRefusal(t, res, err, accounts.CodeInvalidGrant)
 	wantNoDevice(t, f, k.kid)
 }
@@ -524,7 +519,7 @@ func TestDeviceRequestRefusals(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			k := newECKey(t)
 			ch := f.challenge(t)
-			res, err := f.svc.AnonymousRequest(devIssuer, "app", "192.0.2.1", tc.build(t, k, ch, f.Now()))
+			res, err := f.svc.AnonymousRequest(bg, devIssuer, "app", "192.0.2.1", tc.build(t, k, ch, f.Now()))
 			wantDeviceRefusal(t, res, err, tc.code)
 			wantNoDevice(t, f, k.kid)
 		})
@@ -534,11 +529,11 @@ func TestDeviceRequestRefusals(t *testing.T) {
 func TestDeviceKnownKidUsesOnlyTheStoredKey(t *testing.T) {
 	f := newDevFixture(t)
 	k := newECKey(t)
-	first, err := f.svc.AnonymousRequest(devIssuer, "app", "192.0.2.1", k.request(t, f.challenge(t), f.Now(), true, nil))
+	first, err := f.svc.AnonymousRequest(bg, devIssuer, "app", "192.0.2.1", k.request(t, f.challenge(t), f.Now(), true, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
-	before, err := f.store.GetDevice(k.kid)
+	before, err := f.store.GetDevice(bg, k.kid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -563,17 +558,17 @@ func TestDeviceKnownKidUsesOnlyTheStoredKey(t *testing.T) {
 			jwa.NoSignature, nil),
 	}
 	for name, req := range attempts {
-		res, err := f.svc.AnonymousRequest(devIssuer, "app", "192.0.2.1", req)
+		res, err := f.svc.AnonymousRequest(bg, devIssuer, "app", "192.0.2.1", req)
 		if res != nil || err == nil {
 			t.Fatalf("%s: signed in as %s", name, res.User.ID)
 		}
 		wantDeviceRefusal(t, res, err, accounts.CodeInvalidGrant)
 	}
-	after, err := f.store.GetDevice(k.kid)
+	after, err := f.store.GetDevice(bg, k.kid)
 	if err != nil || string(after.JWK) != string(before.JWK) || after.UserID != first.User.ID {
 		t.Fatalf("the stored key changed: %s -> %s (%v)", before.JWK, after.JWK, err)
 	}
-	again, err := f.svc.AnonymousRequest(devIssuer, "app", "192.0.2.1", k.request(t, f.challenge(t), f.Now(), false, nil))
+	again, err := f.svc.AnonymousRequest(bg, devIssuer, "app", "192.0.2.1", k.request(t, f.challenge(t), f.Now(), false, nil))
 	if err != nil || again.User.ID != first.User.ID {
 		t.Fatalf("the real device: %+v, %v", again, err)
 	}
@@ -582,30 +577,30 @@ func TestDeviceKnownKidUsesOnlyTheStoredKey(t *testing.T) {
 func TestDeviceKeyOfUpgradedUserRefused(t *testing.T) {
 	f := newDevFixture(t)
 	k := newECKey(t)
-	first, err := f.svc.AnonymousRequest(devIssuer, "app", "192.0.2.1", k.request(t, f.challenge(t), f.Now(), true, nil))
+	first, err := f.svc.AnonymousRequest(bg, devIssuer, "app", "192.0.2.1", k.request(t, f.challenge(t), f.Now(), true, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A name-only upgrade as /api/update-user does it: a real name and the
 	// normal tag. The key is still the user's only credential.
-	if _, err := f.store.UpdateUser(first.User.ID, func(u *storage.User) error {
+	if _, err := f.store.UpdateUser(bg, first.User.ID, func(u *storage.User) error {
 		u.Name, u.Tag = "alice", storage.TagNormal
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	again, err := f.svc.AnonymousRequest(devIssuer, "app", "192.0.2.1", k.request(t, f.challenge(t), f.Now(), false, nil))
+	again, err := f.svc.AnonymousRequest(bg, devIssuer, "app", "192.0.2.1", k.request(t, f.challenge(t), f.Now(), false, nil))
 	if err != nil || again.User.ID != first.User.ID || again.User.Name != "alice" {
 		t.Fatalf("passwordless normal user's key: %+v, %v", again, err)
 	}
 	// Once it has a password, the key is no longer a credential.
-	if _, err := f.store.UpdateUser(first.User.ID, func(u *storage.User) error {
+	if _, err := f.store.UpdateUser(bg, first.User.ID, func(u *storage.User) error {
 		u.PasswordHash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	res, err := f.svc.AnonymousRequest(devIssuer, "app", "192.0.2.1", k.request(t, f.challenge(t), f.Now(), false, nil))
+	res, err := f.svc.AnonymousRequest(bg, devIssuer, "app", "192.0.2.1", k.request(t, f.challenge(t), f.Now(), false, nil))
 	ae := wantDeviceRefusal(t, res, err, accounts.CodeInvalidGrant)
 	if !errors.Is(err, accounts.ErrNotAGuest) || !strings.Contains(ae.Description, "sign in") {
 		t.Fatalf("refusal: %v (%q)", err, ae.Description)

@@ -1,6 +1,7 @@
 package accounts
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -23,9 +24,9 @@ type GuestLimits struct {
 const capRetry = time.Hour
 
 // admitGuest applies the creation limits for a request from clientIP.
-func (s *Service) admitGuest(clientIP string) error {
+func (s *Service) admitGuest(ctx context.Context, clientIP string) error {
 	if s.cfg.Guests.MaxLive > 0 {
-		live, _, err := s.store.GuestCounts()
+		live, _, err := s.store.GuestCounts(ctx)
 		if err != nil {
 			return err
 		}
@@ -46,9 +47,7 @@ func (s *Service) admitGuest(clientIP string) error {
 // one transaction per flush, so a proxied request never costs a store
 // write. Recorded times are therefore at most one flush interval old.
 type Activity struct {
-	store interface {
-		TouchUsers(map[string]time.Time) (int, error)
-	}
+	store   ActivityStore
 	mu      sync.Mutex
 	pending map[string]time.Time
 	full    chan struct{}
@@ -58,9 +57,7 @@ type Activity struct {
 const maxPending = 50_000
 
 // NewActivity makes a tracker writing to st.
-func NewActivity(st interface {
-	TouchUsers(map[string]time.Time) (int, error)
-}) *Activity {
+func NewActivity(st ActivityStore) *Activity {
 	return &Activity{store: st, pending: map[string]time.Time{}, full: make(chan struct{}, 1)}
 }
 
@@ -84,7 +81,7 @@ func (a *Activity) Touch(userID string, at time.Time) {
 }
 
 // Flush writes what was recorded since the last flush.
-func (a *Activity) Flush() error {
+func (a *Activity) Flush(ctx context.Context) error {
 	a.mu.Lock()
 	batch := a.pending
 	a.pending = map[string]time.Time{}
@@ -92,7 +89,7 @@ func (a *Activity) Flush() error {
 	if len(batch) == 0 {
 		return nil
 	}
-	_, err := a.store.TouchUsers(batch)
+	_, err := a.store.TouchUsers(ctx, batch)
 	if err != nil { // keep them for the next flush
 		a.mu.Lock()
 		for id, t := range batch {
@@ -107,20 +104,22 @@ func (a *Activity) Flush() error {
 
 // Run flushes every interval, and early when the buffer is full, until stop
 // is closed; then it flushes once more and returns. onErr sees flush errors.
-func (a *Activity) Run(interval time.Duration, stop <-chan struct{}, onErr func(error)) {
+// The last flush runs even if ctx was cancelled meanwhile (with ctx's
+// values, not its cancellation), so a shutdown loses no activity.
+func (a *Activity) Run(ctx context.Context, interval time.Duration, stop <-chan struct{}, onErr func(error)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-stop:
-			if err := a.Flush(); err != nil {
+			if err := a.Flush(context.WithoutCancel(ctx)); err != nil {
 				onErr(err)
 			}
 			return
 		case <-t.C:
 		case <-a.full:
 		}
-		if err := a.Flush(); err != nil {
+		if err := a.Flush(ctx); err != nil {
 			onErr(err)
 		}
 	}
@@ -153,19 +152,63 @@ type PruneReport struct {
 	Users  []Pruned `json:"users"`
 }
 
-// PruneStore is what Prune needs from the store.
-type PruneStore interface {
-	ScanPrunable(cutoff time.Time, fn func(u *storage.User, reason string) bool) error
-	DeleteGuests(ids []string, still func(u *storage.User) bool) ([]storage.User, error)
+// Prune reasons.
+const (
+	PruneIdle   = "idle"
+	PruneOrphan = "orphaned"
+)
+
+// Prunable is the guest expiry rule, and the only place it is written: an
+// ephemeral user (a guest, or a normal user without a password; see
+// storage.User.Ephemeral) that is not kept expires when it has been idle
+// since before cutoff
+// (zero: idle expiry is off), or when it is orphaned — its last session
+// ended and it has no device key, so nobody can ever sign in as it again.
+// It returns the reason.
+func Prunable(u *storage.User, cutoff time.Time) (reason string, ok bool) {
+	switch {
+	case !u.Ephemeral() || u.Kept:
+		return "", false
+	case !cutoff.IsZero() && u.ActiveAt().Before(cutoff):
+		return PruneIdle, true
+	case !u.OrphanedAt.IsZero() && u.DeviceKID == "":
+		return PruneOrphan, true
+	}
+	return "", false
+}
+
+// scanPrunable calls fn for each guest Prunable at cutoff, from the store's
+// index queries: idle ones first (oldest first), then orphaned ones. fn
+// returns false to stop.
+func scanPrunable(ctx context.Context, st PruneStore, cutoff time.Time, fn func(u *storage.User, reason string) bool) error {
+	seen := map[string]bool{}
+	stopped := false
+	visit := func(u *storage.User) bool {
+		if seen[u.ID] {
+			return true
+		}
+		seen[u.ID] = true
+		reason, ok := Prunable(u, cutoff)
+		if ok && !fn(u, reason) {
+			stopped = true
+			return false
+		}
+		return true
+	}
+	if !cutoff.IsZero() {
+		if err := st.ScanIdleGuests(ctx, cutoff, visit); err != nil || stopped {
+			return err
+		}
+	}
+	return st.ScanOrphans(ctx, visit)
 }
 
 // Prune deletes guests that are idle longer than opt.IdleTTL, and orphaned
-// guests (no device key, no session left: they can never sign in again),
-// except kept ones, with their sessions and index entries, in transactions
-// of opt.Batch guests. Each guest is re-checked inside its transaction, so
-// one that became active, kept or upgraded meanwhile survives. onDelete is
-// called for each deleted guest.
-func Prune(st PruneStore, now time.Time, opt PruneOptions, onDelete func(Pruned)) (*PruneReport, error) {
+// guests, except kept ones (see Prunable), with their sessions and index
+// entries, in transactions of opt.Batch guests. Each guest is re-checked
+// inside its transaction, so one that became active, kept or upgraded
+// meanwhile survives. onDelete is called for each deleted guest.
+func Prune(ctx context.Context, st PruneStore, now time.Time, opt PruneOptions, onDelete func(Pruned)) (*PruneReport, error) {
 	if opt.Batch <= 0 {
 		opt.Batch = 100
 	}
@@ -181,20 +224,21 @@ func Prune(st PruneStore, now time.Time, opt PruneOptions, onDelete func(Pruned)
 		}
 	}
 	if opt.DryRun {
-		err := st.ScanPrunable(cutoff, func(u *storage.User, reason string) bool {
+		err := scanPrunable(ctx, st, cutoff, func(u *storage.User, reason string) bool {
 			record(Pruned{UserID: u.ID, Name: u.Name, Reason: reason, ActiveAt: u.ActiveAt()})
 			return true
 		})
 		return rep, err
 	}
 	still := func(u *storage.User) bool {
-		return u.ActiveAt().Before(cutoff) || (!u.OrphanedAt.IsZero() && u.DeviceKID == "")
+		_, ok := Prunable(u, cutoff)
+		return ok
 	}
 	tried := map[string]bool{}
 	for {
 		var ids []string
 		reasons := map[string]string{}
-		err := st.ScanPrunable(cutoff, func(u *storage.User, reason string) bool {
+		err := scanPrunable(ctx, st, cutoff, func(u *storage.User, reason string) bool {
 			if !tried[u.ID] {
 				tried[u.ID] = true
 				ids = append(ids, u.ID)
@@ -205,7 +249,7 @@ func Prune(st PruneStore, now time.Time, opt PruneOptions, onDelete func(Pruned)
 		if err != nil || len(ids) == 0 {
 			return rep, err
 		}
-		deleted, err := st.DeleteGuests(ids, still)
+		deleted, err := st.DeleteUsersIf(ctx, ids, still)
 		if err != nil {
 			return rep, err
 		}

@@ -19,9 +19,9 @@ func wantThrottled(t *testing.T, err error, limit string) *accounts.ThrottledErr
 	return te
 }
 
-func countUsers(t *testing.T, st *storage.Bolt) int {
+func countUsers(t *testing.T, st storage.Backend) int {
 	t.Helper()
-	users, _, err := st.ListUsers("", "", 1<<20)
+	users, _, err := st.ListUsers(bg, "", "", 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,30 +33,30 @@ func TestGuestCreationLimits(t *testing.T) {
 	cfg.Guests = accounts.GuestLimits{PerIP: accounts.Limit{Burst: 2, Interval: time.Minute}, Global: accounts.Limit{Burst: 3, Interval: time.Second}, MaxLive: 4}
 	f := newFixture(t, cfg)
 	for range 2 {
-		if _, err := f.svc.CreateGuest(issuer, "app", "198.51.100.1"); err != nil {
+		if _, err := f.svc.CreateGuest(bg, issuer, "app", "198.51.100.1"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	te := wantThrottled(t, mustFail(f.svc.CreateGuest(issuer, "app", "198.51.100.1")), accounts.LimitIP)
+	te := wantThrottled(t, mustFail(f.svc.CreateGuest(bg, issuer, "app", "198.51.100.1")), accounts.LimitIP)
 	if te.RetryAfter > time.Minute {
 		t.Fatalf("retry after %v", te.RetryAfter)
 	}
 	// Another IP passes the IP limit but meets the global one (burst 3).
-	if _, err := f.svc.CreateGuest(issuer, "app", "198.51.100.2"); err != nil {
+	if _, err := f.svc.CreateGuest(bg, issuer, "app", "198.51.100.2"); err != nil {
 		t.Fatal(err)
 	}
-	wantThrottled(t, mustFail(f.svc.CreateGuest(issuer, "app", "198.51.100.3")), accounts.LimitGlobal)
+	wantThrottled(t, mustFail(f.svc.CreateGuest(bg, issuer, "app", "198.51.100.3")), accounts.LimitGlobal)
 	f.clock.Advance(time.Second)
-	if _, err := f.svc.CreateGuest(issuer, "app", "198.51.100.3"); err != nil {
+	if _, err := f.svc.CreateGuest(bg, issuer, "app", "198.51.100.3"); err != nil {
 		t.Fatalf("after the global refill: %v", err)
 	}
 	// Four guests now live: the cap refuses the fifth whatever the rates.
 	f.clock.Advance(time.Hour)
-	wantThrottled(t, mustFail(f.svc.CreateGuest(issuer, "app", "198.51.100.9")), accounts.LimitCap)
+	wantThrottled(t, mustFail(f.svc.CreateGuest(bg, issuer, "app", "198.51.100.9")), accounts.LimitCap)
 	if n := countUsers(t, f.store); n != 4 {
 		t.Fatalf("%d users stored; refused creations must write nothing", n)
 	}
-	if live, _, _ := f.store.GuestCounts(); live != 4 {
+	if live, _, _ := f.store.GuestCounts(bg); live != 4 {
 		t.Fatalf("live guest count %d", live)
 	}
 }
@@ -67,11 +67,11 @@ func newTrackedFixture(t *testing.T, cfg accounts.Config) (*fixture, *accounts.A
 	f := newFixture(t, cfg)
 	act := accounts.NewActivity(f.store)
 	cfg.Activity = act
-	keys, err := tokens.LoadKeyring(f.store)
+	keys, err := tokens.LoadKeyring(bg, f.store)
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := accounts.New(f.store, keys, cfg, f.clock.Now)
+	svc, err := accounts.New(bg, f.store, keys, cfg, f.clock.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,17 +92,17 @@ func TestActivityIsCoalesced(t *testing.T) {
 	if w := f.store.Writes() - before; w != 0 {
 		t.Fatalf("%d store writes for 500 authenticated requests; want none before a flush", w)
 	}
-	if err := act.Flush(); err != nil {
+	if err := act.Flush(bg); err != nil {
 		t.Fatal(err)
 	}
 	if w := f.store.Writes() - before; w != 1 {
 		t.Fatalf("flush made %d writes; want 1", w)
 	}
-	u, _ := f.store.GetUser(g.User.ID)
+	u, _ := f.store.GetUser(bg, g.User.ID)
 	if !u.LastActiveAt.Equal(f.clock.Now()) {
 		t.Fatalf("last activity %v; want %v", u.LastActiveAt, f.clock.Now())
 	}
-	if err := act.Flush(); err != nil || f.store.Writes()-before != 1 {
+	if err := act.Flush(bg); err != nil || f.store.Writes()-before != 1 {
 		t.Fatalf("an empty flush wrote: %v", err)
 	}
 }
@@ -116,54 +116,54 @@ func TestPruneSparesActiveKeptAndUpgraded(t *testing.T) {
 	kept, _ := f.guest(t)
 	upgraded, upID := f.guest(t)
 	active, _ := f.guest(t)
-	if _, err := f.store.SetKept(kept.User.ID, true); err != nil {
+	if _, err := f.store.UpdateUser(bg, kept.User.ID, func(u *storage.User) error { u.Kept = true; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	// An upgrade with a password (a name alone expires: see
 	// TestPasswordlessNormalUserExpiresLikeGuest).
-	if _, err := f.svc.UpdateProfile(upID, accounts.ProfileUpdate{Name: ptr("henry"), Password: ptr("henry-password")}); err != nil {
+	if _, err := f.svc.UpdateProfile(bg, upID, accounts.ProfileUpdate{Name: ptr("henry"), Password: ptr("henry-password")}); err != nil {
 		t.Fatal(err)
 	}
 	// 40 days pass; "active" refreshes its session every 20 hours.
 	rt := active.Tokens.RefreshToken
 	for range 48 {
 		f.clock.Advance(20 * time.Hour)
-		r, err := f.svc.Refresh(issuer, "app", rt)
+		r, err := f.svc.Refresh(bg, issuer, "app", rt)
 		if err != nil {
 			t.Fatal(err)
 		}
 		rt = r.Tokens.RefreshToken
 	}
-	if err := act.Flush(); err != nil {
+	if err := act.Flush(bg); err != nil {
 		t.Fatal(err)
 	}
 	opt := accounts.PruneOptions{IdleTTL: 30 * 24 * time.Hour, Batch: 1, MaxListed: 10}
 
-	dry, err := accounts.Prune(f.store, f.clock.Now(), accounts.PruneOptions{IdleTTL: opt.IdleTTL, DryRun: true, MaxListed: 10}, nil)
-	if err != nil || dry.Count != 1 || dry.Users[0].UserID != idle.User.ID || dry.Users[0].Reason != storage.PruneIdle {
+	dry, err := accounts.Prune(bg, f.store, f.clock.Now(), accounts.PruneOptions{IdleTTL: opt.IdleTTL, DryRun: true, MaxListed: 10}, nil)
+	if err != nil || dry.Count != 1 || dry.Users[0].UserID != idle.User.ID || dry.Users[0].Reason != accounts.PruneIdle {
 		t.Fatalf("dry run: %+v %v", dry, err)
 	}
-	if _, err := f.store.GetUser(idle.User.ID); err != nil {
+	if _, err := f.store.GetUser(bg, idle.User.ID); err != nil {
 		t.Fatal("dry run deleted a user")
 	}
 
 	var deleted []string
-	rep, err := accounts.Prune(f.store, f.clock.Now(), opt, func(p accounts.Pruned) { deleted = append(deleted, p.UserID) })
+	rep, err := accounts.Prune(bg, f.store, f.clock.Now(), opt, func(p accounts.Pruned) { deleted = append(deleted, p.UserID) })
 	if err != nil || rep.Count != 1 || len(deleted) != 1 || deleted[0] != idle.User.ID {
 		t.Fatalf("prune: %+v %v %v", rep, deleted, err)
 	}
-	if _, err := f.store.GetUser(idle.User.ID); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := f.store.GetUser(bg, idle.User.ID); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatal("idle guest survived")
 	}
-	if _, err := f.store.GetSession(idle.Session.ID); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := f.store.GetSession(bg, idle.Session.ID); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatal("idle guest's session survived")
 	}
 	for _, id := range []string{kept.User.ID, upgraded.User.ID, active.User.ID} {
-		if _, err := f.store.GetUser(id); err != nil {
+		if _, err := f.store.GetUser(bg, id); err != nil {
 			t.Fatalf("user %s was pruned: %v", id, err)
 		}
 	}
-	if live, keptN, _ := f.store.GuestCounts(); live != 2 || keptN != 1 {
+	if live, keptN, _ := f.store.GuestCounts(bg); live != 2 || keptN != 1 {
 		t.Fatalf("counts after prune: live %d kept %d", live, keptN)
 	}
 }
@@ -172,17 +172,17 @@ func TestPruneDeletesOrphansButNotDeviceGuests(t *testing.T) {
 	f := newFixture(t, defaultConfig())
 	web, _ := f.guest(t)
 	keep, _ := f.guest(t)
-	if err := f.store.DeleteSession(web.Session.ID); err != nil { // its only session: orphaned
+	if err := f.store.DeleteSession(bg, web.Session.ID); err != nil { // its only session: orphaned
 		t.Fatal(err)
 	}
-	if u, _ := f.store.GetUser(web.User.ID); u.OrphanedAt.IsZero() {
+	if u, _ := f.store.GetUser(bg, web.User.ID); u.OrphanedAt.IsZero() {
 		t.Fatal("guest without sessions not marked orphaned")
 	}
-	rep, err := accounts.Prune(f.store, f.clock.Now(), accounts.PruneOptions{IdleTTL: 30 * 24 * time.Hour, MaxListed: 10}, nil)
-	if err != nil || rep.Count != 1 || rep.Users[0].UserID != web.User.ID || rep.Users[0].Reason != storage.PruneOrphan {
+	rep, err := accounts.Prune(bg, f.store, f.clock.Now(), accounts.PruneOptions{IdleTTL: 30 * 24 * time.Hour, MaxListed: 10}, nil)
+	if err != nil || rep.Count != 1 || rep.Users[0].UserID != web.User.ID || rep.Users[0].Reason != accounts.PruneOrphan {
 		t.Fatalf("prune: %+v %v", rep, err)
 	}
-	if _, err := f.store.GetUser(keep.User.ID); err != nil {
+	if _, err := f.store.GetUser(bg, keep.User.ID); err != nil {
 		t.Fatal("a guest with a live session was pruned")
 	}
 }

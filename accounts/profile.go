@@ -1,6 +1,7 @@
 package accounts
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -122,7 +123,7 @@ func (s *Service) admitNameChange(userID, clientIP string) error {
 // the user has one; a taken or reserved name is refused before any password
 // is hashed. Changing an existing password ends the user's other sessions
 // and rotates the caller's session, whose new tokens are in the result.
-func (s *Service) UpdateProfile(id *Identity, upd ProfileUpdate) (*UpdateResult, error) {
+func (s *Service) UpdateProfile(ctx context.Context, id *Identity, upd ProfileUpdate) (*UpdateResult, error) {
 	if upd.Name == nil && upd.Password == nil && upd.DisplayName == nil {
 		return nil, refuse(CodeInvalidRequest, "Give a name, a password or a display name to change.")
 	}
@@ -159,7 +160,7 @@ func (s *Service) UpdateProfile(id *Identity, upd ProfileUpdate) (*UpdateResult,
 			return nil, err
 		}
 		// Cheap early answer; the store re-checks in its transaction.
-		owner, err := s.store.GetUserByName(name)
+		owner, err := s.store.GetUserByName(ctx, name)
 		switch {
 		case err == nil && owner.ID != cur.ID:
 			return nil, refuse(CodeNameTaken, "The username %q is taken.", name)
@@ -187,7 +188,7 @@ func (s *Service) UpdateProfile(id *Identity, upd ProfileUpdate) (*UpdateResult,
 
 	now := s.now().UTC()
 	res := &UpdateResult{OldName: cur.Name}
-	u, err := s.store.UpdateUser(cur.ID, func(u *storage.User) error {
+	u, err := s.store.UpdateUser(ctx, cur.ID, func(u *storage.User) error {
 		// The password checked above must still be the current one.
 		if u.PasswordHash != cur.PasswordHash {
 			return errConflict
@@ -223,12 +224,12 @@ func (s *Service) UpdateProfile(id *Identity, upd ProfileUpdate) (*UpdateResult,
 	}
 	res.User = u
 	if newHash != "" && cur.PasswordHash != "" {
-		n, err := s.store.DeleteUserSessions(u.ID, id.Session.ID)
+		n, err := s.store.DeleteUserSessions(ctx, u.ID, id.Session.ID)
 		if err != nil {
 			return nil, fmt.Errorf("ending other sessions: %w", err)
 		}
 		res.EndedSessions = n
-		if res.Tokens, err = s.reissue(upd.Issuer, id.Session.ID, u, now); err != nil {
+		if res.Tokens, err = s.reissue(ctx, upd.Issuer, id.Session.ID, u, now); err != nil {
 			return nil, fmt.Errorf("re-issuing tokens: %w", err)
 		}
 	}
@@ -241,8 +242,8 @@ func (s *Service) UpdateProfile(id *Identity, upd ProfileUpdate) (*UpdateResult,
 // fresh token set. The caller's current access token stays valid until it
 // expires, like any access token of a live session. A session that ended
 // meanwhile gets no tokens (nil, nil).
-func (s *Service) reissue(issuer, sessionID string, u *storage.User, now time.Time) (*TokenResponse, error) {
-	sess, err := s.store.UpdateSession(sessionID, func(cur *storage.Session) error {
+func (s *Service) reissue(ctx context.Context, issuer, sessionID string, u *storage.User, now time.Time) (*TokenResponse, error) {
+	sess, err := s.store.UpdateSession(ctx, sessionID, func(cur *storage.Session) error {
 		cur.Generation++
 		cur.AuthTime = now
 		cur.LastUsedAt = now

@@ -18,7 +18,7 @@ func (f *fixture) named(t *testing.T, name, password string) (*accounts.Issued, 
 	if password != "" {
 		upd.Password = ptr(password)
 	}
-	if _, err := f.svc.UpdateProfile(id, upd); err != nil {
+	if _, err := f.svc.UpdateProfile(bg, id, upd); err != nil {
 		t.Fatal(err)
 	}
 	return g, f.authenticate(t, g.Tokens.AccessToken)
@@ -37,7 +37,7 @@ func TestTakenNameCostsNoPasswordHash(t *testing.T) {
 	errs := make([]error, n)
 	for i := range ids {
 		wg.Go(func() {
-			_, errs[i] = f.svc.UpdateProfile(ids[i], accounts.ProfileUpdate{Name: ptr("TAKEN"), Password: ptr("long enough pw")})
+			_, errs[i] = f.svc.UpdateProfile(bg, ids[i], accounts.ProfileUpdate{Name: ptr("TAKEN"), Password: ptr("long enough pw")})
 		})
 	}
 	wg.Wait()
@@ -48,7 +48,7 @@ func TestTakenNameCostsNoPasswordHash(t *testing.T) {
 		t.Fatalf("%d password hashes spent on a taken name", got)
 	}
 	// The counter does see hashes: a free name costs one.
-	if _, err := f.svc.UpdateProfile(ids[0], accounts.ProfileUpdate{Name: ptr("free"), Password: ptr("long enough pw")}); err != nil || hashes.Load() != 1 {
+	if _, err := f.svc.UpdateProfile(bg, ids[0], accounts.ProfileUpdate{Name: ptr("free"), Password: ptr("long enough pw")}); err != nil || hashes.Load() != 1 {
 		t.Fatalf("free name: %v, %d hashes", err, hashes.Load())
 	}
 }
@@ -60,7 +60,7 @@ func TestNameChangesAreThrottled(t *testing.T) {
 	f := newFixture(t, cfg)
 	f.named(t, "taken", "") // no ClientIP: the "" key, unrelated to the IPs below
 	rename := func(id *accounts.Identity, name, ip string) error {
-		_, err := f.svc.UpdateProfile(id, accounts.ProfileUpdate{Name: ptr(name), ClientIP: ip})
+		_, err := f.svc.UpdateProfile(bg, id, accounts.ProfileUpdate{Name: ptr(name), ClientIP: ip})
 		return err
 	}
 
@@ -73,12 +73,12 @@ func TestNameChangesAreThrottled(t *testing.T) {
 	if te.RetryAfter > time.Minute {
 		t.Fatalf("retry after %v", te.RetryAfter)
 	}
-	if u, _ := f.store.GetUser(a.User.ID); u.Name != a.User.Name || u.Tag != storage.TagGuest {
+	if u, _ := f.store.GetUser(bg, a.User.ID); u.Name != a.User.Name || u.Tag != storage.TagGuest {
 		t.Fatalf("a throttled rename changed the user: %+v", u)
 	}
 	// Invalid names and other fields cost nothing and are not throttled.
 	wantCode(t, rename(a, "-bad", "10.0.0.1"), accounts.CodeInvalidName)
-	if _, err := f.svc.UpdateProfile(a, accounts.ProfileUpdate{DisplayName: ptr("Ann"), Name: ptr(a.User.Name), ClientIP: "10.0.0.1"}); err != nil {
+	if _, err := f.svc.UpdateProfile(bg, a, accounts.ProfileUpdate{DisplayName: ptr("Ann"), Name: ptr(a.User.Name), ClientIP: "10.0.0.1"}); err != nil {
 		t.Fatalf("display name while throttled: %v", err)
 	}
 	f.clock.Advance(time.Minute)
@@ -105,22 +105,22 @@ func TestReservedNames(t *testing.T) {
 	f := newFixture(t, cfg)
 	g, id := f.guest(t)
 	for _, name := range []string{"admin", "ADMIN", " Root ", "acme", "Administrator", "support", "no-reply"} {
-		_, err := f.svc.UpdateProfile(id, accounts.ProfileUpdate{Name: ptr(name)})
+		_, err := f.svc.UpdateProfile(bg, id, accounts.ProfileUpdate{Name: ptr(name)})
 		wantCode(t, err, accounts.CodeInvalidName)
 	}
-	if u, _ := f.store.GetUser(id.User.ID); u.Tag != storage.TagGuest {
+	if u, _ := f.store.GetUser(bg, id.User.ID); u.Tag != storage.TagGuest {
 		t.Fatalf("a reserved name changed the user: %+v", u)
 	}
-	if _, err := f.svc.UpdateProfile(id, accounts.ProfileUpdate{Name: ptr("admin2")}); err != nil {
+	if _, err := f.svc.UpdateProfile(bg, id, accounts.ProfileUpdate{Name: ptr("admin2")}); err != nil {
 		t.Fatalf("a name containing a reserved one: %v", err)
 	}
 	// A user who already has a reserved name (set by an operator) may
 	// change its case: it claims nothing new.
-	if _, err := f.store.UpdateUser(id.User.ID, func(u *storage.User) error { u.Name = "support"; return nil }); err != nil {
+	if _, err := f.store.UpdateUser(bg, id.User.ID, func(u *storage.User) error { u.Name = "support"; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	id = f.authenticate(t, g.Tokens.AccessToken)
-	if res, err := f.svc.UpdateProfile(id, accounts.ProfileUpdate{Name: ptr("Support")}); err != nil || res.User.Name != "Support" {
+	if res, err := f.svc.UpdateProfile(bg, id, accounts.ProfileUpdate{Name: ptr("Support")}); err != nil || res.User.Name != "Support" {
 		t.Fatalf("case change of a reserved own name: %+v %v", res, err)
 	}
 }
@@ -129,23 +129,23 @@ func TestRenameNeedsOldPassword(t *testing.T) {
 	f := newFixture(t, defaultConfig())
 	g, id := f.named(t, "carol", "first-password")
 	for _, old := range []*string{nil, ptr(""), ptr("not-it-at-all")} {
-		_, err := f.svc.UpdateProfile(id, accounts.ProfileUpdate{Name: ptr("mallory"), OldPassword: old})
+		_, err := f.svc.UpdateProfile(bg, id, accounts.ProfileUpdate{Name: ptr("mallory"), OldPassword: old})
 		wantCode(t, err, accounts.CodeWrongPassword)
 	}
-	if u, _ := f.store.GetUser(g.User.ID); u.Name != "carol" {
+	if u, _ := f.store.GetUser(bg, g.User.ID); u.Name != "carol" {
 		t.Fatalf("renamed without the password: %+v", u)
 	}
 	// A display name needs no password; the right one allows the rename.
-	if _, err := f.svc.UpdateProfile(id, accounts.ProfileUpdate{DisplayName: ptr("Carol")}); err != nil {
+	if _, err := f.svc.UpdateProfile(bg, id, accounts.ProfileUpdate{DisplayName: ptr("Carol")}); err != nil {
 		t.Fatalf("display name: %v", err)
 	}
-	res, err := f.svc.UpdateProfile(id, accounts.ProfileUpdate{Name: ptr("caroline"), OldPassword: ptr("first-password")})
+	res, err := f.svc.UpdateProfile(bg, id, accounts.ProfileUpdate{Name: ptr("caroline"), OldPassword: ptr("first-password")})
 	if err != nil || res.User.Name != "caroline" || res.Tokens != nil || res.EndedSessions != 0 {
 		t.Fatalf("rename with the password: %+v %v", res, err)
 	}
 	// A passwordless user (and a guest) renames with its token alone.
 	_, p := f.named(t, "pat", "")
-	if _, err := f.svc.UpdateProfile(p, accounts.ProfileUpdate{Name: ptr("patty")}); err != nil {
+	if _, err := f.svc.UpdateProfile(bg, p, accounts.ProfileUpdate{Name: ptr("patty")}); err != nil {
 		t.Fatalf("passwordless rename: %v", err)
 	}
 }
@@ -155,16 +155,16 @@ func TestPasswordChangeReissuesCallerTokens(t *testing.T) {
 	g, id := f.named(t, "dana", "first-password")
 	// Setting a first password (the upgrade above) re-issues nothing: the
 	// guest's refresh token still works.
-	r, err := f.svc.Refresh(issuer, "app", g.Tokens.RefreshToken)
+	r, err := f.svc.Refresh(bg, issuer, "app", g.Tokens.RefreshToken)
 	if err != nil {
 		t.Fatalf("refresh after the upgrade: %v", err)
 	}
-	other, err := f.svc.PasswordSignIn(issuer, "app", "dana", "first-password", "10.0.0.2")
+	other, err := f.svc.PasswordSignIn(bg, issuer, "app", "dana", "first-password", "10.0.0.2")
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.clock.Advance(time.Minute)
-	res, err := f.svc.UpdateProfile(id, accounts.ProfileUpdate{Password: ptr("second-password"), OldPassword: ptr("first-password"), Issuer: issuer})
+	res, err := f.svc.UpdateProfile(bg, id, accounts.ProfileUpdate{Password: ptr("second-password"), OldPassword: ptr("first-password"), Issuer: issuer})
 	if err != nil || res.EndedSessions != 1 || res.Tokens == nil {
 		t.Fatalf("password change: %+v %v", res, err)
 	}
@@ -180,20 +180,20 @@ func TestPasswordChangeReissuesCallerTokens(t *testing.T) {
 	// The caller's previous access token lives until it expires; the other
 	// session's does not.
 	f.authenticate(t, r.Tokens.AccessToken)
-	got, err := f.svc.Authenticate(other.Tokens.AccessToken, issuer)
+	got, err := f.svc.Authenticate(bg, other.Tokens.AccessToken, issuer)
 	wantSessionEnded(t, got, err)
 	// The new refresh token works; the old one is dead, and presenting it
 	// is reuse, which ends the session.
-	nr, err := f.svc.Refresh(issuer, "app", tok.RefreshToken)
+	nr, err := f.svc.Refresh(bg, issuer, "app", tok.RefreshToken)
 	if err != nil {
 		t.Fatalf("refresh with the re-issued token: %v", err)
 	}
-	_, err = f.svc.Refresh(issuer, "app", r.Tokens.RefreshToken)
+	_, err = f.svc.Refresh(bg, issuer, "app", r.Tokens.RefreshToken)
 	wantCode(t, err, accounts.CodeInvalidGrant)
 	if !errors.Is(err, accounts.ErrRefreshReuse) {
 		t.Fatalf("old refresh token: %v; want reuse", err)
 	}
-	got, err = f.svc.Authenticate(nr.Tokens.AccessToken, issuer)
+	got, err = f.svc.Authenticate(bg, nr.Tokens.AccessToken, issuer)
 	wantSessionEnded(t, got, err)
 }
 
@@ -208,34 +208,34 @@ func TestPasswordlessNormalUserExpiresLikeGuest(t *testing.T) {
 	kate, _ := f.named(t, "kate", "")
 	leo, leoID := f.named(t, "leo", "")
 	mo, _ := f.named(t, "moe", "")
-	if _, err := f.store.SetKept(kate.User.ID, true); err != nil {
+	if _, err := f.store.UpdateUser(bg, kate.User.ID, func(u *storage.User) error { u.Kept = true; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	// A passwordless user cannot sign in with a password...
-	_, err := f.svc.PasswordSignIn(issuer, "app", "henry", "", "10.0.0.1")
+	_, err := f.svc.PasswordSignIn(bg, issuer, "app", "henry", "", "10.0.0.1")
 	wantCode(t, err, accounts.CodeInvalidGrant)
 	// ...so without a session (and no device key) it is an orphan.
-	if err := f.store.DeleteSession(mo.Session.ID); err != nil {
+	if err := f.store.DeleteSession(bg, mo.Session.ID); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := accounts.Prune(f.store, f.clock.Now(), opt, nil)
-	if err != nil || rep.Count != 1 || rep.Users[0].UserID != mo.User.ID || rep.Users[0].Reason != storage.PruneOrphan {
+	rep, err := accounts.Prune(bg, f.store, f.clock.Now(), opt, nil)
+	if err != nil || rep.Count != 1 || rep.Users[0].UserID != mo.User.ID || rep.Users[0].Reason != accounts.PruneOrphan {
 		t.Fatalf("orphan prune: %+v %v", rep, err)
 	}
 	// Setting a password later makes the account durable.
-	if _, err := f.svc.UpdateProfile(leoID, accounts.ProfileUpdate{Password: ptr("leo-password")}); err != nil {
+	if _, err := f.svc.UpdateProfile(bg, leoID, accounts.ProfileUpdate{Password: ptr("leo-password")}); err != nil {
 		t.Fatal(err)
 	}
-	if err := act.Flush(); err != nil {
+	if err := act.Flush(bg); err != nil {
 		t.Fatal(err)
 	}
 	f.clock.Advance(40 * 24 * time.Hour)
-	rep, err = accounts.Prune(f.store, f.clock.Now(), opt, nil)
-	if err != nil || rep.Count != 1 || rep.Users[0].UserID != henry.User.ID || rep.Users[0].Reason != storage.PruneIdle {
+	rep, err = accounts.Prune(bg, f.store, f.clock.Now(), opt, nil)
+	if err != nil || rep.Count != 1 || rep.Users[0].UserID != henry.User.ID || rep.Users[0].Reason != accounts.PruneIdle {
 		t.Fatalf("idle prune: %+v %v", rep, err)
 	}
 	for _, u := range []*accounts.Issued{iris, kate, leo} {
-		if _, err := f.store.GetUser(u.User.ID); err != nil {
+		if _, err := f.store.GetUser(bg, u.User.ID); err != nil {
 			t.Fatalf("%s was pruned: %v", u.User.Name, err)
 		}
 	}

@@ -1,6 +1,7 @@
 package accounts
 
 import (
+	"context"
 	"crypto/subtle"
 	"errors"
 	"strconv"
@@ -26,7 +27,7 @@ func (e reuseError) Unwrap() []error { return []error{e.err, ErrRefreshReuse} }
 
 // parseRefresh splits "<session id>.<generation>.<mac>" and checks the MAC
 // against the session's key; ok is false for anything not minted by us.
-func parseRefresh(token string, sess func(id string) (*storage.Session, error)) (s *storage.Session, gen uint64, ok bool, err error) {
+func parseRefresh(ctx context.Context, token string, sess func(ctx context.Context, id string) (*storage.Session, error)) (s *storage.Session, gen uint64, ok bool, err error) {
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 || len(parts[0]) != 36 || len(token) > 256 {
 		return nil, 0, false, nil
@@ -35,7 +36,7 @@ func parseRefresh(token string, sess func(id string) (*storage.Session, error)) 
 	if perr != nil || parts[1] != strconv.FormatUint(gen, 10) {
 		return nil, 0, false, nil
 	}
-	s, err = sess(parts[0])
+	s, err = sess(ctx, parts[0])
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, 0, false, nil
 	}
@@ -53,8 +54,8 @@ func parseRefresh(token string, sess func(id string) (*storage.Session, error)) 
 // and issues tokens carrying the user's current name, tag and is_anonymous.
 // Presenting an already-used refresh token ends the whole session (reuse
 // detection, OAuth 2.0 Security BCP).
-func (s *Service) Refresh(issuer, clientID, token string) (*Issued, error) {
-	sess, gen, ok, err := parseRefresh(token, s.store.GetSession)
+func (s *Service) Refresh(ctx context.Context, issuer, clientID, token string) (*Issued, error) {
+	sess, gen, ok, err := parseRefresh(ctx, token, s.store.GetSession)
 	if err != nil {
 		return nil, err
 	}
@@ -63,19 +64,19 @@ func (s *Service) Refresh(issuer, clientID, token string) (*Issued, error) {
 	}
 	now := s.now().UTC()
 	if gen < sess.Generation {
-		if err := s.endSession(sess.ID); err != nil {
+		if err := s.endSession(ctx, sess.ID); err != nil {
 			return nil, err
 		}
 		return nil, reuseError{errBadRefresh}
 	}
 	if !now.Before(sess.EndsAt()) {
-		if err := s.endSession(sess.ID); err != nil {
+		if err := s.endSession(ctx, sess.ID); err != nil {
 			return nil, err
 		}
 		return nil, errBadRefresh
 	}
 	sid, raced := sess.ID, false
-	sess, err = s.store.UpdateSession(sid, func(cur *storage.Session) error {
+	sess, err = s.store.UpdateSession(ctx, sid, func(cur *storage.Session) error {
 		raced = cur.Generation != gen
 		if raced {
 			return ErrRefreshReuse
@@ -88,7 +89,7 @@ func (s *Service) Refresh(issuer, clientID, token string) (*Issued, error) {
 	switch {
 	case raced:
 		// Two uses of one token: the other one won, so this is a reuse.
-		if err := s.endSession(sid); err != nil {
+		if err := s.endSession(ctx, sid); err != nil {
 			return nil, err
 		}
 		return nil, reuseError{errBadRefresh}
@@ -97,7 +98,7 @@ func (s *Service) Refresh(issuer, clientID, token string) (*Issued, error) {
 	case err != nil:
 		return nil, err
 	}
-	u, err := s.store.GetUser(sess.UserID)
+	u, err := s.store.GetUser(ctx, sess.UserID)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, errBadRefresh
 	}
@@ -113,8 +114,8 @@ func (s *Service) Refresh(issuer, clientID, token string) (*Issued, error) {
 }
 
 // endSession deletes a session; one already gone is not an error.
-func (s *Service) endSession(id string) error {
-	if err := s.store.DeleteSession(id); err != nil && !errors.Is(err, storage.ErrNotFound) {
+func (s *Service) endSession(ctx context.Context, id string) error {
+	if err := s.store.DeleteSession(ctx, id); err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return err
 	}
 	return nil
@@ -123,8 +124,8 @@ func (s *Service) endSession(id string) error {
 // Revoke implements RFC 7009 for clientID: a refresh token (any generation)
 // or an access token ends its session. Unknown, invalid and expired tokens
 // are not errors (RFC 7009 §2.2); a token of another client is refused.
-func (s *Service) Revoke(issuer, clientID, token string) error {
-	sess, _, ok, err := parseRefresh(token, s.store.GetSession)
+func (s *Service) Revoke(ctx context.Context, issuer, clientID, token string) error {
+	sess, _, ok, err := parseRefresh(ctx, token, s.store.GetSession)
 	if err != nil {
 		return err
 	}
@@ -132,7 +133,7 @@ func (s *Service) Revoke(issuer, clientID, token string) error {
 		if sess.ClientID != clientID {
 			return refuse(CodeUnauthorizedClient, "The token was not issued to this client.")
 		}
-		return s.endSession(sess.ID)
+		return s.endSession(ctx, sess.ID)
 	}
 	c, err := s.verifier.Verify(token, issuer)
 	if err != nil {
@@ -145,11 +146,13 @@ func (s *Service) Revoke(issuer, clientID, token string) error {
 	if c.ClientID != clientID {
 		return refuse(CodeUnauthorizedClient, "The token was not issued to this client.")
 	}
-	return s.endSession(c.SessionID)
+	return s.endSession(ctx, c.SessionID)
 }
 
 // Logout ends the identity's session.
-func (s *Service) Logout(id *Identity) error { return s.endSession(id.Session.ID) }
+func (s *Service) Logout(ctx context.Context, id *Identity) error {
+	return s.endSession(ctx, id.Session.ID)
+}
 
 // UserInfo is the OIDC UserInfo response (OIDC Core §5.3) for id.
 func UserInfo(u *storage.User) map[string]any {
@@ -169,10 +172,10 @@ func UserInfo(u *storage.User) map[string]any {
 // SweepSessions deletes sessions that ended (idle or absolute) in batches of
 // batch, each its own short write transaction, marking guests left without a
 // session orphaned. It returns how many it deleted.
-func SweepSessions(st storage.Store, now func() time.Time, batch int) (int, error) {
+func SweepSessions(ctx context.Context, st SessionSweeper, now func() time.Time, batch int) (int, error) {
 	total := 0
 	for {
-		n, err := st.DeleteEndedSessions(now(), batch)
+		n, err := st.DeleteEndedSessions(ctx, now(), batch)
 		total += n
 		if err != nil || n < batch {
 			return total, err

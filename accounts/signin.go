@@ -1,6 +1,7 @@
 package accounts
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -116,8 +117,8 @@ type SignInRequest struct {
 }
 
 // PasswordSignIn is SignIn without a device token.
-func (s *Service) PasswordSignIn(issuer, clientID, username, password, clientIP string) (*Issued, error) {
-	return s.SignIn(SignInRequest{Issuer: issuer, ClientID: clientID, Username: username, Password: password, ClientIP: clientIP})
+func (s *Service) PasswordSignIn(ctx context.Context, issuer, clientID, username, password, clientIP string) (*Issued, error) {
+	return s.SignIn(ctx, SignInRequest{Issuer: issuer, ClientID: clientID, Username: username, Password: password, ClientIP: clientIP})
 }
 
 // SignIn is the password grant for normal users. Guests cannot sign in this
@@ -128,8 +129,8 @@ func (s *Service) PasswordSignIn(issuer, clientID, username, password, clientIP 
 // add up; a client with one draws on its own, so they cannot lock it out.
 // A success returns a new device token (Tokens.DeviceToken) and ends the
 // user's oldest sessions beyond Config.MaxSessionsPerUser.
-func (s *Service) SignIn(req SignInRequest) (*Issued, error) {
-	u, err := s.store.GetUserByName(req.Username)
+func (s *Service) SignIn(ctx context.Context, req SignInRequest) (*Issued, error) {
+	u, err := s.store.GetUserByName(ctx, req.Username)
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return nil, err
 	}
@@ -156,7 +157,7 @@ func (s *Service) SignIn(req SignInRequest) (*Issued, error) {
 	}
 	guesses.t.Reset(guesses.key)
 
-	issued, err := s.startSession(req.Issuer, req.ClientID, u, s.now().UTC())
+	issued, err := s.startSession(ctx, req.Issuer, req.ClientID, u, s.now().UTC())
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, errBadCredentials // deleted meanwhile
 	}

@@ -32,7 +32,7 @@ func limitsConfig() accounts.Config {
 func (f *fixture) member(t *testing.T, name, password string) *accounts.Identity {
 	t.Helper()
 	_, id := f.guest(t)
-	if _, err := f.svc.UpdateProfile(id, accounts.ProfileUpdate{Name: ptr(name), Password: ptr(password), ClientIP: "setup-" + name}); err != nil {
+	if _, err := f.svc.UpdateProfile(bg, id, accounts.ProfileUpdate{Name: ptr(name), Password: ptr(password), ClientIP: "setup-" + name}); err != nil {
 		t.Fatal(err)
 	}
 	return f.authenticate(t, f.signIn(t, name, password, "setup-"+name, "").Tokens.AccessToken)
@@ -40,7 +40,7 @@ func (f *fixture) member(t *testing.T, name, password string) *accounts.Identity
 
 func (f *fixture) signIn(t *testing.T, name, password, ip, device string) *accounts.Issued {
 	t.Helper()
-	in, err := f.svc.SignIn(accounts.SignInRequest{Issuer: issuer, ClientID: "app", Username: name, Password: password, ClientIP: ip, DeviceToken: device})
+	in, err := f.svc.SignIn(bg, accounts.SignInRequest{Issuer: issuer, ClientID: "app", Username: name, Password: password, ClientIP: ip, DeviceToken: device})
 	if err != nil {
 		t.Fatalf("sign-in of %s from %s: %v", name, ip, err)
 	}
@@ -48,7 +48,7 @@ func (f *fixture) signIn(t *testing.T, name, password, ip, device string) *accou
 }
 
 func (f *fixture) trySignIn(name, password, ip, device string) error {
-	_, err := f.svc.SignIn(accounts.SignInRequest{Issuer: issuer, ClientID: "app", Username: name, Password: password, ClientIP: ip, DeviceToken: device})
+	_, err := f.svc.SignIn(bg, accounts.SignInRequest{Issuer: issuer, ClientID: "app", Username: name, Password: password, ClientIP: ip, DeviceToken: device})
 	return err
 }
 
@@ -237,21 +237,21 @@ func TestSessionCapEndsOldest(t *testing.T) {
 		f.clock.Advance(time.Second)
 		tokens = append(tokens, f.signIn(t, "kate", "right-password", "192.0.2.1", "").Tokens.AccessToken)
 	}
-	id, err := f.svc.Authenticate(tokens[0], issuer)
+	id, err := f.svc.Authenticate(bg, tokens[0], issuer)
 	wantSessionEnded(t, id, err)
 	for _, tok := range tokens[1:] {
 		f.authenticate(t, tok)
 	}
 	n := 0
 	for _, tok := range tokens {
-		if _, err := f.svc.Authenticate(tok, issuer); err == nil {
+		if _, err := f.svc.Authenticate(bg, tok, issuer); err == nil {
 			n++
 		}
 	}
 	if n != 3 {
 		t.Fatalf("%d live sessions, want 3", n)
 	}
-	if _, err := f.store.GetSession(first.Session.ID); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := f.store.GetSession(bg, first.Session.ID); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("the oldest session survived: %v", err)
 	}
 }
@@ -340,7 +340,7 @@ func TestOldPasswordCheckBudget(t *testing.T) {
 	}
 	wantThrottled(t, f.trySignIn("oscar", "first-password", "192.0.2.1", ""), accounts.LimitSignIn)
 	// The signed-in owner can still change the password.
-	if _, err := f.svc.UpdateProfile(id, accounts.ProfileUpdate{Password: ptr("second-password"), OldPassword: ptr("first-password"), ClientIP: "192.0.2.1"}); err != nil {
+	if _, err := f.svc.UpdateProfile(bg, id, accounts.ProfileUpdate{Password: ptr("second-password"), OldPassword: ptr("first-password"), ClientIP: "192.0.2.1"}); err != nil {
 		t.Fatalf("password change during an attack on sign-in: %v", err)
 	}
 
@@ -349,7 +349,7 @@ func TestOldPasswordCheckBudget(t *testing.T) {
 	id = f.authenticate(t, f.signIn(t, "oscar", "second-password", "192.0.2.1", "").Tokens.AccessToken)
 	gate := newHashGate(f)
 	errs := gate.burst(20, func(i int) error {
-		_, err := f.svc.UpdateProfile(id, accounts.ProfileUpdate{Password: ptr("taken-over-pw"), OldPassword: ptr(fmt.Sprintf("guess-%02d", i)), ClientIP: "203.0.113.2"})
+		_, err := f.svc.UpdateProfile(bg, id, accounts.ProfileUpdate{Password: ptr("taken-over-pw"), OldPassword: ptr(fmt.Sprintf("guess-%02d", i)), ClientIP: "203.0.113.2"})
 		return err
 	})()
 	if n := gate.started.Load(); n != 3 {
@@ -360,7 +360,7 @@ func TestOldPasswordCheckBudget(t *testing.T) {
 			wantCode(t, err, accounts.CodeWrongPassword)
 		}
 	}
-	_, err := f.svc.UpdateProfile(id, accounts.ProfileUpdate{Password: ptr("taken-over-pw"), OldPassword: ptr("second-password"), ClientIP: "203.0.113.2"})
+	_, err := f.svc.UpdateProfile(bg, id, accounts.ProfileUpdate{Password: ptr("taken-over-pw"), OldPassword: ptr("second-password"), ClientIP: "203.0.113.2"})
 	wantThrottled(t, err, accounts.LimitSignIn)
 }
 
@@ -374,7 +374,7 @@ func TestPasswordHashingBudget(t *testing.T) {
 	_, id := f.guest(t)
 	gate := newHashGate(f)
 	errs := gate.burst(20, func(i int) error {
-		_, err := f.svc.UpdateProfile(id, accounts.ProfileUpdate{Password: ptr(fmt.Sprintf("password-%02d", i)), ClientIP: "192.0.2.1"})
+		_, err := f.svc.UpdateProfile(bg, id, accounts.ProfileUpdate{Password: ptr(fmt.Sprintf("password-%02d", i)), ClientIP: "192.0.2.1"})
 		return err
 	})()
 	if n := gate.started.Load(); n != 5 {
@@ -395,14 +395,14 @@ func TestPasswordHashingBudget(t *testing.T) {
 	f = newFixture(t, cfg)
 	for range 2 {
 		_, id := f.guest(t)
-		if _, err := f.svc.UpdateProfile(id, accounts.ProfileUpdate{Password: ptr("long-password"), ClientIP: "192.0.2.8"}); err != nil {
+		if _, err := f.svc.UpdateProfile(bg, id, accounts.ProfileUpdate{Password: ptr("long-password"), ClientIP: "192.0.2.8"}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	_, id = f.guest(t)
-	_, err := f.svc.UpdateProfile(id, accounts.ProfileUpdate{Password: ptr("long-password"), ClientIP: "192.0.2.8"})
+	_, err := f.svc.UpdateProfile(bg, id, accounts.ProfileUpdate{Password: ptr("long-password"), ClientIP: "192.0.2.8"})
 	wantThrottled(t, err, accounts.LimitSignIn)
-	if u, _ := f.store.GetUser(id.User.ID); u.PasswordHash != "" || u.Tag != storage.TagGuest {
+	if u, _ := f.store.GetUser(bg, id.User.ID); u.PasswordHash != "" || u.Tag != storage.TagGuest {
 		t.Fatalf("a throttled update changed the user: %+v", u)
 	}
 }

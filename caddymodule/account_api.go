@@ -138,7 +138,7 @@ func (g *GuestAuth) serveUpdateUser(w http.ResponseWriter, r *http.Request) erro
 		ClientIP:    clientIP(r),
 		Issuer:      g.issuerFor(r),
 	}
-	res, err := g.svc.UpdateProfile(id, upd)
+	res, err := g.svc.UpdateProfile(r.Context(), id, upd)
 	if err != nil {
 		return g.writeEnvelopeError(w, err)
 	}
@@ -195,7 +195,7 @@ func (g *GuestAuth) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	if id == nil {
 		return err
 	}
-	if err := g.svc.Logout(id); err != nil {
+	if err := g.svc.Logout(r.Context(), id); err != nil {
 		return g.writeEnvelopeError(w, err)
 	}
 	g.emit(events.Event{Type: events.SessionRevoked, UserID: id.User.ID, ClientID: id.Session.ClientID, Data: map[string]any{"cause": "logout"}})
@@ -233,7 +233,7 @@ func (g *GuestAuth) serveRevoke(w http.ResponseWriter, r *http.Request) error {
 	if token == "" {
 		return g.writeOAuthError(w, badRequest("The token parameter is missing."))
 	}
-	if err := g.svc.Revoke(g.issuerFor(r), client.ClientID, token); err != nil {
+	if err := g.svc.Revoke(r.Context(), g.issuerFor(r), client.ClientID, token); err != nil {
 		return g.writeOAuthError(w, err)
 	}
 	w.Header().Set("Cache-Control", "no-store")

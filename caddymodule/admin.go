@@ -122,9 +122,13 @@ func storeError(err error, id string) error {
 	return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err}
 }
 
-// adminStore finds the open store named by the storage parameter, resolved
-// like the config's path (relative to Caddy's working directory).
+// adminStore finds the open store named by the storage parameter: a bbolt
+// file's path, resolved like the config's (relative to Caddy's working
+// directory), or another kind's "<kind>:<location>".
 func adminStore(path string) (*sharedStore, error) {
+	if _, ok := storePool.References(path); ok {
+		return findStore(path)
+	}
 	if path != "" {
 		abs, err := filepath.Abs(path)
 		if err != nil {
@@ -214,7 +218,7 @@ func adminListUsers(w http.ResponseWriter, r *http.Request, sh *sharedStore, _ s
 		}
 		limit = min(n, maxPageSize)
 	}
-	users, next, err := sh.store.ListUsers(q.Get("after"), tag, limit)
+	users, next, err := sh.store.ListUsers(r.Context(), q.Get("after"), tag, limit)
 	if err != nil {
 		return storeError(err, "")
 	}
@@ -225,20 +229,20 @@ func adminListUsers(w http.ResponseWriter, r *http.Request, sh *sharedStore, _ s
 	return writeAdminJSON(w, page)
 }
 
-func adminShowUser(w http.ResponseWriter, _ *http.Request, sh *sharedStore, id string) error {
-	u, err := sh.store.GetUser(id)
+func adminShowUser(w http.ResponseWriter, r *http.Request, sh *sharedStore, id string) error {
+	u, err := sh.store.GetUser(r.Context(), id)
 	if err != nil {
 		return storeError(err, id)
 	}
 	return writeAdminJSON(w, viewUser(u))
 }
 
-func adminDeleteUser(w http.ResponseWriter, _ *http.Request, sh *sharedStore, id string) error {
-	u, err := sh.store.GetUser(id)
+func adminDeleteUser(w http.ResponseWriter, r *http.Request, sh *sharedStore, id string) error {
+	u, err := sh.store.GetUser(r.Context(), id)
 	if err != nil {
 		return storeError(err, id)
 	}
-	if err := sh.store.DeleteUser(id); err != nil {
+	if err := sh.store.DeleteUser(r.Context(), id); err != nil {
 		return storeError(err, id)
 	}
 	if g := sh.handler(); g != nil { // apps may need to delete the user's data
@@ -259,7 +263,10 @@ func adminKeepUser(w http.ResponseWriter, r *http.Request, sh *sharedStore, id s
 		return apiError(http.StatusBadRequest, `body must be empty or {"kept": true|false}: %v`, err)
 	}
 	kept := body.Kept == nil || *body.Kept
-	u, err := sh.store.SetKept(id, kept)
+	u, err := sh.store.UpdateUser(r.Context(), id, func(u *storage.User) error {
+		u.Kept = kept
+		return nil
+	})
 	if err != nil {
 		return storeError(err, id)
 	}
@@ -267,13 +274,13 @@ func adminKeepUser(w http.ResponseWriter, r *http.Request, sh *sharedStore, id s
 	return writeAdminJSON(w, viewUser(u))
 }
 
-func adminRevokeUser(w http.ResponseWriter, _ *http.Request, sh *sharedStore, id string) error {
+func adminRevokeUser(w http.ResponseWriter, r *http.Request, sh *sharedStore, id string) error {
 	// DeleteUserSessions does not tell an unknown user from one without
 	// sessions; the admin should hear which it was.
-	if _, err := sh.store.GetUser(id); err != nil {
+	if _, err := sh.store.GetUser(r.Context(), id); err != nil {
 		return storeError(err, id)
 	}
-	n, err := sh.store.DeleteUserSessions(id, "")
+	n, err := sh.store.DeleteUserSessions(r.Context(), id, "")
 	if err != nil {
 		return storeError(err, id)
 	}
@@ -293,17 +300,17 @@ func adminPrune(w http.ResponseWriter, r *http.Request, sh *sharedStore, _ strin
 	}
 	g := sh.handler()
 	if g == nil { // the file is closing: its last config is being cleaned up
-		return apiError(http.StatusServiceUnavailable, "no config is using %s", sh.store.Path())
+		return apiError(http.StatusServiceUnavailable, "no config is using %s", sh.store.Describe())
 	}
-	rep, err := g.prune(dryRun)
+	rep, err := g.prune(r.Context(), dryRun)
 	if err != nil {
 		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: fmt.Errorf("pruning guests: %w", err)}
 	}
 	return writeAdminJSON(w, rep)
 }
 
-func adminStats(w http.ResponseWriter, _ *http.Request, sh *sharedStore, _ string) error {
-	st, err := sh.store.Stats()
+func adminStats(w http.ResponseWriter, r *http.Request, sh *sharedStore, _ string) error {
+	st, err := sh.store.Stats(r.Context())
 	if err != nil {
 		return storeError(err, "")
 	}
@@ -315,12 +322,12 @@ func adminStats(w http.ResponseWriter, _ *http.Request, sh *sharedStore, _ strin
 // a stalled download must not hold it for long.
 const backupIdle = 30 * time.Second
 
-func adminBackup(w http.ResponseWriter, _ *http.Request, sh *sharedStore, _ string) error {
-	path := sh.store.Path()
+func adminBackup(w http.ResponseWriter, r *http.Request, sh *sharedStore, _ string) error {
+	path := sh.store.Describe()
 	name := fmt.Sprintf("%s-%s.db", strings.TrimSuffix(filepath.Base(path), filepath.Ext(path)), time.Now().UTC().Format("20060102T150405Z"))
 	rc := http.NewResponseController(w)
 	started := false
-	n, err := sh.store.Backup(idleWriter{w, rc}, func(size int64) {
+	n, err := sh.store.Backup(r.Context(), idleWriter{w, rc}, func(size int64) {
 		h := w.Header()
 		h.Set("Content-Type", "application/octet-stream")
 		h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))

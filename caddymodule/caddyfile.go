@@ -2,11 +2,14 @@ package caddymodule
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/guestauth/caddy-guestauth/storage"
 )
 
 func init() {
@@ -25,7 +28,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
 //	guest_auth [<matcher>] {
-//	    storage               <path>
+//	    storage               [bolt] <path>
 //	    issuer                <url>
 //	    client                <client_id> [<client_secret>] {
 //	        public
@@ -65,13 +68,25 @@ func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		key := d.Val()
 		switch key {
-		case "storage", "issuer", "signing_alg", "require", "cookie":
+		case "storage":
+			args := d.RemainingArgs()
+			switch {
+			case len(args) == 1:
+				g.Storage = StorageConfig{Path: args[0]}
+			case len(args) == 2 && args[0] == storage.KindBolt:
+				g.Storage = StorageConfig{Kind: args[0], Path: args[1]}
+			case len(args) == 2:
+				return d.Errf("unknown storage kind %q (known: %s)", args[0], strings.Join(storage.Kinds(), ", "))
+			default:
+				return d.ArgErr()
+			}
+		case "issuer", "signing_alg", "require", "cookie":
 			var v string
 			if !d.AllArgs(&v) {
 				return d.ArgErr()
 			}
 			*map[string]*string{
-				"storage": &g.StoragePath, "issuer": &g.Issuer, "signing_alg": &g.SigningAlg,
+				"issuer": &g.Issuer, "signing_alg": &g.SigningAlg,
 				"require": &g.Require, "cookie": &g.Cookie,
 			}[key] = v
 		case "access_token_lifetime", "session_idle_timeout", "session_lifetime", "sweep_interval", "activity_flush_interval":

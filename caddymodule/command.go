@@ -13,12 +13,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
-	bolt "go.etcd.io/bbolt"
+
+	"github.com/guestauth/caddy-guestauth/storage"
 )
 
 func init() {
@@ -291,7 +291,7 @@ func runBackup(cmd *cobra.Command, _ []string) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	if err := checkBoltFile(tmp.Name()); err != nil {
+	if err := storage.CheckBoltFile(tmp.Name()); err != nil {
 		return fmt.Errorf("the downloaded copy is not a usable bbolt file: %w", err)
 	}
 	if err := placeFile(tmp.Name(), out, force); err != nil {
@@ -328,19 +328,4 @@ func placeFile(tmp, out string, force bool) error {
 		return fmt.Errorf("%s exists; use --force to replace it", out)
 	}
 	return os.Rename(tmp, out)
-}
-
-// checkBoltFile opens the copy read-only: bbolt validates its meta pages.
-func checkBoltFile(path string) error {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	return db.View(func(tx *bolt.Tx) error {
-		if tx.Bucket([]byte("users")) == nil {
-			return errors.New("it has no users bucket")
-		}
-		return nil
-	})
 }

@@ -98,7 +98,7 @@ func (g *GuestAuth) anonymousRequestGrant(r *http.Request, client *Client, param
 	if jwt == "" {
 		return nil, badRequest("The jwt parameter is missing.")
 	}
-	res, err := g.svc.AnonymousRequest(g.issuerFor(r), client.ClientID, clientIP(r), jwt)
+	res, err := g.svc.AnonymousRequest(r.Context(), g.issuerFor(r), client.ClientID, clientIP(r), jwt)
 	if err != nil {
 		if errors.Is(err, accounts.ErrNotAGuest) {
 			g.logger.Info("device.refused_not_guest", zap.String("client_id", client.ClientID))
@@ -160,7 +160,7 @@ func (g *GuestAuth) serveChallenge(w http.ResponseWriter, r *http.Request) error
 	if req.Purpose == nil {
 		return writeAuthgearError(w, http.StatusBadRequest, "Invalid", "ValidationFailed", "The purpose is required.")
 	}
-	c, err := g.svc.NewChallenge(*req.Purpose, clientIP(r))
+	c, err := g.svc.NewChallenge(r.Context(), *req.Purpose, clientIP(r))
 	var ae *accounts.Error
 	var te *accounts.ThrottledError
 	if errors.As(err, &te) {

@@ -6,6 +6,7 @@ package caddymodule_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -459,12 +460,12 @@ func TestAdminBackup(t *testing.T) {
 
 	// The copy opens as a store (while Caddy still holds the original) and
 	// holds the users, with their password hashes.
-	st, err := storage.OpenBolt(out, storage.Options{LockTimeout: time.Second})
+	st, err := storage.Open(context.Background(), storage.Config{Location: out, LockTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	users, _, err := st.ListUsers("", "", 100)
+	users, _, err := st.ListUsers(context.Background(), "", "", 100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -484,7 +485,7 @@ func TestAdminBackup(t *testing.T) {
 			t.Fatalf("user %s missing from the backup", id)
 		}
 	}
-	if keys, err := st.SigningKeys(); err != nil || len(keys) == 0 {
+	if keys, err := st.SigningKeys(context.Background()); err != nil || len(keys) == 0 {
 		t.Fatalf("backup has no signing keys: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package caddymodule_test
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -99,13 +100,13 @@ func TestTokenAttacksRefused(t *testing.T) {
 	attacks["oversized"] = vp[0] + "." + strings.Repeat("A", 10<<10) + "." + vp[2]
 
 	// A token signed by a key this server never had (same alg, own kid).
-	other, err := storage.OpenBolt(filepath.Join(t.TempDir(), "other.db"), storage.Options{})
+	other, err := storage.Open(context.Background(), storage.Config{Location: filepath.Join(t.TempDir(), "other.db")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	otherKeys, err := tokens.LoadKeyring(other)
+	otherKeys, err := tokens.LoadKeyring(context.Background(), other)
 	if err == nil {
-		err = otherKeys.EnsureSigner(jwa.RS256)
+		err = otherKeys.EnsureSigner(context.Background(), jwa.RS256)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -131,11 +132,11 @@ func TestTokenAttacksRefused(t *testing.T) {
 	// issuer: mint them from its bbolt file while it is stopped. This also
 	// shows a restart keeps the keys.
 	s.Stop()
-	st, err := storage.OpenBolt(s.DB, storage.Options{LockTimeout: 5 * time.Second})
+	st, err := storage.Open(context.Background(), storage.Config{Location: s.DB, LockTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, err := tokens.LoadKeyring(st)
+	keys, err := tokens.LoadKeyring(context.Background(), st)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ package caddymodule_test
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -28,7 +29,6 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/guestauth/caddy-guestauth/internal/jwstest"
 	"github.com/guestauth/caddy-guestauth/storage"
@@ -205,25 +205,20 @@ func (s *server) proxiedUser(t *testing.T, tok string) http.Header {
 // the device record of kid (nil if none).
 func storedDeviceState(t *testing.T, path, kid string) (int, *storage.Device) {
 	t.Helper()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	st := openStopped(t, path)
+	defer st.Close()
+	stats, err := st.Stats(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	var n int
-	var dev *storage.Device
-	err = db.View(func(tx *bolt.Tx) error {
-		n = tx.Bucket([]byte("users")).Stats().KeyN
-		if v := tx.Bucket([]byte("devices")).Get([]byte(kid)); v != nil {
-			dev = new(storage.Device)
-			return json.Unmarshal(v, dev)
-		}
-		return nil
-	})
+	dev, err := st.GetDevice(context.Background(), kid)
+	if errors.Is(err, storage.ErrNotFound) {
+		dev, err = nil, nil
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	return n, dev
+	return int(stats.Users), dev
 }
 
 func TestDeviceKeyPairSignUpAndReLogin(t *testing.T) {

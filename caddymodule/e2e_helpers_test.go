@@ -4,6 +4,7 @@ package caddymodule_test
 // proxying, lifecycle).
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -13,7 +14,6 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwk"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/guestauth/caddy-guestauth/storage"
 )
@@ -120,35 +120,34 @@ func (s *server) discover() (doc map[string]any, set jwk.Set, rawJWKS []byte) {
 	return doc, set, rawJWKS
 }
 
-// storedUsers reads every user in a bbolt file. The Store interface has no
-// listing, so this reads the users bucket directly; the server must be
-// stopped (bbolt locks the file).
-func storedUsers(t testing.TB, path string) []storage.User {
+// openStopped opens the bbolt file of a stopped server (bbolt locks the
+// file while Caddy runs); the caller closes it before starting it again.
+func openStopped(t testing.TB, path string) storage.Backend {
 	t.Helper()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	st, err := storage.Open(context.Background(), storage.Config{Kind: storage.KindBolt, Location: path, LockTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatalf("opening %s: %v", path, err)
 	}
-	defer db.Close()
+	return st
+}
+
+// storedUsers reads every user in a stopped server's store.
+func storedUsers(t testing.TB, path string) []storage.User {
+	t.Helper()
+	st := openStopped(t, path)
+	defer st.Close()
 	var users []storage.User
-	err = db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte("users"))
-		if b == nil {
-			return nil
+	for after := ""; ; {
+		page, next, err := st.ListUsers(context.Background(), after, "", 1000)
+		if err != nil {
+			t.Fatal(err)
 		}
-		return b.ForEach(func(_, v []byte) error {
-			var u storage.User
-			if err := json.Unmarshal(v, &u); err != nil {
-				return err
-			}
-			users = append(users, u)
-			return nil
-		})
-	})
-	if err != nil {
-		t.Fatal(err)
+		users = append(users, page...)
+		if next == "" {
+			return users
+		}
+		after = next
 	}
-	return users
 }
 
 // guestRequest is the seeds' request body for a client.

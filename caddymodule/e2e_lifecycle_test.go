@@ -2,6 +2,7 @@ package caddymodule_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -87,13 +88,13 @@ func TestParallelGuestCreation(t *testing.T) {
 		t.Fatalf("%d distinct names among %d users", len(names), n)
 	}
 	// The name index agrees with the users.
-	st, err := storage.OpenBolt(s.DB, storage.Options{LockTimeout: 5 * time.Second})
+	st, err := storage.Open(context.Background(), storage.Config{Location: s.DB, LockTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
 	for _, u := range users {
-		if got, err := st.GetUserByName(u.Name); err != nil || got.ID != u.ID {
+		if got, err := st.GetUserByName(context.Background(), u.Name); err != nil || got.ID != u.ID {
 			t.Fatalf("GetUserByName(%s) = %v, %v", u.Name, got, err)
 		}
 	}

@@ -1,6 +1,7 @@
 package caddymodule_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"slices"
@@ -318,11 +319,11 @@ func TestRequirePolicies(t *testing.T) {
 			// A registered user passes require user. The store is the truth,
 			// so upgrading the stored user is enough for the same token.
 			s.Stop()
-			st, err := storage.OpenBolt(s.DB, storage.Options{LockTimeout: 5 * time.Second})
+			st, err := storage.Open(context.Background(), storage.Config{Location: s.DB, LockTimeout: 5 * time.Second})
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = st.UpdateUser(c["sub"].(string), func(u *storage.User) error {
+			_, err = st.UpdateUser(context.Background(), c["sub"].(string), func(u *storage.User) error {
 				u.Name, u.Tag = "Alice", storage.TagNormal
 				return nil
 			})

@@ -1,6 +1,7 @@
 package caddymodule_test
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -21,11 +22,11 @@ func TestClockSkewZero(t *testing.T) {
 
 	// A token of the same session, signed with the site's key, that
 	// expired 10s ago.
-	st, err := storage.OpenBolt(s.DB, storage.Options{LockTimeout: 5 * time.Second})
+	st, err := storage.Open(context.Background(), storage.Config{Location: s.DB, LockTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, err := tokens.LoadKeyring(st)
+	keys, err := tokens.LoadKeyring(context.Background(), st)
 	if err != nil {
 		st.Close()
 		t.Fatal(err)

@@ -58,7 +58,7 @@ func (g *GuestAuth) setupEvents(ctx caddy.Context) error {
 	}
 	st := g.shared.store
 	metrics.SetGaugeSource(func() (int64, int64) {
-		live, kept, _ := st.GuestCounts()
+		live, kept, _ := st.GuestCounts(context.Background()) // a scrape has no context to pass on
 		return live, kept
 	})
 	return nil

@@ -318,7 +318,7 @@ func (g *GuestAuth) serveProxied(w http.ResponseWriter, r *http.Request, repl *c
 }
 
 func (g *GuestAuth) authenticate(r *http.Request, raw string) (*accounts.Identity, error) {
-	return g.svc.Authenticate(raw, g.issuerFor(r))
+	return g.svc.Authenticate(r.Context(), raw, g.issuerFor(r))
 }
 
 // writeAuthError answers a refused token per RFC 6750; a store failure is

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -34,10 +33,12 @@ func init() {
 // `code=guest-user` token request, and the upstream receives verified
 // identity headers on every request.
 type GuestAuth struct {
-	// Path of the bbolt file holding users, sessions and signing keys.
-	// Default: `guest_auth/guestauth.db` in Caddy's data directory. Sites and
-	// config reloads naming the same file share one open database.
-	StoragePath string `json:"storage,omitempty"`
+	// Where users, sessions and signing keys are stored: the path of a bbolt
+	// file (a string, as `"storage": "/var/lib/caddy/guestauth.db"`), or
+	// `{"kind": "bolt", "path": "..."}`. Default: `guest_auth/guestauth.db` in
+	// Caddy's data directory. Sites and config reloads naming the same store
+	// share one open database.
+	Storage StorageConfig `json:"storage,omitzero"`
 
 	// Issuer URL written in tokens (`iss`) and served in the discovery
 	// document. Default: the origin of each request (scheme and host). Set
@@ -331,14 +332,12 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		g.origin = u.Scheme + "://" + u.Host
 	}
 
-	path := repl.ReplaceKnown(g.StoragePath, "")
-	if path == "" {
-		path = filepath.Join(caddy.AppDataDir(), "guest_auth", "guestauth.db")
-	}
-	if g.poolKey, err = filepath.Abs(path); err != nil {
+	cfg, err := g.Storage.resolve(repl)
+	if err != nil {
 		return err
 	}
-	if g.shared, err = openShared(g.poolKey); err != nil {
+	g.poolKey = poolKey(cfg)
+	if g.shared, err = openShared(ctx, g.poolKey, cfg); err != nil {
 		g.poolKey = ""
 		return err
 	}
@@ -347,7 +346,7 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		return err
 	}
 	g.activity = accounts.NewActivity(g.shared.store)
-	g.svc, err = accounts.New(g.shared.store, g.shared.keys, accounts.Config{
+	g.svc, err = accounts.New(ctx, g.shared.store, g.shared.keys, accounts.Config{
 		Alg:             g.alg,
 		AccessTTL:       time.Duration(g.AccessTokenLifetime),
 		SessionIdle:     time.Duration(g.SessionIdleTimeout),
@@ -377,7 +376,7 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 
 	g.strip = g.stripSet()
 	g.buildRoutes()
-	g.startBackground()
+	g.startBackground(ctx)
 	g.shared.attach(g)
 	return nil
 }

@@ -233,7 +233,7 @@ func (g *GuestAuth) tokenGrant(w http.ResponseWriter, r *http.Request) (*account
 		if err := client.allowGuests(GuestsCode); err != nil {
 			return nil, err
 		}
-		issued, err := g.svc.CreateGuest(g.issuerFor(r), client.ClientID, clientIP(r))
+		issued, err := g.svc.CreateGuest(r.Context(), g.issuerFor(r), client.ClientID, clientIP(r))
 		if err != nil {
 			return nil, err
 		}
@@ -246,7 +246,7 @@ func (g *GuestAuth) tokenGrant(w http.ResponseWriter, r *http.Request) (*account
 		if username == "" || password == "" {
 			return nil, badRequest("The username and password parameters are required.")
 		}
-		issued, err := g.svc.SignIn(accounts.SignInRequest{
+		issued, err := g.svc.SignIn(r.Context(), accounts.SignInRequest{
 			Issuer: g.issuerFor(r), ClientID: client.ClientID, Username: username, Password: password,
 			ClientIP: clientIP(r), DeviceToken: params["device_token"],
 		})
@@ -264,7 +264,7 @@ func (g *GuestAuth) tokenGrant(w http.ResponseWriter, r *http.Request) (*account
 		if token == "" {
 			return nil, badRequest("The refresh_token parameter is missing.")
 		}
-		issued, err := g.svc.Refresh(g.issuerFor(r), client.ClientID, token)
+		issued, err := g.svc.Refresh(r.Context(), g.issuerFor(r), client.ClientID, token)
 		if errors.Is(err, accounts.ErrRefreshReuse) {
 			g.emit(events.Event{Type: events.RefreshReuseDetected, ClientID: client.ClientID, Data: map[string]any{"client_ip": clientIP(r)}})
 		}

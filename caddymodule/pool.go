@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -17,17 +18,23 @@ import (
 	"github.com/guestauth/caddy-guestauth/tokens"
 )
 
-// storePool shares one open bbolt file (and its keyring) between every
-// config that names it. A reload provisions the new config before cleaning
-// up the old one, so the file stays open across reloads and is never reopened
-// (bbolt's exclusive lock would make a reopen wait on ourselves).
+// storePool shares one open store (and its keyring) between every config
+// that names it, keyed by poolKey. A reload provisions the new config before
+// cleaning up the old one, so the store stays open across reloads and is
+// never reopened (bbolt's exclusive lock would make a reopen wait on
+// ourselves).
 var storePool = caddy.NewUsagePool()
 
 type sharedStore struct {
-	store *storage.Bolt
+	store store
 	keys  *tokens.Keyring
-	stop  chan struct{}
-	done  chan struct{}
+	// ctx is the context of the store's own background work (the session
+	// sweeper): the store outlives the configs that use it, so it is not
+	// any one config's; Destruct cancels it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	stop   chan struct{}
+	done   chan struct{}
 	// pruneMu lets one guest sweep run at a time on this file.
 	pruneMu sync.Mutex
 
@@ -58,8 +65,8 @@ func (s *sharedStore) handler() *GuestAuth {
 	return s.handlers[len(s.handlers)-1]
 }
 
-// findStore returns the open store at path, or the only open store when
-// path is empty.
+// findStore returns the open store with key path, or the only open store
+// when path is empty.
 func findStore(path string) (*sharedStore, error) {
 	var found []*sharedStore
 	var paths []string
@@ -84,6 +91,7 @@ func findStore(path string) (*sharedStore, error) {
 // Destruct stops the sweeper, then closes the file.
 func (s *sharedStore) Destruct() error {
 	close(s.stop)
+	s.cancel()
 	<-s.done
 	return s.store.Close()
 }
@@ -107,7 +115,7 @@ func (s *sharedStore) sweep() {
 			return
 		case <-t.C:
 		}
-		n, err := accounts.SweepSessions(s.store, time.Now, sweepBatch)
+		n, err := accounts.SweepSessions(s.ctx, s.store, time.Now, sweepBatch)
 		if err != nil {
 			log.Error("sweeping sessions", zap.Error(err))
 		} else if n > 0 {
@@ -119,18 +127,20 @@ func (s *sharedStore) sweep() {
 // lockTimeout bounds the wait when another process holds the file.
 const lockTimeout = 3 * time.Second
 
-func openShared(path string) (*sharedStore, error) {
-	v, _, err := storePool.LoadOrNew(path, func() (caddy.Destructor, error) {
-		st, err := storage.OpenBolt(path, storage.Options{LockTimeout: lockTimeout})
+// openShared opens the store cfg names, or shares the open one under key.
+func openShared(ctx context.Context, key string, cfg storage.Config) (*sharedStore, error) {
+	v, _, err := storePool.LoadOrNew(key, func() (caddy.Destructor, error) {
+		st, err := openStore(ctx, cfg)
 		if err != nil {
 			return nil, err
 		}
-		keys, err := tokens.LoadKeyring(st)
+		keys, err := tokens.LoadKeyring(ctx, st)
 		if err != nil {
 			st.Close()
 			return nil, err
 		}
 		sh := &sharedStore{store: st, keys: keys, stop: make(chan struct{}), done: make(chan struct{})}
+		sh.ctx, sh.cancel = context.WithCancel(context.WithoutCancel(ctx))
 		go sh.sweep()
 		return sh, nil
 	})

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"strings"
@@ -17,17 +18,18 @@ import (
 
 // background runs this config's activity flusher and guest sweeper; both
 // stop (the flusher after a last flush) when the config is cleaned up.
+// Their context is the config's: Caddy cancels it when unloading the config.
 type background struct {
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
 
-func (g *GuestAuth) startBackground() {
+func (g *GuestAuth) startBackground(ctx context.Context) {
 	g.bg = &background{stop: make(chan struct{})}
 	g.bg.wg.Add(1)
 	go func() {
 		defer g.bg.wg.Done()
-		g.activity.Run(time.Duration(g.ActivityFlushInterval), g.bg.stop, func(err error) {
+		g.activity.Run(ctx, time.Duration(g.ActivityFlushInterval), g.bg.stop, func(err error) {
 			g.logger.Error("recording user activity", zap.Error(err))
 		})
 	}()
@@ -42,7 +44,7 @@ func (g *GuestAuth) startBackground() {
 				case <-g.bg.stop:
 					return
 				case <-t.C:
-					if _, err := g.prune(false); err != nil {
+					if _, err := g.prune(ctx, false); err != nil {
 						g.logger.Error("expiring guests", zap.Error(err))
 					}
 				}
@@ -60,13 +62,13 @@ func (g *GuestAuth) stopBackground() {
 
 // prune runs one sweep. The store's lock keeps sweeps of several configs
 // (during a reload, or sites sharing a file) from running at once.
-func (g *GuestAuth) prune(dryRun bool) (*accounts.PruneReport, error) {
+func (g *GuestAuth) prune(ctx context.Context, dryRun bool) (*accounts.PruneReport, error) {
 	g.shared.pruneMu.Lock()
 	defer g.shared.pruneMu.Unlock()
-	if err := g.activity.Flush(); err != nil { // judge idleness on fresh data
+	if err := g.activity.Flush(ctx); err != nil { // judge idleness on fresh data
 		return nil, err
 	}
-	return accounts.Prune(g.shared.store, g.now(), accounts.PruneOptions{
+	return accounts.Prune(ctx, g.shared.store, g.now(), accounts.PruneOptions{
 		IdleTTL: time.Duration(*g.GuestTTL), DryRun: dryRun, Batch: 100, MaxListed: 1000,
 	}, func(p accounts.Pruned) {
 		g.emit(events.Event{Type: events.GuestExpired, UserID: p.UserID, Data: map[string]any{"reason": p.Reason, "name": p.Name}})
@@ -79,6 +81,7 @@ func (g *GuestAuth) prune(dryRun bool) (*accounts.PruneReport, error) {
 type keepWriter struct {
 	caddyhttp.ResponseWriterWrapper
 	g      *GuestAuth
+	ctx    context.Context
 	user   *storage.User // nil: no identity on this request
 	marked bool
 }
@@ -98,7 +101,11 @@ func (k *keepWriter) settle() {
 	}
 	if !k.marked && k.user != nil && k.user.Ephemeral() && !k.user.Kept && strings.EqualFold(strings.TrimSpace(v), "true") {
 		k.marked = true
-		if _, err := k.g.shared.store.SetKept(k.user.ID, true); err != nil {
+		_, err := k.g.shared.store.UpdateUser(k.ctx, k.user.ID, func(u *storage.User) error {
+			u.Kept = true
+			return nil
+		})
+		if err != nil {
 			k.g.logger.Error("marking guest kept", zap.String("user_id", k.user.ID), zap.Error(err))
 		} else {
 			k.g.logger.Info("guest.kept", zap.String("user_id", k.user.ID))
@@ -125,7 +132,10 @@ func (k *keepWriter) ensureHeader() {
 
 // next passes the request on, watching the response for the keep header.
 func (g *GuestAuth) next(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, user *storage.User) error {
-	kw := &keepWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, g: g, user: user}
+	// The mark is the upstream's decision: it is written even if the client
+	// has gone by then.
+	ctx := context.WithoutCancel(r.Context())
+	kw := &keepWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, g: g, ctx: ctx, user: user}
 	err := next.ServeHTTP(kw, r)
 	kw.settle()
 	return err

@@ -1,18 +1,22 @@
 package storage
 
 import (
+	"context"
 	"encoding/binary"
+	"errors"
 	"io"
 	"os"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
 
-// Stats describes the file, all read from one transaction.
+// Stats describes the store, all read at one point in time.
 type Stats struct {
+	// Path is what Describe says: the bbolt file's path.
 	Path string `json:"path"`
 	// FileSize is the file's size on disk; DataSize the part in use, which
-	// is also the exact size of a backup.
+	// is also the exact size of a backup (for bbolt).
 	FileSize int64 `json:"file_size"`
 	DataSize int64 `json:"data_size"`
 	// Users counts every user; NormalUsers those that are not guests.
@@ -23,11 +27,11 @@ type Stats struct {
 	Sessions    int64 `json:"sessions"`
 }
 
-// Stats counts users and sessions. Counts come from bbolt's page headers,
+// Stats implements Backend. Counts come from bbolt's page headers,
 // not from decoding records, so this is cheap even with many users.
-func (b *Bolt) Stats() (*Stats, error) {
+func (b *Bolt) Stats(ctx context.Context) (*Stats, error) {
 	st := &Stats{Path: b.Path()}
-	err := b.db.View(func(tx *bolt.Tx) error {
+	err := b.view(ctx, func(tx *bolt.Tx) error {
 		st.DataSize = tx.Size()
 		st.Users = int64(tx.Bucket(bucketUsers).Stats().KeyN)
 		st.Sessions = int64(tx.Bucket(bucketSessions).Stats().KeyN)
@@ -50,18 +54,47 @@ func (b *Bolt) Stats() (*Stats, error) {
 	return st, nil
 }
 
-// Backup writes a consistent copy of the whole file to w from one read
-// transaction, while writers go on. size, when not nil, is called with the
-// copy's exact length before anything is written (for Content-Length).
-func (b *Bolt) Backup(w io.Writer, size func(n int64)) (int64, error) {
+// Backup implements Backend: a copy of the whole file, openable with
+// OpenBolt, from one read transaction while writers go on. Cancelling ctx
+// stops the copy at its next write.
+func (b *Bolt) Backup(ctx context.Context, w io.Writer, size func(n int64)) (int64, error) {
 	var n int64
-	err := b.db.View(func(tx *bolt.Tx) error {
+	err := b.view(ctx, func(tx *bolt.Tx) error {
 		if size != nil {
 			size(tx.Size())
 		}
 		var err error
-		n, err = tx.WriteTo(w)
+		n, err = tx.WriteTo(ctxWriter{ctx, w})
 		return err
 	})
 	return n, err
+}
+
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
+}
+
+// CheckBoltFile checks that path is a usable guestauth bbolt file (a backup,
+// say) by opening it read-only: bbolt validates its meta pages, and the file
+// must hold a users bucket.
+func CheckBoltFile(path string) error {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketUsers) == nil {
+			return errors.New("it has no users bucket")
+		}
+		return nil
+	})
 }

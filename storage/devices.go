@@ -1,11 +1,15 @@
 package storage
 
-import bolt "go.etcd.io/bbolt"
+import (
+	"context"
+
+	bolt "go.etcd.io/bbolt"
+)
 
 // GetDevice implements Store.
-func (b *Bolt) GetDevice(kid string) (*Device, error) {
+func (b *Bolt) GetDevice(ctx context.Context, kid string) (*Device, error) {
 	var d Device
-	err := b.db.View(func(tx *bolt.Tx) error { return getJSON(tx.Bucket(bucketDevices), kid, &d) })
+	err := b.view(ctx, func(tx *bolt.Tx) error { return getJSON(tx.Bucket(bucketDevices), kid, &d) })
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"time"
@@ -9,14 +10,16 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Guest population bookkeeping. Every user write goes through saveUser,
-// which keeps these in the same transaction as the record:
-//   - guest_idle: the time of an ephemeral user's last activity + its id,
-//     for those that may expire (see User.Ephemeral; not kept), so the
-//     sweeper reads only expired entries;
-//   - orphans: ephemeral users without a device key whose last session
-//     ended (they can never sign in again), unless kept;
-//   - meta counters of live and kept guests, for limits and metrics.
+// The population indexes behind Backend's queries. Every user write goes
+// through saveUser, which keeps them in the same transaction as the record:
+//   - guest_idle: ActiveAt + id of each guest that is not Kept, read by
+//     ScanIdleGuests up to its bound;
+//   - orphans: ids of guests that are not Kept, have no DeviceKID and have
+//     OrphanedAt set, read by ScanOrphans;
+//   - meta counters of guests and of kept guests, read by GuestCounts.
+//
+// They index record fields as the contract defines the queries; which of
+// these guests expire is decided by accounts.Prunable, not here.
 var (
 	bucketGuestIdle = []byte("guest_idle")
 	bucketOrphans   = []byte("orphans")
@@ -38,9 +41,13 @@ func idleKey(u *User) []byte {
 	return append(k, u.ID...)
 }
 
-func expirable(u *User) bool { return u != nil && u.Ephemeral() && !u.Kept }
+// inIdleIndex and inOrphanIndex are the index definitions of ScanIdleGuests
+// and ScanOrphans.
+func inIdleIndex(u *User) bool { return u != nil && u.Ephemeral() && !u.Kept }
 
-func orphan(u *User) bool { return expirable(u) && !u.OrphanedAt.IsZero() && u.DeviceKID == "" }
+func inOrphanIndex(u *User) bool {
+	return inIdleIndex(u) && !u.OrphanedAt.IsZero() && u.DeviceKID == ""
+}
 
 func counter(meta *bolt.Bucket, key []byte, delta int64) error {
 	if delta == 0 {
@@ -66,28 +73,28 @@ func b2i(b bool) int64 {
 // old is the stored version, nil for a new user.
 func (b *Bolt) saveUser(tx *bolt.Tx, old, u *User) error {
 	if old != nil {
-		b.cache.dropUser(old.ID)
+		b.cache.InvalidateUser(old.ID)
 	}
 	if u != nil {
-		b.cache.dropUser(u.ID)
+		b.cache.InvalidateUser(u.ID)
 	}
 	idle, orphans, meta := tx.Bucket(bucketGuestIdle), tx.Bucket(bucketOrphans), tx.Bucket(bucketMeta)
-	if expirable(old) {
+	if inIdleIndex(old) {
 		if err := idle.Delete(idleKey(old)); err != nil {
 			return err
 		}
 	}
-	if expirable(u) {
+	if inIdleIndex(u) {
 		if err := idle.Put(idleKey(u), nil); err != nil {
 			return err
 		}
 	}
-	if old != nil && orphan(old) && !orphan(u) {
+	if old != nil && inOrphanIndex(old) && !inOrphanIndex(u) {
 		if err := orphans.Delete([]byte(old.ID)); err != nil {
 			return err
 		}
 	}
-	if orphan(u) {
+	if inOrphanIndex(u) {
 		if err := orphans.Put([]byte(u.ID), nil); err != nil {
 			return err
 		}
@@ -106,9 +113,9 @@ func (b *Bolt) saveUser(tx *bolt.Tx, old, u *User) error {
 	return putJSON(tx.Bucket(bucketUsers), u.ID, u)
 }
 
-// GuestCounts reports how many guests exist and how many of them are kept.
-func (b *Bolt) GuestCounts() (live, kept int64, err error) {
-	err = b.db.View(func(tx *bolt.Tx) error {
+// GuestCounts implements Backend.
+func (b *Bolt) GuestCounts(ctx context.Context) (live, kept int64, err error) {
+	err = b.view(ctx, func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if v := meta.Get(keyLiveGuests); len(v) == 8 {
 			live = int64(binary.BigEndian.Uint64(v))
@@ -121,11 +128,10 @@ func (b *Bolt) GuestCounts() (live, kept int64, err error) {
 	return live, kept, err
 }
 
-// TouchUsers records last activity times, in one write transaction. Times not
-// newer than the stored one, and unknown users, are skipped.
-func (b *Bolt) TouchUsers(at map[string]time.Time) (int, error) {
+// TouchUsers implements Backend, in one write transaction.
+func (b *Bolt) TouchUsers(ctx context.Context, at map[string]time.Time) (int, error) {
 	var n int
-	err := b.update(func(tx *bolt.Tx) error {
+	err := b.update(ctx, func(tx *bolt.Tx) error {
 		n = 0
 		users := tx.Bucket(bucketUsers)
 		for id, t := range at {
@@ -151,58 +157,55 @@ func (b *Bolt) TouchUsers(at map[string]time.Time) (int, error) {
 	return n, err
 }
 
-// Prune reasons.
-const (
-	PruneIdle   = "idle"
-	PruneOrphan = "orphaned"
-)
-
-// ScanPrunable calls fn, in one read transaction, for each guest that may be
-// pruned: unkept guests idle since before cutoff (oldest first), then
-// orphaned ones. fn returns false to stop.
-func (b *Bolt) ScanPrunable(cutoff time.Time, fn func(u *User, reason string) bool) error {
-	return b.db.View(func(tx *bolt.Tx) error {
+// ScanIdleGuests implements Backend: it reads the guest_idle index, oldest
+// first, up to the first entry not before before.
+func (b *Bolt) ScanIdleGuests(ctx context.Context, before time.Time, fn func(u *User) bool) error {
+	return b.view(ctx, func(tx *bolt.Tx) error {
 		users := tx.Bucket(bucketUsers)
-		seen := map[string]bool{}
 		c := tx.Bucket(bucketGuestIdle).Cursor()
 		for k, _ := c.First(); k != nil; k, _ = c.Next() {
-			if len(k) < 8 || int64(binary.BigEndian.Uint64(k[:8])) >= cutoff.UnixNano() {
-				break
+			if len(k) < 8 || int64(binary.BigEndian.Uint64(k[:8])) >= before.UnixNano() {
+				return nil
 			}
 			var u User
 			if err := getJSON(users, string(k[8:]), &u); err != nil {
 				return err
 			}
-			seen[u.ID] = true
-			if !fn(&u, PruneIdle) {
+			if !fn(&u) {
 				return nil
 			}
 		}
+		return nil
+	})
+}
+
+// ScanOrphans implements Backend: it reads the orphans index.
+func (b *Bolt) ScanOrphans(ctx context.Context, fn func(u *User) bool) error {
+	err := b.view(ctx, func(tx *bolt.Tx) error {
+		users := tx.Bucket(bucketUsers)
 		return tx.Bucket(bucketOrphans).ForEach(func(k, _ []byte) error {
-			if seen[string(k)] {
-				return nil
-			}
 			var u User
 			if err := getJSON(users, string(k), &u); err != nil {
 				return err
 			}
-			if !fn(&u, PruneOrphan) {
+			if !fn(&u) {
 				return errStopScan
 			}
 			return nil
 		})
 	})
+	if errors.Is(err, errStopScan) {
+		return nil
+	}
+	return err
 }
 
 var errStopScan = errors.New("stop")
 
-// DeleteGuests deletes, in one write transaction, each listed user that
-// still satisfies still (checked against the current record, so a guest that
-// became active, kept or upgraded since the scan survives). It returns the
-// deleted users.
-func (b *Bolt) DeleteGuests(ids []string, still func(u *User) bool) ([]User, error) {
+// DeleteUsersIf implements Backend, in one write transaction.
+func (b *Bolt) DeleteUsersIf(ctx context.Context, ids []string, pred func(u *User) bool) ([]User, error) {
 	var deleted []User
-	err := b.update(func(tx *bolt.Tx) error {
+	err := b.update(ctx, func(tx *bolt.Tx) error {
 		deleted = deleted[:0]
 		for _, id := range ids {
 			var u User
@@ -212,7 +215,7 @@ func (b *Bolt) DeleteGuests(ids []string, still func(u *User) bool) ([]User, err
 				}
 				return err
 			}
-			if !expirable(&u) || !still(&u) {
+			if !pred(&u) {
 				continue
 			}
 			if err := b.deleteUser(tx, &u); err != nil {
@@ -225,18 +228,9 @@ func (b *Bolt) DeleteGuests(ids []string, still func(u *User) bool) ([]User, err
 	return deleted, err
 }
 
-// SetKept marks or unmarks a user as kept: a kept guest never expires.
-func (b *Bolt) SetKept(id string, kept bool) (*User, error) {
-	return b.UpdateUser(id, func(u *User) error {
-		u.Kept = kept
-		return nil
-	})
-}
-
-// ListUsers returns up to limit users with ids after the given one, in id
-// order, optionally only those with tag; next is "" on the last page.
-func (b *Bolt) ListUsers(after, tag string, limit int) (users []User, next string, err error) {
-	err = b.db.View(func(tx *bolt.Tx) error {
+// ListUsers implements Backend.
+func (b *Bolt) ListUsers(ctx context.Context, after, tag string, limit int) (users []User, next string, err error) {
+	err = b.view(ctx, func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketUsers).Cursor()
 		k, v := c.First()
 		if after != "" {

@@ -1,14 +1,24 @@
 // Package storage persists guestauth's users, sessions and signing keys.
 //
-// Store is the interface the domain packages use; Bolt is its implementation
-// on an embedded bbolt file. Every multi-record change (a user with its name
-// index and first session, an upgrade that moves a name) happens in one write
-// transaction, so a crash or a rejected request never leaves a partial record.
+// Backend is the contract every store implements (its conformance suite is
+// storage/storagetest); Bolt implements it on an embedded bbolt file, and
+// Open picks a backend by kind. The packages using a store define the
+// interfaces they need themselves. Every multi-record change (a user with
+// its name index and first session, an upgrade that moves a name) is atomic,
+// so a crash or a rejected request never leaves a partial record.
+//
+// A backend stores and indexes; it applies no policy. Which guests expire,
+// and when, is decided by the accounts package from the index queries below.
 package storage
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"io"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -106,54 +116,177 @@ type Device struct {
 // case-insensitively and compared after trimming.
 func NameKey(name string) string { return strings.ToLower(strings.TrimSpace(name)) }
 
-// Store is what the domain logic needs from persistence.
-type Store interface {
+// Backend is what a store provides. Every method takes a context first; a
+// backend must not start work for a cancelled one, and a network backend
+// applies its deadline.
+//
+// Update functions (UpdateUser, UpdateSession) must only modify the record
+// they are given; they may be called again with a newer version of the
+// record when a concurrent write changed it first, but never twice with the
+// same version.
+type Backend interface {
 	// CreateUser stores a new user, its name index entry, its first session
-	// and, when dev is not nil, its device key, all at once.
-	CreateUser(u *User, s *Session, dev *Device) error
-	GetUser(id string) (*User, error)
-	GetUserByName(name string) (*User, error)
+	// (when s is not nil) and its device key (when dev is not nil), all at
+	// once. ErrExists: the id or the device kid is used; ErrNameTaken: the
+	// name (by NameKey) is.
+	CreateUser(ctx context.Context, u *User, s *Session, dev *Device) error
+	GetUser(ctx context.Context, id string) (*User, error)
+	// GetUserByName finds a user by NameKey(name).
+	GetUserByName(ctx context.Context, name string) (*User, error)
 	// UpdateUser applies fn to the stored user and saves the result, moving
-	// the name index entry if the name changed (ErrNameTaken if taken).
-	// fn may run more than once and must only modify the user it is given.
-	UpdateUser(id string, fn func(u *User) error) (*User, error)
-	DeleteUser(id string) error
+	// the name index entry if the name changed (ErrNameTaken if taken). An
+	// error from fn is returned and nothing is written.
+	UpdateUser(ctx context.Context, id string, fn func(u *User) error) (*User, error)
+	// DeleteUser deletes a user, its name index entry, sessions and device.
+	DeleteUser(ctx context.Context, id string) error
+	// ListUsers returns up to limit users with ids after the given one, in
+	// id order, optionally only those with tag; next is "" on the last page.
+	ListUsers(ctx context.Context, after, tag string, limit int) (users []User, next string, err error)
 
-	// Identity reads a user and one of its sessions in one read transaction.
-	Identity(userID, sessionID string) (*User, *Session, error)
-	GetSession(id string) (*Session, error)
-	UpdateSession(id string, fn func(s *Session) error) (*Session, error)
-	PutSession(s *Session) error
+	// Identity reads a user and one of its sessions at one point in time
+	// (ErrNotFound unless both exist and belong together), through the
+	// backend's IdentityCache: the values returned may be shared and must
+	// not be modified.
+	Identity(ctx context.Context, userID, sessionID string) (*User, *Session, error)
+	GetSession(ctx context.Context, id string) (*Session, error)
+	// UpdateSession applies fn to the stored session and saves it.
+	UpdateSession(ctx context.Context, id string, fn func(s *Session) error) (*Session, error)
+	// PutSession stores a session of an existing user (ErrNotFound if not).
+	PutSession(ctx context.Context, s *Session) error
 	// PutSessionLimit is PutSession that then ends the user's oldest other
-	// sessions (by CreatedAt) so that at most keep remain, in the same
-	// transaction; keep <= 0 means no limit. It reports how many it ended.
-	PutSessionLimit(s *Session, keep int) (int, error)
-	DeleteSession(id string) error
-	// DeleteUserSessions ends every session of a user except keep (may be "").
-	DeleteUserSessions(userID, keep string) (int, error)
+	// sessions (by CreatedAt, then ID) so that at most keep remain, in the
+	// same transaction; keep <= 0 means no limit. It reports how many it
+	// ended; the new session is never one of them.
+	PutSessionLimit(ctx context.Context, s *Session, keep int) (int, error)
+	DeleteSession(ctx context.Context, id string) error
+	// DeleteUserSessions ends every session of a user except keep (may be
+	// "") and reports how many it ended.
+	DeleteUserSessions(ctx context.Context, userID, keep string) (int, error)
 	// DeleteEndedSessions deletes up to limit sessions whose EndsAt is not
 	// after now, oldest first, and reports how many it deleted.
-	DeleteEndedSessions(now time.Time, limit int) (int, error)
+	DeleteEndedSessions(ctx context.Context, now time.Time, limit int) (int, error)
 
-	// Deleting a guest's last session marks the guest orphaned (OrphanedAt);
-	// storing a new session for it clears the mark.
+	// Deleting a guest's last session (by any of the three methods above)
+	// sets its OrphanedAt, to the backend's clock; storing a session for it
+	// clears it.
 
 	// GetDevice reads the device key bound to kid (ErrNotFound if none).
-	GetDevice(kid string) (*Device, error)
-	// PutChallenge stores a single-use challenge under the SHA-256 of token.
-	PutChallenge(token string, c Challenge) error
-	// ConsumeChallenge deletes and returns the challenge of token in one
-	// transaction, so concurrent callers cannot both get it (ErrNotFound if
-	// it is unknown, already consumed or expired at now). The caller checks
-	// its purpose. Both challenge methods also delete a bounded number of
-	// expired challenges.
-	ConsumeChallenge(token string, now time.Time) (*Challenge, error)
+	GetDevice(ctx context.Context, kid string) (*Device, error)
+	// PutChallenge stores a single-use challenge under the SHA-256 of token
+	// (ErrExists if that token is stored). Only the hash is stored.
+	PutChallenge(ctx context.Context, token string, c Challenge) error
+	// ConsumeChallenge deletes and returns the challenge of token at once,
+	// so of concurrent callers exactly one gets it (ErrNotFound if it is
+	// unknown, already consumed or expired at now). Both challenge methods
+	// may also delete a bounded number of expired challenges.
+	ConsumeChallenge(ctx context.Context, token string, now time.Time) (*Challenge, error)
 
-	// GuestCounts reports how many guests exist and how many are kept.
-	GuestCounts() (live, kept int64, err error)
+	// Population queries. GuestCounts reports how many users have tag
+	// guest-user and how many of those are Kept.
+	GuestCounts(ctx context.Context) (live, kept int64, err error)
+	// TouchUsers raises users' LastActiveAt to the given times in one
+	// write; times not newer than the stored one, and unknown users, are
+	// skipped. It reports how many users it changed.
+	TouchUsers(ctx context.Context, at map[string]time.Time) (int, error)
+	// ScanIdleGuests calls fn for each guest that is not Kept and whose
+	// ActiveAt is before before, oldest first, from one consistent read,
+	// until fn returns false.
+	ScanIdleGuests(ctx context.Context, before time.Time, fn func(u *User) bool) error
+	// ScanOrphans calls fn for each guest that is not Kept, has no
+	// DeviceKID and has OrphanedAt set, from one consistent read, until fn
+	// returns false.
+	ScanOrphans(ctx context.Context, fn func(u *User) bool) error
+	// DeleteUsersIf deletes, at once, each listed user (as DeleteUser does)
+	// for which pred, called with the current record, is true. Unknown ids
+	// are skipped. It returns the deleted users.
+	DeleteUsersIf(ctx context.Context, ids []string, pred func(u *User) bool) ([]User, error)
 
-	SigningKeys() ([]SigningKey, error)
-	AddSigningKey(k SigningKey) error
+	// SigningKeys returns the signing keys, oldest first.
+	SigningKeys(ctx context.Context) ([]SigningKey, error)
+	// AddSigningKey stores a key (ErrExists if its kid is).
+	AddSigningKey(ctx context.Context, k SigningKey) error
+
+	// Stats counts users, guests and sessions.
+	Stats(ctx context.Context) (*Stats, error)
+	// Backup writes a consistent copy of the whole store to w, while
+	// writers go on. size, when not nil, is called with the copy's exact
+	// length before anything is written.
+	Backup(ctx context.Context, w io.Writer, size func(n int64)) (int64, error)
+	// Describe names the store for logs and the admin API (a file path; a
+	// network store's address without credentials).
+	Describe() string
+	// IdentityCache is the cache Identity reads through. A backend shared
+	// by several processes invalidates it from the other processes' change
+	// notifications.
+	IdentityCache() *IdentityCache
 
 	Close() error
+}
+
+// Backend kinds.
+const (
+	KindBolt = "bolt"
+)
+
+// Config chooses and locates a backend.
+type Config struct {
+	// Kind is a registered backend kind (KindBolt when empty).
+	Kind string
+	// Location is where the store is: the bbolt file's path, a network
+	// store's address.
+	Location string
+	// LockTimeout bounds the wait for another process holding the store
+	// (for bbolt: the file lock).
+	LockTimeout time.Duration
+	// IdentityCacheSize bounds the identity cache (0: the default;
+	// negative disables it).
+	IdentityCacheSize int
+}
+
+// Opener opens a backend of one kind.
+type Opener func(ctx context.Context, cfg Config) (Backend, error)
+
+var (
+	registryMu sync.RWMutex
+	registry   = map[string]Opener{}
+)
+
+// Register makes a backend kind available to Open. Registering a kind twice
+// panics.
+func Register(kind string, open Opener) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if _, dup := registry[kind]; dup || kind == "" || open == nil {
+		panic(fmt.Sprintf("storage: bad or duplicate registration of backend %q", kind))
+	}
+	registry[kind] = open
+}
+
+// Kinds lists the registered backend kinds, sorted.
+func Kinds() []string {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	kinds := make([]string, 0, len(registry))
+	for k := range registry {
+		kinds = append(kinds, k)
+	}
+	slices.Sort(kinds)
+	return kinds
+}
+
+// Open opens the backend cfg names.
+func Open(ctx context.Context, cfg Config) (Backend, error) {
+	if cfg.Kind == "" {
+		cfg.Kind = KindBolt
+	}
+	registryMu.RLock()
+	open := registry[cfg.Kind]
+	registryMu.RUnlock()
+	if open == nil {
+		return nil, fmt.Errorf("unknown storage kind %q (known: %s)", cfg.Kind, strings.Join(Kinds(), ", "))
+	}
+	if err := ctxErr(ctx); err != nil {
+		return nil, err
+	}
+	return open(ctx, cfg)
 }

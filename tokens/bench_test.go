@@ -5,6 +5,7 @@ package tokens_test
 // (one access and one ID token, so two signatures), per algorithm.
 
 import (
+	"context"
 	"sync"
 	"testing"
 	"time"
@@ -22,13 +23,13 @@ type benchKeys struct {
 	keys []storage.SigningKey
 }
 
-func (m *benchKeys) SigningKeys() ([]storage.SigningKey, error) {
+func (m *benchKeys) SigningKeys(context.Context) ([]storage.SigningKey, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return append([]storage.SigningKey(nil), m.keys...), nil
 }
 
-func (m *benchKeys) AddSigningKey(k storage.SigningKey) error {
+func (m *benchKeys) AddSigningKey(_ context.Context, k storage.SigningKey) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.keys = append(m.keys, k)
@@ -41,11 +42,11 @@ var benchNow = time.Date(2030, 6, 1, 12, 0, 0, 0, time.UTC)
 // Run it outside b.Run's function: that one is called again for each b.N.
 func benchSetup(b *testing.B, alg jwa.SignatureAlgorithm) (*tokens.Keyring, tokens.Grant, tokens.Subject) {
 	b.Helper()
-	k, err := tokens.LoadKeyring(&benchKeys{})
+	k, err := tokens.LoadKeyring(context.Background(), &benchKeys{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := k.EnsureSigner(alg); err != nil {
+	if err := k.EnsureSigner(context.Background(), alg); err != nil {
 		b.Fatal(err)
 	}
 	g := tokens.Grant{Alg: alg, Issuer: "https://auth.example.com", ClientID: "app", Scope: "openid", Now: benchNow, AccessTTL: time.Hour, IDTTL: time.Hour}

@@ -2,6 +2,7 @@ package tokens_test
 
 import (
 	"bytes"
+	"context"
 	"path/filepath"
 	"testing"
 
@@ -14,16 +15,16 @@ import (
 func TestDeriveSecret(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "keys.db")
-	st, err := storage.OpenBolt(path, storage.Options{})
+	st, err := storage.Open(context.Background(), storage.Config{Location: path})
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := tokens.LoadKeyring(st)
+	k, err := tokens.LoadKeyring(context.Background(), st)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, alg := range tokens.Algorithms {
-		if err := k.EnsureSigner(alg); err != nil {
+		if err := k.EnsureSigner(context.Background(), alg); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -45,12 +46,12 @@ func TestDeriveSecret(t *testing.T) {
 	st.Close()
 
 	// The same secret after a restart: it is derived from the stored key.
-	st, err = storage.OpenBolt(path, storage.Options{})
+	st, err = storage.Open(context.Background(), storage.Config{Location: path})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	k2, err := tokens.LoadKeyring(st)
+	k2, err := tokens.LoadKeyring(context.Background(), st)
 	if err != nil {
 		t.Fatal(err)
 	}

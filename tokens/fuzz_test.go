@@ -1,6 +1,7 @@
 package tokens_test
 
 import (
+	"context"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,19 +14,19 @@ import (
 // FuzzVerify: whatever bytes arrive as a bearer token, Verify never panics
 // and accepts nothing but the tokens the keyring minted.
 func FuzzVerify(f *testing.F) {
-	st, err := storage.OpenBolt(filepath.Join(f.TempDir(), "fuzz.db"), storage.Options{})
+	st, err := storage.Open(context.Background(), storage.Config{Location: filepath.Join(f.TempDir(), "fuzz.db")})
 	if err != nil {
 		f.Fatal(err)
 	}
 	defer st.Close()
-	keys, err := tokens.LoadKeyring(st)
+	keys, err := tokens.LoadKeyring(context.Background(), st)
 	if err != nil {
 		f.Fatal(err)
 	}
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	minted := map[string]bool{}
 	for _, alg := range tokens.Algorithms {
-		if err := keys.EnsureSigner(alg); err != nil {
+		if err := keys.EnsureSigner(context.Background(), alg); err != nil {
 			f.Fatal(err)
 		}
 		m, err := keys.Mint(tokens.Grant{Alg: alg, Issuer: "https://iss", ClientID: "app", Scope: "openid", Now: now, AccessTTL: time.Hour, IDTTL: time.Hour},

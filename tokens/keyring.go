@@ -7,6 +7,7 @@
 package tokens
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -41,8 +42,8 @@ func ParseAlgorithm(name string) (jwa.SignatureAlgorithm, error) {
 
 // KeyStore persists signing keys.
 type KeyStore interface {
-	SigningKeys() ([]storage.SigningKey, error)
-	AddSigningKey(k storage.SigningKey) error
+	SigningKeys(ctx context.Context) ([]storage.SigningKey, error)
+	AddSigningKey(ctx context.Context, k storage.SigningKey) error
 }
 
 type signingKey struct {
@@ -71,16 +72,16 @@ type Keyring struct {
 }
 
 // LoadKeyring reads every stored key.
-func LoadKeyring(store KeyStore) (*Keyring, error) {
+func LoadKeyring(ctx context.Context, store KeyStore) (*Keyring, error) {
 	k := &Keyring{store: store}
-	if err := k.reload(); err != nil {
+	if err := k.reload(ctx); err != nil {
 		return nil, err
 	}
 	return k, nil
 }
 
-func (k *Keyring) reload() error {
-	stored, err := k.store.SigningKeys()
+func (k *Keyring) reload(ctx context.Context) error {
+	stored, err := k.store.SigningKeys(ctx)
 	if err != nil {
 		return fmt.Errorf("loading signing keys: %w", err)
 	}
@@ -133,7 +134,7 @@ func (k *Keyring) JWKS() []byte { return k.state.Load().jwks }
 
 // EnsureSigner makes sure a signing key exists for alg, generating and
 // persisting one if needed. Call it at provisioning time, not per request.
-func (k *Keyring) EnsureSigner(alg jwa.SignatureAlgorithm) error {
+func (k *Keyring) EnsureSigner(ctx context.Context, alg jwa.SignatureAlgorithm) error {
 	if k.state.Load().signers[alg] != nil {
 		return nil
 	}
@@ -159,10 +160,10 @@ func (k *Keyring) EnsureSigner(alg jwa.SignatureAlgorithm) error {
 	if err != nil {
 		return err
 	}
-	if err := k.store.AddSigningKey(storage.SigningKey{KID: kid, Alg: string(alg), CreatedAt: time.Now().UTC(), JWK: raw}); err != nil {
+	if err := k.store.AddSigningKey(ctx, storage.SigningKey{KID: kid, Alg: string(alg), CreatedAt: time.Now().UTC(), JWK: raw}); err != nil {
 		return fmt.Errorf("persisting signing key: %w", err)
 	}
-	return k.reload()
+	return k.reload(ctx)
 }
 
 func generate(alg jwa.SignatureAlgorithm) (crypto.Signer, error) {

@@ -1,6 +1,7 @@
 package tokens_test
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -30,13 +31,13 @@ type memKeys struct {
 	keys []storage.SigningKey
 }
 
-func (m *memKeys) SigningKeys() ([]storage.SigningKey, error) {
+func (m *memKeys) SigningKeys(context.Context) ([]storage.SigningKey, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return append([]storage.SigningKey(nil), m.keys...), nil
 }
 
-func (m *memKeys) AddSigningKey(k storage.SigningKey) error {
+func (m *memKeys) AddSigningKey(_ context.Context, k storage.SigningKey) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.keys = append(m.keys, k)
@@ -49,12 +50,12 @@ var now0 = time.Date(2030, 6, 1, 12, 0, 0, 0, time.UTC)
 
 func newKeyring(t *testing.T, algs ...jwa.SignatureAlgorithm) *tokens.Keyring {
 	t.Helper()
-	k, err := tokens.LoadKeyring(&memKeys{})
+	k, err := tokens.LoadKeyring(context.Background(), &memKeys{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, alg := range algs {
-		if err := k.EnsureSigner(alg); err != nil {
+		if err := k.EnsureSigner(context.Background(), alg); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -188,33 +189,33 @@ func TestMintAndVerifyEachAlgorithm(t *testing.T) {
 func TestKeyringPersistsKeys(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "keys.db")
-	st, err := storage.OpenBolt(path, storage.Options{})
+	st, err := storage.Open(context.Background(), storage.Config{Location: path})
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := tokens.LoadKeyring(st)
+	k, err := tokens.LoadKeyring(context.Background(), st)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := k.EnsureSigner(jwa.ES256); err != nil {
+	if err := k.EnsureSigner(context.Background(), jwa.ES256); err != nil {
 		t.Fatal(err)
 	}
 	m := mint(t, k, grant(jwa.ES256), subject)
 	st.Close()
 
-	st, err = storage.OpenBolt(path, storage.Options{})
+	st, err = storage.Open(context.Background(), storage.Config{Location: path})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	k2, err := tokens.LoadKeyring(st)
+	k2, err := tokens.LoadKeyring(context.Background(), st)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := k2.EnsureSigner(jwa.ES256); err != nil {
+	if err := k2.EnsureSigner(context.Background(), jwa.ES256); err != nil {
 		t.Fatal(err)
 	}
-	if keys, _ := st.SigningKeys(); len(keys) != 1 {
+	if keys, _ := st.SigningKeys(context.Background()); len(keys) != 1 {
 		t.Fatalf("EnsureSigner made a new key although one was stored: %d keys", len(keys))
 	}
 	if _, err := verifierAt(k2, now0).Verify(m.AccessToken, issuer); err != nil {
