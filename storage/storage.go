@@ -166,7 +166,7 @@ type Backend interface {
 	// after now, oldest first, and reports how many it deleted.
 	DeleteEndedSessions(ctx context.Context, now time.Time, limit int) (int, error)
 
-	// Deleting a guest's last session (by any of the three methods above)
+	// Deleting an ephemeral user's last session (by any of the methods above)
 	// sets its OrphanedAt, to the backend's clock; storing a session for it
 	// clears it.
 
@@ -188,11 +188,12 @@ type Backend interface {
 	// write; times not newer than the stored one, and unknown users, are
 	// skipped. It reports how many users it changed.
 	TouchUsers(ctx context.Context, at map[string]time.Time) (int, error)
-	// ScanIdleGuests calls fn for each guest that is not Kept and whose
+	// ScanIdleGuests calls fn for each ephemeral user (User.Ephemeral: a
+	// guest or a passwordless normal user) that is not Kept and whose
 	// ActiveAt is before before, oldest first, from one consistent read,
 	// until fn returns false.
 	ScanIdleGuests(ctx context.Context, before time.Time, fn func(u *User) bool) error
-	// ScanOrphans calls fn for each guest that is not Kept, has no
+	// ScanOrphans calls fn for each ephemeral user that is not Kept, has no
 	// DeviceKID and has OrphanedAt set, from one consistent read, until fn
 	// returns false.
 	ScanOrphans(ctx context.Context, fn func(u *User) bool) error

@@ -570,6 +570,7 @@ func testOrphanMark(t *testing.T, st storage.Backend) {
 	mustPutSession(t, st, NewSession("a2", "g1"))
 	normal := NewUser("n1", "n1")
 	normal.Tag = storage.TagNormal
+	normal.PasswordHash = "$argon2id$x" // a real account: not ephemeral
 	mustCreate(t, st, normal, NewSession("b1", "n1"), nil)
 
 	if err := st.DeleteSession(bg, "a1"); err != nil {
@@ -770,6 +771,7 @@ func testGuestCounts(t *testing.T, st storage.Backend) {
 	mustCreate(t, st, NewUser("g3", "g3"), nil, nil)
 	n := NewUser("n1", "n1")
 	n.Tag = storage.TagNormal
+	n.PasswordHash = "$argon2id$x" // a real account: not ephemeral
 	mustCreate(t, st, n, nil, nil)
 	if l, k := counts(t, st); l != 3 || k != 0 {
 		t.Fatalf("after creates: %d, %d", l, k)
@@ -855,6 +857,7 @@ func testScanIdleGuests(t *testing.T, st storage.Backend) {
 	}
 	n := NewUser("n1", "n1")
 	n.Tag = storage.TagNormal
+	n.PasswordHash = "$argon2id$x" // a real account: not ephemeral
 	mustCreate(t, st, n, nil, nil)
 	k := NewUser("k1", "k1")
 	k.Kept = true
@@ -875,7 +878,15 @@ func testScanIdleGuests(t *testing.T, st storage.Backend) {
 	if _, err := st.UpdateUser(bg, "g3", func(u *storage.User) error { u.Kept = true; return nil }); err != nil {
 		t.Fatal(err)
 	}
+	// A name-only upgrade leaves an ephemeral user (no password) in the
+	// index; setting a password takes it out.
 	if _, err := st.UpdateUser(bg, "g2", func(u *storage.User) error { u.Tag = storage.TagNormal; u.Name = "up"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(scanIdle(t, st, T0.Add(time.Hour), 100)); got != "[g2 g1 g0 g4]" {
+		t.Fatalf("after touch, keep and a name-only upgrade: %s", got)
+	}
+	if _, err := st.UpdateUser(bg, "g2", func(u *storage.User) error { u.PasswordHash = "$argon2id$x"; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.DeleteUser(bg, "g1"); err != nil {
@@ -913,6 +924,7 @@ func testScanOrphans(t *testing.T, st storage.Backend) {
 	mustCreate(t, st, k, NewSession("s4", "k1"), nil)
 	n := NewUser("n1", "n1")
 	n.Tag = storage.TagNormal
+	n.PasswordHash = "$argon2id$x" // a real account: not ephemeral
 	mustCreate(t, st, n, NewSession("s5", "n1"), nil)
 	if got := scanOrphans(t, st); len(got) != 0 {
 		t.Fatalf("orphans while every user has a session: %v", got)
@@ -1023,6 +1035,7 @@ func testStats(t *testing.T, st storage.Backend) {
 	mustCreate(t, st, NewUser("g2", "guest_g2"), NewSession("s2", "g2"), nil)
 	normal := NewUser("n1", "alice")
 	normal.Tag = storage.TagNormal
+	normal.PasswordHash = "$argon2id$x" // a real account: not ephemeral
 	mustCreate(t, st, normal, NewSession("s3", "n1"), nil)
 	mustPutSession(t, st, NewSession("s4", "n1"))
 	if _, err := st.UpdateUser(bg, "g2", func(u *storage.User) error { u.Kept = true; return nil }); err != nil {
