@@ -1,12 +1,12 @@
 package accounts
 
 import (
-	"crypto/subtle"
 	"errors"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/guestauth/caddy-guestauth/internal/ctcmp"
 	"github.com/guestauth/caddy-guestauth/storage"
 	"github.com/guestauth/caddy-guestauth/tokens"
 )
@@ -43,7 +43,7 @@ func parseRefresh(token string, sess func(id string) (*storage.Session, error)) 
 		return nil, 0, false, err
 	}
 	want := refreshMAC(s.RefreshKey, s.ID, parts[1])
-	if subtle.ConstantTimeCompare([]byte(want), []byte(parts[2])) != 1 || gen > s.Generation {
+	if !ctcmp.Equal([]byte(want), []byte(parts[2])) || gen > s.Generation {
 		return nil, 0, false, nil
 	}
 	return s, gen, true, nil

@@ -21,6 +21,7 @@ import (
 
 	"github.com/guestauth/caddy-guestauth/accounts"
 	"github.com/guestauth/caddy-guestauth/events"
+	"github.com/guestauth/caddy-guestauth/internal/ctcmp"
 	"github.com/guestauth/caddy-guestauth/tokens"
 )
 
@@ -163,7 +164,8 @@ type Client struct {
 	// Default: `both`, or `keypair` for a public client.
 	Guests string `json:"guests,omitempty"`
 
-	secret []byte
+	secret    []byte
+	secretSum ctcmp.Digest // what presented secrets are compared with
 }
 
 // HeaderNames names the identity headers sent upstream. Every header of this
@@ -224,6 +226,7 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 	for i := range g.Clients {
 		c := &g.Clients[i]
 		c.secret = []byte(repl.ReplaceKnown(c.ClientSecret, ""))
+		c.secretSum = ctcmp.Sum(c.secret)
 		g.clients[c.ClientID] = c
 	}
 

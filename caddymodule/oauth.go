@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"bytes"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/guestauth/caddy-guestauth/accounts"
 	"github.com/guestauth/caddy-guestauth/events"
+	"github.com/guestauth/caddy-guestauth/internal/ctcmp"
 	"github.com/guestauth/caddy-guestauth/metrics"
 )
 
@@ -149,8 +149,9 @@ func readParams(w http.ResponseWriter, r *http.Request) (map[string]string, erro
 }
 
 // authenticateClient checks client_secret_basic or client_secret_post.
-// Secrets are compared in constant time, and an unknown client costs the
-// same comparison, so timing does not tell which client ids exist.
+// Secrets are compared in constant time as fixed-size digests (so neither
+// the secret nor its length shows in the timing), and an unknown client costs
+// the same comparison, so timing does not tell which client ids exist.
 func (g *GuestAuth) authenticateClient(r *http.Request, params map[string]string) (*Client, error) {
 	id, secret, basic := r.BasicAuth()
 	if basic {
@@ -174,18 +175,19 @@ func (g *GuestAuth) authenticateClient(r *http.Request, params map[string]string
 		}
 	}
 	c := g.clients[id]
-	want := dummySecret
+	want := &dummySecret
 	if c != nil {
-		want = c.secret
+		want = &c.secretSum
 	}
-	ok := subtle.ConstantTimeCompare([]byte(secret), want) == 1
+	ok := want.Matches([]byte(secret))
 	if c == nil || !ok {
 		return nil, clientError(basic, "Client authentication failed.")
 	}
 	return c, nil
 }
 
-var dummySecret = []byte("guest-auth-no-such-client-000000")
+// dummySecret is compared against for an unknown client_id.
+var dummySecret = ctcmp.Sum([]byte("guest-auth-no-such-client-000000"))
 
 func clientError(basic bool, desc string) error {
 	e := &httpError{status: http.StatusUnauthorized, err: &accounts.Error{Code: accounts.CodeInvalidClient, Description: desc}}
