@@ -47,6 +47,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    sweep_interval        <duration>
 //	    activity_flush_interval <duration>
 //	    keep_header           <Header-Name>
+//	    api_read_timeout      <duration>
 //	    webhook               <url> <secret>
 //	}
 //
@@ -71,7 +72,7 @@ func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				"storage": &g.StoragePath, "issuer": &g.Issuer, "signing_alg": &g.SigningAlg,
 				"require": &g.Require, "cookie": &g.Cookie,
 			}[key] = v
-		case "access_token_lifetime", "session_idle_timeout", "session_lifetime", "clock_skew", "sweep_interval", "activity_flush_interval":
+		case "access_token_lifetime", "session_idle_timeout", "session_lifetime", "clock_skew", "sweep_interval", "activity_flush_interval", "api_read_timeout":
 			var v string
 			if !d.AllArgs(&v) {
 				return d.ArgErr()
@@ -84,6 +85,7 @@ func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				"access_token_lifetime": &g.AccessTokenLifetime, "session_idle_timeout": &g.SessionIdleTimeout,
 				"session_lifetime": &g.SessionLifetime, "clock_skew": &g.ClockSkew,
 				"sweep_interval": &g.SweepInterval, "activity_flush_interval": &g.ActivityFlushInterval,
+				"api_read_timeout": &g.APIReadTimeout,
 			}[key] = caddy.Duration(dur)
 		case "client":
 			c, err := parseClient(d)

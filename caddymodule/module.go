@@ -125,6 +125,13 @@ type GuestAuth struct {
 	// JSON POSTs.
 	Webhook *Webhook `json:"webhook,omitempty"`
 
+	// The module's own endpoints (token, challenge, revoke, update-user,
+	// logout, ...) must receive the whole request body within this time of
+	// the request's headers, or are answered 408 and the connection closed,
+	// so slow clients (slowloris) cannot hold connections open. Proxied
+	// requests are not affected. Default: 10s.
+	APIReadTimeout caddy.Duration `json:"api_read_timeout,omitempty"`
+
 	// How many verified access tokens to remember, so repeat requests skip
 	// signature verification. Default: 10000. 0 disables the cache.
 	TokenCacheSize *int `json:"token_cache_size,omitempty"`
@@ -333,6 +340,9 @@ func (g *GuestAuth) setDefaults() {
 	if g.SweepInterval == 0 {
 		g.SweepInterval = caddy.Duration(10 * time.Minute)
 	}
+	if g.APIReadTimeout == 0 {
+		g.APIReadTimeout = caddy.Duration(10 * time.Second)
+	}
 	if g.ActivityFlushInterval == 0 {
 		g.ActivityFlushInterval = caddy.Duration(time.Minute)
 	}
@@ -400,6 +410,9 @@ func (g *GuestAuth) Validate() error {
 	if g.MaxLiveGuests < 0 || *g.GuestTTL < 0 || g.SweepInterval <= 0 || g.ActivityFlushInterval <= 0 {
 		return errors.New("max_live_guests and guest_ttl cannot be negative; sweep_interval and activity_flush_interval must be positive")
 	}
+	if g.APIReadTimeout < 0 {
+		return errors.New("api_read_timeout cannot be negative")
+	}
 	if *g.TokenCacheSize < 0 {
 		return errors.New("token_cache_size cannot be negative")
 	}
@@ -433,9 +446,20 @@ func (g *GuestAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	setUserPlaceholders(repl, nil)
 	if route, ok := g.routes[r.URL.Path]; ok {
+		g.setAPIReadDeadline(w)
 		return route(w, r)
 	}
 	return g.serveProxied(w, r, repl, next)
+}
+
+// setAPIReadDeadline bounds the time left to read the request body of the
+// module's endpoints. Protocols without per-request deadlines (HTTP/3) keep
+// the server's own timeouts.
+func (g *GuestAuth) setAPIReadDeadline(w http.ResponseWriter) {
+	err := http.NewResponseController(w).SetReadDeadline(time.Now().Add(time.Duration(g.APIReadTimeout)))
+	if err != nil && !errors.Is(err, http.ErrNotSupported) {
+		g.logger.Debug("setting the read deadline", zap.Error(err))
+	}
 }
 
 // issuerFor is the issuer for tokens minted or checked on r.
