@@ -41,6 +41,8 @@ type Config struct {
 	Argon2 Argon2Params
 	// Guests limits guest creation.
 	Guests GuestLimits
+	// Challenges limits device challenge issuance.
+	Challenges ChallengeLimits
 	// Activity, when set, records users' activity (see Activity).
 	Activity *Activity
 }
@@ -57,8 +59,9 @@ type Service struct {
 	// guest creation limits
 	byIPCreate *Throttle
 	global     *Throttle
-	// device challenge issuance per IP
+	// device challenge issuance per IP and for the whole site
 	byIPChallenge *Throttle
+	challengeAll  *Throttle
 }
 
 // New makes a Service. now is the clock (time.Now when nil); tests inject one.
@@ -85,7 +88,8 @@ func New(store storage.Store, keys *tokens.Keyring, cfg Config, now func() time.
 		byIP:          NewThrottle(cfg.IPLimit, now),
 		byIPCreate:    NewThrottle(cfg.Guests.PerIP, now),
 		global:        NewThrottle(cfg.Guests.Global, now),
-		byIPChallenge: NewThrottle(challengeLimit, now),
+		byIPChallenge: NewThrottle(cfg.Challenges.PerIP, now),
+		challengeAll:  NewThrottle(cfg.Challenges.Global, now),
 	}, nil
 }
 

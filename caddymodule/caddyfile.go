@@ -42,6 +42,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    token_cache_size      <n>
 //	    signin_limit          account|ip <burst> <interval>
 //	    guest_limit           ip|global <burst> <interval>
+//	    challenge_limit       ip|global <burst> <interval>
+//	    ip_key_prefix         <ipv4 bits> <ipv6 bits>
 //	    max_live_guests       <n>
 //	    guest_ttl             <duration>
 //	    sweep_interval        <duration>
@@ -106,7 +108,7 @@ func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("unknown header %q (want user_id, user_name, user_tag or user_anonymous)", which)
 			}
 			*field = name
-		case "signin_limit", "guest_limit":
+		case "signin_limit", "guest_limit", "challenge_limit":
 			var which, burst, interval string
 			if !d.AllArgs(&which, &burst, &interval) {
 				return d.ArgErr()
@@ -121,14 +123,27 @@ func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			l := &RateLimit{Burst: n, Interval: caddy.Duration(dur)}
 			targets := map[string]map[string]**RateLimit{
-				"signin_limit": {"account": &g.SignInAccountLimit, "ip": &g.SignInIPLimit},
-				"guest_limit":  {"ip": &g.GuestLimitIP, "global": &g.GuestLimitGlobal},
+				"signin_limit":    {"account": &g.SignInAccountLimit, "ip": &g.SignInIPLimit},
+				"guest_limit":     {"ip": &g.GuestLimitIP, "global": &g.GuestLimitGlobal},
+				"challenge_limit": {"ip": &g.ChallengeLimitIP, "global": &g.ChallengeLimitGlobal},
 			}[key]
 			target, ok := targets[which]
 			if !ok {
 				return d.Errf("%s: unknown limit %q", key, which)
 			}
 			*target = l
+		case "ip_key_prefix":
+			var v4, v6 string
+			if !d.AllArgs(&v4, &v6) {
+				return d.ArgErr()
+			}
+			var err error
+			if g.IPPrefixV4, err = strconv.Atoi(v4); err != nil {
+				return d.Errf("ip_key_prefix IPv4 bits: %v", err)
+			}
+			if g.IPPrefixV6, err = strconv.Atoi(v6); err != nil {
+				return d.Errf("ip_key_prefix IPv6 bits: %v", err)
+			}
 		case "max_live_guests":
 			var v string
 			if !d.AllArgs(&v) {
@@ -138,7 +153,7 @@ func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err != nil {
 				return d.Errf("max_live_guests: %v", err)
 			}
-			g.MaxLiveGuests = n
+			g.MaxLiveGuests = &n
 		case "guest_ttl":
 			var v string
 			if !d.AllArgs(&v) {

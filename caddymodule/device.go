@@ -95,7 +95,7 @@ func (g *GuestAuth) anonymousRequestGrant(r *http.Request, client *Client, param
 	if jwt == "" {
 		return nil, badRequest("The jwt parameter is missing.")
 	}
-	res, err := g.svc.AnonymousRequest(g.issuerFor(r), client.ClientID, clientIP(r), jwt)
+	res, err := g.svc.AnonymousRequest(g.issuerFor(r), client.ClientID, g.limitKey(r), jwt)
 	if err != nil {
 		if errors.Is(err, accounts.ErrNotAGuest) {
 			g.logger.Info("device.refused_not_guest", zap.String("client_id", client.ClientID))
@@ -170,7 +170,7 @@ func (g *GuestAuth) serveChallenge(w http.ResponseWriter, r *http.Request) error
 	if purpose == nil {
 		return writeAuthgearError(w, http.StatusBadRequest, "Invalid", "ValidationFailed", "The purpose is required.")
 	}
-	c, err := g.svc.NewChallenge(*purpose, clientIP(r))
+	c, err := g.svc.NewChallenge(*purpose, g.limitKey(r))
 	var ae *accounts.Error
 	var te *accounts.ThrottledError
 	if errors.As(err, &te) {

@@ -56,3 +56,68 @@ func TestAPIReadTimeoutCutsOffSlowBodies(t *testing.T) {
 	// A normal request on the same server is unaffected.
 	s.createGuest()
 }
+
+// startBehindProxy starts guest_auth with 127.0.0.1 as a trusted proxy, so
+// each request chooses its client IP with X-Forwarded-For.
+func startBehindProxy(t *testing.T, options string) *server {
+	t.Helper()
+	s := newServer(t)
+	s.Start(strings.Replace(s.siteConfig(options), "persist_config off\n",
+		"persist_config off\n\tservers {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t\tclient_ip_headers X-Forwarded-For\n\t}\n", 1))
+	return s
+}
+
+func wantStatus(t *testing.T, what string, r *response, status int) {
+	t.Helper()
+	if r.Status != status {
+		t.Fatalf("%s: %d %s, want %d", what, r.Status, r.Body, status)
+	}
+}
+
+// Per-IP limits count an IPv6 client's /64, not its exact address: a
+// client rotating addresses within its /64 still has one bucket.
+func TestPerIPLimitsKeyIPv6ByPrefix(t *testing.T) {
+	t.Parallel()
+	s := startBehindProxy(t, "guest_limit ip 2 1h")
+	wantStatus(t, "first address of a /64", s.tryGuest("2001:db8:1:2::1"), http.StatusOK)
+	wantStatus(t, "second address of the /64", s.tryGuest("2001:db8:1:2:ffff:ffff:ffff:fffe"), http.StatusOK)
+	wantLimited(t, s.tryGuest("2001:db8:1:2::abcd"))
+	wantStatus(t, "the next /64", s.tryGuest("2001:db8:1:3::1"), http.StatusOK)
+	// IPv4 keys on the whole address; an IPv4-mapped IPv6 address is the
+	// IPv4 address.
+	wantStatus(t, "IPv4", s.tryGuest("203.0.113.1"), http.StatusOK)
+	wantStatus(t, "IPv4 mapped", s.tryGuest("::ffff:203.0.113.1"), http.StatusOK)
+	wantLimited(t, s.tryGuest("203.0.113.1"))
+	wantStatus(t, "another IPv4 address", s.tryGuest("203.0.113.2"), http.StatusOK)
+}
+
+func TestIPKeyPrefixIsConfigurable(t *testing.T) {
+	t.Parallel()
+	s := startBehindProxy(t, "guest_limit ip 1 1h\n\t\tip_key_prefix 24 48")
+	wantStatus(t, "IPv4", s.tryGuest("198.51.100.1"), http.StatusOK)
+	wantLimited(t, s.tryGuest("198.51.100.200")) // same /24
+	wantStatus(t, "the next /24", s.tryGuest("198.51.101.1"), http.StatusOK)
+	wantStatus(t, "IPv6", s.tryGuest("2001:db8:5:1::1"), http.StatusOK)
+	wantLimited(t, s.tryGuest("2001:db8:5:2::1")) // same /48
+}
+
+func (s *server) tryChallenge(xff string) *response {
+	s.t.Helper()
+	return s.postJSON("/oauth2/challenge", map[string]string{"purpose": "anonymous_request"}, "X-Forwarded-For", xff)
+}
+
+// Challenges are limited per client network and, whatever the number of
+// networks, for the whole site.
+func TestChallengeLimits(t *testing.T) {
+	t.Parallel()
+	s := startBehindProxy(t, "challenge_limit ip 1 1h\n\t\tchallenge_limit global 3 1h")
+	wantStatus(t, "IPv6 client", s.tryChallenge("2001:db8:7:7::1"), http.StatusOK)
+	wantLimited(t, s.tryChallenge("2001:db8:7:7::2"))
+	wantStatus(t, "IPv4 client", s.tryChallenge("192.0.2.1"), http.StatusOK)
+	wantStatus(t, "another IPv4 client", s.tryChallenge("192.0.2.2"), http.StatusOK)
+	r := s.tryChallenge("192.0.2.3") // a fresh client, but the site's ceiling is reached
+	wantLimited(t, r)
+	if !strings.Contains(string(r.Body), "RateLimited") {
+		t.Fatalf("429 body: %s", r.Body)
+	}
+}

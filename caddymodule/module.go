@@ -88,16 +88,35 @@ type GuestAuth struct {
 	// trusted_proxies). Default: 20, 10s.
 	SignInIPLimit *RateLimit `json:"signin_ip_limit,omitempty"`
 
+	// Every per-IP limit (sign-in, guest creation, challenges, name changes)
+	// counts a client's network rather than its exact address: the first
+	// IPPrefixV4 bits of an IPv4 address (default 32, the address) and the
+	// first IPPrefixV6 bits of an IPv6 address (default 64: one end site's
+	// /64, within which a client can pick any of 2^64 addresses). An
+	// IPv4-mapped IPv6 address counts as IPv4.
+	IPPrefixV4 int `json:"ip_prefix_v4,omitempty"`
+	IPPrefixV6 int `json:"ip_prefix_v6,omitempty"`
+
 	// Guest creations allowed per client IP at once, then one more per
 	// interval. Default: 30, 1m (about 60 an hour sustained).
 	GuestLimitIP *RateLimit `json:"guest_limit_ip,omitempty"`
 
 	// Guest creations allowed for the whole site at once, then one more per
-	// interval. Default: 500, 20ms (50 a second sustained).
+	// interval. Default: 100, 100ms (10 a second sustained, 36000 an hour).
 	GuestLimitGlobal *RateLimit `json:"guest_limit_global,omitempty"`
 
-	// Most guests that may exist at once; 0 (default) means no cap.
-	MaxLiveGuests int64 `json:"max_live_guests,omitempty"`
+	// Most guests that may exist at once; further creations are answered
+	// 429 until guests upgrade or expire. Default: 100000. 0 means no cap.
+	MaxLiveGuests *int64 `json:"max_live_guests,omitempty"`
+
+	// Device challenges (POST /oauth2/challenge; each is a store write)
+	// allowed per client IP at once, then one more per interval.
+	// Default: 60, 1s.
+	ChallengeLimitIP *RateLimit `json:"challenge_limit_ip,omitempty"`
+
+	// The same for the whole site. Default: 200, 50ms (20 a second
+	// sustained).
+	ChallengeLimitGlobal *RateLimit `json:"challenge_limit_global,omitempty"`
 
 	// Guests with no activity for this long are deleted, with their
 	// sessions, unless kept. Orphaned guests (no device key and no session
@@ -280,7 +299,11 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		Guests: accounts.GuestLimits{
 			PerIP:   g.GuestLimitIP.limit(),
 			Global:  g.GuestLimitGlobal.limit(),
-			MaxLive: g.MaxLiveGuests,
+			MaxLive: *g.MaxLiveGuests,
+		},
+		Challenges: accounts.ChallengeLimits{
+			PerIP:  g.ChallengeLimitIP.limit(),
+			Global: g.ChallengeLimitGlobal.limit(),
 		},
 		Activity: g.activity,
 	}, g.now)
@@ -327,11 +350,27 @@ func (g *GuestAuth) setDefaults() {
 	if g.SignInIPLimit == nil {
 		g.SignInIPLimit = &RateLimit{Burst: 20, Interval: caddy.Duration(10 * time.Second)}
 	}
+	if g.IPPrefixV4 == 0 {
+		g.IPPrefixV4 = 32
+	}
+	if g.IPPrefixV6 == 0 {
+		g.IPPrefixV6 = 64
+	}
 	if g.GuestLimitIP == nil {
 		g.GuestLimitIP = &RateLimit{Burst: 30, Interval: caddy.Duration(time.Minute)}
 	}
 	if g.GuestLimitGlobal == nil {
-		g.GuestLimitGlobal = &RateLimit{Burst: 500, Interval: caddy.Duration(20 * time.Millisecond)}
+		g.GuestLimitGlobal = &RateLimit{Burst: 100, Interval: caddy.Duration(100 * time.Millisecond)}
+	}
+	if g.MaxLiveGuests == nil {
+		n := int64(100_000)
+		g.MaxLiveGuests = &n
+	}
+	if g.ChallengeLimitIP == nil {
+		g.ChallengeLimitIP = &RateLimit{Burst: 60, Interval: caddy.Duration(time.Second)}
+	}
+	if g.ChallengeLimitGlobal == nil {
+		g.ChallengeLimitGlobal = &RateLimit{Burst: 200, Interval: caddy.Duration(50 * time.Millisecond)}
 	}
 	if g.GuestTTL == nil {
 		ttl := caddy.Duration(30 * 24 * time.Hour)
@@ -402,13 +441,16 @@ func (g *GuestAuth) Validate() error {
 	if g.ClockSkew < 0 || g.ClockSkew > caddy.Duration(5*time.Minute) {
 		return errors.New("clock_skew must be between 0 and 5m")
 	}
-	for _, l := range []*RateLimit{g.SignInAccountLimit, g.SignInIPLimit, g.GuestLimitIP, g.GuestLimitGlobal} {
+	for _, l := range []*RateLimit{g.SignInAccountLimit, g.SignInIPLimit, g.GuestLimitIP, g.GuestLimitGlobal, g.ChallengeLimitIP, g.ChallengeLimitGlobal} {
 		if l.Burst < 0 || (l.Burst > 0 && l.Interval <= 0) {
 			return errors.New("a limit needs a burst >= 0 and a positive interval")
 		}
 	}
-	if g.MaxLiveGuests < 0 || *g.GuestTTL < 0 || g.SweepInterval <= 0 || g.ActivityFlushInterval <= 0 {
+	if *g.MaxLiveGuests < 0 || *g.GuestTTL < 0 || g.SweepInterval <= 0 || g.ActivityFlushInterval <= 0 {
 		return errors.New("max_live_guests and guest_ttl cannot be negative; sweep_interval and activity_flush_interval must be positive")
+	}
+	if g.IPPrefixV4 < 1 || g.IPPrefixV4 > 32 || g.IPPrefixV6 < 1 || g.IPPrefixV6 > 128 {
+		return errors.New("ip_prefix_v4 must be between 1 and 32, ip_prefix_v6 between 1 and 128")
 	}
 	if g.APIReadTimeout < 0 {
 		return errors.New("api_read_timeout cannot be negative")

@@ -299,7 +299,7 @@ func (g *GuestAuth) tokenGrant(w http.ResponseWriter, r *http.Request) (*account
 		if err := client.allowGuests(GuestsCode); err != nil {
 			return nil, err
 		}
-		issued, err := g.svc.CreateGuest(g.issuerFor(r), client.ClientID, clientIP(r))
+		issued, err := g.svc.CreateGuest(g.issuerFor(r), client.ClientID, g.limitKey(r))
 		if err != nil {
 			return nil, err
 		}
@@ -312,7 +312,7 @@ func (g *GuestAuth) tokenGrant(w http.ResponseWriter, r *http.Request) (*account
 		if username == "" || password == "" {
 			return nil, badRequest("The username and password parameters are required.")
 		}
-		issued, err := g.svc.PasswordSignIn(g.issuerFor(r), client.ClientID, username, password, clientIP(r))
+		issued, err := g.svc.PasswordSignIn(g.issuerFor(r), client.ClientID, username, password, g.limitKey(r))
 		var te *accounts.ThrottledError
 		var ae *accounts.Error
 		if errors.As(err, &ae) && ae.Code == accounts.CodeInvalidGrant {
