@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -31,6 +32,10 @@ type Config struct {
 	SessionLifetime time.Duration
 	// Skew is the clock skew tolerated when checking tokens.
 	Skew time.Duration
+	// Audiences are the client ids whose access tokens Authenticate and
+	// Revoke accept (the token's aud): the site's clients. With none, no
+	// access token is accepted.
+	Audiences []string
 	// CacheSize bounds the verified-token cache (0 disables it).
 	CacheSize int
 	// AccountLimit and IPLimit throttle failed password checks per account
@@ -83,7 +88,7 @@ func New(store storage.Store, keys *tokens.Keyring, cfg Config, now func() time.
 		keys:          keys,
 		cfg:           cfg,
 		now:           now,
-		verifier:      &tokens.Verifier{Keys: keys, Skew: cfg.Skew, Now: now, Cache: tokens.NewCache(cfg.CacheSize, now)},
+		verifier:      &tokens.Verifier{Keys: keys, Skew: cfg.Skew, Now: now, Cache: tokens.NewCache(cfg.CacheSize, now), Audiences: slices.Clone(cfg.Audiences)},
 		byAcct:        NewThrottle(cfg.AccountLimit, now),
 		byIP:          NewThrottle(cfg.IPLimit, now),
 		byIPCreate:    NewThrottle(cfg.Guests.PerIP, now),

@@ -2,6 +2,7 @@ package caddymodule_test
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -119,5 +120,126 @@ func TestChallengeLimits(t *testing.T) {
 	wantLimited(t, r)
 	if !strings.Contains(string(r.Body), "RateLimited") {
 		t.Fatalf("429 body: %s", r.Body)
+	}
+}
+
+// twoSites renders a config with guest_auth on s.Port and on port2, both on
+// s.DB, each with its own options.
+func (s *server) twoSites(port2 int, optsA, optsB string) string {
+	up := strings.TrimPrefix(s.Upstream.URL, "http://")
+	return fmt.Sprintf(`{
+	admin %s
+	persist_config off
+}
+http://127.0.0.1:%d {
+	guest_auth {
+		storage %s
+		%s
+	}
+	reverse_proxy %s
+}
+http://127.0.0.1:%d {
+	guest_auth {
+		storage %s
+		%s
+	}
+	reverse_proxy %s
+}
+`, s.Admin, s.Port, s.DB, optsA, up, port2, s.DB, optsB, up)
+}
+
+func (s *server) guestFor(port int, clientID, secret string) tokenSet {
+	s.t.Helper()
+	body := strings.NewReader(fmt.Sprintf(`{"grant_type":"authorization_code","code":"guest-user","client_id":%q,"client_secret":%q}`, clientID, secret))
+	resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/oauth/token", port), "application/json", body)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var ts tokenSet
+	if err := json.NewDecoder(resp.Body).Decode(&ts); err != nil || resp.StatusCode != http.StatusOK {
+		s.t.Fatalf("guest at port %d: %d %v", port, resp.StatusCode, err)
+	}
+	return ts
+}
+
+// getAt calls the app on port with token, sending host as the Host header.
+func (s *server) getAt(port int, host, token string) *response {
+	s.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/app", port), nil)
+	req.Host = host
+	req.Header.Set("Authorization", "Bearer "+token)
+	return s.exchange(req)
+}
+
+// Two sites sharing a storage file share signing keys. With the issuer
+// taken from each request's Host, a token of site A was accepted at site B
+// by sending A's Host; such a config is now refused at start.
+func TestSitesSharingAStoreNeedIssuers(t *testing.T) {
+	t.Parallel()
+	s := newServer(t)
+	portB := freePort(t)
+	clients := "client demo-app demo-secret"
+	for _, opts := range [][2]string{
+		{clients, clients},
+		{clients + "\n\t\tissuer http://127.0.0.1:" + fmt.Sprint(s.Port), clients},
+		{clients, clients + "\n\t\tissuer http://127.0.0.1:" + fmt.Sprint(portB)},
+	} {
+		err := s.tryStart(s.twoSites(portB, opts[0], opts[1]))
+		if err == nil {
+			s.Stop()
+			t.Fatalf("started with two sites on one store and not both issuers set: %q", opts)
+		}
+		if !strings.Contains(s.Logs(), "set issuer in each") {
+			t.Fatalf("the refusal does not say what to do:\n%s", s.Logs())
+		}
+	}
+
+	// With an issuer each, a token is accepted at its own site only,
+	// whatever Host is sent.
+	hostA, hostB := fmt.Sprintf("127.0.0.1:%d", s.Port), fmt.Sprintf("127.0.0.1:%d", portB)
+	s.Start(s.twoSites(portB, clients+"\n\t\tissuer http://"+hostA, clients+"\n\t\tissuer http://"+hostB))
+	ts := s.guestFor(s.Port, "demo-app", "demo-secret")
+	wantStatus(t, "at its own site", s.getAt(s.Port, hostA, ts.AccessToken), http.StatusOK)
+	before := s.Upstream.Hits()
+	for _, host := range []string{hostB, hostA} {
+		wantRefused(t, s, s.getAt(portB, host, ts.AccessToken), before)
+	}
+}
+
+// Sites naming the same issuer on one store are one authority, but each
+// accepts only tokens of the clients it configures (aud).
+func TestSharedIssuerSitesCheckAudience(t *testing.T) {
+	t.Parallel()
+	s := newServer(t)
+	portB := freePort(t)
+	s.Start(s.twoSites(portB,
+		"issuer http://auth.example.com\n\t\tclient app-a secret-a\n\t\tclient shared-app shared-secret",
+		"issuer http://auth.example.com\n\t\tclient app-b secret-b\n\t\tclient shared-app shared-secret"))
+	a := s.guestFor(s.Port, "app-a", "secret-a")
+	wantStatus(t, "app-a at site A", s.getAt(s.Port, "127.0.0.1", a.AccessToken), http.StatusOK)
+	before := s.Upstream.Hits()
+	r := s.getAt(portB, "127.0.0.1", a.AccessToken)
+	wantRefused(t, s, r, before)
+	if !strings.Contains(string(r.Body), "client this site does not serve") {
+		t.Fatalf("refusal: %s", r.Body)
+	}
+	shared := s.guestFor(s.Port, "shared-app", "shared-secret")
+	wantStatus(t, "a client both sites serve, at site B", s.getAt(portB, "127.0.0.1", shared.AccessToken), http.StatusOK)
+}
+
+// The discovery document names the request's origin when no issuer is
+// configured: it must not be stored by shared caches then.
+func TestDiscoveryCacheability(t *testing.T) {
+	t.Parallel()
+	s := startGuestAuth(t, "")
+	r := s.get("/.well-known/openid-configuration", "")
+	if cc := r.Header.Get("Cache-Control"); r.Status != http.StatusOK || !strings.Contains(cc, "no-store") || strings.Contains(cc, "public") {
+		t.Fatalf("discovery without issuer: %d Cache-Control %q", r.Status, cc)
+	}
+	c := startGuestAuth(t, "issuer https://auth.example.com")
+	r = c.get("/.well-known/openid-configuration", "")
+	if cc := r.Header.Get("Cache-Control"); r.Status != http.StatusOK || cc != "public, max-age=300" {
+		t.Fatalf("discovery with an issuer: %d Cache-Control %q", r.Status, cc)
 	}
 }

@@ -7,6 +7,7 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -41,7 +42,11 @@ type GuestAuth struct {
 
 	// Issuer URL written in tokens (`iss`) and served in the discovery
 	// document. Default: the origin of each request (scheme and host). Set
-	// it in production, especially behind a TLS-terminating proxy.
+	// it in production, especially behind a TLS-terminating proxy. Sites
+	// sharing a storage file share signing keys, so each of them must set
+	// its issuer (Caddy refuses to start otherwise): a token is accepted
+	// only under the issuer it was minted for, and only by a site that
+	// configures its client (`aud`).
 	Issuer string `json:"issuer,omitempty"`
 
 	// Clients allowed to use the token endpoint.
@@ -170,6 +175,7 @@ type GuestAuth struct {
 	issuer   string // configured issuer, without trailing slash
 	origin   string // scheme://host of the configured issuer
 	now      func() time.Time
+	config   <-chan struct{} // identifies the Caddy config this handler belongs to
 }
 
 // Client is an application that may request tokens.
@@ -242,6 +248,7 @@ func (GuestAuth) CaddyModule() caddy.ModuleInfo {
 // Provision sets defaults, resolves secrets and opens (or shares) the store.
 func (g *GuestAuth) Provision(ctx caddy.Context) error {
 	g.logger = ctx.Logger()
+	g.config = ctx.Done()
 	if g.now == nil {
 		g.now = time.Now
 	}
@@ -282,6 +289,9 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		g.poolKey = ""
 		return err
 	}
+	if err := g.shared.checkIssuer(g); err != nil {
+		return err
+	}
 
 	if err := g.setupEvents(ctx); err != nil {
 		return err
@@ -293,6 +303,7 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		SessionIdle:     time.Duration(g.SessionIdleTimeout),
 		SessionLifetime: time.Duration(g.SessionLifetime),
 		Skew:            time.Duration(g.ClockSkew),
+		Audiences:       slices.Collect(maps.Keys(g.clients)),
 		CacheSize:       *g.TokenCacheSize,
 		AccountLimit:    g.SignInAccountLimit.limit(),
 		IPLimit:         g.SignInIPLimit.limit(),

@@ -116,9 +116,9 @@ func TestAllSeriesExportedAndLintClean(t *testing.T) {
 			t.Errorf("metric %s lacks the caddy_guest_auth_ prefix", f.GetName())
 		}
 	}
-	// 5 plain counters, 4 limits + other, 6 reasons + other, 2 gauges.
-	if len(families) != 9 || series != 5+5+7+2 {
-		t.Errorf("%d families, %d series; want 9 and 19", len(families), series)
+	// 5 plain counters, 4 limits + other, 7 reasons + other, 2 gauges.
+	if len(families) != 9 || series != 5+5+8+2 {
+		t.Errorf("%d families, %d series; want 9 and 20", len(families), series)
 	}
 	problems, err := promlint.NewWithMetricFamilies(families).Lint()
 	if err != nil {

@@ -1,10 +1,12 @@
 package accounts_test
 
 import (
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/guestauth/caddy-guestauth/accounts"
+	"github.com/guestauth/caddy-guestauth/tokens"
 )
 
 // Challenge issuance is limited per client key and, across all keys, for
@@ -40,5 +42,29 @@ func TestChallengeLimits(t *testing.T) {
 	}
 	if n, err := f.store.CountChallenges(); err != nil || n != 4 {
 		t.Fatalf("%d challenges stored (%v); refused ones must write nothing", n, err)
+	}
+}
+
+// Authenticate accepts access tokens of the configured clients only: a
+// token minted (with the same keys and issuer) for a client this service
+// does not serve is refused as wrong_audience.
+func TestAuthenticateChecksAudience(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, defaultConfig()) // serves app, my-app, other-app
+	ok, err := f.svc.CreateGuest(issuer, "app", "192.0.2.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Authenticate(ok.Tokens.AccessToken, issuer); err != nil {
+		t.Fatalf("a token of a served client: %v", err)
+	}
+	foreign, err := f.svc.CreateGuest(issuer, "someone-elses-app", "192.0.2.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := f.svc.Authenticate(foreign.Tokens.AccessToken, issuer)
+	var inv *tokens.InvalidError
+	if !errors.As(err, &inv) || inv.Reason != tokens.ReasonAudience || id != nil {
+		t.Fatalf("Authenticate = %v, %v; want %s", id, err, tokens.ReasonAudience)
 	}
 }
