@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -33,6 +34,10 @@ type Config struct {
 	SessionLifetime time.Duration
 	// Skew is the clock skew tolerated when checking tokens.
 	Skew time.Duration
+	// Audiences are the client ids whose access tokens Authenticate and
+	// Revoke accept (the token's aud): the site's clients. With none, no
+	// access token is accepted.
+	Audiences []string
 	// CacheSize bounds the verified-token cache (0 disables it).
 	CacheSize int
 	// AccountLimit is the guess budget per account name of sign-ins
@@ -51,6 +56,8 @@ type Config struct {
 	Argon2 Argon2Params
 	// Guests limits guest creation.
 	Guests GuestLimits
+	// Challenges limits device challenge issuance.
+	Challenges ChallengeLimits
 	// Activity, when set, records users' activity (see Activity).
 	Activity *Activity
 	// NameUserLimit and NameIPLimit throttle username changes per user and
@@ -81,8 +88,9 @@ type Service struct {
 	// guest creation limits
 	byIPCreate *Throttle
 	global     *Throttle
-	// device challenge issuance per IP
+	// device challenge issuance per IP and for the whole site
 	byIPChallenge *Throttle
+	challengeAll  *Throttle
 	// username changes (profile.go)
 	names nameRules
 }
@@ -110,7 +118,7 @@ func New(ctx context.Context, store Store, keys *tokens.Keyring, cfg Config, now
 		keys:          keys,
 		cfg:           cfg,
 		now:           now,
-		verifier:      &tokens.Verifier{Keys: keys, Skew: cfg.Skew, Now: now, Cache: tokens.NewCache(cfg.CacheSize, now)},
+		verifier:      &tokens.Verifier{Keys: keys, Skew: cfg.Skew, Now: now, Cache: tokens.NewCache(cfg.CacheSize, now), Audiences: slices.Clone(cfg.Audiences)},
 		byAcct:        NewThrottle(cfg.AccountLimit, now),
 		byDevice:      NewThrottle(cfg.DeviceLimit, now),
 		hashesByAcct:  NewThrottle(cfg.AccountHashLimit, now),
@@ -118,7 +126,8 @@ func New(ctx context.Context, store Store, keys *tokens.Keyring, cfg Config, now
 		deviceKey:     deviceKey,
 		byIPCreate:    NewThrottle(cfg.Guests.PerIP, now),
 		global:        NewThrottle(cfg.Guests.Global, now),
-		byIPChallenge: NewThrottle(challengeLimit, now),
+		byIPChallenge: NewThrottle(cfg.Challenges.PerIP, now),
+		challengeAll:  NewThrottle(cfg.Challenges.Global, now),
 		names:         newNameRules(cfg, now),
 	}, nil
 }

@@ -60,6 +60,7 @@ func defaultConfig() accounts.Config {
 	return accounts.Config{
 		Alg: jwa.RS256, AccessTTL: time.Hour, SessionIdle: 24 * time.Hour,
 		SessionLifetime: 72 * time.Hour, Skew: 30 * time.Second, CacheSize: 100,
+		Audiences: []string{"app", "my-app", "other-app"},
 	}
 }
 

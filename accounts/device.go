@@ -70,12 +70,17 @@ type Challenge struct {
 
 var challengeEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
 
-// challengeLimit bounds challenges per client IP: each is a store write.
-var challengeLimit = Limit{Burst: 60, Interval: time.Second}
+// ChallengeLimits bound challenge issuance: each challenge is a store
+// write. A zero Limit is no limit.
+type ChallengeLimits struct {
+	// PerIP is a token bucket per client IP key; Global one for the site.
+	PerIP  Limit
+	Global Limit
+}
 
 // NewChallenge issues a single-use challenge for purpose, valid for
 // ChallengeLifetime. Only anonymous_request is supported. Issuance is
-// throttled per client IP.
+// throttled per client IP, then for the whole site.
 func (s *Service) NewChallenge(ctx context.Context, purpose, clientIP string) (*Challenge, error) {
 	switch purpose {
 	case PurposeAnonymousRequest:
@@ -86,6 +91,9 @@ func (s *Service) NewChallenge(ctx context.Context, purpose, clientIP string) (*
 	}
 	if wait := s.byIPChallenge.Take(clientIP); wait > 0 {
 		return nil, &ThrottledError{Limit: LimitIP, RetryAfter: wait}
+	}
+	if wait := s.challengeAll.Take(""); wait > 0 {
+		return nil, &ThrottledError{Limit: LimitGlobal, RetryAfter: wait}
 	}
 	b := make([]byte, 20) // 160 bits, 32 base32 characters as in Authgear
 	if _, err := rand.Read(b); err != nil {

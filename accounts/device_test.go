@@ -42,6 +42,7 @@ func newDevFixture(t *testing.T) *devFixture {
 	f := &devFixture{store: st, clock: &clock{t: time.Date(2031, 3, 4, 5, 6, 7, 0, time.UTC)}}
 	f.svc, err = accounts.New(bg, st, keys, accounts.Config{
 		Alg: jwa.ES256, AccessTTL: time.Hour, SessionIdle: 24 * time.Hour, SessionLifetime: 72 * time.Hour, Skew: 30 * time.Second,
+		Audiences: []string{"app", "other-app"},
 	}, f.Now)
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package accounts
 
 import (
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -12,6 +11,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/crypto/argon2"
+
+	"github.com/guestauth/caddy-guestauth/internal/ctcmp"
 )
 
 // Password length bounds, in characters. The maximum keeps hashing cost and
@@ -85,7 +86,7 @@ func VerifyPassword(pw, phc string) (bool, error) {
 	hashSlots <- struct{}{}
 	got := argon2.IDKey([]byte(pw), salt, p.Time, p.MemoryKiB, p.Threads, uint32(len(want)))
 	<-hashSlots
-	return subtle.ConstantTimeCompare(got, want) == 1, nil
+	return ctcmp.Equal(got, want), nil
 }
 
 // dummyHash is verified against when there is no real hash to check (no such

@@ -2,12 +2,12 @@ package accounts
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/guestauth/caddy-guestauth/internal/ctcmp"
 	"github.com/guestauth/caddy-guestauth/storage"
 	"github.com/guestauth/caddy-guestauth/tokens"
 )
@@ -44,7 +44,7 @@ func parseRefresh(ctx context.Context, token string, sess func(ctx context.Conte
 		return nil, 0, false, err
 	}
 	want := refreshMAC(s.RefreshKey, s.ID, parts[1])
-	if subtle.ConstantTimeCompare([]byte(want), []byte(parts[2])) != 1 || gen > s.Generation {
+	if !ctcmp.Equal([]byte(want), []byte(parts[2])) || gen > s.Generation {
 		return nil, 0, false, nil
 	}
 	return s, gen, true, nil

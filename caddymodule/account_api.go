@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"errors"
 	"net/http"
+	"net/netip"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -135,7 +136,7 @@ func (g *GuestAuth) serveUpdateUser(w http.ResponseWriter, r *http.Request) erro
 		DisplayName: param(params, "displayName", "display_name"),
 		Password:    param(params, "password"),
 		OldPassword: param(params, "oldPassword", "old_password"),
-		ClientIP:    clientIP(r),
+		ClientIP:    g.limitKey(r),
 		Issuer:      g.issuerFor(r),
 	}
 	res, err := g.svc.UpdateProfile(r.Context(), id, upd)
@@ -241,7 +242,37 @@ func (g *GuestAuth) serveRevoke(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// clientIP is Caddy's client IP for r (which honours the server's
+// trusted_proxies), as reported in events. Limits key on limitKey instead.
 func clientIP(r *http.Request) string {
 	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
 	return ip
+}
+
+// limitKey is the key of every per-IP limit (sign-in, guest creation,
+// challenges, name changes) for r: the client IP's network, by
+// ip_prefix_v4 and ip_prefix_v6 bits, so a client rotating addresses within
+// its IPv6 /64 still has one bucket.
+func (g *GuestAuth) limitKey(r *http.Request) string {
+	return ipLimitKey(clientIP(r), g.IPPrefixV4, g.IPPrefixV6)
+}
+
+// ipLimitKey masks ip to its first v4 (IPv4) or v6 (IPv6) bits. An
+// IPv4-mapped IPv6 address counts as the IPv4 address; a zone is dropped.
+// A value that is not an IP address (none known) is its own key.
+func ipLimitKey(ip string, v4, v6 int) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap().WithZone("")
+	bits := v6
+	if a.Is4() {
+		bits = v4
+	}
+	p, err := a.Prefix(bits)
+	if err != nil {
+		return a.String()
+	}
+	return p.String()
 }

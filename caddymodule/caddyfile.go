@@ -48,11 +48,14 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    guest_limit           ip|global <burst> <interval>
 //	    name_change_limit     user|ip <burst> <interval>
 //	    reserved_names        default|off|<name>...
+//	    challenge_limit       ip|global <burst> <interval>
+//	    ip_key_prefix         <ipv4 bits> <ipv6 bits>
 //	    max_live_guests       <n>
 //	    guest_ttl             <duration>
 //	    sweep_interval        <duration>
 //	    activity_flush_interval <duration>
 //	    keep_header           <Header-Name>
+//	    api_read_timeout      <duration>
 //	    webhook               <url> <secret>
 //	}
 //
@@ -89,7 +92,7 @@ func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				"issuer": &g.Issuer, "signing_alg": &g.SigningAlg,
 				"require": &g.Require, "cookie": &g.Cookie,
 			}[key] = v
-		case "access_token_lifetime", "session_idle_timeout", "session_lifetime", "sweep_interval", "activity_flush_interval":
+		case "access_token_lifetime", "session_idle_timeout", "session_lifetime", "sweep_interval", "activity_flush_interval", "api_read_timeout":
 			var v string
 			if !d.AllArgs(&v) {
 				return d.ArgErr()
@@ -101,7 +104,7 @@ func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			*map[string]*caddy.Duration{
 				"access_token_lifetime": &g.AccessTokenLifetime, "session_idle_timeout": &g.SessionIdleTimeout,
 				"session_lifetime": &g.SessionLifetime, "sweep_interval": &g.SweepInterval,
-				"activity_flush_interval": &g.ActivityFlushInterval,
+				"activity_flush_interval": &g.ActivityFlushInterval, "api_read_timeout": &g.APIReadTimeout,
 			}[key] = caddy.Duration(dur)
 		case "client":
 			c, err := parseClient(d)
@@ -122,7 +125,7 @@ func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("unknown header %q (want user_id, user_name, user_tag or user_anonymous)", which)
 			}
 			*field = name
-		case "signin_limit", "guest_limit", "name_change_limit":
+		case "signin_limit", "guest_limit", "name_change_limit", "challenge_limit":
 			var which, burst, interval string
 			if !d.AllArgs(&which, &burst, &interval) {
 				return d.ArgErr()
@@ -140,12 +143,25 @@ func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				"signin_limit":      {"account": &g.SignInAccountLimit, "device": &g.SignInDeviceLimit, "hashes": &g.SignInHashLimit, "ip": &g.SignInIPLimit},
 				"guest_limit":       {"ip": &g.GuestLimitIP, "global": &g.GuestLimitGlobal},
 				"name_change_limit": {"user": &g.NameChangeUserLimit, "ip": &g.NameChangeIPLimit},
+				"challenge_limit":   {"ip": &g.ChallengeLimitIP, "global": &g.ChallengeLimitGlobal},
 			}[key]
 			target, ok := targets[which]
 			if !ok {
 				return d.Errf("%s: unknown limit %q", key, which)
 			}
 			*target = l
+		case "ip_key_prefix":
+			var v4, v6 string
+			if !d.AllArgs(&v4, &v6) {
+				return d.ArgErr()
+			}
+			var err error
+			if g.IPPrefixV4, err = strconv.Atoi(v4); err != nil {
+				return d.Errf("ip_key_prefix IPv4 bits: %v", err)
+			}
+			if g.IPPrefixV6, err = strconv.Atoi(v6); err != nil {
+				return d.Errf("ip_key_prefix IPv6 bits: %v", err)
+			}
 		case "max_live_guests":
 			var v string
 			if !d.AllArgs(&v) {
@@ -155,7 +171,7 @@ func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err != nil {
 				return d.Errf("max_live_guests: %v", err)
 			}
-			g.MaxLiveGuests = n
+			g.MaxLiveGuests = &n
 		case "guest_ttl", "clock_skew":
 			// Pointers: an explicit 0 (no expiry, no skew) differs from unset.
 			var v string

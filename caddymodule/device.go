@@ -5,11 +5,8 @@ package caddymodule
 // accounts/device.go.
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"strconv"
@@ -98,7 +95,7 @@ func (g *GuestAuth) anonymousRequestGrant(r *http.Request, client *Client, param
 	if jwt == "" {
 		return nil, badRequest("The jwt parameter is missing.")
 	}
-	res, err := g.svc.AnonymousRequest(r.Context(), g.issuerFor(r), client.ClientID, clientIP(r), jwt)
+	res, err := g.svc.AnonymousRequest(r.Context(), g.issuerFor(r), client.ClientID, g.limitKey(r), jwt)
 	if err != nil {
 		if errors.Is(err, accounts.ErrNotAGuest) {
 			g.logger.Info("device.refused_not_guest", zap.String("client_id", client.ClientID))
@@ -145,22 +142,35 @@ func (g *GuestAuth) serveChallenge(w http.ResponseWriter, r *http.Request) error
 	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" {
 		return writeAuthgearError(w, http.StatusBadRequest, "BadRequest", "InvalidContentType", "The Content-Type must be application/json.")
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 4<<10))
+	body, err := readBody(w, r, 4<<10)
 	if err != nil {
+		var he *httpError
+		if errors.As(err, &he) && he.status == http.StatusRequestTimeout {
+			return writeAuthgearError(w, he.status, "RequestTimeout", "RequestTimeout", he.err.Description)
+		}
 		return writeAuthgearError(w, http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", "RequestEntityTooLarge", "The request body is too large.")
 	}
-	var req struct {
-		Purpose *string `json:"purpose"`
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields() // as Authgear's schema: additionalProperties false
-	if err := dec.Decode(&req); err != nil || dec.More() {
+	// As Authgear's schema (additionalProperties false): purpose only, a
+	// string, named once.
+	badBody := func() error {
 		return writeAuthgearError(w, http.StatusBadRequest, "Invalid", "ValidationFailed", "The body must be a JSON object with only a string purpose.")
 	}
-	if req.Purpose == nil {
+	var purpose *string
+	unknown := false
+	err = walkFlatJSON(body, func(k string, v *string) {
+		if k == "purpose" {
+			purpose = v
+		} else {
+			unknown = true
+		}
+	})
+	if err != nil || unknown {
+		return badBody()
+	}
+	if purpose == nil {
 		return writeAuthgearError(w, http.StatusBadRequest, "Invalid", "ValidationFailed", "The purpose is required.")
 	}
-	c, err := g.svc.NewChallenge(r.Context(), *req.Purpose, clientIP(r))
+	c, err := g.svc.NewChallenge(r.Context(), *purpose, g.limitKey(r))
 	var ae *accounts.Error
 	var te *accounts.ThrottledError
 	if errors.As(err, &te) {

@@ -72,6 +72,11 @@ func (g *GuestAuth) serveDiscovery(w http.ResponseWriter, r *http.Request) error
 		"claims_supported":                           []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "sid", "name", "preferred_username", "tag", "is_anonymous"},
 	}
 	w.Header().Set("Access-Control-Allow-Origin", "*")
+	if g.issuer == "" {
+		// The document names the request's own origin: a shared cache must
+		// not serve it to requests for another host.
+		return writeJSON(w, http.StatusOK, doc)
+	}
 	return writeJSONPublic(w, doc)
 }
 

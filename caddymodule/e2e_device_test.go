@@ -272,7 +272,9 @@ func TestDeviceChallengeEndpoint(t *testing.T) {
 	if resp := s.get("/oauth2/challenge", ""); resp.Status != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "POST" {
 		t.Fatalf("GET: %d %v", resp.Status, resp.Header)
 	}
-	for _, body := range []string{`{"purpose":"biometric_request"}`, `{"purpose":"nope"}`, `{}`, `{"purpose":1}`, `{"purpose":"anonymous_request","x":1}`, `[`} {
+	for _, body := range []string{`{"purpose":"biometric_request"}`, `{"purpose":"nope"}`, `{}`, `{"purpose":1}`, `{"purpose":"anonymous_request","x":1}`, `[`,
+		`{"purpose":"anonymous_request","x":null}`, `{"purpose":null}`,
+		`{"purpose":"biometric_request","purpose":"anonymous_request"}`, `{"purpose":"anonymous_request"} {}`} {
 		resp := s.do(http.MethodPost, "/oauth2/challenge", strings.NewReader(body), "Content-Type", "application/json")
 		var e struct {
 			Error *struct {

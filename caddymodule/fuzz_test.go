@@ -16,6 +16,8 @@ func FuzzReadParams(f *testing.F) {
 	for _, seed := range []struct{ ct, body string }{
 		{"application/json", `{"grant_type":"authorization_code","code":"guest-user"}`},
 		{"application/json", `{"a":1}`},
+		{"application/json", `{"a":"1","a":"2"}`},
+		{"application/json", `{"a":"1","\u0061":null}`},
 		{"application/json", `[]`},
 		{"application/json; charset=utf-8", `{"a":"b"} {}`},
 		{"application/x-www-form-urlencoded", "a=b&a=c"},

@@ -148,6 +148,9 @@ http://127.0.0.1:%d {
 		client other-app other-secret
 		# Every test client is 127.0.0.1; tests of the limits set their own.
 		guest_limit ip 100000 1ms
+		# The defaults before they were lowered, which some tests rely on.
+		guest_limit global 500 20ms
+		max_live_guests 0
 		%s
 	}
 	reverse_proxy %s

@@ -339,6 +339,7 @@ var tokenErrorText = map[string]string{
 	tokens.ReasonSignature:      "The access token signature is invalid.",
 	tokens.ReasonExpired:        "The access token expired.",
 	tokens.ReasonIssuer:         "The access token was issued for another site.",
+	tokens.ReasonAudience:       "The access token was issued to a client this site does not serve.",
 	tokens.ReasonClaims:         "The access token is not valid now.",
 	accounts.ReasonSessionEnded: "The session of this access token has ended.",
 	reasonDuplicateCookie:       "The session cookie was sent more than once.",

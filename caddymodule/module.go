@@ -7,6 +7,7 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/guestauth/caddy-guestauth/accounts"
 	"github.com/guestauth/caddy-guestauth/events"
+	"github.com/guestauth/caddy-guestauth/internal/ctcmp"
 	"github.com/guestauth/caddy-guestauth/storage"
 	"github.com/guestauth/caddy-guestauth/tokens"
 )
@@ -42,7 +44,11 @@ type GuestAuth struct {
 
 	// Issuer URL written in tokens (`iss`) and served in the discovery
 	// document. Default: the origin of each request (scheme and host). Set
-	// it in production, especially behind a TLS-terminating proxy.
+	// it in production, especially behind a TLS-terminating proxy. Sites
+	// sharing a storage file share signing keys, so each of them must set
+	// its issuer (Caddy refuses to start otherwise): a token is accepted
+	// only under the issuer it was minted for, and only by a site that
+	// configures its client (`aud`).
 	Issuer string `json:"issuer,omitempty"`
 
 	// Clients allowed to use the token endpoint.
@@ -122,12 +128,21 @@ type GuestAuth struct {
 	// user's oldest sessions (by sign-in time). Default: 10. 0 means no cap.
 	MaxSessionsPerUser *int `json:"max_sessions_per_user,omitempty"`
 
+	// Every per-IP limit (sign-in, guest creation, challenges, name changes)
+	// counts a client's network rather than its exact address: the first
+	// IPPrefixV4 bits of an IPv4 address (default 32, the address) and the
+	// first IPPrefixV6 bits of an IPv6 address (default 64: one end site's
+	// /64, within which a client can pick any of 2^64 addresses). An
+	// IPv4-mapped IPv6 address counts as IPv4.
+	IPPrefixV4 int `json:"ip_prefix_v4,omitempty"`
+	IPPrefixV6 int `json:"ip_prefix_v6,omitempty"`
+
 	// Guest creations allowed per client IP at once, then one more per
 	// interval. Default: 30, 1m (about 60 an hour sustained).
 	GuestLimitIP *RateLimit `json:"guest_limit_ip,omitempty"`
 
 	// Guest creations allowed for the whole site at once, then one more per
-	// interval. Default: 500, 20ms (50 a second sustained).
+	// interval. Default: 100, 100ms (10 a second sustained, 36000 an hour).
 	GuestLimitGlobal *RateLimit `json:"guest_limit_global,omitempty"`
 
 	// Username changes allowed per user at once, then one more per
@@ -152,8 +167,18 @@ type GuestAuth struct {
 	// affected, and their holders may change their case.
 	ReservedNames []string `json:"reserved_names,omitempty"`
 
-	// Most guests that may exist at once; 0 (default) means no cap.
-	MaxLiveGuests int64 `json:"max_live_guests,omitempty"`
+	// Most guests that may exist at once; further creations are answered
+	// 429 until guests upgrade or expire. Default: 100000. 0 means no cap.
+	MaxLiveGuests *int64 `json:"max_live_guests,omitempty"`
+
+	// Device challenges (POST /oauth2/challenge; each is a store write)
+	// allowed per client IP at once, then one more per interval.
+	// Default: 60, 1s.
+	ChallengeLimitIP *RateLimit `json:"challenge_limit_ip,omitempty"`
+
+	// The same for the whole site. Default: 200, 50ms (20 a second
+	// sustained).
+	ChallengeLimitGlobal *RateLimit `json:"challenge_limit_global,omitempty"`
 
 	// Guests with no activity for this long are deleted, with their
 	// sessions, unless kept. Orphaned guests (no device key and no session
@@ -181,6 +206,13 @@ type GuestAuth struct {
 	// JSON POSTs.
 	Webhook *Webhook `json:"webhook,omitempty"`
 
+	// The module's own endpoints (token, challenge, revoke, update-user,
+	// logout, ...) must receive the whole request body within this time of
+	// the request's headers, or are answered 408 and the connection closed,
+	// so slow clients (slowloris) cannot hold connections open. Proxied
+	// requests are not affected. Default: 10s.
+	APIReadTimeout caddy.Duration `json:"api_read_timeout,omitempty"`
+
 	// How many verified access tokens to remember, so repeat requests skip
 	// signature verification. Default: 10000. 0 disables the cache.
 	TokenCacheSize *int `json:"token_cache_size,omitempty"`
@@ -200,6 +232,7 @@ type GuestAuth struct {
 	issuer   string // configured issuer, without trailing slash
 	origin   string // scheme://host of the configured issuer
 	now      func() time.Time
+	config   <-chan struct{} // identifies the Caddy config this handler belongs to
 }
 
 // Client is an application that may request tokens.
@@ -220,7 +253,8 @@ type Client struct {
 	// Default: `both`, or `keypair` for a public client.
 	Guests string `json:"guests,omitempty"`
 
-	secret []byte
+	secret    []byte
+	secretSum ctcmp.Digest // what presented secrets are compared with
 }
 
 // HeaderNames names the identity headers sent upstream. Every header of this
@@ -304,6 +338,7 @@ func (GuestAuth) CaddyModule() caddy.ModuleInfo {
 // Provision sets defaults, resolves secrets and opens (or shares) the store.
 func (g *GuestAuth) Provision(ctx caddy.Context) error {
 	g.logger = ctx.Logger()
+	g.config = ctx.Done()
 	if g.now == nil {
 		g.now = time.Now
 	}
@@ -314,6 +349,7 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 	for i := range g.Clients {
 		c := &g.Clients[i]
 		c.secret = []byte(repl.ReplaceKnown(c.ClientSecret, ""))
+		c.secretSum = ctcmp.Sum(c.secret)
 		g.clients[c.ClientID] = c
 	}
 
@@ -341,6 +377,9 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		g.poolKey = ""
 		return err
 	}
+	if err := g.shared.checkIssuer(g); err != nil {
+		return err
+	}
 
 	if err := g.setupEvents(ctx); err != nil {
 		return err
@@ -352,6 +391,7 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		SessionIdle:     time.Duration(g.SessionIdleTimeout),
 		SessionLifetime: time.Duration(g.SessionLifetime),
 		Skew:            time.Duration(*g.ClockSkew),
+		Audiences:       slices.Collect(maps.Keys(g.clients)),
 		CacheSize:       *g.TokenCacheSize,
 		AccountLimit:    g.SignInAccountLimit.limit(),
 		IPLimit:         g.SignInIPLimit.limit(),
@@ -363,7 +403,11 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		Guests: accounts.GuestLimits{
 			PerIP:   g.GuestLimitIP.limit(),
 			Global:  g.GuestLimitGlobal.limit(),
-			MaxLive: g.MaxLiveGuests,
+			MaxLive: *g.MaxLiveGuests,
+		},
+		Challenges: accounts.ChallengeLimits{
+			PerIP:  g.ChallengeLimitIP.limit(),
+			Global: g.ChallengeLimitGlobal.limit(),
 		},
 		Activity:      g.activity,
 		NameUserLimit: g.NameChangeUserLimit.limit(),
@@ -431,6 +475,12 @@ func (g *GuestAuth) setDefaults() {
 		n := 10
 		g.MaxSessionsPerUser = &n
 	}
+	if g.IPPrefixV4 == 0 {
+		g.IPPrefixV4 = 32
+	}
+	if g.IPPrefixV6 == 0 {
+		g.IPPrefixV6 = 64
+	}
 	if g.GuestLimitIP == nil {
 		g.GuestLimitIP = &RateLimit{Burst: 30, Interval: caddy.Duration(time.Minute)}
 	}
@@ -441,7 +491,17 @@ func (g *GuestAuth) setDefaults() {
 		g.NameChangeIPLimit = &RateLimit{Burst: 30, Interval: caddy.Duration(20 * time.Second)}
 	}
 	if g.GuestLimitGlobal == nil {
-		g.GuestLimitGlobal = &RateLimit{Burst: 500, Interval: caddy.Duration(20 * time.Millisecond)}
+		g.GuestLimitGlobal = &RateLimit{Burst: 100, Interval: caddy.Duration(100 * time.Millisecond)}
+	}
+	if g.MaxLiveGuests == nil {
+		n := int64(100_000)
+		g.MaxLiveGuests = &n
+	}
+	if g.ChallengeLimitIP == nil {
+		g.ChallengeLimitIP = &RateLimit{Burst: 60, Interval: caddy.Duration(time.Second)}
+	}
+	if g.ChallengeLimitGlobal == nil {
+		g.ChallengeLimitGlobal = &RateLimit{Burst: 200, Interval: caddy.Duration(50 * time.Millisecond)}
 	}
 	if g.GuestTTL == nil {
 		ttl := caddy.Duration(30 * 24 * time.Hour)
@@ -449,6 +509,9 @@ func (g *GuestAuth) setDefaults() {
 	}
 	if g.SweepInterval == 0 {
 		g.SweepInterval = caddy.Duration(10 * time.Minute)
+	}
+	if g.APIReadTimeout == 0 {
+		g.APIReadTimeout = caddy.Duration(10 * time.Second)
 	}
 	if g.ActivityFlushInterval == 0 {
 		g.ActivityFlushInterval = caddy.Duration(time.Minute)
@@ -509,18 +572,24 @@ func (g *GuestAuth) Validate() error {
 	if *g.ClockSkew < 0 || *g.ClockSkew > caddy.Duration(5*time.Minute) {
 		return errors.New("clock_skew must be between 0 and 5m")
 	}
-	for _, l := range []*RateLimit{g.SignInAccountLimit, g.SignInDeviceLimit, g.SignInHashLimit, g.SignInIPLimit, g.GuestLimitIP, g.GuestLimitGlobal, g.NameChangeUserLimit, g.NameChangeIPLimit} {
+	for _, l := range []*RateLimit{g.SignInAccountLimit, g.SignInDeviceLimit, g.SignInHashLimit, g.SignInIPLimit, g.GuestLimitIP, g.GuestLimitGlobal, g.NameChangeUserLimit, g.NameChangeIPLimit, g.ChallengeLimitIP, g.ChallengeLimitGlobal} {
 		if l.Burst < 0 || (l.Burst > 0 && l.Interval <= 0) {
 			return errors.New("a limit needs a burst >= 0 and a positive interval")
 		}
 	}
-	if g.MaxLiveGuests < 0 || *g.GuestTTL < 0 || g.SweepInterval <= 0 || g.ActivityFlushInterval <= 0 {
+	if *g.MaxLiveGuests < 0 || *g.GuestTTL < 0 || g.SweepInterval <= 0 || g.ActivityFlushInterval <= 0 {
 		return errors.New("max_live_guests and guest_ttl cannot be negative; sweep_interval and activity_flush_interval must be positive")
 	}
 	for _, n := range g.ReservedNames {
 		if storage.NameKey(n) == "" || (n == reservedOff && len(g.ReservedNames) > 1) {
 			return errors.New("reserved_names: names must be non-empty, and off must stand alone")
 		}
+	}
+	if g.IPPrefixV4 < 1 || g.IPPrefixV4 > 32 || g.IPPrefixV6 < 1 || g.IPPrefixV6 > 128 {
+		return errors.New("ip_prefix_v4 must be between 1 and 32, ip_prefix_v6 between 1 and 128")
+	}
+	if g.APIReadTimeout < 0 {
+		return errors.New("api_read_timeout cannot be negative")
 	}
 	if *g.TokenCacheSize < 0 {
 		return errors.New("token_cache_size cannot be negative")
@@ -558,9 +627,20 @@ func (g *GuestAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	setUserPlaceholders(repl, nil)
 	if route, ok := g.routes[r.URL.Path]; ok {
+		g.setAPIReadDeadline(w)
 		return route(w, r)
 	}
 	return g.serveProxied(w, r, repl, next)
+}
+
+// setAPIReadDeadline bounds the time left to read the request body of the
+// module's endpoints. Protocols without per-request deadlines (HTTP/3) keep
+// the server's own timeouts.
+func (g *GuestAuth) setAPIReadDeadline(w http.ResponseWriter) {
+	err := http.NewResponseController(w).SetReadDeadline(time.Now().Add(time.Duration(g.APIReadTimeout)))
+	if err != nil && !errors.Is(err, http.ErrNotSupported) {
+		g.logger.Debug("setting the read deadline", zap.Error(err))
+	}
 }
 
 // issuerFor is the issuer for tokens minted or checked on r.

@@ -2,20 +2,22 @@ package caddymodule
 
 import (
 	"bytes"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 
 	"go.uber.org/zap"
 
 	"github.com/guestauth/caddy-guestauth/accounts"
 	"github.com/guestauth/caddy-guestauth/events"
+	"github.com/guestauth/caddy-guestauth/internal/ctcmp"
 	"github.com/guestauth/caddy-guestauth/metrics"
 )
 
@@ -95,6 +97,27 @@ func badRequest(format string, args ...any) error {
 	return &accounts.Error{Code: accounts.CodeInvalidRequest, Description: fmt.Sprintf(format, args...)}
 }
 
+// readBody reads at most limit bytes of body. A body that is too large is
+// answered 413; one that does not arrive before the read deadline the
+// endpoints set (api_read_timeout) is answered 408, and the connection is
+// closed, since the rest of that body will never be read.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err == nil {
+		return body, nil
+	}
+	var tooBig *http.MaxBytesError
+	var ne net.Error
+	switch {
+	case errors.As(err, &tooBig):
+		return nil, &httpError{status: http.StatusRequestEntityTooLarge, err: &accounts.Error{Code: accounts.CodeInvalidRequest, Description: fmt.Sprintf("The request body exceeds %d bytes.", limit)}}
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		w.Header().Set("Connection", "close")
+		return nil, &httpError{status: http.StatusRequestTimeout, err: &accounts.Error{Code: accounts.CodeInvalidRequest, Description: "The request body did not arrive in time."}}
+	}
+	return nil, badRequest("The request body could not be read.")
+}
+
 // readParams reads a POST body as JSON or application/x-www-form-urlencoded
 // into single-valued string parameters.
 func readParams(w http.ResponseWriter, r *http.Request) (map[string]string, error) {
@@ -102,34 +125,15 @@ func readParams(w http.ResponseWriter, r *http.Request) (map[string]string, erro
 	if err != nil {
 		return nil, badRequest("The Content-Type must be application/json or application/x-www-form-urlencoded.")
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	body, err := readBody(w, r, maxBodyBytes)
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return nil, &httpError{status: http.StatusRequestEntityTooLarge, err: &accounts.Error{Code: accounts.CodeInvalidRequest, Description: fmt.Sprintf("The request body exceeds %d bytes.", maxBodyBytes)}}
-		}
-		return nil, badRequest("The request body could not be read.")
+		return nil, err
 	}
 	params := map[string]string{}
 	switch ct {
 	case "application/json":
-		dec := json.NewDecoder(bytes.NewReader(body))
-		dec.UseNumber()
-		var raw map[string]any
-		if err := dec.Decode(&raw); err != nil || raw == nil {
-			return nil, badRequest("The request body is not a JSON object.")
-		}
-		if dec.More() {
-			return nil, badRequest("The request body has data after the JSON object.")
-		}
-		for k, v := range raw {
-			switch v := v.(type) {
-			case string:
-				params[k] = v
-			case nil:
-			default:
-				return nil, badRequest("The parameter %q must be a string.", k)
-			}
+		if params, err = flatJSONObject(body); err != nil {
+			return nil, err
 		}
 	case "application/x-www-form-urlencoded":
 		values, err := url.ParseQuery(string(body))
@@ -148,9 +152,70 @@ func readParams(w http.ResponseWriter, r *http.Request) (map[string]string, erro
 	return params, nil
 }
 
+// flatJSONObject reads body as one JSON object whose values are strings
+// (null counts as absent).
+func flatJSONObject(body []byte) (map[string]string, error) {
+	params := map[string]string{}
+	err := walkFlatJSON(body, func(k string, v *string) {
+		if v != nil {
+			params[k] = *v
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return params, nil
+}
+
+// walkFlatJSON calls field for each member of the JSON object body, whose
+// values must be strings or null (v nil). It walks the tokens rather than
+// decoding into a map, because encoding/json keeps the last of repeated keys
+// silently: a body naming a member twice is refused, as a repeated form field
+// is, so no two readers of one body can disagree on its value.
+func walkFlatJSON(body []byte, field func(k string, v *string)) error {
+	notObject := badRequest("The request body is not a JSON object.")
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return notObject
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		k, ok := tok.(string)
+		if err != nil || !ok {
+			return notObject
+		}
+		if seen[k] {
+			return badRequest("The parameter %q is repeated.", k)
+		}
+		seen[k] = true
+		switch v, err := dec.Token(); {
+		case err != nil:
+			return notObject
+		case v == nil:
+			field(k, nil)
+		default:
+			s, ok := v.(string)
+			if !ok {
+				return badRequest("The parameter %q must be a string.", k)
+			}
+			field(k, &s)
+		}
+	}
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
+		return notObject
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return badRequest("The request body has data after the JSON object.")
+	}
+	return nil
+}
+
 // authenticateClient checks client_secret_basic or client_secret_post.
-// Secrets are compared in constant time, and an unknown client costs the
-// same comparison, so timing does not tell which client ids exist.
+// Secrets are compared in constant time as fixed-size digests (so neither
+// the secret nor its length shows in the timing), and an unknown client costs
+// the same comparison, so timing does not tell which client ids exist.
 func (g *GuestAuth) authenticateClient(r *http.Request, params map[string]string) (*Client, error) {
 	id, secret, basic := r.BasicAuth()
 	if basic {
@@ -174,18 +239,19 @@ func (g *GuestAuth) authenticateClient(r *http.Request, params map[string]string
 		}
 	}
 	c := g.clients[id]
-	want := dummySecret
+	want := &dummySecret
 	if c != nil {
-		want = c.secret
+		want = &c.secretSum
 	}
-	ok := subtle.ConstantTimeCompare([]byte(secret), want) == 1
+	ok := want.Matches([]byte(secret))
 	if c == nil || !ok {
 		return nil, clientError(basic, "Client authentication failed.")
 	}
 	return c, nil
 }
 
-var dummySecret = []byte("guest-auth-no-such-client-000000")
+// dummySecret is compared against for an unknown client_id.
+var dummySecret = ctcmp.Sum([]byte("guest-auth-no-such-client-000000"))
 
 func clientError(basic bool, desc string) error {
 	e := &httpError{status: http.StatusUnauthorized, err: &accounts.Error{Code: accounts.CodeInvalidClient, Description: desc}}
@@ -233,7 +299,7 @@ func (g *GuestAuth) tokenGrant(w http.ResponseWriter, r *http.Request) (*account
 		if err := client.allowGuests(GuestsCode); err != nil {
 			return nil, err
 		}
-		issued, err := g.svc.CreateGuest(r.Context(), g.issuerFor(r), client.ClientID, clientIP(r))
+		issued, err := g.svc.CreateGuest(r.Context(), g.issuerFor(r), client.ClientID, g.limitKey(r))
 		if err != nil {
 			return nil, err
 		}
@@ -248,7 +314,7 @@ func (g *GuestAuth) tokenGrant(w http.ResponseWriter, r *http.Request) (*account
 		}
 		issued, err := g.svc.SignIn(r.Context(), accounts.SignInRequest{
 			Issuer: g.issuerFor(r), ClientID: client.ClientID, Username: username, Password: password,
-			ClientIP: clientIP(r), DeviceToken: params["device_token"],
+			ClientIP: g.limitKey(r), DeviceToken: params["device_token"],
 		})
 		var te *accounts.ThrottledError
 		var ae *accounts.Error

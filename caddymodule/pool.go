@@ -54,6 +54,27 @@ func (s *sharedStore) detach(g *GuestAuth) {
 	s.mu.Unlock()
 }
 
+// checkIssuer refuses g when another handler of the same Caddy config uses
+// this file and either of them has no configured issuer. Handlers sharing a
+// file share its signing keys; an issuer taken from each request's Host
+// would let a token minted by one site be replayed at the other under the
+// first site's Host. Handlers that name the same issuer are, by their
+// config, one authority: they accept each other's tokens when they serve
+// the token's client. (During a reload the previous config's handlers are
+// still attached; they are not compared.)
+func (s *sharedStore) checkIssuer(g *GuestAuth) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, h := range s.handlers {
+		if h != g && h.config == g.config && (h.issuer == "" || g.issuer == "") {
+			return fmt.Errorf("several guest_auth handlers use the storage file %s, and not all of them set an issuer: "+
+				"their tokens would be accepted by one another; set issuer in each (the URL of the site's own origin), "+
+				"or give each its own storage", g.poolKey)
+		}
+	}
+	return nil
+}
+
 // handler is the newest config using this file (its settings, such as
 // guest_ttl, apply to admin operations), or nil.
 func (s *sharedStore) handler() *GuestAuth {

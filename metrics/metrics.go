@@ -49,12 +49,13 @@ const (
 // Values of the reason label of
 // caddy_guest_auth_token_verification_failures_total.
 const (
-	ReasonMalformed    = "malformed"     // not a parseable token
-	ReasonBadSignature = "bad_signature" // signature invalid or key unknown
-	ReasonExpired      = "expired"       // past exp, or not yet valid
-	ReasonWrongIssuer  = "wrong_issuer"  // iss is not this server
-	ReasonBadClaims    = "bad_claims"    // other claims missing or wrong
-	ReasonSessionEnded = "session_ended" // the token's session was revoked or expired
+	ReasonMalformed    = "malformed"      // not a parseable token
+	ReasonBadSignature = "bad_signature"  // signature invalid or key unknown
+	ReasonExpired      = "expired"        // past exp, or not yet valid
+	ReasonWrongIssuer  = "wrong_issuer"   // iss is not this server
+	ReasonWrongAud     = "wrong_audience" // aud is none of this site's clients
+	ReasonBadClaims    = "bad_claims"     // other claims missing or wrong
+	ReasonSessionEnded = "session_ended"  // the token's session was revoked or expired
 )
 
 // other replaces any label value not listed above, so a caller passing
@@ -63,7 +64,7 @@ const other = "other"
 
 var (
 	limits     = []string{LimitIP, LimitGlobal, LimitCap, LimitSignIn, LimitName}
-	reasons    = []string{ReasonMalformed, ReasonBadSignature, ReasonExpired, ReasonWrongIssuer, ReasonBadClaims, ReasonSessionEnded}
+	reasons    = []string{ReasonMalformed, ReasonBadSignature, ReasonExpired, ReasonWrongIssuer, ReasonWrongAud, ReasonBadClaims, ReasonSessionEnded}
 	eventTypes = []string{events.GuestCreated, events.GuestUpgraded, events.GuestExpired, events.SessionRevoked, events.RefreshReuseDetected, events.SignInThrottled, events.UserDeleted}
 )
 

@@ -44,7 +44,7 @@ func FuzzVerify(f *testing.F) {
 	f.Add("")
 	f.Add("..")
 	f.Add("a.b.c")
-	v := &tokens.Verifier{Keys: keys, Skew: time.Minute, Now: func() time.Time { return now }}
+	v := &tokens.Verifier{Keys: keys, Skew: time.Minute, Now: func() time.Time { return now }, Audiences: []string{"app"}}
 	f.Fuzz(func(t *testing.T, raw string) {
 		c, err := v.Verify(raw, "https://iss")
 		if err == nil && !minted[raw] {

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -137,6 +138,7 @@ func (k *Keyring) sign(sk *signingKey, t jwt.Token, typ string) (string, error) 
 // by the verifier are shared through its cache: do not modify them.
 type AccessClaims struct {
 	Issuer    string
+	Audience  []string
 	Subject   string
 	ClientID  string
 	SessionID string
@@ -161,6 +163,7 @@ const (
 	ReasonSignature = "bad_signature"
 	ReasonExpired   = "expired"
 	ReasonIssuer    = "wrong_issuer"
+	ReasonAudience  = "wrong_audience"
 	ReasonClaims    = "bad_claims"
 )
 
@@ -175,6 +178,19 @@ type Verifier struct {
 	Now func() time.Time
 	// Cache, when set, remembers verified tokens until they expire.
 	Cache *Cache
+	// Audiences are the client ids whose tokens are accepted: a token's
+	// aud must name one of them. With none, no token is accepted.
+	Audiences []string
+}
+
+// audienceOK reports whether aud names one of the accepted clients.
+func (v *Verifier) audienceOK(aud []string) bool {
+	for _, a := range aud {
+		if slices.Contains(v.Audiences, a) {
+			return true
+		}
+	}
+	return false
 }
 
 func (v *Verifier) now() time.Time {
@@ -185,13 +201,17 @@ func (v *Verifier) now() time.Time {
 }
 
 // Verify checks raw as an access token issued by issuer: signature with the
-// algorithm pinned to the key named by kid, typ, iss, exp and nbf.
+// algorithm pinned to the key named by kid, typ, iss, aud (one of
+// v.Audiences), exp and nbf.
 func (v *Verifier) Verify(raw, issuer string) (*AccessClaims, error) {
 	now := v.now()
 	if v.Cache != nil {
 		if c, ok := v.Cache.Get(raw); ok {
 			if c.Issuer != issuer {
 				return nil, invalid(ReasonIssuer)
+			}
+			if !v.audienceOK(c.Audience) {
+				return nil, invalid(ReasonAudience)
 			}
 			if !now.Before(c.ExpiresAt.Add(v.Skew)) {
 				return nil, invalid(ReasonExpired)
@@ -236,6 +256,7 @@ func (v *Verifier) Verify(raw, issuer string) (*AccessClaims, error) {
 	}
 	c := &AccessClaims{
 		Issuer:    tok.Issuer(),
+		Audience:  tok.Audience(),
 		Subject:   tok.Subject(),
 		JTI:       tok.JwtID(),
 		IssuedAt:  tok.IssuedAt(),
@@ -251,6 +272,9 @@ func (v *Verifier) Verify(raw, issuer string) (*AccessClaims, error) {
 	c.Scope, _ = priv["scope"].(string)
 	if !ok1 || !ok2 || !ok3 || !ok4 || c.Subject == "" || c.SessionID == "" || c.ExpiresAt.IsZero() {
 		return nil, invalid(ReasonClaims)
+	}
+	if !v.audienceOK(c.Audience) {
+		return nil, invalid(ReasonAudience)
 	}
 	if v.Cache != nil {
 		v.Cache.Put(raw, c)

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -79,7 +80,7 @@ func mint(t *testing.T, k *tokens.Keyring, g tokens.Grant, sub tokens.Subject) *
 
 // verifierAt verifies as if the time were at.
 func verifierAt(k *tokens.Keyring, at time.Time) *tokens.Verifier {
-	return &tokens.Verifier{Keys: k, Skew: 30 * time.Second, Now: func() time.Time { return at }}
+	return &tokens.Verifier{Keys: k, Skew: 30 * time.Second, Now: func() time.Time { return at }, Audiences: []string{"app"}}
 }
 
 // wantInvalid fails unless err is an *InvalidError (with reason, if given).
@@ -150,14 +151,14 @@ func TestMintAndVerifyEachAlgorithm(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := tokens.AccessClaims{
-				Issuer: issuer, Subject: "user-1", ClientID: "app", SessionID: "sess-1", Name: "guest_user-1",
+				Issuer: issuer, Audience: []string{"app"}, Subject: "user-1", ClientID: "app", SessionID: "sess-1", Name: "guest_user-1",
 				Tag: "guest-user", Scope: "openid", JTI: m.JTI, Anonymous: true, IssuedAt: now0, ExpiresAt: now0.Add(time.Hour),
 			}
 			if !c.IssuedAt.Equal(want.IssuedAt) || !c.ExpiresAt.Equal(want.ExpiresAt) {
 				t.Fatalf("times: iat %v exp %v", c.IssuedAt, c.ExpiresAt)
 			}
 			c.IssuedAt, c.ExpiresAt = want.IssuedAt, want.ExpiresAt
-			if *c != want {
+			if !reflect.DeepEqual(*c, want) {
 				t.Fatalf("claims = %+v\nwant     %+v", *c, want)
 			}
 
@@ -410,7 +411,7 @@ func TestVerifierCache(t *testing.T) {
 	now := now0
 	clock := func() time.Time { return now }
 	cache := tokens.NewCache(100, clock)
-	v := &tokens.Verifier{Keys: k, Skew: 30 * time.Second, Now: clock, Cache: cache}
+	v := &tokens.Verifier{Keys: k, Skew: 30 * time.Second, Now: clock, Cache: cache, Audiences: []string{"app"}}
 	m := mint(t, k, grant(jwa.EdDSA), subject)
 
 	c1, err := v.Verify(m.AccessToken, issuer)
@@ -434,9 +435,12 @@ func TestVerifierCache(t *testing.T) {
 		t.Fatalf("cache len = %d after refused tokens, want 1", cache.Len())
 	}
 
-	// A cache hit still checks the issuer and the expiry.
+	// A cache hit still checks the issuer, the audience and the expiry.
 	c, err := v.Verify(m.AccessToken, "https://other.example.com")
 	wantInvalid(t, c, err, tokens.ReasonIssuer)
+	other := &tokens.Verifier{Keys: k, Skew: 30 * time.Second, Now: clock, Cache: cache, Audiences: []string{"other-app"}}
+	c, err = other.Verify(m.AccessToken, issuer)
+	wantInvalid(t, c, err, tokens.ReasonAudience)
 	now = now0.Add(time.Hour + 31*time.Second)
 	c, err = v.Verify(m.AccessToken, issuer)
 	wantInvalid(t, c, err, tokens.ReasonExpired)
@@ -444,10 +448,45 @@ func TestVerifierCache(t *testing.T) {
 	// The cache is keyed by the whole token: a Put under some string is
 	// what a hit returns, without signature checks.
 	now = now0
-	fake := &tokens.AccessClaims{Issuer: issuer, Subject: "cached", ExpiresAt: now0.Add(time.Minute)}
+	fake := &tokens.AccessClaims{Issuer: issuer, Audience: []string{"app"}, Subject: "cached", ExpiresAt: now0.Add(time.Minute)}
 	cache.Put("not-a-jwt", fake)
 	if got, err := v.Verify("not-a-jwt", issuer); err != nil || got != fake {
 		t.Fatalf("cache hit = %v, %v", got, err)
+	}
+}
+
+// A token is accepted only by a verifier serving its client (aud), so a
+// token of a client that another site configures fails here even when both
+// sites share the keys and the issuer.
+func TestVerifyAudience(t *testing.T) {
+	t.Parallel()
+	k := newKeyring(t, jwa.ES256)
+	m := mint(t, k, grant(jwa.ES256), subject) // aud ["app"]
+	for _, tc := range []struct {
+		audiences []string
+		ok        bool
+	}{
+		{[]string{"app"}, true},
+		{[]string{"web", "app"}, true},
+		{[]string{"other-app"}, false},
+		{[]string{"App"}, false},
+		{[]string{""}, false},
+		{nil, false}, // a site with no clients accepts no token
+	} {
+		v := verifierAt(k, now0)
+		v.Audiences = tc.audiences
+		c, err := v.Verify(m.AccessToken, issuer)
+		if tc.ok {
+			if err != nil || !reflect.DeepEqual(c.Audience, []string{"app"}) {
+				t.Errorf("audiences %q: %v, %v", tc.audiences, c, err)
+			}
+			continue
+		}
+		if err == nil {
+			t.Errorf("audiences %q: a token for %q was accepted", tc.audiences, "app")
+			continue
+		}
+		wantInvalid(t, c, err, tokens.ReasonAudience)
 	}
 }
 
