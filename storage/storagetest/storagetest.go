@@ -94,6 +94,14 @@ func mustPutSession(t *testing.T, st storage.Backend, s *storage.Session) {
 	}
 }
 
+// mustIdentity reads (and so caches) an identity that must exist.
+func mustIdentity(t *testing.T, st storage.Backend, userID, sessionID string) {
+	t.Helper()
+	if _, _, err := st.Identity(context.Background(), userID, sessionID); err != nil {
+		t.Fatalf("Identity(%s, %s): %v", userID, sessionID, err)
+	}
+}
+
 func wantNotFound(t *testing.T, what string, err error) {
 	t.Helper()
 	if !errors.Is(err, storage.ErrNotFound) {
@@ -138,7 +146,7 @@ func testCreateAndGetUser(t *testing.T, st storage.Backend) {
 		t.Fatalf("GetSession = %+v, %v", s, err)
 	}
 	// Every field survives the round trip.
-	full := &storage.User{
+	full := &storage.User{ //nolint:gosec // G101: a fake hash in a fixture
 		ID: "u2", Name: "Bob", DisplayName: "B", Tag: storage.TagNormal, PasswordHash: "$argon2id$x",
 		CreatedAt: T0, UpdatedAt: T0.Add(time.Second), DeviceKID: "kid-b", LastActiveAt: T0.Add(time.Minute), Kept: true,
 	}
@@ -1096,7 +1104,7 @@ func testIdentityCacheFollowsWrites(t *testing.T, st storage.Backend) {
 	}
 	// A session of another user is never paired with this one.
 	mustCreate(t, st, NewUser("u2", "bob"), NewSession("s2", "u2"), nil)
-	st.Identity(bg, "u2", "s2")
+	mustIdentity(t, st, "u2", "s2") // cached
 	_, _, err := st.Identity(bg, "u1", "s2")
 	wantNotFound(t, "mismatched pair", err)
 	if err := st.DeleteSession(bg, "s1"); err != nil {
@@ -1112,15 +1120,15 @@ func testIdentityCacheFollowsWrites(t *testing.T, st storage.Backend) {
 	// The sweep and a bulk delete are followed too.
 	mustCreate(t, st, NewUser("u3", "cy"), NewSession("s3", "u3"), nil)
 	mustCreate(t, st, NewUser("u4", "di"), NewSession("s4", "u4"), nil)
-	st.Identity(bg, "u3", "s3")
-	st.Identity(bg, "u4", "s4")
+	mustIdentity(t, st, "u3", "s3") // cached
+	mustIdentity(t, st, "u4", "s4")
 	if _, err := st.DeleteEndedSessions(bg, T0.Add(2*time.Hour), 100); err != nil {
 		t.Fatal(err)
 	}
 	_, _, err = st.Identity(bg, "u3", "s3")
 	wantNotFound(t, "swept session", err)
 	mustPutSession(t, st, NewSession("s5", "u4"))
-	st.Identity(bg, "u4", "s5")
+	mustIdentity(t, st, "u4", "s5") // cached
 	if _, err := st.DeleteUsersIf(bg, []string{"u4"}, func(*storage.User) bool { return true }); err != nil {
 		t.Fatal(err)
 	}
