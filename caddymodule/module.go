@@ -232,21 +232,22 @@ type GuestAuth struct {
 	activity *accounts.Activity
 	events   *events.Emitter
 	webhook  *events.Webhook
+	bg       *background
+	poolKey  string
+	shared   *sharedStore
+	clients  map[string]*Client
+	routes   map[string]func(http.ResponseWriter, *http.Request) error
+	strip    []string // identity header names, each in the form ToLower(s) with '-'
+	logger   *zap.Logger
+	alg      jwa.SignatureAlgorithm
+	issuer   string // configured issuer, without trailing slash
+	origin   string // scheme://host of the configured issuer
+	now      func() time.Time
+	config   <-chan struct{} // identifies the Caddy config this handler belongs to
+
 	// Caddy's events app and this module's context, to emit to it
 	caddyEvents *caddyevents.App
 	caddyCtx    caddy.Context
-	bg          *background
-	poolKey     string
-	shared      *sharedStore
-	clients     map[string]*Client
-	routes      map[string]func(http.ResponseWriter, *http.Request) error
-	strip       []string // identity header names, each in the form ToLower(s) with '-'
-	logger      *zap.Logger
-	alg         jwa.SignatureAlgorithm
-	issuer      string // configured issuer, without trailing slash
-	origin      string // scheme://host of the configured issuer
-	now         func() time.Time
-	config      <-chan struct{} // identifies the Caddy config this handler belongs to
 }
 
 // Client is an application that may request tokens.
