@@ -19,6 +19,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/lestrrat-go/jwx/v2/jwa"
 
+	"github.com/guestauth/caddy-guestauth/events"
 	"github.com/guestauth/caddy-guestauth/storage"
 	"github.com/guestauth/caddy-guestauth/tokens"
 )
@@ -68,6 +69,8 @@ type Config struct {
 	// ReservedNames nobody may take by a rename, compared as storage.NameKey
 	// (nil reserves none; see DefaultReservedNames).
 	ReservedNames []string
+	// Observer, when set, is told of each domain outcome (see Observer).
+	Observer Observer
 }
 
 // Service is safe for concurrent use.
@@ -185,7 +188,12 @@ func (s *Service) CreateGuest(ctx context.Context, issuer, clientID, clientIP st
 	if err := s.admitGuest(ctx, clientIP); err != nil {
 		return nil, err
 	}
-	return s.createGuest(ctx, issuer, clientID, nil)
+	issued, err := s.createGuest(ctx, issuer, clientID, nil)
+	if err != nil {
+		return nil, err
+	}
+	s.observe(ctx, events.Event{Type: events.GuestCreated, UserID: issued.User.ID, ClientID: clientID, Data: map[string]any{"via": "code"}})
+	return issued, nil
 }
 
 func (s *Service) createGuest(ctx context.Context, issuer, clientID string, dev *storage.Device) (*Issued, error) {

@@ -26,6 +26,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jws"
 
+	"github.com/guestauth/caddy-guestauth/events"
 	"github.com/guestauth/caddy-guestauth/storage"
 )
 
@@ -145,6 +146,14 @@ type requestClaims struct {
 // refusal is an *Error (invalid_grant, or invalid_request for `promote`);
 // nothing is stored unless the JWT verifies and its challenge is consumed.
 func (s *Service) AnonymousRequest(ctx context.Context, issuer, clientID, clientIP, raw string) (*DeviceResult, error) {
+	res, err := s.anonymousRequest(ctx, issuer, clientID, clientIP, raw)
+	if err == nil && res.Created {
+		s.observe(ctx, events.Event{Type: events.GuestCreated, UserID: res.User.ID, ClientID: clientID, Data: map[string]any{"via": "keypair", "device_kid": res.User.DeviceKID}})
+	}
+	return res, err
+}
+
+func (s *Service) anonymousRequest(ctx context.Context, issuer, clientID, clientIP, raw string) (*DeviceResult, error) {
 	if len(raw) > maxRequestSize || strings.Count(raw, ".") != 2 {
 		return nil, invalidGrant("The jwt parameter is not a compact JWS.")
 	}

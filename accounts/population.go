@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/guestauth/caddy-guestauth/events"
 	"github.com/guestauth/caddy-guestauth/storage"
 )
 
@@ -135,6 +136,9 @@ type PruneOptions struct {
 	Batch int
 	// MaxListed bounds the users listed in the report (all are counted).
 	MaxListed int
+	// Observer, when set, is told guest.expired for each deleted guest
+	// (data: reason, name).
+	Observer Observer
 }
 
 // Pruned is one guest deleted (or, in a dry run, that would be).
@@ -256,6 +260,9 @@ func Prune(ctx context.Context, st PruneStore, now time.Time, opt PruneOptions, 
 		for _, u := range deleted {
 			p := Pruned{UserID: u.ID, Name: u.Name, Reason: reasons[u.ID], ActiveAt: u.ActiveAt()}
 			record(p)
+			if opt.Observer != nil {
+				opt.Observer(ctx, events.Event{Type: events.GuestExpired, UserID: p.UserID, Data: map[string]any{"reason": p.Reason, "name": p.Name}})
+			}
 			if onDelete != nil {
 				onDelete(p)
 			}

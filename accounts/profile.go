@@ -9,6 +9,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/guestauth/caddy-guestauth/events"
 	"github.com/guestauth/caddy-guestauth/storage"
 )
 
@@ -124,6 +125,20 @@ func (s *Service) admitNameChange(userID, clientIP string) error {
 // is hashed. Changing an existing password ends the user's other sessions
 // and rotates the caller's session, whose new tokens are in the result.
 func (s *Service) UpdateProfile(ctx context.Context, id *Identity, upd ProfileUpdate) (*UpdateResult, error) {
+	res, err := s.updateProfile(ctx, id, upd)
+	if err != nil {
+		return nil, err
+	}
+	if res.Upgraded {
+		s.observe(ctx, events.Event{Type: events.GuestUpgraded, UserID: res.User.ID, ClientID: id.Session.ClientID, Data: map[string]any{"old_name": res.OldName, "new_name": res.User.Name}})
+	}
+	if res.EndedSessions > 0 {
+		s.observe(ctx, events.Event{Type: events.SessionRevoked, UserID: res.User.ID, Data: map[string]any{"sessions": res.EndedSessions, "cause": "password_changed"}})
+	}
+	return res, nil
+}
+
+func (s *Service) updateProfile(ctx context.Context, id *Identity, upd ProfileUpdate) (*UpdateResult, error) {
 	if upd.Name == nil && upd.Password == nil && upd.DisplayName == nil {
 		return nil, refuse(CodeInvalidRequest, "Give a name, a password or a display name to change.")
 	}

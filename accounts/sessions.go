@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/guestauth/caddy-guestauth/events"
 	"github.com/guestauth/caddy-guestauth/internal/ctcmp"
 	"github.com/guestauth/caddy-guestauth/storage"
 	"github.com/guestauth/caddy-guestauth/tokens"
@@ -55,6 +56,12 @@ func parseRefresh(ctx context.Context, token string, sess func(ctx context.Conte
 // Presenting an already-used refresh token ends the whole session (reuse
 // detection, OAuth 2.0 Security BCP).
 func (s *Service) Refresh(ctx context.Context, issuer, clientID, token string) (*Issued, error) {
+	issued, err := s.refresh(ctx, issuer, clientID, token)
+	s.observeRefresh(ctx, clientID, err)
+	return issued, err
+}
+
+func (s *Service) refresh(ctx context.Context, issuer, clientID, token string) (*Issued, error) {
 	sess, gen, ok, err := parseRefresh(ctx, token, s.store.GetSession)
 	if err != nil {
 		return nil, err
@@ -151,7 +158,11 @@ func (s *Service) Revoke(ctx context.Context, issuer, clientID, token string) er
 
 // Logout ends the identity's session.
 func (s *Service) Logout(ctx context.Context, id *Identity) error {
-	return s.endSession(ctx, id.Session.ID)
+	if err := s.endSession(ctx, id.Session.ID); err != nil {
+		return err
+	}
+	s.observe(ctx, events.Event{Type: events.SessionRevoked, UserID: id.User.ID, ClientID: id.Session.ClientID, Data: map[string]any{"cause": "logout"}})
+	return nil
 }
 
 // UserInfo is the OIDC UserInfo response (OIDC Core §5.3) for id.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/guestauth/caddy-guestauth/events"
 	"github.com/guestauth/caddy-guestauth/storage"
 )
 
@@ -142,6 +143,10 @@ func (s *Service) SignIn(ctx context.Context, req SignInRequest) (*Issued, error
 		}
 	}
 	if err := s.admit(guesses, budget{s.hashesByAcct, accountKey(req.Username)}, budget{s.byIP, ipKey(req.ClientIP)}); err != nil {
+		var te *ThrottledError
+		if errors.As(err, &te) {
+			s.observe(ctx, events.Event{Type: events.SignInThrottled, ClientID: req.ClientID, Data: map[string]any{"client_ip": clientIPOf(ctx), "retry_after_s": te.RetrySeconds()}})
+		}
 		return nil, err
 	}
 	hash := dummyHash()

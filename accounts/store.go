@@ -21,6 +21,7 @@ type Store interface {
 	PutSessionLimit(ctx context.Context, s *storage.Session, keep int) (int, error)
 	DeleteSession(ctx context.Context, id string) error
 	DeleteUserSessions(ctx context.Context, userID, keep string) (int, error)
+	DeleteUser(ctx context.Context, id string) error
 
 	GetDevice(ctx context.Context, kid string) (*storage.Device, error)
 	PutChallenge(ctx context.Context, token string, c storage.Challenge) error

@@ -4,14 +4,10 @@ import (
 	"errors"
 	"net/http"
 	"net/netip"
-	"strconv"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"go.uber.org/zap"
 
 	"github.com/guestauth/caddy-guestauth/accounts"
-	"github.com/guestauth/caddy-guestauth/events"
-	"github.com/guestauth/caddy-guestauth/metrics"
 	"github.com/guestauth/caddy-guestauth/storage"
 	"github.com/guestauth/caddy-guestauth/tokens"
 )
@@ -38,70 +34,29 @@ type envelope struct {
 	Tokens *accounts.TokenResponse `json:"tokens,omitempty"`
 }
 
-var profileStatus = map[string]int{
-	accounts.CodeInvalidRequest:  http.StatusBadRequest,
-	accounts.CodeInvalidName:     http.StatusBadRequest,
-	accounts.CodeInvalidPassword: http.StatusBadRequest,
-	accounts.CodeWrongPassword:   http.StatusBadRequest,
-	accounts.CodeNameTaken:       http.StatusConflict,
-	accounts.CodeConflict:        http.StatusConflict,
-	accounts.CodeInvalidGrant:    http.StatusUnauthorized,
-}
-
-// writeEnvelopeError answers err in Casdoor's envelope.
-func (g *GuestAuth) writeEnvelopeError(w http.ResponseWriter, err error) error {
-	var ae *accounts.Error
-	var te *accounts.ThrottledError
-	switch {
-	case errors.As(err, &te):
-		metrics.RateLimited(te.Limit)
-		w.Header().Set("Retry-After", strconv.FormatInt(te.RetrySeconds(), 10))
-		return writeJSON(w, http.StatusTooManyRequests, envelope{Status: "error", Msg: te.Error()})
-	case errors.As(err, &ae):
-		status, ok := profileStatus[ae.Code]
-		if !ok {
-			status = http.StatusBadRequest
-		}
-		return writeJSON(w, status, envelope{Status: "error", Msg: ae.Description, Data: ae.Code})
-	}
-	g.logger.Error("account API", zap.Error(err))
-	return writeJSON(w, http.StatusInternalServerError, envelope{Status: "error", Msg: "The request could not be completed."})
-}
-
 // apiIdentity authenticates an API call by its Authorization header only
-// (never the cookie, so a cross-site form cannot act for the user). On
-// failure it has already answered, through fail.
-func (g *GuestAuth) apiIdentity(w http.ResponseWriter, r *http.Request, fail func(status int, code, desc string) error) (*accounts.Identity, error) {
+// (never the cookie, so a cross-site form cannot act for the user). Its
+// errors are answered by the endpoint's writer (outcomes.go).
+func (g *GuestAuth) apiIdentity(r *http.Request) (*accounts.Identity, error) {
 	raw, present, malformed := bearerToken(r, "")
 	switch {
 	case malformed:
-		return nil, fail(http.StatusBadRequest, "invalid_request", "The Authorization header is malformed.")
+		return nil, errMalformedAuthz
 	case !present:
-		return nil, fail(http.StatusUnauthorized, "", "An access token is required.")
+		return nil, errNoToken
 	}
-	id, err := g.authenticate(r, raw)
-	if err != nil {
-		var inv *tokens.InvalidError
-		if errors.As(err, &inv) {
-			return nil, fail(http.StatusUnauthorized, "invalid_token", tokenErrorText[inv.Reason])
-		}
-		return nil, err
-	}
-	return id, nil
+	return g.authenticate(r, raw)
 }
 
-// envelopeFail answers an authentication failure in Casdoor's envelope, with
-// the RFC 6750 challenge.
-func envelopeFail(w http.ResponseWriter) func(int, string, string) error {
-	return func(status int, code, desc string) error {
-		setBearerChallenge(w, code, desc)
-		return writeJSON(w, status, envelope{Status: "error", Msg: desc, Data: code})
+// apiAuthError answers a failed apiIdentity with write; a server fault
+// (the store failing) is passed on to Caddy's error handling, as before.
+func (g *GuestAuth) apiAuthError(w http.ResponseWriter, err error, write func(http.ResponseWriter, error) error) error {
+	var inv *tokens.InvalidError
+	var af *authFailure
+	if errors.As(err, &inv) || errors.As(err, &af) {
+		return write(w, err)
 	}
-}
-
-// bearerFail answers an authentication failure as RFC 6750 JSON.
-func bearerFail(w http.ResponseWriter) func(int, string, string) error {
-	return func(status int, code, desc string) error { return bearerError(w, status, code, desc) }
+	return err
 }
 
 func requirePost(w http.ResponseWriter, r *http.Request) bool {
@@ -119,16 +74,12 @@ func (g *GuestAuth) serveUpdateUser(w http.ResponseWriter, r *http.Request) erro
 	if !requirePost(w, r) {
 		return nil
 	}
-	id, err := g.apiIdentity(w, r, envelopeFail(w))
-	if id == nil {
-		return err
+	id, err := g.apiIdentity(r)
+	if err != nil {
+		return g.apiAuthError(w, err, g.writeEnvelopeError)
 	}
 	params, err := readParams(w, r)
 	if err != nil {
-		var he *httpError
-		if errors.As(err, &he) {
-			return writeJSON(w, he.status, envelope{Status: "error", Msg: he.err.Description, Data: he.err.Code})
-		}
 		return g.writeEnvelopeError(w, err)
 	}
 	upd := accounts.ProfileUpdate{
@@ -142,12 +93,6 @@ func (g *GuestAuth) serveUpdateUser(w http.ResponseWriter, r *http.Request) erro
 	res, err := g.svc.UpdateProfile(r.Context(), id, upd)
 	if err != nil {
 		return g.writeEnvelopeError(w, err)
-	}
-	if res.Upgraded {
-		g.emit(events.Event{Type: events.GuestUpgraded, UserID: res.User.ID, ClientID: id.Session.ClientID, Data: map[string]any{"old_name": res.OldName, "new_name": res.User.Name}})
-	}
-	if res.EndedSessions > 0 {
-		g.emit(events.Event{Type: events.SessionRevoked, UserID: res.User.ID, Data: map[string]any{"sessions": res.EndedSessions, "cause": "password_changed"}})
 	}
 	return writeJSON(w, http.StatusOK, envelope{Status: "ok", Data: "Affected", Data2: accountView(res.User), Tokens: res.Tokens})
 }
@@ -181,9 +126,9 @@ func (g *GuestAuth) serveGetAccount(w http.ResponseWriter, r *http.Request) erro
 	if !allowGet(w, r) {
 		return nil
 	}
-	id, err := g.apiIdentity(w, r, envelopeFail(w))
-	if id == nil {
-		return err
+	id, err := g.apiIdentity(r)
+	if err != nil {
+		return g.apiAuthError(w, err, g.writeEnvelopeError)
 	}
 	return writeJSON(w, http.StatusOK, envelope{Status: "ok", Data: accountView(id.User)})
 }
@@ -192,14 +137,13 @@ func (g *GuestAuth) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	if !requirePost(w, r) {
 		return nil
 	}
-	id, err := g.apiIdentity(w, r, envelopeFail(w))
-	if id == nil {
-		return err
+	id, err := g.apiIdentity(r)
+	if err != nil {
+		return g.apiAuthError(w, err, g.writeEnvelopeError)
 	}
 	if err := g.svc.Logout(r.Context(), id); err != nil {
 		return g.writeEnvelopeError(w, err)
 	}
-	g.emit(events.Event{Type: events.SessionRevoked, UserID: id.User.ID, ClientID: id.Session.ClientID, Data: map[string]any{"cause": "logout"}})
 	return writeJSON(w, http.StatusOK, envelope{Status: "ok", Data: "Affected"})
 }
 
@@ -209,9 +153,9 @@ func (g *GuestAuth) serveUserInfo(w http.ResponseWriter, r *http.Request) error 
 		w.Header().Set("Allow", "GET, POST")
 		return bearerError(w, http.StatusMethodNotAllowed, "invalid_request", "Use GET or POST.")
 	}
-	id, err := g.apiIdentity(w, r, bearerFail(w))
-	if id == nil {
-		return err
+	id, err := g.apiIdentity(r)
+	if err != nil {
+		return g.apiAuthError(w, err, g.writeBearerError)
 	}
 	return writeJSON(w, http.StatusOK, accounts.UserInfo(id.User))
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/guestauth/caddy-guestauth/accounts"
 	"github.com/guestauth/caddy-guestauth/events"
 	"github.com/guestauth/caddy-guestauth/storage"
 )
@@ -238,16 +239,17 @@ func adminShowUser(w http.ResponseWriter, r *http.Request, sh *sharedStore, id s
 }
 
 func adminDeleteUser(w http.ResponseWriter, r *http.Request, sh *sharedStore, id string) error {
-	u, err := sh.store.GetUser(r.Context(), id)
-	if err != nil {
-		return storeError(err, id)
-	}
-	if err := sh.store.DeleteUser(r.Context(), id); err != nil {
-		return storeError(err, id)
-	}
-	if g := sh.handler(); g != nil { // apps may need to delete the user's data
-		g.emit(events.Event{Type: events.UserDeleted, UserID: id, Data: map[string]any{"name": u.Name, "tag": u.Tag, "cause": "admin"}})
-	} else {
+	if g := sh.handler(); g != nil { // reports user.deleted: apps may need to delete the user's data
+		if _, err := g.svc.DeleteUser(r.Context(), id, "admin"); err != nil {
+			return storeError(err, id)
+		}
+	} else { // the file is closing: no config to report to
+		if _, err := sh.store.GetUser(r.Context(), id); err != nil {
+			return storeError(err, id)
+		}
+		if err := sh.store.DeleteUser(r.Context(), id); err != nil {
+			return storeError(err, id)
+		}
 		adminLog().Info(events.UserDeleted, zap.String("user_id", id))
 	}
 	return writeAdminJSON(w, map[string]any{"id": id, "deleted": true})
@@ -263,29 +265,39 @@ func adminKeepUser(w http.ResponseWriter, r *http.Request, sh *sharedStore, id s
 		return apiError(http.StatusBadRequest, `body must be empty or {"kept": true|false}: %v`, err)
 	}
 	kept := body.Kept == nil || *body.Kept
-	u, err := sh.store.UpdateUser(r.Context(), id, func(u *storage.User) error {
-		u.Kept = kept
-		return nil
-	})
+	var u *storage.User
+	var err error
+	if g := sh.handler(); g != nil {
+		u, err = g.svc.SetKept(r.Context(), id, kept, "admin")
+	} else {
+		u, err = sh.store.UpdateUser(r.Context(), id, func(u *storage.User) error {
+			u.Kept = kept
+			return nil
+		})
+		if err == nil {
+			adminLog().Info(accounts.UserKept, zap.String("user_id", id), zap.Bool("kept", kept))
+		}
+	}
 	if err != nil {
 		return storeError(err, id)
 	}
-	adminLog().Info("user.kept", zap.String("user_id", id), zap.Bool("kept", kept))
 	return writeAdminJSON(w, viewUser(u))
 }
 
 func adminRevokeUser(w http.ResponseWriter, r *http.Request, sh *sharedStore, id string) error {
-	// DeleteUserSessions does not tell an unknown user from one without
-	// sessions; the admin should hear which it was.
-	if _, err := sh.store.GetUser(r.Context(), id); err != nil {
-		return storeError(err, id)
+	var n int
+	var err error
+	if g := sh.handler(); g != nil { // reports session.revoked, as a logout does: apps may react
+		n, err = g.svc.RevokeUserSessions(r.Context(), id, "admin")
+	} else {
+		// DeleteUserSessions does not tell an unknown user from one without
+		// sessions; the admin should hear which it was.
+		if _, err = sh.store.GetUser(r.Context(), id); err == nil {
+			n, err = sh.store.DeleteUserSessions(r.Context(), id, "")
+		}
 	}
-	n, err := sh.store.DeleteUserSessions(r.Context(), id, "")
 	if err != nil {
 		return storeError(err, id)
-	}
-	if g := sh.handler(); g != nil && n > 0 { // as for a logout: apps may react
-		g.emit(events.Event{Type: events.SessionRevoked, UserID: id, Data: map[string]any{"sessions": n, "cause": "admin"}})
 	}
 	return writeAdminJSON(w, map[string]any{"id": id, "revoked": n})
 }

@@ -9,14 +9,11 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
-	"strconv"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/guestauth/caddy-guestauth/accounts"
-	"github.com/guestauth/caddy-guestauth/events"
-	"github.com/guestauth/caddy-guestauth/metrics"
 )
 
 // PathChallenge is Authgear's challenge endpoint. It sits at the site root,
@@ -102,9 +99,7 @@ func (g *GuestAuth) anonymousRequestGrant(r *http.Request, client *Client, param
 		}
 		return nil, err
 	}
-	if res.Created {
-		g.emit(events.Event{Type: events.GuestCreated, UserID: res.User.ID, ClientID: client.ClientID, Data: map[string]any{"via": "keypair", "device_kid": res.User.DeviceKID}})
-	} else {
+	if !res.Created {
 		g.logger.Info("device.signin", zap.String("user_id", res.User.ID), zap.String("client_id", client.ClientID), zap.String("device_kid", res.User.DeviceKID))
 	}
 	return res.Issued, nil
@@ -129,10 +124,6 @@ type authgearChallenge struct {
 	ExpireAt time.Time `json:"expire_at"`
 }
 
-func writeAuthgearError(w http.ResponseWriter, status int, name, reason, msg string) error {
-	return writeJSON(w, status, authgearEnvelope{Error: &authgearError{Name: name, Reason: reason, Message: msg, Code: status}})
-}
-
 // serveChallenge issues a challenge: POST {"purpose":"anonymous_request"}.
 func (g *GuestAuth) serveChallenge(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
@@ -145,10 +136,10 @@ func (g *GuestAuth) serveChallenge(w http.ResponseWriter, r *http.Request) error
 	body, err := readBody(w, r, 4<<10)
 	if err != nil {
 		var he *httpError
-		if errors.As(err, &he) && he.status == http.StatusRequestTimeout {
-			return writeAuthgearError(w, he.status, "RequestTimeout", "RequestTimeout", he.err.Description)
+		if !errors.As(err, &he) { // unreadable: answered as too large, as ever
+			err = &httpError{status: http.StatusRequestEntityTooLarge, err: &accounts.Error{Code: accounts.CodeInvalidRequest, Description: err.Error()}}
 		}
-		return writeAuthgearError(w, http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", "RequestEntityTooLarge", "The request body is too large.")
+		return g.writeChallengeError(w, err)
 	}
 	// As Authgear's schema (additionalProperties false): purpose only, a
 	// string, named once.
@@ -171,19 +162,8 @@ func (g *GuestAuth) serveChallenge(w http.ResponseWriter, r *http.Request) error
 		return writeAuthgearError(w, http.StatusBadRequest, "Invalid", "ValidationFailed", "The purpose is required.")
 	}
 	c, err := g.svc.NewChallenge(r.Context(), *purpose, g.limitKey(r))
-	var ae *accounts.Error
-	var te *accounts.ThrottledError
-	if errors.As(err, &te) {
-		metrics.RateLimited(te.Limit)
-		w.Header().Set("Retry-After", strconv.FormatInt(te.RetrySeconds(), 10))
-		return writeAuthgearError(w, http.StatusTooManyRequests, "TooManyRequest", "RateLimited", te.Error())
-	}
-	if errors.As(err, &ae) {
-		return writeAuthgearError(w, http.StatusBadRequest, "Invalid", "ValidationFailed", ae.Description)
-	}
 	if err != nil {
-		g.logger.Error("challenge endpoint", zap.Error(err))
-		return writeAuthgearError(w, http.StatusInternalServerError, "InternalError", "UnexpectedError", "The request could not be completed.")
+		return g.writeChallengeError(w, err)
 	}
 	return writeJSON(w, http.StatusOK, authgearEnvelope{Result: authgearChallenge{Token: c.Token, ExpireAt: c.ExpiresAt}})
 }

@@ -3,11 +3,16 @@ package caddymodule
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyevents"
 	"go.uber.org/zap"
 
+	"github.com/guestauth/caddy-guestauth/accounts"
 	"github.com/guestauth/caddy-guestauth/events"
 	"github.com/guestauth/caddy-guestauth/metrics"
 )
@@ -53,6 +58,12 @@ func (g *GuestAuth) setupEvents(ctx caddy.Context) error {
 		sinks = append(sinks, wh)
 	}
 	g.events = events.NewEmitter(g.logger, sinks...)
+	app, err := ctx.App("events")
+	if err != nil {
+		return fmt.Errorf("getting events app: %w", err)
+	}
+	g.caddyEvents, _ = app.(*caddyevents.App)
+	g.caddyCtx = ctx
 	if err := metrics.Register(ctx.GetMetricsRegistry()); err != nil {
 		return err
 	}
@@ -76,8 +87,22 @@ func (g *GuestAuth) stopEvents() {
 	}
 }
 
-// emit reports an event (log, webhook) and counts it.
-func (g *GuestAuth) emit(ev events.Event) {
+// Caddy event names: each guest_auth event is also emitted to Caddy's
+// events app as guest_auth_ followed by its type with "." as "_", so a
+// site's `events` handlers can subscribe to it (origin module
+// http.handlers.guest_auth; the event's data is the guest_auth event's data
+// plus user_id and client_id when set).
+const caddyEventPrefix = "guest_auth_"
+
+// caddyEventName is the Caddy event name of a guest_auth event type.
+func caddyEventName(typ string) string {
+	return caddyEventPrefix + strings.ReplaceAll(typ, ".", "_")
+}
+
+// observe is the accounts.Observer of this handler: the one place where a
+// domain outcome is counted (metrics), logged and sent to the webhook
+// (events), and emitted to Caddy's events app. user.kept is only logged.
+func (g *GuestAuth) observe(_ context.Context, ev events.Event) {
 	switch ev.Type {
 	case events.GuestCreated:
 		metrics.GuestCreated()
@@ -86,5 +111,32 @@ func (g *GuestAuth) emit(ev events.Event) {
 	case events.GuestExpired:
 		metrics.GuestsExpired(1)
 	}
-	g.events.Emit(ev)
+	if ev.Type == accounts.UserKept {
+		kept, _ := ev.Data["kept"].(bool)
+		cause, _ := ev.Data["cause"].(string)
+		g.logger.Info(ev.Type, zap.String("user_id", ev.UserID), zap.Bool("kept", kept), zap.String("cause", cause))
+	} else {
+		g.events.Emit(ev)
+	}
+	g.emitCaddyEvent(ev)
+}
+
+// emitCaddyEvent emits ev to Caddy's events app, when anything listens.
+func (g *GuestAuth) emitCaddyEvent(ev events.Event) {
+	if g.caddyEvents == nil {
+		return
+	}
+	name := caddyEventName(ev.Type)
+	if !g.caddyEvents.ShouldEmit(name) {
+		return
+	}
+	data := make(map[string]any, len(ev.Data)+2)
+	maps.Copy(data, ev.Data)
+	if ev.UserID != "" {
+		data["user_id"] = ev.UserID
+	}
+	if ev.ClientID != "" {
+		data["client_id"] = ev.ClientID
+	}
+	g.caddyEvents.Emit(g.caddyCtx, name, data)
 }

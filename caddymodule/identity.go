@@ -298,7 +298,7 @@ func (g *GuestAuth) serveProxied(w http.ResponseWriter, r *http.Request, repl *c
 			metrics.TokenRejected(inv.Reason)
 			return g.next(w, r, next, nil)
 		}
-		return g.writeAuthError(w, err)
+		return g.writeBearerError(w, err)
 	}
 	if fromCookie {
 		if err := crossOrigin.Check(r); err != nil {
@@ -319,19 +319,6 @@ func (g *GuestAuth) serveProxied(w http.ResponseWriter, r *http.Request, repl *c
 
 func (g *GuestAuth) authenticate(r *http.Request, raw string) (*accounts.Identity, error) {
 	return g.svc.Authenticate(r.Context(), raw, g.issuerFor(r))
-}
-
-// writeAuthError answers a refused token per RFC 6750; a store failure is
-// a 500 (not the client's fault, and never treated as anonymous).
-func (g *GuestAuth) writeAuthError(w http.ResponseWriter, err error) error {
-	var inv *tokens.InvalidError
-	if errors.As(err, &inv) {
-		g.logger.Debug("access token refused", zap.String("reason", inv.Reason))
-		metrics.TokenRejected(inv.Reason)
-		return bearerError(w, http.StatusUnauthorized, "invalid_token", tokenErrorText[inv.Reason])
-	}
-	g.logger.Error("authenticating request", zap.Error(err))
-	return caddyhttp.Error(http.StatusInternalServerError, err)
 }
 
 var tokenErrorText = map[string]string{
@@ -355,14 +342,4 @@ func setBearerChallenge(w http.ResponseWriter, code, desc string) {
 		}
 	}
 	w.Header().Set("WWW-Authenticate", challenge)
-}
-
-// bearerError answers with the RFC 6750 challenge and a JSON body.
-func bearerError(w http.ResponseWriter, status int, code, desc string) error {
-	setBearerChallenge(w, code, desc)
-	body := oauthError{Error: code, Description: desc}
-	if code == "" {
-		body = oauthError{Error: "unauthorized", Description: "An access token is required."}
-	}
-	return writeJSON(w, status, body)
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyevents"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"go.uber.org/zap"
@@ -204,6 +205,16 @@ type GuestAuth struct {
 	// guest.upgraded, guest.expired, session.revoked,
 	// refresh.reuse_detected, signin.throttled, user.deleted) as signed
 	// JSON POSTs.
+	//
+	// Whether or not a webhook is set, each event is also emitted to
+	// Caddy's events app, named guest_auth_ and the type with "_" for "."
+	// (guest_auth_guest_created, guest_auth_guest_upgraded,
+	// guest_auth_guest_expired, guest_auth_session_revoked,
+	// guest_auth_refresh_reuse_detected, guest_auth_signin_throttled,
+	// guest_auth_user_deleted, and guest_auth_user_kept, which is not sent
+	// to the webhook), from module http.handlers.guest_auth, with the
+	// event's data plus user_id and client_id. Handlers run synchronously
+	// on the request's path.
 	Webhook *Webhook `json:"webhook,omitempty"`
 
 	// The module's own endpoints (token, challenge, revoke, update-user,
@@ -233,6 +244,10 @@ type GuestAuth struct {
 	origin   string // scheme://host of the configured issuer
 	now      func() time.Time
 	config   <-chan struct{} // identifies the Caddy config this handler belongs to
+
+	// Caddy's events app and this module's context, to emit to it
+	caddyEvents *caddyevents.App
+	caddyCtx    caddy.Context
 }
 
 // Client is an application that may request tokens.
@@ -413,6 +428,7 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		NameUserLimit: g.NameChangeUserLimit.limit(),
 		NameIPLimit:   g.NameChangeIPLimit.limit(),
 		ReservedNames: reservedNames(g.ReservedNames),
+		Observer:      g.observe,
 	}, g.now)
 	if err != nil {
 		return err

@@ -11,12 +11,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strconv"
-
-	"go.uber.org/zap"
 
 	"github.com/guestauth/caddy-guestauth/accounts"
-	"github.com/guestauth/caddy-guestauth/events"
 	"github.com/guestauth/caddy-guestauth/internal/ctcmp"
 	"github.com/guestauth/caddy-guestauth/metrics"
 )
@@ -30,15 +26,6 @@ const GuestCode = "guest-user"
 type oauthError struct {
 	Error       string `json:"error"`
 	Description string `json:"error_description,omitempty"`
-}
-
-// oauthStatus maps RFC 6749 §5.2 error codes to HTTP statuses.
-var oauthStatus = map[string]int{
-	accounts.CodeInvalidRequest:       http.StatusBadRequest,
-	accounts.CodeInvalidClient:        http.StatusUnauthorized,
-	accounts.CodeInvalidGrant:         http.StatusBadRequest,
-	accounts.CodeUnauthorizedClient:   http.StatusBadRequest,
-	accounts.CodeUnsupportedGrantType: http.StatusBadRequest,
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) error {
@@ -64,34 +51,6 @@ type httpError struct {
 }
 
 func (e *httpError) Error() string { return e.err.Error() }
-
-// writeOAuthError answers err as RFC 6749 §5.2 JSON; any error that is not an
-// *accounts.Error is a server fault, logged and answered 500 without detail.
-func (g *GuestAuth) writeOAuthError(w http.ResponseWriter, err error) error {
-	var he *httpError
-	if errors.As(err, &he) {
-		if he.challenge != "" {
-			w.Header().Set("WWW-Authenticate", he.challenge)
-		}
-		return writeJSON(w, he.status, oauthError{Error: he.err.Code, Description: he.err.Description})
-	}
-	var te *accounts.ThrottledError
-	if errors.As(err, &te) {
-		metrics.RateLimited(te.Limit)
-		w.Header().Set("Retry-After", strconv.FormatInt(te.RetrySeconds(), 10))
-		return writeJSON(w, http.StatusTooManyRequests, oauthError{Error: "temporarily_unavailable", Description: te.Error()})
-	}
-	var ae *accounts.Error
-	if !errors.As(err, &ae) {
-		g.logger.Error("token endpoint", zap.Error(err))
-		return writeJSON(w, http.StatusInternalServerError, oauthError{Error: "server_error", Description: "The request could not be completed."})
-	}
-	status, ok := oauthStatus[ae.Code]
-	if !ok {
-		status = http.StatusBadRequest
-	}
-	return writeJSON(w, status, oauthError{Error: ae.Code, Description: ae.Description})
-}
 
 func badRequest(format string, args ...any) error {
 	return &accounts.Error{Code: accounts.CodeInvalidRequest, Description: fmt.Sprintf(format, args...)}
@@ -267,6 +226,9 @@ func (g *GuestAuth) serveToken(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Allow", http.MethodPost)
 		return writeJSON(w, http.StatusMethodNotAllowed, oauthError{Error: accounts.CodeInvalidRequest, Description: "The token endpoint accepts POST only."})
 	}
+	// Outcomes the grant causes (signin.throttled, refresh.reuse_detected)
+	// report the client's address.
+	r = r.WithContext(accounts.WithClientIP(r.Context(), clientIP(r)))
 	issued, err := g.tokenGrant(w, r)
 	if err != nil {
 		return g.writeOAuthError(w, err)
@@ -303,7 +265,6 @@ func (g *GuestAuth) tokenGrant(w http.ResponseWriter, r *http.Request) (*account
 		if err != nil {
 			return nil, err
 		}
-		g.emit(events.Event{Type: events.GuestCreated, UserID: issued.User.ID, ClientID: client.ClientID, Data: map[string]any{"via": "code"}})
 		return issued, nil
 	case accounts.GrantAnonymousRequest:
 		return g.anonymousRequestGrant(r, client, params)
@@ -316,13 +277,9 @@ func (g *GuestAuth) tokenGrant(w http.ResponseWriter, r *http.Request) (*account
 			Issuer: g.issuerFor(r), ClientID: client.ClientID, Username: username, Password: password,
 			ClientIP: g.limitKey(r), DeviceToken: params["device_token"],
 		})
-		var te *accounts.ThrottledError
 		var ae *accounts.Error
 		if errors.As(err, &ae) && ae.Code == accounts.CodeInvalidGrant {
 			metrics.SignInFailed()
-		}
-		if errors.As(err, &te) {
-			g.emit(events.Event{Type: events.SignInThrottled, ClientID: client.ClientID, Data: map[string]any{"client_ip": clientIP(r), "retry_after_s": te.RetrySeconds()}})
 		}
 		return issued, err
 	case "refresh_token":
@@ -330,11 +287,7 @@ func (g *GuestAuth) tokenGrant(w http.ResponseWriter, r *http.Request) (*account
 		if token == "" {
 			return nil, badRequest("The refresh_token parameter is missing.")
 		}
-		issued, err := g.svc.Refresh(r.Context(), g.issuerFor(r), client.ClientID, token)
-		if errors.Is(err, accounts.ErrRefreshReuse) {
-			g.emit(events.Event{Type: events.RefreshReuseDetected, ClientID: client.ClientID, Data: map[string]any{"client_ip": clientIP(r)}})
-		}
-		return issued, err
+		return g.svc.Refresh(r.Context(), g.issuerFor(r), client.ClientID, token)
 	}
 	return nil, &accounts.Error{Code: accounts.CodeUnsupportedGrantType, Description: fmt.Sprintf("The grant_type %q is not supported.", grant)}
 }

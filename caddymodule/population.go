@@ -12,7 +12,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/guestauth/caddy-guestauth/accounts"
-	"github.com/guestauth/caddy-guestauth/events"
 	"github.com/guestauth/caddy-guestauth/storage"
 )
 
@@ -70,9 +69,8 @@ func (g *GuestAuth) prune(ctx context.Context, dryRun bool) (*accounts.PruneRepo
 	}
 	return accounts.Prune(ctx, g.shared.store, g.now(), accounts.PruneOptions{
 		IdleTTL: time.Duration(*g.GuestTTL), DryRun: dryRun, Batch: 100, MaxListed: 1000,
-	}, func(p accounts.Pruned) {
-		g.emit(events.Event{Type: events.GuestExpired, UserID: p.UserID, Data: map[string]any{"reason": p.Reason, "name": p.Name}})
-	})
+		Observer: g.observe,
+	}, nil)
 }
 
 // keepWriter removes the keep header from the upstream's response and, when
@@ -101,14 +99,8 @@ func (k *keepWriter) settle() {
 	}
 	if !k.marked && k.user != nil && k.user.Ephemeral() && !k.user.Kept && strings.EqualFold(strings.TrimSpace(v), "true") {
 		k.marked = true
-		_, err := k.g.shared.store.UpdateUser(k.ctx, k.user.ID, func(u *storage.User) error {
-			u.Kept = true
-			return nil
-		})
-		if err != nil {
+		if _, err := k.g.svc.SetKept(k.ctx, k.user.ID, true, "keep_header"); err != nil {
 			k.g.logger.Error("marking guest kept", zap.String("user_id", k.user.ID), zap.Error(err))
-		} else {
-			k.g.logger.Info("guest.kept", zap.String("user_id", k.user.ID))
 		}
 	}
 }
