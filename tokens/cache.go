@@ -6,7 +6,9 @@ import lru "github.com/hashicorp/golang-lru/v2"
 // signature verification (tens of µs) on repeat requests. It is bounded:
 // when full, an insert evicts the least recently used token. Entries are
 // keyed by the whole token string.
-type Cache struct{ lru *lru.Cache[string, *AccessClaims] }
+type Cache struct {
+	lru *lru.Cache[string, *AccessClaims]
+}
 
 // NewCache makes a cache of at most max entries (max <= 0 disables it: nil).
 func NewCache(max int) *Cache {
