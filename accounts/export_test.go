@@ -15,11 +15,11 @@ func CountNewHashes(s *Service) *atomic.Int64 {
 func SetHashHook(s *Service, f func()) { s.hashHook = f }
 
 // SetThrottleMax sets how many keys t may hold.
-func SetThrottleMax(t *Throttle, n int) { t.max = n }
+func SetThrottleMax(t *Throttle, n int) { t.m.Resize(n) }
 
 // ThrottleKeys is how many keys t holds.
 func ThrottleKeys(t *Throttle) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.m)
+	return t.m.Len()
 }
