@@ -1,6 +1,9 @@
 package accounts
 
-import "sync/atomic"
+import (
+	"context"
+	"sync/atomic"
+)
 
 // CountNewHashes makes s count the password hashes it computes (new
 // passwords and checks alike); call it before using s.
@@ -22,4 +25,9 @@ func ThrottleKeys(t *Throttle) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.m.Len()
+}
+
+// PasswordSignIn is SignIn without a device token.
+func (s *Service) PasswordSignIn(ctx context.Context, issuer, clientID, username, password, clientIP string) (*Issued, error) {
+	return s.SignIn(ctx, SignInRequest{Issuer: issuer, ClientID: clientID, Username: username, Password: password, ClientIP: clientIP})
 }

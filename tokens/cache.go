@@ -25,6 +25,3 @@ func (c *Cache) Get(raw string) (*AccessClaims, bool) { return c.lru.Get(raw) }
 
 // Put caches verified claims.
 func (c *Cache) Put(raw string, v *AccessClaims) { c.lru.Add(raw, v) }
-
-// Len is the number of cached tokens.
-func (c *Cache) Len() int { return c.lru.Len() }
