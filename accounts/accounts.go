@@ -121,7 +121,7 @@ func New(ctx context.Context, store Store, keys *tokens.Keyring, cfg Config, now
 		keys:          keys,
 		cfg:           cfg,
 		now:           now,
-		verifier:      &tokens.Verifier{Keys: keys, Skew: cfg.Skew, Now: now, Cache: tokens.NewCache(cfg.CacheSize, now), Audiences: slices.Clone(cfg.Audiences)},
+		verifier:      &tokens.Verifier{Keys: keys, Skew: cfg.Skew, Now: now, Cache: tokens.NewCache(cfg.CacheSize), Audiences: slices.Clone(cfg.Audiences)},
 		byAcct:        NewThrottle(cfg.AccountLimit, now),
 		byDevice:      NewThrottle(cfg.DeviceLimit, now),
 		hashesByAcct:  NewThrottle(cfg.AccountHashLimit, now),

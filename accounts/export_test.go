@@ -1,6 +1,9 @@
 package accounts
 
-import "sync/atomic"
+import (
+	"context"
+	"sync/atomic"
+)
 
 // CountNewHashes makes s count the password hashes it computes (new
 // passwords and checks alike); call it before using s.
@@ -15,11 +18,16 @@ func CountNewHashes(s *Service) *atomic.Int64 {
 func SetHashHook(s *Service, f func()) { s.hashHook = f }
 
 // SetThrottleMax sets how many keys t may hold.
-func SetThrottleMax(t *Throttle, n int) { t.max = n }
+func SetThrottleMax(t *Throttle, n int) { t.m.Resize(n) }
 
 // ThrottleKeys is how many keys t holds.
 func ThrottleKeys(t *Throttle) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.m)
+	return t.m.Len()
+}
+
+// PasswordSignIn is SignIn without a device token.
+func (s *Service) PasswordSignIn(ctx context.Context, issuer, clientID, username, password, clientIP string) (*Issued, error) {
+	return s.SignIn(ctx, SignInRequest{Issuer: issuer, ClientID: clientID, Username: username, Password: password, ClientIP: clientIP})
 }

@@ -117,11 +117,6 @@ type SignInRequest struct {
 	DeviceToken string
 }
 
-// PasswordSignIn is SignIn without a device token.
-func (s *Service) PasswordSignIn(ctx context.Context, issuer, clientID, username, password, clientIP string) (*Issued, error) {
-	return s.SignIn(ctx, SignInRequest{Issuer: issuer, ClientID: clientID, Username: username, Password: password, ClientIP: clientIP})
-}
-
 // SignIn is the password grant for normal users. Guests cannot sign in this
 // way until they upgrade. An unknown user, a guest and a wrong password get
 // the same answer after the same hash work. Attempts are budgeted (see

@@ -4,6 +4,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"golang.org/x/time/rate"
 )
 
@@ -16,14 +17,14 @@ type Limit struct {
 
 // Throttle keeps a token bucket (a rate.Limiter driven by the injected
 // clock) per key, such as an account name or a client IP. It is bounded:
-// when it holds too many keys, keys whose bucket is full again (the same as
-// absent) are dropped.
+// when it holds too many keys, a new key pushes out the one least recently
+// spent from, whose bucket has had the longest to refill (a full bucket is
+// the same as none).
 type Throttle struct {
 	limit Limit
 	now   func() time.Time
 	mu    sync.Mutex
-	m     map[string]*rate.Limiter
-	max   int
+	m     *simplelru.LRU[string, *rate.Limiter]
 }
 
 // NewThrottle makes a throttle; a zero Burst disables it (nil).
@@ -31,7 +32,8 @@ func NewThrottle(l Limit, now func() time.Time) *Throttle {
 	if l.Burst <= 0 || l.Interval <= 0 {
 		return nil
 	}
-	return &Throttle{limit: l, now: now, m: map[string]*rate.Limiter{}, max: 100_000}
+	m, _ := simplelru.NewLRU[string, *rate.Limiter](100_000, nil) // fails only for a size <= 0
+	return &Throttle{limit: l, now: now, m: m}
 }
 
 // Take spends one try for key if it has one and returns 0, or returns how
@@ -56,7 +58,7 @@ func (t *Throttle) Reset(key string) {
 		return
 	}
 	t.mu.Lock()
-	delete(t.m, key)
+	t.m.Remove(key)
 	t.mu.Unlock()
 }
 
@@ -81,7 +83,7 @@ func (t *Throttle) take(key string, now time.Time) {
 }
 
 func (t *Throttle) waitLocked(key string, now time.Time) time.Duration {
-	lim, ok := t.m[key]
+	lim, ok := t.m.Get(key) // a refused try counts as use too
 	if !ok {
 		return 0
 	}
@@ -94,30 +96,11 @@ func (t *Throttle) waitLocked(key string, now time.Time) time.Duration {
 }
 
 func (t *Throttle) takeLocked(key string, now time.Time) {
-	lim, ok := t.m[key]
+	lim, ok := t.m.Get(key)
 	if !ok {
-		if len(t.m) >= t.max {
-			t.prune(now)
-		}
 		lim = rate.NewLimiter(rate.Every(t.limit.Interval), t.limit.Burst)
-		t.m[key] = lim
+		t.m.Add(key, lim)
 	}
 	// ReserveN always spends (into debt, at worst by a rounding error).
 	lim.ReserveN(now, 1)
-}
-
-// prune drops full buckets; the caller holds t.mu.
-func (t *Throttle) prune(now time.Time) {
-	for k, lim := range t.m {
-		if lim.TokensAt(now) >= float64(t.limit.Burst) {
-			delete(t.m, k)
-		}
-	}
-	// Still full of active attackers: drop arbitrary keys rather than grow.
-	for k := range t.m {
-		if len(t.m) < t.max {
-			break
-		}
-		delete(t.m, k)
-	}
 }

@@ -225,7 +225,8 @@ type GuestAuth struct {
 	APIReadTimeout caddy.Duration `json:"api_read_timeout,omitempty"`
 
 	// How many verified access tokens to remember, so repeat requests skip
-	// signature verification. Default: 10000. 0 disables the cache.
+	// signature verification; when full, the least recently used is
+	// dropped. Default: 10000. 0 disables the cache.
 	TokenCacheSize *int `json:"token_cache_size,omitempty"`
 
 	svc      *accounts.Service

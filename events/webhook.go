@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/netip"
@@ -321,14 +320,6 @@ func (w *Webhook) Dropped() uint64 {
 		n += c
 	}
 	return n
-}
-
-// DroppedByType is how many events of each type were dropped because their
-// queue was full; types never dropped are absent.
-func (w *Webhook) DroppedByType() map[string]uint64 {
-	w.dropMu.Lock()
-	defer w.dropMu.Unlock()
-	return maps.Clone(w.dropped)
 }
 
 func (w *Webhook) encode(ev Event) (queued, bool) {

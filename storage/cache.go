@@ -3,6 +3,8 @@ package storage
 import (
 	"sync"
 	"sync/atomic"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
 
 // IdentityCache keeps decoded users and sessions for Identity, the read made
@@ -17,28 +19,34 @@ import (
 // node sharing the store — must be reported through Invalidate*, which a
 // shared-store backend drives from its change notifications; the bbolt
 // backend needs none, as no other process can write its file. Cached values
-// are shared: callers must not modify them.
+// are shared: callers must not modify them. When full, it evicts the least
+// recently used user and session.
 type IdentityCache struct {
-	mu       sync.RWMutex
-	users    map[string]*User
-	sessions map[string]*Session
-	max      int
+	mu       sync.Mutex
+	users    *simplelru.LRU[string, *User]
+	sessions *simplelru.LRU[string, *Session]
+	off      bool          // nothing is cached
 	writing  atomic.Int64  // write transactions in progress
 	done     atomic.Uint64 // write transactions finished
 }
 
-// NewIdentityCache makes a cache of at most max users and max sessions
-// (max <= 0: nothing is cached).
-func NewIdentityCache(max int) *IdentityCache {
-	return &IdentityCache{users: map[string]*User{}, sessions: map[string]*Session{}, max: max}
+// NewIdentityCache makes a cache of at most size users and size sessions
+// (size <= 0: nothing is cached).
+func NewIdentityCache(size int) *IdentityCache {
+	c := &IdentityCache{off: size <= 0}
+	size = max(size, 1) // NewLRU only fails for a size <= 0
+	c.users, _ = simplelru.NewLRU[string, *User](size, nil)
+	c.sessions, _ = simplelru.NewLRU[string, *Session](size, nil)
+	return c
 }
 
 // Get returns a cached user and session, if both are cached and belong
 // together.
 func (c *IdentityCache) Get(userID, sessionID string) (*User, *Session, bool) {
-	c.mu.RLock()
-	u, s := c.users[userID], c.sessions[sessionID]
-	c.mu.RUnlock()
+	c.mu.Lock()
+	u, _ := c.users.Get(userID)
+	s, _ := c.sessions.Get(sessionID)
+	c.mu.Unlock()
 	if u == nil || s == nil || s.UserID != userID {
 		return nil, nil, false
 	}
@@ -60,7 +68,7 @@ func (c *IdentityCache) Snapshot() Snapshot {
 // Put caches a pair read after before was taken, unless a write may have
 // overlapped the read.
 func (c *IdentityCache) Put(before Snapshot, u *User, s *Session) {
-	if c.max <= 0 || before.writing != 0 {
+	if c.off || before.writing != 0 {
 		return
 	}
 	c.mu.Lock()
@@ -68,28 +76,15 @@ func (c *IdentityCache) Put(before Snapshot, u *User, s *Session) {
 	if c.writing.Load() != 0 || c.done.Load() != before.done {
 		return
 	}
-	evictOne(c.users, c.max)
-	evictOne(c.sessions, c.max)
-	c.users[u.ID] = u
-	c.sessions[s.ID] = s
-}
-
-// evictOne makes room by dropping an arbitrary entry (map order is random).
-func evictOne[V any](m map[string]V, max int) {
-	if len(m) < max {
-		return
-	}
-	for k := range m {
-		delete(m, k)
-		return
-	}
+	c.users.Add(u.ID, u)
+	c.sessions.Add(s.ID, s)
 }
 
 // InvalidateUser drops a user changed or deleted outside this cache's
 // knowledge.
 func (c *IdentityCache) InvalidateUser(id string) {
 	c.mu.Lock()
-	delete(c.users, id)
+	c.users.Remove(id)
 	c.done.Add(1) // a read already under way must not cache the old record
 	c.mu.Unlock()
 }
@@ -98,7 +93,7 @@ func (c *IdentityCache) InvalidateUser(id string) {
 // knowledge.
 func (c *IdentityCache) InvalidateSession(id string) {
 	c.mu.Lock()
-	delete(c.sessions, id)
+	c.sessions.Remove(id)
 	c.done.Add(1)
 	c.mu.Unlock()
 }
@@ -107,17 +102,17 @@ func (c *IdentityCache) InvalidateSession(id string) {
 // (a lost notification connection, say).
 func (c *IdentityCache) InvalidateAll() {
 	c.mu.Lock()
-	clear(c.users)
-	clear(c.sessions)
+	c.users.Purge()
+	c.sessions.Purge()
 	c.done.Add(1)
 	c.mu.Unlock()
 }
 
 // Len is how many users the cache holds.
 func (c *IdentityCache) Len() int {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return len(c.users)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.users.Len()
 }
 
 // WriteBegin and WriteEnd bracket every write of the backend's own.

@@ -76,7 +76,7 @@ func BenchmarkVerify(b *testing.B) {
 			}
 		}
 		b.Run(string(alg)+"/hit", func(b *testing.B) {
-			v := &tokens.Verifier{Keys: k, Now: clock, Cache: tokens.NewCache(16, clock), Audiences: []string{"app"}}
+			v := &tokens.Verifier{Keys: k, Now: clock, Cache: tokens.NewCache(16), Audiences: []string{"app"}}
 			for _, r := range raw { // fill the cache
 				if _, err := v.Verify(r, g.Issuer); err != nil {
 					b.Fatal(err)
@@ -87,7 +87,7 @@ func BenchmarkVerify(b *testing.B) {
 		// A one-entry cache fed two tokens in turn misses every time, so
 		// this is full verification plus the cache's lookup and insert.
 		b.Run(string(alg)+"/miss", func(b *testing.B) {
-			verify(b, &tokens.Verifier{Keys: k, Now: clock, Cache: tokens.NewCache(1, clock), Audiences: []string{"app"}})
+			verify(b, &tokens.Verifier{Keys: k, Now: clock, Cache: tokens.NewCache(1), Audiences: []string{"app"}})
 		})
 	}
 }

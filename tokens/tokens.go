@@ -67,50 +67,44 @@ func (k *Keyring) Mint(g Grant, sub Subject) (*Minted, error) {
 	accessExp := iat.Add(g.AccessTTL.Round(time.Second))
 	jti := uuid.NewString()
 
-	at := jwt.New()
-	claims := map[string]any{
-		jwt.IssuerKey:     g.Issuer,
-		jwt.SubjectKey:    sub.UserID,
-		jwt.AudienceKey:   []string{g.ClientID},
-		jwt.ExpirationKey: accessExp,
-		jwt.IssuedAtKey:   iat,
-		jwt.NotBeforeKey:  iat,
-		jwt.JwtIDKey:      jti,
-		"client_id":       g.ClientID,
-		"sid":             sub.SessionID,
-		"name":            sub.Name,
-		"tag":             sub.Tag,
-		"is_anonymous":    sub.Anonymous,
-		"scope":           g.Scope,
-	}
-	for name, v := range claims {
-		if err := at.Set(name, v); err != nil {
-			return nil, err
-		}
+	at, err := jwt.NewBuilder().
+		Issuer(g.Issuer).
+		Subject(sub.UserID).
+		Audience([]string{g.ClientID}).
+		Expiration(accessExp).
+		IssuedAt(iat).
+		NotBefore(iat).
+		JwtID(jti).
+		Claim("client_id", g.ClientID).
+		Claim("sid", sub.SessionID).
+		Claim("name", sub.Name).
+		Claim("tag", sub.Tag).
+		Claim("is_anonymous", sub.Anonymous).
+		Claim("scope", g.Scope).
+		Build()
+	if err != nil {
+		return nil, err
 	}
 	access, err := k.sign(sk, at, TypeAccess)
 	if err != nil {
 		return nil, err
 	}
 
-	idt := jwt.New()
-	claims = map[string]any{
-		jwt.IssuerKey:        g.Issuer,
-		jwt.SubjectKey:       sub.UserID,
-		jwt.AudienceKey:      []string{g.ClientID},
-		jwt.ExpirationKey:    iat.Add(g.IDTTL.Round(time.Second)),
-		jwt.IssuedAtKey:      iat,
-		"auth_time":          sub.AuthTime.Unix(),
-		"sid":                sub.SessionID,
-		"name":               sub.Name,
-		"preferred_username": sub.Name,
-		"tag":                sub.Tag,
-		"is_anonymous":       sub.Anonymous,
-	}
-	for name, v := range claims {
-		if err := idt.Set(name, v); err != nil {
-			return nil, err
-		}
+	idt, err := jwt.NewBuilder().
+		Issuer(g.Issuer).
+		Subject(sub.UserID).
+		Audience([]string{g.ClientID}).
+		Expiration(iat.Add(g.IDTTL.Round(time.Second))).
+		IssuedAt(iat).
+		Claim("auth_time", sub.AuthTime.Unix()).
+		Claim("sid", sub.SessionID).
+		Claim("name", sub.Name).
+		Claim("preferred_username", sub.Name).
+		Claim("tag", sub.Tag).
+		Claim("is_anonymous", sub.Anonymous).
+		Build()
+	if err != nil {
+		return nil, err
 	}
 	id, err := k.sign(sk, idt, TypeID)
 	if err != nil {
@@ -249,7 +243,7 @@ func (v *Verifier) Verify(raw, issuer string) (*AccessClaims, error) {
 			return nil, invalid(ReasonIssuer)
 		case errors.Is(err, jwt.ErrTokenNotYetValid()), errors.Is(err, jwt.ErrInvalidIssuedAt()):
 			return nil, invalid(ReasonClaims)
-		case errors.Is(err, errKeyRefused), strings.Contains(err.Error(), "verify"):
+		case errors.Is(err, errKeyRefused), jws.IsVerificationError(err):
 			return nil, invalid(ReasonSignature)
 		}
 		return nil, invalid(ReasonMalformed)

@@ -410,7 +410,7 @@ func TestVerifierCache(t *testing.T) {
 	k := newKeyring(t, jwa.EdDSA)
 	now := now0
 	clock := func() time.Time { return now }
-	cache := tokens.NewCache(100, clock)
+	cache := tokens.NewCache(100)
 	v := &tokens.Verifier{Keys: k, Skew: 30 * time.Second, Now: clock, Cache: cache, Audiences: []string{"app"}}
 	m := mint(t, k, grant(jwa.EdDSA), subject)
 
@@ -492,8 +492,7 @@ func TestVerifyAudience(t *testing.T) {
 
 func TestCacheStaysBounded(t *testing.T) {
 	t.Parallel()
-	now := now0
-	cache := tokens.NewCache(16, func() time.Time { return now })
+	cache := tokens.NewCache(16)
 	for i := 0; i < 1000; i++ {
 		cache.Put(fmt.Sprint("tok", i), &tokens.AccessClaims{ExpiresAt: now0.Add(time.Duration(i%3) * time.Minute)})
 		if n := cache.Len(); n > 16 {
@@ -503,7 +502,7 @@ func TestCacheStaysBounded(t *testing.T) {
 	if _, ok := cache.Get("tok999"); !ok {
 		t.Fatal("the newest entry is missing")
 	}
-	if tokens.NewCache(0, nil) != nil {
+	if tokens.NewCache(0) != nil {
 		t.Fatal("NewCache(0) must disable the cache")
 	}
 	// A verifier with no cache works.
