@@ -179,9 +179,9 @@ func TestConfigAccepted(t *testing.T) {
 
 // provisionConfig provisions a handler from a Caddyfile block in ctx, as
 // Caddy does (Provision, then Validate; Cleanup when either fails or when
-// the test ends). storage, signing_alg ES256 (fast keys) and a client are
+// the test ends), after the setup functions (such as setting a clock). storage, signing_alg ES256 (fast keys) and a client are
 // added unless the block sets them.
-func provisionConfig(t *testing.T, ctx caddy.Context, dir, block string) (*GuestAuth, error) {
+func provisionConfig(t *testing.T, ctx caddy.Context, dir, block string, setup ...func(*GuestAuth)) (*GuestAuth, error) {
 	t.Helper()
 	for _, def := range []string{"storage " + filepath.Join(dir, "guestauth.db"), "signing_alg ES256", "client app app-secret"} {
 		if !strings.Contains(block, strings.Fields(def)[0]+" ") {
@@ -191,6 +191,9 @@ func provisionConfig(t *testing.T, ctx caddy.Context, dir, block string) (*Guest
 	g := new(GuestAuth)
 	if err := g.UnmarshalCaddyfile(caddyfile.NewTestDispenser("guest_auth {\n" + block + "\n}")); err != nil {
 		return nil, err
+	}
+	for _, f := range setup {
+		f(g)
 	}
 	err := g.Provision(ctx)
 	if err == nil {

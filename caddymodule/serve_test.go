@@ -17,7 +17,9 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -105,13 +107,12 @@ func (s *testSite) guest() (access, idToken, refresh, sub string) {
 	if res.status() != http.StatusOK || json.Unmarshal(res.Body.Bytes(), &body) != nil || body.AccessToken == "" {
 		s.t.Fatalf("guest: %d %v %s", res.status(), res.err, res.Body)
 	}
-	part := strings.Split(body.AccessToken, ".")[1]
-	raw, _ := base64.RawURLEncoding.DecodeString(part)
-	var claims struct{ Sub string }
-	if err := json.Unmarshal(raw, &claims); err != nil || claims.Sub == "" {
-		s.t.Fatalf("access token claims %s: %v", raw, err)
+	_, claims := parseClaims(s.t, body.AccessToken)
+	sub, _ = claims["sub"].(string)
+	if sub == "" {
+		s.t.Fatalf("access token claims %v", claims)
 	}
-	return body.AccessToken, body.IDToken, body.RefreshToken, claims.Sub
+	return body.AccessToken, body.IDToken, body.RefreshToken, sub
 }
 
 // user creates a guest and makes it a registered user named Alice in the
@@ -492,4 +493,114 @@ func TestServeKeepHeader(t *testing.T) {
 			}
 		}
 	}
+}
+
+// testClock is a settable clock for a provisioned handler.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// tokenRequest posts a form to the token endpoint.
+func (s *testSite) tokenRequest(form url.Values) (result, map[string]any) {
+	s.t.Helper()
+	form.Set("client_id", "app")
+	form.Set("client_secret", "app-secret")
+	r := httptest.NewRequest(http.MethodPost, "http://app.example"+PathToken, strings.NewReader(form.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	res := s.serve(r)
+	var body map[string]any
+	json.Unmarshal(res.Body.Bytes(), &body)
+	return res, body
+}
+
+// TestServeLifetimeOptions: access_token_lifetime sets the tokens' life,
+// clock_skew how long past it they are still accepted,
+// session_idle_timeout and session_lifetime when refreshing stops working.
+func TestServeLifetimeOptions(t *testing.T) {
+	t.Parallel()
+	clock := &testClock{t: time.Now().Truncate(time.Second)}
+	g, err := provisionConfig(t, newTestContext(t), t.TempDir(),
+		"access_token_lifetime 15m\nclock_skew 10s\nsession_idle_timeout 2h\nsession_lifetime 5h",
+		func(g *GuestAuth) { g.now = clock.Now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &testSite{t: t, g: g}
+	access, _, refresh, _ := s.guest()
+	_, c := parseClaims(t, access)
+	if exp, iat := c["exp"].(float64), c["iat"].(float64); exp-iat != 900 {
+		t.Fatalf("access token lives %vs, want 900", exp-iat)
+	}
+	clock.Advance(15*time.Minute + 5*time.Second) // expired, within the skew
+	if res := s.get("Authorization", "Bearer "+access); res.status() != http.StatusOK {
+		t.Fatalf("5s past exp with a 10s skew: %d %s", res.status(), res.Body)
+	}
+	clock.Advance(6 * time.Second) // past the skew
+	if res := s.get("Authorization", "Bearer "+access); res.status() != http.StatusUnauthorized || !strings.Contains(res.Body.String(), "expired") {
+		t.Fatalf("11s past exp with a 10s skew: %d %s", res.status(), res.Body)
+	}
+
+	// Refreshing every 1h59m keeps a session past its idle timeout, up to
+	// its lifetime (proxied requests do not count as session use).
+	_, _, refresh, _ = s.guest()
+	refreshed := func() bool {
+		res, body := s.tokenRequest(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}})
+		if res.status() != http.StatusOK {
+			if body["error"] != "invalid_grant" {
+				t.Fatalf("refresh refused with %d %s, want invalid_grant", res.status(), res.Body)
+			}
+			return false
+		}
+		if body["expires_in"] != float64(900) {
+			t.Fatalf("expires_in %v, want 900", body["expires_in"])
+		}
+		refresh = body["refresh_token"].(string)
+		return true
+	}
+	for range 2 { // 3h58m after sign-in
+		clock.Advance(2*time.Hour - time.Minute)
+		if !refreshed() {
+			t.Fatalf("refresh within the idle timeout refused at %v", clock.Now())
+		}
+	}
+	clock.Advance(time.Hour + 3*time.Minute) // 5h01m: past the session lifetime
+	if refreshed() {
+		t.Fatal("a refresh past session_lifetime worked")
+	}
+
+	// A fresh session idle for longer than session_idle_timeout ends.
+	_, _, refresh, _ = s.guest()
+	clock.Advance(2*time.Hour + time.Minute)
+	if refreshed() {
+		t.Fatal("a refresh past session_idle_timeout worked")
+	}
+}
+
+// parseClaims decodes a JWT's header and payload without verifying it.
+func parseClaims(t *testing.T, tok string) (hdr, claims map[string]any) {
+	t.Helper()
+	p := strings.Split(tok, ".")
+	if len(p) != 3 {
+		t.Fatalf("not a compact JWS: %q", tok)
+	}
+	for i, dst := range []*map[string]any{&hdr, &claims} {
+		raw, err := base64.RawURLEncoding.DecodeString(p[i])
+		if err != nil || json.Unmarshal(raw, dst) != nil {
+			t.Fatalf("JWT part %d: %v %s", i, err, raw)
+		}
+	}
+	return hdr, claims
 }
