@@ -330,7 +330,13 @@ func TestServeStripsIdentityHeaders(t *testing.T) {
 // other tokens stay.
 func TestServeConnectionTokens(t *testing.T) {
 	t.Parallel()
-	s := newTestSite(t, "")
+	for _, mode := range []string{RequireNone, RequireAny} {
+		serveConnectionTokens(t, mode)
+	}
+}
+
+func serveConnectionTokens(t *testing.T, mode string) {
+	s := newTestSite(t, "require "+mode)
 	access, _, _, sub := s.guest()
 	for _, r := range []struct{ conn, want string }{
 		{"X-Auth-User-Tag, X-Auth-User-Anonymous", ""},
@@ -346,9 +352,11 @@ func TestServeConnectionTokens(t *testing.T) {
 		if got != strings.ReplaceAll(r.want, " ", "") {
 			t.Fatalf("Connection %q: upstream Connection %q, want %q", r.conn, s.seen.Values("Connection"), r.want)
 		}
-		if s.seen.Get("X-Auth-User-Id") != sub || s.seen.Get("X-Auth-User-Tag") != "guest-user" {
-			t.Fatalf("Connection %q: upstream identity %v", r.conn, s.seen)
+		want := guestIdentity(sub)
+		if want["X-Auth-User-Name"] = s.seen.Get("X-Auth-User-Name"); want["X-Auth-User-Name"] == "" {
+			t.Fatalf("Connection %q: no user name upstream: %v", r.conn, s.seen)
 		}
+		s.wantIdentity("Connection "+r.conn, want)
 	}
 }
 
