@@ -456,30 +456,6 @@ func TestDeviceClientPolicies(t *testing.T) {
 	wantTokens(t, code("other-app", "other-secret"))
 }
 
-func TestDeviceInvalidClientConfig(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct{ options, log string }{
-		{"client pub pub-secret {\n\t\t\tpublic\n\t\t}", "is public and cannot have a secret"},
-		{"client pub {\n\t\t\tpublic\n\t\t\tguests code\n\t\t}", "guests keypair or none"},
-		{"client pub {\n\t\t\tpublic\n\t\t\tguests both\n\t\t}", "guests keypair or none"},
-		{"client sometimes s-secret {\n\t\t\tguests sometimes\n\t\t}", "guests must be code, keypair, both or none"},
-		{"client nosecret", "empty secret"},
-		{"client x x-secret {\n\t\t\tpublic yes\n\t\t}", "wrong argument count"},
-		{"client x x-secret {\n\t\t\tprivate\n\t\t}", "unknown client option"},
-	} {
-		s := newServer(t)
-		err := s.tryStart(s.siteConfig(tc.options))
-		if err == nil {
-			t.Fatalf("caddy started with %q", tc.options)
-		}
-		if !s.HasLog(tc.log) {
-			t.Fatalf("%q: logs lack %q:\n%s", tc.options, tc.log, s.Logs())
-		}
-	}
-	// Control: a valid public client with guests none starts.
-	startGuestAuth(t, "client pub {\n\t\t\tpublic\n\t\t\tguests none\n\t\t}")
-}
-
 func TestDeviceKeyOfUpgradedUserRefused(t *testing.T) {
 	t.Parallel()
 	s := startGuestAuth(t, deviceClients)

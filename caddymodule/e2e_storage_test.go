@@ -30,9 +30,4 @@ func TestStorageBoltKindInCaddyfile(t *testing.T) {
 	if users := storedUsers(t, s.DB); len(users) != 1 || users[0].ID != userID(t, g) {
 		t.Fatalf("stored users: %+v", users)
 	}
-	// An unknown kind is refused at config load.
-	bad := strings.Replace(plain, "storage "+s.DB, "storage postgres postgres://db/auth", 1)
-	if err := s.tryStart(bad); err == nil || !strings.Contains(s.Logs(), `unknown storage kind \"postgres\"`) && !strings.Contains(err.Error()+s.Logs(), `unknown storage kind "postgres"`) {
-		t.Fatalf("a config with an unknown storage kind: %v\n%s", err, s.Logs())
-	}
 }

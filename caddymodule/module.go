@@ -355,36 +355,7 @@ func (GuestAuth) CaddyModule() caddy.ModuleInfo {
 func (g *GuestAuth) Provision(ctx caddy.Context) error {
 	g.logger = ctx.Logger()
 	g.config = ctx.Done()
-	if g.now == nil {
-		g.now = time.Now
-	}
-	g.setDefaults()
-
-	repl := caddy.NewReplacer()
-	g.clients = make(map[string]*Client, len(g.Clients))
-	for i := range g.Clients {
-		c := &g.Clients[i]
-		c.secret = []byte(repl.ReplaceKnown(c.ClientSecret, ""))
-		c.secretSum = ctcmp.Sum(c.secret)
-		g.clients[c.ClientID] = c
-	}
-
-	alg, err := tokens.ParseAlgorithm(g.SigningAlg)
-	if err != nil {
-		return err
-	}
-	g.alg = alg
-
-	if g.Issuer != "" {
-		u, err := url.Parse(g.Issuer)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-			return fmt.Errorf("issuer %q must be an absolute http(s) URL without query or fragment", g.Issuer)
-		}
-		g.issuer = strings.TrimSuffix(g.Issuer, "/")
-		g.origin = u.Scheme + "://" + u.Host
-	}
-
-	cfg, err := g.Storage.resolve(repl)
+	cfg, err := g.prepare()
 	if err != nil {
 		return err
 	}
@@ -440,6 +411,43 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 	g.startBackground(ctx)
 	g.shared.attach(g)
 	return nil
+}
+
+// prepare is the part of Provision that needs no store: it sets the
+// defaults, resolves the client secrets, the signing algorithm and the
+// issuer, and returns the storage to open. Tests run it, then Validate, to
+// check a config without opening anything.
+func (g *GuestAuth) prepare() (storage.Config, error) {
+	if g.now == nil {
+		g.now = time.Now
+	}
+	g.setDefaults()
+
+	repl := caddy.NewReplacer()
+	g.clients = make(map[string]*Client, len(g.Clients))
+	for i := range g.Clients {
+		c := &g.Clients[i]
+		c.secret = []byte(repl.ReplaceKnown(c.ClientSecret, ""))
+		c.secretSum = ctcmp.Sum(c.secret)
+		g.clients[c.ClientID] = c
+	}
+
+	alg, err := tokens.ParseAlgorithm(g.SigningAlg)
+	if err != nil {
+		return storage.Config{}, err
+	}
+	g.alg = alg
+
+	if g.Issuer != "" {
+		u, err := url.Parse(g.Issuer)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return storage.Config{}, fmt.Errorf("issuer %q must be an absolute http(s) URL without query or fragment", g.Issuer)
+		}
+		g.issuer = strings.TrimSuffix(g.Issuer, "/")
+		g.origin = u.Scheme + "://" + u.Host
+	}
+
+	return g.Storage.resolve(repl)
 }
 
 // stripSet is the normalized names of every header a client may never send

@@ -1,0 +1,280 @@
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+// unsetEnv names an environment variable no test sets: a secret written as
+// its placeholder resolves to nothing.
+const unsetEnv = "{env.GUESTAUTH_TEST_NEVER_SET}"
+
+// checkConfig runs what Caddy runs on a config, short of opening the store:
+// the Caddyfile unmarshaler (or the JSON decoder when the config starts with
+// "{"), the store-free part of Provision, and Validate. It returns the first
+// error.
+func checkConfig(config string) error {
+	g := new(GuestAuth)
+	if strings.HasPrefix(config, "{") {
+		if err := json.Unmarshal([]byte(config), g); err != nil {
+			return err
+		}
+	} else {
+		if !strings.HasPrefix(config, "guest_auth") {
+			config = "guest_auth {\n" + config + "\n}"
+		}
+		if err := g.UnmarshalCaddyfile(caddyfile.NewTestDispenser(config)); err != nil {
+			return err
+		}
+	}
+	if _, err := g.prepare(); err != nil {
+		return err
+	}
+	return g.Validate()
+}
+
+// TestConfigErrors: every config error Caddy reports at load, with its
+// text, one row each (formerly one Caddy process per error).
+func TestConfigErrors(t *testing.T) {
+	t.Parallel()
+	const argCount = "wrong argument count"
+	for _, c := range []struct{ config, err string }{
+		// The Caddyfile syntax.
+		{"guest_auth extra", argCount},
+		{"frobnicate 1", `unknown guest_auth option "frobnicate"`},
+		{"issuer", argCount},
+		{"issuer https://a.example https://b.example", argCount},
+		{"signing_alg", argCount},
+		{"require", argCount},
+		{"cookie a b", argCount},
+		{"storage", argCount},
+		{"storage bolt /a /b", argCount},
+		{"storage postgres postgres://db/auth", `unknown storage kind "postgres"`},
+		{"access_token_lifetime", argCount},
+		{"access_token_lifetime soon", "access_token_lifetime: "},
+		{"session_idle_timeout 1h 2h", argCount},
+		{"session_idle_timeout later", "session_idle_timeout: "},
+		{"session_lifetime forever", "session_lifetime: "},
+		{"sweep_interval often", "sweep_interval: "},
+		{"activity_flush_interval x", "activity_flush_interval: "},
+		{"api_read_timeout x", "api_read_timeout: "},
+		{"clock_skew", argCount},
+		{"clock_skew a-bit", "clock_skew: "},
+		{"guest_ttl x", "guest_ttl: "},
+		{"token_cache_size many", "token_cache_size: "},
+		{"max_sessions_per_user 1.5", "max_sessions_per_user: "},
+		{"max_live_guests lots", "max_live_guests: "},
+		{"max_live_guests", argCount},
+		{"header user_id", argCount},
+		{"header user_email X-Mail", `unknown header "user_email" (want user_id, user_name, user_tag or user_anonymous)`},
+		{"signin_limit account 3", argCount},
+		{"signin_limit browser 1 1m", `signin_limit: unknown limit "browser"`},
+		{"signin_limit account x 1m", "signin_limit burst: "},
+		{"guest_limit ip 1 soon", "guest_limit interval: "},
+		{"guest_limit user 1 1m", `guest_limit: unknown limit "user"`},
+		{"name_change_limit user 3", argCount},
+		{"name_change_limit account 3 1m", `name_change_limit: unknown limit "account"`},
+		{"challenge_limit both 1 1s", `challenge_limit: unknown limit "both"`},
+		{"ip_key_prefix 24", argCount},
+		{"ip_key_prefix x 64", "ip_key_prefix IPv4 bits: "},
+		{"ip_key_prefix 24 y", "ip_key_prefix IPv6 bits: "},
+		{"reserved_names", argCount},
+		{"keep_header", argCount},
+		{"keep_header A B", argCount},
+		{"webhook https://hooks.example.com", argCount},
+		{"client", argCount},
+		{"client a b c", argCount},
+		{"client x x-secret {\n public yes\n}", argCount},
+		{"client x x-secret {\n private\n}", `unknown client option "private" (want public or guests)`},
+		{"client x x-secret {\n guests\n}", argCount},
+
+		// Validation of the provisioned config.
+		{"require admin", `require must be none, any or user, not "admin"`},
+		{"signing_alg HS256", "HS256"},
+		{"issuer ftp://auth.example.com", `issuer "ftp://auth.example.com" must be an absolute http(s) URL without query or fragment`},
+		{"issuer https://auth.example.com/?tenant=1", "must be an absolute http(s) URL without query or fragment"},
+		{"issuer /relative", "must be an absolute http(s) URL"},
+		{`{"clients": [{"client_id": "", "client_secret": "s"}]}`, "a client needs a client_id"},
+		{"client a a-secret\nclient a other-secret", `client "a" is configured twice`},
+		{"client nosecret", `client "nosecret" has an empty secret (is its environment variable set?)`},
+		{"client envless " + unsetEnv, `client "envless" has an empty secret`},
+		{"client pub pub-secret {\n public\n}", `client "pub" is public and cannot have a secret`},
+		{"client pub {\n public\n guests code\n}", `client "pub" is public, so its guests must be bound to a device key: use guests keypair or none`},
+		{"client pub {\n public\n guests both\n}", "guests keypair or none"},
+		{"client pub {\n public\n}\nclient sometimes s-secret {\n guests sometimes\n}", `client "sometimes": guests must be code, keypair, both or none, not "sometimes"`},
+		{"access_token_lifetime 30s", "access_token_lifetime must be between 1m and 24h"},
+		{"access_token_lifetime 25h", "access_token_lifetime must be between 1m and 24h"},
+		{"access_token_lifetime -1h", "access_token_lifetime must be between 1m and 24h"},
+		{"session_idle_timeout 30m", "session_idle_timeout and session_lifetime must be at least access_token_lifetime"},
+		{"access_token_lifetime 2h\nsession_lifetime 90m", "session_idle_timeout and session_lifetime must be at least access_token_lifetime"},
+		{"clock_skew 6m", "clock_skew must be between 0 and 5m"},
+		{"clock_skew -1s", "clock_skew must be between 0 and 5m"},
+		{"signin_limit account -1 1m", "a limit needs a burst >= 0 and a positive interval"},
+		{"signin_limit hashes 5 -1s", "a limit needs a burst >= 0 and a positive interval"},
+		{"guest_limit ip 5 0s", "a limit needs a burst >= 0 and a positive interval"},
+		{"name_change_limit ip -3 1m", "a limit needs a burst >= 0 and a positive interval"},
+		{"challenge_limit global 1 0s", "a limit needs a burst >= 0 and a positive interval"},
+		{"max_live_guests -1", "max_live_guests and guest_ttl cannot be negative"},
+		{"guest_ttl -1h", "max_live_guests and guest_ttl cannot be negative"},
+		{"sweep_interval -1m", "sweep_interval and activity_flush_interval must be positive"},
+		{"activity_flush_interval -1s", "sweep_interval and activity_flush_interval must be positive"},
+		{"reserved_names off acme", "reserved_names: names must be non-empty, and off must stand alone"},
+		{"reserved_names default\nreserved_names off", "off must stand alone"},
+		{`reserved_names " "`, "reserved_names: names must be non-empty"},
+		{"ip_key_prefix 33 64", "ip_prefix_v4 must be between 1 and 32, ip_prefix_v6 between 1 and 128"},
+		{"ip_key_prefix 32 129", "ip_prefix_v4 must be between 1 and 32, ip_prefix_v6 between 1 and 128"},
+		{"ip_key_prefix -1 64", "ip_prefix_v4 must be between 1 and 32"},
+		{"api_read_timeout -1s", "api_read_timeout cannot be negative"},
+		{"token_cache_size -1", "token_cache_size cannot be negative"},
+		{"max_sessions_per_user -1", "max_sessions_per_user cannot be negative"},
+		{"header user_id X-A\nheader user_name x_a", "identity header names must be distinct and non-empty"},
+		{"header user_tag X-Auth-User-Id", "identity header names must be distinct and non-empty"},
+		{"header user_anonymous x.auth.user.name", "identity header names must be distinct and non-empty"},
+		{`{"storage": {"kind": "postgres", "path": "postgres://db/auth"}}`, `unknown storage kind "postgres" (known: bolt)`},
+		{`{"storage": {"kind": "bolt", "dsn": "x"}}`, `storage: want a bbolt file path or {"kind": ..., "path": ...}`},
+	} {
+		err := checkConfig(c.config)
+		if err == nil || !strings.Contains(err.Error(), c.err) {
+			t.Errorf("%q:\n got error %v\nwant one containing %q", c.config, err, c.err)
+		}
+	}
+}
+
+// TestConfigAccepted: the limits of the ranges TestConfigErrors refuses
+// are accepted, so the rows there fail for the reason they name.
+func TestConfigAccepted(t *testing.T) {
+	t.Parallel()
+	for _, config := range []string{
+		"",
+		"client pub {\n public\n guests none\n}",
+		"client pub {\n public\n guests keypair\n}",
+		"client pub {\n public\n}\nclient web web-secret {\n guests code\n}\nclient both both-secret {\n guests both\n}",
+		"access_token_lifetime 1m\nsession_idle_timeout 1m\nsession_lifetime 1m",
+		"access_token_lifetime 24h",
+		"clock_skew 0s",
+		"clock_skew 5m",
+		"signin_limit account 0 0s\nguest_limit global 0 0s",
+		"max_live_guests 0\nguest_ttl 0\ntoken_cache_size 0\nmax_sessions_per_user 0\napi_read_timeout 0s",
+		"reserved_names off",
+		"reserved_names default acme",
+		"ip_key_prefix 1 1\nip_key_prefix 32 128",
+		"header user_id X-User\nheader user_name X-User-Name\nheader user_tag X-User-Tag\nheader user_anonymous X-User-Anon",
+		"issuer https://auth.example.com/tenant/",
+		"signing_alg EdDSA",
+		"storage bolt /tmp/x.db",
+		"keep_header x-keep\ncookie app_token\nrequire user",
+		`{"storage": {"kind": "bolt", "path": "/tmp/x.db"}}`,
+	} {
+		if err := checkConfig(config); err != nil {
+			t.Errorf("%q: %v", config, err)
+		}
+	}
+}
+
+// provisionConfig provisions a handler from a Caddyfile block in ctx, as
+// Caddy does (Provision, then Validate; Cleanup when either fails or when
+// the test ends), after the setup functions (such as setting a clock). storage, signing_alg ES256 (fast keys) and a client are
+// added unless the block sets them.
+func provisionConfig(t *testing.T, ctx caddy.Context, dir, block string, setup ...func(*GuestAuth)) (*GuestAuth, error) {
+	t.Helper()
+	for _, def := range []string{"storage " + filepath.Join(dir, "guestauth.db"), "signing_alg ES256", "client app app-secret"} {
+		if !strings.Contains(block, strings.Fields(def)[0]+" ") {
+			block = def + "\n" + block
+		}
+	}
+	g := new(GuestAuth)
+	if err := g.UnmarshalCaddyfile(caddyfile.NewTestDispenser("guest_auth {\n" + block + "\n}")); err != nil {
+		return nil, err
+	}
+	for _, f := range setup {
+		f(g)
+	}
+	err := g.Provision(ctx)
+	if err == nil {
+		err = g.Validate()
+	}
+	if err != nil {
+		g.Cleanup()
+		return nil, err
+	}
+	t.Cleanup(func() { g.Cleanup() })
+	return g, nil
+}
+
+func newTestContext(t *testing.T) caddy.Context {
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// TestProvisionConfigErrors: the config errors found only when the store
+// and the webhook are set up, provisioned in this process.
+func TestProvisionConfigErrors(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ config, err string }{
+		// Events would travel readable.
+		{"webhook http://hooks.example.com/guestauth hook-secret", "must be https unless the host is loopback"},
+		{"webhook http://10.0.0.5:8080/hook hook-secret", "must be https unless the host is loopback"},
+		{"webhook ftp://hooks.example.com/x hook-secret", "scheme must be https (or http to a loopback host)"},
+		{"webhook https:///x hook-secret", "missing host"},
+		{"webhook https://hooks.example.com/x " + unsetEnv, "webhook secret is required"},
+	} {
+		_, err := provisionConfig(t, newTestContext(t), t.TempDir(), c.config)
+		if err == nil || !strings.Contains(err.Error(), c.err) {
+			t.Errorf("%q:\n got error %v\nwant one containing %q", c.config, err, c.err)
+		}
+	}
+	// Control: https anywhere, and http to loopback, are accepted.
+	for _, ok := range []string{
+		"webhook https://hooks.example.com/guestauth hook-secret",
+		"webhook http://localhost:9/hook hook-secret",
+		"webhook http://127.0.0.1:9/hook hook-secret",
+		"webhook http://[::1]:9/hook hook-secret",
+	} {
+		if _, err := provisionConfig(t, newTestContext(t), t.TempDir(), ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+}
+
+// TestSharedStoreNeedsIssuers: two handlers of one config on one storage
+// file share signing keys, so each must set its issuer; the refusal says
+// what to do. (The e2e TestSitesSharingAStoreNeedIssuers checks that
+// tokens then stay at their own site.)
+func TestSharedStoreNeedsIssuers(t *testing.T) {
+	t.Parallel()
+	for _, c := range [][2]string{
+		{"", ""},
+		{"issuer http://a.example", ""},
+		{"", "issuer http://b.example"},
+	} {
+		ctx, dir := newTestContext(t), t.TempDir()
+		if _, err := provisionConfig(t, ctx, dir, c[0]); err != nil {
+			t.Fatalf("first site %q: %v", c[0], err)
+		}
+		_, err := provisionConfig(t, ctx, dir, c[1])
+		if err == nil || !strings.Contains(err.Error(), "set issuer in each") {
+			t.Errorf("sites %q: got %v, want the set-issuer refusal", c, err)
+		}
+	}
+	// With an issuer each they provision; so do two configs (a reload) on
+	// one file without issuers.
+	ctx, dir := newTestContext(t), t.TempDir()
+	for _, iss := range []string{"issuer http://a.example", "issuer http://b.example"} {
+		if _, err := provisionConfig(t, ctx, dir, iss); err != nil {
+			t.Fatalf("%s: %v", iss, err)
+		}
+	}
+	dir = t.TempDir()
+	for range 2 {
+		if _, err := provisionConfig(t, newTestContext(t), dir, ""); err != nil {
+			t.Fatalf("a reload on one file: %v", err)
+		}
+	}
+}
