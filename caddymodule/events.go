@@ -58,11 +58,16 @@ func (g *GuestAuth) setupEvents(ctx caddy.Context) error {
 		sinks = append(sinks, wh)
 	}
 	g.events = events.NewEmitter(g.logger, sinks...)
-	app, err := ctx.App("events")
-	if err != nil {
+	// Only a configured events app has subscribers; without one there is
+	// nobody to tell (and no app to load).
+	app, err := ctx.AppIfConfigured("events")
+	switch {
+	case errors.Is(err, caddy.ErrNotConfigured):
+	case err != nil:
 		return fmt.Errorf("getting events app: %w", err)
+	default:
+		g.caddyEvents, _ = app.(*caddyevents.App)
 	}
-	g.caddyEvents, _ = app.(*caddyevents.App)
 	g.caddyCtx = ctx
 	if err := metrics.Register(ctx.GetMetricsRegistry()); err != nil {
 		return err
