@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -47,24 +48,32 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// handedOut remembers every port freePort returned: the kernel may offer a
-// port again once its probe listener closes, before the Caddy that was given
-// it binds it, and two parallel tests must never share one.
+// handedOut remembers every port freePort returned, so two parallel tests
+// never share one.
 var handedOut sync.Map
 
+// freePort picks a port for a Caddy child process to bind. It is taken
+// below the kernel's ephemeral range (/proc/sys/net/ipv4/ip_local_port_range,
+// 32768 and up by default): a port the kernel hands out for port 0 (every
+// httptest server and every outgoing connection of this process) could be
+// taken between this probe and Caddy's bind, and the test would then talk
+// to that other server believing it was Caddy.
 func freePort(t testing.TB) int {
 	t.Helper()
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for range 10000 {
+		port := 20000 + rand.IntN(12000)
+		if _, taken := handedOut.LoadOrStore(port, true); taken {
+			continue
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
-			t.Fatal(err)
+			continue // in use by someone else
 		}
-		port := l.Addr().(*net.TCPAddr).Port
 		l.Close()
-		if _, taken := handedOut.LoadOrStore(port, true); !taken {
-			return port
-		}
+		return port
 	}
+	t.Fatal("no free port below the ephemeral range")
+	return 0
 }
 
 // upstream is the app behind guest_auth: it records each request's headers
