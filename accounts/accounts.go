@@ -68,6 +68,10 @@ type Config struct {
 	// ReservedNames nobody may take by a rename, compared as storage.NameKey
 	// (nil reserves none; see DefaultReservedNames).
 	ReservedNames []string
+	// BrowserUnconfirmed ends a browser guest's first session this long
+	// after its creation unless its cookie comes back (see
+	// CreateBrowserGuest); 0 gives it the normal idle timeout.
+	BrowserUnconfirmed time.Duration
 }
 
 // Service is safe for concurrent use.
@@ -93,6 +97,8 @@ type Service struct {
 	challengeAll  *Throttle
 	// username changes (profile.go)
 	names nameRules
+	// browser sessions being slid (browser.go), by session id
+	sliding sync.Map
 }
 
 // New makes a Service. now is the clock (time.Now when nil); tests inject one.
