@@ -185,3 +185,49 @@ func (s *Service) BrowserAuthenticate(ctx context.Context, handle string) (id *I
 func (s *Service) EndBrowserSession(ctx context.Context, id *Identity) error {
 	return s.endSession(ctx, id.Session.ID)
 }
+
+// BrowserSignIn is the password sign-in of the built-in pages: the same
+// budgets, answers and checks as SignIn (device tokens aside: a browser
+// session is the device), ending with a new browser session. The caller
+// ends the session the browser had before, if any.
+func (s *Service) BrowserSignIn(ctx context.Context, username, password, clientIP string) (*BrowserLogin, error) {
+	u, err := s.checkSignIn(ctx, SignInRequest{Username: username, Password: password, ClientIP: clientIP})
+	if err != nil {
+		return nil, err
+	}
+	login, err := s.StartBrowserSession(ctx, u)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, errBadCredentials // deleted meanwhile
+	}
+	return login, err
+}
+
+// RegisterBrowser registers a new normal user for a visitor without a
+// session: a guest created under the guest creation limits and upgraded at
+// once by UpdateProfile, so the name and password rules and messages are
+// exactly those of /api/update-user. A refused upgrade deletes the guest
+// again and returns UpdateProfile's error.
+func (s *Service) RegisterBrowser(ctx context.Context, username, password, clientIP string) (*BrowserLogin, error) {
+	// Cheap refusals first, before any write.
+	if err := ValidateName(strings.TrimSpace(username)); err != nil {
+		return nil, err
+	}
+	if err := checkPasswordLength(password); err != nil {
+		return nil, refuse(CodeInvalidPassword, "A password must be %d to %d characters.", MinPasswordLength, MaxPasswordLength)
+	}
+	login, err := s.CreateBrowserGuest(ctx, clientIP)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.UpdateProfile(ctx, &Identity{User: login.User, Session: login.Session}, ProfileUpdate{Name: &username, Password: &password, ClientIP: clientIP})
+	if err != nil {
+		if derr := s.store.DeleteUser(ctx, login.User.ID); derr != nil && !errors.Is(derr, storage.ErrNotFound) {
+			return nil, errors.Join(err, derr)
+		}
+		return nil, err
+	}
+	// The session stays unconfirmed until its cookie comes back, but a
+	// user with a password is never pruned as an orphan.
+	login.User = res.User
+	return login, nil
+}

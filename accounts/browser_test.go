@@ -26,6 +26,13 @@ func wantInvalid(t *testing.T, err error, reason string) {
 	}
 }
 
+func flip(c string) string {
+	if c == "A" {
+		return "B"
+	}
+	return "A"
+}
+
 func TestBrowserGuestHandle(t *testing.T) {
 	f := newFixture(t, browserConfig())
 	login, err := f.svc.CreateBrowserGuest(bg, "192.0.2.1")
@@ -57,7 +64,7 @@ func TestBrowserGuestHandle(t *testing.T) {
 	op := strings.Split(other.Handle, ".")
 	for _, h := range []string{
 		parts[0] + "." + parts[1] + "." + op[2],
-		parts[0] + "." + parts[1] + "." + parts[2][:42] + "A",
+		parts[0] + "." + parts[1] + "." + parts[2][:42] + flip(parts[2][42:]),
 		parts[0] + "." + op[1] + "." + parts[2],
 		parts[0] + "." + parts[1],
 		"garbage",
@@ -211,5 +218,40 @@ func TestStartBrowserSession(t *testing.T) {
 	id, _, err := f.svc.BrowserAuthenticate(bg, login.Handle)
 	if err != nil || id.User.Name != "alice" || !login.Session.EndsAt().Equal(f.clock.Now().Add(24*time.Hour)) {
 		t.Fatalf("%v %v %v", id, err, login.Session.EndsAt())
+	}
+}
+
+func TestRegisterAndSignInBrowser(t *testing.T) {
+	f := newFixture(t, browserConfig())
+	login, err := f.svc.RegisterBrowser(bg, "alice", "correct horse battery", "192.0.2.1")
+	if err != nil || login.User.IsAnonymous() || login.User.Name != "alice" {
+		t.Fatalf("register: %+v %v", login, err)
+	}
+	// The same rules and messages as update-user; a refusal leaves no user.
+	for _, c := range []struct{ name, pw, code string }{
+		{"alice", "correct horse battery", accounts.CodeNameTaken},
+		{"ALICE", "correct horse battery", accounts.CodeNameTaken},
+		{"guest_x", "correct horse battery", accounts.CodeInvalidName},
+		{"admin", "correct horse battery", accounts.CodeInvalidName},
+		{"bob", "short", accounts.CodeInvalidPassword},
+	} {
+		_, err := f.svc.RegisterBrowser(bg, c.name, c.pw, "192.0.2.1")
+		var ae *accounts.Error
+		if !errors.As(err, &ae) || ae.Code != c.code {
+			t.Fatalf("register %q: %v, want %s", c.name, err, c.code)
+		}
+	}
+	if live, _, _ := f.store.GuestCounts(bg); live != 0 {
+		t.Fatalf("%d guests left behind by refused registrations", live)
+	}
+	if _, err := f.svc.BrowserSignIn(bg, "alice", "wrong password!!", "192.0.2.1"); err == nil {
+		t.Fatal("wrong password accepted")
+	}
+	in, err := f.svc.BrowserSignIn(bg, "Alice", "correct horse battery", "192.0.2.1")
+	if err != nil || in.User.ID != login.User.ID || in.Session.ID == login.Session.ID {
+		t.Fatalf("sign-in: %+v %v", in, err)
+	}
+	if id, _, err := f.svc.BrowserAuthenticate(bg, in.Handle); err != nil || id.User.ID != login.User.ID {
+		t.Fatalf("signed-in handle: %v %v", id, err)
 	}
 }

@@ -14,6 +14,7 @@ type Store interface {
 	GetUser(ctx context.Context, id string) (*storage.User, error)
 	GetUserByName(ctx context.Context, name string) (*storage.User, error)
 	UpdateUser(ctx context.Context, id string, fn func(u *storage.User) error) (*storage.User, error)
+	DeleteUser(ctx context.Context, id string) error
 
 	Identity(ctx context.Context, userID, sessionID string) (*storage.User, *storage.Session, error)
 	GetSession(ctx context.Context, id string) (*storage.Session, error)
