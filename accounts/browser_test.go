@@ -222,7 +222,9 @@ func TestStartBrowserSession(t *testing.T) {
 }
 
 func TestRegisterAndSignInBrowser(t *testing.T) {
-	f := newFixture(t, browserConfig())
+	cfg := browserConfig()
+	cfg.ReservedNames = accounts.DefaultReservedNames
+	f := newFixture(t, cfg)
 	login, err := f.svc.RegisterBrowser(bg, "alice", "correct horse battery", "192.0.2.1")
 	if err != nil || login.User.IsAnonymous() || login.User.Name != "alice" {
 		t.Fatalf("register: %+v %v", login, err)
