@@ -267,6 +267,15 @@ var crossOrigin = http.NewCrossOriginProtection()
 
 // serveProxied enforces the access policy and injects identity headers.
 func (g *GuestAuth) serveProxied(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, next caddyhttp.Handler) error {
+	if g.Browser != nil {
+		// Browser sessions (browser.go) for requests without an
+		// Authorization header; Bearer requests go on below, the session
+		// cookie stripped.
+		if len(r.Header.Values("Authorization")) == 0 {
+			return g.serveBrowser(w, r, repl, next)
+		}
+		g.Browser.stripSession(r.Header)
+	}
 	raw, fromCookie, present, malformed := credential(r, g.Cookie)
 	if g.Cookie != "" {
 		stripCookie(r.Header, g.Cookie)
