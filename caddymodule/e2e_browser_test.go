@@ -19,7 +19,7 @@ import (
 // browserSite renders a Caddyfile where HTML page loads create guests,
 // /members/* requires a registered user (a handle of its own), and the
 // pages are at /auth/. extra goes inside both browser blocks.
-func (s *server) browserSite(extra string) string {
+func (s *server) browserSite(extra string, outer ...string) string {
 	block := func(require string) string {
 		return fmt.Sprintf(`guest_auth {
 			storage %s
@@ -29,12 +29,13 @@ func (s *server) browserSite(extra string) string {
 			guest_limit global 500 20ms
 			max_live_guests 0
 			require %s
+			%s
 			browser {
 				create_guest @page
 				%s
 			}
 		}
-		reverse_proxy %s`, s.DB, s.Base, require, extra, strings.TrimPrefix(s.Upstream.URL, "http://"))
+		reverse_proxy %s`, s.DB, s.Base, require, strings.Join(outer, "\n"), extra, strings.TrimPrefix(s.Upstream.URL, "http://"))
 	}
 	return fmt.Sprintf(`{
 	admin %s
@@ -52,9 +53,9 @@ http://127.0.0.1:%d {
 `, s.Admin, s.Port, block("user"), block("none"))
 }
 
-func startBrowserSite(t *testing.T, extra string) *server {
+func startBrowserSite(t *testing.T, extra string, outer ...string) *server {
 	s := newServer(t)
-	s.Start(s.browserSite(extra))
+	s.Start(s.browserSite(extra, outer...))
 	return s
 }
 
@@ -361,5 +362,62 @@ func TestBrowserCrossOriginAndReturnTo(t *testing.T) {
 		if r.Status != http.StatusSeeOther || (r.Header.Get("Location") != "/" && bad != "/%0d%0aSet-Cookie:x") {
 			t.Fatalf("return_to %q: %d %q", bad, r.Status, r.Header.Get("Location"))
 		}
+	}
+}
+
+// A refused guest creation lets the request go on without identity, or
+// shows a 429 page when the route requires one; API requests without a
+// session keep RFC 6750 answers.
+func TestBrowserGuestCreationRefused(t *testing.T) {
+	t.Parallel()
+	s := startBrowserSite(t, "", "guest_limit ip 1 1h")
+	if id, _ := upstreamID(t, newVisitor(t, s).page("/")); id == "" {
+		t.Fatal("first guest not created")
+	}
+	// Each guest_auth handler (here: the /members/ one) has its own limits.
+	if r := newVisitor(t, s).page("/members/x"); r.Status != http.StatusSeeOther {
+		t.Fatalf("first members guest: %d", r.Status)
+	}
+	v := newVisitor(t, s)
+	r := v.page("/")
+	if id, _ := upstreamID(t, r); id != "" || v.session() != nil {
+		t.Fatalf("refused creation: identity %q, cookie %v", id, v.session())
+	}
+	r = v.page("/members/x")
+	if r.Status != http.StatusTooManyRequests || r.Header.Get("Retry-After") == "" || !strings.HasPrefix(r.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("members with a refused creation: %d %v", r.Status, r.Header)
+	}
+	r = v.fetch("/members/x")
+	if r.Status != http.StatusUnauthorized || !strings.HasPrefix(r.Header.Get("WWW-Authenticate"), "Bearer") {
+		t.Fatalf("members API without a session: %d %v", r.Status, r.Header)
+	}
+	// The continue-as-guest form shows the 429 in the page.
+	r = v.post("/auth/guest", url.Values{})
+	if r.Status != http.StatusTooManyRequests || !strings.Contains(string(r.Body), "Too many") {
+		t.Fatalf("guest page refused: %d %s", r.Status, r.Body)
+	}
+}
+
+// Without create_guest nothing creates guests but the guest page; a
+// navigation needing a session is sent to sign in.
+func TestBrowserNoAutomaticGuests(t *testing.T) {
+	t.Parallel()
+	s := newServer(t)
+	cfg := strings.ReplaceAll(s.browserSite(""), "create_guest @page", "")
+	s.Start(cfg)
+	v := newVisitor(t, s)
+	if id, _ := upstreamID(t, v.page("/")); id != "" || v.session() != nil {
+		t.Fatalf("a guest without create_guest: %q", id)
+	}
+	r := v.page("/members/x")
+	if r.Status != http.StatusSeeOther || r.Header.Get("Location") != "/auth/signin?return_to=%2Fmembers%2Fx" {
+		t.Fatalf("members without a session: %d %q", r.Status, r.Header.Get("Location"))
+	}
+	r = v.post("/auth/guest", url.Values{"return_to": {"/members/x"}})
+	if r.Status != http.StatusSeeOther || r.Header.Get("Location") != "/members/x" || v.session() == nil {
+		t.Fatalf("continue as guest: %d %q", r.Status, r.Header.Get("Location"))
+	}
+	if id, tag := upstreamID(t, v.page("/")); id == "" || tag != "guest-user" {
+		t.Fatalf("after continue as guest: %q %q", id, tag)
 	}
 }
