@@ -298,6 +298,9 @@ func (g *GuestAuth) serveBrowser(w http.ResponseWriter, r *http.Request, repl *c
 	h.Set(g.Headers.UserName, id.User.Name)
 	h.Set(g.Headers.UserTag, id.User.Tag)
 	h.Set(g.Headers.UserAnonymous, strconv.FormatBool(id.User.IsAnonymous()))
+	if err := g.setAssertion(r, id.User); err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
 	if guest, ok := g.shared.merges.take(id.Session.ID); ok {
 		h.Set(b.MergedHeader, guest)
 	}

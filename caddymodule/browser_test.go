@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/guestauth/caddy-guestauth/accounts"
@@ -199,5 +200,29 @@ func TestPagesForms(t *testing.T) {
 		if strings.Contains(out.String(), "<script") || strings.Contains(out.String(), "style=") {
 			t.Errorf("%s has inline script or style (the CSP forbids them)", page)
 		}
+	}
+}
+
+func TestAssertionValidate(t *testing.T) {
+	for _, life := range []time.Duration{time.Millisecond, 61 * time.Second} {
+		g := &GuestAuth{Assertion: &Assertion{Lifetime: caddy.Duration(life)}}
+		g.setDefaults()
+		if err := g.Validate(); err == nil {
+			t.Errorf("assertion lifetime %v validated", life)
+		}
+	}
+	g := &GuestAuth{Assertion: &Assertion{Header: "x-app-assertion"}, Browser: &Browser{MergedHeader: "X-App-Merged"}}
+	g.setDefaults()
+	if err := g.Validate(); err != nil || g.Assertion.Lifetime != caddy.Duration(time.Minute) {
+		t.Fatalf("defaults: %v %v", err, g.Assertion.Lifetime)
+	}
+	// Both headers are in the strip set: a client can never send them.
+	g.strip = g.stripSet()
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.Header.Set("X-App-Assertion", "forged")
+	r.Header.Set("X_App_Merged", "forged")
+	g.stripIdentityHeaders(r)
+	if len(r.Header) != 0 {
+		t.Fatalf("kept %v", r.Header)
 	}
 }

@@ -58,6 +58,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    keep_header           <Header-Name>
 //	    api_read_timeout      <duration>
 //	    webhook               <url> <secret>
+//	    assertion {
+//	        header                <Header-Name>
+//	        lifetime              <duration>
+//	        audience              <aud>
+//	    }
 //	    browser {
 //	        cookie_name           <name>
 //	        pages_prefix          <path>
@@ -219,6 +224,15 @@ func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("%s: %v", key, err)
 			}
 			*map[string]**int{"token_cache_size": &g.TokenCacheSize, "max_sessions_per_user": &g.MaxSessionsPerUser}[key] = &n
+		case "assertion":
+			if g.Assertion != nil {
+				return d.Err("assertion is set twice")
+			}
+			a, err := parseAssertion(d)
+			if err != nil {
+				return err
+			}
+			g.Assertion = a
 		case "browser":
 			if g.Browser != nil {
 				return d.Err("browser is set twice")

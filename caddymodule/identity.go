@@ -322,6 +322,9 @@ func (g *GuestAuth) serveProxied(w http.ResponseWriter, r *http.Request, repl *c
 	h.Set(g.Headers.UserName, id.User.Name)
 	h.Set(g.Headers.UserTag, id.User.Tag)
 	h.Set(g.Headers.UserAnonymous, strconv.FormatBool(id.User.IsAnonymous()))
+	if err := g.setAssertion(r, id.User); err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
 	setUserPlaceholders(repl, id)
 	return g.next(w, r, next, id.User)
 }

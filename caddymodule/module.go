@@ -101,6 +101,10 @@ type GuestAuth struct {
 	// unset. Cannot be combined with `cookie`.
 	Browser *Browser `json:"browser,omitempty"`
 
+	// A signed identity header for the upstream (see Assertion); off when
+	// unset.
+	Assertion *Assertion `json:"assertion,omitempty"`
+
 	// Password sign-ins allowed per account name from clients without a
 	// valid device token, at once, then one more per interval. An attempt
 	// counts from when it starts (so concurrent guesses cannot overrun it);
@@ -450,6 +454,9 @@ func (g *GuestAuth) stripSet() []string {
 	if g.Browser != nil {
 		names = append(names, g.Browser.MergedHeader)
 	}
+	if g.Assertion != nil {
+		names = append(names, g.Assertion.Header)
+	}
 	for _, h := range names {
 		if n := normalizeHeaderName(h); !slices.Contains(set, n) {
 			set = append(set, n)
@@ -546,6 +553,9 @@ func (g *GuestAuth) setDefaults() {
 	if g.Browser != nil {
 		g.Browser.setDefaults()
 	}
+	if g.Assertion != nil {
+		g.Assertion.setDefaults()
+	}
 	defaults := defaultHeaders
 	for _, p := range []struct {
 		v *string
@@ -624,6 +634,11 @@ func (g *GuestAuth) Validate() error {
 			return errors.New("cookie (an access token in a cookie) and browser (session cookies) cannot both be set")
 		}
 		if err := g.Browser.validate(); err != nil {
+			return err
+		}
+	}
+	if g.Assertion != nil {
+		if err := g.Assertion.validate(); err != nil {
 			return err
 		}
 	}
