@@ -421,3 +421,50 @@ func TestBrowserNoAutomaticGuests(t *testing.T) {
 		t.Fatalf("after continue as guest: %q %q", id, tag)
 	}
 }
+
+// The account page changes the username and the password with update-user's
+// rules: the current password is needed once there is one.
+func TestBrowserAccountPage(t *testing.T) {
+	t.Parallel()
+	s := startBrowserSite(t, "")
+	v := newVisitor(t, s)
+	if r := v.page("/auth/account"); r.Status != http.StatusSeeOther || r.Header.Get("Location") != "/auth/signin?return_to=%2Fauth%2Faccount" {
+		t.Fatalf("account without a session: %d %q", r.Status, r.Header.Get("Location"))
+	}
+	id, _ := upstreamID(t, v.page("/"))
+	if r := v.page("/auth/account"); r.Status != 200 || !strings.Contains(string(r.Body), id) || !strings.Contains(string(r.Body), "Guest") {
+		t.Fatalf("guest account page: %d %s", r.Status, r.Body)
+	}
+	if r := v.post("/auth/signup", url.Values{"username": {"bob"}, "password": {"correct horse"}}); r.Status != http.StatusSeeOther {
+		t.Fatalf("signup: %d %s", r.Status, r.Body)
+	}
+	for _, c := range []struct {
+		form   url.Values
+		status int
+	}{
+		{url.Values{"action": {"username"}, "username": {"bobby"}}, http.StatusBadRequest},
+		{url.Values{"action": {"username"}, "username": {"bobby"}, "current_password": {"wrong horse"}}, http.StatusBadRequest},
+		{url.Values{"action": {"password"}, "password": {"new horse battery"}}, http.StatusBadRequest},
+		{url.Values{"action": {"other"}}, http.StatusBadRequest},
+	} {
+		r := v.post("/auth/account", c.form)
+		body := string(r.Body)
+		if r.Status != c.status || !strings.Contains(body, `class="error"`) || strings.Contains(body, "wrong horse") || strings.Contains(body, "new horse battery") {
+			t.Fatalf("account %v: %d %s", c.form, r.Status, r.Body)
+		}
+	}
+	if r := v.post("/auth/account", url.Values{"action": {"username"}, "username": {"bobby"}, "current_password": {"correct horse"}}); r.Status != http.StatusSeeOther || r.Header.Get("Location") != "/auth/account" {
+		t.Fatalf("rename: %d %s", r.Status, r.Body)
+	}
+	if r := v.post("/auth/account", url.Values{"action": {"password"}, "password": {"new horse battery"}, "current_password": {"correct horse"}}); r.Status != http.StatusSeeOther {
+		t.Fatalf("password change: %d %s", r.Status, r.Body)
+	}
+	// This browser's session survives its own password change.
+	if h := seen(t, v.page("/")); h.Get("X-Auth-User-Id") != id || h.Get("X-Auth-User-Name") != "bobby" {
+		t.Fatalf("after the changes: %v", h)
+	}
+	w := newVisitor(t, s)
+	if r := w.post("/auth/signin", url.Values{"username": {"bobby"}, "password": {"new horse battery"}}); r.Status != http.StatusSeeOther {
+		t.Fatalf("sign-in with the new password: %d %s", r.Status, r.Body)
+	}
+}
