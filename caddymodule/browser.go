@@ -161,7 +161,9 @@ func (b *Browser) setSession(w http.ResponseWriter, r *http.Request, login *acco
 	if maxAge < 1 {
 		maxAge = 1
 	}
-	http.SetCookie(w, &http.Cookie{
+	// Secure (with the __Host- prefix) whenever the site is HTTPS; a plain
+	// HTTP site (the demo, local development) cannot have it.
+	http.SetCookie(w, &http.Cookie{ //nolint:gosec // G124: Secure on HTTPS, see above
 		Name: b.cookieName(r), Value: login.Handle, Path: "/", MaxAge: maxAge,
 		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode,
 	})
@@ -170,7 +172,7 @@ func (b *Browser) setSession(w http.ResponseWriter, r *http.Request, login *acco
 
 // clearSession removes the cookie from the browser.
 func (b *Browser) clearSession(w http.ResponseWriter, r *http.Request) {
-	http.SetCookie(w, &http.Cookie{
+	http.SetCookie(w, &http.Cookie{ //nolint:gosec // G124: Secure on HTTPS, as setSession
 		Name: b.cookieName(r), Value: "", Path: "/", MaxAge: -1,
 		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode,
 	})
