@@ -71,6 +71,10 @@ type Config struct {
 	ReservedNames []string
 	// Observer, when set, is told of each domain outcome (see Observer).
 	Observer Observer
+	// BrowserUnconfirmed ends a browser guest's first session this long
+	// after its creation unless its cookie comes back (see
+	// CreateBrowserGuest); 0 gives it the normal idle timeout.
+	BrowserUnconfirmed time.Duration
 }
 
 // Service is safe for concurrent use.
@@ -96,6 +100,8 @@ type Service struct {
 	challengeAll  *Throttle
 	// username changes (profile.go)
 	names nameRules
+	// browser sessions being slid (browser.go), by session id
+	sliding sync.Map
 }
 
 // New makes a Service. now is the clock (time.Now when nil); tests inject one.

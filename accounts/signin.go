@@ -126,6 +126,26 @@ type SignInRequest struct {
 // A success returns a new device token (Tokens.DeviceToken) and ends the
 // user's oldest sessions beyond Config.MaxSessionsPerUser.
 func (s *Service) SignIn(ctx context.Context, req SignInRequest) (*Issued, error) {
+	u, err := s.checkSignIn(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	issued, err := s.startSession(ctx, req.Issuer, req.ClientID, u, s.now().UTC())
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, errBadCredentials // deleted meanwhile
+	}
+	if err != nil {
+		return nil, err
+	}
+	if issued.Tokens.DeviceToken, err = s.newDeviceToken(u.ID); err != nil {
+		return nil, err
+	}
+	return issued, nil
+}
+
+// checkSignIn is SignIn's budgeted password check: the user signing in, or
+// errBadCredentials, or a *ThrottledError.
+func (s *Service) checkSignIn(ctx context.Context, req SignInRequest) (*storage.User, error) {
 	u, err := s.store.GetUserByName(ctx, req.Username)
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return nil, err
@@ -156,16 +176,5 @@ func (s *Service) SignIn(ctx context.Context, req SignInRequest) (*Issued, error
 		return nil, errBadCredentials
 	}
 	guesses.t.Reset(guesses.key)
-
-	issued, err := s.startSession(ctx, req.Issuer, req.ClientID, u, s.now().UTC())
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, errBadCredentials // deleted meanwhile
-	}
-	if err != nil {
-		return nil, err
-	}
-	if issued.Tokens.DeviceToken, err = s.newDeviceToken(u.ID); err != nil {
-		return nil, err
-	}
-	return issued, nil
+	return u, nil
 }

@@ -14,6 +14,7 @@ type Store interface {
 	GetUser(ctx context.Context, id string) (*storage.User, error)
 	GetUserByName(ctx context.Context, name string) (*storage.User, error)
 	UpdateUser(ctx context.Context, id string, fn func(u *storage.User) error) (*storage.User, error)
+	DeleteUser(ctx context.Context, id string) error
 
 	Identity(ctx context.Context, userID, sessionID string) (*storage.User, *storage.Session, error)
 	GetSession(ctx context.Context, id string) (*storage.Session, error)
@@ -21,7 +22,6 @@ type Store interface {
 	PutSessionLimit(ctx context.Context, s *storage.Session, keep int) (int, error)
 	DeleteSession(ctx context.Context, id string) error
 	DeleteUserSessions(ctx context.Context, userID, keep string) (int, error)
-	DeleteUser(ctx context.Context, id string) error
 
 	GetDevice(ctx context.Context, kid string) (*storage.Device, error)
 	PutChallenge(ctx context.Context, token string, c storage.Challenge) error

@@ -20,8 +20,9 @@ func init() {
 }
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	g := new(GuestAuth)
+	g := &GuestAuth{helper: &h}
 	err := g.UnmarshalCaddyfile(h.Dispenser)
+	g.helper = nil
 	return g, err
 }
 
@@ -57,6 +58,19 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    keep_header           <Header-Name>
 //	    api_read_timeout      <duration>
 //	    webhook               <url> <secret>
+//	    assertion {
+//	        header                <Header-Name>
+//	        lifetime              <duration>
+//	        audience              <aud>
+//	    }
+//	    browser {
+//	        cookie_name           <name>
+//	        pages_prefix          <path>
+//	        create_guest          <matcher>
+//	        unconfirmed_guest_ttl <duration>
+//	        templates             <dir>
+//	        merged_header         <Header-Name>
+//	    }
 //	}
 //
 // `client` may be repeated. Write secrets as `{env.NAME}` placeholders.
@@ -210,6 +224,24 @@ func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("%s: %v", key, err)
 			}
 			*map[string]**int{"token_cache_size": &g.TokenCacheSize, "max_sessions_per_user": &g.MaxSessionsPerUser}[key] = &n
+		case "assertion":
+			if g.Assertion != nil {
+				return d.Err("assertion is set twice")
+			}
+			a, err := parseAssertion(d)
+			if err != nil {
+				return err
+			}
+			g.Assertion = a
+		case "browser":
+			if g.Browser != nil {
+				return d.Err("browser is set twice")
+			}
+			b, err := parseBrowser(d, g.helper)
+			if err != nil {
+				return err
+			}
+			g.Browser = b
 		default:
 			return d.Errf("unknown guest_auth option %q", key)
 		}

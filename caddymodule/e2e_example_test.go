@@ -45,6 +45,18 @@ func TestCaddyfileExample(t *testing.T) {
 	if r := s.get("/", ""); r.Status != http.StatusOK || r.JSON(t)["X-Auth-User-Id"] != "" {
 		t.Fatalf("demo app without a token: %d %s", r.Status, r.Body)
 	}
+	// A page load in a browser gets a guest and its cookie at once; the
+	// members area sends it to sign-up.
+	v := newVisitor(t, s)
+	if page := v.page("/").JSON(t); page["X-Auth-User-Id"] == "" || page["X-Auth-User-Tag"] != "guest-user" || v.session() == nil {
+		t.Fatalf("demo page load: %v %v", page, v.session())
+	}
+	if r := v.page("/members/"); r.Status != http.StatusSeeOther || !strings.HasPrefix(r.Header.Get("Location"), "/auth/signup?") {
+		t.Fatalf("demo members area: %d %q", r.Status, r.Header.Get("Location"))
+	}
+	if r := v.page("/auth/signup"); r.Status != http.StatusOK || !strings.Contains(string(r.Body), `autocomplete="new-password"`) {
+		t.Fatalf("demo signup page: %d", r.Status)
+	}
 	// The mobile client is public: the key-pair grant only.
 	r := s.postJSON("/oauth/token", map[string]string{"grant_type": "authorization_code", "client_id": "mobile-app", "code": "guest-user"})
 	if r.Status == http.StatusOK {

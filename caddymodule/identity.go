@@ -267,6 +267,15 @@ var crossOrigin = http.NewCrossOriginProtection()
 
 // serveProxied enforces the access policy and injects identity headers.
 func (g *GuestAuth) serveProxied(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, next caddyhttp.Handler) error {
+	if g.Browser != nil {
+		// Browser sessions (browser.go) for requests without an
+		// Authorization header; Bearer requests go on below, the session
+		// cookie stripped.
+		if len(r.Header.Values("Authorization")) == 0 {
+			return g.serveBrowser(w, r, repl, next)
+		}
+		g.Browser.stripSession(r.Header)
+	}
 	raw, fromCookie, present, malformed := credential(r, g.Cookie)
 	if g.Cookie != "" {
 		stripCookie(r.Header, g.Cookie)
@@ -313,6 +322,9 @@ func (g *GuestAuth) serveProxied(w http.ResponseWriter, r *http.Request, repl *c
 	h.Set(g.Headers.UserName, id.User.Name)
 	h.Set(g.Headers.UserTag, id.User.Tag)
 	h.Set(g.Headers.UserAnonymous, strconv.FormatBool(id.User.IsAnonymous()))
+	if err := g.setAssertion(r, id.User); err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
 	setUserPlaceholders(repl, id)
 	return g.next(w, r, next, id.User)
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyevents"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/lestrrat-go/jwx/v2/jwa"
@@ -96,6 +97,14 @@ type GuestAuth struct {
 
 	// Names of the identity headers injected for the upstream.
 	Headers HeaderNames `json:"headers,omitempty"`
+
+	// Browser sessions and the built-in pages (see Browser); off when
+	// unset. Cannot be combined with `cookie`.
+	Browser *Browser `json:"browser,omitempty"`
+
+	// A signed identity header for the upstream (see Assertion); off when
+	// unset.
+	Assertion *Assertion `json:"assertion,omitempty"`
 
 	// Password sign-ins allowed per account name from clients without a
 	// valid device token, at once, then one more per interval. An attempt
@@ -244,7 +253,8 @@ type GuestAuth struct {
 	issuer   string // configured issuer, without trailing slash
 	origin   string // scheme://host of the configured issuer
 	now      func() time.Time
-	config   <-chan struct{} // identifies the Caddy config this handler belongs to
+	config   <-chan struct{}       // identifies the Caddy config this handler belongs to
+	helper   *httpcaddyfile.Helper // while parsing a Caddyfile: named matchers for browser create_guest
 
 	// Caddy's events app and this module's context, to emit to it
 	caddyEvents *caddyevents.App
@@ -371,6 +381,13 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 	if err := g.setupEvents(ctx); err != nil {
 		return err
 	}
+	var unconfirmed time.Duration
+	if g.Browser != nil {
+		if err := g.Browser.provision(ctx); err != nil {
+			return err
+		}
+		unconfirmed = time.Duration(*g.Browser.UnconfirmedGuestTTL)
+	}
 	g.activity = accounts.NewActivity(g.shared.store)
 	g.svc, err = accounts.New(ctx, g.shared.store, g.shared.keys, accounts.Config{
 		Alg:             g.alg,
@@ -401,6 +418,8 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		NameIPLimit:   g.NameChangeIPLimit.limit(),
 		ReservedNames: reservedNames(g.ReservedNames),
 		Observer:      g.observe,
+
+		BrowserUnconfirmed: unconfirmed,
 	}, g.now)
 	if err != nil {
 		return err
@@ -456,7 +475,14 @@ func (g *GuestAuth) prepare() (storage.Config, error) {
 // X-Auth-User-Id), and the reserved ones.
 func (g *GuestAuth) stripSet() []string {
 	var set []string
-	for _, h := range append(append(g.Headers.names(), defaultHeaders.names()...), reservedHeaders...) {
+	names := append(append(g.Headers.names(), defaultHeaders.names()...), reservedHeaders...)
+	if g.Browser != nil {
+		names = append(names, g.Browser.MergedHeader)
+	}
+	if g.Assertion != nil {
+		names = append(names, g.Assertion.Header)
+	}
+	for _, h := range names {
 		if n := normalizeHeaderName(h); !slices.Contains(set, n) {
 			set = append(set, n)
 		}
@@ -549,6 +575,12 @@ func (g *GuestAuth) setDefaults() {
 		n := 10000
 		g.TokenCacheSize = &n
 	}
+	if g.Browser != nil {
+		g.Browser.setDefaults()
+	}
+	if g.Assertion != nil {
+		g.Assertion.setDefaults()
+	}
 	defaults := defaultHeaders
 	for _, p := range []struct {
 		v *string
@@ -622,6 +654,19 @@ func (g *GuestAuth) Validate() error {
 	if *g.MaxSessionsPerUser < 0 {
 		return errors.New("max_sessions_per_user cannot be negative")
 	}
+	if g.Browser != nil {
+		if g.Cookie != "" {
+			return errors.New("cookie (an access token in a cookie) and browser (session cookies) cannot both be set")
+		}
+		if err := g.Browser.validate(); err != nil {
+			return err
+		}
+	}
+	if g.Assertion != nil {
+		if err := g.Assertion.validate(); err != nil {
+			return err
+		}
+	}
 	names := map[string]bool{}
 	for _, h := range g.Headers.names() {
 		h = normalizeHeaderName(h)
@@ -654,6 +699,9 @@ func (g *GuestAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 	if route, ok := g.routes[r.URL.Path]; ok {
 		g.setAPIReadDeadline(w)
 		return route(w, r)
+	}
+	if g.Browser != nil && strings.HasPrefix(r.URL.Path, g.Browser.PagesPrefix) {
+		return g.servePage(w, r)
 	}
 	return g.serveProxied(w, r, repl, next)
 }

@@ -66,6 +66,7 @@ func TestCaddyEventNames(t *testing.T) {
 		events.GuestCreated:         "guest_auth_guest_created",
 		events.RefreshReuseDetected: "guest_auth_refresh_reuse_detected",
 		events.SignInThrottled:      "guest_auth_signin_throttled",
+		events.GuestMerged:          "guest_auth_guest_merged",
 		"user.kept":                 "guest_auth_user_kept",
 	} {
 		if got := caddyEventName(typ); got != want {

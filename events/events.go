@@ -87,6 +87,10 @@ const (
 	SignInThrottled = "signin.throttled"
 	// UserDeleted: an administrator deleted a user (data: name, tag).
 	UserDeleted = "user.deleted"
+	// GuestMerged: a visitor with a guest session signed in to an existing
+	// account (data: guest_id, user_id); the app may move the guest's data.
+	// The guest session ended; the guest expires normally unless kept.
+	GuestMerged = "guest.merged"
 )
 
 // Event is one thing that happened, as logged and as sent to webhooks.
