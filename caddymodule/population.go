@@ -16,47 +16,52 @@ import (
 	"github.com/guestauth/caddy-guestauth/storage"
 )
 
-// background runs this config's activity flusher and guest sweeper; both
-// stop (the flusher after a last flush) when the config is cleaned up.
-// Their context is the config's: Caddy cancels it when unloading the config.
+// background runs this config's activity flusher and guest sweeper. Their
+// context is a child of the config's: they end when Caddy cancels it on
+// unloading the config (the flusher after a last flush), or when Cleanup
+// cancels it, and done is closed once both have returned.
 type background struct {
-	stop chan struct{}
-	wg   sync.WaitGroup
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 func (g *GuestAuth) startBackground(ctx context.Context) {
-	g.bg = &background{stop: make(chan struct{})}
-	g.bg.wg.Add(1)
-	go func() {
-		defer g.bg.wg.Done()
-		g.activity.Run(ctx, time.Duration(g.ActivityFlushInterval), g.bg.stop, func(err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	g.bg = &background{cancel: cancel, done: make(chan struct{})}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		g.activity.Run(ctx, time.Duration(g.ActivityFlushInterval), func(err error) {
 			g.logger.Error("recording user activity", zap.Error(err))
 		})
-	}()
+	})
 	if *g.GuestTTL > 0 {
-		g.bg.wg.Add(1)
-		go func() {
-			defer g.bg.wg.Done()
+		wg.Go(func() {
 			t := time.NewTicker(time.Duration(g.SweepInterval))
 			defer t.Stop()
 			for {
 				select {
-				case <-g.bg.stop:
+				case <-ctx.Done():
 					return
 				case <-t.C:
-					if _, err := g.prune(ctx, false); err != nil {
+					if _, err := g.prune(ctx, false); err != nil && ctx.Err() == nil {
 						g.logger.Error("expiring guests", zap.Error(err))
 					}
 				}
 			}
-		}()
+		})
 	}
+	go func() {
+		wg.Wait()
+		close(g.bg.done)
+	}()
 }
 
+// stopBackground ends the background work (if the config's context has not
+// already) and waits for it.
 func (g *GuestAuth) stopBackground() {
 	if g.bg != nil {
-		close(g.bg.stop)
-		g.bg.wg.Wait()
+		g.bg.cancel()
+		<-g.bg.done
 	}
 }
 
