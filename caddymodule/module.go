@@ -224,15 +224,17 @@ type GuestAuth struct {
 	bg       *background
 	poolKey  string
 	shared   *sharedStore
-	clients  map[string]*Client
-	routes   map[string]func(http.ResponseWriter, *http.Request) error
-	strip    []string // identity header names, each in the form ToLower(s) with '-'
-	logger   *zap.Logger
-	alg      jwa.SignatureAlgorithm
-	issuer   string // configured issuer, without trailing slash
-	origin   string // scheme://host of the configured issuer
-	now      func() time.Time
-	config   <-chan struct{} // identifies the Caddy config this handler belongs to
+	// throttleKeys are this config's entries in throttlePool
+	throttleKeys []string
+	clients      map[string]*Client
+	routes       map[string]func(http.ResponseWriter, *http.Request) error
+	strip        []string // identity header names, each in the form ToLower(s) with '-'
+	logger       *zap.Logger
+	alg          jwa.SignatureAlgorithm
+	issuer       string // configured issuer, without trailing slash
+	origin       string // scheme://host of the configured issuer
+	now          func() time.Time
+	config       <-chan struct{} // identifies the Caddy config this handler belongs to
 }
 
 // Client is an application that may request tokens.
@@ -413,6 +415,7 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		NameUserLimit: g.NameChangeUserLimit.limit(),
 		NameIPLimit:   g.NameChangeIPLimit.limit(),
 		ReservedNames: reservedNames(g.ReservedNames),
+		Throttles:     g.throttle,
 	}, g.now)
 	if err != nil {
 		return err
@@ -613,6 +616,7 @@ func (g *GuestAuth) Validate() error {
 func (g *GuestAuth) Cleanup() error {
 	g.stopBackground()
 	g.stopEvents()
+	g.releaseThrottles()
 	if g.poolKey == "" {
 		return nil
 	}
