@@ -213,3 +213,31 @@ func TestSecondProcessOnSameFileFailsClearly(t *testing.T) {
 	}
 	first.createGuest()
 }
+
+// TestReloadKeepsSignInLockout: a `caddy reload` of the same config does not
+// give a locked account its budget back; a reload that changes the limit
+// starts it afresh.
+func TestReloadKeepsSignInLockout(t *testing.T) {
+	t.Parallel()
+	s := startGuestAuth(t, "signin_limit account 3 1h")
+	u := s.createGuest()
+	wantEnvelope(t, s.updateUser(u.AccessToken, map[string]string{"name": "rhea", "password": "rhea-password"}), http.StatusOK, "ok")
+	for i := range 3 {
+		if r := s.signInWith("rhea", fmt.Sprintf("guess-%d-password", i), ""); r.Status != http.StatusBadRequest {
+			t.Fatalf("guess %d: %d %s", i, r.Status, r.Body)
+		}
+	}
+	locked := func(when string) {
+		t.Helper()
+		if r := s.signInWith("rhea", "rhea-password", ""); r.Status != http.StatusTooManyRequests || r.Header.Get("Retry-After") == "" {
+			t.Fatalf("%s: right password with the budget spent: %d %s", when, r.Status, r.Body)
+		}
+	}
+	locked("before the reload")
+	s.Reload(s.siteConfig("signin_limit account 3 1h\n\t\trequire any"))
+	locked("after the reload")
+	s.Reload(s.siteConfig("signin_limit account 4 1h"))
+	if r := s.signInWith("rhea", "rhea-password", ""); r.Status != http.StatusOK {
+		t.Fatalf("after a reload changing the limit: %d %s", r.Status, r.Body)
+	}
+}
