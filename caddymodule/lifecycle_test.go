@@ -3,6 +3,8 @@ package caddymodule
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -60,10 +62,11 @@ func (l *loaded) unload(t *testing.T) {
 // none is left.
 func TestBackgroundEndsWithConfigContext(t *testing.T) {
 	before := runtime.NumGoroutine()
+	hook := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	ttl := caddy.Duration(time.Hour)
 	l := loadHandler(t, filepath.Join(t.TempDir(), "g.db"), func(g *GuestAuth) {
 		g.GuestTTL = &ttl
-		g.Webhook = &Webhook{URL: "http://127.0.0.1:9/hook", Secret: "hook-secret"}
+		g.Webhook = &Webhook{URL: hook.URL + "/hook", Secret: "hook-secret"}
 	})
 	if !l.webhook.Enqueue(events.Event{Type: events.GuestCreated}) {
 		t.Fatal("the webhook refused an event before the unload")
@@ -80,6 +83,7 @@ func TestBackgroundEndsWithConfigContext(t *testing.T) {
 	if err := l.Cleanup(); err != nil {
 		t.Fatal(err)
 	}
+	hook.Close() // and with it the client's kept-alive connection
 	waitFor(t, "the goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
 }
 
