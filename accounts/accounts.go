@@ -75,7 +75,27 @@ type Config struct {
 	// after its creation unless its cookie comes back (see
 	// CreateBrowserGuest); 0 gives it the normal idle timeout.
 	BrowserUnconfirmed time.Duration
+	// Throttles, when set, gives the Service each of its throttles instead
+	// of NewThrottle, so a caller can keep their state beyond one Service
+	// (the Caddy module keeps it across config reloads). name says which
+	// limit it is (one of the Throttle* names), l its configured Limit;
+	// the clock is the caller's. It may return nil to disable the limit.
+	Throttles func(name string, l Limit) *Throttle
 }
+
+// Names of the Service's throttles, as passed to Config.Throttles.
+const (
+	ThrottleSignInAccount   = "signin_account"
+	ThrottleSignInDevice    = "signin_device"
+	ThrottleSignInHash      = "signin_hash"
+	ThrottleSignInIP        = "signin_ip"
+	ThrottleGuestIP         = "guest_ip"
+	ThrottleGuestGlobal     = "guest_global"
+	ThrottleChallengeIP     = "challenge_ip"
+	ThrottleChallengeGlobal = "challenge_global"
+	ThrottleNameUser        = "name_user"
+	ThrottleNameIP          = "name_ip"
+)
 
 // Service is safe for concurrent use.
 type Service struct {
@@ -122,22 +142,26 @@ func New(ctx context.Context, store Store, keys *tokens.Keyring, cfg Config, now
 	if err != nil {
 		return nil, err
 	}
+	mk := cfg.Throttles
+	if mk == nil {
+		mk = func(_ string, l Limit) *Throttle { return NewThrottle(l, now) }
+	}
 	return &Service{
 		store:         store,
 		keys:          keys,
 		cfg:           cfg,
 		now:           now,
 		verifier:      &tokens.Verifier{Keys: keys, Skew: cfg.Skew, Now: now, Cache: tokens.NewCache(cfg.CacheSize), Audiences: slices.Clone(cfg.Audiences)},
-		byAcct:        NewThrottle(cfg.AccountLimit, now),
-		byDevice:      NewThrottle(cfg.DeviceLimit, now),
-		hashesByAcct:  NewThrottle(cfg.AccountHashLimit, now),
-		byIP:          NewThrottle(cfg.IPLimit, now),
+		byAcct:        mk(ThrottleSignInAccount, cfg.AccountLimit),
+		byDevice:      mk(ThrottleSignInDevice, cfg.DeviceLimit),
+		hashesByAcct:  mk(ThrottleSignInHash, cfg.AccountHashLimit),
+		byIP:          mk(ThrottleSignInIP, cfg.IPLimit),
 		deviceKey:     deviceKey,
-		byIPCreate:    NewThrottle(cfg.Guests.PerIP, now),
-		global:        NewThrottle(cfg.Guests.Global, now),
-		byIPChallenge: NewThrottle(cfg.Challenges.PerIP, now),
-		challengeAll:  NewThrottle(cfg.Challenges.Global, now),
-		names:         newNameRules(cfg, now),
+		byIPCreate:    mk(ThrottleGuestIP, cfg.Guests.PerIP),
+		global:        mk(ThrottleGuestGlobal, cfg.Guests.Global),
+		byIPChallenge: mk(ThrottleChallengeIP, cfg.Challenges.PerIP),
+		challengeAll:  mk(ThrottleChallengeGlobal, cfg.Challenges.Global),
+		names:         newNameRules(cfg, mk),
 	}, nil
 }
 

@@ -31,10 +31,11 @@ func TestActivityFlushesEarlyWhenFull(t *testing.T) {
 		t.Fatalf("an early flush was asked for below the bound (%d pending)", maxPending-1)
 	}
 
-	stop, done := make(chan struct{}), make(chan struct{})
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		a.Run(context.Background(), time.Hour, stop, func(err error) { t.Error(err) })
+		a.Run(ctx, time.Hour, func(err error) { t.Error(err) })
 	}()
 	a.Touch("last", at) // the bound
 	select {
@@ -45,7 +46,7 @@ func TestActivityFlushesEarlyWhenFull(t *testing.T) {
 	case <-time.After(time.Minute): // a hang guard: the interval is an hour
 		t.Fatal("no early flush when the activity map reached its bound")
 	}
-	close(stop)
+	stop()
 	<-done
 	select {
 	case b := <-rec.batches:

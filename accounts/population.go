@@ -103,16 +103,16 @@ func (a *Activity) Flush(ctx context.Context) error {
 	return err
 }
 
-// Run flushes every interval, and early when the buffer is full, until stop
-// is closed; then it flushes once more and returns. onErr sees flush errors.
-// The last flush runs even if ctx was cancelled meanwhile (with ctx's
-// values, not its cancellation), so a shutdown loses no activity.
-func (a *Activity) Run(ctx context.Context, interval time.Duration, stop <-chan struct{}, onErr func(error)) {
+// Run flushes every interval, and early when the buffer is full, until ctx
+// is done; then it flushes once more and returns. onErr sees flush errors.
+// The last flush runs with ctx's values but not its cancellation, so a
+// shutdown loses no activity.
+func (a *Activity) Run(ctx context.Context, interval time.Duration, onErr func(error)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
-		case <-stop:
+		case <-ctx.Done():
 			if err := a.Flush(context.WithoutCancel(ctx)); err != nil {
 				onErr(err)
 			}
@@ -120,7 +120,7 @@ func (a *Activity) Run(ctx context.Context, interval time.Duration, stop <-chan 
 		case <-t.C:
 		case <-a.full:
 		}
-		if err := a.Flush(ctx); err != nil {
+		if err := a.Flush(ctx); err != nil && ctx.Err() == nil { // else the last flush retries
 			onErr(err)
 		}
 	}

@@ -94,10 +94,10 @@ type nameRules struct {
 	reserved     map[string]bool
 }
 
-func newNameRules(cfg Config, now func() time.Time) nameRules {
+func newNameRules(cfg Config, mk func(string, Limit) *Throttle) nameRules {
 	r := nameRules{
-		byUser:   NewThrottle(cfg.NameUserLimit, now),
-		byIP:     NewThrottle(cfg.NameIPLimit, now),
+		byUser:   mk(ThrottleNameUser, cfg.NameUserLimit),
+		byIP:     mk(ThrottleNameIP, cfg.NameIPLimit),
 		reserved: make(map[string]bool, len(cfg.ReservedNames)),
 	}
 	for _, n := range cfg.ReservedNames {

@@ -57,16 +57,15 @@ func TestActivityLastFlushSurvivesCancelledContext(t *testing.T) {
 	}
 	act := accounts.NewActivity(f.store)
 	ctx, cancel := context.WithCancel(bg)
-	stop, done := make(chan struct{}), make(chan struct{})
+	done := make(chan struct{})
 	var flushErr error
 	go func() {
 		defer close(done)
-		act.Run(ctx, time.Hour, stop, func(err error) { flushErr = err })
+		act.Run(ctx, time.Hour, func(err error) { flushErr = err })
 	}()
 	at := f.clock.Now().Add(time.Minute)
 	act.Touch(g.User.ID, at)
 	cancel()
-	close(stop)
 	<-done
 	if flushErr != nil {
 		t.Fatalf("last flush: %v", flushErr)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
 	"path/filepath"
@@ -61,54 +62,79 @@ func (AdminAPI) CaddyModule() caddy.ModuleInfo {
 
 const adminBase = "/guest_auth/"
 
-// Routes implements caddy.AdminRouter.
+// Routes implements caddy.AdminRouter: Caddy's admin mux hands everything
+// under adminBase to adminMux.
 func (a *AdminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{{Pattern: adminBase, Handler: caddy.AdminHandlerFunc(a.serve)}}
 }
 
 type adminHandler func(w http.ResponseWriter, r *http.Request, sh *sharedStore, id string) error
 
-func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
-	rest := strings.TrimPrefix(r.URL.Path, adminBase)
-	parts := strings.Split(rest, "/")
-	var id string
-	var methods map[string]adminHandler
-	switch {
-	case rest == "users":
-		methods = map[string]adminHandler{http.MethodGet: adminListUsers}
-	case len(parts) == 2 && parts[0] == "users" && parts[1] != "":
-		id = parts[1]
-		methods = map[string]adminHandler{http.MethodGet: adminShowUser, http.MethodDelete: adminDeleteUser}
-	case len(parts) == 3 && parts[0] == "users" && parts[1] != "" && parts[2] == "keep":
-		id = parts[1]
-		methods = map[string]adminHandler{http.MethodPost: adminKeepUser}
-	case len(parts) == 3 && parts[0] == "users" && parts[1] != "" && parts[2] == "revoke":
-		id = parts[1]
-		methods = map[string]adminHandler{http.MethodPost: adminRevokeUser}
-	case rest == "prune":
-		methods = map[string]adminHandler{http.MethodPost: adminPrune}
-	case rest == "stats":
-		methods = map[string]adminHandler{http.MethodGet: adminStats}
-	case rest == "backup":
-		methods = map[string]adminHandler{http.MethodGet: adminBackup}
-	default:
-		return apiError(http.StatusNotFound, "no guest_auth admin route at %s", r.URL.Path)
-	}
-	h, ok := methods[r.Method]
-	if !ok {
-		allowed := make([]string, 0, len(methods))
-		for m := range methods {
-			allowed = append(allowed, m)
+// adminMux routes by method and path (the id is the {id} wildcard). A path
+// asked for with another method is answered 405 with an Allow header, one
+// outside the table 404, both as API errors.
+var adminMux = newAdminMux()
+
+func newAdminMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	for path, methods := range map[string]map[string]adminHandler{
+		"/guest_auth/users":             {http.MethodGet: adminListUsers},
+		"/guest_auth/users/{id}":        {http.MethodGet: adminShowUser, http.MethodDelete: adminDeleteUser},
+		"/guest_auth/users/{id}/keep":   {http.MethodPost: adminKeepUser},
+		"/guest_auth/users/{id}/revoke": {http.MethodPost: adminRevokeUser},
+		"/guest_auth/prune":             {http.MethodPost: adminPrune},
+		"/guest_auth/stats":             {http.MethodGet: adminStats},
+		"/guest_auth/backup":            {http.MethodGet: adminBackup},
+	} {
+		allowed := slices.Sorted(maps.Keys(methods))
+		for m, h := range methods {
+			mux.HandleFunc(m+" "+path, adminRoute(func(w http.ResponseWriter, r *http.Request) error {
+				if r.Method != m { // a GET pattern also matches HEAD
+					return methodNotAllowed(w, r, allowed)
+				}
+				sh, err := adminStore(r.URL.Query().Get("storage"))
+				if err != nil {
+					return err
+				}
+				return h(w, r, sh, r.PathValue("id"))
+			}))
 		}
-		slices.Sort(allowed)
-		w.Header().Set("Allow", strings.Join(allowed, ", "))
-		return apiError(http.StatusMethodNotAllowed, "method %s not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allowed, ", "))
+		// The path without a method: any other method.
+		mux.HandleFunc(path, adminRoute(func(w http.ResponseWriter, r *http.Request) error {
+			return methodNotAllowed(w, r, allowed)
+		}))
 	}
-	sh, err := adminStore(r.URL.Query().Get("storage"))
-	if err != nil {
-		return err
+	mux.HandleFunc(adminBase, adminRoute(func(_ http.ResponseWriter, r *http.Request) error {
+		return apiError(http.StatusNotFound, "no guest_auth admin route at %s", r.URL.Path)
+	}))
+	return mux
+}
+
+func methodNotAllowed(w http.ResponseWriter, r *http.Request, allowed []string) error {
+	list := strings.Join(allowed, ", ")
+	w.Header().Set("Allow", list)
+	return apiError(http.StatusMethodNotAllowed, "method %s not allowed on %s (allowed: %s)", r.Method, r.URL.Path, list)
+}
+
+// adminResult carries a route's error out of adminMux to Caddy's admin
+// handler, which writes it as the JSON error answer.
+type adminResult struct {
+	http.ResponseWriter
+	err error
+}
+
+// adminRoute adapts a route returning an error to adminMux.
+func adminRoute(h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		res := w.(*adminResult)
+		res.err = h(res.ResponseWriter, r)
 	}
-	return h(w, r, sh, id)
+}
+
+func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
+	res := &adminResult{ResponseWriter: w}
+	adminMux.ServeHTTP(res, r)
+	return res.err
 }
 
 func apiError(status int, format string, args ...any) error {

@@ -213,3 +213,47 @@ func TestSecondProcessOnSameFileFailsClearly(t *testing.T) {
 	}
 	first.createGuest()
 }
+
+// TestReloadKeepsSignInLockout: a `caddy reload` of the same config does not
+// give a locked account its budget back; a reload that changes the limit
+// starts it afresh.
+func TestReloadKeepsSignInLockout(t *testing.T) {
+	t.Parallel()
+	s := startGuestAuth(t, "signin_limit account 3 1h")
+	u := s.createGuest()
+	wantEnvelope(t, s.updateUser(u.AccessToken, map[string]string{"name": "rhea", "password": "rhea-password"}), http.StatusOK, "ok")
+	for i := range 3 {
+		if r := s.signInWith("rhea", fmt.Sprintf("guess-%d-password", i), ""); r.Status != http.StatusBadRequest {
+			t.Fatalf("guess %d: %d %s", i, r.Status, r.Body)
+		}
+	}
+	locked := func(when string) {
+		t.Helper()
+		if r := s.signInWith("rhea", "rhea-password", ""); r.Status != http.StatusTooManyRequests || r.Header.Get("Retry-After") == "" {
+			t.Fatalf("%s: right password with the budget spent: %d %s", when, r.Status, r.Body)
+		}
+	}
+	locked("before the reload")
+	// Caddy's old server may still answer a request or two while it shuts
+	// down: each reload toggles `require any`, and the checks wait until a
+	// tokenless request shows the new config answering.
+	reload := func(options string, tokenless int) {
+		t.Helper()
+		s.Reload(s.siteConfig(options))
+		for range 100 {
+			http.DefaultClient.CloseIdleConnections()
+			if s.get("/app", "").Status == tokenless {
+				http.DefaultClient.CloseIdleConnections()
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Fatalf("the reload to %q did not take effect", options)
+	}
+	reload("signin_limit account 3 1h\n\t\trequire any", http.StatusUnauthorized)
+	locked("after the reload")
+	reload("signin_limit account 4 1h", http.StatusOK)
+	if r := s.signInWith("rhea", "rhea-password", ""); r.Status != http.StatusOK {
+		t.Fatalf("after a reload changing the limit: %d %s", r.Status, r.Body)
+	}
+}

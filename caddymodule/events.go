@@ -55,6 +55,9 @@ func (g *GuestAuth) setupEvents(ctx caddy.Context) error {
 		}
 		wh.Start()
 		g.webhook = wh
+		// The sender ends with the config: when Caddy cancels its context
+		// (unload or reload), or at Cleanup, whichever comes first.
+		context.AfterFunc(ctx, g.stopEvents)
 		sinks = append(sinks, wh)
 	}
 	g.events = events.NewEmitter(g.logger, sinks...)
@@ -80,7 +83,8 @@ func (g *GuestAuth) setupEvents(ctx caddy.Context) error {
 	return nil
 }
 
-// stopEvents gives queued webhook deliveries a few seconds to finish.
+// stopEvents gives queued webhook deliveries a few seconds to finish. It
+// may run twice (see setupEvents); the second call waits for the first.
 func (g *GuestAuth) stopEvents() {
 	if g.webhook == nil {
 		return

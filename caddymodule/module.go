@@ -245,16 +245,18 @@ type GuestAuth struct {
 	bg       *background
 	poolKey  string
 	shared   *sharedStore
-	clients  map[string]*Client
-	routes   map[string]func(http.ResponseWriter, *http.Request) error
-	strip    []string // identity header names, each in the form ToLower(s) with '-'
-	logger   *zap.Logger
-	alg      jwa.SignatureAlgorithm
-	issuer   string // configured issuer, without trailing slash
-	origin   string // scheme://host of the configured issuer
-	now      func() time.Time
-	config   <-chan struct{}       // identifies the Caddy config this handler belongs to
-	helper   *httpcaddyfile.Helper // while parsing a Caddyfile: named matchers for browser create_guest
+	// throttleKeys are this config's entries in throttlePool
+	throttleKeys []string
+	clients      map[string]*Client
+	routes       map[string]func(http.ResponseWriter, *http.Request) error
+	strip        []string // identity header names, each in the form ToLower(s) with '-'
+	logger       *zap.Logger
+	alg          jwa.SignatureAlgorithm
+	issuer       string // configured issuer, without trailing slash
+	origin       string // scheme://host of the configured issuer
+	now          func() time.Time
+	config       <-chan struct{}       // identifies the Caddy config this handler belongs to
+	helper       *httpcaddyfile.Helper // while parsing a Caddyfile: named matchers for browser create_guest
 
 	// Caddy's events app and this module's context, to emit to it
 	caddyEvents *caddyevents.App
@@ -418,6 +420,7 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		NameIPLimit:   g.NameChangeIPLimit.limit(),
 		ReservedNames: reservedNames(g.ReservedNames),
 		Observer:      g.observe,
+		Throttles:     g.throttle,
 
 		BrowserUnconfirmed: unconfirmed,
 	}, g.now)
@@ -683,6 +686,7 @@ func (g *GuestAuth) Validate() error {
 func (g *GuestAuth) Cleanup() error {
 	g.stopBackground()
 	g.stopEvents()
+	g.releaseThrottles()
 	if g.poolKey == "" {
 		return nil
 	}

@@ -30,10 +30,10 @@ type sharedStore struct {
 	keys  *tokens.Keyring
 	// ctx is the context of the store's own background work (the session
 	// sweeper): the store outlives the configs that use it, so it is not
-	// any one config's; Destruct cancels it.
+	// any one config's; Destruct cancels it, and the sweeper closes done
+	// when it returns.
 	ctx    context.Context
 	cancel context.CancelFunc
-	stop   chan struct{}
 	done   chan struct{}
 	// pruneMu lets one guest sweep run at a time on this file.
 	pruneMu sync.Mutex
@@ -115,7 +115,6 @@ func findStore(path string) (*sharedStore, error) {
 
 // Destruct stops the sweeper, then closes the file.
 func (s *sharedStore) Destruct() error {
-	close(s.stop)
 	s.cancel()
 	<-s.done
 	return s.store.Close()
@@ -136,7 +135,7 @@ func (s *sharedStore) sweep() {
 	defer t.Stop()
 	for {
 		select {
-		case <-s.stop:
+		case <-s.ctx.Done():
 			return
 		case <-t.C:
 		}
@@ -164,7 +163,7 @@ func openShared(ctx context.Context, key string, cfg storage.Config) (*sharedSto
 			st.Close()
 			return nil, err
 		}
-		sh := &sharedStore{store: st, keys: keys, stop: make(chan struct{}), done: make(chan struct{})}
+		sh := &sharedStore{store: st, keys: keys, done: make(chan struct{})}
 		sh.ctx, sh.cancel = context.WithCancel(context.WithoutCancel(ctx))
 		go sh.sweep()
 		return sh, nil

@@ -2,60 +2,60 @@ package caddymodule
 
 import (
 	"context"
-	"io"
-	"net/http"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
 	"github.com/guestauth/caddy-guestauth/accounts"
-	"github.com/guestauth/caddy-guestauth/storage"
 )
 
-// background runs this config's activity flusher and guest sweeper; both
-// stop (the flusher after a last flush) when the config is cleaned up.
-// Their context is the config's: Caddy cancels it when unloading the config.
+// background runs this config's activity flusher and guest sweeper. Their
+// context is a child of the config's: they end when Caddy cancels it on
+// unloading the config (the flusher after a last flush), or when Cleanup
+// cancels it, and done is closed once both have returned.
 type background struct {
-	stop chan struct{}
-	wg   sync.WaitGroup
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 func (g *GuestAuth) startBackground(ctx context.Context) {
-	g.bg = &background{stop: make(chan struct{})}
-	g.bg.wg.Add(1)
-	go func() {
-		defer g.bg.wg.Done()
-		g.activity.Run(ctx, time.Duration(g.ActivityFlushInterval), g.bg.stop, func(err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	g.bg = &background{cancel: cancel, done: make(chan struct{})}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		g.activity.Run(ctx, time.Duration(g.ActivityFlushInterval), func(err error) {
 			g.logger.Error("recording user activity", zap.Error(err))
 		})
-	}()
+	})
 	if *g.GuestTTL > 0 {
-		g.bg.wg.Add(1)
-		go func() {
-			defer g.bg.wg.Done()
+		wg.Go(func() {
 			t := time.NewTicker(time.Duration(g.SweepInterval))
 			defer t.Stop()
 			for {
 				select {
-				case <-g.bg.stop:
+				case <-ctx.Done():
 					return
 				case <-t.C:
-					if _, err := g.prune(ctx, false); err != nil {
+					if _, err := g.prune(ctx, false); err != nil && ctx.Err() == nil {
 						g.logger.Error("expiring guests", zap.Error(err))
 					}
 				}
 			}
-		}()
+		})
 	}
+	go func() {
+		wg.Wait()
+		close(g.bg.done)
+	}()
 }
 
+// stopBackground ends the background work (if the config's context has not
+// already) and waits for it.
 func (g *GuestAuth) stopBackground() {
 	if g.bg != nil {
-		close(g.bg.stop)
-		g.bg.wg.Wait()
+		g.bg.cancel()
+		<-g.bg.done
 	}
 }
 
@@ -71,64 +71,4 @@ func (g *GuestAuth) prune(ctx context.Context, dryRun bool) (*accounts.PruneRepo
 		IdleTTL: time.Duration(*g.GuestTTL), DryRun: dryRun, Batch: 100, MaxListed: 1000,
 		Observer: g.observe,
 	}, nil)
-}
-
-// keepWriter removes the keep header from the upstream's response and, when
-// it says "true" for a guest (or a passwordless normal user, who expires like
-// one), marks the user kept (never expired).
-type keepWriter struct {
-	caddyhttp.ResponseWriterWrapper
-	g      *GuestAuth
-	ctx    context.Context
-	user   *storage.User // nil: no identity on this request
-	marked bool
-}
-
-func (k *keepWriter) WriteHeader(status int) {
-	k.settle()
-	k.ResponseWriterWrapper.WriteHeader(status)
-}
-
-// settle removes the keep header and acts on it; it runs before the status
-// is written and again when the handler returns, in case it never was.
-func (k *keepWriter) settle() {
-	h := k.Header()
-	v := h.Get(k.g.KeepHeader)
-	if _, ok := h[k.g.KeepHeader]; ok {
-		h.Del(k.g.KeepHeader)
-	}
-	if !k.marked && k.user != nil && k.user.Ephemeral() && !k.user.Kept && strings.EqualFold(strings.TrimSpace(v), "true") {
-		k.marked = true
-		if _, err := k.g.svc.SetKept(k.ctx, k.user.ID, true, "keep_header"); err != nil {
-			k.g.logger.Error("marking guest kept", zap.String("user_id", k.user.ID), zap.Error(err))
-		}
-	}
-}
-
-func (k *keepWriter) Write(b []byte) (int, error) {
-	k.ensureHeader()
-	return k.ResponseWriterWrapper.Write(b)
-}
-
-func (k *keepWriter) ReadFrom(r io.Reader) (int64, error) {
-	k.ensureHeader()
-	return k.ResponseWriterWrapper.ReadFrom(r)
-}
-
-// ensureHeader runs WriteHeader's check when the body starts without one.
-func (k *keepWriter) ensureHeader() {
-	if _, ok := k.Header()[k.g.KeepHeader]; ok {
-		k.WriteHeader(http.StatusOK)
-	}
-}
-
-// next passes the request on, watching the response for the keep header.
-func (g *GuestAuth) next(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, user *storage.User) error {
-	// The mark is the upstream's decision: it is written even if the client
-	// has gone by then.
-	ctx := context.WithoutCancel(r.Context())
-	kw := &keepWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, g: g, ctx: ctx, user: user}
-	err := next.ServeHTTP(kw, r)
-	kw.settle()
-	return err
 }

@@ -1,0 +1,49 @@
+package caddymodule
+
+import (
+	"fmt"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/guestauth/caddy-guestauth/accounts"
+)
+
+// throttlePool keeps the limits' token buckets (sign-in budgets, guest
+// creation, challenges, name changes) across config reloads, as
+// caddy-ratelimit does: a reload provisions the new config before cleaning
+// up the old one, so a bucket in use is handed over, not rebuilt, and
+// sign-in failures stay counted. A bucket is keyed by the store, the
+// issuer, the limit's name and its burst and interval: a changed limit
+// starts from a fresh bucket, and sites sharing a store but not an issuer
+// keep budgets of their own.
+var throttlePool = caddy.NewUsagePool()
+
+type pooledThrottle struct{ *accounts.Throttle }
+
+func (pooledThrottle) Destruct() error { return nil }
+
+func throttleKey(poolKey, issuer, name string, l accounts.Limit) string {
+	return fmt.Sprintf("%s\x00%s\x00%s\x00%d/%d", poolKey, issuer, name, l.Burst, l.Interval)
+}
+
+// throttle is accounts.Config.Throttles for g: it takes the pooled bucket
+// for the limit, or makes it, and remembers the key for Cleanup.
+func (g *GuestAuth) throttle(name string, l accounts.Limit) *accounts.Throttle {
+	t := accounts.NewThrottle(l, g.now)
+	if t == nil { // disabled: nothing to keep
+		return nil
+	}
+	key := throttleKey(g.poolKey, g.issuer, name, l)
+	v, _ := throttlePool.LoadOrStore(key, pooledThrottle{t})
+	g.throttleKeys = append(g.throttleKeys, key)
+	return v.(pooledThrottle).Throttle
+}
+
+// releaseThrottles gives back this config's use of its buckets; a bucket no
+// config uses any more is dropped.
+func (g *GuestAuth) releaseThrottles() {
+	for _, k := range g.throttleKeys {
+		_, _ = throttlePool.Delete(k)
+	}
+	g.throttleKeys = nil
+}

@@ -1,0 +1,73 @@
+package caddymodule
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/guestauth/caddy-guestauth/storage"
+)
+
+// keepWriter removes the keep header from the upstream's response and, when
+// it says "true" for a guest (or a passwordless normal user, who expires like
+// one), marks the user kept (never expired).
+type keepWriter struct {
+	caddyhttp.ResponseWriterWrapper
+	g      *GuestAuth
+	ctx    context.Context
+	user   *storage.User // nil: no identity on this request
+	marked bool
+}
+
+func (k *keepWriter) WriteHeader(status int) {
+	k.settle()
+	k.ResponseWriterWrapper.WriteHeader(status)
+}
+
+// settle removes the keep header and acts on it; it runs before the status
+// is written and again when the handler returns, in case it never was.
+func (k *keepWriter) settle() {
+	h := k.Header()
+	v := h.Get(k.g.KeepHeader)
+	if _, ok := h[k.g.KeepHeader]; ok {
+		h.Del(k.g.KeepHeader)
+	}
+	if !k.marked && k.user != nil && k.user.Ephemeral() && !k.user.Kept && strings.EqualFold(strings.TrimSpace(v), "true") {
+		k.marked = true
+		if _, err := k.g.svc.SetKept(k.ctx, k.user.ID, true, "keep_header"); err != nil {
+			k.g.logger.Error("marking guest kept", zap.String("user_id", k.user.ID), zap.Error(err))
+		}
+	}
+}
+
+func (k *keepWriter) Write(b []byte) (int, error) {
+	k.ensureHeader()
+	return k.ResponseWriterWrapper.Write(b)
+}
+
+func (k *keepWriter) ReadFrom(r io.Reader) (int64, error) {
+	k.ensureHeader()
+	return k.ResponseWriterWrapper.ReadFrom(r)
+}
+
+// ensureHeader runs WriteHeader's check when the body starts without one.
+func (k *keepWriter) ensureHeader() {
+	if _, ok := k.Header()[k.g.KeepHeader]; ok {
+		k.WriteHeader(http.StatusOK)
+	}
+}
+
+// next passes the request on, watching the response for the keep header.
+func (g *GuestAuth) next(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, user *storage.User) error {
+	// The mark is the upstream's decision: it is written even if the client
+	// has gone by then.
+	ctx := context.WithoutCancel(r.Context())
+	kw := &keepWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, g: g, ctx: ctx, user: user}
+	err := next.ServeHTTP(kw, r)
+	kw.settle()
+	return err
+}
