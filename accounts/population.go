@@ -2,6 +2,8 @@ package accounts
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -80,26 +82,43 @@ func (a *Activity) Touch(userID string, at time.Time) {
 	}
 }
 
-// Flush writes what was recorded since the last flush.
+// flushChunk bounds the users one store write of Flush touches. One
+// transaction for a whole interval's activity (tens of thousands of users
+// on a busy site) would hold the store's single writer for long, delaying
+// every guest creation meanwhile, and free thousands of pages at once.
+const flushChunk = 1000
+
+// Flush writes what was recorded since the last flush, in writes of at most
+// flushChunk users, in id order (close ids share pages).
 func (a *Activity) Flush(ctx context.Context) error {
 	a.mu.Lock()
-	batch := a.pending
+	pending := a.pending
 	a.pending = map[string]time.Time{}
 	a.mu.Unlock()
-	if len(batch) == 0 {
+	if len(pending) == 0 {
 		return nil
 	}
-	_, err := a.store.TouchUsers(ctx, batch)
-	if err != nil { // keep them for the next flush
-		a.mu.Lock()
-		for id, t := range batch {
-			if t.After(a.pending[id]) {
-				a.pending[id] = t
-			}
+	ids := slices.Sorted(maps.Keys(pending))
+	for len(ids) > 0 {
+		n := min(flushChunk, len(ids))
+		chunk := make(map[string]time.Time, n)
+		for _, id := range ids[:n] {
+			chunk[id] = pending[id]
 		}
-		a.mu.Unlock()
+		if _, err := a.store.TouchUsers(ctx, chunk); err != nil {
+			// Keep this chunk and the rest for the next flush.
+			a.mu.Lock()
+			for _, id := range ids {
+				if t := pending[id]; t.After(a.pending[id]) {
+					a.pending[id] = t
+				}
+			}
+			a.mu.Unlock()
+			return err
+		}
+		ids = ids[n:]
 	}
-	return err
+	return nil
 }
 
 // Run flushes every interval, and early when the buffer is full, until stop
