@@ -82,6 +82,17 @@ func (a *Activity) Touch(userID string, at time.Time) {
 	}
 }
 
+// pendingAt is the activity of userID recorded since the last flush (zero
+// if none, or if a is nil).
+func (a *Activity) pendingAt(userID string) time.Time {
+	if a == nil {
+		return time.Time{}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.pending[userID]
+}
+
 // flushChunk bounds the users one store write of Flush touches. One
 // transaction for a whole interval's activity (tens of thousands of users
 // on a busy site) would hold the store's single writer for long, delaying
@@ -154,6 +165,10 @@ type PruneOptions struct {
 	Batch int
 	// MaxListed bounds the users listed in the report (all are counted).
 	MaxListed int
+	// Activity, in a dry run, is activity recorded but not yet written,
+	// judged as if written: a dry run writes nothing, not even a flush.
+	// (Before a real run, flush first.)
+	Activity *Activity
 }
 
 // Pruned is one guest deleted (or, in a dry run, that would be).
@@ -244,6 +259,15 @@ func Prune(ctx context.Context, st PruneStore, now time.Time, opt PruneOptions, 
 	}
 	if opt.DryRun {
 		err := scanPrunable(ctx, st, cutoff, func(u *storage.User, reason string) bool {
+			if t := opt.Activity.pendingAt(u.ID); t.After(u.LastActiveAt) {
+				v := *u
+				v.LastActiveAt = t
+				var ok bool
+				if reason, ok = Prunable(&v, cutoff); !ok {
+					return true
+				}
+				u = &v
+			}
 			record(Pruned{UserID: u.ID, Name: u.Name, Reason: reason, ActiveAt: u.ActiveAt()})
 			return true
 		})
