@@ -11,7 +11,6 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"os"
-	"runtime"
 	"time"
 
 	"golang.org/x/crypto/argon2"
@@ -61,11 +60,12 @@ func newFloorKeys() (*floorKeys, error) {
 	return &k, nil
 }
 
-// perOp runs fn n times and returns the CPU per call. It reads this
+// perOp runs fn once to warm up, then n times, and returns the CPU per
+// call: the steady state of the computation itself. It reads this
 // process's CPU clock, not the thread's: argon2 works in goroutines of its
 // own. Nothing else runs in this process between rounds.
 func perOp(n int, fn func()) time.Duration {
-	runtime.GC()
+	fn()
 	t0, _ := processCPU(os.Getpid())
 	for range n {
 		fn()

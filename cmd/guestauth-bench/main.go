@@ -421,6 +421,7 @@ func signInReq(ctx context.Context, base, name string) *http.Request {
 // sample is one side of one round.
 type sample struct {
 	cpu     time.Duration // Caddy's CPU
+	sys     time.Duration // the part in the kernel, from /proc (10 ms ticks)
 	wall    time.Duration
 	foreign float64 // cores used by other processes during the round
 	n       int
@@ -451,7 +452,7 @@ func (b *bench) once(s side) (sample, error) {
 	if err != nil {
 		return sample{}, err
 	}
-	t0, _ := statTicks(b.pid)
+	u0, k0, _ := statUserSys(b.pid)
 	wall, err := b.drive(s.n, s.run)
 	if err != nil {
 		return sample{}, fmt.Errorf("%s: %w", s.name, err)
@@ -462,15 +463,15 @@ func (b *bench) once(s side) (sample, error) {
 	}
 	s1, _ := processCPU(self)
 	m1, _ := machineBusy()
-	t1, _ := statTicks(b.pid)
+	u1, k1, _ := statUserSys(b.pid)
 	cpu := c1 - c0
 	// Cross-check against /proc/<pid>/stat (10 ms ticks): a large
 	// disagreement means the CPU clock is not what we think.
-	if ticks := time.Duration(t1-t0) * 10 * time.Millisecond; cpu > 200*time.Millisecond && (ticks < cpu/2 || ticks > cpu*2) {
+	if ticks := time.Duration(u1-u0+k1-k0) * 10 * time.Millisecond; cpu > 200*time.Millisecond && (ticks < cpu/2 || ticks > cpu*2) {
 		return sample{}, fmt.Errorf("%s: CPU clock %v but /proc/%d/stat says %v", s.name, cpu, b.pid, ticks)
 	}
 	foreign := (m1 - m0) - cpu - (s1 - s0)
-	return sample{cpu: cpu, wall: wall, n: s.n, foreign: max(float64(foreign)/float64(wall), 0)}, nil
+	return sample{cpu: cpu, sys: time.Duration(k1-k0) * 10 * time.Millisecond, wall: wall, n: s.n, foreign: max(float64(foreign)/float64(wall), 0)}, nil
 }
 
 // measureSide runs one side, again when foreign load disturbed it.

@@ -28,21 +28,28 @@ func processCPU(pid int) (time.Duration, error) {
 // statTicks is utime+stime of pid from /proc/<pid>/stat, in clock ticks
 // (10 ms): the cross-check of processCPU.
 func statTicks(pid int) (int64, error) {
+	u, s, err := statUserSys(pid)
+	return u + s, err
+}
+
+// statUserSys is utime and stime of pid from /proc/<pid>/stat, in clock
+// ticks (10 ms).
+func statUserSys(pid int) (utime, stime int64, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	s := string(b)
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
 	if len(f) < 13 {
-		return 0, fmt.Errorf("parsing /proc/%d/stat: %q", pid, s)
+		return 0, 0, fmt.Errorf("parsing /proc/%d/stat: %q", pid, s)
 	}
 	utime, err1 := strconv.ParseInt(f[11], 10, 64)
 	stime, err2 := strconv.ParseInt(f[12], 10, 64)
 	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("parsing /proc/%d/stat: %q", pid, s)
+		return 0, 0, fmt.Errorf("parsing /proc/%d/stat: %q", pid, s)
 	}
-	return utime + stime, nil
+	return utime, stime, nil
 }
 
 // machineBusy is the CPU time all cores spent on anything but idle and

@@ -182,9 +182,9 @@ func (b *bench) measure() (*results, error) {
 
 var errEnough = errors.New("enough")
 
-// profile saves a CPU profile of Caddy creating guests of each algorithm,
-// and the allocations made meanwhile (as a before/after pair for
-// `go tool pprof -diff_base`).
+// profile saves Caddy CPU profiles of guest creation with each algorithm
+// and of proxied requests with a cached token, and the allocations made
+// meanwhile (as a before/after pair for `go tool pprof -diff_base`).
 func (b *bench) profile() error {
 	if err := os.MkdirAll(b.cfg.profileDir, 0o755); err != nil {
 		return err
@@ -206,24 +206,37 @@ func (b *bench) profile() error {
 		_, err = io.Copy(f, resp.Body)
 		return err
 	}
+	toks, err := b.createGuests("ES256", 1)
+	if err != nil {
+		return err
+	}
+	type load struct {
+		name string
+		op   func(ctx context.Context) error
+	}
+	var loads []load
 	for _, alg := range algs {
-		if err := get("/debug/pprof/allocs", "allocs-before-"+alg+".pprof"); err != nil {
+		base := b.guest[alg]
+		loads = append(loads, load{"create-" + alg, func(ctx context.Context) error { return b.call(createReq(ctx, base), nil) }})
+	}
+	loads = append(loads, load{"hit", func(ctx context.Context) error { return b.proxied(ctx, b.guest["ES256"], toks[0]) }})
+	for _, l := range loads {
+		if err := get("/debug/pprof/allocs", "allocs-before-"+l.name+".pprof"); err != nil {
 			return err
 		}
 		var done atomic.Bool
 		errc := make(chan error, 1)
 		go func() {
-			errc <- get("/debug/pprof/profile?seconds=8", "cpu-create-"+alg+".pprof")
+			errc <- get("/debug/pprof/profile?seconds=8", "cpu-"+l.name+".pprof")
 			done.Store(true)
 		}()
-		base := b.guest[alg]
 		var count atomic.Int64
 		_, err := b.drive(1<<30, func(ctx context.Context, _ int) error {
 			if done.Load() {
 				return errEnough
 			}
 			count.Add(1)
-			return b.call(createReq(ctx, base), nil)
+			return l.op(ctx)
 		})
 		if err != nil && !errors.Is(err, errEnough) {
 			return err
@@ -231,10 +244,10 @@ func (b *bench) profile() error {
 		if err := <-errc; err != nil {
 			return err
 		}
-		if err := get("/debug/pprof/allocs", "allocs-after-"+alg+".pprof"); err != nil {
+		if err := get("/debug/pprof/allocs", "allocs-after-"+l.name+".pprof"); err != nil {
 			return err
 		}
-		logf("profiled %d %s guest creations into %s", count.Load(), alg, b.cfg.profileDir)
+		logf("profiled %d requests (%s) into %s", count.Load(), l.name, b.cfg.profileDir)
 	}
 	return nil
 }
