@@ -7,7 +7,7 @@
 //
 // It builds this module's Caddy (or runs -caddy), starts it with a plain
 // reverse_proxy site, a plain site that adds four identity-sized headers,
-// and one guest_auth site per signing algorithm, all in front of one
+// one that adds the same values in a single header, and one guest_auth site per signing algorithm, all in front of one
 // upstream served by this process, and then runs every scenario in
 // interleaved rounds (the order rotates from round to round), reading the
 // Caddy process's CPU for each side of each round. A round during which
@@ -106,7 +106,7 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// The identity values the plain-with-headers site adds: the same lengths as
+// The identity values the plain-with-headers sites add: the same lengths as
 // a guest's (a UUID, guest_<UUID>, guest-user, true).
 const (
 	fakeID   = "00000000-0000-7000-8000-000000000000"
@@ -122,6 +122,7 @@ type bench struct {
 	client   *http.Client
 	plain    string // base URLs
 	plain4   string
+	plain1   string // the same identity in one header
 	guest    map[string]string // alg -> base URL
 	upstream *http.Server
 	seen     atomic.Int64 // upstream requests carrying X-Auth-User-Id
@@ -193,7 +194,7 @@ func (b *bench) start() error {
 	go b.upstream.Serve(ln)
 	up := ln.Addr().String()
 
-	ports := make([]int, 2+len(algs)+1)
+	ports := make([]int, 3+len(algs)+1)
 	for i := range ports {
 		if ports[i], err = freePort(); err != nil {
 			return err
@@ -202,6 +203,7 @@ func (b *bench) start() error {
 	b.admin = fmt.Sprintf("127.0.0.1:%d", ports[0])
 	b.plain = fmt.Sprintf("http://127.0.0.1:%d", ports[1])
 	b.plain4 = fmt.Sprintf("http://127.0.0.1:%d", ports[2])
+	b.plain1 = fmt.Sprintf("http://127.0.0.1:%d", ports[3+len(algs)])
 	storageLine := strings.ReplaceAll(b.cfg.storageLine, "{dir}", b.dir)
 	var cf strings.Builder
 	fmt.Fprintf(&cf, `{
@@ -220,7 +222,12 @@ func (b *bench) start() error {
 		header_up X-Auth-User-Anonymous true
 	}
 }
-`, b.admin, filepath.Join(b.dir, "caddy-data"), b.plain, up, b.plain4, up, fakeID, fakeName)
+%s {
+	reverse_proxy %s {
+		header_up X-Auth-User "id=%s; name=%s; tag=guest-user; anonymous=true"
+	}
+}
+`, b.admin, filepath.Join(b.dir, "caddy-data"), b.plain, up, b.plain4, up, fakeID, fakeName, b.plain1, up, fakeID, fakeName)
 	for i, alg := range algs {
 		b.guest[alg] = fmt.Sprintf("http://127.0.0.1:%d", ports[3+i])
 		fmt.Fprintf(&cf, `%s {
@@ -259,7 +266,7 @@ func (b *bench) start() error {
 	}
 	b.pid = b.caddy.Process.Pid
 	deadline := time.Now().Add(30 * time.Second)
-	for _, base := range append([]string{b.plain, b.plain4}, b.guest["RS256"], b.guest["ES256"], b.guest["EdDSA"]) {
+	for _, base := range append([]string{b.plain, b.plain4, b.plain1}, b.guest["RS256"], b.guest["ES256"], b.guest["EdDSA"]) {
 		for {
 			conn, err := net.DialTimeout("tcp", strings.TrimPrefix(base, "http://"), 100*time.Millisecond)
 			if err == nil {

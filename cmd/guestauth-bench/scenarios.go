@@ -84,6 +84,7 @@ func (b *bench) measure() (*results, error) {
 		sides = append(sides,
 			side{name: "hit-plain", n: b.cfg.nProxy, run: func(ctx context.Context, _ int) error { return b.plainGet(ctx, b.plain, tok) }},
 			side{name: "hit-plain4", n: b.cfg.nProxy, run: func(ctx context.Context, _ int) error { return b.plainGet(ctx, b.plain4, tok) }},
+			side{name: "hit-plain1", n: b.cfg.nProxy, run: func(ctx context.Context, _ int) error { return b.plainGet(ctx, b.plain1, tok) }},
 			side{name: "hit-guest", n: b.cfg.nProxy, run: func(ctx context.Context, _ int) error { return b.proxied(ctx, base, tok) }},
 		)
 	}
