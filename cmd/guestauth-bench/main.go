@@ -122,7 +122,7 @@ type bench struct {
 	client   *http.Client
 	plain    string // base URLs
 	plain4   string
-	plain1   string // the same identity in one header
+	plain1   string            // the same identity in one header
 	guest    map[string]string // alg -> base URL
 	upstream *http.Server
 	seen     atomic.Int64 // upstream requests carrying X-Auth-User-Id
