@@ -180,7 +180,7 @@ func (r *results) table(c config) string {
 // one) on the row's own scale, with the target as a red tick.
 func (r *results) svg() string {
 	rows := r.rows()
-	const w, rowH, left, barW = 980, 64, 360, 520
+	const w, rowH, left, barW = 980, 76, 360, 520
 	h := 50 + rowH*len(rows) + 30
 	var sb strings.Builder
 	fmt.Fprintf(&sb, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", w, h)
@@ -193,11 +193,11 @@ func (r *results) svg() string {
 		scale := max(row.measured, row.target, row.floor) * 1.05
 		px := func(v float64) int { return int(float64(barW) * max(v, 0) / scale) }
 		label := row.what
-		if len(label) > 58 {
-			label = label[:57] + "…"
+		if r := []rune(label); len(r) > 56 {
+			label = string(r[:55]) + "…"
 		}
 		fmt.Fprintf(&sb, `<text x="10" y="%d">%s</text>`+"\n", y+20, html.EscapeString(label))
-		fmt.Fprintf(&sb, `<text x="10" y="%d" fill="#555">%s</text>`+"\n", y+36, html.EscapeString(row.extra))
+		fmt.Fprintf(&sb, `<text x="10" y="%d" fill="#555" font-size="11">%s</text>`+"\n", y+58, html.EscapeString(row.extra))
 		color := "#3b6fb6"
 		if !row.met() {
 			color = "#c77a12"
