@@ -501,7 +501,9 @@ func (b *bench) measureSide(s side, round int) (sample, error) {
 		if smp.foreign <= b.cfg.maxForeign {
 			return smp, nil
 		}
-		logf("  %s: %.2f foreign cores during the round; running it again", s.name, smp.foreign)
+		if try < b.cfg.retries {
+			logf("  %s: %.2f foreign cores during the round; running it again", s.name, smp.foreign)
+		}
 	}
 	best.skewed = true
 	return best, nil
