@@ -126,6 +126,7 @@ type bench struct {
 	guest    map[string]string // alg -> base URL
 	upstream *http.Server
 	seen     atomic.Int64 // upstream requests carrying X-Auth-User-Id
+	missToks map[string][]string // alg -> the cache-miss scenario's tokens
 }
 
 func run(c config) error {

@@ -96,6 +96,10 @@ func (b *bench) measure() (*results, error) {
 			if err != nil {
 				return nil, err
 			}
+			if b.missToks == nil {
+				b.missToks = map[string][]string{}
+			}
+			b.missToks[alg] = toks
 			base := b.guest[alg]
 			var plainNext, guestNext atomic.Int64
 			sides = append(sides,
@@ -221,6 +225,14 @@ func (b *bench) profile() error {
 		loads = append(loads, load{"create-" + alg, func(ctx context.Context) error { return b.call(createReq(ctx, base), nil) }})
 	}
 	loads = append(loads, load{"hit", func(ctx context.Context) error { return b.proxied(ctx, b.guest["ES256"], toks[0]) }})
+	for _, alg := range []string{"RS256", "ES256"} {
+		if mt := b.missToks[alg]; len(mt) > 0 {
+			var next atomic.Int64
+			loads = append(loads, load{"miss-" + alg, func(ctx context.Context) error {
+				return b.proxied(ctx, b.guest[alg], mt[int(next.Add(1))%len(mt)])
+			}})
+		}
+	}
 	for _, l := range loads {
 		if err := get("/debug/pprof/allocs", "allocs-before-"+l.name+".pprof"); err != nil {
 			return err
