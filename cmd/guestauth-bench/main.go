@@ -125,7 +125,7 @@ type bench struct {
 	plain1   string            // the same identity in one header
 	guest    map[string]string // alg -> base URL
 	upstream *http.Server
-	seen     atomic.Int64 // upstream requests carrying X-Auth-User-Id
+	seen     atomic.Int64        // upstream requests carrying X-Auth-User-Id
 	missToks map[string][]string // alg -> the cache-miss scenario's tokens
 }
 
