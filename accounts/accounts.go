@@ -228,7 +228,12 @@ func (s *Service) CreateGuest(ctx context.Context, issuer, clientID, clientIP st
 
 func (s *Service) createGuest(ctx context.Context, issuer, clientID string, dev *storage.Device) (*Issued, error) {
 	now := s.now().UTC()
-	id := uuid.New()
+	// Time-ordered ids (UUIDv7): a new guest's records go at the end of
+	// every B-tree keyed by them instead of at random places.
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, err
+	}
 	u := &storage.User{
 		ID:        id.String(),
 		Name:      storage.GuestNamePrefix + id.String(),
@@ -260,8 +265,12 @@ func (s *Service) newSession(userID, clientID string, now time.Time) (*storage.S
 	if _, err := rand.Read(key); err != nil {
 		return nil, err
 	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, err
+	}
 	return &storage.Session{
-		ID:            uuid.NewString(),
+		ID:            id.String(),
 		UserID:        userID,
 		ClientID:      clientID,
 		AuthTime:      now,

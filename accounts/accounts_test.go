@@ -258,3 +258,25 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		t.Fatal("HS256 was accepted as a signing algorithm")
 	}
 }
+
+// Guests' user and session ids are UUIDv7, so consecutive guests sort in
+// creation order and their records append to the store's B-trees.
+func TestGuestIDsTimeOrdered(t *testing.T) {
+	f := newFixture(t, defaultConfig())
+	var prevUser, prevSess string
+	for i := range 5 {
+		iss, err := f.svc.CreateGuest(bg, issuer, "my-app", "192.0.2.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []string{iss.User.ID, iss.Session.ID} {
+			if u, err := uuid.Parse(id); err != nil || u.Version() != 7 {
+				t.Fatalf("id %q is not a UUIDv7 (%v)", id, err)
+			}
+		}
+		if i > 0 && (iss.User.ID <= prevUser || iss.Session.ID <= prevSess) {
+			t.Fatalf("ids not increasing: %s after %s, %s after %s", iss.User.ID, prevUser, iss.Session.ID, prevSess)
+		}
+		prevUser, prevSess = iss.User.ID, iss.Session.ID
+	}
+}

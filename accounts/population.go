@@ -2,6 +2,8 @@ package accounts
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -81,26 +83,54 @@ func (a *Activity) Touch(userID string, at time.Time) {
 	}
 }
 
-// Flush writes what was recorded since the last flush.
+// pendingAt is the activity of userID recorded since the last flush (zero
+// if none, or if a is nil).
+func (a *Activity) pendingAt(userID string) time.Time {
+	if a == nil {
+		return time.Time{}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.pending[userID]
+}
+
+// flushChunk bounds the users one store write of Flush touches. One
+// transaction for a whole interval's activity (tens of thousands of users
+// on a busy site) would hold the store's single writer for long, delaying
+// every guest creation meanwhile, and free thousands of pages at once.
+const flushChunk = 1000
+
+// Flush writes what was recorded since the last flush, in writes of at most
+// flushChunk users, in id order (close ids share pages).
 func (a *Activity) Flush(ctx context.Context) error {
 	a.mu.Lock()
-	batch := a.pending
+	pending := a.pending
 	a.pending = map[string]time.Time{}
 	a.mu.Unlock()
-	if len(batch) == 0 {
+	if len(pending) == 0 {
 		return nil
 	}
-	_, err := a.store.TouchUsers(ctx, batch)
-	if err != nil { // keep them for the next flush
-		a.mu.Lock()
-		for id, t := range batch {
-			if t.After(a.pending[id]) {
-				a.pending[id] = t
-			}
+	ids := slices.Sorted(maps.Keys(pending))
+	for len(ids) > 0 {
+		n := min(flushChunk, len(ids))
+		chunk := make(map[string]time.Time, n)
+		for _, id := range ids[:n] {
+			chunk[id] = pending[id]
 		}
-		a.mu.Unlock()
+		if _, err := a.store.TouchUsers(ctx, chunk); err != nil {
+			// Keep this chunk and the rest for the next flush.
+			a.mu.Lock()
+			for _, id := range ids {
+				if t := pending[id]; t.After(a.pending[id]) {
+					a.pending[id] = t
+				}
+			}
+			a.mu.Unlock()
+			return err
+		}
+		ids = ids[n:]
 	}
-	return err
+	return nil
 }
 
 // Run flushes every interval, and early when the buffer is full, until ctx
@@ -139,6 +169,10 @@ type PruneOptions struct {
 	// Observer, when set, is told guest.expired for each deleted guest
 	// (data: reason, name).
 	Observer Observer
+	// Activity, in a dry run, is activity recorded but not yet written,
+	// judged as if written: a dry run writes nothing, not even a flush.
+	// (Before a real run, flush first.)
+	Activity *Activity
 }
 
 // Pruned is one guest deleted (or, in a dry run, that would be).
@@ -229,6 +263,15 @@ func Prune(ctx context.Context, st PruneStore, now time.Time, opt PruneOptions, 
 	}
 	if opt.DryRun {
 		err := scanPrunable(ctx, st, cutoff, func(u *storage.User, reason string) bool {
+			if t := opt.Activity.pendingAt(u.ID); t.After(u.LastActiveAt) {
+				v := *u
+				v.LastActiveAt = t
+				var ok bool
+				if reason, ok = Prunable(&v, cutoff); !ok {
+					return true
+				}
+				u = &v
+			}
 			record(Pruned{UserID: u.ID, Name: u.Name, Reason: reason, ActiveAt: u.ActiveAt()})
 			return true
 		})

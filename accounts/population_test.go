@@ -186,3 +186,23 @@ func TestPruneDeletesOrphansButNotDeviceGuests(t *testing.T) {
 		t.Fatal("a guest with a live session was pruned")
 	}
 }
+
+// A dry run writes nothing, not even the activity flush a real run starts
+// with, yet judges recorded activity as a flush would.
+func TestPruneDryRunReadsPendingActivity(t *testing.T) {
+	cfg := defaultConfig()
+	cfg.SessionLifetime = 90 * 24 * time.Hour
+	f, act := newTrackedFixture(t, cfg)
+	idle, _ := f.guest(t)
+	active, _ := f.guest(t)
+	f.clock.Advance(40 * 24 * time.Hour)
+	act.Touch(active.User.ID, f.clock.Now()) // as a proxied request records it
+	before := f.store.Writes()
+	dry, err := accounts.Prune(bg, f.store, f.clock.Now(), accounts.PruneOptions{IdleTTL: 30 * 24 * time.Hour, DryRun: true, MaxListed: 10, Activity: act}, nil)
+	if err != nil || dry.Count != 1 || dry.Users[0].UserID != idle.User.ID {
+		t.Fatalf("dry run: %+v %v (the active guest's activity is not written yet)", dry, err)
+	}
+	if w := f.store.Writes() - before; w != 0 {
+		t.Fatalf("a dry run made %d writes", w)
+	}
+}

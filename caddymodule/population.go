@@ -64,11 +64,15 @@ func (g *GuestAuth) stopBackground() {
 func (g *GuestAuth) prune(ctx context.Context, dryRun bool) (*accounts.PruneReport, error) {
 	g.shared.pruneMu.Lock()
 	defer g.shared.pruneMu.Unlock()
-	if err := g.activity.Flush(ctx); err != nil { // judge idleness on fresh data
-		return nil, err
+	// Judge idleness on fresh data: a real run flushes the recorded
+	// activity first; a dry run, which writes nothing, reads it in memory.
+	if !dryRun {
+		if err := g.activity.Flush(ctx); err != nil {
+			return nil, err
+		}
 	}
 	return accounts.Prune(ctx, g.shared.store, g.now(), accounts.PruneOptions{
-		IdleTTL: time.Duration(*g.GuestTTL), DryRun: dryRun, Batch: 100, MaxListed: 1000,
+		IdleTTL: time.Duration(*g.GuestTTL), DryRun: dryRun, Batch: 100, MaxListed: 1000, Activity: g.activity,
 		Observer: g.observe,
 	}, nil)
 }

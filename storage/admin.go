@@ -27,21 +27,18 @@ type Stats struct {
 	Sessions    int64 `json:"sessions"`
 }
 
-// Stats implements Backend. Counts come from bbolt's page headers,
-// not from decoding records, so this is cheap even with many users.
+// Stats implements Backend. Counts come from counters kept in the same
+// transactions as the records (see checkCounts), so this reads a handful of
+// keys however large the store is.
 func (b *Bolt) Stats(ctx context.Context) (*Stats, error) {
 	st := &Stats{Path: b.Path()}
 	err := b.view(ctx, func(tx *bolt.Tx) error {
 		st.DataSize = tx.Size()
-		st.Users = int64(tx.Bucket(bucketUsers).Stats().KeyN)
-		st.Sessions = int64(tx.Bucket(bucketSessions).Stats().KeyN)
 		meta := tx.Bucket(bucketMeta)
-		if v := meta.Get(keyLiveGuests); len(v) == 8 {
-			st.LiveGuests = int64(binary.BigEndian.Uint64(v))
-		}
-		if v := meta.Get(keyKeptGuests); len(v) == 8 {
-			st.KeptGuests = int64(binary.BigEndian.Uint64(v))
-		}
+		st.Users = readCounter(meta, keyUsers)
+		st.Sessions = readCounter(meta, keySessions)
+		st.LiveGuests = readCounter(meta, keyLiveGuests)
+		st.KeptGuests = readCounter(meta, keyKeptGuests)
 		return nil
 	})
 	if err != nil {
@@ -97,4 +94,47 @@ func CheckBoltFile(path string) error {
 		}
 		return nil
 	})
+}
+
+// The users and sessions counters live in the meta bucket and change in the
+// same transactions as the records. A build that predates them, or a
+// process killed before Close, may leave them behind the records; so Close
+// stamps them with the id of its own commit, and the next open, finding any
+// other commit after the stamp, counts the records again (once: a walk of
+// the two buckets' pages).
+var (
+	keyUsers    = []byte("users")
+	keySessions = []byte("sessions")
+	keyCountsAt = []byte("counts_at")
+)
+
+func readCounter(meta *bolt.Bucket, key []byte) int64 {
+	if v := meta.Get(key); len(v) == 8 {
+		return int64(binary.BigEndian.Uint64(v))
+	}
+	return 0
+}
+
+func putCounter(meta *bolt.Bucket, key []byte, n int64) error {
+	buf := make([]byte, 8)
+	binary.BigEndian.PutUint64(buf, uint64(max(n, 0)))
+	return meta.Put(key, buf)
+}
+
+// checkCounts recounts users and sessions unless the last commit before tx
+// was Close's stamp.
+func checkCounts(tx *bolt.Tx) error {
+	meta := tx.Bucket(bucketMeta)
+	if v := meta.Get(keyCountsAt); len(v) == 8 && int64(binary.BigEndian.Uint64(v)) == int64(tx.ID())-1 {
+		return nil
+	}
+	if err := putCounter(meta, keyUsers, int64(tx.Bucket(bucketUsers).Stats().KeyN)); err != nil {
+		return err
+	}
+	return putCounter(meta, keySessions, int64(tx.Bucket(bucketSessions).Stats().KeyN))
+}
+
+// markCounts stamps the counters as exact as of tx's commit.
+func markCounts(tx *bolt.Tx) error {
+	return putCounter(tx.Bucket(bucketMeta), keyCountsAt, int64(tx.ID()))
 }

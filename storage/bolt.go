@@ -52,10 +52,23 @@ type Options struct {
 // Bolt is a Backend on one bbolt file, for one process: bbolt locks the
 // file, so no other process can write it while it is open.
 type Bolt struct {
-	db     *bolt.DB
-	now    func() time.Time
-	writes atomic.Uint64
-	cache  *IdentityCache
+	db  *bolt.DB
+	now func() time.Time
+	// commits counts committed write transactions (a batch shared by many
+	// callers is one); counted is the write transaction whose commit is
+	// already hooked, touched only inside write transactions, which bbolt
+	// runs one at a time.
+	commits atomic.Uint64
+	counted *bolt.Tx
+	cache   *IdentityCache
+}
+
+// countCommit makes the commit of tx, once, count in commits.
+func (b *Bolt) countCommit(tx *bolt.Tx) {
+	if b.counted != tx {
+		b.counted = tx
+		tx.OnCommit(func() { b.commits.Add(1) })
+	}
 }
 
 // ctxErr refuses to start a transaction for a cancelled context. A bbolt
@@ -80,11 +93,10 @@ func (b *Bolt) update(ctx context.Context, fn func(*bolt.Tx) error) error {
 	}
 	b.cache.WriteBegin()
 	defer b.cache.WriteEnd()
-	err := b.db.Update(fn)
-	if err == nil {
-		b.writes.Add(1)
-	}
-	return err
+	return b.db.Update(func(tx *bolt.Tx) error {
+		b.countCommit(tx)
+		return fn(tx)
+	})
 }
 
 // batch shares one commit between concurrent callers. bbolt may run fn a
@@ -97,11 +109,10 @@ func (b *Bolt) batch(ctx context.Context, fn func(*bolt.Tx) error) error {
 	}
 	b.cache.WriteBegin()
 	defer b.cache.WriteEnd()
-	err := b.db.Batch(fn)
-	if err == nil {
-		b.writes.Add(1)
-	}
-	return err
+	return b.db.Batch(func(tx *bolt.Tx) error {
+		b.countCommit(tx)
+		return fn(tx)
+	})
 }
 
 var _ Backend = (*Bolt)(nil)
@@ -126,7 +137,12 @@ func OpenBolt(path string, opt Options) (*Bolt, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("creating storage directory: %w", err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opt.LockTimeout, FreelistType: bolt.FreelistMapType})
+	// The free-page list is not written at each commit (NoFreelistSync):
+	// bbolt rebuilds it from the page tree when it opens the file. With a
+	// large store and many free pages, writing the sorted list made every
+	// commit, so every guest creation, cost time in proportion to the free
+	// pages. Commits are still fsync'd before they return.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opt.LockTimeout, FreelistType: bolt.FreelistMapType, NoFreelistSync: true})
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("opening %s: the file is locked by another process (is another Caddy using it?): %w", path, err)
@@ -147,7 +163,7 @@ func OpenBolt(path string, opt Options) (*Bolt, error) {
 		case string(v) != schemaVersion:
 			return fmt.Errorf("unsupported schema version %q (this build reads %q)", v, schemaVersion)
 		}
-		return nil
+		return checkCounts(tx)
 	})
 	if err != nil {
 		db.Close()
@@ -162,8 +178,12 @@ func OpenBolt(path string, opt Options) (*Bolt, error) {
 	return &Bolt{db: db, now: opt.Now, cache: NewIdentityCache(opt.IdentityCacheSize)}, nil
 }
 
-// Close closes the file.
-func (b *Bolt) Close() error { return b.db.Close() }
+// Close marks the record counters as exact (see checkCounts) and closes
+// the file.
+func (b *Bolt) Close() error {
+	b.db.Update(func(tx *bolt.Tx) error { return markCounts(tx) })
+	return b.db.Close()
+}
 
 // Path is the file's path.
 func (b *Bolt) Path() string { return b.db.Path() }
@@ -227,11 +247,40 @@ func (b *Bolt) CreateUser(ctx context.Context, u *User, s *Session, dev *Device)
 		if err := names.Put(nk, []byte(u.ID)); err != nil {
 			return err
 		}
-		if s != nil {
+		switch {
+		case s == nil:
+			return nil
+		case s.UserID != u.ID:
+			return errors.New("the first session must be the new user's")
+		case u.OrphanedAt.IsZero():
+			return b.putNewSession(tx, s)
+		default:
 			return b.putSession(tx, s)
 		}
-		return nil
 	})
+}
+
+// putNewSession stores the first session of a user just saved without an
+// orphan mark: no previous version to replace, no user to re-read.
+func (b *Bolt) putNewSession(tx *bolt.Tx, s *Session) error {
+	if s.ID == "" {
+		return errors.New("session needs an id and a user id")
+	}
+	sessions := tx.Bucket(bucketSessions)
+	if sessions.Get([]byte(s.ID)) != nil {
+		return fmt.Errorf("session %s: %w", s.ID, ErrExists)
+	}
+	b.cache.InvalidateSession(s.ID)
+	if err := putJSON(sessions, s.ID, s); err != nil {
+		return err
+	}
+	if err := counter(tx.Bucket(bucketMeta), keySessions, 1); err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketSessionEnds).Put(sessionEndKey(s), nil); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketUserSessions).Put(userSessionKey(s.UserID, s.ID), nil)
 }
 
 func sessionEndKey(s *Session) []byte {
@@ -257,6 +306,8 @@ func (b *Bolt) putSession(tx *bolt.Tx, s *Session) error {
 			return err
 		}
 	} else if !errors.Is(err, ErrNotFound) {
+		return err
+	} else if err := counter(tx.Bucket(bucketMeta), keySessions, 1); err != nil {
 		return err
 	}
 	if err := putJSON(sessions, s.ID, s); err != nil {
@@ -288,6 +339,9 @@ func (b *Bolt) deleteSession(tx *bolt.Tx, s *Session) error {
 		return err
 	}
 	if err := tx.Bucket(bucketUserSessions).Delete(userSessionKey(s.UserID, s.ID)); err != nil {
+		return err
+	}
+	if err := counter(tx.Bucket(bucketMeta), keySessions, -1); err != nil {
 		return err
 	}
 	return tx.Bucket(bucketSessions).Delete([]byte(s.ID))

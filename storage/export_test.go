@@ -5,7 +5,16 @@ import bolt "go.etcd.io/bbolt"
 // Test-only views of a Bolt's internals.
 
 // Writes counts the write transactions committed since the file was opened.
-func (b *Bolt) Writes() uint64 { return b.writes.Load() }
+func (b *Bolt) Writes() uint64 { return b.commits.Load() }
+
+// TxID is the id of the last committed write transaction.
+func (b *Bolt) TxID() (id int) {
+	b.db.View(func(tx *bolt.Tx) error { id = tx.ID(); return nil })
+	return id
+}
+
+// NoFreelistSync reports whether commits skip writing the free-page list.
+func (b *Bolt) NoFreelistSync() bool { return b.db.NoFreelistSync }
 
 // CachedIdentities is how many users the identity cache holds.
 func (b *Bolt) CachedIdentities() int { return b.cache.Len() }
@@ -31,4 +40,9 @@ func (b *Bolt) PutUserUnreported(u *User) error {
 // DeleteSessionUnreported deletes a session without telling the cache.
 func (b *Bolt) DeleteSessionUnreported(id string) error {
 	return b.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketSessions).Delete([]byte(id)) })
+}
+
+// SetCounterForTest overwrites a meta counter.
+func (b *Bolt) SetCounterForTest(name string, n int64) error {
+	return b.db.Update(func(tx *bolt.Tx) error { return putCounter(tx.Bucket(bucketMeta), []byte(name), n) })
 }

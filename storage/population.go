@@ -107,6 +107,9 @@ func (b *Bolt) saveUser(tx *bolt.Tx, old, u *User) error {
 	if err := counter(meta, keyKeptGuests, b2i(isKept(u))-b2i(isKept(old))); err != nil {
 		return err
 	}
+	if err := counter(meta, keyUsers, b2i(u != nil)-b2i(old != nil)); err != nil {
+		return err
+	}
 	if u == nil {
 		return tx.Bucket(bucketUsers).Delete([]byte(old.ID))
 	}

@@ -4,7 +4,6 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
-	"github.com/lestrrat-go/jwx/v2/jwt"
 )
 
 // TypeAssertion is the JWS typ of identity assertions: never accepted as
@@ -24,26 +23,27 @@ type Assertion struct {
 	Expires          time.Time
 }
 
+// assertionClaims is the payload of an assertion, in claim order.
+type assertionClaims struct {
+	Issuer    string   `json:"iss"`
+	Subject   string   `json:"sub"`
+	Audience  []string `json:"aud"`
+	IssuedAt  int64    `json:"iat"`
+	Expires   int64    `json:"exp"`
+	Name      string   `json:"name"`
+	Tag       string   `json:"tag"`
+	Anonymous bool     `json:"is_anonymous"`
+}
+
 // SignAssertion signs a with the current key of alg.
 func (k *Keyring) SignAssertion(alg jwa.SignatureAlgorithm, a Assertion) (string, error) {
 	sk, err := k.signer(alg)
 	if err != nil {
 		return "", err
 	}
-	t := jwt.New()
-	for name, v := range map[string]any{
-		jwt.IssuerKey:     a.Issuer,
-		jwt.SubjectKey:    a.Subject,
-		jwt.AudienceKey:   []string{a.Audience},
-		jwt.IssuedAtKey:   a.IssuedAt,
-		jwt.ExpirationKey: a.Expires,
-		"name":            a.Name,
-		"tag":             a.Tag,
-		"is_anonymous":    a.Anonymous,
-	} {
-		if err := t.Set(name, v); err != nil {
-			return "", err
-		}
-	}
-	return k.sign(sk, t, TypeAssertion)
+	return sk.signCompact(TypeAssertion, &assertionClaims{
+		Issuer: a.Issuer, Subject: a.Subject, Audience: []string{a.Audience},
+		IssuedAt: a.IssuedAt.Unix(), Expires: a.Expires.Unix(),
+		Name: a.Name, Tag: a.Tag, Anonymous: a.Anonymous,
+	})
 }

@@ -2,7 +2,15 @@ package tokens
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -57,6 +65,38 @@ type Minted struct {
 	JTI       string
 }
 
+// accessClaims and idClaims are the JSON payloads Mint signs. Times are
+// NumericDate (seconds); aud is always an array.
+type accessClaims struct {
+	Issuer    string   `json:"iss"`
+	Subject   string   `json:"sub"`
+	Audience  []string `json:"aud"`
+	Expires   int64    `json:"exp"`
+	IssuedAt  int64    `json:"iat"`
+	NotBefore int64    `json:"nbf"`
+	JTI       string   `json:"jti"`
+	ClientID  string   `json:"client_id"`
+	SessionID string   `json:"sid"`
+	Name      string   `json:"name"`
+	Tag       string   `json:"tag"`
+	Anonymous bool     `json:"is_anonymous"`
+	Scope     string   `json:"scope"`
+}
+
+type idClaims struct {
+	Issuer            string   `json:"iss"`
+	Subject           string   `json:"sub"`
+	Audience          []string `json:"aud"`
+	Expires           int64    `json:"exp"`
+	IssuedAt          int64    `json:"iat"`
+	AuthTime          int64    `json:"auth_time"`
+	SessionID         string   `json:"sid"`
+	Name              string   `json:"name"`
+	PreferredUsername string   `json:"preferred_username"`
+	Tag               string   `json:"tag"`
+	Anonymous         bool     `json:"is_anonymous"`
+}
+
 // Mint signs an access token and an ID token for sub.
 func (k *Keyring) Mint(g Grant, sub Subject) (*Minted, error) {
 	sk, err := k.signer(g.Alg)
@@ -66,66 +106,86 @@ func (k *Keyring) Mint(g Grant, sub Subject) (*Minted, error) {
 	iat := g.Now.Truncate(time.Second)
 	accessExp := iat.Add(g.AccessTTL.Round(time.Second))
 	jti := uuid.NewString()
-
-	at, err := jwt.NewBuilder().
-		Issuer(g.Issuer).
-		Subject(sub.UserID).
-		Audience([]string{g.ClientID}).
-		Expiration(accessExp).
-		IssuedAt(iat).
-		NotBefore(iat).
-		JwtID(jti).
-		Claim("client_id", g.ClientID).
-		Claim("sid", sub.SessionID).
-		Claim("name", sub.Name).
-		Claim("tag", sub.Tag).
-		Claim("is_anonymous", sub.Anonymous).
-		Claim("scope", g.Scope).
-		Build()
+	aud := []string{g.ClientID}
+	access, err := sk.signCompact(TypeAccess, &accessClaims{
+		Issuer: g.Issuer, Subject: sub.UserID, Audience: aud,
+		Expires: accessExp.Unix(), IssuedAt: iat.Unix(), NotBefore: iat.Unix(), JTI: jti,
+		ClientID: g.ClientID, SessionID: sub.SessionID, Name: sub.Name, Tag: sub.Tag,
+		Anonymous: sub.Anonymous, Scope: g.Scope,
+	})
 	if err != nil {
 		return nil, err
 	}
-	access, err := k.sign(sk, at, TypeAccess)
-	if err != nil {
-		return nil, err
-	}
-
-	idt, err := jwt.NewBuilder().
-		Issuer(g.Issuer).
-		Subject(sub.UserID).
-		Audience([]string{g.ClientID}).
-		Expiration(iat.Add(g.IDTTL.Round(time.Second))).
-		IssuedAt(iat).
-		Claim("auth_time", sub.AuthTime.Unix()).
-		Claim("sid", sub.SessionID).
-		Claim("name", sub.Name).
-		Claim("preferred_username", sub.Name).
-		Claim("tag", sub.Tag).
-		Claim("is_anonymous", sub.Anonymous).
-		Build()
-	if err != nil {
-		return nil, err
-	}
-	id, err := k.sign(sk, idt, TypeID)
+	id, err := sk.signCompact(TypeID, &idClaims{
+		Issuer: g.Issuer, Subject: sub.UserID, Audience: aud,
+		Expires: iat.Add(g.IDTTL.Round(time.Second)).Unix(), IssuedAt: iat.Unix(), AuthTime: sub.AuthTime.Unix(),
+		SessionID: sub.SessionID, Name: sub.Name, PreferredUsername: sub.Name, Tag: sub.Tag, Anonymous: sub.Anonymous,
+	})
 	if err != nil {
 		return nil, err
 	}
 	return &Minted{AccessToken: access, IDToken: id, ExpiresIn: accessExp.Unix() - iat.Unix(), JTI: jti}, nil
 }
 
-func (k *Keyring) sign(sk *signingKey, t jwt.Token, typ string) (string, error) {
-	hdr := jws.NewHeaders()
-	if err := hdr.Set(jws.KeyIDKey, sk.kid); err != nil {
+// signCompact makes the JWS compact serialization (RFC 7515 §7.1) of
+// claims with the protected header {"alg","kid","typ"}, signed with the
+// standard library: the tokens a JOSE library makes, without its generic
+// header and claim maps on the guest-creation path.
+func (sk *signingKey) signCompact(typ string, claims any) (string, error) {
+	hdr, err := json.Marshal(struct {
+		Alg string `json:"alg"`
+		KID string `json:"kid"`
+		Typ string `json:"typ"`
+	}{sk.alg.String(), sk.kid, typ})
+	if err != nil {
 		return "", err
 	}
-	if err := hdr.Set(jws.TypeKey, typ); err != nil {
+	payload, err := json.Marshal(claims)
+	if err != nil {
 		return "", err
 	}
-	out, err := jwt.Sign(t, jwt.WithKey(sk.alg, sk.raw, jws.WithProtectedHeaders(hdr)))
+	h := b64.EncodedLen(len(hdr))
+	n := h + 1 + b64.EncodedLen(len(payload))
+	buf := make([]byte, n, n+1+b64.EncodedLen(512))
+	b64.Encode(buf, hdr)
+	buf[h] = '.'
+	b64.Encode(buf[h+1:], payload)
+	sig, err := sk.rawSign(buf)
 	if err != nil {
 		return "", fmt.Errorf("signing token: %w", err)
 	}
-	return string(out), nil
+	buf = append(buf, '.')
+	buf = b64.AppendEncode(buf, sig)
+	return string(buf), nil
+}
+
+// rawSign signs a JWS signing input as sk.alg prescribes (RFC 7518 §3.3
+// and §3.4, ES256 as the fixed-size R||S; RFC 8037 for EdDSA).
+func (sk *signingKey) rawSign(input []byte) ([]byte, error) {
+	switch key := sk.raw.(type) {
+	case *rsa.PrivateKey:
+		if sk.alg == jwa.RS256 {
+			h := sha256.Sum256(input)
+			return rsa.SignPKCS1v15(nil, key, crypto.SHA256, h[:])
+		}
+	case *ecdsa.PrivateKey:
+		if sk.alg == jwa.ES256 && key.Curve == elliptic.P256() {
+			h := sha256.Sum256(input)
+			r, s, err := ecdsa.Sign(rand.Reader, key, h[:])
+			if err != nil {
+				return nil, err
+			}
+			out := make([]byte, 64)
+			r.FillBytes(out[:32])
+			s.FillBytes(out[32:])
+			return out, nil
+		}
+	case ed25519.PrivateKey:
+		if sk.alg == jwa.EdDSA {
+			return ed25519.Sign(key, input), nil
+		}
+	}
+	return nil, fmt.Errorf("a %T key cannot sign %s", sk.raw, sk.alg)
 }
 
 // AccessClaims are the verified claims of an access token. Values returned

@@ -141,9 +141,17 @@ func TestMintAndVerifyEachAlgorithm(t *testing.T) {
 			if hdr["alg"] != string(alg) || hdr["typ"] != tokens.TypeAccess || hdr["kid"] == "" {
 				t.Fatalf("access token header = %v", hdr)
 			}
-			idHdr, _, _ := parts(t, m.IDToken)
-			if idHdr["alg"] != string(alg) || idHdr["typ"] != tokens.TypeID || idHdr["kid"] != hdr["kid"] {
+			idHdr, idClaims, _ := parts(t, m.IDToken)
+			if idHdr["alg"] != string(alg) || idHdr["typ"] != tokens.TypeID || idHdr["kid"] != hdr["kid"] || len(idHdr) != 3 {
 				t.Fatalf("ID token header = %v", idHdr)
+			}
+			wantID := map[string]any{
+				"iss": issuer, "sub": "user-1", "aud": []any{"app"}, "iat": float64(now0.Unix()),
+				"exp": float64(now0.Add(time.Hour).Unix()), "auth_time": float64(subject.AuthTime.Unix()),
+				"sid": "sess-1", "name": "guest_user-1", "preferred_username": "guest_user-1", "tag": "guest-user", "is_anonymous": true,
+			}
+			if !reflect.DeepEqual(idClaims, wantID) {
+				t.Fatalf("ID token claims = %v\nwant %v", idClaims, wantID)
 			}
 
 			c, err := verifierAt(k, now0.Add(time.Minute)).Verify(m.AccessToken, issuer)

@@ -1,0 +1,190 @@
+package storage_test
+
+import (
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/guestauth/caddy-guestauth/storage"
+)
+
+func perfGuest(i int) (*storage.User, *storage.Session) {
+	id := fmt.Sprintf("u%04d", i)
+	u := &storage.User{ID: id, Name: storage.GuestNamePrefix + id, Tag: storage.TagGuest, CreatedAt: t0, UpdatedAt: t0}
+	s := &storage.Session{ID: "s" + id, UserID: id, ClientID: "app", CreatedAt: t0, LastUsedAt: t0,
+		ExpiresAt: t0.Add(time.Hour), IdleExpiresAt: t0.Add(time.Hour), RefreshKey: []byte("k"), Generation: 1}
+	return u, s
+}
+
+// Writes counts commits: concurrent creations that share one batch commit
+// count once, as bbolt's transaction id says.
+func TestWritesCountsCommits(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "w.db")
+	b, err := storage.OpenBolt(path, storage.Options{MaxBatchDelay: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	w0, tx0 := b.Writes(), b.TxID()
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() {
+			u, s := perfGuest(i)
+			if err := b.CreateUser(bg, u, s, nil); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	// A failed write commits nothing and counts nothing.
+	u, s := perfGuest(0)
+	if err := b.CreateUser(bg, u, s, nil); err == nil {
+		t.Fatal("duplicate user created")
+	}
+	commits := uint64(b.TxID() - tx0)
+	if got := b.Writes() - w0; got != commits {
+		t.Fatalf("Writes counted %d, bbolt committed %d transactions", got, commits)
+	}
+}
+
+// Stats reads counters kept with the records, exact through creations,
+// sessions and deletions, and recounted at open when another writer (an
+// older build, say) changed the file after the last Close.
+func TestStatsCounters(t *testing.T) {
+	t.Parallel()
+	b, path := openTemp(t)
+	for i := range 5 {
+		u, s := perfGuest(i)
+		mustCreate(t, b, u, s, nil)
+	}
+	_, s := perfGuest(0)
+	s2 := *s
+	s2.ID = "second"
+	if err := b.PutSession(bg, &s2); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.PutSession(bg, &s2); err != nil { // replacing is no new session
+		t.Fatal(err)
+	}
+	if err := b.DeleteUser(bg, "u0001"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.DeleteSession(bg, "su0002"); err != nil {
+		t.Fatal(err)
+	}
+	want := func(b *storage.Bolt, users, sessions int64) {
+		t.Helper()
+		st, err := b.Stats(bg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Users != users || st.Sessions != sessions || st.LiveGuests != users {
+			t.Fatalf("stats %+v, want %d users (all guests), %d sessions", st, users, sessions)
+		}
+	}
+	want(b, 4, 4)
+	b.Close()
+
+	// Reopened after a clean close: the same, without a recount.
+	b, err := storage.OpenBolt(path, storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want(b, 4, 4)
+	b.Close()
+
+	// Another writer adds a user record behind the counters' back.
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("users")).Put([]byte("zz"), []byte(`{"id":"zz","name":"zz","tag":"normal-user"}`))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	b, err = storage.OpenBolt(path, storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	st, err := b.Stats(bg)
+	if err != nil || st.Users != 5 || st.NormalUsers != 1 || st.Sessions != 4 {
+		t.Fatalf("after a foreign write: %+v %v", st, err)
+	}
+}
+
+// Stats costs the same however many records there are: it reads the
+// counters, not the pages (a counter set by hand is what it reports).
+func TestStatsReadsCounters(t *testing.T) {
+	t.Parallel()
+	b, _ := openTemp(t)
+	u, s := perfGuest(1)
+	mustCreate(t, b, u, s, nil)
+	if err := b.SetCounterForTest("users", 1234); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := b.Stats(bg); err != nil || st.Users != 1234 {
+		t.Fatalf("stats %+v %v: not read from the counter", st, err)
+	}
+}
+
+// The free-page list is not rewritten at every commit, and a file reopened
+// after deletions (free list rebuilt from the pages) keeps its data and
+// reuses its free pages.
+func TestNoFreelistSync(t *testing.T) {
+	t.Parallel()
+	b, path := openTemp(t)
+	if !b.NoFreelistSync() {
+		t.Fatal("commits write the free-page list")
+	}
+	for i := range 200 {
+		u, s := perfGuest(i)
+		mustCreate(t, b, u, s, nil)
+	}
+	for i := range 150 {
+		if err := b.DeleteUser(bg, fmt.Sprintf("u%04d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.Close()
+	b, err := storage.OpenBolt(path, storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if u, err := b.GetUser(bg, "u0199"); err != nil || u.Name != "guest_u0199" {
+		t.Fatalf("after reopen: %v %v", u, err)
+	}
+	before, _ := b.Stats(bg)
+	for i := range 150 {
+		u, s := perfGuest(i)
+		mustCreate(t, b, u, s, nil)
+	}
+	after, _ := b.Stats(bg)
+	if after.FileSize > before.FileSize {
+		t.Fatalf("recreating deleted records grew the file %d -> %d: free pages not reused", before.FileSize, after.FileSize)
+	}
+}
+
+// CreateUser refuses a first session whose id is taken.
+func TestCreateUserSessionIDTaken(t *testing.T) {
+	t.Parallel()
+	b, _ := openTemp(t)
+	u, s := perfGuest(1)
+	mustCreate(t, b, u, s, nil)
+	u2, s2 := perfGuest(2)
+	s2.ID = s.ID
+	if err := b.CreateUser(bg, u2, s2, nil); err == nil {
+		t.Fatal("a second user got the first one's session")
+	}
+	if got, err := b.GetSession(bg, s.ID); err != nil || got.UserID != u.ID {
+		t.Fatalf("session %v %v", got, err)
+	}
+}
