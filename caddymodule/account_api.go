@@ -52,7 +52,7 @@ func (g *GuestAuth) apiIdentity(r *http.Request) (*accounts.Identity, error) {
 // (the store failing) is passed on to Caddy's error handling, as before.
 func (g *GuestAuth) apiAuthError(w http.ResponseWriter, err error, write func(http.ResponseWriter, error) error) error {
 	var inv *tokens.InvalidError
-	var af *authFailure
+	var af *authError
 	if errors.As(err, &inv) || errors.As(err, &af) {
 		return write(w, err)
 	}

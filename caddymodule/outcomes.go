@@ -36,7 +36,7 @@ const (
 	failHTTP                      // an *httpError: a domain error with its own status
 	failThrottled                 // an *accounts.ThrottledError: 429 with Retry-After
 	failToken                     // a *tokens.InvalidError: the access token is refused
-	failAuth                      // an *authFailure: no usable credential was offered
+	failAuth                      // an *authError: no usable credential was offered
 )
 
 // failure is a classified error.
@@ -50,17 +50,17 @@ type failure struct {
 	err       error  // failInternal: the fault, for the caller that passes it on
 }
 
-// authFailure is an API request without a usable Authorization header.
-type authFailure struct {
+// authError is an API request without a usable Authorization header.
+type authError struct {
 	status     int
 	code, desc string
 }
 
-func (e *authFailure) Error() string { return e.desc }
+func (e *authError) Error() string { return e.desc }
 
 var (
-	errNoToken        = &authFailure{status: http.StatusUnauthorized, desc: "An access token is required."}
-	errMalformedAuthz = &authFailure{status: http.StatusBadRequest, code: "invalid_request", desc: "The Authorization header is malformed."}
+	errNoToken        = &authError{status: http.StatusUnauthorized, desc: "An access token is required."}
+	errMalformedAuthz = &authError{status: http.StatusBadRequest, code: "invalid_request", desc: "The Authorization header is malformed."}
 )
 
 // classify sorts err and counts its metrics; a server fault is logged with
@@ -69,7 +69,7 @@ func (g *GuestAuth) classify(err error, where string) failure {
 	var he *httpError
 	var te *accounts.ThrottledError
 	var inv *tokens.InvalidError
-	var af *authFailure
+	var af *authError
 	var ae *accounts.Error
 	switch {
 	case errors.As(err, &he):

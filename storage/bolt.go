@@ -181,8 +181,9 @@ func OpenBolt(path string, opt Options) (*Bolt, error) {
 // Close marks the record counters as exact (see checkCounts) and closes
 // the file.
 func (b *Bolt) Close() error {
-	b.db.Update(func(tx *bolt.Tx) error { return markCounts(tx) })
-	return b.db.Close()
+	// A failed mark only costs a recount at the next open.
+	err := b.db.Update(func(tx *bolt.Tx) error { return markCounts(tx) })
+	return errors.Join(err, b.db.Close())
 }
 
 // Path is the file's path.

@@ -147,7 +147,7 @@ func run(c config) error {
 	if c.caddyBin == "" {
 		c.caddyBin = filepath.Join(dir, "caddy")
 		logf("building ./cmd/caddy")
-		cmd := exec.Command("go", "build", "-o", c.caddyBin, "./cmd/caddy")
+		cmd := exec.Command("go", "build", "-o", c.caddyBin, "./cmd/caddy") //nolint:gosec // G204: the output path is ours
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			return fmt.Errorf("building caddy (run from the module's root, or pass -caddy): %w", err)
@@ -165,6 +165,7 @@ func run(c config) error {
 	}
 	fmt.Print(res.table(b.cfg))
 	if c.svg != "" {
+		//nolint:gosec // G306: a chart meant to be read
 		if err := os.WriteFile(c.svg, []byte(res.svg()), 0o644); err != nil {
 			return err
 		}
@@ -185,14 +186,14 @@ func (b *bench) start() error {
 	if err != nil {
 		return err
 	}
-	b.upstream = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	b.upstream = &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if id := r.Header.Get("X-Auth-User-Id"); id != "" {
 			b.seen.Add(1)
 			w.Header().Set("X-Seen-User-Id", id)
 		}
-		io.WriteString(w, "ok\n")
+		_, _ = io.WriteString(w, "ok\n")
 	})}
-	go b.upstream.Serve(ln)
+	go func() { _ = b.upstream.Serve(ln) }() // ends when stop closes it
 	up := ln.Addr().String()
 
 	ports := make([]int, 3+len(algs)+1)
@@ -259,7 +260,7 @@ func (b *bench) start() error {
 	if err != nil {
 		return err
 	}
-	b.caddy = exec.Command(b.cfg.caddyBin, "run", "--config", cfPath, "--adapter", "caddyfile")
+	b.caddy = exec.Command(b.cfg.caddyBin, "run", "--config", cfPath, "--adapter", "caddyfile") //nolint:gosec // G204: the binary the tool built or was given
 	b.caddy.Stdout, b.caddy.Stderr = logFile, logFile
 	b.caddy.Env = append(os.Environ(), "XDG_DATA_HOME="+filepath.Join(b.dir, "xdg-data"), "XDG_CONFIG_HOME="+filepath.Join(b.dir, "xdg-config"))
 	if err := b.caddy.Start(); err != nil {
@@ -287,13 +288,13 @@ func (b *bench) start() error {
 
 func (b *bench) stop() {
 	if b.caddy != nil && b.caddy.Process != nil {
-		b.caddy.Process.Signal(os.Interrupt)
+		_ = b.caddy.Process.Signal(os.Interrupt)
 		done := make(chan struct{})
-		go func() { b.caddy.Wait(); close(done) }()
+		go func() { _ = b.caddy.Wait(); close(done) }() // its exit status is of no interest here
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
-			b.caddy.Process.Kill()
+			_ = b.caddy.Process.Kill()
 			<-done
 		}
 	}
@@ -396,7 +397,7 @@ func (b *bench) proxied(ctx context.Context, base, token string) error {
 		return err
 	}
 	defer resp.Body.Close()
-	io.Copy(io.Discard, resp.Body)
+	_, _ = io.Copy(io.Discard, resp.Body)
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("GET %s: %d", base, resp.StatusCode)
 	}

@@ -17,19 +17,12 @@ import (
 // MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED)), the nanosecond-resolution
 // form of utime+stime in /proc/<pid>/stat.
 func processCPU(pid int) (time.Duration, error) {
-	clock := int32(^int32(pid))<<3 | 2
+	clock := ^int32(pid)<<3 | 2
 	var ts syscall.Timespec
 	if _, _, errno := syscall.Syscall(syscall.SYS_CLOCK_GETTIME, uintptr(clock), uintptr(unsafe.Pointer(&ts)), 0); errno != 0 {
 		return 0, fmt.Errorf("clock_gettime(cpu clock of %d): %v", pid, errno)
 	}
 	return time.Duration(ts.Nano()), nil
-}
-
-// statTicks is utime+stime of pid from /proc/<pid>/stat, in clock ticks
-// (10 ms): the cross-check of processCPU.
-func statTicks(pid int) (int64, error) {
-	u, s, err := statUserSys(pid)
-	return u + s, err
 }
 
 // statUserSys is utime and stime of pid from /proc/<pid>/stat, in clock

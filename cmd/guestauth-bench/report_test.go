@@ -77,7 +77,7 @@ func TestProcReaders(t *testing.T) {
 	if err != nil || c <= 0 {
 		t.Fatalf("processCPU: %v %v", c, err)
 	}
-	if _, err := statTicks(os.Getpid()); err != nil {
+	if _, _, err := statUserSys(os.Getpid()); err != nil {
 		t.Fatal(err)
 	}
 	if rss(os.Getpid()) <= 0 {
