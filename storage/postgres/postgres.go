@@ -157,6 +157,17 @@ func describe(c *pgx.ConnConfig) string {
 	return u.String()
 }
 
+// DescribeDSN names the database dsn points to as Describe does, without
+// credentials; a string that does not parse is named "(unparsable
+// connection string)", never quoted.
+func DescribeDSN(dsn string) string {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return "(unparsable connection string)"
+	}
+	return describe(cfg)
+}
+
 // redactErr drops the password (and the whole connection string) from an
 // error's text, should a driver message ever quote them.
 func redactErr(err error, dsn string) error {
