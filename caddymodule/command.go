@@ -49,6 +49,10 @@ Manages the users of guest_auth through the admin API of a running Caddy.
                        replaced with --force (PostgreSQL storage: an export
                        of the store as JSON lines; use pg_dump for the
                        database itself)
+  rotate-keys          make a new signing key for the config's signing_alg:
+                       it signs from now on (on every instance sharing a
+                       PostgreSQL store within 30s); older keys still
+                       verify the tokens they signed
   migrate [--dsn-env <VAR>]
                        create or migrate the PostgreSQL schema of the
                        database whose connection string is in the
@@ -151,6 +155,15 @@ func guestAuthCommands() []*cobra.Command {
 	}
 	prune.Flags().Bool("dry-run", false, "Only report the guests that would be deleted")
 
+	rotate := &cobra.Command{
+		Use:   "rotate-keys",
+		Short: "Makes a new signing key; older keys still verify the tokens they signed",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return adminPrint(cmd, http.MethodPost, "keys/rotate", nil, nil)
+		},
+	}
+
 	stats := &cobra.Command{
 		Use:   "stats",
 		Short: "Shows user, guest and session counts and the file size",
@@ -177,7 +190,7 @@ func guestAuthCommands() []*cobra.Command {
 	}
 	migrate.Flags().String("dsn-env", "GUEST_AUTH_DATABASE_URL", "Environment variable holding the connection string (never passed on the command line, where other users could read it)")
 
-	cmds := []*cobra.Command{users, user, del, keep, revoke, prune, stats, backup, migrate}
+	cmds := []*cobra.Command{users, user, del, keep, revoke, prune, stats, backup, migrate, rotate}
 	for _, c := range cmds {
 		c.SilenceUsage = true // a server error is not a usage error
 	}

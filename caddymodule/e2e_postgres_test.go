@@ -1,11 +1,16 @@
 package caddymodule_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
+	"github.com/guestauth/caddy-guestauth/storage/postgres"
 	"github.com/guestauth/caddy-guestauth/storage/postgres/pgtest"
 )
 
@@ -59,5 +64,92 @@ func TestPostgresNeedsIssuer(t *testing.T) {
 	err := s.tryStart(s.siteConfig(""))
 	if err == nil || !strings.Contains(s.Logs(), "set issuer") {
 		t.Fatalf("started without an issuer: %v\n%s", err, s.Logs())
+	}
+}
+
+// rotateKeys rotates through the CLI and returns the new kid.
+func (s *server) rotateKeys() string {
+	s.t.Helper()
+	kid, _ := s.cliJSON("rotate-keys")["kid"].(string)
+	if kid == "" {
+		s.t.Fatal("rotate-keys printed no kid")
+	}
+	return kid
+}
+
+// Key rotation on bbolt: the new key signs, tokens signed before still
+// work, the discovery JWKS lists both.
+func TestRotateKeysBolt(t *testing.T) {
+	t.Parallel()
+	s := startGuestAuth(t, "")
+	before := s.createGuest()
+	kid := s.rotateKeys()
+	after := s.createGuest()
+	if hdr, _ := jwtParts(t, after.AccessToken); hdr["kid"] != kid {
+		t.Fatalf("a token after rotation names kid %v, want %s", hdr["kid"], kid)
+	}
+	for _, ts := range []tokenSet{before, after} {
+		if r := s.get("/app", ts.AccessToken); r.Status != http.StatusOK {
+			t.Fatalf("token after rotation: %d %s", r.Status, r.Body)
+		}
+	}
+	if _, set, _ := s.discover(); set.Len() != 2 {
+		t.Fatalf("JWKS after rotation: %d keys", set.Len())
+	}
+	wantAdminError(t, s.admin(http.MethodGet, "/guest_auth/keys/rotate", nil), http.StatusMethodNotAllowed, "not allowed")
+}
+
+// A key rotated on node A signs there at once and verifies on node B,
+// which loaded its keys before.
+func TestPostgresKeyRotatedOnAVerifiesOnB(t *testing.T) {
+	t.Parallel()
+	nodes := pgNodes(t, 2, "")
+	a, b := nodes[0], nodes[1]
+	old := a.createGuest()
+	kid := a.rotateKeys()
+	ts := a.createGuest()
+	if hdr, _ := jwtParts(t, ts.AccessToken); hdr["kid"] != kid {
+		t.Fatalf("A signs with %v after rotating to %s", hdr["kid"], kid)
+	}
+	for _, tok := range []string{ts.AccessToken, old.AccessToken} {
+		if r := b.get("/app", tok); r.Status != http.StatusOK {
+			t.Fatalf("B refused A's token: %d %s", r.Status, r.Body)
+		}
+	}
+	r := b.get("/.well-known/jwks.json", "")
+	var set struct{ Keys []map[string]any }
+	if err := json.Unmarshal(r.Body, &set); r.Status != http.StatusOK || err != nil || len(set.Keys) != 2 {
+		t.Fatalf("B's JWKS after A rotated: %d %s", r.Status, r.Body)
+	}
+}
+
+// caddy guest-auth migrate needs no running Caddy; it reads the connection
+// string from the environment, never from the command line, and never
+// prints the password.
+func TestPostgresMigrateCommand(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.DSN(t)
+	run := func(env ...string) (string, error) {
+		cmd := exec.Command(caddyBin, "guest-auth", "migrate", "--dsn-env", "GA_MIGRATE_DSN")
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := run(); err == nil || !strings.Contains(out, "GA_MIGRATE_DSN is empty") {
+		t.Fatalf("no DSN: %v: %s", err, out)
+	}
+	out, err := run("GA_MIGRATE_DSN=" + dsn)
+	if err != nil || !strings.Contains(out, `"from_version": 0`) || !strings.Contains(out, fmt.Sprintf(`"to_version": %d`, postgres.SchemaVersion())) {
+		t.Fatalf("migrate: %v: %s", err, out)
+	}
+	out, err = run("GA_MIGRATE_DSN=" + dsn)
+	if err != nil || !strings.Contains(out, fmt.Sprintf(`"from_version": %d`, postgres.SchemaVersion())) {
+		t.Fatalf("migrate again: %v: %s", err, out)
+	}
+	u, _ := url.Parse(dsn)
+	u.User = url.UserPassword("nobody", "hunter2-secret")
+	u.Host = "127.0.0.1:1"
+	if out, err := run("GA_MIGRATE_DSN=" + u.String()); err == nil || strings.Contains(out, "hunter2-secret") {
+		t.Fatalf("unreachable server: %v: %s", err, out)
 	}
 }

@@ -121,3 +121,26 @@ func (c ctxWriter) Write(b []byte) (int, error) {
 	}
 	return c.w.Write(b)
 }
+
+// LockSigningKeys runs fn holding a PostgreSQL advisory lock (scoped to
+// the current schema), so that key generation and rotation happen on one
+// node at a time (tokens.KeyLocker): nodes starting together make one key.
+func (p *Postgres) LockSigningKeys(ctx context.Context, fn func(ctx context.Context) error) error {
+	if err := ctxErr(ctx); err != nil {
+		return err
+	}
+	conn, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return opErr(ctx, err)
+	}
+	defer conn.Release()
+	const key = `hashtextextended('guestauth.keys:' || coalesce(current_schema(), ''), 0)`
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(`+key+`)`); err != nil {
+		return opErr(ctx, err)
+	}
+	defer func() {
+		// A lost connection drops the lock with it.
+		_, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(`+key+`)`)
+	}()
+	return fn(ctx)
+}

@@ -6,12 +6,16 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
 
 	"github.com/guestauth/caddy-guestauth/storage"
 	"github.com/guestauth/caddy-guestauth/storage/postgres"
 	"github.com/guestauth/caddy-guestauth/storage/postgres/pgtest"
 	"github.com/guestauth/caddy-guestauth/storage/storagetest"
+	"github.com/guestauth/caddy-guestauth/tokens"
 )
 
 var bg = context.Background()
@@ -195,5 +199,40 @@ func TestTwoNodesOneName(t *testing.T) {
 	}
 	if u, err := b.GetUserByName(bg, "guest_ua"); err != nil || u.ID != "ua" {
 		t.Fatalf("node b reads node a's user: %+v, %v", u, err)
+	}
+}
+
+// Nodes starting together on one database make one signing key; a key
+// rotated on one verifies on the other.
+func TestSigningKeysOncePerCluster(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	var nodes []*tokens.Keyring
+	for range 4 {
+		k, err := tokens.LoadKeyring(bg, open(t, dsn, postgres.Options{MaxConns: 3}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, k)
+	}
+	var wg sync.WaitGroup
+	for _, k := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := k.EnsureSigner(bg, jwa.ES256); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	st := open(t, dsn, postgres.Options{})
+	keys, err := st.SigningKeys(bg)
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("%d keys for 4 nodes starting together (%v), want 1", len(keys), err)
+	}
+	for _, k := range nodes {
+		if k.SignerKID(jwa.ES256) != keys[0].KID {
+			t.Fatal("a node signs with a key other than the stored one")
+		}
 	}
 }
