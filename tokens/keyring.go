@@ -82,8 +82,8 @@ type Keyring struct {
 	mu    sync.Mutex // serializes key creation
 	state atomic.Pointer[keyState]
 
-	loadMu     sync.Mutex // reloads publish in the order they read
-	reloadMu   sync.Mutex // one reload for an unknown kid at a time
+	loadMu     sync.Mutex   // reloads publish in the order they read
+	reloadMu   sync.Mutex   // one reload for an unknown kid at a time
 	lastReload atomic.Int64 // any load
 	lastLookup atomic.Int64 // a load for an unknown kid
 	refreshing atomic.Bool
