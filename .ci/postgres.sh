@@ -3,7 +3,8 @@
 # a cluster under dir (default: a new temp dir), starts it on a free loopback
 # port and prints the line to eval:
 #     export GUEST_AUTH_TEST_POSTGRES='postgres://postgres@127.0.0.1:PORT/postgres?sslmode=disable'
-# `.ci/postgres.sh stop dir` stops it and removes dir. Installs Debian's
+# `.ci/postgres.sh stop dir` stops it and removes dir; `pause dir` and
+# `resume dir` stop and restart it, keeping its data (outage tests). Installs Debian's
 # postgresql package when pg_ctl/initdb are missing (needs root and apt).
 # initdb refuses to run as root, so as root the cluster belongs to the
 # postgres user (created by the package, or here).
@@ -36,6 +37,14 @@ as_owner() {
 	fi
 }
 
+# server_start starts the cluster in $dir on its port.
+server_start() {
+	# fsync off: a throwaway cluster for tests; loopback only; unix socket in dir.
+	as_owner "$(cat "$dir/bin")/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+		-o "-c listen_addresses=127.0.0.1 -p $(cat "$dir/port") -k $dir -c fsync=off -c full_page_writes=off -c max_connections=300" start >&2 ||
+		{ cat "$dir/server.log" >&2; exit 1; }
+}
+
 cmd=${1:-}
 dir=${2:-}
 case $cmd in
@@ -60,13 +69,21 @@ start)
 	as_owner "$bin/initdb" -D "$dir/data" -U postgres --auth=trust --no-sync -E UTF8 >"$dir/initdb.log" 2>&1 ||
 		{ cat "$dir/initdb.log" >&2; exit 1; }
 	# fsync off: a throwaway cluster for tests; loopback only; unix socket in dir.
-	as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-		-o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c full_page_writes=off -c max_connections=300" start >&2 ||
-		{ cat "$dir/server.log" >&2; exit 1; }
 	echo "$bin" >"$dir/bin"
 	echo "$port" >"$dir/port"
+	server_start
+	[[ $(id -u) == 0 ]] && chown postgres "$dir/bin" "$dir/port"
 	echo "export GUEST_AUTH_TEST_POSTGRES='postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable'"
 	echo "export GUEST_AUTH_TEST_POSTGRES_DIR='$dir'"
+	;;
+pause)
+	# Stops the server, keeping its data (tests of outages).
+	[[ -n $dir && -f $dir/bin ]] || { echo "usage: $0 pause <dir>" >&2; exit 2; }
+	as_owner "$(cat "$dir/bin")/pg_ctl" -D "$dir/data" -m fast -w stop >&2
+	;;
+resume)
+	[[ -n $dir && -f $dir/bin ]] || { echo "usage: $0 resume <dir>" >&2; exit 2; }
+	server_start
 	;;
 stop)
 	[[ -n $dir && -d $dir ]] || { echo "usage: $0 stop <dir>" >&2; exit 2; }
@@ -76,7 +93,7 @@ stop)
 	rm -rf "$dir"
 	;;
 *)
-	echo "usage: $0 start [dir] | stop <dir>" >&2
+	echo "usage: $0 start [dir] | stop <dir> | pause <dir> | resume <dir>" >&2
 	exit 2
 	;;
 esac

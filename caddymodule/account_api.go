@@ -64,6 +64,9 @@ func (g *GuestAuth) writeEnvelopeError(w http.ResponseWriter, err error) error {
 		}
 		return writeJSON(w, status, envelope{Status: "error", Msg: ae.Description, Data: ae.Code})
 	}
+	if g.storeUnavailable(w, err, "account API") {
+		return writeJSON(w, http.StatusServiceUnavailable, envelope{Status: "error", Msg: unavailableText})
+	}
 	g.logger.Error("account API", zap.Error(err))
 	return writeJSON(w, http.StatusInternalServerError, envelope{Status: "error", Msg: "The request could not be completed."})
 }

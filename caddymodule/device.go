@@ -181,6 +181,9 @@ func (g *GuestAuth) serveChallenge(w http.ResponseWriter, r *http.Request) error
 	if errors.As(err, &ae) {
 		return writeAuthgearError(w, http.StatusBadRequest, "Invalid", "ValidationFailed", ae.Description)
 	}
+	if err != nil && g.storeUnavailable(w, err, "challenge endpoint") {
+		return writeAuthgearError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "StorageUnavailable", unavailableText)
+	}
 	if err != nil {
 		g.logger.Error("challenge endpoint", zap.Error(err))
 		return writeAuthgearError(w, http.StatusInternalServerError, "InternalError", "UnexpectedError", "The request could not be completed.")

@@ -330,6 +330,9 @@ func (g *GuestAuth) writeAuthError(w http.ResponseWriter, err error) error {
 		metrics.TokenRejected(inv.Reason)
 		return bearerError(w, http.StatusUnauthorized, "invalid_token", tokenErrorText[inv.Reason])
 	}
+	if g.storeUnavailable(w, err, "authenticating request") {
+		return writeJSON(w, http.StatusServiceUnavailable, oauthError{Error: "temporarily_unavailable", Description: unavailableText})
+	}
 	g.logger.Error("authenticating request", zap.Error(err))
 	return caddyhttp.Error(http.StatusInternalServerError, err)
 }

@@ -82,6 +82,9 @@ func (g *GuestAuth) writeOAuthError(w http.ResponseWriter, err error) error {
 		return writeJSON(w, http.StatusTooManyRequests, oauthError{Error: "temporarily_unavailable", Description: te.Error()})
 	}
 	var ae *accounts.Error
+	if !errors.As(err, &ae) && g.storeUnavailable(w, err, "token endpoint") {
+		return writeJSON(w, http.StatusServiceUnavailable, oauthError{Error: "temporarily_unavailable", Description: unavailableText})
+	}
 	if !errors.As(err, &ae) {
 		g.logger.Error("token endpoint", zap.Error(err))
 		return writeJSON(w, http.StatusInternalServerError, oauthError{Error: "server_error", Description: "The request could not be completed."})
