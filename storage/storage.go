@@ -257,6 +257,11 @@ type Config struct {
 	// schema other than the one this build uses (for deployments that
 	// migrate separately, with `caddy guest-auth migrate`).
 	SkipMigrate bool
+	// SyncInterval and MaxStaleness bound how long a store shared by
+	// several processes may serve a cached identity another process changed
+	// (0: the backend's defaults).
+	SyncInterval time.Duration
+	MaxStaleness time.Duration
 }
 
 // Opener opens a backend of one kind.

@@ -58,6 +58,8 @@ func init() {
 			StatementTimeout:  cfg.StatementTimeout,
 			IdentityCacheSize: cfg.IdentityCacheSize,
 			SkipMigrate:       cfg.SkipMigrate,
+			SyncInterval:      cfg.SyncInterval,
+			MaxStaleness:      cfg.MaxStaleness,
 		})
 	})
 }
@@ -76,6 +78,12 @@ type Options struct {
 	SkipMigrate bool
 	// Now stamps orphaned users (time.Now when nil).
 	Now func() time.Time
+	// SyncInterval is how often the change log is read when no
+	// notification came (DefaultSyncInterval when 0); MaxStaleness how long
+	// the identity cache is trusted without a successful read
+	// (DefaultMaxStaleness when 0). See follow.go.
+	SyncInterval time.Duration
+	MaxStaleness time.Duration
 }
 
 // Postgres is a storage.Backend on a PostgreSQL database.
@@ -85,6 +93,7 @@ type Postgres struct {
 	cache   *storage.IdentityCache
 	desc    string
 	timeout time.Duration
+	follow  *follower
 }
 
 var _ storage.Backend = (*Postgres)(nil)
@@ -144,6 +153,17 @@ func Open(ctx context.Context, dsn string, opt Options) (*Postgres, error) {
 		p.pool.Close()
 		return nil, fmt.Errorf("postgres storage %s: %w", p.desc, redactErr(err, dsn))
 	}
+	if opt.SyncInterval <= 0 {
+		opt.SyncInterval = DefaultSyncInterval
+	}
+	if opt.MaxStaleness <= 0 {
+		opt.MaxStaleness = DefaultMaxStaleness
+	}
+	p.follow = &follower{p: p, cfg: cfg.ConnConfig, interval: opt.SyncInterval, maxStale: max(opt.MaxStaleness, opt.SyncInterval)}
+	if err := p.follow.start(ctx); err != nil {
+		p.pool.Close()
+		return nil, fmt.Errorf("postgres storage %s: reading the change log: %w", p.desc, redactErr(classify(err), dsn))
+	}
 	return p, nil
 }
 
@@ -195,8 +215,11 @@ func redactErr(err error, dsn string) error {
 	return errors.New(msg)
 }
 
-// Close closes the pool.
+// Close stops following the change log and closes the pool.
 func (p *Postgres) Close() error {
+	if p.follow != nil && p.follow.cancel != nil {
+		p.follow.stop()
+	}
 	p.pool.Close()
 	return nil
 }

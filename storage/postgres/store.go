@@ -33,6 +33,8 @@ type wtx struct {
 	sessions map[string]bool
 	live     [guestShards]int64
 	kept     [guestShards]int64
+	// quiet: the other nodes need not hear of this write (activity times).
+	quiet bool
 }
 
 // write runs fn in a transaction. The identity cache is told a write is
@@ -50,6 +52,9 @@ func (p *Postgres) write(ctx context.Context, fn func(w *wtx) error) error {
 	err = pgx.BeginFunc(octx, p.pool, func(tx pgx.Tx) error {
 		w.Tx = tx
 		if err := fn(w); err != nil {
+			return err
+		}
+		if err := w.publish(); err != nil {
 			return err
 		}
 		return w.flushCounts()
@@ -84,6 +89,25 @@ func b2i(b bool) int64 {
 		return 1
 	}
 	return 0
+}
+
+// publish adds the records this transaction changed to the change log and
+// wakes the other nodes' followers (delivered at commit).
+func (w *wtx) publish() error {
+	if w.quiet || len(w.users)+len(w.sessions) == 0 {
+		return nil
+	}
+	users := make([]string, 0, len(w.users))
+	for id := range w.users {
+		users = append(users, id)
+	}
+	sessions := make([]string, 0, len(w.sessions))
+	for id := range w.sessions {
+		sessions = append(sessions, id)
+	}
+	_, err := w.Exec(w.ctx, `WITH c AS (INSERT INTO guestauth_changes (users, sessions) VALUES ($1, $2) RETURNING seq)
+		SELECT pg_notify('`+notifyChannel+`', '') FROM c`, users, sessions)
+	return err
 }
 
 func (w *wtx) flushCounts() error {
@@ -382,8 +406,13 @@ func (p *Postgres) Identity(ctx context.Context, userID, sessionID string) (*sto
 	if err := ctxErr(ctx); err != nil {
 		return nil, nil, err
 	}
-	if u, s, ok := p.cache.Get(userID, sessionID); ok {
-		return u, s, nil
+	// A node that could not read the change log for MaxStaleness reads
+	// through: its cache may miss other nodes' changes.
+	synced := p.follow == nil || p.follow.synced()
+	if synced {
+		if u, s, ok := p.cache.Get(userID, sessionID); ok {
+			return u, s, nil
+		}
 	}
 	before := p.cache.Snapshot()
 	var u storage.User
@@ -409,7 +438,9 @@ func (p *Postgres) Identity(ctx context.Context, userID, sessionID string) (*sto
 	if err != nil {
 		return nil, nil, err
 	}
-	p.cache.Put(before, &u, &s)
+	if synced {
+		p.cache.Put(before, &u, &s)
+	}
 	return &u, &s, nil
 }
 
@@ -706,6 +737,7 @@ func (p *Postgres) TouchUsers(ctx context.Context, at map[string]time.Time) (int
 	var n int
 	err := p.write(ctx, func(w *wtx) error {
 		n = 0
+		w.quiet = true // activity: the other nodes' caches may keep the older time
 		users, err := w.lockUsers(ids, false)
 		if err != nil {
 			return err
