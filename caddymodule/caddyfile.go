@@ -34,6 +34,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        max_conns         <n>
 //	        statement_timeout <duration>
 //	        skip_migrate
+//	        sync_interval     <duration>
+//	        max_staleness     <duration>
 //	    }
 //	    issuer                <url>
 //	    client                <client_id> [<client_secret>] {
@@ -274,23 +276,23 @@ func parsePostgresOptions(d *caddyfile.Dispenser, c *StorageConfig) error {
 				return d.Errf("max_conns must be a positive number, not %q", v)
 			}
 			c.MaxConns = n
-		case "statement_timeout":
+		case "statement_timeout", "sync_interval", "max_staleness":
 			var v string
 			if !d.AllArgs(&v) {
 				return d.ArgErr()
 			}
 			dur, err := caddy.ParseDuration(v)
 			if err != nil || dur <= 0 {
-				return d.Errf("statement_timeout must be a positive duration, not %q", v)
+				return d.Errf("%s must be a positive duration, not %q", opt, v)
 			}
-			c.StatementTimeout = caddy.Duration(dur)
+			*map[string]*caddy.Duration{"statement_timeout": &c.StatementTimeout, "sync_interval": &c.SyncInterval, "max_staleness": &c.MaxStaleness}[opt] = caddy.Duration(dur)
 		case "skip_migrate":
 			if d.NextArg() {
 				return d.ArgErr()
 			}
 			c.SkipMigrate = true
 		default:
-			return d.Errf("unknown postgres storage option %q (want max_conns, statement_timeout or skip_migrate)", opt)
+			return d.Errf("unknown postgres storage option %q (want max_conns, statement_timeout, skip_migrate, sync_interval or max_staleness)", opt)
 		}
 	}
 	return nil

@@ -27,7 +27,8 @@ import (
 //	"storage": {"kind": "postgres", "dsn": "{env.GUEST_AUTH_DATABASE_URL}"}
 //
 // In the Caddyfile: `storage <path>`, `storage bolt <path>` or
-// `storage postgres <dsn> [{ max_conns <n>; statement_timeout <d>; skip_migrate }]`.
+// `storage postgres <dsn> [{ max_conns <n>; statement_timeout <d>; skip_migrate;
+// sync_interval <d>; max_staleness <d> }]`.
 type StorageConfig struct {
 	// Kind of store: `bolt` (the default), an embedded bbolt file that one
 	// Caddy process uses at a time; or `postgres`, a PostgreSQL database
@@ -55,6 +56,17 @@ type StorageConfig struct {
 	// deployments that run `caddy guest-auth migrate` separately, with a
 	// database role that may change the schema).
 	SkipMigrate bool `json:"skip_migrate,omitempty"`
+	// SyncInterval is how often each instance reads the PostgreSQL change
+	// log when no notification woke it (default 250ms): another instance's
+	// change (an upgrade, a logout, a deletion, a revocation, a keep mark)
+	// reaches this instance's identity cache within about this interval,
+	// at once when the notification arrives.
+	SyncInterval caddy.Duration `json:"sync_interval,omitempty"`
+	// MaxStaleness is how long an instance that could not read the change
+	// log keeps trusting its identity cache (default 5s); past it, every
+	// request reads its identity from the database (or gets 503 while the
+	// database is down).
+	MaxStaleness caddy.Duration `json:"max_staleness,omitempty"`
 }
 
 // MarshalJSON writes a bbolt store as the plain path string, the form every
@@ -98,14 +110,15 @@ func (c StorageConfig) resolve(repl *caddy.Replacer) (storage.Config, error) {
 		if strings.TrimSpace(dsn) == "" {
 			return storage.Config{}, errors.New("postgres storage needs a dsn (a postgres:// URL or key=value pairs; use a placeholder such as {env.GUEST_AUTH_DATABASE_URL})")
 		}
-		if c.MaxConns < 0 || c.StatementTimeout < 0 {
-			return storage.Config{}, errors.New("postgres storage: max_conns and statement_timeout cannot be negative")
+		if c.MaxConns < 0 || c.StatementTimeout < 0 || c.SyncInterval < 0 || c.MaxStaleness < 0 {
+			return storage.Config{}, errors.New("postgres storage: max_conns, statement_timeout, sync_interval and max_staleness cannot be negative")
 		}
 		return storage.Config{Kind: kind, Location: dsn, MaxConns: c.MaxConns,
-			StatementTimeout: time.Duration(c.StatementTimeout), SkipMigrate: c.SkipMigrate}, nil
+			StatementTimeout: time.Duration(c.StatementTimeout), SkipMigrate: c.SkipMigrate,
+			SyncInterval: time.Duration(c.SyncInterval), MaxStaleness: time.Duration(c.MaxStaleness)}, nil
 	}
-	if c.DSN != "" || c.MaxConns != 0 || c.StatementTimeout != 0 || c.SkipMigrate {
-		return storage.Config{}, errors.New("dsn, max_conns, statement_timeout and skip_migrate are options of postgres storage")
+	if c.DSN != "" || c.MaxConns != 0 || c.StatementTimeout != 0 || c.SkipMigrate || c.SyncInterval != 0 || c.MaxStaleness != 0 {
+		return storage.Config{}, errors.New("dsn, max_conns, statement_timeout, skip_migrate, sync_interval and max_staleness are options of postgres storage")
 	}
 	if kind != storage.KindBolt {
 		return storage.Config{}, fmt.Errorf("unknown storage kind %q (known: %s)", c.Kind, strings.Join(storage.Kinds(), ", "))

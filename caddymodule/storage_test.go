@@ -87,8 +87,10 @@ func TestStorageConfigResolvePostgres(t *testing.T) {
 	const secret = "pa55-w0rd"
 	t.Setenv("GA_TEST_DSN", "postgres://auth:"+secret+"@db.example:5433/guests?sslmode=verify-full")
 	repl := caddy.NewReplacer()
-	cfg, err := StorageConfig{Kind: "postgres", DSN: "{env.GA_TEST_DSN}", MaxConns: 7, StatementTimeout: caddy.Duration(2 * time.Second), SkipMigrate: true}.resolve(repl)
-	if err != nil || cfg.Kind != "postgres" || !strings.Contains(cfg.Location, secret) || cfg.MaxConns != 7 || cfg.StatementTimeout != 2*time.Second || !cfg.SkipMigrate {
+	cfg, err := StorageConfig{Kind: "postgres", DSN: "{env.GA_TEST_DSN}", MaxConns: 7, StatementTimeout: caddy.Duration(2 * time.Second), SkipMigrate: true,
+		SyncInterval: caddy.Duration(time.Second), MaxStaleness: caddy.Duration(9 * time.Second)}.resolve(repl)
+	if err != nil || cfg.Kind != "postgres" || !strings.Contains(cfg.Location, secret) || cfg.MaxConns != 7 || cfg.StatementTimeout != 2*time.Second || !cfg.SkipMigrate ||
+		cfg.SyncInterval != time.Second || cfg.MaxStaleness != 9*time.Second {
 		t.Fatalf("resolved: %+v, %v", cfg, err)
 	}
 	if k := poolKey(cfg); k != "postgres:postgres://auth@db.example:5433/guests" {
@@ -103,6 +105,7 @@ func TestStorageConfigResolvePostgres(t *testing.T) {
 		{StorageConfig{Kind: "postgres", Path: "/x.db"}, "takes a dsn, not a path"},
 		{StorageConfig{Kind: "postgres", DSN: "x", MaxConns: -1}, "cannot be negative"},
 		{StorageConfig{Path: "/x.db", MaxConns: 3}, "options of postgres storage"},
+		{StorageConfig{Path: "/x.db", MaxStaleness: 3}, "options of postgres storage"},
 		{StorageConfig{Kind: "bolt", DSN: "postgres://x"}, "options of postgres storage"},
 	} {
 		if _, err := c.cfg.resolve(repl); err == nil || !strings.Contains(err.Error(), c.want) {
@@ -124,8 +127,10 @@ func TestCaddyfileStorage(t *testing.T) {
 		{"storage bolt /data/g.db", StorageConfig{Kind: "bolt", Path: "/data/g.db"}, ""},
 		{"storage bolt", StorageConfig{Path: "bolt"}, ""}, // one argument is always a path, as before
 		{"storage postgres postgres://db/auth", StorageConfig{Kind: "postgres", DSN: "postgres://db/auth"}, ""},
-		{"storage postgres {env.DB} {\nmax_conns 8\nstatement_timeout 2s\nskip_migrate\n}",
-			StorageConfig{Kind: "postgres", DSN: "{env.DB}", MaxConns: 8, StatementTimeout: caddy.Duration(2 * time.Second), SkipMigrate: true}, ""},
+		{"storage postgres {env.DB} {\nmax_conns 8\nstatement_timeout 2s\nskip_migrate\nsync_interval 100ms\nmax_staleness 3s\n}",
+			StorageConfig{Kind: "postgres", DSN: "{env.DB}", MaxConns: 8, StatementTimeout: caddy.Duration(2 * time.Second), SkipMigrate: true,
+				SyncInterval: caddy.Duration(100 * time.Millisecond), MaxStaleness: caddy.Duration(3 * time.Second)}, ""},
+		{"storage postgres x {\nmax_staleness -1s\n}", StorageConfig{}, "max_staleness must be a positive duration"},
 		{"storage postgres x {\nmax_conns 0\n}", StorageConfig{}, "max_conns must be a positive number"},
 		{"storage postgres x {\nstatement_timeout soon\n}", StorageConfig{}, "statement_timeout must be a positive duration"},
 		{"storage postgres x {\nskip_migrate yes\n}", StorageConfig{}, "wrong argument count"},
