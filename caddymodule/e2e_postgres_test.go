@@ -1,8 +1,10 @@
 package caddymodule_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -152,4 +154,13 @@ func TestPostgresMigrateCommand(t *testing.T) {
 	if out, err := run("GA_MIGRATE_DSN=" + u.String()); err == nil || strings.Contains(out, "hunter2-secret") {
 		t.Fatalf("unreachable server: %v: %s", err, out)
 	}
+}
+
+func jsonBody(v any) io.Reader {
+	b, _ := json.Marshal(v)
+	return bytes.NewReader(b)
+}
+
+func decodeJSON(resp *http.Response, v any) error {
+	return json.NewDecoder(resp.Body).Decode(v)
 }
