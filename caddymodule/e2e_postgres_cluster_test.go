@@ -177,3 +177,31 @@ func TestPostgresNodeKilledDuringStorm(t *testing.T) {
 	b.createGuest()
 	t.Logf("%d guests acknowledged by A before kill -9, all served by B", len(got))
 }
+
+// Guest expiry on a cluster: the sweep runs on one node at a time, and a
+// guest idle past guest_ttl is gone for every node; an active one stays.
+func TestPostgresGuestExpiryAcrossNodes(t *testing.T) {
+	t.Parallel()
+	nodes := pgNodes(t, 2, "guest_ttl 2s\n\t\tsweep_interval 300ms\n\t\tactivity_flush_interval 100ms")
+	a, b := nodes[0], nodes[1]
+	idle, active := a.createGuest(), a.createGuest()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(a.Logs())
+		}
+	})
+	// Only the active guest is used (on B); using the idle one would count
+	// as activity, so the store is asked instead.
+	eventually(t, "the idle guest expires", func() bool {
+		if r := b.get("/app", active.AccessToken); r.Status != http.StatusOK {
+			t.Fatalf("the active guest expired: %d %s", r.Status, r.Body)
+		}
+		time.Sleep(200 * time.Millisecond)
+		return a.admin(http.MethodGet, "/guest_auth/users/"+userID(t, idle), nil).Status == http.StatusNotFound
+	})
+	for _, s := range nodes {
+		if r := s.get("/app", idle.AccessToken); r.Status != http.StatusUnauthorized {
+			t.Fatalf("the expired guest still works: %d", r.Status)
+		}
+	}
+}

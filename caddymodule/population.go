@@ -44,7 +44,7 @@ func (g *GuestAuth) startBackground(ctx context.Context) {
 				case <-g.bg.stop:
 					return
 				case <-t.C:
-					if _, err := g.prune(ctx, false); err != nil {
+					if err := g.autoPrune(ctx); err != nil {
 						g.logger.Error("expiring guests", zap.Error(err))
 					}
 				}
@@ -58,6 +58,26 @@ func (g *GuestAuth) stopBackground() {
 		close(g.bg.stop)
 		g.bg.wg.Wait()
 	}
+}
+
+// sweepLocker is implemented by stores that several processes share
+// (PostgreSQL): the periodic guest sweep runs on one of them at a time.
+type sweepLocker interface {
+	TryLockSweep(ctx context.Context, name string, fn func(ctx context.Context) error) (bool, error)
+}
+
+// autoPrune is the periodic sweep: on a shared store, skipped while another
+// instance runs it.
+func (g *GuestAuth) autoPrune(ctx context.Context) error {
+	if l, ok := g.shared.store.(sweepLocker); ok {
+		_, err := l.TryLockSweep(ctx, "guests", func(ctx context.Context) error {
+			_, err := g.prune(ctx, false)
+			return err
+		})
+		return err
+	}
+	_, err := g.prune(ctx, false)
+	return err
 }
 
 // prune runs one sweep. The store's lock keeps sweeps of several configs

@@ -144,3 +144,29 @@ func (p *Postgres) LockSigningKeys(ctx context.Context, fn func(ctx context.Cont
 	}()
 	return fn(ctx)
 }
+
+// TryLockSweep runs fn unless another node holds the sweep lock called
+// name (a PostgreSQL advisory lock, scoped to the current schema), and
+// reports whether it ran: periodic sweeps run on one node at a time.
+func (p *Postgres) TryLockSweep(ctx context.Context, name string, fn func(ctx context.Context) error) (bool, error) {
+	if err := ctxErr(ctx); err != nil {
+		return false, err
+	}
+	conn, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return false, opErr(ctx, err)
+	}
+	defer conn.Release()
+	const key = `hashtextextended('guestauth.sweep.' || $1 || ':' || coalesce(current_schema(), ''), 0)`
+	var got bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(`+key+`)`, name).Scan(&got); err != nil {
+		return false, opErr(ctx, err)
+	}
+	if !got {
+		return false, nil
+	}
+	defer func() {
+		_, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(`+key+`)`, name)
+	}()
+	return true, fn(ctx)
+}

@@ -236,3 +236,25 @@ func TestSigningKeysOncePerCluster(t *testing.T) {
 		}
 	}
 }
+
+// A sweep runs on one node at a time.
+func TestSweepLockOneNodeAtATime(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	a, b := open(t, dsn, postgres.Options{}), open(t, dsn, postgres.Options{})
+	ran, err := a.TryLockSweep(bg, "guests", func(context.Context) error {
+		ran, err := b.TryLockSweep(bg, "guests", func(context.Context) error { return nil })
+		if ran || err != nil {
+			return fmt.Errorf("b swept while a held the lock: %v, %v", ran, err)
+		}
+		if ran, err := b.TryLockSweep(bg, "other", func(context.Context) error { return nil }); !ran || err != nil {
+			return fmt.Errorf("another sweep's lock: %v, %v", ran, err)
+		}
+		return nil
+	})
+	if !ran || err != nil {
+		t.Fatalf("a: %v, %v", ran, err)
+	}
+	if ran, err := b.TryLockSweep(bg, "guests", func(context.Context) error { return nil }); !ran || err != nil {
+		t.Fatalf("b after a released: %v, %v", ran, err)
+	}
+}
