@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sync"
 	"testing"
 	"time"
 
@@ -101,4 +102,79 @@ func TestPostgresOutageAndRecovery(t *testing.T) {
 		t.Fatalf("the guest acknowledged before the outage: %d %s", r.Status, r.Body)
 	}
 	decodeTokens(t, s.refresh(seen.RefreshToken))
+}
+
+// PostgreSQL restarted under load on two nodes: requests get 200 or 503
+// (never another status), and every guest a node acknowledged works on the
+// other node afterwards.
+func TestPostgresRestartDuringLoad(t *testing.T) {
+	t.Parallel()
+	dsn, ctl := ownPostgres(t)
+	var nodes []*server
+	for range 2 {
+		s := newServer(t)
+		s.DB = `postgres "` + dsn + `" {
+			statement_timeout 2s
+		}`
+		s.Start(s.siteConfig("issuer http://cluster.test"))
+		nodes = append(nodes, s)
+	}
+	a, b := nodes[0], nodes[1]
+	var mu sync.Mutex
+	var acked []tokenSet
+	statuses := map[int]int{}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				req, _ := http.NewRequest(http.MethodPost, a.Base+"/oauth/token", jsonBody(guestRequest("demo-app", "demo-secret")))
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				var ts tokenSet
+				ok := resp.StatusCode == http.StatusOK && decodeJSON(resp, &ts) == nil
+				resp.Body.Close()
+				mu.Lock()
+				statuses[resp.StatusCode]++
+				if ok {
+					acked = append(acked, ts)
+				}
+				mu.Unlock()
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+	}
+	count := func(status int) int { mu.Lock(); defer mu.Unlock(); return statuses[status] }
+	eventually(t, "guests before the restart", func() bool { return count(http.StatusOK) >= 10 })
+	ctl("pause")
+	eventually(t, "503s while PostgreSQL is down", func() bool { return count(http.StatusServiceUnavailable) >= 5 })
+	ctl("resume")
+	before := count(http.StatusOK)
+	eventually(t, "guests after the restart", func() bool { return count(http.StatusOK) >= before+10 })
+	close(stop)
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	for status := range statuses {
+		if status != http.StatusOK && status != http.StatusServiceUnavailable {
+			t.Fatalf("statuses during the restart: %v", statuses)
+		}
+	}
+	for _, ts := range acked {
+		if r := b.get("/app", ts.AccessToken); r.Status != http.StatusOK {
+			t.Fatalf("a guest acknowledged around the restart is refused on B: %d %s", r.Status, r.Body)
+		}
+	}
+	t.Logf("statuses %v; %d acknowledged guests all served by B", statuses, len(acked))
 }
