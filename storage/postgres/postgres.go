@@ -66,7 +66,8 @@ func init() {
 
 // Options tune Open.
 type Options struct {
-	// MaxConns bounds the connection pool (DefaultMaxConns when 0).
+	// MaxConns bounds the connection pool (DefaultMaxConns when 0; at
+	// least 2).
 	MaxConns int
 	// StatementTimeout: see DefaultStatementTimeout (used when 0).
 	StatementTimeout time.Duration
@@ -114,6 +115,9 @@ func poolConfig(dsn string, opt *Options) (*pgxpool.Config, error) {
 	if opt.StatementTimeout <= 0 {
 		opt.StatementTimeout = DefaultStatementTimeout
 	}
+	// Two at least: the key and sweep locks hold a connection while their
+	// work uses another.
+	opt.MaxConns = max(opt.MaxConns, 2)
 	cfg.MaxConns = int32(min(opt.MaxConns, 1<<20))
 	if cfg.ConnConfig.ConnectTimeout <= 0 {
 		cfg.ConnConfig.ConnectTimeout = DefaultConnectTimeout
@@ -378,7 +382,7 @@ func (p *Postgres) checkSchema(ctx context.Context) error {
 // version, as Open does, and reports the versions before and after. It is
 // what `caddy guest-auth migrate` runs.
 func Migrate(ctx context.Context, dsn string) (from, to int, err error) {
-	opt := Options{MaxConns: 1}
+	opt := Options{MaxConns: 2}
 	cfg, err := poolConfig(dsn, &opt)
 	if err != nil {
 		return 0, 0, err

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 
@@ -256,5 +257,48 @@ func TestSweepLockOneNodeAtATime(t *testing.T) {
 	}
 	if ran, err := b.TryLockSweep(bg, "guests", func(context.Context) error { return nil }); !ran || err != nil {
 		t.Fatalf("b after a released: %v, %v", ran, err)
+	}
+}
+
+// Sweeping ended sessions while the owner's other session is refreshed
+// never deadlocks (one lock order: the user, then its sessions).
+func TestSweepAlongsideRefreshes(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	a, b := open(t, dsn, postgres.Options{}), open(t, dsn, postgres.Options{})
+	mustCreate(t, a, "u1")
+	for i := range 200 {
+		s := storagetest.NewSession(fmt.Sprintf("old%03d", i), "u1")
+		s.IdleExpiresAt = storagetest.T0.Add(time.Minute)
+		if err := a.PutSession(bg, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for _, st := range []*postgres.Postgres{a, b} {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for range 40 {
+				if _, err := st.DeleteEndedSessions(bg, storagetest.T0.Add(2*time.Minute), 3); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for range 40 {
+				if _, err := st.UpdateSession(bg, "su1", func(s *storage.Session) error { s.Generation++; return nil }); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 }

@@ -606,17 +606,29 @@ func (p *Postgres) DeleteEndedSessions(ctx context.Context, now time.Time, limit
 	err := p.write(ctx, func(w *wtx) error {
 		n = 0
 		rows, err := w.Query(w.ctx, `SELECT DISTINCT user_id FROM (SELECT user_id FROM guestauth_sessions WHERE ends_ns <= $1
-			ORDER BY ends_ns, id LIMIT $2 FOR UPDATE SKIP LOCKED) e`, ns(now), limit)
+			ORDER BY ends_ns, id LIMIT $2) e`, ns(now), limit)
 		if err != nil {
 			return err
 		}
-		owners, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		candidates, err := pgx.CollectRows(rows, pgx.RowTo[string])
 		if err != nil {
 			return err
 		}
-		users, err := w.lockUsers(owners, false)
+		// Owners another transaction holds (a refresh, another node's
+		// sweep) are skipped, not waited for: the lock order stays user
+		// first, and sweepers on several nodes share the work.
+		slices.Sort(candidates)
+		rows, err = w.Query(w.ctx, `SELECT data FROM guestauth_users WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE SKIP LOCKED`, candidates)
 		if err != nil {
 			return err
+		}
+		users, err := collectJSON[storage.User](rows)
+		if err != nil {
+			return err
+		}
+		owners := make([]string, len(users))
+		for i := range users {
+			owners[i] = users[i].ID
 		}
 		// Re-read under the owners' locks: a refresh may have moved an end.
 		rows, err = w.Query(w.ctx, `DELETE FROM guestauth_sessions WHERE id IN (SELECT id FROM guestauth_sessions
