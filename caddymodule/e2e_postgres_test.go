@@ -9,8 +9,12 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/guestauth/caddy-guestauth/storage/postgres"
 	"github.com/guestauth/caddy-guestauth/storage/postgres/pgtest"
@@ -163,4 +167,51 @@ func jsonBody(v any) io.Reader {
 
 func decodeJSON(resp *http.Response, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// A config reload reuses the open pool: the node keeps its database
+// connections (no reconnect per reload), and keeps serving.
+func TestPostgresReloadReusesPool(t *testing.T) {
+	t.Parallel()
+	app := fmt.Sprintf("ga_reload_%d", time.Now().UnixNano())
+	dsn := pgtest.DSN(t)
+	u, _ := url.Parse(dsn)
+	q := u.Query()
+	q.Set("application_name", app)
+	u.RawQuery = q.Encode()
+	s := newServer(t)
+	s.DB = fmt.Sprintf("postgres %q", u.String())
+	s.Start(s.siteConfig("issuer http://cluster.test"))
+	g := s.createGuest()
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	backends := func() []int32 {
+		rows, err := conn.Query(t.Context(), `SELECT pid FROM pg_stat_activity WHERE application_name = $1 ORDER BY pid`, app)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pids
+	}
+	before := backends()
+	if len(before) == 0 {
+		t.Fatal("no connections of the node found")
+	}
+	s.Reload(s.siteConfig("issuer http://cluster.test\n\t\tguest_ttl 48h"))
+	if r := s.get("/app", g.AccessToken); r.Status != http.StatusOK {
+		t.Fatalf("after the reload: %d %s", r.Status, r.Body)
+	}
+	s.createGuest()
+	after := backends()
+	for _, pid := range before {
+		if !slices.Contains(after, pid) {
+			t.Fatalf("the reload closed connection %d: before %v, after %v", pid, before, after)
+		}
+	}
 }

@@ -125,7 +125,9 @@ func poolConfig(dsn string, opt *Options) (*pgxpool.Config, error) {
 	if _, set := cfg.ConnConfig.RuntimeParams["statement_timeout"]; !set {
 		cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(opt.StatementTimeout.Milliseconds(), 10)
 	}
-	cfg.ConnConfig.RuntimeParams["application_name"] = "guestauth"
+	if _, set := cfg.ConnConfig.RuntimeParams["application_name"]; !set {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "guestauth"
+	}
 	return cfg, nil
 }
 
