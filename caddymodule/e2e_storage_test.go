@@ -31,8 +31,8 @@ func TestStorageBoltKindInCaddyfile(t *testing.T) {
 		t.Fatalf("stored users: %+v", users)
 	}
 	// An unknown kind is refused at config load.
-	bad := strings.Replace(plain, "storage "+s.DB, "storage postgres postgres://db/auth", 1)
-	if err := s.tryStart(bad); err == nil || !strings.Contains(s.Logs(), `unknown storage kind \"postgres\"`) && !strings.Contains(err.Error()+s.Logs(), `unknown storage kind "postgres"`) {
+	bad := strings.Replace(plain, "storage "+s.DB, "storage mysql mysql://db/auth", 1)
+	if err := s.tryStart(bad); err == nil || !strings.Contains(s.Logs(), `unknown storage kind \"mysql\"`) && !strings.Contains(err.Error()+s.Logs(), `unknown storage kind "mysql"`) {
 		t.Fatalf("a config with an unknown storage kind: %v\n%s", err, s.Logs())
 	}
 }
