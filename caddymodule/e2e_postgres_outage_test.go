@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -120,6 +121,15 @@ func TestPostgresRestartDuringLoad(t *testing.T) {
 		nodes = append(nodes, s)
 	}
 	a, b := nodes[0], nodes[1]
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, l := range strings.Split(b.Logs(), "\n") {
+				if strings.Contains(l, "unavailable") {
+					t.Log("B: " + l)
+				}
+			}
+		}
+	})
 	var mu sync.Mutex
 	var acked []tokenSet
 	statuses := map[int]int{}

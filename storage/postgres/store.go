@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/guestauth/caddy-guestauth/storage"
 )
@@ -48,17 +50,28 @@ func (p *Postgres) write(ctx context.Context, fn func(w *wtx) error) error {
 	defer cancel()
 	p.cache.WriteBegin()
 	defer p.cache.WriteEnd()
-	w := &wtx{ctx: octx, p: p, users: map[string]bool{}, sessions: map[string]bool{}}
-	err = pgx.BeginFunc(octx, p.pool, func(tx pgx.Tx) error {
-		w.Tx = tx
-		if err := fn(w); err != nil {
-			return err
+	var w *wtx
+	for attempt := 0; ; attempt++ {
+		w = &wtx{ctx: octx, p: p, users: map[string]bool{}, sessions: map[string]bool{}}
+		began := false
+		err = pgx.BeginFunc(octx, p.pool, func(tx pgx.Tx) error {
+			began = true
+			w.Tx = tx
+			if err := fn(w); err != nil {
+				return err
+			}
+			if err := w.publish(); err != nil {
+				return err
+			}
+			return w.flushCounts()
+		})
+		// A pooled connection the server dropped (a restart) fails at
+		// BEGIN, before anything ran: retry once on a fresh one.
+		if began || attempt > 0 || !connLost(err) || octx.Err() != nil {
+			break
 		}
-		if err := w.publish(); err != nil {
-			return err
-		}
-		return w.flushCounts()
-	})
+		p.pool.Reset() // after a server restart every pooled connection is dead
+	}
 	for id := range w.users {
 		p.cache.InvalidateUser(id)
 	}
@@ -68,14 +81,47 @@ func (p *Postgres) write(ctx context.Context, fn func(w *wtx) error) error {
 	return opErr(ctx, err)
 }
 
-// read runs fn with a bounded context; its errors are classified.
+// read runs fn, a read, with a bounded context, once more if the
+// connection was lost; its errors are classified.
 func (p *Postgres) read(ctx context.Context, fn func(ctx context.Context) error) error {
 	octx, cancel, err := p.op(ctx)
 	if err != nil {
 		return err
 	}
 	defer cancel()
+	err = fn(octx)
+	if connLost(err) && octx.Err() == nil { // reads are safe to repeat
+		p.pool.Reset() // after a server restart every pooled connection is dead
+		err = fn(octx)
+	}
+	return opErr(ctx, err)
+}
+
+// once is read without the retry, for statements that write: a dropped
+// connection may have lost the answer to a commit.
+func (p *Postgres) once(ctx context.Context, fn func(ctx context.Context) error) error {
+	octx, cancel, err := p.op(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
 	return opErr(ctx, fn(octx))
+}
+
+// connLost reports whether err is a connection the server dropped or
+// refused (as after a restart), rather than an answer to the statement.
+func connLost(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57P")
+	}
+	var ue userError
+	var inv invalid
+	return !errors.As(err, &ue) && !errors.As(err, &inv) && !errors.Is(err, storage.ErrNotFound) &&
+		!errors.Is(err, storage.ErrExists) && !errors.Is(err, storage.ErrNameTaken)
 }
 
 func shard(id string) int {
@@ -683,7 +729,7 @@ func (p *Postgres) PutChallenge(ctx context.Context, token string, c storage.Cha
 	if err != nil {
 		return err
 	}
-	return p.read(ctx, func(ctx context.Context) error {
+	return p.once(ctx, func(ctx context.Context) error {
 		return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, purgeChallenges, ns(c.CreatedAt)); err != nil {
 				return err
@@ -699,7 +745,7 @@ func (p *Postgres) PutChallenge(ctx context.Context, token string, c storage.Cha
 // so of concurrent consumers exactly one gets the row.
 func (p *Postgres) ConsumeChallenge(ctx context.Context, token string, now time.Time) (*storage.Challenge, error) {
 	var c *storage.Challenge
-	err := p.read(ctx, func(ctx context.Context) error {
+	err := p.once(ctx, func(ctx context.Context) error {
 		return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 			c = nil
 			if _, err := tx.Exec(ctx, purgeChallenges, ns(now)); err != nil {
@@ -852,7 +898,7 @@ func (p *Postgres) AddSigningKey(ctx context.Context, k storage.SigningKey) erro
 	if err != nil {
 		return err
 	}
-	return p.read(ctx, func(ctx context.Context) error {
+	return p.once(ctx, func(ctx context.Context) error {
 		_, err := p.pool.Exec(ctx, `INSERT INTO guestauth_signing_keys (kid, created_ns, data) VALUES ($1, $2, $3)`, k.KID, ns(k.CreatedAt), raw)
 		return err
 	})
