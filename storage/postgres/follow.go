@@ -143,8 +143,8 @@ func (f *follower) poll(conn *pgx.Conn) error {
 	defer cancel()
 	began := time.Now()
 	rows, err := conn.Query(ctx, `WITH s AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
-		SELECT s.xmin::text, c.seq, c.users, c.sessions FROM s LEFT JOIN guestauth_changes c ON c.xid >= $1::xid8
-		ORDER BY c.seq`, f.xmin)
+		SELECT s.xmin::text, c.seq, c.users, c.sessions FROM s LEFT JOIN guestauth_changes c ON c.xid >= $1::xid8 AND c.origin <> $2
+		ORDER BY c.seq`, f.xmin, f.p.origin)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ package postgres
 
 import (
 	"context"
+	"crypto/rand"
 	"embed"
 	"errors"
 	"fmt"
@@ -95,6 +96,7 @@ type Postgres struct {
 	desc    string
 	timeout time.Duration
 	follow  *follower
+	origin  string // names this store's rows in the change log
 }
 
 var _ storage.Backend = (*Postgres)(nil)
@@ -138,7 +140,7 @@ func Open(ctx context.Context, dsn string, opt Options) (*Postgres, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Postgres{desc: describe(cfg.ConnConfig), timeout: opt.StatementTimeout + time.Second, now: opt.Now}
+	p := &Postgres{desc: describe(cfg.ConnConfig), timeout: opt.StatementTimeout + time.Second, now: opt.Now, origin: rand.Text()}
 	if p.now == nil {
 		p.now = time.Now
 	}

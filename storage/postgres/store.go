@@ -151,8 +151,8 @@ func (w *wtx) publish() error {
 	for id := range w.sessions {
 		sessions = append(sessions, id)
 	}
-	_, err := w.Exec(w.ctx, `WITH c AS (INSERT INTO guestauth_changes (users, sessions) VALUES ($1, $2) RETURNING seq)
-		SELECT pg_notify('`+notifyChannel+`', '') FROM c`, users, sessions)
+	_, err := w.Exec(w.ctx, `WITH c AS (INSERT INTO guestauth_changes (origin, users, sessions) VALUES ($1, $2, $3) RETURNING seq)
+		SELECT pg_notify('`+notifyChannel+`', '') FROM c`, w.p.origin, users, sessions)
 	return err
 }
 

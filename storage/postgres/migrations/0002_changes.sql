@@ -10,6 +10,9 @@ CREATE TABLE guestauth_changes (
 	seq      bigserial PRIMARY KEY,
 	xid      xid8 NOT NULL DEFAULT pg_current_xact_id(),
 	at       timestamptz NOT NULL DEFAULT now(),
+	-- The writing process (random per open store): it skips its own rows,
+	-- having updated its cache as it wrote.
+	origin   text NOT NULL DEFAULT '',
 	users    text[] NOT NULL,
 	sessions text[] NOT NULL
 );
