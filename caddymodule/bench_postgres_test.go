@@ -45,7 +45,7 @@ func benchStorage(b *testing.B, kind, alg string) {
 		dsn = pgtest.DSN(b)
 		s.DB = fmt.Sprintf("postgres %q", dsn)
 	}
-	s.Start(s.siteConfig("issuer http://bench.test\nsigning_alg " + alg))
+	s.Start(s.siteConfig("issuer http://bench.test\n\t\tguest_limit global 1000000 1ms\n\t\tsigning_alg " + alg))
 	pid := s.cmd.Process.Pid
 	pgTicks := func() int64 { return 0 }
 	if kind == "postgres" {
