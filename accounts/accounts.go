@@ -356,6 +356,19 @@ func (s *Service) Authenticate(ctx context.Context, raw, issuer string) (*Identi
 		return nil, err
 	}
 	u, sess, err := s.store.Identity(ctx, c.Subject, c.SessionID)
+	if err == nil && sess.LastUsedAt.Before(c.IssuedAt) {
+		// The token is newer than the session as this process has it: it
+		// was minted (a refresh, a re-issue) by another process sharing the
+		// store, whose change has not reached this cache yet. Read through,
+		// so a client sees its own writes on any node.
+		if cs, ok := s.store.(interface {
+			IdentityCache() *storage.IdentityCache
+		}); ok {
+			cs.IdentityCache().InvalidateSession(c.SessionID)
+			cs.IdentityCache().InvalidateUser(c.Subject)
+			u, sess, err = s.store.Identity(ctx, c.Subject, c.SessionID)
+		}
+	}
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, &tokens.InvalidError{Reason: ReasonSessionEnded}
 	}

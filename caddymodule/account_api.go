@@ -53,7 +53,7 @@ func (g *GuestAuth) apiIdentity(r *http.Request) (*accounts.Identity, error) {
 func (g *GuestAuth) apiAuthError(w http.ResponseWriter, err error, write func(http.ResponseWriter, error) error) error {
 	var inv *tokens.InvalidError
 	var af *authError
-	if errors.As(err, &inv) || errors.As(err, &af) {
+	if errors.As(err, &inv) || errors.As(err, &af) || errors.Is(err, storage.ErrUnavailable) {
 		return write(w, err)
 	}
 	return err

@@ -45,6 +45,9 @@ func init() {
 // `next` is "" on the last page). Users are shown without their password
 // hash (`has_password` says whether there is one).
 //
+// POST keys/rotate makes a new signing key for the config's signing_alg
+// (see adminRotateKeys) and answers {"kid": ..., "alg": ...}.
+//
 // Every route takes `storage=<path>` to choose the bbolt file when the
 // running config uses more than one. The prune uses the `guest_ttl` of the
 // newest config using the file, as the automatic sweep does. The backup is
@@ -85,6 +88,7 @@ func newAdminMux() *http.ServeMux {
 		"/guest_auth/prune":             {http.MethodPost: adminPrune},
 		"/guest_auth/stats":             {http.MethodGet: adminStats},
 		"/guest_auth/backup":            {http.MethodGet: adminBackup},
+		"/guest_auth/keys/rotate":       {http.MethodPost: adminRotateKeys},
 	} {
 		allowed := slices.Sorted(maps.Keys(methods))
 		for m, h := range methods {
@@ -145,6 +149,10 @@ func apiError(status int, format string, args ...any) error {
 func storeError(err error, id string) error {
 	if errors.Is(err, storage.ErrNotFound) {
 		return apiError(http.StatusNotFound, "no user with id %q", id)
+	}
+	if errors.Is(err, storage.ErrUnavailable) {
+		adminLog().Error("storage unavailable", zap.Error(err))
+		return apiError(http.StatusServiceUnavailable, "the storage is unavailable; retry later")
 	}
 	return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err}
 }
@@ -400,3 +408,20 @@ func (d idleWriter) Write(p []byte) (int, error) {
 }
 
 var _ caddy.AdminRouter = (*AdminAPI)(nil)
+
+// adminRotateKeys makes a new signing key for the signing_alg of the newest
+// config using the store: it signs from now on (on the other instances
+// sharing a PostgreSQL store within 30 seconds), and the older keys still
+// verify the tokens they signed.
+func adminRotateKeys(w http.ResponseWriter, r *http.Request, sh *sharedStore, _ string) error {
+	g := sh.handler()
+	if g == nil {
+		return apiError(http.StatusServiceUnavailable, "no config is using %s", sh.store.Describe())
+	}
+	kid, err := sh.keys.Rotate(r.Context(), g.alg)
+	if err != nil {
+		return storeError(err, "")
+	}
+	adminLog().Info("signing key rotated", zap.String("storage", sh.store.Describe()), zap.String("kid", kid), zap.String("alg", g.alg.String()))
+	return writeAdminJSON(w, map[string]string{"kid": kid, "alg": g.alg.String()})
+}

@@ -250,8 +250,7 @@ func (g *GuestAuth) serveBrowser(w http.ResponseWriter, r *http.Request, repl *c
 	id, err := g.browserIdentity(w, r)
 	b.stripSession(r.Header)
 	if err != nil {
-		g.logger.Error("authenticating browser session", zap.Error(err))
-		return caddyhttp.Error(http.StatusInternalServerError, err)
+		return g.browserFault(w, r, err, "authenticating browser session")
 	}
 	if id != nil && crossOrigin.Check(r) != nil {
 		return g.pageError(w, r, http.StatusForbidden, "This cross-origin request cannot use your session.")
@@ -272,8 +271,7 @@ func (g *GuestAuth) serveBrowser(w http.ResponseWriter, r *http.Request, repl *c
 					return g.pageError(w, r, http.StatusTooManyRequests, "Too many new visitors right now; try again in a moment.")
 				}
 			case err != nil:
-				g.logger.Error("creating browser guest", zap.Error(err))
-				return caddyhttp.Error(http.StatusInternalServerError, err)
+				return g.browserFault(w, r, err, "creating browser guest")
 			default:
 				id = &accounts.Identity{User: login.User, Session: login.Session}
 			}
@@ -441,4 +439,15 @@ func parseBrowser(d *caddyfile.Dispenser, h *httpcaddyfile.Helper) (*Browser, er
 		}
 	}
 	return b, nil
+}
+
+// browserFault answers a proxied browser request whose store work failed:
+// the store out of reach is a 503 page with Retry-After, anything else
+// Caddy's 500. Never anonymous.
+func (g *GuestAuth) browserFault(w http.ResponseWriter, r *http.Request, err error, where string) error {
+	if f := g.classify(err, where); f.kind == failUnavailable {
+		setRetryAfter(w, f)
+		return g.pageError(w, r, f.status, f.desc)
+	}
+	return caddyhttp.Error(http.StatusInternalServerError, err)
 }

@@ -1,7 +1,9 @@
 package caddymodule
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,12 +15,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
 	"github.com/guestauth/caddy-guestauth/storage"
+	"github.com/guestauth/caddy-guestauth/storage/postgres"
 )
 
 func init() {
@@ -42,7 +46,18 @@ Manages the users of guest_auth through the admin API of a running Caddy.
   backup --output <file> [--force]
                        save a consistent copy of the bbolt file, taken while
                        Caddy keeps serving; an existing file is only
-                       replaced with --force
+                       replaced with --force (PostgreSQL storage: an export
+                       of the store as JSON lines; use pg_dump for the
+                       database itself)
+  rotate-keys          make a new signing key for the config's signing_alg:
+                       it signs from now on (on every instance sharing a
+                       PostgreSQL store within 30s); older keys still
+                       verify the tokens they signed
+  migrate [--dsn-env <VAR>]
+                       create or migrate the PostgreSQL schema of the
+                       database whose connection string is in the
+                       environment variable VAR (default
+                       GUEST_AUTH_DATABASE_URL); needs no running Caddy
 
 Results are printed to stdout as JSON. The admin API is found at
 '` + caddy.DefaultAdminListen + `' unless --address is given, or --config
@@ -140,6 +155,15 @@ func guestAuthCommands() []*cobra.Command {
 	}
 	prune.Flags().Bool("dry-run", false, "Only report the guests that would be deleted")
 
+	rotate := &cobra.Command{
+		Use:   "rotate-keys",
+		Short: "Makes a new signing key; older keys still verify the tokens they signed",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return adminPrint(cmd, http.MethodPost, "keys/rotate", nil, nil)
+		},
+	}
+
 	stats := &cobra.Command{
 		Use:   "stats",
 		Short: "Shows user, guest and session counts and the file size",
@@ -158,7 +182,15 @@ func guestAuthCommands() []*cobra.Command {
 	backup.Flags().StringP("output", "o", "", "File to write the copy to (required)")
 	backup.Flags().Bool("force", false, "Replace the output file if it exists")
 
-	cmds := []*cobra.Command{users, user, del, keep, revoke, prune, stats, backup}
+	migrate := &cobra.Command{
+		Use:   "migrate [--dsn-env <VAR>]",
+		Short: "Creates or migrates the PostgreSQL schema (no running Caddy needed)",
+		Args:  cobra.NoArgs,
+		RunE:  runMigrate,
+	}
+	migrate.Flags().String("dsn-env", "GUEST_AUTH_DATABASE_URL", "Environment variable holding the connection string (never passed on the command line, where other users could read it)")
+
+	cmds := []*cobra.Command{users, user, del, keep, revoke, prune, stats, backup, migrate, rotate}
 	for _, c := range cmds {
 		c.SilenceUsage = true // a server error is not a usage error
 	}
@@ -291,8 +323,8 @@ func runBackup(cmd *cobra.Command, _ []string) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	if err := storage.CheckBoltFile(tmp.Name()); err != nil {
-		return fmt.Errorf("the downloaded copy is not a usable bbolt file: %w", err)
+	if err := checkBackup(tmp.Name()); err != nil {
+		return err
 	}
 	if err := placeFile(tmp.Name(), out, force); err != nil {
 		return err
@@ -328,4 +360,49 @@ func placeFile(tmp, out string, force bool) error {
 		return fmt.Errorf("%s exists; use --force to replace it", out)
 	}
 	return os.Rename(tmp, out)
+}
+
+// checkBackup checks a downloaded copy: a bbolt file, or the JSON-lines
+// export of a PostgreSQL store (its first line names the format).
+func checkBackup(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	line, _ := bufio.NewReader(io.LimitReader(f, 1<<16)).ReadBytes('\n')
+	f.Close()
+	if len(line) > 0 && line[0] == '{' {
+		var head struct {
+			Format string `json:"format"`
+		}
+		if json.Unmarshal(line, &head) != nil || head.Format != postgres.ExportFormat {
+			return fmt.Errorf("the downloaded export does not start with a %s header", postgres.ExportFormat)
+		}
+		return nil
+	}
+	if err := storage.CheckBoltFile(path); err != nil {
+		return fmt.Errorf("the downloaded copy is not a usable bbolt file: %w", err)
+	}
+	return nil
+}
+
+// runMigrate migrates the schema of the database named in the environment.
+func runMigrate(cmd *cobra.Command, _ []string) error {
+	env, _ := cmd.Flags().GetString("dsn-env")
+	dsn := os.Getenv(env)
+	if dsn == "" {
+		return fmt.Errorf("the environment variable %s is empty: set it to the PostgreSQL connection string", env)
+	}
+	parent := cmd.Context()
+	if parent == nil {
+		parent = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(parent, 10*time.Minute)
+	defer cancel()
+	from, to, err := postgres.Migrate(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	summary, _ := json.Marshal(map[string]any{"database": postgres.DescribeDSN(dsn), "from_version": from, "to_version": to})
+	return printIndented(cmd.OutOrStdout(), summary)
 }

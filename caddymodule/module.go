@@ -25,6 +25,7 @@ import (
 	"github.com/guestauth/caddy-guestauth/events"
 	"github.com/guestauth/caddy-guestauth/internal/ctcmp"
 	"github.com/guestauth/caddy-guestauth/storage"
+	"github.com/guestauth/caddy-guestauth/storage/postgres"
 	"github.com/guestauth/caddy-guestauth/tokens"
 )
 
@@ -370,6 +371,12 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 	cfg, err := g.prepare()
 	if err != nil {
 		return err
+	}
+	if cfg.Kind == postgres.Kind && g.issuer == "" {
+		// Every instance sharing the database shares its signing keys: an
+		// issuer taken from each request's Host would let a token minted
+		// for one site be replayed at another under that site's Host.
+		return errors.New("postgres storage is shared by every instance using the database: set issuer (the same URL on every node of one site)")
 	}
 	g.poolKey = poolKey(cfg)
 	if g.shared, err = openShared(ctx, g.poolKey, cfg); err != nil {

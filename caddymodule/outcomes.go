@@ -11,6 +11,10 @@ package caddymodule
 //   - writeChallengeError: Authgear's envelope (/oauth2/challenge);
 //   - writeBearerError: RFC 6750 (UserInfo, proxied requests).
 //
+// A store that cannot be reached (storage.ErrUnavailable) is a 503 with
+// Retry-After in each of them: never a 500 with a driver message, never
+// treated as anonymous.
+//
 // Every path therefore counts caddy_guest_auth_rate_limited_total for a
 // limit and caddy_guest_auth_token_verification_failures_total for a
 // refused access token, whichever endpoint refused it.
@@ -25,18 +29,20 @@ import (
 
 	"github.com/guestauth/caddy-guestauth/accounts"
 	"github.com/guestauth/caddy-guestauth/metrics"
+	"github.com/guestauth/caddy-guestauth/storage"
 	"github.com/guestauth/caddy-guestauth/tokens"
 )
 
 type failKind int
 
 const (
-	failInternal  failKind = iota // a server fault: logged, answered 500 without detail
-	failDomain                    // an *accounts.Error the client can be shown
-	failHTTP                      // an *httpError: a domain error with its own status
-	failThrottled                 // an *accounts.ThrottledError: 429 with Retry-After
-	failToken                     // a *tokens.InvalidError: the access token is refused
-	failAuth                      // an *authError: no usable credential was offered
+	failInternal    failKind = iota // a server fault: logged, answered 500 without detail
+	failDomain                      // an *accounts.Error the client can be shown
+	failHTTP                        // an *httpError: a domain error with its own status
+	failThrottled                   // an *accounts.ThrottledError: 429 with Retry-After
+	failToken                       // a *tokens.InvalidError: the access token is refused
+	failAuth                        // an *authError: no usable credential was offered
+	failUnavailable                 // storage.ErrUnavailable: 503 with Retry-After, never anonymous
 )
 
 // failure is a classified error.
@@ -85,6 +91,10 @@ func (g *GuestAuth) classify(err error, where string) failure {
 		return failure{kind: failAuth, status: af.status, code: af.code, desc: af.desc}
 	case errors.As(err, &ae):
 		return failure{kind: failDomain, code: ae.Code, desc: ae.Description}
+	case errors.Is(err, storage.ErrUnavailable):
+		// The driver's message is logged, never sent.
+		g.logger.Warn("storage unavailable", zap.String("during", where), zap.Error(err))
+		return failure{kind: failUnavailable, status: http.StatusServiceUnavailable, code: "temporarily_unavailable", desc: unavailableText, retry: unavailableRetry}
 	}
 	g.logger.Error(where, zap.Error(err))
 	return failure{kind: failInternal, status: http.StatusInternalServerError, err: err}
@@ -106,7 +116,7 @@ func (g *GuestAuth) writeOAuthError(w http.ResponseWriter, err error) error {
 			w.Header().Set("WWW-Authenticate", f.challenge)
 		}
 		return writeJSON(w, f.status, oauthError{Error: f.code, Description: f.desc})
-	case failThrottled:
+	case failThrottled, failUnavailable:
 		setRetryAfter(w, f)
 		return writeJSON(w, f.status, oauthError{Error: "temporarily_unavailable", Description: f.desc})
 	case failDomain, failToken, failAuth:
@@ -147,7 +157,7 @@ func (g *GuestAuth) writeEnvelopeError(w http.ResponseWriter, err error) error {
 	switch f.kind {
 	case failHTTP:
 		return writeJSON(w, f.status, envelope{Status: "error", Msg: f.desc, Data: f.code})
-	case failThrottled:
+	case failThrottled, failUnavailable:
 		setRetryAfter(w, f)
 		return writeJSON(w, f.status, envelope{Status: "error", Msg: f.desc})
 	case failToken, failAuth:
@@ -175,6 +185,10 @@ func (g *GuestAuth) writeBearerError(w http.ResponseWriter, err error) error {
 	case failThrottled:
 		setRetryAfter(w, f)
 		return bearerError(w, f.status, "temporarily_unavailable", f.desc)
+	case failUnavailable:
+		// Not a credential problem: no challenge.
+		setRetryAfter(w, f)
+		return writeJSON(w, f.status, oauthError{Error: f.code, Description: f.desc})
 	case failDomain, failHTTP:
 		return bearerError(w, http.StatusBadRequest, "invalid_request", f.desc)
 	}
@@ -195,6 +209,9 @@ func (g *GuestAuth) writeChallengeError(w http.ResponseWriter, err error) error 
 	case failThrottled:
 		setRetryAfter(w, f)
 		return writeAuthgearError(w, f.status, "TooManyRequest", "RateLimited", f.desc)
+	case failUnavailable:
+		setRetryAfter(w, f)
+		return writeAuthgearError(w, f.status, "ServiceUnavailable", "StorageUnavailable", f.desc)
 	case failDomain, failToken, failAuth:
 		return writeAuthgearError(w, http.StatusBadRequest, "Invalid", "ValidationFailed", f.desc)
 	}

@@ -16,7 +16,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/guestauth/caddy-guestauth/accounts"
-	"github.com/guestauth/caddy-guestauth/metrics"
 )
 
 //go:embed templates
@@ -304,17 +303,19 @@ func pageStatus(code string) int {
 // formError shows the page again with the refusal, the form refilled
 // (never a password).
 func (g *GuestAuth) formError(w http.ResponseWriter, d *PageData, err error) error {
-	var ae *accounts.Error
-	var te *accounts.ThrottledError
-	switch {
-	case errors.As(err, &te):
-		metrics.RateLimited(te.Limit)
-		w.Header().Set("Retry-After", strconv.FormatInt(te.RetrySeconds(), 10))
-		d.Status, d.Error = http.StatusTooManyRequests, "Too many attempts; try again in "+strconv.FormatInt(te.RetrySeconds(), 10)+" seconds."
-	case errors.As(err, &ae):
-		d.Status, d.Error = pageStatus(ae.Code), ae.Description
+	// The one classification of outcomes.go; the page shows it in HTML.
+	switch f := g.classify(err, "browser page "+d.Page); f.kind {
+	case failThrottled:
+		setRetryAfter(w, f)
+		d.Status, d.Error = f.status, "Too many attempts; try again in "+strconv.FormatInt(f.retry, 10)+" seconds."
+	case failUnavailable:
+		setRetryAfter(w, f)
+		d.Status, d.Error = f.status, f.desc
+	case failDomain:
+		d.Status, d.Error = pageStatus(f.code), f.desc
+	case failHTTP, failToken, failAuth:
+		d.Status, d.Error = f.status, f.desc
 	default:
-		g.logger.Error("browser page", zap.String("page", d.Page), zap.Error(err))
 		d.Status, d.Error = http.StatusInternalServerError, "Something went wrong; try again."
 	}
 	return g.renderPage(w, d)

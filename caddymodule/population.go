@@ -37,7 +37,7 @@ func (g *GuestAuth) startBackground(ctx context.Context) {
 				case <-ctx.Done():
 					return
 				case <-t.C:
-					if _, err := g.prune(ctx, false); err != nil && ctx.Err() == nil {
+					if err := g.autoPrune(ctx); err != nil {
 						g.logger.Error("expiring guests", zap.Error(err))
 					}
 				}
@@ -57,6 +57,26 @@ func (g *GuestAuth) stopBackground() {
 		g.bg.cancel()
 		<-g.bg.done
 	}
+}
+
+// sweepLocker is implemented by stores that several processes share
+// (PostgreSQL): the periodic guest sweep runs on one of them at a time.
+type sweepLocker interface {
+	TryLockSweep(ctx context.Context, name string, fn func(ctx context.Context) error) (bool, error)
+}
+
+// autoPrune is the periodic sweep: on a shared store, skipped while another
+// instance runs it.
+func (g *GuestAuth) autoPrune(ctx context.Context) error {
+	if l, ok := g.shared.store.(sweepLocker); ok {
+		_, err := l.TryLockSweep(ctx, "guests", func(ctx context.Context) error {
+			_, err := g.prune(ctx, false)
+			return err
+		})
+		return err
+	}
+	_, err := g.prune(ctx, false)
+	return err
 }
 
 // prune runs one sweep. The store's lock keeps sweeps of several configs

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -71,11 +72,48 @@ func TestStorageConfigResolve(t *testing.T) {
 	if err != nil || cfg.Location != filepath.Join(caddy.AppDataDir(), "guest_auth", "guestauth.db") {
 		t.Fatalf("default path: %+v, %v", cfg, err)
 	}
-	if _, err := (StorageConfig{Kind: "postgres", Path: "x"}).resolve(repl); err == nil || !strings.Contains(err.Error(), `unknown storage kind "postgres"`) {
+	if _, err := (StorageConfig{Kind: "nosuch", Path: "x"}).resolve(repl); err == nil || !strings.Contains(err.Error(), `unknown storage kind "nosuch"`) {
 		t.Fatalf("unknown kind: %v", err)
 	}
-	if k := poolKey(storage.Config{Kind: "postgres", Location: "db.example:5432/auth"}); k != "postgres:db.example:5432/auth" {
+	if k := poolKey(storage.Config{Kind: "otherkind", Location: "db.example:5432/auth"}); k != "otherkind:db.example:5432/auth" {
 		t.Fatalf("pool key of another kind: %q", k)
+	}
+}
+
+// PostgreSQL: the DSN comes through placeholders; the pool key (shown in
+// errors and the admin API) never holds the password; bbolt refuses the
+// postgres options and postgres a path.
+func TestStorageConfigResolvePostgres(t *testing.T) {
+	const secret = "pa55-w0rd"
+	t.Setenv("GA_TEST_DSN", "postgres://auth:"+secret+"@db.example:5433/guests?sslmode=verify-full")
+	repl := caddy.NewReplacer()
+	cfg, err := StorageConfig{Kind: "postgres", DSN: "{env.GA_TEST_DSN}", MaxConns: 7, StatementTimeout: caddy.Duration(2 * time.Second), SkipMigrate: true,
+		SyncInterval: caddy.Duration(time.Second), MaxStaleness: caddy.Duration(9 * time.Second)}.resolve(repl)
+	if err != nil || cfg.Kind != "postgres" || !strings.Contains(cfg.Location, secret) || cfg.MaxConns != 7 || cfg.StatementTimeout != 2*time.Second || !cfg.SkipMigrate ||
+		cfg.SyncInterval != time.Second || cfg.MaxStaleness != 9*time.Second {
+		t.Fatalf("resolved: %+v, %v", cfg, err)
+	}
+	if k := poolKey(cfg); k != "postgres:postgres://auth@db.example:5433/guests" {
+		t.Fatalf("pool key %q", k)
+	}
+	for _, c := range []struct {
+		cfg  StorageConfig
+		want string
+	}{
+		{StorageConfig{Kind: "postgres"}, "needs a dsn"},
+		{StorageConfig{Kind: "postgres", DSN: "{env.GA_UNSET_DSN}"}, "needs a dsn"},
+		{StorageConfig{Kind: "postgres", Path: "/x.db"}, "takes a dsn, not a path"},
+		{StorageConfig{Kind: "postgres", DSN: "x", MaxConns: -1}, "cannot be negative"},
+		{StorageConfig{Path: "/x.db", MaxConns: 3}, "options of postgres storage"},
+		{StorageConfig{Path: "/x.db", MaxStaleness: 3}, "options of postgres storage"},
+		{StorageConfig{Kind: "bolt", DSN: "postgres://x"}, "options of postgres storage"},
+	} {
+		if _, err := c.cfg.resolve(repl); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Fatalf("%+v: err = %v, want %q", c.cfg, err, c.want)
+		}
+	}
+	if k := poolKey(storage.Config{Kind: "postgres", Location: "postgres://u:" + secret + "@h:bad/db"}); strings.Contains(k, secret) {
+		t.Fatalf("an unparsable DSN's pool key shows the password: %q", k)
 	}
 }
 
@@ -88,7 +126,16 @@ func TestCaddyfileStorage(t *testing.T) {
 		{"storage /data/g.db", StorageConfig{Path: "/data/g.db"}, ""},
 		{"storage bolt /data/g.db", StorageConfig{Kind: "bolt", Path: "/data/g.db"}, ""},
 		{"storage bolt", StorageConfig{Path: "bolt"}, ""}, // one argument is always a path, as before
-		{"storage postgres postgres://db/auth", StorageConfig{}, `unknown storage kind "postgres"`},
+		{"storage postgres postgres://db/auth", StorageConfig{Kind: "postgres", DSN: "postgres://db/auth"}, ""},
+		{"storage postgres {env.DB} {\nmax_conns 8\nstatement_timeout 2s\nskip_migrate\nsync_interval 100ms\nmax_staleness 3s\n}",
+			StorageConfig{Kind: "postgres", DSN: "{env.DB}", MaxConns: 8, StatementTimeout: caddy.Duration(2 * time.Second), SkipMigrate: true,
+				SyncInterval: caddy.Duration(100 * time.Millisecond), MaxStaleness: caddy.Duration(3 * time.Second)}, ""},
+		{"storage postgres x {\nmax_staleness -1s\n}", StorageConfig{}, "max_staleness must be a positive duration"},
+		{"storage postgres x {\nmax_conns 0\n}", StorageConfig{}, "max_conns must be a positive number"},
+		{"storage postgres x {\nstatement_timeout soon\n}", StorageConfig{}, "statement_timeout must be a positive duration"},
+		{"storage postgres x {\nskip_migrate yes\n}", StorageConfig{}, "wrong argument count"},
+		{"storage postgres x {\npool 3\n}", StorageConfig{}, `unknown postgres storage option "pool"`},
+		{"storage mysql x", StorageConfig{}, `unknown storage kind "mysql"`},
 		{"storage", StorageConfig{}, "wrong argument count"},
 		{"storage bolt /a /b", StorageConfig{}, "wrong argument count"},
 	} {

@@ -39,6 +39,11 @@ var (
 	ErrNameTaken = errors.New("name already taken")
 	// ErrExists is returned when creating a record whose key already exists.
 	ErrExists = errors.New("already exists")
+	// ErrUnavailable wraps a failure to reach a network store (the server
+	// is down, restarting or overloaded): the request may succeed when
+	// retried later. The wrapped message never holds credentials, but it
+	// is for logs, not for clients.
+	ErrUnavailable = errors.New("storage unavailable")
 )
 
 // User is one account. ID is the OIDC `sub` and never changes.
@@ -242,6 +247,21 @@ type Config struct {
 	// IdentityCacheSize bounds the identity cache (0: the default;
 	// negative disables it).
 	IdentityCacheSize int
+
+	// Options of network stores (PostgreSQL); 0 means the backend's
+	// default. MaxConns bounds the connection pool; StatementTimeout each
+	// statement on the server and each operation's wait here.
+	MaxConns         int
+	StatementTimeout time.Duration
+	// SkipMigrate: do not create or migrate the schema at open; refuse a
+	// schema other than the one this build uses (for deployments that
+	// migrate separately, with `caddy guest-auth migrate`).
+	SkipMigrate bool
+	// SyncInterval and MaxStaleness bound how long a store shared by
+	// several processes may serve a cached identity another process changed
+	// (0: the backend's defaults).
+	SyncInterval time.Duration
+	MaxStaleness time.Duration
 }
 
 // Opener opens a backend of one kind.

@@ -64,11 +64,73 @@ type keyState struct {
 	jwks    []byte
 }
 
-// Keyring is safe for concurrent use.
+// KeyLocker is implemented by stores that several processes share (the
+// PostgreSQL backend): EnsureSigner and Rotate run under its lock, so
+// instances starting together generate one key for the cluster, not one
+// each.
+type KeyLocker interface {
+	LockSigningKeys(ctx context.Context, fn func(ctx context.Context) error) error
+}
+
+// Keyring is safe for concurrent use. Keys are only ever added (by
+// EnsureSigner and Rotate, here or in another process sharing the store):
+// a token naming a kid the keyring does not know makes it reload the
+// stored keys (at most once per keyReloadGap), and the signer follows the
+// store's newest key within keyRefreshAge.
 type Keyring struct {
 	store KeyStore
 	mu    sync.Mutex // serializes key creation
 	state atomic.Pointer[keyState]
+
+	loadMu     sync.Mutex   // reloads publish in the order they read
+	reloadMu   sync.Mutex   // one reload for an unknown kid at a time
+	lastReload atomic.Int64 // any load
+	lastLookup atomic.Int64 // a load for an unknown kid
+	refreshing atomic.Bool
+}
+
+// keyReloadGap bounds the reloads that tokens with unknown kids cause (a
+// forged token may name any kid); keyRefreshAge is how old the loaded keys
+// may get before signing reloads them in the background, so a key rotated
+// by another process signs here too.
+const (
+	keyReloadGap  = time.Second
+	keyRefreshAge = 30 * time.Second
+)
+
+// lookup finds the verification key of kid, reloading the stored keys once
+// (per keyReloadGap) when kid is unknown: another process may have added it.
+func (k *Keyring) lookup(kid string) (verifyKey, bool) {
+	if key, ok := k.state.Load().verify[kid]; ok {
+		return key, true
+	}
+	k.reloadMu.Lock()
+	defer k.reloadMu.Unlock()
+	if key, ok := k.state.Load().verify[kid]; ok { // another caller reloaded
+		return key, true
+	}
+	if time.Since(time.Unix(0, k.lastLookup.Load())) < keyReloadGap {
+		return verifyKey{}, false
+	}
+	k.lastLookup.Store(time.Now().UnixNano())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if k.reload(ctx) != nil {
+		return verifyKey{}, false
+	}
+	key, ok := k.state.Load().verify[kid]
+	return key, ok
+}
+
+// Reload reads the stored keys again.
+func (k *Keyring) Reload(ctx context.Context) error { return k.reload(ctx) }
+
+// locked runs fn under the store's key lock, if it has one.
+func (k *Keyring) locked(ctx context.Context, fn func(ctx context.Context) error) error {
+	if l, ok := k.store.(KeyLocker); ok {
+		return l.LockSigningKeys(ctx, fn)
+	}
+	return fn(ctx)
 }
 
 // LoadKeyring reads every stored key.
@@ -81,10 +143,13 @@ func LoadKeyring(ctx context.Context, store KeyStore) (*Keyring, error) {
 }
 
 func (k *Keyring) reload(ctx context.Context) error {
+	k.loadMu.Lock()
+	defer k.loadMu.Unlock()
 	stored, err := k.store.SigningKeys(ctx)
 	if err != nil {
 		return fmt.Errorf("loading signing keys: %w", err)
 	}
+	k.lastReload.Store(time.Now().UnixNano())
 	st := &keyState{signers: map[jwa.SignatureAlgorithm]*signingKey{}, verify: map[string]verifyKey{}}
 	set := jwk.NewSet()
 	for _, sk := range stored { // oldest first, so the newest of each alg wins
@@ -143,27 +208,66 @@ func (k *Keyring) EnsureSigner(ctx context.Context, alg jwa.SignatureAlgorithm) 
 	if k.state.Load().signers[alg] != nil {
 		return nil
 	}
+	return k.locked(ctx, func(ctx context.Context) error {
+		if err := k.reload(ctx); err != nil { // another process may have made one
+			return err
+		}
+		if k.state.Load().signers[alg] != nil {
+			return nil
+		}
+		_, err := k.addKey(ctx, alg)
+		return err
+	})
+}
+
+// Rotate makes a new signing key for alg, which signs from now on (in
+// other processes sharing the store, within keyRefreshAge); the older keys
+// still verify the tokens they signed. It returns the new key's id.
+func (k *Keyring) Rotate(ctx context.Context, alg jwa.SignatureAlgorithm) (string, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var kid string
+	err := k.locked(ctx, func(ctx context.Context) error {
+		var err error
+		kid, err = k.addKey(ctx, alg)
+		return err
+	})
+	return kid, err
+}
+
+// SignerKID is the id of the key that signs alg now ("" if none).
+func (k *Keyring) SignerKID(alg jwa.SignatureAlgorithm) string {
+	if s := k.state.Load().signers[alg]; s != nil {
+		return s.kid
+	}
+	return ""
+}
+
+// addKey generates, stores and loads a key for alg. A key made in the
+// same nanosecond as the previous newest still sorts after it: the store
+// orders by creation time.
+func (k *Keyring) addKey(ctx context.Context, alg jwa.SignatureAlgorithm) (string, error) {
 	priv, err := generate(alg)
 	if err != nil {
-		return err
+		return "", err
 	}
 	jk, err := jwk.FromRaw(priv)
 	if err != nil {
-		return err
+		return "", err
 	}
 	tp, err := jk.Thumbprint(crypto.SHA256)
 	if err != nil {
-		return err
+		return "", err
 	}
 	kid := b64.EncodeToString(tp)
 	raw, err := json.Marshal(jk)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if err := k.store.AddSigningKey(ctx, storage.SigningKey{KID: kid, Alg: string(alg), CreatedAt: time.Now().UTC(), JWK: raw}); err != nil {
-		return fmt.Errorf("persisting signing key: %w", err)
+		return "", fmt.Errorf("persisting signing key: %w", err)
 	}
-	return k.reload(ctx)
+	return kid, k.reload(ctx)
 }
 
 func generate(alg jwa.SignatureAlgorithm) (crypto.Signer, error) {
@@ -182,6 +286,14 @@ func generate(alg jwa.SignatureAlgorithm) (crypto.Signer, error) {
 var errNoSigner = errors.New("no signing key for this algorithm")
 
 func (k *Keyring) signer(alg jwa.SignatureAlgorithm) (*signingKey, error) {
+	if time.Since(time.Unix(0, k.lastReload.Load())) > keyRefreshAge && k.refreshing.CompareAndSwap(false, true) {
+		go func() { // the request signs with the key it has meanwhile
+			defer k.refreshing.Store(false)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = k.reload(ctx)
+		}()
+	}
 	if s := k.state.Load().signers[alg]; s != nil {
 		return s, nil
 	}

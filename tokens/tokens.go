@@ -280,6 +280,9 @@ func (v *Verifier) Verify(raw, issuer string) (*AccessClaims, error) {
 	provider := jws.KeyProviderFunc(func(_ context.Context, sink jws.KeySink, sig *jws.Signature, _ *jws.Message) error {
 		h := sig.ProtectedHeaders()
 		key, ok := st.verify[h.KeyID()]
+		if !ok { // added by another process sharing the store, maybe
+			key, ok = v.Keys.lookup(h.KeyID())
+		}
 		// The key decides the algorithm; a token naming another one (none,
 		// HS256 with our public key, ...) is refused before any crypto.
 		if !ok || h.Algorithm() != key.alg || h.Type() != TypeAccess || len(h.Critical()) > 0 {

@@ -1,0 +1,77 @@
+// Package pgtest gives tests a PostgreSQL database of their own: a fresh
+// schema in the server named by GUEST_AUTH_TEST_POSTGRES (.ci/postgres.sh
+// starts one). Without that variable the test is skipped, unless CI is set:
+// in CI a missing server is a failure.
+package pgtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// EnvVar names the test server's connection URL.
+const EnvVar = "GUEST_AUTH_TEST_POSTGRES"
+
+// ServerDSN is the test server's URL; it skips (or, in CI, fails) t when
+// none is configured.
+func ServerDSN(t testing.TB) string {
+	t.Helper()
+	dsn := os.Getenv(EnvVar)
+	if dsn == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is not set, and CI is: the PostgreSQL tests must run in CI (.ci/run starts a server)", EnvVar)
+		}
+		t.Skipf("%s is not set: start a server with `eval \"$(.ci/postgres.sh start)\"` to run the PostgreSQL tests", EnvVar)
+	}
+	return dsn
+}
+
+// DSN creates a new, empty schema, dropped at the test's end, and returns
+// a URL whose connections use it (search_path).
+func DSN(t testing.TB) string {
+	t.Helper()
+	dsn := ServerDSN(t)
+	b := make([]byte, 6)
+	rand.Read(b)
+	schema := "gatest_" + hex.EncodeToString(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("connecting to the test server: %v", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if conn, err := pgx.Connect(ctx, dsn); err == nil {
+			conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
+			conn.Close(ctx)
+		}
+	})
+	return WithSearchPath(t, dsn, schema)
+}
+
+// WithSearchPath adds search_path to a URL connection string.
+func WithSearchPath(t testing.TB, dsn, schema string) string {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil || !strings.HasPrefix(u.Scheme, "postgres") {
+		t.Fatalf("%s must be a postgres:// URL", EnvVar)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}

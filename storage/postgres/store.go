@@ -1,0 +1,905 @@
+package postgres
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/guestauth/caddy-guestauth/storage"
+)
+
+// guestShards is the number of rows of guestauth_guest_counts.
+const guestShards = 16
+
+// challengePurgeLimit bounds the expired challenges one call deletes (as in
+// the bbolt backend).
+const challengePurgeLimit = 16
+
+// wtx is one write transaction: it remembers the records it changed, to
+// drop them from the identity cache after the commit, and the guest
+// counter deltas, applied last (see the package comment's lock order).
+type wtx struct {
+	pgx.Tx
+	ctx      context.Context
+	p        *Postgres
+	users    map[string]bool
+	sessions map[string]bool
+	live     [guestShards]int64
+	kept     [guestShards]int64
+	// quiet: the other nodes need not hear of this write (activity times).
+	quiet bool
+}
+
+// write runs fn in a transaction. The identity cache is told a write is
+// under way for its whole length (see storage.IdentityCache), and drops
+// what the transaction changed.
+func (p *Postgres) write(ctx context.Context, fn func(w *wtx) error) error {
+	octx, cancel, err := p.op(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	p.cache.WriteBegin()
+	defer p.cache.WriteEnd()
+	var w *wtx
+	for attempt := 0; ; attempt++ {
+		w = &wtx{ctx: octx, p: p, users: map[string]bool{}, sessions: map[string]bool{}}
+		began := false
+		err = pgx.BeginFunc(octx, p.pool, func(tx pgx.Tx) error {
+			began = true
+			w.Tx = tx
+			if err := fn(w); err != nil {
+				return err
+			}
+			if err := w.publish(); err != nil {
+				return err
+			}
+			return w.flushCounts()
+		})
+		// A pooled connection the server dropped (a restart) fails at
+		// BEGIN, before anything ran: retry once on a fresh one.
+		if began || attempt > 0 || !connLost(err) || octx.Err() != nil {
+			break
+		}
+		p.pool.Reset() // after a server restart every pooled connection is dead
+	}
+	for id := range w.users {
+		p.cache.InvalidateUser(id)
+	}
+	for id := range w.sessions {
+		p.cache.InvalidateSession(id)
+	}
+	return opErr(ctx, err)
+}
+
+// read runs fn, a read, with a bounded context, once more if the
+// connection was lost; its errors are classified.
+func (p *Postgres) read(ctx context.Context, fn func(ctx context.Context) error) error {
+	octx, cancel, err := p.op(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	err = fn(octx)
+	if connLost(err) && octx.Err() == nil { // reads are safe to repeat
+		p.pool.Reset() // after a server restart every pooled connection is dead
+		err = fn(octx)
+	}
+	return opErr(ctx, err)
+}
+
+// once is read without the retry, for statements that write: a dropped
+// connection may have lost the answer to a commit.
+func (p *Postgres) once(ctx context.Context, fn func(ctx context.Context) error) error {
+	octx, cancel, err := p.op(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	return opErr(ctx, fn(octx))
+}
+
+// connLost reports whether err is a connection the server dropped or
+// refused (as after a restart), rather than an answer to the statement.
+func connLost(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57P")
+	}
+	var ue userError
+	var inv invalid
+	return !errors.As(err, &ue) && !errors.As(err, &inv) && !errors.Is(err, storage.ErrNotFound) &&
+		!errors.Is(err, storage.ErrExists) && !errors.Is(err, storage.ErrNameTaken)
+}
+
+func shard(id string) int {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return int(h.Sum32() % guestShards)
+}
+
+func b2i(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// publish adds the records this transaction changed to the change log and
+// wakes the other nodes' followers (delivered at commit).
+func (w *wtx) publish() error {
+	if w.quiet || len(w.users)+len(w.sessions) == 0 {
+		return nil
+	}
+	users := make([]string, 0, len(w.users))
+	for id := range w.users {
+		users = append(users, id)
+	}
+	sessions := make([]string, 0, len(w.sessions))
+	for id := range w.sessions {
+		sessions = append(sessions, id)
+	}
+	_, err := w.Exec(w.ctx, `WITH c AS (INSERT INTO guestauth_changes (origin, users, sessions) VALUES ($1, $2, $3) RETURNING seq)
+		SELECT pg_notify('`+notifyChannel+`', '') FROM c`, w.p.origin, users, sessions)
+	return err
+}
+
+func (w *wtx) flushCounts() error {
+	for i := range guestShards {
+		if w.live[i] == 0 && w.kept[i] == 0 {
+			continue
+		}
+		if _, err := w.Exec(w.ctx, `UPDATE guestauth_guest_counts SET live = greatest(live + $2, 0), kept = greatest(kept + $3, 0) WHERE shard = $1`,
+			i, w.live[i], w.kept[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func ns(t time.Time) int64 { return t.UnixNano() }
+
+// userCols are the index columns of a user record.
+func userCols(u *storage.User) (idle *int64, orphan bool) {
+	if u.Ephemeral() && !u.Kept {
+		v := ns(u.ActiveAt())
+		idle = &v
+		orphan = !u.OrphanedAt.IsZero() && u.DeviceKID == ""
+	}
+	return idle, orphan
+}
+
+// saveUser writes u over old (old nil: a new user; u nil: delete old, its
+// sessions and device) and counts the guest changes.
+func (w *wtx) saveUser(old, u *storage.User) error {
+	isGuest := func(x *storage.User) bool { return x != nil && x.IsAnonymous() }
+	isKept := func(x *storage.User) bool { return isGuest(x) && x.Kept }
+	id := ""
+	if u != nil {
+		id = u.ID
+	} else {
+		id = old.ID
+	}
+	sh := shard(id)
+	w.live[sh] += b2i(isGuest(u)) - b2i(isGuest(old))
+	w.kept[sh] += b2i(isKept(u)) - b2i(isKept(old))
+	w.users[id] = true
+	if u == nil {
+		rows, err := w.Query(w.ctx, `DELETE FROM guestauth_sessions WHERE user_id = $1 RETURNING id`, id)
+		if err != nil {
+			return err
+		}
+		sids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		for _, s := range sids {
+			w.sessions[s] = true
+		}
+		_, err = w.Exec(w.ctx, `DELETE FROM guestauth_users WHERE id = $1`, id) // devices cascade
+		return err
+	}
+	raw, err := json.Marshal(u)
+	if err != nil {
+		return err
+	}
+	idle, orphan := userCols(u)
+	if old == nil {
+		_, err = w.Exec(w.ctx, `INSERT INTO guestauth_users (id, name_key, tag, idle_ns, orphan, data) VALUES ($1, $2, $3, $4, $5, $6)`,
+			u.ID, storage.NameKey(u.Name), u.Tag, idle, orphan, raw)
+		return err
+	}
+	_, err = w.Exec(w.ctx, `UPDATE guestauth_users SET name_key = $2, tag = $3, idle_ns = $4, orphan = $5, data = $6 WHERE id = $1`,
+		u.ID, storage.NameKey(u.Name), u.Tag, idle, orphan, raw)
+	return err
+}
+
+// lockUser reads and locks a user (FOR UPDATE when it may be deleted, FOR
+// NO KEY UPDATE otherwise).
+func (w *wtx) lockUser(id string, forDelete bool) (*storage.User, error) {
+	mode := "NO KEY UPDATE"
+	if forDelete {
+		mode = "UPDATE"
+	}
+	var raw []byte
+	if err := w.QueryRow(w.ctx, `SELECT data FROM guestauth_users WHERE id = $1 FOR `+mode, id).Scan(&raw); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, storage.ErrNotFound
+		}
+		return nil, err
+	}
+	var u storage.User
+	if err := json.Unmarshal(raw, &u); err != nil {
+		return nil, fmt.Errorf("user record %s: %w", id, err)
+	}
+	return &u, nil
+}
+
+// lockUsers locks the listed users in id order and returns those that
+// exist.
+func (w *wtx) lockUsers(ids []string, forDelete bool) ([]storage.User, error) {
+	ids = slices.Clone(ids)
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	mode := "NO KEY UPDATE"
+	if forDelete {
+		mode = "UPDATE"
+	}
+	rows, err := w.Query(w.ctx, `SELECT data FROM guestauth_users WHERE id = ANY($1) ORDER BY id FOR `+mode, ids)
+	if err != nil {
+		return nil, err
+	}
+	return collectJSON[storage.User](rows)
+}
+
+func collectJSON[T any](rows pgx.Rows) ([]T, error) {
+	var out []T
+	defer rows.Close()
+	for rows.Next() {
+		var raw []byte
+		if err := rows.Scan(&raw); err != nil {
+			return nil, err
+		}
+		var v T
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return nil, fmt.Errorf("decoding a record: %w", err)
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// putSession stores s (new or replacing its previous version) for the
+// locked user u, and clears u's orphan mark.
+func (w *wtx) putSession(u *storage.User, s *storage.Session) error {
+	if s.ID == "" || s.UserID == "" {
+		return invalid("session needs an id and a user id")
+	}
+	raw, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	w.sessions[s.ID] = true
+	tag, err := w.Exec(w.ctx, `INSERT INTO guestauth_sessions (id, user_id, created_ns, ends_ns, data) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (id) DO UPDATE SET created_ns = EXCLUDED.created_ns, ends_ns = EXCLUDED.ends_ns, data = EXCLUDED.data
+		WHERE guestauth_sessions.user_id = EXCLUDED.user_id`,
+		s.ID, s.UserID, ns(s.CreatedAt), ns(s.EndsAt()), raw)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return invalid("a session's user cannot change")
+	}
+	if !u.OrphanedAt.IsZero() {
+		old := *u
+		u.OrphanedAt = time.Time{}
+		return w.saveUser(&old, u)
+	}
+	return nil
+}
+
+// markOrphan stamps the locked user u if it is ephemeral and has no
+// session left.
+func (w *wtx) markOrphan(u *storage.User, now time.Time) error {
+	if !u.Ephemeral() || !u.OrphanedAt.IsZero() {
+		return nil
+	}
+	var any bool
+	if err := w.QueryRow(w.ctx, `SELECT EXISTS (SELECT 1 FROM guestauth_sessions WHERE user_id = $1)`, u.ID).Scan(&any); err != nil || any {
+		return err
+	}
+	old := *u
+	u.OrphanedAt = now.UTC()
+	return w.saveUser(&old, u)
+}
+
+// CreateUser implements storage.Backend.
+func (p *Postgres) CreateUser(ctx context.Context, u *storage.User, s *storage.Session, dev *storage.Device) error {
+	if u.ID == "" || u.Name == "" {
+		return invalid("user needs an id and a name")
+	}
+	return p.write(ctx, func(w *wtx) error {
+		if err := w.saveUser(nil, u); err != nil {
+			return err
+		}
+		if dev != nil {
+			raw, err := json.Marshal(dev)
+			if err != nil {
+				return err
+			}
+			if _, err := w.Exec(w.ctx, `INSERT INTO guestauth_devices (kid, user_id, data) VALUES ($1, $2, $3)`, dev.KID, u.ID, raw); err != nil {
+				return err
+			}
+		}
+		if s != nil {
+			if s.UserID != u.ID {
+				return invalid("the first session belongs to another user")
+			}
+			cp := *u
+			return w.putSession(&cp, s)
+		}
+		return nil
+	})
+}
+
+// GetUser implements storage.Backend.
+func (p *Postgres) GetUser(ctx context.Context, id string) (*storage.User, error) {
+	return p.getUser(ctx, `SELECT data FROM guestauth_users WHERE id = $1`, id)
+}
+
+// GetUserByName implements storage.Backend.
+func (p *Postgres) GetUserByName(ctx context.Context, name string) (*storage.User, error) {
+	return p.getUser(ctx, `SELECT data FROM guestauth_users WHERE name_key = $1`, storage.NameKey(name))
+}
+
+func (p *Postgres) getUser(ctx context.Context, q, arg string) (*storage.User, error) {
+	var u storage.User
+	err := p.read(ctx, func(ctx context.Context) error { return getJSON(ctx, p, &u, q, arg) })
+	if err != nil {
+		return nil, err
+	}
+	return &u, nil
+}
+
+func getJSON(ctx context.Context, p *Postgres, v any, q string, args ...any) error {
+	var raw []byte
+	if err := p.pool.QueryRow(ctx, q, args...).Scan(&raw); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return storage.ErrNotFound
+		}
+		return err
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return invalid("decoding a record: " + err.Error())
+	}
+	return nil
+}
+
+// UpdateUser implements storage.Backend: fn runs once, on the locked row.
+func (p *Postgres) UpdateUser(ctx context.Context, id string, fn func(u *storage.User) error) (*storage.User, error) {
+	var out *storage.User
+	err := p.write(ctx, func(w *wtx) error {
+		old, err := w.lockUser(id, false)
+		if err != nil {
+			return err
+		}
+		u := *old
+		if err := fn(&u); err != nil {
+			return userError{err}
+		}
+		if u.ID != id {
+			return invalid("a user's id cannot change")
+		}
+		if storage.NameKey(u.Name) == "" {
+			return invalid("a user's name cannot be empty")
+		}
+		if err := w.saveUser(old, &u); err != nil {
+			return err
+		}
+		out = &u
+		return nil
+	})
+	return out, err
+}
+
+// DeleteUser implements storage.Backend.
+func (p *Postgres) DeleteUser(ctx context.Context, id string) error {
+	return p.write(ctx, func(w *wtx) error {
+		u, err := w.lockUser(id, true)
+		if err != nil {
+			return err
+		}
+		return w.saveUser(u, nil)
+	})
+}
+
+// ListUsers implements storage.Backend.
+func (p *Postgres) ListUsers(ctx context.Context, after, tag string, limit int) (users []storage.User, next string, err error) {
+	limit = max(limit, 1)
+	err = p.read(ctx, func(ctx context.Context) error {
+		rows, err := p.pool.Query(ctx, `SELECT data FROM guestauth_users WHERE id > $1 AND ($2 = '' OR tag = $2) ORDER BY id LIMIT $3`, after, tag, limit+1)
+		if err != nil {
+			return err
+		}
+		users, err = collectJSON[storage.User](rows)
+		return err
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	if len(users) > limit {
+		users = users[:limit]
+		next = users[limit-1].ID
+	}
+	return users, next, nil
+}
+
+// Identity implements storage.Backend: from the identity cache, or one
+// query reading both records.
+func (p *Postgres) Identity(ctx context.Context, userID, sessionID string) (*storage.User, *storage.Session, error) {
+	if err := ctxErr(ctx); err != nil {
+		return nil, nil, err
+	}
+	// A node that could not read the change log for MaxStaleness reads
+	// through: its cache may miss other nodes' changes.
+	synced := p.follow == nil || p.follow.synced()
+	if synced {
+		if u, s, ok := p.cache.Get(userID, sessionID); ok {
+			return u, s, nil
+		}
+	}
+	before := p.cache.Snapshot()
+	var u storage.User
+	var s storage.Session
+	err := p.read(ctx, func(ctx context.Context) error {
+		var ru, rs []byte
+		err := p.pool.QueryRow(ctx, `SELECT u.data, s.data FROM guestauth_sessions s JOIN guestauth_users u ON u.id = s.user_id
+			WHERE s.id = $1 AND u.id = $2`, sessionID, userID).Scan(&ru, &rs)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return storage.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(ru, &u); err != nil {
+			return invalid("decoding a user: " + err.Error())
+		}
+		if err := json.Unmarshal(rs, &s); err != nil {
+			return invalid("decoding a session: " + err.Error())
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if synced {
+		p.cache.Put(before, &u, &s)
+	}
+	return &u, &s, nil
+}
+
+// GetSession implements storage.Backend.
+func (p *Postgres) GetSession(ctx context.Context, id string) (*storage.Session, error) {
+	var s storage.Session
+	err := p.read(ctx, func(ctx context.Context) error {
+		return getJSON(ctx, p, &s, `SELECT data FROM guestauth_sessions WHERE id = $1`, id)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// sessionOwner locks the owner of session id (the lock order is user, then
+// session) and reads the session.
+func (w *wtx) sessionOwner(id string, forDelete bool) (*storage.User, *storage.Session, error) {
+	var userID string
+	if err := w.QueryRow(w.ctx, `SELECT user_id FROM guestauth_sessions WHERE id = $1`, id).Scan(&userID); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, nil, storage.ErrNotFound
+		}
+		return nil, nil, err
+	}
+	u, err := w.lockUser(userID, forDelete)
+	if err != nil {
+		return nil, nil, err
+	}
+	var s storage.Session
+	var raw []byte
+	if err := w.QueryRow(w.ctx, `SELECT data FROM guestauth_sessions WHERE id = $1 AND user_id = $2`, id, userID).Scan(&raw); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, nil, storage.ErrNotFound // ended meanwhile
+		}
+		return nil, nil, err
+	}
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return nil, nil, fmt.Errorf("session record %s: %w", id, err)
+	}
+	return u, &s, nil
+}
+
+// UpdateSession implements storage.Backend: fn runs once, with the owner
+// locked.
+func (p *Postgres) UpdateSession(ctx context.Context, id string, fn func(s *storage.Session) error) (*storage.Session, error) {
+	var out *storage.Session
+	err := p.write(ctx, func(w *wtx) error {
+		u, s, err := w.sessionOwner(id, false)
+		if err != nil {
+			return err
+		}
+		if err := fn(s); err != nil {
+			return userError{err}
+		}
+		if s.ID != id {
+			return invalid("a session's id cannot change")
+		}
+		if s.UserID != u.ID {
+			return invalid("a session's user cannot change")
+		}
+		if err := w.putSession(u, s); err != nil {
+			return err
+		}
+		out = s
+		return nil
+	})
+	return out, err
+}
+
+// PutSession implements storage.Backend.
+func (p *Postgres) PutSession(ctx context.Context, s *storage.Session) error {
+	_, err := p.PutSessionLimit(ctx, s, 0)
+	return err
+}
+
+// PutSessionLimit implements storage.Backend.
+func (p *Postgres) PutSessionLimit(ctx context.Context, s *storage.Session, keep int) (int, error) {
+	var ended int
+	err := p.write(ctx, func(w *wtx) error {
+		ended = 0
+		u, err := w.lockUser(s.UserID, false)
+		if err != nil {
+			return err
+		}
+		if err := w.putSession(u, s); err != nil {
+			return err
+		}
+		if keep <= 0 {
+			return nil
+		}
+		rows, err := w.Query(w.ctx, `DELETE FROM guestauth_sessions WHERE id IN (
+				SELECT id FROM guestauth_sessions WHERE user_id = $1 AND id <> $2 ORDER BY created_ns, id
+				LIMIT greatest((SELECT count(*) FROM guestauth_sessions WHERE user_id = $1) - $3, 0))
+			RETURNING id`, s.UserID, s.ID, keep)
+		if err != nil {
+			return err
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			w.sessions[id] = true
+		}
+		ended = len(ids)
+		return nil
+	})
+	return ended, err
+}
+
+// DeleteSession implements storage.Backend.
+func (p *Postgres) DeleteSession(ctx context.Context, id string) error {
+	now := p.now()
+	return p.write(ctx, func(w *wtx) error {
+		u, _, err := w.sessionOwner(id, false)
+		if err != nil {
+			return err
+		}
+		w.sessions[id] = true
+		if _, err := w.Exec(w.ctx, `DELETE FROM guestauth_sessions WHERE id = $1`, id); err != nil {
+			return err
+		}
+		return w.markOrphan(u, now)
+	})
+}
+
+// DeleteUserSessions implements storage.Backend.
+func (p *Postgres) DeleteUserSessions(ctx context.Context, userID, keep string) (int, error) {
+	now := p.now()
+	var n int
+	err := p.write(ctx, func(w *wtx) error {
+		n = 0
+		u, err := w.lockUser(userID, false)
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		rows, err := w.Query(w.ctx, `DELETE FROM guestauth_sessions WHERE user_id = $1 AND id <> $2 RETURNING id`, userID, keep)
+		if err != nil {
+			return err
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			w.sessions[id] = true
+		}
+		n = len(ids)
+		return w.markOrphan(u, now)
+	})
+	return n, err
+}
+
+// DeleteEndedSessions implements storage.Backend. Sessions another
+// transaction holds are skipped (SKIP LOCKED), so sweepers on several
+// nodes share the work instead of queueing.
+func (p *Postgres) DeleteEndedSessions(ctx context.Context, now time.Time, limit int) (int, error) {
+	var n int
+	err := p.write(ctx, func(w *wtx) error {
+		n = 0
+		rows, err := w.Query(w.ctx, `SELECT DISTINCT user_id FROM (SELECT user_id FROM guestauth_sessions WHERE ends_ns <= $1
+			ORDER BY ends_ns, id LIMIT $2) e`, ns(now), limit)
+		if err != nil {
+			return err
+		}
+		candidates, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		// Owners another transaction holds (a refresh, another node's
+		// sweep) are skipped, not waited for: the lock order stays user
+		// first, and sweepers on several nodes share the work.
+		slices.Sort(candidates)
+		rows, err = w.Query(w.ctx, `SELECT data FROM guestauth_users WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE SKIP LOCKED`, candidates)
+		if err != nil {
+			return err
+		}
+		users, err := collectJSON[storage.User](rows)
+		if err != nil {
+			return err
+		}
+		owners := make([]string, len(users))
+		for i := range users {
+			owners[i] = users[i].ID
+		}
+		// Re-read under the owners' locks: a refresh may have moved an end.
+		rows, err = w.Query(w.ctx, `DELETE FROM guestauth_sessions WHERE id IN (SELECT id FROM guestauth_sessions
+			WHERE ends_ns <= $1 AND user_id = ANY($2) ORDER BY ends_ns, id LIMIT $3) RETURNING id`, ns(now), owners, limit)
+		if err != nil {
+			return err
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			w.sessions[id] = true
+		}
+		for i := range users {
+			if err := w.markOrphan(&users[i], now); err != nil {
+				return err
+			}
+		}
+		n = len(ids)
+		return nil
+	})
+	return n, err
+}
+
+// GetDevice implements storage.Backend.
+func (p *Postgres) GetDevice(ctx context.Context, kid string) (*storage.Device, error) {
+	var d storage.Device
+	err := p.read(ctx, func(ctx context.Context) error {
+		return getJSON(ctx, p, &d, `SELECT data FROM guestauth_devices WHERE kid = $1`, kid)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+func challengeHash(token string) []byte {
+	h := sha256.Sum256([]byte(token))
+	return h[:]
+}
+
+const purgeChallenges = `DELETE FROM guestauth_challenges WHERE hash IN (SELECT hash FROM guestauth_challenges
+	WHERE expires_ns <= $1 ORDER BY expires_ns LIMIT 16 FOR UPDATE SKIP LOCKED)`
+
+// PutChallenge implements storage.Backend.
+func (p *Postgres) PutChallenge(ctx context.Context, token string, c storage.Challenge) error {
+	if token == "" || c.ExpiresAt.IsZero() {
+		return invalid("a challenge needs a token and an expiry")
+	}
+	raw, err := json.Marshal(&c)
+	if err != nil {
+		return err
+	}
+	return p.once(ctx, func(ctx context.Context) error {
+		return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, purgeChallenges, ns(c.CreatedAt)); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `INSERT INTO guestauth_challenges (hash, expires_ns, data) VALUES ($1, $2, $3)`,
+				challengeHash(token), ns(c.ExpiresAt), raw)
+			return err
+		})
+	})
+}
+
+// ConsumeChallenge implements storage.Backend: one DELETE ... RETURNING,
+// so of concurrent consumers exactly one gets the row.
+func (p *Postgres) ConsumeChallenge(ctx context.Context, token string, now time.Time) (*storage.Challenge, error) {
+	var c *storage.Challenge
+	err := p.once(ctx, func(ctx context.Context) error {
+		return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+			c = nil
+			if _, err := tx.Exec(ctx, purgeChallenges, ns(now)); err != nil {
+				return err
+			}
+			var raw []byte
+			err := tx.QueryRow(ctx, `DELETE FROM guestauth_challenges WHERE hash = $1 RETURNING data`, challengeHash(token)).Scan(&raw)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			var got storage.Challenge
+			if err := json.Unmarshal(raw, &got); err != nil {
+				return invalid("challenge record: " + err.Error())
+			}
+			if now.Before(got.ExpiresAt) {
+				c = &got
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	if c == nil {
+		return nil, storage.ErrNotFound
+	}
+	return c, nil
+}
+
+// GuestCounts implements storage.Backend: the sum of the counter shards.
+func (p *Postgres) GuestCounts(ctx context.Context) (live, kept int64, err error) {
+	err = p.read(ctx, func(ctx context.Context) error {
+		return p.pool.QueryRow(ctx, `SELECT coalesce(sum(live), 0)::bigint, coalesce(sum(kept), 0)::bigint FROM guestauth_guest_counts`).Scan(&live, &kept)
+	})
+	return live, kept, err
+}
+
+// TouchUsers implements storage.Backend, in one transaction.
+func (p *Postgres) TouchUsers(ctx context.Context, at map[string]time.Time) (int, error) {
+	ids := make([]string, 0, len(at))
+	for id := range at {
+		ids = append(ids, id)
+	}
+	var n int
+	err := p.write(ctx, func(w *wtx) error {
+		n = 0
+		w.quiet = true // activity: the other nodes' caches may keep the older time
+		users, err := w.lockUsers(ids, false)
+		if err != nil {
+			return err
+		}
+		for i := range users {
+			u := &users[i]
+			t := at[u.ID]
+			if !t.After(u.LastActiveAt) {
+				continue
+			}
+			old := *u
+			u.LastActiveAt = t.UTC()
+			if err := w.saveUser(&old, u); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+// scan calls fn for each user q selects, from one statement (one
+// consistent snapshot), until fn returns false.
+func (p *Postgres) scan(ctx context.Context, fn func(u *storage.User) bool, q string, args ...any) error {
+	if err := ctxErr(ctx); err != nil {
+		return err
+	}
+	rows, err := p.pool.Query(ctx, q, args...)
+	if err != nil {
+		return opErr(ctx, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var raw []byte
+		if err := rows.Scan(&raw); err != nil {
+			return opErr(ctx, err)
+		}
+		var u storage.User
+		if err := json.Unmarshal(raw, &u); err != nil {
+			return fmt.Errorf("decoding a user: %w", err)
+		}
+		if !fn(&u) {
+			return nil
+		}
+	}
+	return opErr(ctx, rows.Err())
+}
+
+// ScanIdleGuests implements storage.Backend.
+func (p *Postgres) ScanIdleGuests(ctx context.Context, before time.Time, fn func(u *storage.User) bool) error {
+	return p.scan(ctx, fn, `SELECT data FROM guestauth_users WHERE idle_ns < $1 ORDER BY idle_ns, id`, ns(before))
+}
+
+// ScanOrphans implements storage.Backend.
+func (p *Postgres) ScanOrphans(ctx context.Context, fn func(u *storage.User) bool) error {
+	return p.scan(ctx, fn, `SELECT data FROM guestauth_users WHERE orphan ORDER BY id`)
+}
+
+// DeleteUsersIf implements storage.Backend, in one transaction.
+func (p *Postgres) DeleteUsersIf(ctx context.Context, ids []string, pred func(u *storage.User) bool) ([]storage.User, error) {
+	var deleted []storage.User
+	err := p.write(ctx, func(w *wtx) error {
+		deleted = nil
+		users, err := w.lockUsers(ids, true)
+		if err != nil {
+			return err
+		}
+		for i := range users {
+			if !pred(&users[i]) {
+				continue
+			}
+			if err := w.saveUser(&users[i], nil); err != nil {
+				return err
+			}
+			deleted = append(deleted, users[i])
+		}
+		return nil
+	})
+	return deleted, err
+}
+
+// SigningKeys implements storage.Backend, oldest first.
+func (p *Postgres) SigningKeys(ctx context.Context) ([]storage.SigningKey, error) {
+	var keys []storage.SigningKey
+	err := p.read(ctx, func(ctx context.Context) error {
+		rows, err := p.pool.Query(ctx, `SELECT data FROM guestauth_signing_keys ORDER BY created_ns, kid`)
+		if err != nil {
+			return err
+		}
+		keys, err = collectJSON[storage.SigningKey](rows)
+		return err
+	})
+	return keys, err
+}
+
+// AddSigningKey implements storage.Backend.
+func (p *Postgres) AddSigningKey(ctx context.Context, k storage.SigningKey) error {
+	raw, err := json.Marshal(k)
+	if err != nil {
+		return err
+	}
+	return p.once(ctx, func(ctx context.Context) error {
+		_, err := p.pool.Exec(ctx, `INSERT INTO guestauth_signing_keys (kid, created_ns, data) VALUES ($1, $2, $3)`, k.KID, ns(k.CreatedAt), raw)
+		return err
+	})
+}
