@@ -55,7 +55,8 @@ func TestConfigErrors(t *testing.T) {
 		{"cookie a b", argCount},
 		{"storage", argCount},
 		{"storage bolt /a /b", argCount},
-		{"storage postgres postgres://db/auth", `unknown storage kind "postgres"`},
+		{"storage mysql mysql://db/auth", `unknown storage kind "mysql"`},
+		{"storage postgres postgres://db/auth", `postgres storage is shared by every instance using the database: set issuer`},
 		{"access_token_lifetime", argCount},
 		{"access_token_lifetime soon", "access_token_lifetime: "},
 		{"session_idle_timeout 1h 2h", argCount},
@@ -136,8 +137,9 @@ func TestConfigErrors(t *testing.T) {
 		{"header user_id X-A\nheader user_name x_a", "identity header names must be distinct and non-empty"},
 		{"header user_tag X-Auth-User-Id", "identity header names must be distinct and non-empty"},
 		{"header user_anonymous x.auth.user.name", "identity header names must be distinct and non-empty"},
-		{`{"storage": {"kind": "postgres", "path": "postgres://db/auth"}}`, `unknown storage kind "postgres" (known: bolt)`},
-		{`{"storage": {"kind": "bolt", "dsn": "x"}}`, `storage: want a bbolt file path or {"kind": ..., "path": ...}`},
+		{`{"storage": {"kind": "mysql", "path": "mysql://db/auth"}}`, `unknown storage kind "mysql" (known: bolt, postgres)`},
+		{`{"storage": {"kind": "postgres", "path": "postgres://db/auth"}}`, `postgres storage takes a dsn, not a path`},
+		{`{"storage": {"kind": "bolt", "dsn": "x"}}`, `are options of postgres storage`},
 	} {
 		err := checkConfig(c.config)
 		if err == nil || !strings.Contains(err.Error(), c.err) {

@@ -372,12 +372,6 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	if cfg.Kind == postgres.Kind && g.issuer == "" {
-		// Every instance sharing the database shares its signing keys: an
-		// issuer taken from each request's Host would let a token minted
-		// for one site be replayed at another under that site's Host.
-		return errors.New("postgres storage is shared by every instance using the database: set issuer (the same URL on every node of one site)")
-	}
 	g.poolKey = poolKey(cfg)
 	if g.shared, err = openShared(ctx, g.poolKey, cfg); err != nil {
 		g.poolKey = ""
@@ -476,7 +470,17 @@ func (g *GuestAuth) prepare() (storage.Config, error) {
 		g.origin = u.Scheme + "://" + u.Host
 	}
 
-	return g.Storage.resolve(repl)
+	cfg, err := g.Storage.resolve(repl)
+	if err != nil {
+		return cfg, err
+	}
+	if cfg.Kind == postgres.Kind && g.issuer == "" {
+		// Every instance sharing the database shares its signing keys: an
+		// issuer taken from each request's Host would let a token minted
+		// for one site be replayed at another under that site's Host.
+		return cfg, errors.New("postgres storage is shared by every instance using the database: set issuer (the same URL on every node of one site)")
+	}
+	return cfg, nil
 }
 
 // stripSet is the normalized names of every header a client may never send
