@@ -229,12 +229,12 @@ func (w *wtx) saveUser(old, u *storage.User) error {
 // lockUser reads and locks a user (FOR UPDATE when it may be deleted, FOR
 // NO KEY UPDATE otherwise).
 func (w *wtx) lockUser(id string, forDelete bool) (*storage.User, error) {
-	mode := "NO KEY UPDATE"
+	q := `SELECT data FROM guestauth_users WHERE id = $1 FOR NO KEY UPDATE`
 	if forDelete {
-		mode = "UPDATE"
+		q = `SELECT data FROM guestauth_users WHERE id = $1 FOR UPDATE`
 	}
 	var raw []byte
-	if err := w.QueryRow(w.ctx, `SELECT data FROM guestauth_users WHERE id = $1 FOR `+mode, id).Scan(&raw); err != nil {
+	if err := w.QueryRow(w.ctx, q, id).Scan(&raw); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, storage.ErrNotFound
 		}
@@ -253,11 +253,11 @@ func (w *wtx) lockUsers(ids []string, forDelete bool) ([]storage.User, error) {
 	ids = slices.Clone(ids)
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
-	mode := "NO KEY UPDATE"
+	q := `SELECT data FROM guestauth_users WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE`
 	if forDelete {
-		mode = "UPDATE"
+		q = `SELECT data FROM guestauth_users WHERE id = ANY($1) ORDER BY id FOR UPDATE`
 	}
-	rows, err := w.Query(w.ctx, `SELECT data FROM guestauth_users WHERE id = ANY($1) ORDER BY id FOR `+mode, ids)
+	rows, err := w.Query(w.ctx, q, ids)
 	if err != nil {
 		return nil, err
 	}
