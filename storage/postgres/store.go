@@ -20,10 +20,6 @@ import (
 // guestShards is the number of rows of guestauth_guest_counts.
 const guestShards = 16
 
-// challengePurgeLimit bounds the expired challenges one call deletes (as in
-// the bbolt backend).
-const challengePurgeLimit = 16
-
 // wtx is one write transaction: it remembers the records it changed, to
 // drop them from the identity cache after the commit, and the guest
 // counter deltas, applied last (see the package comment's lock order).
@@ -186,7 +182,7 @@ func userCols(u *storage.User) (idle *int64, orphan bool) {
 func (w *wtx) saveUser(old, u *storage.User) error {
 	isGuest := func(x *storage.User) bool { return x != nil && x.IsAnonymous() }
 	isKept := func(x *storage.User) bool { return isGuest(x) && x.Kept }
-	id := ""
+	var id string
 	if u != nil {
 		id = u.ID
 	} else {
@@ -287,7 +283,7 @@ func (w *wtx) putSession(u *storage.User, s *storage.Session) error {
 	if s.ID == "" || s.UserID == "" {
 		return invalid("session needs an id and a user id")
 	}
-	raw, err := json.Marshal(s)
+	raw, err := json.Marshal(s) //nolint:gosec // G117: the refresh key is stored, as in bbolt; the database is as secret as the file
 	if err != nil {
 		return err
 	}
