@@ -70,7 +70,7 @@ func (f *follower) start(ctx context.Context) error {
 	f.lastSync.Store(started.UnixNano())
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	f.done = make(chan struct{})
-	go f.run()
+	go f.run() //nolint:gosec // G118: the follower lives as long as the store, not the call that opened it; stop cancels it
 	return nil
 }
 

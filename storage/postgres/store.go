@@ -20,10 +20,6 @@ import (
 // guestShards is the number of rows of guestauth_guest_counts.
 const guestShards = 16
 
-// challengePurgeLimit bounds the expired challenges one call deletes (as in
-// the bbolt backend).
-const challengePurgeLimit = 16
-
 // wtx is one write transaction: it remembers the records it changed, to
 // drop them from the identity cache after the commit, and the guest
 // counter deltas, applied last (see the package comment's lock order).
@@ -186,7 +182,7 @@ func userCols(u *storage.User) (idle *int64, orphan bool) {
 func (w *wtx) saveUser(old, u *storage.User) error {
 	isGuest := func(x *storage.User) bool { return x != nil && x.IsAnonymous() }
 	isKept := func(x *storage.User) bool { return isGuest(x) && x.Kept }
-	id := ""
+	var id string
 	if u != nil {
 		id = u.ID
 	} else {
@@ -229,12 +225,12 @@ func (w *wtx) saveUser(old, u *storage.User) error {
 // lockUser reads and locks a user (FOR UPDATE when it may be deleted, FOR
 // NO KEY UPDATE otherwise).
 func (w *wtx) lockUser(id string, forDelete bool) (*storage.User, error) {
-	mode := "NO KEY UPDATE"
+	q := `SELECT data FROM guestauth_users WHERE id = $1 FOR NO KEY UPDATE`
 	if forDelete {
-		mode = "UPDATE"
+		q = `SELECT data FROM guestauth_users WHERE id = $1 FOR UPDATE`
 	}
 	var raw []byte
-	if err := w.QueryRow(w.ctx, `SELECT data FROM guestauth_users WHERE id = $1 FOR `+mode, id).Scan(&raw); err != nil {
+	if err := w.QueryRow(w.ctx, q, id).Scan(&raw); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, storage.ErrNotFound
 		}
@@ -253,11 +249,11 @@ func (w *wtx) lockUsers(ids []string, forDelete bool) ([]storage.User, error) {
 	ids = slices.Clone(ids)
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
-	mode := "NO KEY UPDATE"
+	q := `SELECT data FROM guestauth_users WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE`
 	if forDelete {
-		mode = "UPDATE"
+		q = `SELECT data FROM guestauth_users WHERE id = ANY($1) ORDER BY id FOR UPDATE`
 	}
-	rows, err := w.Query(w.ctx, `SELECT data FROM guestauth_users WHERE id = ANY($1) ORDER BY id FOR `+mode, ids)
+	rows, err := w.Query(w.ctx, q, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -287,7 +283,7 @@ func (w *wtx) putSession(u *storage.User, s *storage.Session) error {
 	if s.ID == "" || s.UserID == "" {
 		return invalid("session needs an id and a user id")
 	}
-	raw, err := json.Marshal(s)
+	raw, err := json.Marshal(s) //nolint:gosec // G117: the refresh key is stored, as in bbolt; the database is as secret as the file
 	if err != nil {
 		return err
 	}
