@@ -210,13 +210,50 @@ func (s *Service) EndBrowserSession(ctx context.Context, id *Identity) error {
 // another account, it reports guest.merged (guest_id, user_id), so the app
 // can move the guest's data into the account, and returns true; the guest
 // then expires as usual unless kept.
+//
+// The merge is also stored on the new session (MergedFrom), so whichever
+// instance serves its first proxied request tells the app (TakeMerge).
 func (s *Service) ReplaceBrowserSession(ctx context.Context, prev *Identity, login *BrowserLogin) (merged bool, err error) {
 	err = s.endSession(ctx, prev.Session.ID)
 	if !prev.User.IsAnonymous() || prev.User.ID == login.User.ID {
 		return false, err
 	}
+	sess, uerr := s.store.UpdateSession(ctx, login.Session.ID, func(cur *storage.Session) error {
+		cur.MergedFrom = prev.User.ID
+		return nil
+	})
+	if uerr == nil {
+		login.Session = sess
+	}
 	s.observe(ctx, events.Event{Type: events.GuestMerged, UserID: login.User.ID, Data: map[string]any{"guest_id": prev.User.ID, "user_id": login.User.ID}})
-	return true, err
+	return true, errors.Join(err, uerr)
+}
+
+// errMergeTaken: another request already told the app of the merge.
+var errMergeTaken = errors.New("merge already told")
+
+// TakeMerge returns the guest id of id's session's merge (MergedFrom) and
+// clears it, so of any number of concurrent requests exactly one gets it;
+// "" when there is none (left).
+func (s *Service) TakeMerge(ctx context.Context, id *Identity) (string, error) {
+	if id.Session.MergedFrom == "" {
+		return "", nil
+	}
+	var guest string
+	_, err := s.store.UpdateSession(ctx, id.Session.ID, func(cur *storage.Session) error {
+		if cur.MergedFrom == "" {
+			return errMergeTaken
+		}
+		guest, cur.MergedFrom = cur.MergedFrom, ""
+		return nil
+	})
+	if errors.Is(err, errMergeTaken) || errors.Is(err, storage.ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return guest, nil
 }
 
 // BrowserSignIn is the password sign-in of the built-in pages: the same

@@ -257,3 +257,73 @@ func TestRegisterAndSignInBrowser(t *testing.T) {
 		t.Fatalf("signed-in handle: %v %v", id, err)
 	}
 }
+
+// A sign-in from a guest's browser session stores the merge on the new
+// session, so whichever instance serves its first proxied request tells
+// the app, exactly once however many requests race for it.
+func TestMergeStoredAndTakenOnce(t *testing.T) {
+	f := newFixture(t, browserConfig())
+	if _, err := f.svc.RegisterBrowser(bg, "alice", "correct horse battery", "192.0.2.1"); err != nil {
+		t.Fatal(err)
+	}
+	guest, err := f.svc.CreateBrowserGuest(bg, "192.0.2.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev, _, err := f.svc.BrowserAuthenticate(bg, guest.Handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	login, err := f.svc.BrowserSignIn(bg, "alice", "correct horse battery", "192.0.2.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if merged, err := f.svc.ReplaceBrowserSession(bg, prev, login); !merged || err != nil {
+		t.Fatalf("ReplaceBrowserSession = %v, %v", merged, err)
+	}
+	if _, _, err := f.svc.BrowserAuthenticate(bg, guest.Handle); err == nil {
+		t.Fatal("the guest's browser session survived the sign-in")
+	}
+	// As another instance would: from the store, not from login.
+	stored, err := f.store.GetSession(bg, login.Session.ID)
+	if err != nil || stored.MergedFrom != guest.User.ID {
+		t.Fatalf("stored session: %+v %v", stored, err)
+	}
+	id, _, err := f.svc.BrowserAuthenticate(bg, login.Handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	got := make([]string, 20)
+	for i := range got {
+		wg.Go(func() {
+			var err error
+			if got[i], err = f.svc.TakeMerge(bg, id); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	told := 0
+	for _, g := range got {
+		if g == guest.User.ID {
+			told++
+		} else if g != "" {
+			t.Fatalf("TakeMerge = %q", g)
+		}
+	}
+	if told != 1 {
+		t.Fatalf("the app was told of the merge %d times, want once", told)
+	}
+	if id, _, err := f.svc.BrowserAuthenticate(bg, login.Handle); err != nil || id.Session.MergedFrom != "" {
+		t.Fatalf("after the merge was told: %+v %v", id, err)
+	}
+	// A sign-in from a normal user's session is no merge.
+	again, err := f.svc.BrowserSignIn(bg, "alice", "correct horse battery", "192.0.2.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if merged, err := f.svc.ReplaceBrowserSession(bg, id, again); merged || err != nil {
+		t.Fatalf("normal-user session: merged %v, %v", merged, err)
+	}
+}

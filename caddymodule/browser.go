@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -300,7 +299,11 @@ func (g *GuestAuth) serveBrowser(w http.ResponseWriter, r *http.Request, repl *c
 	if err := g.setAssertion(r, id.User); err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
-	if guest, ok := g.shared.merges.take(id.Session.ID); ok {
+	guest, err := g.svc.TakeMerge(r.Context(), id)
+	if err != nil {
+		return g.browserFault(w, r, err, "telling the app of a merge")
+	}
+	if guest != "" {
 		h.Set(b.MergedHeader, guest)
 	}
 	setUserPlaceholders(repl, id)
@@ -343,46 +346,6 @@ func safeReturn(s string) string {
 		return "/"
 	}
 	return s
-}
-
-// mergeMarks remembers, per new session, the guest a sign-in merged, until
-// the session's first proxied request takes it. Marks are kept in memory
-// (per store, in this process) for mergeMarkTTL: a visitor who never makes a proxied request after
-// signing in gets no header (the guest.merged event is the durable record).
-type mergeMarks struct {
-	mu sync.Mutex
-	m  map[string]mergeMark
-}
-
-type mergeMark struct {
-	guest string
-	at    time.Time
-}
-
-const mergeMarkTTL = 10 * time.Minute
-
-func (mm *mergeMarks) put(sessionID, guestID string, now time.Time) {
-	mm.mu.Lock()
-	defer mm.mu.Unlock()
-	if mm.m == nil {
-		mm.m = map[string]mergeMark{}
-	}
-	for k, v := range mm.m {
-		if now.Sub(v.at) > mergeMarkTTL {
-			delete(mm.m, k)
-		}
-	}
-	mm.m[sessionID] = mergeMark{guest: guestID, at: now}
-}
-
-func (mm *mergeMarks) take(sessionID string) (string, bool) {
-	mm.mu.Lock()
-	defer mm.mu.Unlock()
-	v, ok := mm.m[sessionID]
-	if ok {
-		delete(mm.m, sessionID)
-	}
-	return v.guest, ok
 }
 
 // parseBrowser reads the `browser` block. create_guest takes a matcher

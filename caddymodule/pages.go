@@ -235,12 +235,8 @@ func (g *GuestAuth) postPage(w http.ResponseWriter, r *http.Request, d *PageData
 		}
 		if id != nil {
 			// The browser's previous session ends: one session per browser.
-			merged, err := g.svc.ReplaceBrowserSession(ctx, id, login)
-			if err != nil {
+			if _, err := g.svc.ReplaceBrowserSession(ctx, id, login); err != nil {
 				g.logger.Error("ending the previous browser session", zap.Error(err))
-			}
-			if merged {
-				g.shared.merges.put(login.Session.ID, id.User.ID, g.now())
 			}
 		}
 		b.setSession(w, r, login, g.now())

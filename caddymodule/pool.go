@@ -37,10 +37,6 @@ type sharedStore struct {
 	done   chan struct{}
 	// pruneMu lets one guest sweep run at a time on this file.
 	pruneMu sync.Mutex
-	// merges are the browser sign-ins from a guest session not yet told
-	// to the upstream (browser.go), shared by the handlers of this store so
-	// a sign-in page of one site block tells the app behind another.
-	merges mergeMarks
 
 	mu       sync.Mutex
 	handlers []*GuestAuth // configs using this file, newest last

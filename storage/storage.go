@@ -90,6 +90,10 @@ type Session struct {
 	// (HMAC(RefreshKey, id|generation)); only Generation's token is valid.
 	RefreshKey []byte `json:"refresh_key"`
 	Generation uint64 `json:"generation"`
+	// MergedFrom is, for a browser session started by a sign-in from a
+	// guest's session, that guest's id until the app has been told of the
+	// merge (the first proxied request of the session clears it).
+	MergedFrom string `json:"merged_from,omitempty"`
 }
 
 // EndsAt is when the session ends unless used again: the earlier of its
