@@ -434,18 +434,38 @@ func (v *Verifier) parse(raw, issuer string, now time.Time) (*AccessClaims, erro
 	if vc.Subject == "" || vc.SessionID == "" {
 		return nil, invalid(ReasonClaims)
 	}
+	if !v.audienceOK(vc.Audience) {
+		return nil, invalid(ReasonAudience)
+	}
+	// Cached claims share the strings every token repeats (issuer, client
+	// id, audience) with the verifier instead of holding copies.
 	c := &AccessClaims{
-		Issuer: vc.Issuer, Audience: vc.Audience, Subject: vc.Subject, ClientID: vc.ClientID,
+		Issuer: issuer, Audience: v.shareAudience(vc.Audience), Subject: vc.Subject, ClientID: v.share(vc.ClientID),
 		SessionID: vc.SessionID, Name: vc.Name, Tag: vc.Tag, Scope: vc.Scope, JTI: vc.JTI,
 		Anonymous: vc.Anonymous, ExpiresAt: exp,
 	}
 	if present&claimIat != 0 {
 		c.IssuedAt = iat
 	}
-	if !v.audienceOK(c.Audience) {
-		return nil, invalid(ReasonAudience)
-	}
 	return c, nil
+}
+
+// share returns the accepted audience equal to s, or s.
+func (v *Verifier) share(s string) string {
+	if i := slices.Index(v.Audiences, s); i >= 0 {
+		return v.Audiences[i]
+	}
+	return s
+}
+
+// shareAudience returns a one-element aud as a sub-slice of v.Audiences.
+func (v *Verifier) shareAudience(aud []string) []string {
+	if len(aud) == 1 {
+		if i := slices.Index(v.Audiences, aud[0]); i >= 0 {
+			return v.Audiences[i : i+1 : i+1]
+		}
+	}
+	return aud
 }
 
 // strictB64 refuses non-zero padding bits, so one token has one spelling.
