@@ -7,6 +7,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/guestauth/caddy-guestauth/tokens"
 )
 
 // TestExplicitZeroKept: an option whose 0 means something (no skew, no
@@ -52,13 +54,13 @@ func TestExplicitZeroKept(t *testing.T) {
 		check(t, parse(t, "clock_skew 1m\ntoken_cache_size 5\nguest_ttl 1h"), time.Minute, 5, time.Hour)
 	})
 	t.Run("caddyfile unset", func(t *testing.T) {
-		check(t, parse(t, ""), 30*time.Second, 10000, 720*time.Hour)
+		check(t, parse(t, ""), 30*time.Second, tokens.DefaultCacheSize, 720*time.Hour)
 	})
 	t.Run("json zero", func(t *testing.T) {
 		check(t, fromJSON(t, `{"clock_skew":0,"token_cache_size":0,"guest_ttl":0}`), 0, 0, 0)
 	})
 	t.Run("json unset", func(t *testing.T) {
-		check(t, fromJSON(t, `{}`), 30*time.Second, 10000, 720*time.Hour)
+		check(t, fromJSON(t, `{}`), 30*time.Second, tokens.DefaultCacheSize, 720*time.Hour)
 	})
 	t.Run("json round trip", func(t *testing.T) {
 		// Caddy adapts a Caddyfile to JSON: the explicit 0 must survive.
@@ -70,7 +72,7 @@ func TestExplicitZeroKept(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		check(t, fromJSON(t, string(js)), 0, 10000, 720*time.Hour)
+		check(t, fromJSON(t, string(js)), 0, tokens.DefaultCacheSize, 720*time.Hour)
 	})
 	t.Run("out of range", func(t *testing.T) {
 		d := caddy.Duration(6 * time.Minute)

@@ -14,6 +14,8 @@
 //	caddy_guest_auth_rate_limited_total{limit}                ip, global, cap, signin
 //	caddy_guest_auth_token_verification_failures_total{reason} malformed, bad_signature, expired, wrong_issuer, bad_claims, session_ended
 //	caddy_guest_auth_signin_failures_total
+//	caddy_guest_auth_token_cache_hits_total                   verified-token cache hits
+//	caddy_guest_auth_token_cache_misses_total                 lookups that had to verify the signature
 //	caddy_guest_auth_webhook_dropped_total{type}              guest.created, guest.upgraded, guest.expired, session.revoked, refresh.reuse_detected, signin.throttled, user.deleted
 //
 // Gauges, read from the store at scrape time (see SetGaugeSource):
@@ -73,6 +75,8 @@ var (
 	guestsUpgraded = counter("guests_upgraded_total", "Guest users upgraded to named accounts.")
 	guestsExpired  = counter("guests_expired_total", "Idle guest users deleted.")
 	signInFailures = counter("signin_failures_total", "Sign-ins refused for a wrong name or password.")
+	cacheHits      = counter("token_cache_hits_total", "Access tokens found in the verified-token cache.")
+	cacheMisses    = counter("token_cache_misses_total", "Access tokens not in the verified-token cache, so verified in full.")
 
 	rateLimited = counterVec("rate_limited_total", "Requests refused by a rate limit, by limit.", "limit", limits)
 	tokenFails  = counterVec("token_verification_failures_total", "Tokens refused, by reason.", "reason", reasons)
@@ -85,7 +89,7 @@ var (
 		kept: prometheus.NewDesc(prometheus.BuildFQName(namespace, subsystem, "kept_guests"), "Guest users kept past their idle expiry.", nil, nil),
 	}
 
-	collectors = []prometheus.Collector{guestsCreated, guestsUpgraded, guestsExpired, signInFailures, webhookDropped, rateLimited, tokenFails, guestGauges}
+	collectors = []prometheus.Collector{guestsCreated, guestsUpgraded, guestsExpired, signInFailures, cacheHits, cacheMisses, webhookDropped, rateLimited, tokenFails, guestGauges}
 )
 
 func counter(name, help string) prometheus.Counter {
@@ -120,6 +124,12 @@ func Register(reg *prometheus.Registry) error {
 	}
 	return nil
 }
+
+// TokenCacheHit counts a verified-token cache hit; it does not allocate.
+func TokenCacheHit() { cacheHits.Inc() }
+
+// TokenCacheMiss counts a verified-token cache miss.
+func TokenCacheMiss() { cacheMisses.Inc() }
 
 // GuestCreated counts a new guest user.
 func GuestCreated() { guestsCreated.Inc() }

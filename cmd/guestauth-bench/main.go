@@ -59,6 +59,7 @@ type config struct {
 	nMiss        int
 	nPassword    int
 	missTokens   int
+	cacheSize    int
 	prefill      int
 	svg          string
 	profileDir   string
@@ -79,7 +80,8 @@ func main() {
 	flag.IntVar(&c.nProxy, "n-proxy", 6000, "proxied requests per side per round (cache hit)")
 	flag.IntVar(&c.nMiss, "n-miss", 3000, "proxied requests per side per round (cache miss)")
 	flag.IntVar(&c.nPassword, "n-password", 16, "upgrades and password sign-ins per round")
-	flag.IntVar(&c.missTokens, "miss-tokens", 20000, "tokens per algorithm sent round robin for the cache-miss scenario (default token cache: 10000)")
+	flag.IntVar(&c.missTokens, "miss-tokens", 20000, "tokens per algorithm sent round robin for the cache-miss scenario (must exceed -cache-size)")
+	flag.IntVar(&c.cacheSize, "cache-size", 10000, "token_cache_size of the guest_auth sites, below -miss-tokens so the cache-miss scenario misses")
 	flag.IntVar(&c.prefill, "prefill", 0, "guests to create (EdDSA site) before measuring, to measure on a large store")
 	flag.StringVar(&c.svg, "svg", "", "write a chart of the results to this file")
 	flag.StringVar(&c.profileDir, "profile", "", "after the rounds, save Caddy CPU and allocation profiles of guest creation here")
@@ -87,6 +89,10 @@ func main() {
 	flag.BoolVar(&c.keep, "keep", false, "keep the temporary directory (Caddyfile, logs, store)")
 	flag.StringVar(&c.only, "only", "", "comma-separated scenario groups to run: create,hit,miss,password (default all)")
 	flag.Parse()
+	if c.cacheSize < 1 || c.missTokens <= c.cacheSize {
+		fmt.Fprintln(os.Stderr, "guestauth-bench: -miss-tokens must exceed -cache-size (>= 1), or the cache-miss scenario hits the cache")
+		os.Exit(2)
+	}
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "guestauth-bench:", err)
 		os.Exit(1)
@@ -247,10 +253,11 @@ func (b *bench) start() error {
 		name_change_limit user 0 1s
 		name_change_limit ip 0 1s
 		max_live_guests 0
+		token_cache_size %d
 	}
 	reverse_proxy %s
 }
-`, b.guest[alg], storageLine, strings.ToLower(alg), alg, up)
+`, b.guest[alg], storageLine, strings.ToLower(alg), alg, b.cfg.cacheSize, up)
 	}
 	cfPath := filepath.Join(b.dir, "Caddyfile")
 	if err := os.WriteFile(cfPath, []byte(cf.String()), 0o600); err != nil {
