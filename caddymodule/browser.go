@@ -291,12 +291,7 @@ func (g *GuestAuth) serveBrowser(w http.ResponseWriter, r *http.Request, repl *c
 		}
 		return bearerError(w, http.StatusForbidden, "insufficient_scope", "A registered user is required; guests must upgrade first.")
 	}
-	h := r.Header
-	h.Set(g.Headers.UserID, id.User.ID)
-	h.Set(g.Headers.UserName, id.User.Name)
-	h.Set(g.Headers.UserTag, id.User.Tag)
-	h.Set(g.Headers.UserAnonymous, strconv.FormatBool(id.User.IsAnonymous()))
-	if err := g.setAssertion(r, id.User); err != nil {
+	if err := g.setIdentity(r, id); err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
 	guest, err := g.svc.TakeMerge(r.Context(), id)
@@ -304,7 +299,7 @@ func (g *GuestAuth) serveBrowser(w http.ResponseWriter, r *http.Request, repl *c
 		return g.browserFault(w, r, err, "telling the app of a merge")
 	}
 	if guest != "" {
-		h.Set(b.MergedHeader, guest)
+		r.Header.Set(b.MergedHeader, guest)
 	}
 	setUserPlaceholders(repl, id)
 	return g.next(w, r, next, id.User)

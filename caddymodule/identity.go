@@ -317,12 +317,7 @@ func (g *GuestAuth) serveProxied(w http.ResponseWriter, r *http.Request, repl *c
 	if g.Require == RequireUser && id.User.IsAnonymous() {
 		return bearerError(w, http.StatusForbidden, "insufficient_scope", "A registered user is required; guests must upgrade first.")
 	}
-	h := r.Header
-	h.Set(g.Headers.UserID, id.User.ID)
-	h.Set(g.Headers.UserName, id.User.Name)
-	h.Set(g.Headers.UserTag, id.User.Tag)
-	h.Set(g.Headers.UserAnonymous, strconv.FormatBool(id.User.IsAnonymous()))
-	if err := g.setAssertion(r, id.User); err != nil {
+	if err := g.setIdentity(r, id); err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
 	setUserPlaceholders(repl, id)
@@ -354,4 +349,16 @@ func setBearerChallenge(w http.ResponseWriter, code, desc string) {
 		}
 	}
 	w.Header().Set("WWW-Authenticate", challenge)
+}
+
+// setIdentity sets the identity headers of id on the request for the
+// upstream (Bearer and cookie sessions alike), and the signed assertion
+// when configured.
+func (g *GuestAuth) setIdentity(r *http.Request, id *accounts.Identity) error {
+	h := r.Header
+	h.Set(g.Headers.UserID, id.User.ID)
+	h.Set(g.Headers.UserName, id.User.Name)
+	h.Set(g.Headers.UserTag, id.User.Tag)
+	h.Set(g.Headers.UserAnonymous, strconv.FormatBool(id.User.IsAnonymous()))
+	return g.setAssertion(r, id.User)
 }
