@@ -113,16 +113,16 @@ type Service struct {
 	cfg      Config
 	now      func() time.Time
 	// password budgets (see budget); admitMu makes admit all-or-nothing
-	admitMu      sync.Mutex
-	byAcct       *Throttle
+	admitMu sync.Mutex
+	byAcct  *Throttle
 	// byAcctShared, hashesShared and globalShared, when set, replace
 	// byAcct, hashesByAcct and global (see Config.SharedLimits).
 	byAcctShared, hashesShared, globalShared Limiter
-	byDevice     *Throttle
-	hashesByAcct *Throttle
-	byIP         *Throttle
-	deviceKey    []byte
-	hashHook     func() // tests: called before each password hash
+	byDevice                                 *Throttle
+	hashesByAcct                             *Throttle
+	byIP                                     *Throttle
+	deviceKey                                []byte
+	hashHook                                 func() // tests: called before each password hash
 	// guest creation limits
 	byIPCreate *Throttle
 	global     *Throttle
