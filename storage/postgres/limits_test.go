@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"errors"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -118,5 +119,34 @@ func TestSharedLimitUnavailable(t *testing.T) {
 	w, err := a.LimitTake(bg, "signin_account", "acct:bob", 5, time.Minute, time.Now())
 	if !errors.Is(err, storage.ErrUnavailable) {
 		t.Fatalf("wait %v, err %v; want ErrUnavailable", w, err)
+	}
+}
+
+// BenchmarkSharedLimitTake: one try of a shared limit (the purge and the
+// GCRA statement), on one hot key (the global guest rate) and on many.
+func BenchmarkSharedLimitTake(b *testing.B) {
+	dsn := pgtest.DSN(b)
+	p, err := postgres.Open(bg, dsn, postgres.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	now := time.Unix(1_800_000_000, 0)
+	for _, bc := range []struct {
+		name string
+		key  func(i int) string
+	}{
+		{"hot", func(int) string { return "" }},
+		{"spread", func(i int) string { return "acct:" + strconv.Itoa(i) }},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				i++
+				if _, err := p.LimitTake(bg, "bench_"+bc.name, bc.key(i), 1<<30, time.Nanosecond, now); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
