@@ -81,6 +81,14 @@ type Config struct {
 	// limit it is (one of the Throttle* names), l its configured Limit;
 	// the clock is the caller's. It may return nil to disable the limit.
 	Throttles func(name string, l Limit) *Throttle
+	// SharedLimits, when set, is asked for the limits that must hold
+	// across every process using the store — the account's guess budget
+	// (ThrottleSignInAccount), its hash budget (ThrottleSignInHash) and the
+	// global guest rate (ThrottleGuestGlobal) — and a Limiter it returns
+	// replaces that throttle (see StoreLimit); nil keeps it in memory. The
+	// other limits (per client IP, per device, challenges, name changes)
+	// always stay in this process, so N processes allow N times them.
+	SharedLimits func(name string, l Limit) Limiter
 }
 
 // Names of the Service's throttles, as passed to Config.Throttles.
@@ -105,13 +113,16 @@ type Service struct {
 	cfg      Config
 	now      func() time.Time
 	// password budgets (see budget); admitMu makes admit all-or-nothing
-	admitMu      sync.Mutex
-	byAcct       *Throttle
-	byDevice     *Throttle
-	hashesByAcct *Throttle
-	byIP         *Throttle
-	deviceKey    []byte
-	hashHook     func() // tests: called before each password hash
+	admitMu sync.Mutex
+	byAcct  *Throttle
+	// byAcctShared, hashesShared and globalShared, when set, replace
+	// byAcct, hashesByAcct and global (see Config.SharedLimits).
+	byAcctShared, hashesShared, globalShared Limiter
+	byDevice                                 *Throttle
+	hashesByAcct                             *Throttle
+	byIP                                     *Throttle
+	deviceKey                                []byte
+	hashHook                                 func() // tests: called before each password hash
 	// guest creation limits
 	byIPCreate *Throttle
 	global     *Throttle
@@ -146,19 +157,38 @@ func New(ctx context.Context, store Store, keys *tokens.Keyring, cfg Config, now
 	if mk == nil {
 		mk = func(_ string, l Limit) *Throttle { return NewThrottle(l, now) }
 	}
+	shared := func(name string, l Limit) Limiter {
+		if cfg.SharedLimits == nil || l.Burst <= 0 || l.Interval <= 0 {
+			return nil
+		}
+		return cfg.SharedLimits(name, l)
+	}
+	// A limit kept in the store has no in-memory throttle.
+	local := func(sh Limiter, name string, l Limit) *Throttle {
+		if sh != nil {
+			return nil
+		}
+		return mk(name, l)
+	}
+	byAcctShared := shared(ThrottleSignInAccount, cfg.AccountLimit)
+	hashesShared := shared(ThrottleSignInHash, cfg.AccountHashLimit)
+	globalShared := shared(ThrottleGuestGlobal, cfg.Guests.Global)
 	return &Service{
+		byAcctShared:  byAcctShared,
+		hashesShared:  hashesShared,
+		globalShared:  globalShared,
 		store:         store,
 		keys:          keys,
 		cfg:           cfg,
 		now:           now,
 		verifier:      &tokens.Verifier{Keys: keys, Skew: cfg.Skew, Now: now, Cache: tokens.NewCache(cfg.CacheSize), Audiences: slices.Clone(cfg.Audiences)},
-		byAcct:        mk(ThrottleSignInAccount, cfg.AccountLimit),
+		byAcct:        local(byAcctShared, ThrottleSignInAccount, cfg.AccountLimit),
 		byDevice:      mk(ThrottleSignInDevice, cfg.DeviceLimit),
-		hashesByAcct:  mk(ThrottleSignInHash, cfg.AccountHashLimit),
+		hashesByAcct:  local(hashesShared, ThrottleSignInHash, cfg.AccountHashLimit),
 		byIP:          mk(ThrottleSignInIP, cfg.IPLimit),
 		deviceKey:     deviceKey,
 		byIPCreate:    mk(ThrottleGuestIP, cfg.Guests.PerIP),
-		global:        mk(ThrottleGuestGlobal, cfg.Guests.Global),
+		global:        local(globalShared, ThrottleGuestGlobal, cfg.Guests.Global),
 		byIPChallenge: mk(ThrottleChallengeIP, cfg.Challenges.PerIP),
 		challengeAll:  mk(ThrottleChallengeGlobal, cfg.Challenges.Global),
 		names:         newNameRules(cfg, mk),

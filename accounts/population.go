@@ -40,7 +40,14 @@ func (s *Service) admitGuest(ctx context.Context, clientIP string) error {
 	if wait := s.byIPCreate.Take(clientIP); wait > 0 {
 		return &ThrottledError{Limit: LimitIP, RetryAfter: wait}
 	}
-	if wait := s.global.Take(""); wait > 0 {
+	wait := s.global.Take("")
+	if s.globalShared != nil {
+		var err error
+		if wait, err = s.globalShared.Take(ctx, "", s.now()); err != nil {
+			return err
+		}
+	}
+	if wait > 0 {
 		return &ThrottledError{Limit: LimitGlobal, RetryAfter: wait}
 	}
 	return nil

@@ -187,14 +187,14 @@ func (s *Service) updateProfile(ctx context.Context, id *Identity, upd ProfileUp
 		if upd.Password == nil && (upd.OldPassword == nil || *upd.OldPassword == "") {
 			return nil, refuse(CodeWrongPassword, "Changing the username needs the current password (oldPassword).")
 		}
-		if err := s.checkOldPassword(id, upd.OldPassword, upd.ClientIP); err != nil {
+		if err := s.checkOldPassword(ctx, id, upd.OldPassword, upd.ClientIP); err != nil {
 			return nil, err
 		}
 	}
 	var newHash string
 	if upd.Password != nil {
 		// Hash outside any store transaction: it takes tens of milliseconds.
-		h, err := s.hashNewPassword(cur.Name, *upd.Password, upd.ClientIP)
+		h, err := s.hashNewPassword(ctx, cur.Name, *upd.Password, upd.ClientIP)
 		if err != nil {
 			return nil, err
 		}
@@ -280,12 +280,12 @@ var errConflict = errors.New("concurrent update")
 // draw on the budget of the session making them (DeviceLimit), so failed
 // sign-ins elsewhere cannot lock the owner out of changing the password,
 // and on the account's and client IP's hash budgets (see budget).
-func (s *Service) checkOldPassword(id *Identity, old *string, clientIP string) error {
+func (s *Service) checkOldPassword(ctx context.Context, id *Identity, old *string, clientIP string) error {
 	if old == nil || *old == "" {
 		return refuse(CodeWrongPassword, "Changing the password needs the current one (old_password).")
 	}
-	guesses := budget{s.byDevice, "sess:" + id.Session.ID}
-	if err := s.admit(guesses, budget{s.hashesByAcct, accountKey(id.User.Name)}, budget{s.byIP, ipKey(clientIP)}); err != nil {
+	guesses := budget{t: s.byDevice, key: "sess:" + id.Session.ID}
+	if err := s.admit(ctx, guesses, s.accountHashes(id.User.Name), budget{t: s.byIP, key: ipKey(clientIP)}); err != nil {
 		return err
 	}
 	ok, err := s.verifyPassword(*old, id.User.PasswordHash)
@@ -295,14 +295,14 @@ func (s *Service) checkOldPassword(id *Identity, old *string, clientIP string) e
 	if !ok {
 		return refuse(CodeWrongPassword, "The current password is incorrect.")
 	}
-	guesses.t.Reset(guesses.key)
+	guesses.reset(ctx)
 	return nil
 }
 
 // hashNewPassword hashes a new password of the user named name, within the
 // account's and the client IP's hash budgets.
-func (s *Service) hashNewPassword(name, pw, clientIP string) (string, error) {
-	if err := s.admit(budget{s.hashesByAcct, accountKey(name)}, budget{s.byIP, ipKey(clientIP)}); err != nil {
+func (s *Service) hashNewPassword(ctx context.Context, name, pw, clientIP string) (string, error) {
+	if err := s.admit(ctx, s.accountHashes(name), budget{t: s.byIP, key: ipKey(clientIP)}); err != nil {
 		return "", err
 	}
 	return s.hashPassword(pw)

@@ -64,28 +64,96 @@ var errBadCredentials = &Error{Code: CodeInvalidGrant, Description: "The usernam
 //     IP's (Config.IPLimit), whatever the outcome: they bound the work and
 //     the sessions a password can buy, and are never refunded.
 type budget struct {
-	t   *Throttle
+	t *Throttle
+	// sh, when set, keeps the budget in the store instead of t (see
+	// Config.SharedLimits).
+	sh  Limiter
 	key string
 }
 
 func accountKey(name string) string { return "acct:" + storage.NameKey(name) }
 func ipKey(ip string) string        { return "ip:" + ip }
 
+// accountGuesses and accountHashes are the account's budgets for name.
+func (s *Service) accountGuesses(name string) budget {
+	return budget{t: s.byAcct, sh: s.byAcctShared, key: accountKey(name)}
+}
+
+func (s *Service) accountHashes(name string) budget {
+	return budget{t: s.hashesByAcct, sh: s.hashesShared, key: accountKey(name)}
+}
+
+// reset gives b's key a full budget again. A store that cannot do so
+// leaves the tries spent, the safe side, so its error is dropped.
+func (b budget) reset(ctx context.Context) {
+	if b.sh != nil {
+		_ = b.sh.Reset(context.WithoutCancel(ctx), b.key)
+		return
+	}
+	b.t.Reset(b.key)
+}
+
 // admit spends one try from each budget, or none when any is empty; then
 // it refuses with the longest wait, after which all of them have a try.
-func (s *Service) admit(budgets ...budget) error {
+// Budgets kept in the store are taken one by one between a check and the
+// take of the in-memory ones, and given back when a later one refuses, so
+// the whole stays all-or-nothing without holding admitMu across the
+// store's round trips. A store that cannot answer refuses (its error,
+// storage.ErrUnavailable), never admits.
+func (s *Service) admit(ctx context.Context, budgets ...budget) error {
 	now := s.now()
+	if err := s.admitLocal(budgets, now, false); err != nil {
+		return err
+	}
+	var taken []budget
+	refund := func() {
+		for _, b := range taken {
+			// A refund lost to an outage leaves the try spent: the safe side.
+			_ = b.sh.Refund(context.WithoutCancel(ctx), b.key)
+		}
+	}
+	for _, b := range budgets {
+		if b.sh == nil {
+			continue
+		}
+		wait, err := b.sh.Take(ctx, b.key, now)
+		if err != nil {
+			refund()
+			return err
+		}
+		if wait > 0 {
+			refund()
+			return &ThrottledError{Limit: LimitSignIn, RetryAfter: wait}
+		}
+		taken = append(taken, b)
+	}
+	if err := s.admitLocal(budgets, now, true); err != nil {
+		refund()
+		return err
+	}
+	return nil
+}
+
+// admitLocal checks the in-memory budgets and, if take, spends one try of
+// each when all have one.
+func (s *Service) admitLocal(budgets []budget, now time.Time, take bool) error {
 	s.admitMu.Lock()
 	defer s.admitMu.Unlock()
 	var wait time.Duration
 	for _, b := range budgets {
-		wait = max(wait, b.t.wait(b.key, now))
+		if b.sh == nil {
+			wait = max(wait, b.t.wait(b.key, now))
+		}
 	}
 	if wait > 0 {
 		return &ThrottledError{Limit: LimitSignIn, RetryAfter: wait}
 	}
-	for _, b := range budgets {
-		b.t.take(b.key, now)
+	if take {
+		for _, b := range budgets {
+			if b.sh == nil {
+				b.t.take(b.key, now)
+			}
+		}
 	}
 	return nil
 }
@@ -151,13 +219,13 @@ func (s *Service) checkSignIn(ctx context.Context, req SignInRequest) (*storage.
 		return nil, err
 	}
 	usable := err == nil && !u.IsAnonymous() && u.PasswordHash != ""
-	guesses := budget{s.byAcct, accountKey(req.Username)}
+	guesses := s.accountGuesses(req.Username)
 	if usable && req.DeviceToken != "" {
 		if id, ok := s.checkDeviceToken(req.DeviceToken, u.ID); ok {
-			guesses = budget{s.byDevice, "dev:" + id}
+			guesses = budget{t: s.byDevice, key: "dev:" + id}
 		}
 	}
-	if err := s.admit(guesses, budget{s.hashesByAcct, accountKey(req.Username)}, budget{s.byIP, ipKey(req.ClientIP)}); err != nil {
+	if err := s.admit(ctx, guesses, s.accountHashes(req.Username), budget{t: s.byIP, key: ipKey(req.ClientIP)}); err != nil {
 		var te *ThrottledError
 		if errors.As(err, &te) {
 			s.observe(ctx, events.Event{Type: events.SignInThrottled, ClientID: req.ClientID, Data: map[string]any{"client_ip": clientIPOf(ctx), "retry_after_s": te.RetrySeconds()}})
@@ -175,6 +243,6 @@ func (s *Service) checkSignIn(ctx context.Context, req SignInRequest) (*storage.
 	if !ok || !usable || checkPasswordLength(req.Password) != nil {
 		return nil, errBadCredentials
 	}
-	guesses.t.Reset(guesses.key)
+	guesses.reset(ctx)
 	return u, nil
 }

@@ -1,11 +1,14 @@
 package accounts
 
 import (
+	"context"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"golang.org/x/time/rate"
+
+	"github.com/guestauth/caddy-guestauth/storage"
 )
 
 // Limit is a token bucket: Burst tries are allowed at once, then one more
@@ -103,4 +106,44 @@ func (t *Throttle) takeLocked(key string, now time.Time) {
 	}
 	// ReserveN always spends (into debt, at worst by a rounding error).
 	lim.ReserveN(now, 1)
+}
+
+// Limiter is a keyed token bucket kept outside the Service, such as one in
+// the store that every process using it shares (see Config.SharedLimits
+// and StoreLimit). Each method is atomic where the bucket is kept. An error
+// (storage.ErrUnavailable when the store cannot answer) refuses the
+// request: a limit that cannot be checked never admits.
+type Limiter interface {
+	// Take spends one try for key at now and returns 0, or returns how
+	// long until key has one, spending nothing.
+	Take(ctx context.Context, key string, now time.Time) (time.Duration, error)
+	// Refund gives back one try Take spent.
+	Refund(ctx context.Context, key string) error
+	// Reset gives key a full bucket again.
+	Reset(ctx context.Context, key string) error
+}
+
+// StoreLimit is the Limiter of l kept in a store with the SharedLimiter
+// capability under name: processes naming the same limit share its
+// buckets.
+func StoreLimit(st storage.SharedLimiter, name string, l Limit) Limiter {
+	return storeLimit{st: st, name: name, l: l}
+}
+
+type storeLimit struct {
+	st   storage.SharedLimiter
+	name string
+	l    Limit
+}
+
+func (sl storeLimit) Take(ctx context.Context, key string, now time.Time) (time.Duration, error) {
+	return sl.st.LimitTake(ctx, sl.name, key, sl.l.Burst, sl.l.Interval, now)
+}
+
+func (sl storeLimit) Refund(ctx context.Context, key string) error {
+	return sl.st.LimitRefund(ctx, sl.name, key, sl.l.Interval)
+}
+
+func (sl storeLimit) Reset(ctx context.Context, key string) error {
+	return sl.st.LimitReset(ctx, sl.name, key)
 }

@@ -205,3 +205,42 @@ func TestPostgresGuestExpiryAcrossNodes(t *testing.T) {
 		}
 	}
 }
+
+// Failed sign-ins split across two nodes on one database lock the account
+// at the configured burst (the budget is the database's, not each node's),
+// and the lock shows on both nodes; the per-IP budget stays per node.
+func TestPostgresSignInBudgetAcrossNodes(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.DSN(t)
+	var nodes []*server
+	for range 2 {
+		s := newServer(t)
+		s.DB = fmt.Sprintf("postgres %q", dsn)
+		s.Start(s.siteConfig("issuer http://cluster.test\nsignin_limit account 4 1h"))
+		nodes = append(nodes, s)
+	}
+	a := nodes[0]
+	g := a.createGuest()
+	wantEnvelope(t, a.updateUser(g.AccessToken, map[string]string{"name": "clara", "password": "clara-password"}), http.StatusOK, "ok")
+	for i := range 4 {
+		r := nodes[i%2].signInWith("clara", fmt.Sprintf("guess-%02d-pw", i), "")
+		if r.Status != http.StatusBadRequest || r.JSON(t)["error"] != "invalid_grant" {
+			t.Fatalf("guess %d: %d %s", i+1, r.Status, r.Body)
+		}
+	}
+	for _, s := range nodes {
+		r := s.signInWith("clara", "clara-password", "")
+		if r.Status != http.StatusTooManyRequests || r.Header.Get("Retry-After") == "" {
+			t.Fatalf("right password with the cluster's budget spent: %d %s", r.Status, r.Body)
+		}
+	}
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	var n int
+	if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM guestauth_limits WHERE name = 'http://cluster.test signin_account'`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("account budget rows: %d, %v; want 1", n, err)
+	}
+}

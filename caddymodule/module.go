@@ -113,6 +113,11 @@ type GuestAuth struct {
 	// a failure stays counted and a success gives the budget back. Failures
 	// from every address add up here. Default: 5, 1m. A burst of 0 disables
 	// a limit (this one or any of the others).
+	//
+	// With a PostgreSQL store this budget, the account's hash budget
+	// (signin_hash_limit) and the global guest rate (guest_limit_global)
+	// are kept in the database and hold across every Caddy using it; the
+	// other limits stay per process, so N nodes allow N times them.
 	SignInAccountLimit *RateLimit `json:"signin_account_limit,omitempty"`
 
 	// The same for each client holding a device token (the `device_token`
@@ -127,12 +132,14 @@ type GuestAuth struct {
 	// sign-ins with or without a device token, `oldPassword` checks and new
 	// passwords. It bounds the work and the sessions a known password can
 	// buy. Keep its burst and rate above the account limit's, so guesses
-	// without a device token cannot use it up. Default: 10, 20s.
+	// without a device token cannot use it up. Default: 10, 20s. Kept in
+	// the database with a PostgreSQL store (cluster-wide).
 	SignInHashLimit *RateLimit `json:"signin_hash_limit,omitempty"`
 
 	// Password hashes allowed per client IP (Caddy's client IP, which
 	// honours the server's trusted_proxies) whatever the outcome, counted
-	// like the hash limit. Default: 20, 10s.
+	// like the hash limit. Default: 20, 10s. Per Caddy process, also with
+	// PostgreSQL: N nodes allow N times it.
 	SignInIPLimit *RateLimit `json:"signin_ip_limit,omitempty"`
 
 	// Most live sessions a user may have: a sign-in beyond it ends the
@@ -149,11 +156,14 @@ type GuestAuth struct {
 	IPPrefixV6 int `json:"ip_prefix_v6,omitempty"`
 
 	// Guest creations allowed per client IP at once, then one more per
-	// interval. Default: 30, 1m (about 60 an hour sustained).
+	// interval. Default: 30, 1m (about 60 an hour sustained). Per Caddy
+	// process, also with PostgreSQL: N nodes allow N times it.
 	GuestLimitIP *RateLimit `json:"guest_limit_ip,omitempty"`
 
 	// Guest creations allowed for the whole site at once, then one more per
 	// interval. Default: 100, 100ms (10 a second sustained, 36000 an hour).
+	// Kept in the database with a PostgreSQL store, so it is the whole
+	// cluster's.
 	GuestLimitGlobal *RateLimit `json:"guest_limit_global,omitempty"`
 
 	// Username changes allowed per user at once, then one more per
@@ -425,6 +435,7 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		ReservedNames: reservedNames(g.ReservedNames),
 		Observer:      g.observe,
 		Throttles:     g.throttle,
+		SharedLimits:  g.sharedLimit,
 
 		BrowserUnconfirmed: unconfirmed,
 	}, g.now)

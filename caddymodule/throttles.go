@@ -6,6 +6,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/guestauth/caddy-guestauth/accounts"
+	"github.com/guestauth/caddy-guestauth/storage"
 )
 
 // throttlePool keeps the limits' token buckets (sign-in budgets, guest
@@ -46,4 +47,19 @@ func (g *GuestAuth) releaseThrottles() {
 		_, _ = throttlePool.Delete(k)
 	}
 	g.throttleKeys = nil
+}
+
+// sharedLimit is accounts.Config.SharedLimits for g: with a store that can
+// keep limits (storage.SharedLimiter: PostgreSQL), the limits that must
+// hold across nodes — an account's guess and hash budgets, the global
+// guest rate — are kept there, so every Caddy on the database draws on one
+// budget. They are named by the issuer and the limit, as the pooled
+// buckets are, so sites sharing a store but not an issuer keep their own.
+// A bbolt store (one process) keeps them in memory.
+func (g *GuestAuth) sharedLimit(name string, l accounts.Limit) accounts.Limiter {
+	sl, ok := g.shared.store.(storage.SharedLimiter)
+	if !ok {
+		return nil
+	}
+	return accounts.StoreLimit(sl, g.issuer+" "+name, l)
 }

@@ -315,3 +315,19 @@ func Open(ctx context.Context, cfg Config) (Backend, error) {
 	}
 	return open(ctx, cfg)
 }
+
+// SharedLimiter is an optional Backend capability: token buckets (GCRA)
+// kept in the store, so that every process using it draws on the same
+// budget. A bucket is named by a limit (name) and a key within it; burst
+// tries are allowed at once, then one more per interval. Each call is
+// atomic across processes. A store that cannot answer returns an error
+// (ErrUnavailable), never an allowed try.
+type SharedLimiter interface {
+	// LimitTake spends one try of (name, key) at now and returns 0, or
+	// returns how long until a try will be available, spending nothing.
+	LimitTake(ctx context.Context, name, key string, burst int, interval time.Duration, now time.Time) (time.Duration, error)
+	// LimitRefund gives back one try taken by LimitTake.
+	LimitRefund(ctx context.Context, name, key string, interval time.Duration) error
+	// LimitReset forgets (name, key): it has a full bucket again.
+	LimitReset(ctx context.Context, name, key string) error
+}

@@ -1,0 +1,81 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/guestauth/caddy-guestauth/storage"
+)
+
+var _ storage.SharedLimiter = (*Postgres)(nil)
+
+// takeLimit is GCRA in one statement. tat is the theoretical arrival time:
+// a try at now is allowed when max(tat, now) + interval - now <= burst *
+// interval, and then moves tat to max(tat, now) + interval. The row lock
+// of INSERT ... ON CONFLICT DO UPDATE orders concurrent takes on every
+// node, each seeing the tat the previous one wrote; a refused try updates
+// nothing and returns no row.
+//
+// $1 name, $2 key, $3 now, $4 interval, $5 burst * interval (all ns).
+const takeLimit = `INSERT INTO guestauth_limits AS l (name, key, tat_ns) VALUES ($1, $2, $3::bigint + $4::bigint)
+	ON CONFLICT (name, key) DO UPDATE SET tat_ns = GREATEST(l.tat_ns, $3::bigint) + $4::bigint
+	WHERE GREATEST(l.tat_ns, $3::bigint) + $4::bigint - $3::bigint <= $5::bigint
+	RETURNING tat_ns`
+
+// purgeLimits deletes a few rows whose bucket has refilled (a full bucket
+// is the same as none), so rows do not pile up; each take runs it, and
+// rows other transactions hold are skipped.
+const purgeLimits = `DELETE FROM guestauth_limits WHERE (name, key) IN (SELECT name, key FROM guestauth_limits
+	WHERE tat_ns <= $1 ORDER BY tat_ns LIMIT 16 FOR UPDATE SKIP LOCKED)`
+
+// LimitTake implements storage.SharedLimiter.
+func (p *Postgres) LimitTake(ctx context.Context, name, key string, burst int, interval time.Duration, now time.Time) (time.Duration, error) {
+	if burst <= 0 || interval <= 0 {
+		return 0, invalid("a shared limit needs a burst and an interval")
+	}
+	var wait time.Duration
+	err := p.once(ctx, func(ctx context.Context) error {
+		wait = 0
+		if _, err := p.pool.Exec(ctx, purgeLimits, ns(now)); err != nil {
+			return err
+		}
+		var tat int64
+		err := p.pool.QueryRow(ctx, takeLimit, name, key, ns(now), int64(interval), int64(burst)*int64(interval)).Scan(&tat)
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		// Refused: report when the next try fits. A concurrent take may
+		// move tat meanwhile; the wait is advice, the refusal is not.
+		err = p.pool.QueryRow(ctx, `SELECT tat_ns FROM guestauth_limits WHERE name = $1 AND key = $2`, name, key).Scan(&tat)
+		if errors.Is(err, pgx.ErrNoRows) {
+			wait = time.Nanosecond // deleted meanwhile: try again
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		wait = time.Duration(max(tat, ns(now)) + int64(interval) - ns(now) - int64(burst)*int64(interval))
+		wait = max(wait, time.Nanosecond)
+		return nil
+	})
+	return wait, err
+}
+
+// LimitRefund implements storage.SharedLimiter.
+func (p *Postgres) LimitRefund(ctx context.Context, name, key string, interval time.Duration) error {
+	return p.once(ctx, func(ctx context.Context) error {
+		_, err := p.pool.Exec(ctx, `UPDATE guestauth_limits SET tat_ns = tat_ns - $3 WHERE name = $1 AND key = $2`, name, key, int64(interval))
+		return err
+	})
+}
+
+// LimitReset implements storage.SharedLimiter.
+func (p *Postgres) LimitReset(ctx context.Context, name, key string) error {
+	return p.once(ctx, func(ctx context.Context) error {
+		_, err := p.pool.Exec(ctx, `DELETE FROM guestauth_limits WHERE name = $1 AND key = $2`, name, key)
+		return err
+	})
+}
