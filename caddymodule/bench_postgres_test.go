@@ -55,7 +55,7 @@ func benchStorage(b *testing.B, kind, alg string) {
 		}
 		defer conn.Close(context.Background())
 		pgTicks = func() int64 {
-			rows, err := conn.Query(context.Background(), `SELECT pid FROM pg_stat_activity WHERE application_name = 'guestauth'`)
+			rows, err := conn.Query(context.Background(), `SELECT pid FROM pg_stat_activity WHERE application_name = $1`, pgtest.AppName(b, dsn))
 			if err != nil {
 				b.Fatal(err)
 			}

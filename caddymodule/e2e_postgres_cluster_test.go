@@ -114,7 +114,7 @@ func TestPostgresListenerKilled(t *testing.T) {
 	defer conn.Close(t.Context())
 	var killed int
 	if err := conn.QueryRow(t.Context(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-		WHERE application_name = 'guestauth' AND (query LIKE 'LISTEN%' OR query LIKE '%guestauth_changes c%')`).Scan(&killed); err != nil || killed == 0 {
+		WHERE application_name = $1 AND (query LIKE 'LISTEN%' OR query LIKE '%guestauth_changes c%') AND pid <> pg_backend_pid()`, pgtest.AppName(t, dsn)).Scan(&killed); err != nil || killed == 0 {
 		t.Fatalf("killed %d listener connections: %v", killed, err)
 	}
 	wantEnvelope(t, a.updateUser(g.AccessToken, map[string]string{"name": "AfterKill"}), http.StatusOK, "ok")

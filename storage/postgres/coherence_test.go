@@ -139,7 +139,7 @@ func TestCoherenceListenerKilled(t *testing.T) {
 	cachedPair(t, b, "u1", "su1")
 	var killed int
 	if err := a.Pool().QueryRow(bg, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-		WHERE application_name = 'guestauth' AND query LIKE '%guestauth_changes c%' AND pid <> pg_backend_pid()`).Scan(&killed); err != nil || killed == 0 {
+		WHERE application_name = $1 AND query LIKE '%guestauth_changes c%' AND pid <> pg_backend_pid()`, pgtest.AppName(t, dsn)).Scan(&killed); err != nil || killed == 0 {
 		t.Fatalf("killed %d listener connections: %v", killed, err)
 	}
 	if _, err := a.UpdateUser(bg, "u1", func(u *storage.User) error { u.DisplayName = "after"; return nil }); err != nil {

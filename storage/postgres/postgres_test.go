@@ -131,7 +131,7 @@ func TestUnavailableAndRecovery(t *testing.T) {
 	mustCreate(t, p, "u1")
 	admin := open(t, dsn, postgres.Options{})
 	if _, err := admin.Pool().Exec(bg, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-		WHERE application_name = 'guestauth' AND pid <> pg_backend_pid()`); err != nil {
+		WHERE application_name = $1 AND pid <> pg_backend_pid()`, pgtest.AppName(t, dsn)); err != nil {
 		t.Fatal(err)
 	}
 	// The pool drops dead connections and makes new ones.

@@ -60,7 +60,9 @@ func DSN(t testing.TB) string {
 	return WithSearchPath(t, dsn, schema)
 }
 
-// WithSearchPath adds search_path to a URL connection string.
+// WithSearchPath adds search_path to a URL connection string, and
+// application_name = schema, so a test can tell its own connections in
+// pg_stat_activity from those of the tests running beside it (AppName).
 func WithSearchPath(t testing.TB, dsn, schema string) string {
 	t.Helper()
 	u, err := url.Parse(dsn)
@@ -69,6 +71,18 @@ func WithSearchPath(t testing.TB, dsn, schema string) string {
 	}
 	q := u.Query()
 	q.Set("search_path", schema)
+	q.Set("application_name", schema)
 	u.RawQuery = q.Encode()
 	return u.String()
+}
+
+// AppName is the application_name of dsn (a DSN made by DSN): only this
+// test's connections carry it.
+func AppName(t testing.TB, dsn string) string {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil || u.Query().Get("application_name") == "" {
+		t.Fatalf("%q has no application_name", dsn)
+	}
+	return u.Query().Get("application_name")
 }
