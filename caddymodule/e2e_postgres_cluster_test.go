@@ -95,13 +95,7 @@ func TestPostgresConcurrentUpgradesAcrossNodes(t *testing.T) {
 func TestPostgresListenerKilled(t *testing.T) {
 	t.Parallel()
 	dsn := pgtest.DSN(t)
-	var nodes []*server
-	for range 2 {
-		s := newServer(t)
-		s.DB = fmt.Sprintf("postgres %q", dsn)
-		s.Start(s.siteConfig("issuer http://cluster.test"))
-		nodes = append(nodes, s)
-	}
+	nodes := pgNodesOn(t, dsn, 2, "")
 	a, b := nodes[0], nodes[1]
 	g := a.createGuest()
 	if r := b.get("/app", g.AccessToken); r.Status != http.StatusOK {
@@ -212,13 +206,7 @@ func TestPostgresGuestExpiryAcrossNodes(t *testing.T) {
 func TestPostgresSignInBudgetAcrossNodes(t *testing.T) {
 	t.Parallel()
 	dsn := pgtest.DSN(t)
-	var nodes []*server
-	for range 2 {
-		s := newServer(t)
-		s.DB = fmt.Sprintf("postgres %q", dsn)
-		s.Start(s.siteConfig("issuer http://cluster.test\nsignin_limit account 4 1h"))
-		nodes = append(nodes, s)
-	}
+	nodes := pgNodesOn(t, dsn, 2, "signin_limit account 4 1h")
 	a := nodes[0]
 	g := a.createGuest()
 	wantEnvelope(t, a.updateUser(g.AccessToken, map[string]string{"name": "clara", "password": "clara-password"}), http.StatusOK, "ok")

@@ -24,7 +24,13 @@ import (
 // after the other, with one issuer (as one site behind a load balancer).
 func pgNodes(t *testing.T, n int, options string) []*server {
 	t.Helper()
-	dsn := pgtest.DSN(t)
+	return pgNodesOn(t, pgtest.DSN(t), n, options)
+}
+
+// pgNodesOn is pgNodes on a given database, for tests that also reach it
+// directly.
+func pgNodesOn(t *testing.T, dsn string, n int, options string) []*server {
+	t.Helper()
 	nodes := make([]*server, n)
 	for i := range nodes {
 		s := newServer(t)
