@@ -256,6 +256,7 @@ type GuestAuth struct {
 	activity *accounts.Activity
 	events   *events.Emitter
 	webhook  *events.Webhook
+	outbox   *outboxDeliverer // on a shared store with a webhook
 	bg       *background
 	poolKey  string
 	shared   *sharedStore
@@ -434,6 +435,7 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		NameIPLimit:   g.NameChangeIPLimit.limit(),
 		ReservedNames: reservedNames(g.ReservedNames),
 		Observer:      g.observe,
+		Stager:        g.stager(),
 		Throttles:     g.throttle,
 		SharedLimits:  g.sharedLimit,
 

@@ -94,5 +94,6 @@ func (g *GuestAuth) prune(ctx context.Context, dryRun bool) (*accounts.PruneRepo
 	return accounts.Prune(ctx, g.shared.store, g.now(), accounts.PruneOptions{
 		IdleTTL: time.Duration(*g.GuestTTL), DryRun: dryRun, Batch: 100, MaxListed: 1000, Activity: g.activity,
 		Observer: g.observe,
+		Stager:   g.stager(),
 	}, nil)
 }

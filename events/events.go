@@ -112,6 +112,10 @@ type Event struct {
 	// Data holds the rest, such as old_name and new_name for an upgrade,
 	// cause for a revocation, or client_ip. Values must encode as JSON.
 	Data map[string]any `json:"data,omitempty"`
+	// Stored marks an event already stored in a shared outbox, in the
+	// transaction of the write it reports (see [WebhookConfig].Spool): it
+	// is logged, but a webhook does not queue it again.
+	Stored bool `json:"-"`
 }
 
 // Sink receives emitted events, such as a [Webhook].
@@ -145,16 +149,7 @@ func (e *Emitter) Emit(ev Event) {
 	if e == nil {
 		return
 	}
-	if ev.ID == "" {
-		ev.ID = uuid.NewString()
-	}
-	if ev.Time.IsZero() {
-		ev.Time = time.Now()
-	}
-	ev.Time = ev.Time.UTC()
-	// A copy, so a caller reusing its map cannot race a sink that
-	// encodes the event later, and so filtering leaves the caller's map alone.
-	ev.Data = safeData(ev.Data)
+	ev = Prepare(ev)
 
 	level := zapcore.InfoLevel
 	if ev.Type == RefreshReuseDetected || ev.Type == SignInThrottled {
@@ -179,6 +174,21 @@ func (e *Emitter) Emit(ev Event) {
 	for _, s := range e.sinks {
 		s.Enqueue(ev)
 	}
+}
+
+// Prepare returns ev as Emit sends it: its ID and Time filled when empty,
+// Time in UTC, and a copy of its Data without secret-named keys (so a
+// caller reusing its map cannot race a sink that encodes the event later).
+func Prepare(ev Event) Event {
+	if ev.ID == "" {
+		ev.ID = uuid.NewString()
+	}
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	ev.Time = ev.Time.UTC()
+	ev.Data = safeData(ev.Data)
+	return ev
 }
 
 // safeData returns a copy of data without keys that name a secret.
