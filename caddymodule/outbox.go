@@ -63,7 +63,7 @@ func newOutboxDeliverer(st storage.Outbox, wh *events.Webhook, timeout time.Dura
 		wh:      wh,
 		target:  wh.Target(),
 		now:     now,
-		lease:   time.Duration(outboxBatch)*timeout + 5*time.Second, // covers a batch of attempts that all time out
+		lease:   timeout + 5*time.Second, // a batch's attempts run at once: this covers them all timing out
 		poll:    outboxPoll,
 		maxAge:  outboxMaxAge,
 		maxRows: outboxMaxRows,
@@ -177,12 +177,13 @@ func (d *outboxDeliverer) deliverBatch(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	// At once, so the lease need only cover one attempt: the order of a
+	// batch's deliveries is not kept (nor is it across nodes).
+	var wg sync.WaitGroup
 	for _, r := range recs {
-		if ctx.Err() != nil {
-			break
-		}
-		d.deliver(ctx, r)
+		wg.Go(func() { d.deliver(ctx, r) })
 	}
+	wg.Wait()
 	return len(recs), nil
 }
 
