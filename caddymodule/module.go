@@ -207,7 +207,10 @@ type GuestAuth struct {
 	// sweep. Default: 720h (30 days). 0 turns expiry off.
 	GuestTTL *caddy.Duration `json:"guest_ttl,omitempty"`
 
-	// How often the expiry sweep runs. Default: 10m.
+	// How often the expiry sweep runs; it also deletes the signing keys
+	// rotated out long enough ago that every token they signed has expired
+	// (the rotation + 30s + the longest token lifetime + clock_skew).
+	// Default: 10m.
 	SweepInterval caddy.Duration `json:"sweep_interval,omitempty"`
 
 	// Activity (token issuance, refresh, proxied requests) is recorded in

@@ -907,6 +907,14 @@ func (p *Postgres) SigningKeys(ctx context.Context) ([]storage.SigningKey, error
 	return keys, err
 }
 
+// DeleteSigningKey implements storage.SigningKeyDeleter.
+func (p *Postgres) DeleteSigningKey(ctx context.Context, kid string) error {
+	return p.once(ctx, func(ctx context.Context) error {
+		_, err := p.pool.Exec(ctx, `DELETE FROM guestauth_signing_keys WHERE kid = $1`, kid)
+		return err
+	})
+}
+
 // AddSigningKey implements storage.Backend.
 func (p *Postgres) AddSigningKey(ctx context.Context, k storage.SigningKey) error {
 	raw, err := json.Marshal(k)
