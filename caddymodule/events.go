@@ -19,6 +19,15 @@ import (
 )
 
 // Webhook sends the module's events to an HTTP endpoint.
+//
+// On PostgreSQL storage the events go through an outbox table shared by
+// every instance: lifecycle events (guest.created, guest.upgraded,
+// guest.expired, guest.merged, session.revoked, user.deleted) are stored
+// in the transaction of the write they report, so an acknowledged write's
+// event survives the instance that made it; any instance with the same
+// webhook URL delivers them (at least once; receivers de-duplicate on the
+// X-Guest-Auth-Delivery id). The outbox keeps at most 100000 events per
+// URL, for at most 24h; beyond, the oldest are dropped and counted.
 type Webhook struct {
 	// URL receiving a POST per event. It must be https, except to a
 	// loopback host (localhost, 127.0.0.0/8, ::1), where http is allowed.
@@ -27,8 +36,10 @@ type Webhook struct {
 	// X-Guest-Auth-Timestamp value, a ".", and the body. Use a placeholder
 	// such as `{env.GUEST_AUTH_WEBHOOK_SECRET}`.
 	Secret string `json:"secret"`
-	// How many lifecycle and security events may wait for delivery; beyond
-	// that new ones are dropped (and counted) rather than slowing requests.
+	// How many lifecycle and security events may wait for delivery (on
+	// PostgreSQL: for their turn to be stored in the outbox, which only
+	// the events with no write of their own do); beyond that new ones are
+	// dropped (and counted) rather than slowing requests.
 	// Noisy signin.throttled events are coalesced (one summary per client
 	// IP per minute) and wait in a queue of their own, so they never take
 	// these places. Default: 1000.

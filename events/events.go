@@ -55,6 +55,19 @@
 // happened. Adding up data.count gives the number of occurrences. Noisy events wait in a small queue of their own;
 // when it is full they are dropped, and only they.
 //
+// # Several instances (a shared outbox)
+//
+// When the instances share a store with an outbox (PostgreSQL), a
+// Webhook only queues and coalesces ([WebhookConfig].Spool): events are
+// stored in the outbox, the lifecycle ones in the transaction of the write
+// they report, and any instance configured with the same URL posts them
+// ([Webhook.Attempt]) with the same headers, signature, retries and
+// backoff. The id is fixed when the event is stored, so a retry, or a
+// redelivery by another instance after the one that tried first died, has
+// the same X-Guest-Auth-Delivery: de-duplicating on it is what makes
+// delivery exactly-once for the receiver. Deliveries of several instances
+// are not ordered with each other.
+//
 // Events never carry a secret, password or token; see [Event].
 package events
 
