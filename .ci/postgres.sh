@@ -3,6 +3,8 @@
 # a cluster under dir (default: a new temp dir), starts it on a free loopback
 # port and prints the line to eval:
 #     export GUEST_AUTH_TEST_POSTGRES='postgres://postgres@127.0.0.1:PORT/postgres?sslmode=disable'
+# With GUEST_AUTH_PG_DURABLE=1 the cluster keeps fsync and full_page_writes
+# on (benchmarks); without, they are off (tests).
 # `.ci/postgres.sh stop dir` stops it and removes dir; `pause dir` and
 # `resume dir` stop and restart it, keeping its data (outage tests). Installs Debian's
 # postgresql package when pg_ctl/initdb are missing (needs root and apt).
@@ -39,9 +41,13 @@ as_owner() {
 
 # server_start starts the cluster in $dir on its port.
 server_start() {
-	# fsync off: a throwaway cluster for tests; loopback only; unix socket in dir.
+	# fsync off: a throwaway cluster for tests, unless it was started with
+	# GUEST_AUTH_PG_DURABLE=1 (benchmarks: fsync and full_page_writes on,
+	# as in production); loopback only; unix socket in dir.
+	local durability="-c fsync=off -c full_page_writes=off"
+	[[ -f $dir/durable ]] && durability="-c fsync=on -c full_page_writes=on -c synchronous_commit=on"
 	as_owner "$(cat "$dir/bin")/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-		-o "-c listen_addresses=127.0.0.1 -p $(cat "$dir/port") -k $dir -c fsync=off -c full_page_writes=off -c max_connections=300" start >&2 ||
+		-o "-c listen_addresses=127.0.0.1 -p $(cat "$dir/port") -k $dir $durability -c max_connections=300" start >&2 ||
 		{ cat "$dir/server.log" >&2; exit 1; }
 }
 
@@ -71,6 +77,9 @@ start)
 	# fsync off: a throwaway cluster for tests; loopback only; unix socket in dir.
 	echo "$bin" >"$dir/bin"
 	echo "$port" >"$dir/port"
+	if [[ ${GUEST_AUTH_PG_DURABLE:-} == 1 ]]; then
+		touch "$dir/durable"
+	fi
 	server_start
 	[[ $(id -u) == 0 ]] && chown postgres "$dir/bin" "$dir/port"
 	echo "export GUEST_AUTH_TEST_POSTGRES='postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable'"

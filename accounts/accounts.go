@@ -71,6 +71,9 @@ type Config struct {
 	ReservedNames []string
 	// Observer, when set, is told of each domain outcome (see Observer).
 	Observer Observer
+	// Stager, when set, has the lifecycle events stored in the outbox in
+	// the transaction of the write they report (see Stager).
+	Stager Stager
 	// BrowserUnconfirmed ends a browser guest's first session this long
 	// after its creation unless its cookie comes back (see
 	// CreateBrowserGuest); 0 gives it the normal idle timeout.
@@ -248,11 +251,12 @@ func (s *Service) CreateGuest(ctx context.Context, issuer, clientID, clientIP st
 	if err := s.admitGuest(ctx, clientIP); err != nil {
 		return nil, err
 	}
-	issued, err := s.createGuest(ctx, issuer, clientID, nil)
+	wctx, p := withEvents(ctx, s.cfg.Stager, created(events.Event{Type: events.GuestCreated, ClientID: clientID, Data: map[string]any{"via": "code"}}))
+	issued, err := s.createGuest(wctx, issuer, clientID, nil)
 	if err != nil {
 		return nil, err
 	}
-	s.observe(ctx, events.Event{Type: events.GuestCreated, UserID: issued.User.ID, ClientID: clientID, Data: map[string]any{"via": "code"}})
+	s.observeAll(ctx, p.events(storage.TxResult{Created: []storage.User{*issued.User}}))
 	return issued, nil
 }
 

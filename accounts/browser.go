@@ -81,16 +81,19 @@ func parseHandle(handle string) (sid, uid, mac string, ok bool) {
 // (crawlers, cookie-less clients) end up orphaned and are deleted by the
 // next sweeps.
 func (s *Service) CreateBrowserGuest(ctx context.Context, clientIP string) (*BrowserLogin, error) {
-	login, err := s.createBrowserGuest(ctx, clientIP)
+	wctx, p := s.browserGuestEvents(ctx)
+	login, err := s.createBrowserGuest(wctx, clientIP)
 	if err != nil {
 		return nil, err
 	}
-	s.observeBrowserGuest(ctx, login)
+	s.observeAll(ctx, p.events(storage.TxResult{Created: []storage.User{*login.User}}))
 	return login, nil
 }
 
-func (s *Service) observeBrowserGuest(ctx context.Context, login *BrowserLogin) {
-	s.observe(ctx, events.Event{Type: events.GuestCreated, UserID: login.User.ID, Data: map[string]any{"via": "browser", "client_ip": clientIPOf(ctx)}})
+// browserGuestEvents is the context for creating a browser guest, with its
+// guest.created event.
+func (s *Service) browserGuestEvents(ctx context.Context) (context.Context, *pending) {
+	return withEvents(ctx, s.cfg.Stager, created(events.Event{Type: events.GuestCreated, Data: map[string]any{"via": "browser", "client_ip": clientIPOf(ctx)}}))
 }
 
 func (s *Service) createBrowserGuest(ctx context.Context, clientIP string) (*BrowserLogin, error) {
@@ -198,10 +201,11 @@ func (s *Service) BrowserAuthenticate(ctx context.Context, handle string) (id *I
 // EndBrowserSession ends the session of id (sign-out), reporting
 // session.revoked with cause "logout".
 func (s *Service) EndBrowserSession(ctx context.Context, id *Identity) error {
-	if err := s.endSession(ctx, id.Session.ID); err != nil {
+	wctx, p := withEvents(ctx, s.cfg.Stager, one(events.Event{Type: events.SessionRevoked, UserID: id.User.ID, Data: map[string]any{"cause": "logout"}}))
+	if err := s.endSession(wctx, id.Session.ID); err != nil {
 		return err
 	}
-	s.observe(ctx, events.Event{Type: events.SessionRevoked, UserID: id.User.ID, Data: map[string]any{"cause": "logout"}})
+	s.observeAll(ctx, p.events(storage.TxResult{}))
 	return nil
 }
 
@@ -218,14 +222,15 @@ func (s *Service) ReplaceBrowserSession(ctx context.Context, prev *Identity, log
 	if !prev.User.IsAnonymous() || prev.User.ID == login.User.ID {
 		return false, err
 	}
-	sess, uerr := s.store.UpdateSession(ctx, login.Session.ID, func(cur *storage.Session) error {
+	wctx, p := withEvents(ctx, s.cfg.Stager, one(events.Event{Type: events.GuestMerged, UserID: login.User.ID, Data: map[string]any{"guest_id": prev.User.ID, "user_id": login.User.ID}}))
+	sess, uerr := s.store.UpdateSession(wctx, login.Session.ID, func(cur *storage.Session) error {
 		cur.MergedFrom = prev.User.ID
 		return nil
 	})
 	if uerr == nil {
 		login.Session = sess
 	}
-	s.observe(ctx, events.Event{Type: events.GuestMerged, UserID: login.User.ID, Data: map[string]any{"guest_id": prev.User.ID, "user_id": login.User.ID}})
+	s.observeAll(ctx, p.events(storage.TxResult{}))
 	return true, errors.Join(err, uerr)
 }
 
@@ -285,11 +290,12 @@ func (s *Service) RegisterBrowser(ctx context.Context, username, password, clien
 	if err := checkPasswordLength(password); err != nil {
 		return nil, refuse(CodeInvalidPassword, "A password must be %d to %d characters.", MinPasswordLength, MaxPasswordLength)
 	}
-	login, err := s.createBrowserGuest(ctx, clientIP)
+	wctx, p := s.browserGuestEvents(ctx)
+	login, err := s.createBrowserGuest(wctx, clientIP)
 	if err != nil {
 		return nil, err
 	}
-	s.observeBrowserGuest(ctx, login)
+	s.observeAll(ctx, p.events(storage.TxResult{Created: []storage.User{*login.User}}))
 	res, err := s.UpdateProfile(ctx, &Identity{User: login.User, Session: login.Session}, ProfileUpdate{Name: &username, Password: &password, ClientIP: clientIP})
 	if err != nil {
 		if _, derr := s.DeleteUser(ctx, login.User.ID, "signup_refused"); derr != nil && !errors.Is(derr, storage.ErrNotFound) {

@@ -146,9 +146,18 @@ type requestClaims struct {
 // refusal is an *Error (invalid_grant, or invalid_request for `promote`);
 // nothing is stored unless the JWT verifies and its challenge is consumed.
 func (s *Service) AnonymousRequest(ctx context.Context, issuer, clientID, clientIP, raw string) (*DeviceResult, error) {
-	res, err := s.anonymousRequest(ctx, issuer, clientID, clientIP, raw)
+	// The event's device_kid is the created user's.
+	build := func(r storage.TxResult) []events.Event {
+		if len(r.Created) == 0 {
+			return nil
+		}
+		u := r.Created[0]
+		return []events.Event{{Type: events.GuestCreated, UserID: u.ID, ClientID: clientID, Data: map[string]any{"via": "keypair", "device_kid": u.DeviceKID}}}
+	}
+	wctx, p := withEvents(ctx, s.cfg.Stager, build)
+	res, err := s.anonymousRequest(wctx, issuer, clientID, clientIP, raw)
 	if err == nil && res.Created {
-		s.observe(ctx, events.Event{Type: events.GuestCreated, UserID: res.User.ID, ClientID: clientID, Data: map[string]any{"via": "keypair", "device_kid": res.User.DeviceKID}})
+		s.observeAll(ctx, p.events(storage.TxResult{Created: []storage.User{*res.User}}))
 	}
 	return res, err
 }

@@ -51,10 +51,11 @@ func (s *Service) DeleteUser(ctx context.Context, id, cause string) (*storage.Us
 	if err != nil {
 		return nil, err
 	}
-	if err := s.store.DeleteUser(ctx, id); err != nil {
+	wctx, p := withEvents(ctx, s.cfg.Stager, one(events.Event{Type: events.UserDeleted, UserID: id, Data: map[string]any{"name": u.Name, "tag": u.Tag, "cause": cause}}))
+	if err := s.store.DeleteUser(wctx, id); err != nil {
 		return nil, err
 	}
-	s.observe(ctx, events.Event{Type: events.UserDeleted, UserID: id, Data: map[string]any{"name": u.Name, "tag": u.Tag, "cause": cause}})
+	s.observeAll(ctx, p.events(storage.TxResult{}))
 	return u, nil
 }
 
@@ -67,14 +68,23 @@ func (s *Service) RevokeUserSessions(ctx context.Context, id, cause string) (int
 	if _, err := s.store.GetUser(ctx, id); err != nil {
 		return 0, err
 	}
-	n, err := s.store.DeleteUserSessions(ctx, id, "")
+	wctx, p := withEvents(ctx, s.cfg.Stager, revoked(id, cause))
+	n, err := s.store.DeleteUserSessions(wctx, id, "")
 	if err != nil {
 		return 0, err
 	}
-	if n > 0 {
-		s.observe(ctx, events.Event{Type: events.SessionRevoked, UserID: id, Data: map[string]any{"sessions": n, "cause": cause}})
-	}
+	s.observeAll(ctx, p.events(storage.TxResult{Ended: n}))
 	return n, nil
+}
+
+// revoked builds session.revoked for the sessions a write ended, if any.
+func revoked(userID, cause string) func(storage.TxResult) []events.Event {
+	return func(r storage.TxResult) []events.Event {
+		if r.Ended == 0 {
+			return nil
+		}
+		return []events.Event{{Type: events.SessionRevoked, UserID: userID, Data: map[string]any{"sessions": r.Ended, "cause": cause}}}
+	}
 }
 
 // SetKept marks a user kept (never expired) or not, reporting UserKept.

@@ -176,6 +176,9 @@ type PruneOptions struct {
 	// Observer, when set, is told guest.expired for each deleted guest
 	// (data: reason, name).
 	Observer Observer
+	// Stager, when set with Observer, has the guest.expired events stored
+	// in the outbox in the transaction that deletes the guests.
+	Stager Stager
 	// Activity, in a dry run, is activity recorded but not yet written,
 	// judged as if written: a dry run writes nothing, not even a flush.
 	// (Before a real run, flush first.)
@@ -303,15 +306,28 @@ func Prune(ctx context.Context, st PruneStore, now time.Time, opt PruneOptions, 
 		if err != nil || len(ids) == 0 {
 			return rep, err
 		}
-		deleted, err := st.DeleteUsersIf(ctx, ids, still)
+		expired := func(r storage.TxResult) []events.Event {
+			evs := make([]events.Event, 0, len(r.Deleted))
+			for _, u := range r.Deleted {
+				evs = append(evs, events.Event{Type: events.GuestExpired, UserID: u.ID, Data: map[string]any{"reason": reasons[u.ID], "name": u.Name}})
+			}
+			return evs
+		}
+		var stage Stager
+		if opt.Observer != nil {
+			stage = opt.Stager
+		}
+		wctx, pend := withEvents(ctx, stage, expired)
+		deleted, err := st.DeleteUsersIf(wctx, ids, still)
 		if err != nil {
 			return rep, err
 		}
-		for _, u := range deleted {
+		evs := pend.events(storage.TxResult{Deleted: deleted})
+		for i, u := range deleted {
 			p := Pruned{UserID: u.ID, Name: u.Name, Reason: reasons[u.ID], ActiveAt: u.ActiveAt()}
 			record(p)
-			if opt.Observer != nil {
-				opt.Observer(ctx, events.Event{Type: events.GuestExpired, UserID: p.UserID, Data: map[string]any{"reason": p.Reason, "name": p.Name}})
+			if opt.Observer != nil && i < len(evs) {
+				opt.Observer(ctx, evs[i])
 			}
 			if onDelete != nil {
 				onDelete(p)

@@ -77,6 +77,9 @@ type UpdateResult struct {
 	// session's refresh token was rotated, so the old one is dead); nil
 	// otherwise, or when the session ended meanwhile.
 	Tokens *TokenResponse
+
+	newName string         // the name the update wrote
+	events  []events.Event // to report
 }
 
 // DefaultReservedNames are names that would let a user pass for the site or
@@ -129,12 +132,7 @@ func (s *Service) UpdateProfile(ctx context.Context, id *Identity, upd ProfileUp
 	if err != nil {
 		return nil, err
 	}
-	if res.Upgraded {
-		s.observe(ctx, events.Event{Type: events.GuestUpgraded, UserID: res.User.ID, ClientID: id.Session.ClientID, Data: map[string]any{"old_name": res.OldName, "new_name": res.User.Name}})
-	}
-	if res.EndedSessions > 0 {
-		s.observe(ctx, events.Event{Type: events.SessionRevoked, UserID: res.User.ID, Data: map[string]any{"sessions": res.EndedSessions, "cause": "password_changed"}})
-	}
+	s.observeAll(ctx, res.events)
 	return res, nil
 }
 
@@ -203,7 +201,15 @@ func (s *Service) updateProfile(ctx context.Context, id *Identity, upd ProfileUp
 
 	now := s.now().UTC()
 	res := &UpdateResult{OldName: cur.Name}
-	u, err := s.store.UpdateUser(ctx, cur.ID, func(u *storage.User) error {
+	// guest.upgraded is stored with the update that upgrades.
+	upgraded := func(storage.TxResult) []events.Event {
+		if !res.Upgraded {
+			return nil
+		}
+		return []events.Event{{Type: events.GuestUpgraded, UserID: cur.ID, ClientID: id.Session.ClientID, Data: map[string]any{"old_name": res.OldName, "new_name": res.newName}}}
+	}
+	uctx, up := withEvents(ctx, s.cfg.Stager, upgraded)
+	u, err := s.store.UpdateUser(uctx, cur.ID, func(u *storage.User) error {
 		// The password checked above must still be the current one.
 		if u.PasswordHash != cur.PasswordHash {
 			return errConflict
@@ -224,6 +230,7 @@ func (s *Service) updateProfile(ctx context.Context, id *Identity, upd ProfileUp
 			u.OrphanedAt = time.Time{}
 			res.Upgraded = true
 		}
+		res.newName = u.Name
 		u.UpdatedAt = now
 		return nil
 	})
@@ -238,12 +245,15 @@ func (s *Service) updateProfile(ctx context.Context, id *Identity, upd ProfileUp
 		return nil, err
 	}
 	res.User = u
+	res.events = up.events(storage.TxResult{})
 	if newHash != "" && cur.PasswordHash != "" {
-		n, err := s.store.DeleteUserSessions(ctx, u.ID, id.Session.ID)
+		dctx, dp := withEvents(ctx, s.cfg.Stager, revoked(u.ID, "password_changed"))
+		n, err := s.store.DeleteUserSessions(dctx, u.ID, id.Session.ID)
 		if err != nil {
 			return nil, fmt.Errorf("ending other sessions: %w", err)
 		}
 		res.EndedSessions = n
+		res.events = append(res.events, dp.events(storage.TxResult{Ended: n})...)
 		if res.Tokens, err = s.reissue(ctx, upd.Issuer, id.Session.ID, u, now); err != nil {
 			return nil, fmt.Errorf("re-issuing tokens: %w", err)
 		}

@@ -158,10 +158,11 @@ func (s *Service) Revoke(ctx context.Context, issuer, clientID, token string) er
 
 // Logout ends the identity's session.
 func (s *Service) Logout(ctx context.Context, id *Identity) error {
-	if err := s.endSession(ctx, id.Session.ID); err != nil {
+	wctx, p := withEvents(ctx, s.cfg.Stager, one(events.Event{Type: events.SessionRevoked, UserID: id.User.ID, ClientID: id.Session.ClientID, Data: map[string]any{"cause": "logout"}}))
+	if err := s.endSession(wctx, id.Session.ID); err != nil {
 		return err
 	}
-	s.observe(ctx, events.Event{Type: events.SessionRevoked, UserID: id.User.ID, ClientID: id.Session.ClientID, Data: map[string]any{"cause": "logout"}})
+	s.observeAll(ctx, p.events(storage.TxResult{}))
 	return nil
 }
 

@@ -10,6 +10,10 @@ package caddymodule_test
 //	eval "$(.ci/postgres.sh start)"
 //	go test -bench BenchmarkStorageKinds -run '^$' -benchtime 2000x ./caddymodule
 //
+// With GUEST_AUTH_BENCH_WEBHOOK=1 each Caddy also has a webhook (a local
+// receiver answering 204): on PostgreSQL, events then go through the
+// outbox, written in the guest creation's transaction.
+//
 // Per operation it reports wall rate (ops/s, 8 concurrent clients), Caddy
 // CPU (µs/op) and, on PostgreSQL, the CPU of the guestauth backends of the
 // database server (µs/op, from /proc, 10ms ticks).
@@ -18,7 +22,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,7 +51,15 @@ func benchStorage(b *testing.B, kind, alg string) {
 		dsn = pgtest.DSN(b)
 		s.DB = fmt.Sprintf("postgres %q", dsn)
 	}
-	s.Start(s.siteConfig("issuer http://bench.test\n\t\tguest_limit global 1000000 1ms\n\t\tsigning_alg " + alg))
+	opts := "issuer http://bench.test\n\t\tguest_limit global 1000000 1ms\n\t\tsigning_alg " + alg
+	if os.Getenv("GUEST_AUTH_BENCH_WEBHOOK") == "1" {
+		// With a webhook (on PostgreSQL, through the outbox): a receiver
+		// that accepts everything.
+		hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+		defer hook.Close()
+		opts += "\n\t\twebhook " + hook.URL + "/hook bench-secret"
+	}
+	s.Start(s.siteConfig(opts))
 	pid := s.cmd.Process.Pid
 	pgTicks := func() int64 { return 0 }
 	if kind == "postgres" {

@@ -15,9 +15,19 @@ import (
 	"github.com/guestauth/caddy-guestauth/accounts"
 	"github.com/guestauth/caddy-guestauth/events"
 	"github.com/guestauth/caddy-guestauth/metrics"
+	"github.com/guestauth/caddy-guestauth/storage"
 )
 
 // Webhook sends the module's events to an HTTP endpoint.
+//
+// On PostgreSQL storage the events go through an outbox table shared by
+// every instance: lifecycle events (guest.created, guest.upgraded,
+// guest.expired, guest.merged, session.revoked, user.deleted) are stored
+// in the transaction of the write they report, so an acknowledged write's
+// event survives the instance that made it; any instance with the same
+// webhook URL delivers them (at least once; receivers de-duplicate on the
+// X-Guest-Auth-Delivery id). The outbox keeps at most 100000 events per
+// URL, for at most 24h; beyond, the oldest are dropped and counted.
 type Webhook struct {
 	// URL receiving a POST per event. It must be https, except to a
 	// loopback host (localhost, 127.0.0.0/8, ::1), where http is allowed.
@@ -26,8 +36,10 @@ type Webhook struct {
 	// X-Guest-Auth-Timestamp value, a ".", and the body. Use a placeholder
 	// such as `{env.GUEST_AUTH_WEBHOOK_SECRET}`.
 	Secret string `json:"secret"`
-	// How many lifecycle and security events may wait for delivery; beyond
-	// that new ones are dropped (and counted) rather than slowing requests.
+	// How many lifecycle and security events may wait for delivery (on
+	// PostgreSQL: for their turn to be stored in the outbox, which only
+	// the events with no write of their own do); beyond that new ones are
+	// dropped (and counted) rather than slowing requests.
 	// Noisy signin.throttled events are coalesced (one summary per client
 	// IP per minute) and wait in a queue of their own, so they never take
 	// these places. Default: 1000.
@@ -42,16 +54,28 @@ func (g *GuestAuth) setupEvents(ctx caddy.Context) error {
 	var sinks []events.Sink
 	if g.Webhook != nil {
 		secret := caddy.NewReplacer().ReplaceKnown(g.Webhook.Secret, "")
-		wh, err := events.NewWebhook(events.WebhookConfig{
+		cfg := events.WebhookConfig{
 			URL:         g.Webhook.URL,
 			Secret:      []byte(secret),
 			QueueSize:   g.Webhook.QueueSize,
 			MaxAttempts: g.Webhook.MaxAttempts,
+			Timeout:     webhookTimeout,
 			OnDrop:      metrics.WebhookDropped,
 			Now:         g.now,
-		}, g.logger.Named("webhook"))
+		}
+		// On a shared store, events go through its outbox (see outbox.go).
+		var ob *outboxDeliverer
+		if _, ok := g.shared.store.(storage.Outbox); ok {
+			cfg.Spool = func(ctx context.Context, id, typ string, body []byte) error { return ob.spool(ctx, id, typ, body) }
+		}
+		wh, err := events.NewWebhook(cfg, g.logger.Named("webhook"))
 		if err != nil {
 			return err
+		}
+		if cfg.Spool != nil {
+			ob = newOutboxDeliverer(g.shared.store.(storage.Outbox), wh, webhookTimeout, g.now, g.logger.Named("webhook"))
+			ob.start()
+			g.outbox = ob
 		}
 		wh.Start()
 		g.webhook = wh
@@ -91,9 +115,25 @@ func (g *GuestAuth) stopEvents() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	// The webhook first: in outbox mode, stopping stores what it queued.
 	if err := g.webhook.Stop(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		g.logger.Warn("stopping webhook", zap.Error(err))
 	}
+	if g.outbox != nil {
+		g.outbox.stop()
+	}
+}
+
+// webhookTimeout bounds each webhook attempt.
+const webhookTimeout = 10 * time.Second
+
+// stager is the accounts.Stager of this handler: nil unless its events go
+// through a shared store's outbox.
+func (g *GuestAuth) stager() accounts.Stager {
+	if g.outbox == nil {
+		return nil
+	}
+	return g.outbox.stager()
 }
 
 // Caddy event names: each guest_auth event is also emitted to Caddy's
@@ -126,6 +166,9 @@ func (g *GuestAuth) observe(_ context.Context, ev events.Event) {
 		g.logger.Info(ev.Type, zap.String("user_id", ev.UserID), zap.Bool("kept", kept), zap.String("cause", cause))
 	} else {
 		g.events.Emit(ev)
+		if ev.Stored && g.outbox != nil {
+			g.outbox.nudge() // stored by this process: deliver it now
+		}
 	}
 	g.emitCaddyEvent(ev)
 }

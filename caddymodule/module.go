@@ -207,7 +207,10 @@ type GuestAuth struct {
 	// sweep. Default: 720h (30 days). 0 turns expiry off.
 	GuestTTL *caddy.Duration `json:"guest_ttl,omitempty"`
 
-	// How often the expiry sweep runs. Default: 10m.
+	// How often the expiry sweep runs; it also deletes the signing keys
+	// rotated out long enough ago that every token they signed has expired
+	// (the rotation + 30s + the longest token lifetime + clock_skew).
+	// Default: 10m.
 	SweepInterval caddy.Duration `json:"sweep_interval,omitempty"`
 
 	// Activity (token issuance, refresh, proxied requests) is recorded in
@@ -256,6 +259,7 @@ type GuestAuth struct {
 	activity *accounts.Activity
 	events   *events.Emitter
 	webhook  *events.Webhook
+	outbox   *outboxDeliverer // on a shared store with a webhook
 	bg       *background
 	poolKey  string
 	shared   *sharedStore
@@ -434,6 +438,7 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		NameIPLimit:   g.NameChangeIPLimit.limit(),
 		ReservedNames: reservedNames(g.ReservedNames),
 		Observer:      g.observe,
+		Stager:        g.stager(),
 		Throttles:     g.throttle,
 		SharedLimits:  g.sharedLimit,
 

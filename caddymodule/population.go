@@ -28,22 +28,25 @@ func (g *GuestAuth) startBackground(ctx context.Context) {
 			g.logger.Error("recording user activity", zap.Error(err))
 		})
 	})
-	if *g.GuestTTL > 0 {
-		wg.Go(func() {
-			t := time.NewTicker(time.Duration(g.SweepInterval))
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
+	wg.Go(func() {
+		t := time.NewTicker(time.Duration(g.SweepInterval))
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if *g.GuestTTL > 0 {
 					if err := g.autoPrune(ctx); err != nil {
 						g.logger.Error("expiring guests", zap.Error(err))
 					}
 				}
+				if err := g.retireKeys(ctx); err != nil {
+					g.logger.Error("retiring signing keys", zap.Error(err))
+				}
 			}
-		})
-	}
+		}
+	})
 	go func() {
 		wg.Wait()
 		close(g.bg.done)
@@ -79,6 +82,35 @@ func (g *GuestAuth) autoPrune(ctx context.Context) error {
 	return err
 }
 
+// maxTokenLifetime bounds how long a token this config signs stays valid
+// at a verifier: the longest lifetime of the tokens it signs (access and
+// ID tokens, identity assertions) plus the clock skew allowed.
+func (g *GuestAuth) maxTokenLifetime() time.Duration {
+	d := time.Duration(g.AccessTokenLifetime)
+	if g.Assertion != nil {
+		d = max(d, time.Duration(g.Assertion.Lifetime))
+	}
+	return d + time.Duration(*g.ClockSkew)
+}
+
+// retireKeys deletes the signing keys rotated out long enough ago that
+// every token they signed has expired (tokens.Keyring.RetireKeys); on a
+// shared store, one instance at a time, under the cluster's sweep lock.
+func (g *GuestAuth) retireKeys(ctx context.Context) error {
+	run := func(ctx context.Context) error {
+		kids, err := g.shared.keys.RetireKeys(ctx, g.now(), g.maxTokenLifetime())
+		if len(kids) > 0 {
+			g.logger.Info("retired signing keys", zap.Strings("kids", kids))
+		}
+		return err
+	}
+	if l, ok := g.shared.store.(sweepLocker); ok {
+		_, err := l.TryLockSweep(ctx, "keys", run)
+		return err
+	}
+	return run(ctx)
+}
+
 // prune runs one sweep. The store's lock keeps sweeps of several configs
 // (during a reload, or sites sharing a file) from running at once.
 func (g *GuestAuth) prune(ctx context.Context, dryRun bool) (*accounts.PruneReport, error) {
@@ -94,5 +126,6 @@ func (g *GuestAuth) prune(ctx context.Context, dryRun bool) (*accounts.PruneRepo
 	return accounts.Prune(ctx, g.shared.store, g.now(), accounts.PruneOptions{
 		IdleTTL: time.Duration(*g.GuestTTL), DryRun: dryRun, Batch: 100, MaxListed: 1000, Activity: g.activity,
 		Observer: g.observe,
+		Stager:   g.stager(),
 	}, nil)
 }

@@ -55,6 +55,19 @@
 // happened. Adding up data.count gives the number of occurrences. Noisy events wait in a small queue of their own;
 // when it is full they are dropped, and only they.
 //
+// # Several instances (a shared outbox)
+//
+// When the instances share a store with an outbox (PostgreSQL), a
+// Webhook only queues and coalesces ([WebhookConfig].Spool): events are
+// stored in the outbox, the lifecycle ones in the transaction of the write
+// they report, and any instance configured with the same URL posts them
+// ([Webhook.Attempt]) with the same headers, signature, retries and
+// backoff. The id is fixed when the event is stored, so a retry, or a
+// redelivery by another instance after the one that tried first died, has
+// the same X-Guest-Auth-Delivery: de-duplicating on it is what makes
+// delivery exactly-once for the receiver. Deliveries of several instances
+// are not ordered with each other.
+//
 // Events never carry a secret, password or token; see [Event].
 package events
 
@@ -112,6 +125,10 @@ type Event struct {
 	// Data holds the rest, such as old_name and new_name for an upgrade,
 	// cause for a revocation, or client_ip. Values must encode as JSON.
 	Data map[string]any `json:"data,omitempty"`
+	// Stored marks an event already stored in a shared outbox, in the
+	// transaction of the write it reports (see [WebhookConfig].Spool): it
+	// is logged, but a webhook does not queue it again.
+	Stored bool `json:"-"`
 }
 
 // Sink receives emitted events, such as a [Webhook].
@@ -145,16 +162,7 @@ func (e *Emitter) Emit(ev Event) {
 	if e == nil {
 		return
 	}
-	if ev.ID == "" {
-		ev.ID = uuid.NewString()
-	}
-	if ev.Time.IsZero() {
-		ev.Time = time.Now()
-	}
-	ev.Time = ev.Time.UTC()
-	// A copy, so a caller reusing its map cannot race a sink that
-	// encodes the event later, and so filtering leaves the caller's map alone.
-	ev.Data = safeData(ev.Data)
+	ev = Prepare(ev)
 
 	level := zapcore.InfoLevel
 	if ev.Type == RefreshReuseDetected || ev.Type == SignInThrottled {
@@ -179,6 +187,21 @@ func (e *Emitter) Emit(ev Event) {
 	for _, s := range e.sinks {
 		s.Enqueue(ev)
 	}
+}
+
+// Prepare returns ev as Emit sends it: its ID and Time filled when empty,
+// Time in UTC, and a copy of its Data without secret-named keys (so a
+// caller reusing its map cannot race a sink that encodes the event later).
+func Prepare(ev Event) Event {
+	if ev.ID == "" {
+		ev.ID = uuid.NewString()
+	}
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	ev.Time = ev.Time.UTC()
+	ev.Data = safeData(ev.Data)
+	return ev
 }
 
 // safeData returns a copy of data without keys that name a secret.

@@ -86,6 +86,12 @@ type WebhookConfig struct {
 	// Now is the clock for the signature timestamps and for coalescing
 	// (default time.Now).
 	Now func() time.Time
+	// Spool, when set, receives each queued event instead of a POST: the
+	// Webhook then only queues, coalesces and hands events to a shared
+	// outbox (tried up to MaxAttempts times, with Backoff, while Spool
+	// fails), and whoever reads the outbox posts them with [Webhook.Attempt].
+	// Events marked Stored are already there and are not queued.
+	Spool func(ctx context.Context, id, typ string, body []byte) error
 }
 
 // Webhook is a [Sink] that POSTs events, signed, to one URL from a single
@@ -104,6 +110,7 @@ type Webhook struct {
 	onDrop      func(string)
 	now         func() time.Time
 	logger      *zap.Logger
+	spool       func(ctx context.Context, id, typ string, body []byte) error
 
 	// mu orders Enqueue's send against Stop, so nothing is accepted after
 	// Stop has begun draining.
@@ -191,6 +198,7 @@ func NewWebhook(cfg WebhookConfig, logger *zap.Logger) (*Webhook, error) {
 		onDrop:      cfg.OnDrop,
 		now:         cfg.Now,
 		logger:      logger,
+		spool:       cfg.Spool,
 		queue:       make(chan queued, cfg.QueueSize),
 		noisy:       make(chan queued, cfg.NoisyQueueSize),
 		coal:        newCoalescer(cfg.CoalesceInterval, maxNoisyKeys),
@@ -273,6 +281,9 @@ func (w *Webhook) Stop(ctx context.Context) error {
 // it reports false and the event is not sent. Prefer going through an
 // [Emitter], which also strips secret-named Data keys.
 func (w *Webhook) Enqueue(ev Event) bool {
+	if ev.Stored && w.spool != nil {
+		return true
+	}
 	if ev.ID == "" {
 		ev.ID = uuid.NewString()
 	}
@@ -422,7 +433,7 @@ func (w *Webhook) next(tick <-chan time.Time) (queued, bool) {
 // false only when Stop's deadline cut it short.
 func (w *Webhook) deliver(q queued) bool {
 	for attempt := 1; ; attempt++ {
-		status, wait, retry, err := w.post(q)
+		status, wait, retry, err := w.send(q)
 		if err == nil {
 			return true
 		}
@@ -452,9 +463,54 @@ func (w *Webhook) deliver(q queued) bool {
 	}
 }
 
+// send makes one attempt: a POST, or in spool mode handing q to Spool.
+func (w *Webhook) send(q queued) (status int, wait time.Duration, retry bool, err error) {
+	if w.spool != nil {
+		ctx, cancel := context.WithTimeout(w.ctx, w.timeout)
+		defer cancel()
+		if err := w.spool(ctx, q.id, q.typ, q.body); err != nil {
+			return 0, -1, true, fmt.Errorf("storing the event in the outbox: %w", err)
+		}
+		return 0, -1, false, nil
+	}
+	return w.post(w.ctx, q)
+}
+
+// Target names this webhook in a shared outbox: the hex SHA-256 of its
+// URL, so rows are delivered only by processes posting to the same URL,
+// and neither the URL's credentials nor the secret are stored.
+func (w *Webhook) Target() string {
+	h := sha256.Sum256([]byte(w.url))
+	return hex.EncodeToString(h[:])
+}
+
+// Encode returns ev, prepared as an [Emitter] does (see [Prepare]), and
+// its JSON body as delivered.
+func (w *Webhook) Encode(ev Event) (Event, []byte, error) {
+	ev = Prepare(ev)
+	body, err := json.Marshal(ev)
+	return ev, body, err
+}
+
+// Attempt makes one signed POST of a stored event, with the headers and
+// signature of any delivery, bounded by the configured timeout. err is nil
+// when the receiver accepted it (2xx); otherwise retry says whether it may
+// be tried again (network errors, 5xx, 429), and wait is the receiver's
+// Retry-After (capped at a minute), or -1.
+func (w *Webhook) Attempt(ctx context.Context, id, typ string, body []byte) (retry bool, wait time.Duration, err error) {
+	_, wait, retry, err = w.post(ctx, queued{id: id, typ: typ, body: body})
+	return retry, wait, err
+}
+
+// Backoff is the wait after failed attempt n (1 for the first).
+func (w *Webhook) Backoff(n int) time.Duration { return w.backoff(n) }
+
+// MaxAttempts is how many times an event is tried before it is given up.
+func (w *Webhook) MaxAttempts() int { return w.maxAttempts }
+
 // post makes one attempt. wait is the receiver's Retry-After, or -1.
-func (w *Webhook) post(q queued) (status int, wait time.Duration, retry bool, err error) {
-	ctx, cancel := context.WithTimeout(w.ctx, w.timeout)
+func (w *Webhook) post(parent context.Context, q queued) (status int, wait time.Duration, retry bool, err error) {
+	ctx, cancel := context.WithTimeout(parent, w.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(q.body))
 	if err != nil {

@@ -713,6 +713,13 @@ func (b *Bolt) AddSigningKey(ctx context.Context, k SigningKey) error {
 	})
 }
 
+// DeleteSigningKey implements SigningKeyDeleter.
+func (b *Bolt) DeleteSigningKey(ctx context.Context, kid string) error {
+	return b.update(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketKeys).Delete([]byte(kid))
+	})
+}
+
 // memo runs an update function once per stored version of a record: when
 // bbolt reruns a batched function on the same data, the first result is
 // reused, so callers' functions run once per version they are given.

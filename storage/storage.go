@@ -316,6 +316,13 @@ func Open(ctx context.Context, cfg Config) (Backend, error) {
 	return open(ctx, cfg)
 }
 
+// SigningKeyDeleter is an optional Backend capability (both backends have
+// it): deleting a signing key no token can use any more (see
+// tokens.Keyring.RetireKeys). Deleting an unknown kid is not an error.
+type SigningKeyDeleter interface {
+	DeleteSigningKey(ctx context.Context, kid string) error
+}
+
 // SharedLimiter is an optional Backend capability: token buckets (GCRA)
 // kept in the store, so that every process using it draws on the same
 // budget. A bucket is named by a limit (name) and a key within it; burst

@@ -235,6 +235,57 @@ func (k *Keyring) Rotate(ctx context.Context, alg jwa.SignatureAlgorithm) (strin
 	return kid, err
 }
 
+// KeyRefreshAge is how long a process may keep signing with a key after
+// another process sharing the store rotated it: the age at which a
+// keyring reloads its keys.
+const KeyRefreshAge = keyRefreshAge
+
+// RetireKeys deletes from the store, and so from the JWKS, each key that
+// no valid token can name any more: a key of an algorithm with a newer key
+// (its successor, which retired it when stored), once now is past the
+// successor's creation + KeyRefreshAge (other processes may sign with the
+// old key until they reload) + maxLifetime, which must be the longest
+// lifetime of any token the keys sign plus the clock skew verifiers allow.
+// The newest key of each algorithm is never deleted. It runs under the
+// store's key lock, does nothing on a store that cannot delete keys
+// (storage.SigningKeyDeleter), and returns the ids of the keys it deleted.
+func (k *Keyring) RetireKeys(ctx context.Context, now time.Time, maxLifetime time.Duration) ([]string, error) {
+	del, ok := k.store.(storage.SigningKeyDeleter)
+	if !ok {
+		return nil, nil
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var retired []string
+	err := k.locked(ctx, func(ctx context.Context) error {
+		stored, err := k.store.SigningKeys(ctx)
+		if err != nil {
+			return fmt.Errorf("loading signing keys: %w", err)
+		}
+		// Oldest first: each key's successor is the next key of its alg.
+		byAlg := map[string][]storage.SigningKey{}
+		for _, sk := range stored {
+			byAlg[sk.Alg] = append(byAlg[sk.Alg], sk)
+		}
+		for _, keys := range byAlg {
+			for i := 0; i+1 < len(keys); i++ {
+				if now.Before(keys[i+1].CreatedAt.Add(keyRefreshAge + maxLifetime)) {
+					continue
+				}
+				if err := del.DeleteSigningKey(ctx, keys[i].KID); err != nil {
+					return fmt.Errorf("deleting signing key %s: %w", keys[i].KID, err)
+				}
+				retired = append(retired, keys[i].KID)
+			}
+		}
+		if len(retired) == 0 {
+			return nil
+		}
+		return k.reload(ctx)
+	})
+	return retired, err
+}
+
 // SignerKID is the id of the key that signs alg now ("" if none).
 func (k *Keyring) SignerKID(alg jwa.SignatureAlgorithm) string {
 	if s := k.state.Load().signers[alg]; s != nil {

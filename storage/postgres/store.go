@@ -33,6 +33,10 @@ type wtx struct {
 	kept     [guestShards]int64
 	// quiet: the other nodes need not hear of this write (activity times).
 	quiet bool
+	// What the write did, for its events (storage.TxResult).
+	created []storage.User
+	deleted []storage.User
+	ended   int
 }
 
 // write runs fn in a transaction. The identity cache is told a write is
@@ -47,6 +51,7 @@ func (p *Postgres) write(ctx context.Context, fn func(w *wtx) error) error {
 	p.cache.WriteBegin()
 	defer p.cache.WriteEnd()
 	var w *wtx
+	var te *storage.TxEvents
 	for attempt := 0; ; attempt++ {
 		w = &wtx{ctx: octx, p: p, users: map[string]bool{}, sessions: map[string]bool{}}
 		began := false
@@ -54,6 +59,10 @@ func (p *Postgres) write(ctx context.Context, fn func(w *wtx) error) error {
 			began = true
 			w.Tx = tx
 			if err := fn(w); err != nil {
+				return err
+			}
+			var err error
+			if te, err = w.storeTxEvents(); err != nil {
 				return err
 			}
 			if err := w.publish(); err != nil {
@@ -67,6 +76,9 @@ func (p *Postgres) write(ctx context.Context, fn func(w *wtx) error) error {
 			break
 		}
 		p.pool.Reset() // after a server restart every pooled connection is dead
+	}
+	if err == nil && te != nil {
+		te.MarkStored()
 	}
 	for id := range w.users {
 		p.cache.InvalidateUser(id)
@@ -193,6 +205,7 @@ func (w *wtx) saveUser(old, u *storage.User) error {
 	w.kept[sh] += b2i(isKept(u)) - b2i(isKept(old))
 	w.users[id] = true
 	if u == nil {
+		w.deleted = append(w.deleted, *old)
 		rows, err := w.Query(w.ctx, `DELETE FROM guestauth_sessions WHERE user_id = $1 RETURNING id`, id)
 		if err != nil {
 			return err
@@ -213,6 +226,7 @@ func (w *wtx) saveUser(old, u *storage.User) error {
 	}
 	idle, orphan := userCols(u)
 	if old == nil {
+		w.created = append(w.created, *u)
 		_, err = w.Exec(w.ctx, `INSERT INTO guestauth_users (id, name_key, tag, idle_ns, orphan, data) VALUES ($1, $2, $3, $4, $5, $6)`,
 			u.ID, storage.NameKey(u.Name), u.Tag, idle, orphan, raw)
 		return err
@@ -589,6 +603,7 @@ func (p *Postgres) PutSessionLimit(ctx context.Context, s *storage.Session, keep
 			w.sessions[id] = true
 		}
 		ended = len(ids)
+		w.ended = ended
 		return nil
 	})
 	return ended, err
@@ -603,9 +618,11 @@ func (p *Postgres) DeleteSession(ctx context.Context, id string) error {
 			return err
 		}
 		w.sessions[id] = true
-		if _, err := w.Exec(w.ctx, `DELETE FROM guestauth_sessions WHERE id = $1`, id); err != nil {
+		tag, err := w.Exec(w.ctx, `DELETE FROM guestauth_sessions WHERE id = $1`, id)
+		if err != nil {
 			return err
 		}
+		w.ended = int(tag.RowsAffected())
 		return w.markOrphan(u, now)
 	})
 }
@@ -635,6 +652,7 @@ func (p *Postgres) DeleteUserSessions(ctx context.Context, userID, keep string) 
 			w.sessions[id] = true
 		}
 		n = len(ids)
+		w.ended = n
 		return w.markOrphan(u, now)
 	})
 	return n, err
@@ -691,6 +709,7 @@ func (p *Postgres) DeleteEndedSessions(ctx context.Context, now time.Time, limit
 			}
 		}
 		n = len(ids)
+		w.ended = n
 		return nil
 	})
 	return n, err
@@ -886,6 +905,14 @@ func (p *Postgres) SigningKeys(ctx context.Context) ([]storage.SigningKey, error
 		return err
 	})
 	return keys, err
+}
+
+// DeleteSigningKey implements storage.SigningKeyDeleter.
+func (p *Postgres) DeleteSigningKey(ctx context.Context, kid string) error {
+	return p.once(ctx, func(ctx context.Context) error {
+		_, err := p.pool.Exec(ctx, `DELETE FROM guestauth_signing_keys WHERE kid = $1`, kid)
+		return err
+	})
 }
 
 // AddSigningKey implements storage.Backend.
