@@ -256,6 +256,10 @@ func (s *server) Reload(caddyfile string) {
 		b, _ := io.ReadAll(resp.Body)
 		s.t.Fatalf("reload: %d %s\n%s", resp.StatusCode, b, s.logs.String())
 	}
+	// The old config's servers close their idle keep-alive connections
+	// as they shut down; a request sent on one of them at that moment
+	// reads EOF. The next requests open connections to the new servers.
+	http.DefaultClient.CloseIdleConnections()
 }
 
 // Logs is everything Caddy printed so far.
