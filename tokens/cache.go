@@ -43,8 +43,11 @@ func cacheKey(raw string) [sha256.Size]byte {
 
 // Get returns the claims cached for raw. The caller still checks expiry and
 // issuer (the verifier does).
-func (c *Cache) Get(raw string) (*AccessClaims, bool) {
-	v, ok := c.lru.Get(cacheKey(raw))
+func (c *Cache) Get(raw string) (*AccessClaims, bool) { return c.get(cacheKey(raw)) }
+
+// get is Get by key, so that a miss hashes the token once for Get and Put.
+func (c *Cache) get(key [sha256.Size]byte) (*AccessClaims, bool) {
+	v, ok := c.lru.Get(key)
 	if ok {
 		metrics.TokenCacheHit()
 	} else {
@@ -55,3 +58,5 @@ func (c *Cache) Get(raw string) (*AccessClaims, bool) {
 
 // Put caches verified claims.
 func (c *Cache) Put(raw string, v *AccessClaims) { c.lru.Add(cacheKey(raw), v) }
+
+func (c *Cache) put(key [sha256.Size]byte, v *AccessClaims) { c.lru.Add(key, v) }
