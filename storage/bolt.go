@@ -482,14 +482,23 @@ func (b *Bolt) Identity(ctx context.Context, userID, sessionID string) (*User, *
 	var u User
 	var s Session
 	err := b.view(ctx, func(tx *bolt.Tx) error {
-		if err := getJSON(tx.Bucket(bucketUsers), userID, &u); err != nil {
-			return err
+		// The session first: it names its user, so a mismatch costs no
+		// user decode.
+		raw := tx.Bucket(bucketSessions).Get([]byte(sessionID))
+		if raw == nil {
+			return ErrNotFound
 		}
-		if err := getJSON(tx.Bucket(bucketSessions), sessionID, &s); err != nil {
+		if err := decodeSession(raw, &s); err != nil {
 			return err
 		}
 		if s.UserID != userID {
 			return ErrNotFound
+		}
+		if raw = tx.Bucket(bucketUsers).Get([]byte(userID)); raw == nil {
+			return ErrNotFound
+		}
+		if err := decodeUser(raw, &u); err != nil {
+			return err
 		}
 		return nil
 	})
