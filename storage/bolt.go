@@ -45,7 +45,8 @@ type Options struct {
 	// Now is the clock used to stamp orphaned guests (time.Now when nil).
 	Now func() time.Time
 	// IdentityCacheSize bounds the decoded users and sessions kept for
-	// Identity (default 10000; negative disables the cache).
+	// Identity (default DefaultIdentityCacheSize, 100 000 at about 1.1 KiB
+	// each; negative disables the cache).
 	IdentityCacheSize int
 }
 
@@ -173,7 +174,7 @@ func OpenBolt(path string, opt Options) (*Bolt, error) {
 		opt.Now = time.Now
 	}
 	if opt.IdentityCacheSize == 0 {
-		opt.IdentityCacheSize = 10000
+		opt.IdentityCacheSize = DefaultIdentityCacheSize
 	}
 	return &Bolt{db: db, now: opt.Now, cache: NewIdentityCache(opt.IdentityCacheSize)}, nil
 }
