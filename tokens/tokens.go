@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"math/big"
 	"slices"
 	"strings"
 	"time"
@@ -503,6 +502,31 @@ func numericDate(f float64) (time.Time, bool) {
 	return time.Unix(int64(sec), int64((f-sec)*1e9)).UTC(), true
 }
 
+// derSignature appends to dst the ASN.1 DER form (SEQUENCE of two
+// INTEGERs) of a JWS ES256 signature, the fixed-size R||S of RFC 7518
+// §3.4, so that it is checked by ecdsa.VerifyASN1 without big.Int values.
+func derSignature(dst, rs []byte) []byte {
+	integer := func(b []byte) []byte {
+		for len(b) > 1 && b[0] == 0 {
+			b = b[1:]
+		}
+		return b
+	}
+	r, s := integer(rs[:len(rs)/2]), integer(rs[len(rs)/2:])
+	pad := func(b []byte) int { return int(b[0] >> 7) } // a leading 0 keeps it positive
+	lr, ls := len(r)+pad(r), len(s)+pad(s)
+	dst = append(dst, 0x30, byte(4+lr+ls), 0x02, byte(lr))
+	if pad(r) == 1 {
+		dst = append(dst, 0)
+	}
+	dst = append(dst, r...)
+	dst = append(dst, 0x02, byte(ls))
+	if pad(s) == 1 {
+		dst = append(dst, 0)
+	}
+	return append(dst, s...)
+}
+
 // verifySignature checks sig over input with key, as key.alg prescribes.
 func verifySignature(key verifyKey, input string, sig []byte) bool {
 	in := unsafe.Slice(unsafe.StringData(input), len(input))
@@ -518,8 +542,8 @@ func verifySignature(key verifyKey, input string, sig []byte) bool {
 			return false
 		}
 		h := sha256.Sum256(in)
-		r, s := new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])
-		return ecdsa.Verify(pub, h[:], r, s)
+		var der [72]byte
+		return ecdsa.VerifyASN1(pub, h[:], derSignature(der[:0], sig))
 	case ed25519.PublicKey:
 		return key.alg == jwa.EdDSA && len(sig) == ed25519.SignatureSize && ed25519.Verify(pub, in, sig)
 	}
