@@ -330,8 +330,9 @@ func (v *Verifier) parse(raw, issuer string, now time.Time) (*AccessClaims, erro
 	// CR and LF, letting many strings stand for one token.
 	dot1, dot2 := -1, -1
 	for i := 0; i < len(raw); i++ {
-		switch ch := raw[i]; {
-		case ch == '.':
+		switch compactByte[raw[i]] {
+		case 1:
+		case 2:
 			switch {
 			case dot1 < 0:
 				dot1 = i
@@ -340,7 +341,6 @@ func (v *Verifier) parse(raw, issuer string, now time.Time) (*AccessClaims, erro
 			default:
 				return nil, invalid(ReasonMalformed)
 			}
-		case 'A' <= ch && ch <= 'Z', 'a' <= ch && ch <= 'z', '0' <= ch && ch <= '9', ch == '-', ch == '_':
 		default:
 			return nil, invalid(ReasonMalformed)
 		}
@@ -485,6 +485,20 @@ func (p *packer) add(s string) string {
 	p.b = append(p.b, s...)
 	return unsafe.String(&p.b[start], len(s))
 }
+
+// compactByte classes the bytes of a compact JWS: 1 for the base64url
+// alphabet, 2 for '.', 0 for any other.
+var compactByte = func() (t [256]byte) {
+	for c := range 256 {
+		switch {
+		case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
+			t[c] = 1
+		case c == '.':
+			t[c] = 2
+		}
+	}
+	return t
+}()
 
 // strictB64 refuses non-zero padding bits, so one token has one spelling.
 var strictB64 = base64.RawURLEncoding.Strict()
