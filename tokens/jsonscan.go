@@ -170,7 +170,7 @@ func (s *scanner) str() (escaped, ok bool) {
 					return false, false
 				}
 				for _, h := range d[i+1 : i+5] {
-					if !('0' <= h && h <= '9' || 'a' <= h && h <= 'f' || 'A' <= h && h <= 'F') {
+					if !isHex(h) {
 						return false, false
 					}
 				}
@@ -181,6 +181,10 @@ func (s *scanner) str() (escaped, ok bool) {
 		}
 	}
 	return false, false
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
 // value moves past one JSON value at the cursor.
