@@ -153,18 +153,36 @@ func (b *trailerStripper) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// The {http.auth.user.*} placeholders, and the anonymous flag's values
+// boxed once (a string put in an interface is otherwise allocated).
+const (
+	placeholderUserID        = "http.auth.user.id"
+	placeholderUserName      = "http.auth.user.name"
+	placeholderUserTag       = "http.auth.user.tag"
+	placeholderUserAnonymous = "http.auth.user.anonymous"
+)
+
+var boxedBool = [2]any{"false", "true"}
+
 // setUserPlaceholders sets {http.auth.user.*}; id nil means no user.
 func setUserPlaceholders(repl *caddy.Replacer, id *accounts.Identity) {
 	if id == nil {
-		for _, k := range []string{"id", "name", "tag", "anonymous"} {
-			repl.Set("http.auth.user."+k, "")
+		for _, k := range [...]string{placeholderUserID, placeholderUserName, placeholderUserTag, placeholderUserAnonymous} {
+			repl.Set(k, "")
 		}
 		return
 	}
-	repl.Set("http.auth.user.id", id.User.ID)
-	repl.Set("http.auth.user.name", id.User.Name)
-	repl.Set("http.auth.user.tag", id.User.Tag)
-	repl.Set("http.auth.user.anonymous", strconv.FormatBool(id.User.IsAnonymous()))
+	repl.Set(placeholderUserID, id.User.ID)
+	repl.Set(placeholderUserName, id.User.Name)
+	repl.Set(placeholderUserTag, id.User.Tag)
+	repl.Set(placeholderUserAnonymous, boxedBool[boolIndex(id.User.IsAnonymous())])
+}
+
+func boolIndex(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // bearerToken reads the access token: the Authorization header (scheme
@@ -355,10 +373,11 @@ func setBearerChallenge(w http.ResponseWriter, code, desc string) {
 // upstream (Bearer and cookie sessions alike), and the signed assertion
 // when configured.
 func (g *GuestAuth) setIdentity(r *http.Request, id *accounts.Identity) error {
+	// h.Set for each, with one allocation for the four values.
 	h := r.Header
-	h.Set(g.Headers.UserID, id.User.ID)
-	h.Set(g.Headers.UserName, id.User.Name)
-	h.Set(g.Headers.UserTag, id.User.Tag)
-	h.Set(g.Headers.UserAnonymous, strconv.FormatBool(id.User.IsAnonymous()))
+	v := make([]string, 4)
+	v[0], v[1], v[2], v[3] = id.User.ID, id.User.Name, id.User.Tag, strconv.FormatBool(id.User.IsAnonymous())
+	h[g.canonical.userID], h[g.canonical.userName] = v[0:1:1], v[1:2:2]
+	h[g.canonical.userTag], h[g.canonical.userAnonymous] = v[2:3:3], v[3:4:4]
 	return g.setAssertion(r, id.User)
 }

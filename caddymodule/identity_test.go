@@ -17,7 +17,7 @@ import (
 func stripper(headers HeaderNames) *GuestAuth {
 	g := &GuestAuth{Headers: headers}
 	g.setDefaults()
-	g.strip = g.stripSet()
+	g.prepareHeaders()
 	return g
 }
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"slices"
 	"strings"
@@ -267,14 +268,16 @@ type GuestAuth struct {
 	throttleKeys []string
 	clients      map[string]*Client
 	routes       map[string]func(http.ResponseWriter, *http.Request) error
-	strip        []string // identity header names, each in the form ToLower(s) with '-'
-	logger       *zap.Logger
-	alg          jwa.SignatureAlgorithm
-	issuer       string // configured issuer, without trailing slash
-	origin       string // scheme://host of the configured issuer
-	now          func() time.Time
-	config       <-chan struct{}       // identifies the Caddy config this handler belongs to
-	helper       *httpcaddyfile.Helper // while parsing a Caddyfile: named matchers for browser create_guest
+	// canonical are the identity header names as http.Header.Set keys them.
+	canonical struct{ userID, userName, userTag, userAnonymous string }
+	strip     []string // identity header names, each in the form ToLower(s) with '-'
+	logger    *zap.Logger
+	alg       jwa.SignatureAlgorithm
+	issuer    string // configured issuer, without trailing slash
+	origin    string // scheme://host of the configured issuer
+	now       func() time.Time
+	config    <-chan struct{}       // identifies the Caddy config this handler belongs to
+	helper    *httpcaddyfile.Helper // while parsing a Caddyfile: named matchers for browser create_guest
 
 	// Caddy's events app and this module's context, to emit to it
 	caddyEvents *caddyevents.App
@@ -448,7 +451,7 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		return err
 	}
 
-	g.strip = g.stripSet()
+	g.prepareHeaders()
 	g.buildRoutes()
 	g.startBackground(ctx)
 	g.shared.attach(g)
@@ -500,6 +503,16 @@ func (g *GuestAuth) prepare() (storage.Config, error) {
 		return cfg, errors.New("postgres storage is shared by every instance using the database: set issuer (the same URL on every node of one site)")
 	}
 	return cfg, nil
+}
+
+// prepareHeaders computes, from the configured identity header names, the
+// set stripIdentityHeaders removes and the keys setIdentity writes.
+func (g *GuestAuth) prepareHeaders() {
+	g.strip = g.stripSet()
+	g.canonical.userID = textproto.CanonicalMIMEHeaderKey(g.Headers.UserID)
+	g.canonical.userName = textproto.CanonicalMIMEHeaderKey(g.Headers.UserName)
+	g.canonical.userTag = textproto.CanonicalMIMEHeaderKey(g.Headers.UserTag)
+	g.canonical.userAnonymous = textproto.CanonicalMIMEHeaderKey(g.Headers.UserAnonymous)
 }
 
 // stripSet is the normalized names of every header a client may never send

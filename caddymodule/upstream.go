@@ -18,7 +18,7 @@ import (
 type keepWriter struct {
 	caddyhttp.ResponseWriterWrapper
 	g      *GuestAuth
-	ctx    context.Context
+	r      *http.Request
 	user   *storage.User // nil: no identity on this request
 	marked bool
 }
@@ -38,7 +38,9 @@ func (k *keepWriter) settle() {
 	}
 	if !k.marked && k.user != nil && k.user.Ephemeral() && !k.user.Kept && strings.EqualFold(strings.TrimSpace(v), "true") {
 		k.marked = true
-		if _, err := k.g.svc.SetKept(k.ctx, k.user.ID, true, "keep_header"); err != nil {
+		// The mark is the upstream's decision: it is written even if the
+		// client has gone by then.
+		if _, err := k.g.svc.SetKept(context.WithoutCancel(k.r.Context()), k.user.ID, true, "keep_header"); err != nil {
 			k.g.logger.Error("marking guest kept", zap.String("user_id", k.user.ID), zap.Error(err))
 		}
 	}
@@ -63,10 +65,7 @@ func (k *keepWriter) ensureHeader() {
 
 // next passes the request on, watching the response for the keep header.
 func (g *GuestAuth) next(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, user *storage.User) error {
-	// The mark is the upstream's decision: it is written even if the client
-	// has gone by then.
-	ctx := context.WithoutCancel(r.Context())
-	kw := &keepWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, g: g, ctx: ctx, user: user}
+	kw := &keepWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, g: g, r: r, user: user}
 	err := next.ServeHTTP(kw, r)
 	kw.settle()
 	return err

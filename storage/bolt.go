@@ -45,7 +45,8 @@ type Options struct {
 	// Now is the clock used to stamp orphaned guests (time.Now when nil).
 	Now func() time.Time
 	// IdentityCacheSize bounds the decoded users and sessions kept for
-	// Identity (default 10000; negative disables the cache).
+	// Identity (default DefaultIdentityCacheSize, 100 000 at about 1.1 KiB
+	// each; negative disables the cache).
 	IdentityCacheSize int
 }
 
@@ -173,7 +174,7 @@ func OpenBolt(path string, opt Options) (*Bolt, error) {
 		opt.Now = time.Now
 	}
 	if opt.IdentityCacheSize == 0 {
-		opt.IdentityCacheSize = 10000
+		opt.IdentityCacheSize = DefaultIdentityCacheSize
 	}
 	return &Bolt{db: db, now: opt.Now, cache: NewIdentityCache(opt.IdentityCacheSize)}, nil
 }
@@ -482,14 +483,23 @@ func (b *Bolt) Identity(ctx context.Context, userID, sessionID string) (*User, *
 	var u User
 	var s Session
 	err := b.view(ctx, func(tx *bolt.Tx) error {
-		if err := getJSON(tx.Bucket(bucketUsers), userID, &u); err != nil {
-			return err
+		// The session first: it names its user, so a mismatch costs no
+		// user decode.
+		raw := tx.Bucket(bucketSessions).Get([]byte(sessionID))
+		if raw == nil {
+			return ErrNotFound
 		}
-		if err := getJSON(tx.Bucket(bucketSessions), sessionID, &s); err != nil {
+		if err := decodeSession(raw, &s); err != nil {
 			return err
 		}
 		if s.UserID != userID {
 			return ErrNotFound
+		}
+		if raw = tx.Bucket(bucketUsers).Get([]byte(userID)); raw == nil {
+			return ErrNotFound
+		}
+		if err := decodeUser(raw, &u); err != nil {
+			return err
 		}
 		return nil
 	})

@@ -248,8 +248,9 @@ type Config struct {
 	// LockTimeout bounds the wait for another process holding the store
 	// (for bbolt: the file lock).
 	LockTimeout time.Duration
-	// IdentityCacheSize bounds the identity cache (0: the default;
-	// negative disables it).
+	// IdentityCacheSize bounds the identity cache of decoded users and
+	// sessions (0: DefaultIdentityCacheSize, 100 000 identities at about
+	// 1.1 KiB each; negative disables it).
 	IdentityCacheSize int
 
 	// Options of network stores (PostgreSQL); 0 means the backend's

@@ -108,3 +108,21 @@ func TestCacheKeysWholeToken(t *testing.T) {
 		t.Fatal("entry lost")
 	}
 }
+
+// A cache miss allocates only what the cache keeps: the claims, their
+// strings (one buffer) and the LRU's entry (EdDSA: the signature check
+// itself allocates nothing).
+func TestVerifyCacheMissAllocations(t *testing.T) {
+	k := newKeyring(t, jwa.EdDSA)
+	v := &tokens.Verifier{Keys: k, Now: func() time.Time { return now0.Add(time.Minute) }, Cache: tokens.NewCache(1), Audiences: []string{"app"}}
+	raw := [2]string{mint(t, k, grant(jwa.EdDSA), subject).AccessToken, mint(t, k, grant(jwa.EdDSA), subject).AccessToken}
+	i := 0
+	if n := testing.AllocsPerRun(100, func() {
+		i++
+		if _, err := v.Verify(raw[i&1], issuer); err != nil { // a one-entry cache fed two tokens: always a miss
+			t.Fatal(err)
+		}
+	}); n > 3 {
+		t.Fatalf("a cache miss allocates %v times, want at most 3", n)
+	}
+}

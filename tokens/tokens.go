@@ -10,10 +10,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
-	"math/big"
 	"slices"
 	"strings"
 	"time"
@@ -265,8 +263,10 @@ func (v *Verifier) now() time.Time {
 // duplicate) JSON members in header or payload, are refused.
 func (v *Verifier) Verify(raw, issuer string) (*AccessClaims, error) {
 	now := v.now()
+	var key [sha256.Size]byte
 	if v.Cache != nil {
-		if c, ok := v.Cache.Get(raw); ok {
+		key = cacheKey(raw)
+		if c, ok := v.Cache.get(key); ok {
 			if c.Issuer != issuer {
 				return nil, invalid(ReasonIssuer)
 			}
@@ -284,73 +284,42 @@ func (v *Verifier) Verify(raw, issuer string) (*AccessClaims, error) {
 		return nil, err
 	}
 	if v.Cache != nil {
-		v.Cache.Put(raw, c)
+		v.Cache.put(key, c)
 	}
 	return c, nil
 }
 
-// jwsHeader is the protected header of a token we accept.
-type jwsHeader struct {
-	Alg string `json:"alg"`
-	KID string `json:"kid"`
-	Typ string `json:"typ"`
-}
-
 var headerFields = []string{"alg", "kid", "typ", "crit"}
 
-const headerCrit = 1 << 3
+const (
+	headerAlg = iota
+	headerKID
+	headerTyp
+	headerCrit
+)
 
-// verifyClaims is the payload as the verifier reads it. Times are
+// claimFields are the payload members the verifier reads. Times are
 // NumericDate, which may carry a fraction.
-type verifyClaims struct {
-	Issuer    string   `json:"iss"`
-	Subject   string   `json:"sub"`
-	Audience  audience `json:"aud"`
-	Expires   float64  `json:"exp"`
-	IssuedAt  float64  `json:"iat"`
-	NotBefore float64  `json:"nbf"`
-	JTI       string   `json:"jti"`
-	ClientID  string   `json:"client_id"`
-	SessionID string   `json:"sid"`
-	Name      string   `json:"name"`
-	Tag       string   `json:"tag"`
-	Anonymous bool     `json:"is_anonymous"`
-	Scope     string   `json:"scope"`
-}
-
 var claimFields = []string{"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id", "sid", "name", "tag", "is_anonymous", "scope"}
 
 const (
-	claimIss = 1 << iota
+	claimIss = iota
 	claimSub
 	claimAud
 	claimExp
 	claimIat
 	claimNbf
-	_ // jti
-	_ // client_id
+	claimJTI
+	claimClientID
 	claimSid
 	claimName
 	claimTag
 	claimAnon
-	// claimsRequired are the members an access token must carry.
-	claimsRequired = claimSub | claimExp | claimSid | claimName | claimTag | claimAnon
+	claimScope
 )
 
-// audience is the "aud" claim: one string or an array of them (RFC 7519 §4.1.3).
-type audience []string
-
-func (a *audience) UnmarshalJSON(data []byte) error {
-	if len(data) > 0 && data[0] == '"' {
-		var s string
-		if err := json.Unmarshal(data, &s); err != nil {
-			return err
-		}
-		*a = audience{s}
-		return nil
-	}
-	return json.Unmarshal(data, (*[]string)(a))
-}
+// claimsRequired are the members an access token must carry.
+const claimsRequired = 1<<claimSub | 1<<claimExp | 1<<claimSid | 1<<claimName | 1<<claimTag | 1<<claimAnon
 
 // parse verifies raw without the cache.
 func (v *Verifier) parse(raw, issuer string, now time.Time) (*AccessClaims, error) {
@@ -361,8 +330,9 @@ func (v *Verifier) parse(raw, issuer string, now time.Time) (*AccessClaims, erro
 	// CR and LF, letting many strings stand for one token.
 	dot1, dot2 := -1, -1
 	for i := 0; i < len(raw); i++ {
-		switch ch := raw[i]; {
-		case ch == '.':
+		switch compactByte[raw[i]] {
+		case 1:
+		case 2:
 			switch {
 			case dot1 < 0:
 				dot1 = i
@@ -371,7 +341,6 @@ func (v *Verifier) parse(raw, issuer string, now time.Time) (*AccessClaims, erro
 			default:
 				return nil, invalid(ReasonMalformed)
 			}
-		case 'A' <= ch && ch <= 'Z', 'a' <= ch && ch <= 'z', '0' <= ch && ch <= '9', ch == '-', ch == '_':
 		default:
 			return nil, invalid(ReasonMalformed)
 		}
@@ -380,25 +349,31 @@ func (v *Verifier) parse(raw, issuer string, now time.Time) (*AccessClaims, erro
 		return nil, invalid(ReasonMalformed)
 	}
 	hdrB64, payB64, sigB64 := raw[:dot1], raw[dot1+1:dot2], raw[dot2+1:]
-	// One buffer for the three decoded parts.
+	// The decoded parts live on the stack (a token is at most 8 KiB); only
+	// the strings the claims keep are copied out, in one allocation.
+	var buf [MaxTokenSize]byte
 	hn, pn, sn := strictB64.DecodedLen(len(hdrB64)), strictB64.DecodedLen(len(payB64)), strictB64.DecodedLen(len(sigB64))
-	buf := make([]byte, hn+pn+sn)
 	hdr, err := decodePart(buf[:0:hn], hdrB64)
 	if err != nil {
 		return nil, invalid(ReasonMalformed)
 	}
-	var h jwsHeader
-	present, reason := decodeObject(hdr, &h, headerFields)
+	hv, present, reason := scanObject(hdr, headerFields)
 	if reason != "" {
 		return nil, invalid(reason)
 	}
-	key, ok := v.Keys.state.Load().verify[h.KID]
+	alg, okAlg := jsonString(hv[headerAlg])
+	kid, okKID := jsonString(hv[headerKID])
+	typ, okTyp := jsonString(hv[headerTyp])
+	if !okAlg || !okKID || !okTyp {
+		return nil, invalid(ReasonClaims)
+	}
+	key, ok := v.Keys.state.Load().verify[kid]
 	if !ok { // added by another process sharing the store, maybe
-		key, ok = v.Keys.lookup(h.KID)
+		key, ok = v.Keys.lookup(strings.Clone(kid))
 	}
 	// The key decides the algorithm; a token naming another one (none,
 	// HS256 with our public key, ...) is refused before any crypto.
-	if !ok || h.Alg != key.alg.String() || h.Typ != TypeAccess || present&headerCrit != 0 {
+	if !ok || alg != key.alg.String() || typ != TypeAccess || present&(1<<headerCrit) != 0 {
 		return nil, invalid(ReasonSignature)
 	}
 	sig, err := decodePart(buf[hn+pn:hn+pn:hn+pn+sn], sigB64)
@@ -412,63 +387,118 @@ func (v *Verifier) parse(raw, issuer string, now time.Time) (*AccessClaims, erro
 	if err != nil {
 		return nil, invalid(ReasonMalformed)
 	}
-	var vc verifyClaims
-	present, reason = decodeObject(pay, &vc, claimFields)
+	cv, present, reason := scanObject(pay, claimFields)
 	if reason != "" {
 		return nil, invalid(reason)
 	}
-	if present&claimIss == 0 || vc.Issuer != issuer {
+	var strs [7]string // iss sub jti client_id sid name tag scope, below
+	var okStr [8]bool
+	var iss string
+	iss, okStr[0] = jsonString(cv[claimIss])
+	for i, f := range [...]int{claimSub, claimJTI, claimClientID, claimSid, claimName, claimTag, claimScope} {
+		strs[i], okStr[i+1] = jsonString(cv[f])
+	}
+	audFew, nAud, aud, okAud := jsonStrings(cv[claimAud])
+	if aud == nil {
+		aud = audFew[:nAud]
+	}
+	expF, okExpT := jsonNumber(cv[claimExp])
+	iatF, okIatT := jsonNumber(cv[claimIat])
+	nbfF, okNbfT := jsonNumber(cv[claimNbf])
+	anon, okAnon := jsonBool(cv[claimAnon])
+	if okStr != [8]bool{true, true, true, true, true, true, true, true} || !okAud || !okExpT || !okIatT || !okNbfT || !okAnon {
+		return nil, invalid(ReasonClaims)
+	}
+	if present&(1<<claimIss) == 0 || iss != issuer {
 		return nil, invalid(ReasonIssuer)
 	}
-	exp, okExp := numericDate(vc.Expires)
-	iat, okIat := numericDate(vc.IssuedAt)
-	nbf, okNbf := numericDate(vc.NotBefore)
+	exp, okExp := numericDate(expF)
+	iat, okIat := numericDate(iatF)
+	nbf, okNbf := numericDate(nbfF)
 	if !okExp || !okIat || !okNbf || present&claimsRequired != claimsRequired {
 		return nil, invalid(ReasonClaims)
 	}
 	if !now.Before(exp.Add(v.Skew)) {
 		return nil, invalid(ReasonExpired)
 	}
-	if present&claimNbf != 0 && now.Add(v.Skew).Before(nbf) ||
-		present&claimIat != 0 && now.Add(v.Skew).Before(iat) {
+	if present&(1<<claimNbf) != 0 && now.Add(v.Skew).Before(nbf) ||
+		present&(1<<claimIat) != 0 && now.Add(v.Skew).Before(iat) {
 		return nil, invalid(ReasonClaims)
 	}
-	if vc.Subject == "" || vc.SessionID == "" {
+	sub, jti, clientID, sid, name, tag, scope := strs[0], strs[1], strs[2], strs[3], strs[4], strs[5], strs[6]
+	if sub == "" || sid == "" {
 		return nil, invalid(ReasonClaims)
 	}
-	if !v.audienceOK(vc.Audience) {
+	if !v.audienceOK(aud) {
 		return nil, invalid(ReasonAudience)
 	}
 	// Cached claims share the strings every token repeats (issuer, client
-	// id, audience) with the verifier instead of holding copies.
-	c := &AccessClaims{
-		Issuer: issuer, Audience: v.shareAudience(vc.Audience), Subject: vc.Subject, ClientID: v.share(vc.ClientID),
-		SessionID: vc.SessionID, Name: vc.Name, Tag: vc.Tag, Scope: vc.Scope, JTI: vc.JTI,
-		Anonymous: vc.Anonymous, ExpiresAt: exp,
+	// id, audience) with the verifier; the others are copied out of buf
+	// into one allocation (no view of buf may reach c, or buf would move to
+	// the heap).
+	sharedClient := slices.Index(v.Audiences, clientID)
+	sharedAud := -1
+	if len(aud) == 1 {
+		sharedAud = slices.Index(v.Audiences, aud[0])
 	}
-	if present&claimIat != 0 {
+	n := len(sub) + len(jti) + len(sid) + len(name) + len(tag) + len(scope)
+	if sharedClient < 0 {
+		n += len(clientID)
+	}
+	if sharedAud < 0 {
+		for _, a := range aud {
+			n += len(a)
+		}
+	}
+	p := packer{b: make([]byte, 0, n)}
+	c := &AccessClaims{
+		Issuer: issuer, Subject: p.add(sub), SessionID: p.add(sid), Name: p.add(name), Tag: p.add(tag),
+		Scope: p.add(scope), JTI: p.add(jti), Anonymous: anon, ExpiresAt: exp,
+	}
+	if sharedClient >= 0 {
+		c.ClientID = v.Audiences[sharedClient]
+	} else {
+		c.ClientID = p.add(clientID)
+	}
+	if sharedAud >= 0 {
+		c.Audience = v.Audiences[sharedAud : sharedAud+1 : sharedAud+1]
+	} else {
+		c.Audience = make([]string, len(aud))
+		for i, a := range aud {
+			c.Audience[i] = p.add(a)
+		}
+	}
+	if present&(1<<claimIat) != 0 {
 		c.IssuedAt = iat
 	}
 	return c, nil
 }
 
-// share returns the accepted audience equal to s, or s.
-func (v *Verifier) share(s string) string {
-	if i := slices.Index(v.Audiences, s); i >= 0 {
-		return v.Audiences[i]
+// packer copies strings into one buffer allocated for all of them.
+type packer struct{ b []byte }
+
+func (p *packer) add(s string) string {
+	if s == "" {
+		return ""
 	}
-	return s
+	start := len(p.b)
+	p.b = append(p.b, s...)
+	return unsafe.String(&p.b[start], len(s))
 }
 
-// shareAudience returns a one-element aud as a sub-slice of v.Audiences.
-func (v *Verifier) shareAudience(aud []string) []string {
-	if len(aud) == 1 {
-		if i := slices.Index(v.Audiences, aud[0]); i >= 0 {
-			return v.Audiences[i : i+1 : i+1]
+// compactByte classes the bytes of a compact JWS: 1 for the base64url
+// alphabet, 2 for '.', 0 for any other.
+var compactByte = func() (t [256]byte) {
+	for c := range 256 {
+		switch {
+		case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
+			t[c] = 1
+		case c == '.':
+			t[c] = 2
 		}
 	}
-	return aud
-}
+	return t
+}()
 
 // strictB64 refuses non-zero padding bits, so one token has one spelling.
 var strictB64 = base64.RawURLEncoding.Strict()
@@ -486,83 +516,29 @@ func numericDate(f float64) (time.Time, bool) {
 	return time.Unix(int64(sec), int64((f-sec)*1e9)).UTC(), true
 }
 
-// decodeObject unmarshals the JSON object data into dst and reports which
-// of fields were present (bit i for fields[i]). It refuses, as malformed,
-// anything but an object, a member named twice, and a member that matches
-// a field only case-insensitively (encoding/json would otherwise fill
-// the field from it).
-func decodeObject(data []byte, dst any, fields []string) (present uint64, reason string) {
-	if len(data) == 0 || data[0] != '{' {
-		return 0, ReasonMalformed
-	}
-	if err := json.Unmarshal(data, dst); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return 0, ReasonClaims
+// derSignature appends to dst the ASN.1 DER form (SEQUENCE of two
+// INTEGERs) of a JWS ES256 signature, the fixed-size R||S of RFC 7518
+// §3.4, so that it is checked by ecdsa.VerifyASN1 without big.Int values.
+func derSignature(dst, rs []byte) []byte {
+	integer := func(b []byte) []byte {
+		for len(b) > 1 && b[0] == 0 {
+			b = b[1:]
 		}
-		return 0, ReasonMalformed
+		return b
 	}
-	// data is now known to be valid JSON: walk its top-level member names.
-	var other [16]string // names outside fields, to catch their duplicates
-	nOther := 0
-	depth, expectKey := 0, false
-	for i := 0; i < len(data); i++ {
-		switch ch := data[i]; ch {
-		case '"':
-			start, escaped := i+1, false
-			for i++; data[i] != '"'; i++ {
-				if data[i] == '\\' {
-					escaped = true
-					i++
-				}
-			}
-			if depth != 1 || !expectKey {
-				continue
-			}
-			expectKey = false
-			var name string
-			if escaped {
-				if json.Unmarshal(data[start-1:i+1], &name) != nil {
-					return 0, ReasonMalformed
-				}
-			} else {
-				name = unsafe.String(&data[start], i-start)
-				if i == start {
-					name = ""
-				}
-			}
-			known := false
-			for j, f := range fields {
-				if name == f {
-					if present&(1<<j) != 0 {
-						return 0, ReasonMalformed
-					}
-					present |= 1 << j
-					known = true
-					break
-				}
-				if strings.EqualFold(name, f) {
-					return 0, ReasonMalformed
-				}
-			}
-			if known {
-				continue
-			}
-			if nOther == len(other) || slices.Contains(other[:nOther], name) {
-				return 0, ReasonMalformed
-			}
-			other[nOther] = name
-			nOther++
-		case '{', '[':
-			depth++
-			expectKey = ch == '{' && depth == 1
-		case '}', ']':
-			depth--
-		case ',':
-			expectKey = depth == 1
-		}
+	r, s := integer(rs[:len(rs)/2]), integer(rs[len(rs)/2:])
+	pad := func(b []byte) int { return int(b[0] >> 7) } // a leading 0 keeps it positive
+	lr, ls := len(r)+pad(r), len(s)+pad(s)
+	dst = append(dst, 0x30, byte(4+lr+ls), 0x02, byte(lr))
+	if pad(r) == 1 {
+		dst = append(dst, 0)
 	}
-	return present, ""
+	dst = append(dst, r...)
+	dst = append(dst, 0x02, byte(ls))
+	if pad(s) == 1 {
+		dst = append(dst, 0)
+	}
+	return append(dst, s...)
 }
 
 // verifySignature checks sig over input with key, as key.alg prescribes.
@@ -580,8 +556,8 @@ func verifySignature(key verifyKey, input string, sig []byte) bool {
 			return false
 		}
 		h := sha256.Sum256(in)
-		r, s := new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])
-		return ecdsa.Verify(pub, h[:], r, s)
+		var der [72]byte
+		return ecdsa.VerifyASN1(pub, h[:], derSignature(der[:0], sig))
 	case ed25519.PublicKey:
 		return key.alg == jwa.EdDSA && len(sig) == ed25519.SignatureSize && ed25519.Verify(pub, in, sig)
 	}

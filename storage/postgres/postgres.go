@@ -72,8 +72,9 @@ type Options struct {
 	MaxConns int
 	// StatementTimeout: see DefaultStatementTimeout (used when 0).
 	StatementTimeout time.Duration
-	// IdentityCacheSize bounds the identity cache (default 10000; negative
-	// disables it).
+	// IdentityCacheSize bounds the identity cache (default
+	// storage.DefaultIdentityCacheSize, 100 000 at about 1.1 KiB each;
+	// negative disables it).
 	IdentityCacheSize int
 	// SkipMigrate refuses a schema other than this build's instead of
 	// migrating it.
@@ -145,7 +146,7 @@ func Open(ctx context.Context, dsn string, opt Options) (*Postgres, error) {
 		p.now = time.Now
 	}
 	if opt.IdentityCacheSize == 0 {
-		opt.IdentityCacheSize = 10000
+		opt.IdentityCacheSize = storage.DefaultIdentityCacheSize
 	}
 	p.cache = storage.NewIdentityCache(opt.IdentityCacheSize)
 	p.pool, err = pgxpool.NewWithConfig(ctx, cfg)
