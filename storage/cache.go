@@ -3,6 +3,7 @@ package storage
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
@@ -106,6 +107,24 @@ func (c *IdentityCache) InvalidateAll() {
 	c.sessions.Purge()
 	c.done.Add(1)
 	c.mu.Unlock()
+}
+
+// TouchUsers raises the activity time of the cached users among at, after
+// a committed activity flush (Backend.TouchUsers), instead of dropping
+// them: activity changes nothing a request sees, and a flush covers every
+// active user, so dropping them would make each one's next request read
+// the store again. A cached value is replaced by a changed copy, never
+// modified, as callers may hold it.
+func (c *IdentityCache) TouchUsers(at map[string]time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, t := range at {
+		if u, ok := c.users.Peek(id); ok && t.After(u.LastActiveAt) {
+			cp := *u
+			cp.LastActiveAt = t
+			c.users.Add(id, &cp)
+		}
+	}
 }
 
 // Len is how many users the cache holds.

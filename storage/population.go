@@ -78,6 +78,12 @@ func (b *Bolt) saveUser(tx *bolt.Tx, old, u *User) error {
 	if u != nil {
 		b.cache.InvalidateUser(u.ID)
 	}
+	return b.writeUser(tx, old, u)
+}
+
+// writeUser is saveUser leaving the identity cache alone, for a write that
+// updates the cache itself.
+func (b *Bolt) writeUser(tx *bolt.Tx, old, u *User) error {
 	idle, orphans, meta := tx.Bucket(bucketGuestIdle), tx.Bucket(bucketOrphans), tx.Bucket(bucketMeta)
 	if inIdleIndex(old) {
 		if err := idle.Delete(idleKey(old)); err != nil {
@@ -131,11 +137,12 @@ func (b *Bolt) GuestCounts(ctx context.Context) (live, kept int64, err error) {
 	return live, kept, err
 }
 
-// TouchUsers implements Backend, in one write transaction.
+// TouchUsers implements Backend, in one write transaction. The identity
+// cache keeps the touched users, with their new time (IdentityCache.TouchUsers).
 func (b *Bolt) TouchUsers(ctx context.Context, at map[string]time.Time) (int, error) {
-	var n int
+	var touched map[string]time.Time
 	err := b.update(ctx, func(tx *bolt.Tx) error {
-		n = 0
+		touched = make(map[string]time.Time, len(at))
 		users := tx.Bucket(bucketUsers)
 		for id, t := range at {
 			var u User
@@ -150,14 +157,18 @@ func (b *Bolt) TouchUsers(ctx context.Context, at map[string]time.Time) (int, er
 			}
 			old := u
 			u.LastActiveAt = t.UTC()
-			if err := b.saveUser(tx, &old, &u); err != nil {
+			if err := b.writeUser(tx, &old, &u); err != nil {
 				return err
 			}
-			n++
+			touched[id] = u.LastActiveAt
 		}
 		return nil
 	})
-	return n, err
+	if err != nil {
+		return 0, err
+	}
+	b.cache.TouchUsers(touched)
+	return len(touched), nil
 }
 
 // ScanIdleGuests implements Backend: it reads the guest_idle index, oldest

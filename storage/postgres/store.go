@@ -807,9 +807,9 @@ func (p *Postgres) TouchUsers(ctx context.Context, at map[string]time.Time) (int
 	for id := range at {
 		ids = append(ids, id)
 	}
-	var n int
+	var touched map[string]time.Time
 	err := p.write(ctx, func(w *wtx) error {
-		n = 0
+		touched = make(map[string]time.Time, len(ids))
 		w.quiet = true // activity: the other nodes' caches may keep the older time
 		users, err := w.lockUsers(ids, false)
 		if err != nil {
@@ -826,11 +826,18 @@ func (p *Postgres) TouchUsers(ctx context.Context, at map[string]time.Time) (int
 			if err := w.saveUser(&old, u); err != nil {
 				return err
 			}
-			n++
+			touched[u.ID] = u.LastActiveAt
 		}
+		// This node's cache keeps the touched users, with their new time
+		// (storage.IdentityCache.TouchUsers), rather than dropping them.
+		clear(w.users)
 		return nil
 	})
-	return n, err
+	if err != nil {
+		return 0, err
+	}
+	p.cache.TouchUsers(touched)
+	return len(touched), nil
 }
 
 // scan calls fn for each user q selects, from one statement (one

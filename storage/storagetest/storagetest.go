@@ -1096,11 +1096,19 @@ func testIdentityCacheFollowsWrites(t *testing.T, st storage.Backend) {
 	if _, s, _ := st.Identity(bg, "u1", "s1"); s.Generation != 7 {
 		t.Fatalf("cached session survived an update: %+v", s)
 	}
+	// An activity flush raises the cached user's time in place: it neither
+	// leaves the old time nor empties the cache (each active user's next
+	// request would read the store again).
+	mustIdentity(t, st, "u1", "s1")
+	cached := st.IdentityCache().Len()
 	if _, err := st.TouchUsers(bg, map[string]time.Time{"u1": T0.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
+	if n := st.IdentityCache().Len(); n != cached {
+		t.Fatalf("a touch changed the cached users from %d to %d", cached, n)
+	}
 	if u, _, _ := st.Identity(bg, "u1", "s1"); !u.LastActiveAt.Equal(T0.Add(time.Hour)) {
-		t.Fatalf("cached user survived a touch: %+v", u)
+		t.Fatalf("cached user kept its old time after a touch: %+v", u)
 	}
 	// A session of another user is never paired with this one.
 	mustCreate(t, st, NewUser("u2", "bob"), NewSession("s2", "u2"), nil)
