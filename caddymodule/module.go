@@ -251,8 +251,8 @@ type GuestAuth struct {
 	// How many verified access tokens to remember, so repeat requests skip
 	// signature verification; when full, the least recently used is
 	// dropped. Default: 100000, sized by memory: one cached token takes
-	// about 580 bytes (its claims, keyed by the token's SHA-256, whatever
-	// the algorithm), so the default holds at most ≈ 58 MiB, and 100 000
+	// about 530 bytes (its claims, keyed by the token's SHA-256, whatever
+	// the algorithm), so the default holds at most ≈ 51 MiB, and 100 000
 	// tokens in active use never thrash it. 0 disables the cache.
 	TokenCacheSize *int `json:"token_cache_size,omitempty"`
 
