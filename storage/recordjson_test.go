@@ -124,3 +124,27 @@ func BenchmarkDecodeRecords(b *testing.B) {
 		}
 	})
 }
+
+// FuzzDecodeRecord: whatever the bytes, the record decoders agree with
+// json.Unmarshal — the same error-or-not and, without an error, the same
+// value — so the fast path can never read a record differently.
+func FuzzDecodeRecord(f *testing.F) {
+	user, _ := json.Marshal(&fullUser)
+	session, _ := json.Marshal(&fullSession)
+	small, _ := json.Marshal(&User{ID: "u"})
+	for _, seed := range [][]byte{user, session, small, []byte(`{}`), []byte(`{"id":"a","id":"b"}`)} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var wantU, gotU User
+		errWant, errGot := json.Unmarshal(raw, &wantU), decodeUser(raw, &gotU)
+		if (errWant == nil) != (errGot == nil) || errWant == nil && !reflect.DeepEqual(gotU, wantU) {
+			t.Fatalf("user %q:\n got %+v, %v\n want %+v, %v", raw, gotU, errGot, wantU, errWant)
+		}
+		var wantS, gotS Session
+		errWant, errGot = json.Unmarshal(raw, &wantS), decodeSession(raw, &gotS)
+		if (errWant == nil) != (errGot == nil) || errWant == nil && !reflect.DeepEqual(gotS, wantS) {
+			t.Fatalf("session %q:\n got %+v, %v\n want %+v, %v", raw, gotS, errGot, wantS, errWant)
+		}
+	})
+}
