@@ -66,6 +66,12 @@ type config struct {
 	phaseTimeout time.Duration
 	keep         bool
 	only         string
+	// the large-store comparison (see largeStore)
+	prefillOffline int
+	freshSize      int
+	soakKeep       int
+	soak           time.Duration
+	soakMix        mix
 }
 
 func main() {
@@ -88,7 +94,21 @@ func main() {
 	flag.DurationVar(&c.phaseTimeout, "phase-timeout", 3*time.Minute, "bound on any one phase")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temporary directory (Caddyfile, logs, store)")
 	flag.StringVar(&c.only, "only", "", "comma-separated scenario groups to run: create,hit,miss,password (default all)")
+	flag.IntVar(&c.prefillOffline, "prefill-offline", 0, "compare guest creation on a store of this many guests, built before Caddy starts, with a -fresh-size store (two more EdDSA sites)")
+	flag.IntVar(&c.freshSize, "fresh-size", 10000, "guests in the small store of the -prefill-offline comparison")
+	flag.IntVar(&c.soakKeep, "soak-clients", 20000, "guests of each store whose tokens the soak uses (spread through the store)")
+	flag.DurationVar(&c.soak, "soak", 0, "mixed traffic on both stores of -prefill-offline before the rounds")
+	mixFlag := flag.String("soak-mix", defaultMix, "the soak's requests per second per site: proxy, create, refresh, upgrade (a rename, no password), logout")
 	flag.Parse()
+	var err error
+	if c.soakMix, err = parseMix(*mixFlag); err != nil {
+		fmt.Fprintln(os.Stderr, "guestauth-bench:", err)
+		os.Exit(2)
+	}
+	if c.soak > 0 && c.prefillOffline <= 0 {
+		fmt.Fprintln(os.Stderr, "guestauth-bench: -soak needs -prefill-offline")
+		os.Exit(2)
+	}
 	if c.cacheSize < 1 || c.missTokens <= c.cacheSize {
 		fmt.Fprintln(os.Stderr, "guestauth-bench: -miss-tokens must exceed -cache-size (>= 1), or the cache-miss scenario hits the cache")
 		os.Exit(2)
@@ -133,6 +153,10 @@ type bench struct {
 	upstream *http.Server
 	seen     atomic.Int64        // upstream requests carrying X-Auth-User-Id
 	missToks map[string][]string // alg -> the cache-miss scenario's tokens
+	// the -prefill-offline comparison: site name ("large", "fresh") -> base
+	// URL, and the prefilled guests' tokens the soak uses
+	stores map[string]string
+	creds  map[string][]cred
 }
 
 func run(c config) error {
@@ -169,6 +193,16 @@ func run(c config) error {
 	if err != nil {
 		return err
 	}
+	if c.profileDir != "" {
+		if err := b.profile(); err != nil {
+			return err
+		}
+	}
+	if b.stores != nil {
+		// Read the stores once Caddy has let go of them.
+		b.stop()
+		res.notes = append(res.notes, b.storeNotes()...)
+	}
 	fmt.Print(res.table(b.cfg))
 	if c.svg != "" {
 		//nolint:gosec // G306: a chart meant to be read
@@ -176,11 +210,6 @@ func run(c config) error {
 			return err
 		}
 		logf("chart written to %s", c.svg)
-	}
-	if c.profileDir != "" {
-		if err := b.profile(); err != nil {
-			return err
-		}
 	}
 	return nil
 }
@@ -259,6 +288,11 @@ func (b *bench) start() error {
 }
 `, b.guest[alg], storageLine, strings.ToLower(alg), alg, b.cfg.cacheSize, up)
 	}
+	if b.cfg.prefillOffline > 0 {
+		if err := b.prefillStores(&cf, up); err != nil {
+			return err
+		}
+	}
 	cfPath := filepath.Join(b.dir, "Caddyfile")
 	if err := os.WriteFile(cfPath, []byte(cf.String()), 0o600); err != nil {
 		return err
@@ -274,8 +308,12 @@ func (b *bench) start() error {
 		return err
 	}
 	b.pid = b.caddy.Process.Pid
-	deadline := time.Now().Add(30 * time.Second)
-	for _, base := range append([]string{b.plain, b.plain4, b.plain1}, b.guest["RS256"], b.guest["ES256"], b.guest["EdDSA"]) {
+	deadline := time.Now().Add(2 * time.Minute) // a large store takes a while to open
+	bases := append([]string{b.plain, b.plain4, b.plain1}, b.guest["RS256"], b.guest["ES256"], b.guest["EdDSA"])
+	for _, base := range b.stores {
+		bases = append(bases, base)
+	}
+	for _, base := range bases {
 		for {
 			conn, err := net.DialTimeout("tcp", strings.TrimPrefix(base, "http://"), 100*time.Millisecond)
 			if err == nil {
@@ -284,7 +322,7 @@ func (b *bench) start() error {
 			}
 			if time.Now().After(deadline) {
 				log, _ := os.ReadFile(logFile.Name())
-				return fmt.Errorf("caddy did not listen on %s within 30s; its log:\n%s", base, log)
+				return fmt.Errorf("caddy did not listen on %s within 2m; its log:\n%s", base, log)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -293,8 +331,10 @@ func (b *bench) start() error {
 	return nil
 }
 
+// stop ends Caddy and the upstream; it may be called again.
 func (b *bench) stop() {
 	if b.caddy != nil && b.caddy.Process != nil {
+		defer func() { b.caddy = nil }()
 		_ = b.caddy.Process.Signal(os.Interrupt)
 		done := make(chan struct{})
 		go func() { _ = b.caddy.Wait(); close(done) }() // its exit status is of no interest here

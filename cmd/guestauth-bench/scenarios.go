@@ -69,7 +69,17 @@ func (b *bench) measure() (*results, error) {
 		res.notes = append(res.notes, fmt.Sprintf("store prefilled with %d guests", b.cfg.prefill))
 	}
 
-	if b.want("create") {
+	var storeSides []side
+	if b.stores != nil {
+		if storeSides, err = b.largeStoreSides(res); err != nil {
+			return nil, err
+		}
+	}
+
+	if b.want("create") && storeSides != nil {
+		res.groups["create"] = true
+		sides = append(sides, storeSides...)
+	} else if b.want("create") {
 		res.groups["create"] = true
 		for _, alg := range algs {
 			base := b.guest[alg]
@@ -220,6 +230,11 @@ func (b *bench) profile() error {
 		op   func(ctx context.Context) error
 	}
 	var loads []load
+	for _, name := range storeSites {
+		if base := b.stores[name]; base != "" {
+			loads = append(loads, load{"create-" + name, func(ctx context.Context) error { return b.call(createReq(ctx, base), nil) }})
+		}
+	}
 	for _, alg := range algs {
 		base := b.guest[alg]
 		loads = append(loads, load{"create-" + alg, func(ctx context.Context) error { return b.call(createReq(ctx, base), nil) }})
