@@ -93,14 +93,15 @@ func (m mix) schedule() []opKind {
 	total := m.total()
 	out := make([]opKind, 0, total)
 	for range total {
-		best := opKind(-1)
+		var best opKind
+		found := false
 		for k := range nOps {
 			if m[k] == 0 {
 				continue
 			}
 			cur[k] += m[k]
-			if best < 0 || cur[k] > cur[best] {
-				best = k
+			if !found || cur[k] > cur[best] {
+				best, found = k, true
 			}
 		}
 		cur[best] -= total
