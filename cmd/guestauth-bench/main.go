@@ -304,6 +304,7 @@ func (b *bench) start() error {
 	b.caddy = exec.Command(b.cfg.caddyBin, "run", "--config", cfPath, "--adapter", "caddyfile") //nolint:gosec // G204: the binary the tool built or was given
 	b.caddy.Stdout, b.caddy.Stderr = logFile, logFile
 	b.caddy.Env = append(os.Environ(), "XDG_DATA_HOME="+filepath.Join(b.dir, "xdg-data"), "XDG_CONFIG_HOME="+filepath.Join(b.dir, "xdg-config"))
+	started := time.Now()
 	if err := b.caddy.Start(); err != nil {
 		return err
 	}
@@ -327,7 +328,7 @@ func (b *bench) start() error {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	logf("caddy pid %d up; storage %q", b.pid, storageLine)
+	logf("caddy pid %d up after %v; storage %q; RSS %s", b.pid, time.Since(started).Round(time.Millisecond), storageLine, rssNote(b.pid))
 	return nil
 }
 

@@ -184,7 +184,7 @@ func (b *bench) measure() (*results, error) {
 			logf("  %-18s %9.1f µs CPU/op %8.0f /s  foreign %.2f cores", s.name, float64(smp.perOp())/1e3, smp.rate(), smp.foreign)
 		}
 	}
-	res.notes = append(res.notes, fmt.Sprintf("Caddy RSS at the end: %.0f MB", float64(rss(b.pid))/1e6))
+	res.notes = append(res.notes, "Caddy RSS at the end: "+rssNote(b.pid))
 	if files, _ := filepath.Glob(filepath.Join(b.dir, "*.db")); len(files) > 0 {
 		for _, f := range files {
 			if fi, err := os.Stat(f); err == nil {

@@ -316,7 +316,7 @@ func (b *bench) soak(sites []*soakSite, m mix, d time.Duration) (string, error) 
 				for _, s := range sites {
 					logf("  soak %s: %s", s.name, s.counts())
 				}
-				logf("  Caddy used %.2f cores over the minute; RSS %.0f MB", c, float64(rss(b.pid))/1e6)
+				logf("  Caddy used %.2f cores over the minute; RSS %s", c, rssNote(b.pid))
 			}
 		}
 	}()
