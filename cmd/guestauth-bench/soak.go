@@ -212,8 +212,11 @@ func (s *soakSite) do(ctx context.Context, b *bench, k opKind) error {
 
 // run sends m's schedule to the site at its steady rate for d, from conc
 // workers. A request the workers cannot start on time waits: the rate is a
-// ceiling, and the shortfall shows in the counts.
+// ceiling, and the shortfall shows in the counts. Requests under way when
+// d ends are finished, not cancelled (a cancelled request is an error in
+// Caddy's log).
 func (s *soakSite) run(ctx context.Context, b *bench, m mix, d time.Duration, conc int) {
+	reqCtx := ctx
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	jobs := make(chan opKind)
@@ -223,10 +226,7 @@ func (s *soakSite) run(ctx context.Context, b *bench, m mix, d time.Duration, co
 		go func() {
 			defer wg.Done()
 			for k := range jobs {
-				if err := s.do(ctx, b, k); err != nil {
-					if ctx.Err() != nil {
-						return // the soak ended during the request
-					}
+				if err := s.do(reqCtx, b, k); err != nil {
 					if s.fail[k].Add(1) == 1 {
 						s.firstErr.CompareAndSwap(nil, &err)
 					}
