@@ -10,7 +10,8 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
-	bolt "go.etcd.io/bbolt"
+
+	"github.com/guestauth/caddy-guestauth/storage"
 )
 
 // The -prefill-offline comparison: two more EdDSA guest_auth sites, each
@@ -137,23 +138,25 @@ func (r *results) ratios(a, b string) string {
 	return strings.Join(parts, " ")
 }
 
-// storeNotes describes each store file as Caddy left it: its size and
-// bbolt's free pages (rebuilt from the page tree when opened, as Caddy's
-// open does: the list is not kept in the file).
+// storeNotes describes each store as Caddy left it: its records, its
+// file and the part of it in use.
 func (b *bench) storeNotes() []string {
 	var notes []string
+	ctx := context.Background()
 	for _, name := range storeSites {
-		path := filepath.Join(b.dir, name+".db")
-		db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, PreLoadFreelist: true, FreelistType: bolt.FreelistMapType, Timeout: 10 * time.Second})
+		st, err := storage.Open(ctx, storage.Config{Kind: storage.KindBolt, Location: filepath.Join(b.dir, name+".db")})
 		if err != nil {
 			notes = append(notes, fmt.Sprintf("%s store: %v", name, err))
 			continue
 		}
-		st := db.Stats()
-		var size int64
-		_ = db.View(func(tx *bolt.Tx) error { size = tx.Size(); return nil })
-		db.Close()
-		notes = append(notes, fmt.Sprintf("%s store after the run: %.1f MB in use, %d free pages (%d pending)", name, float64(size)/1e6, st.FreePageN, st.PendingPageN))
+		s, err := st.Stats(ctx)
+		st.Close()
+		if err != nil {
+			notes = append(notes, fmt.Sprintf("%s store: %v", name, err))
+			continue
+		}
+		notes = append(notes, fmt.Sprintf("%s store after the run: %d users (%d guests), %d sessions; file %.1f MB, %.1f MB in use (%.2f KB per user)",
+			name, s.Users, s.LiveGuests, s.Sessions, float64(s.FileSize)/1e6, float64(s.DataSize)/1e6, float64(s.DataSize)/1e3/float64(max(s.Users, 1))))
 	}
 	return notes
 }

@@ -30,9 +30,9 @@ type prefillSite struct {
 	client string
 }
 
-// prefillWorkers is how many guests are created at once: bbolt's Batch
-// commits up to MaxBatchSize (1000) concurrent writes together, so this
-// many callers keep every commit full.
+// prefillWorkers is how many guests are created at once: the bbolt store
+// commits concurrent creations together (up to a thousand a commit), so
+// this many callers keep every commit full.
 const prefillWorkers = 2000
 
 // prefillStore creates n guests in the site's store before Caddy opens it,
@@ -45,7 +45,7 @@ const prefillWorkers = 2000
 // The site's lifetimes are the module's defaults, as in the bench's
 // Caddyfile.
 func prefillStore(ctx context.Context, site prefillSite, n, keep int, progress func(done int)) ([]cred, error) {
-	st, err := storage.OpenBolt(site.path, storage.Options{MaxBatchDelay: 50 * time.Millisecond})
+	st, err := storage.Open(ctx, storage.Config{Kind: storage.KindBolt, Location: site.path})
 	if err != nil {
 		return nil, err
 	}

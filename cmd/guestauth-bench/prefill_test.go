@@ -33,7 +33,7 @@ func TestPrefillStore(t *testing.T) {
 		t.Errorf("progress %v reported below 100000 guests", reported)
 	}
 
-	st, err := storage.OpenBolt(site.path, storage.Options{})
+	st, err := storage.Open(ctx, storage.Config{Kind: storage.KindBolt, Location: site.path})
 	if err != nil {
 		t.Fatal(err)
 	}
