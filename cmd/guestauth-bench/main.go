@@ -24,6 +24,18 @@
 // any backend (`-storage 'postgres postgres://…'`); "{dir}" in it stands for
 // the run's temporary directory. The tool stops by itself: every phase is
 // bounded by a count and by -phase-timeout.
+//
+// -prefill-offline N measures guest creation on a large store: before
+// Caddy starts, it writes N guests into one bbolt file and -fresh-size
+// into another (through the accounts Service, so exactly what guest
+// creation writes, with the file's own signing key), adds an EdDSA
+// guest_auth site on each, runs -soak of mixed traffic on both at once
+// (-soak-mix, per second per site: proxied requests with -soak-clients
+// guests' tokens spread through the store, creations, refreshes, renames
+// without a password, logouts), then measures creation on both in
+// interleaved rounds and reports the ratio against the 1.2 target:
+//
+//	go run ./cmd/guestauth-bench -prefill-offline 1000000 -soak 10m -only create
 package main
 
 import (
