@@ -24,6 +24,18 @@
 // any backend (`-storage 'postgres postgres://…'`); "{dir}" in it stands for
 // the run's temporary directory. The tool stops by itself: every phase is
 // bounded by a count and by -phase-timeout.
+//
+// -prefill-offline N measures guest creation on a large store: before
+// Caddy starts, it writes N guests into one bbolt file and -fresh-size
+// into another (through the accounts Service, so exactly what guest
+// creation writes, with the file's own signing key), adds an EdDSA
+// guest_auth site on each, runs -soak of mixed traffic on both at once
+// (-soak-mix, per second per site: proxied requests with -soak-clients
+// guests' tokens spread through the store, creations, refreshes, renames
+// without a password, logouts), then measures creation on both in
+// interleaved rounds and reports the ratio against the 1.2 target:
+//
+//	go run ./cmd/guestauth-bench -prefill-offline 1000000 -soak 10m -only create
 package main
 
 import (
@@ -66,6 +78,12 @@ type config struct {
 	phaseTimeout time.Duration
 	keep         bool
 	only         string
+	// the large-store comparison (see largeStore)
+	prefillOffline int
+	freshSize      int
+	soakKeep       int
+	soak           time.Duration
+	soakMix        mix
 }
 
 func main() {
@@ -88,7 +106,21 @@ func main() {
 	flag.DurationVar(&c.phaseTimeout, "phase-timeout", 3*time.Minute, "bound on any one phase")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temporary directory (Caddyfile, logs, store)")
 	flag.StringVar(&c.only, "only", "", "comma-separated scenario groups to run: create,hit,miss,password (default all)")
+	flag.IntVar(&c.prefillOffline, "prefill-offline", 0, "compare guest creation on a store of this many guests, built before Caddy starts, with a -fresh-size store (two more EdDSA sites)")
+	flag.IntVar(&c.freshSize, "fresh-size", 10000, "guests in the small store of the -prefill-offline comparison")
+	flag.IntVar(&c.soakKeep, "soak-clients", 20000, "guests of each store whose tokens the soak uses (spread through the store)")
+	flag.DurationVar(&c.soak, "soak", 0, "mixed traffic on both stores of -prefill-offline before the rounds")
+	mixFlag := flag.String("soak-mix", defaultMix, "the soak's requests per second per site: proxy, create, refresh, upgrade (a rename, no password), logout")
 	flag.Parse()
+	var err error
+	if c.soakMix, err = parseMix(*mixFlag); err != nil {
+		fmt.Fprintln(os.Stderr, "guestauth-bench:", err)
+		os.Exit(2)
+	}
+	if c.soak > 0 && c.prefillOffline <= 0 {
+		fmt.Fprintln(os.Stderr, "guestauth-bench: -soak needs -prefill-offline")
+		os.Exit(2)
+	}
 	if c.cacheSize < 1 || c.missTokens <= c.cacheSize {
 		fmt.Fprintln(os.Stderr, "guestauth-bench: -miss-tokens must exceed -cache-size (>= 1), or the cache-miss scenario hits the cache")
 		os.Exit(2)
@@ -133,6 +165,10 @@ type bench struct {
 	upstream *http.Server
 	seen     atomic.Int64        // upstream requests carrying X-Auth-User-Id
 	missToks map[string][]string // alg -> the cache-miss scenario's tokens
+	// the -prefill-offline comparison: site name ("large", "fresh") -> base
+	// URL, and the prefilled guests' tokens the soak uses
+	stores map[string]string
+	creds  map[string][]cred
 }
 
 func run(c config) error {
@@ -169,6 +205,16 @@ func run(c config) error {
 	if err != nil {
 		return err
 	}
+	if c.profileDir != "" {
+		if err := b.profile(); err != nil {
+			return err
+		}
+	}
+	if b.stores != nil {
+		// Read the stores once Caddy has let go of them.
+		b.stop()
+		res.notes = append(res.notes, b.storeNotes()...)
+	}
 	fmt.Print(res.table(b.cfg))
 	if c.svg != "" {
 		//nolint:gosec // G306: a chart meant to be read
@@ -176,11 +222,6 @@ func run(c config) error {
 			return err
 		}
 		logf("chart written to %s", c.svg)
-	}
-	if c.profileDir != "" {
-		if err := b.profile(); err != nil {
-			return err
-		}
 	}
 	return nil
 }
@@ -259,6 +300,11 @@ func (b *bench) start() error {
 }
 `, b.guest[alg], storageLine, strings.ToLower(alg), alg, b.cfg.cacheSize, up)
 	}
+	if b.cfg.prefillOffline > 0 {
+		if err := b.prefillStores(&cf, up); err != nil {
+			return err
+		}
+	}
 	cfPath := filepath.Join(b.dir, "Caddyfile")
 	if err := os.WriteFile(cfPath, []byte(cf.String()), 0o600); err != nil {
 		return err
@@ -270,12 +316,17 @@ func (b *bench) start() error {
 	b.caddy = exec.Command(b.cfg.caddyBin, "run", "--config", cfPath, "--adapter", "caddyfile") //nolint:gosec // G204: the binary the tool built or was given
 	b.caddy.Stdout, b.caddy.Stderr = logFile, logFile
 	b.caddy.Env = append(os.Environ(), "XDG_DATA_HOME="+filepath.Join(b.dir, "xdg-data"), "XDG_CONFIG_HOME="+filepath.Join(b.dir, "xdg-config"))
+	started := time.Now()
 	if err := b.caddy.Start(); err != nil {
 		return err
 	}
 	b.pid = b.caddy.Process.Pid
-	deadline := time.Now().Add(30 * time.Second)
-	for _, base := range append([]string{b.plain, b.plain4, b.plain1}, b.guest["RS256"], b.guest["ES256"], b.guest["EdDSA"]) {
+	deadline := time.Now().Add(2 * time.Minute) // a large store takes a while to open
+	bases := append([]string{b.plain, b.plain4, b.plain1}, b.guest["RS256"], b.guest["ES256"], b.guest["EdDSA"])
+	for _, base := range b.stores {
+		bases = append(bases, base)
+	}
+	for _, base := range bases {
 		for {
 			conn, err := net.DialTimeout("tcp", strings.TrimPrefix(base, "http://"), 100*time.Millisecond)
 			if err == nil {
@@ -284,17 +335,19 @@ func (b *bench) start() error {
 			}
 			if time.Now().After(deadline) {
 				log, _ := os.ReadFile(logFile.Name())
-				return fmt.Errorf("caddy did not listen on %s within 30s; its log:\n%s", base, log)
+				return fmt.Errorf("caddy did not listen on %s within 2m; its log:\n%s", base, log)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	logf("caddy pid %d up; storage %q", b.pid, storageLine)
+	logf("caddy pid %d up after %v; storage %q; RSS %s", b.pid, time.Since(started).Round(time.Millisecond), storageLine, rssNote(b.pid))
 	return nil
 }
 
+// stop ends Caddy and the upstream; it may be called again.
 func (b *bench) stop() {
 	if b.caddy != nil && b.caddy.Process != nil {
+		defer func() { b.caddy = nil }()
 		_ = b.caddy.Process.Signal(os.Interrupt)
 		done := make(chan struct{})
 		go func() { _ = b.caddy.Wait(); close(done) }() // its exit status is of no interest here

@@ -74,13 +74,24 @@ func machineBusy() (time.Duration, error) {
 }
 
 // rss is the resident set size of pid, from /proc/<pid>/status.
-func rss(pid int) int64 {
+func rss(pid int) int64 { return statusKB(pid, "VmRSS") }
+
+// rssNote is pid's resident set size with its anonymous and file-backed
+// parts: bbolt maps its file, and the pages of it that were read count as
+// resident (clean page cache, given back under memory pressure).
+func rssNote(pid int) string {
+	return fmt.Sprintf("%.0f MB (anonymous %.0f MB, file-backed %.0f MB)",
+		float64(rss(pid))/1e6, float64(statusKB(pid, "RssAnon"))/1e6, float64(statusKB(pid, "RssFile"))/1e6)
+}
+
+// statusKB is the field of /proc/<pid>/status counted in kB, in bytes.
+func statusKB(pid int, field string) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 			return n * 1024
 		}

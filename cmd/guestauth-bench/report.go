@@ -79,9 +79,18 @@ type row struct {
 	target   float64
 	extra    string // more figures
 	note     string
+	isRatio  bool // the values are ratios, not µs
 }
 
 func (w row) met() bool { return w.measured <= w.target }
+
+// fmt shows a value of the row in its unit.
+func (w row) fmt(v float64) string {
+	if w.isRatio {
+		return fmt.Sprintf("×%.2f", v)
+	}
+	return fmtUS(v)
+}
 
 func fmtUS(v float64) string {
 	switch {
@@ -96,7 +105,9 @@ func fmtUS(v float64) string {
 
 func (r *results) rows() []row {
 	var rows []row
-	if r.groups["create"] {
+	if r.groups["create"] && len(r.samples["create-large"]) > 0 {
+		rows = append(rows, r.largeStoreRows()...)
+	} else if r.groups["create"] {
 		for _, alg := range algs {
 			m := r.perOp("create-" + alg)
 			fl := r.floor(func(f floors) time.Duration { return f.sign2[alg] })
@@ -158,7 +169,7 @@ func (r *results) table(c config) string {
 		if !w.met() {
 			met = "**no**"
 		}
-		fmt.Fprintf(&sb, "| %s | %s | %s | ≤ %s | %s | %s |\n", w.what, fmtUS(w.measured), fl, fmtUS(w.target), met, w.extra)
+		fmt.Fprintf(&sb, "| %s | %s | %s | ≤ %s | %s | %s |\n", w.what, w.fmt(w.measured), fl, w.fmt(w.target), met, w.extra)
 	}
 	var skewed, retried int
 	for _, ss := range r.samples {
@@ -203,7 +214,7 @@ func (r *results) svg() string {
 			color = "#c77a12"
 		}
 		fmt.Fprintf(&sb, `<rect x="%d" y="%d" width="%d" height="18" fill="%s"/><text x="%d" y="%d">%s</text>`+"\n",
-			left, y+6, px(row.measured), color, left+px(row.measured)+4, y+20, fmtUS(row.measured))
+			left, y+6, px(row.measured), color, left+px(row.measured)+4, y+20, row.fmt(row.measured))
 		if row.floor > 0 {
 			fmt.Fprintf(&sb, `<rect x="%d" y="%d" width="%d" height="12" fill="#bbb"/><text x="%d" y="%d" fill="#555">%s</text>`+"\n",
 				left, y+28, px(row.floor), left+px(row.floor)+4, y+38, fmtUS(row.floor))

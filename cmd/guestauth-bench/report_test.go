@@ -80,7 +80,10 @@ func TestProcReaders(t *testing.T) {
 	if _, _, err := statUserSys(os.Getpid()); err != nil {
 		t.Fatal(err)
 	}
-	if rss(os.Getpid()) <= 0 {
+	if rss(os.Getpid()) <= 0 || statusKB(os.Getpid(), "RssAnon") <= 0 {
 		t.Fatal("no RSS")
+	}
+	if n := rssNote(os.Getpid()); !strings.Contains(n, "anonymous") || strings.HasPrefix(n, "0 MB") {
+		t.Fatalf("rssNote = %q", n)
 	}
 }

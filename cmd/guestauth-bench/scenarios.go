@@ -69,7 +69,17 @@ func (b *bench) measure() (*results, error) {
 		res.notes = append(res.notes, fmt.Sprintf("store prefilled with %d guests", b.cfg.prefill))
 	}
 
-	if b.want("create") {
+	var storeSides []side
+	if b.stores != nil {
+		if storeSides, err = b.largeStoreSides(res); err != nil {
+			return nil, err
+		}
+	}
+
+	if b.want("create") && storeSides != nil {
+		res.groups["create"] = true
+		sides = append(sides, storeSides...)
+	} else if b.want("create") {
 		res.groups["create"] = true
 		for _, alg := range algs {
 			base := b.guest[alg]
@@ -174,7 +184,7 @@ func (b *bench) measure() (*results, error) {
 			logf("  %-18s %9.1f µs CPU/op %8.0f /s  foreign %.2f cores", s.name, float64(smp.perOp())/1e3, smp.rate(), smp.foreign)
 		}
 	}
-	res.notes = append(res.notes, fmt.Sprintf("Caddy RSS at the end: %.0f MB", float64(rss(b.pid))/1e6))
+	res.notes = append(res.notes, "Caddy RSS at the end: "+rssNote(b.pid))
 	if files, _ := filepath.Glob(filepath.Join(b.dir, "*.db")); len(files) > 0 {
 		for _, f := range files {
 			if fi, err := os.Stat(f); err == nil {
@@ -220,6 +230,11 @@ func (b *bench) profile() error {
 		op   func(ctx context.Context) error
 	}
 	var loads []load
+	for _, name := range storeSites {
+		if base := b.stores[name]; base != "" {
+			loads = append(loads, load{"create-" + name, func(ctx context.Context) error { return b.call(createReq(ctx, base), nil) }})
+		}
+	}
 	for _, alg := range algs {
 		base := b.guest[alg]
 		loads = append(loads, load{"create-" + alg, func(ctx context.Context) error { return b.call(createReq(ctx, base), nil) }})
