@@ -403,9 +403,13 @@ func parseBrowser(d *caddyfile.Dispenser, h *httpcaddyfile.Helper) (*Browser, er
 // the store out of reach is a 503 page with Retry-After, anything else
 // Caddy's 500. Never anonymous.
 func (g *GuestAuth) browserFault(w http.ResponseWriter, r *http.Request, err error, where string) error {
-	if f := g.classify(err, where); f.kind == failUnavailable {
+	switch f := g.classify(err, where); f.kind {
+	case failUnavailable:
 		setRetryAfter(w, f)
 		return g.pageError(w, r, f.status, f.desc)
+	case failGone:
+		w.WriteHeader(f.status)
+		return nil
 	}
 	return caddyhttp.Error(http.StatusInternalServerError, err)
 }

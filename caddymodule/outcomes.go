@@ -20,6 +20,7 @@ package caddymodule
 // refused access token, whichever endpoint refused it.
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -43,7 +44,12 @@ const (
 	failToken                       // a *tokens.InvalidError: the access token is refused
 	failAuth                        // an *authError: no usable credential was offered
 	failUnavailable                 // storage.ErrUnavailable: 503 with Retry-After, never anonymous
+	failGone                        // the client went away (its request's context ended): 499, no body
 )
+
+// statusClientClosed is what the access log shows for a request whose
+// client went away before the answer, as reverse_proxy records it.
+const statusClientClosed = 499
 
 // failure is a classified error.
 type failure struct {
@@ -91,6 +97,10 @@ func (g *GuestAuth) classify(err error, where string) failure {
 		return failure{kind: failAuth, status: af.status, code: af.code, desc: af.desc}
 	case errors.As(err, &ae):
 		return failure{kind: failDomain, code: ae.Code, desc: ae.Description}
+	case errors.Is(err, context.Canceled):
+		// Not a server fault: nobody is left to answer.
+		g.logger.Debug("client went away", zap.String("during", where))
+		return failure{kind: failGone, status: statusClientClosed}
 	case errors.Is(err, storage.ErrUnavailable):
 		// The driver's message is logged, never sent.
 		g.logger.Warn("storage unavailable", zap.String("during", where), zap.Error(err))
@@ -111,6 +121,9 @@ func setRetryAfter(w http.ResponseWriter, f failure) {
 func (g *GuestAuth) writeOAuthError(w http.ResponseWriter, err error) error {
 	f := g.classify(err, "token endpoint")
 	switch f.kind {
+	case failGone:
+		w.WriteHeader(f.status)
+		return nil
 	case failHTTP:
 		if f.challenge != "" {
 			w.Header().Set("WWW-Authenticate", f.challenge)
@@ -155,6 +168,9 @@ var profileStatus = map[string]int{
 func (g *GuestAuth) writeEnvelopeError(w http.ResponseWriter, err error) error {
 	f := g.classify(err, "account API")
 	switch f.kind {
+	case failGone:
+		w.WriteHeader(f.status)
+		return nil
 	case failHTTP:
 		return writeJSON(w, f.status, envelope{Status: "error", Msg: f.desc, Data: f.code})
 	case failThrottled, failUnavailable:
@@ -180,6 +196,9 @@ func (g *GuestAuth) writeEnvelopeError(w http.ResponseWriter, err error) error {
 func (g *GuestAuth) writeBearerError(w http.ResponseWriter, err error) error {
 	f := g.classify(err, "authenticating request")
 	switch f.kind {
+	case failGone:
+		w.WriteHeader(f.status)
+		return nil
 	case failToken, failAuth:
 		return bearerError(w, f.status, f.code, f.desc)
 	case failThrottled:
@@ -201,6 +220,9 @@ func (g *GuestAuth) writeBearerError(w http.ResponseWriter, err error) error {
 func (g *GuestAuth) writeChallengeError(w http.ResponseWriter, err error) error {
 	f := g.classify(err, "challenge endpoint")
 	switch f.kind {
+	case failGone:
+		w.WriteHeader(f.status)
+		return nil
 	case failHTTP:
 		if f.status == http.StatusRequestTimeout {
 			return writeAuthgearError(w, f.status, "RequestTimeout", "RequestTimeout", f.desc)

@@ -20,6 +20,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard" // the http app, static_response
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/guestauth/caddy-guestauth/accounts"
 	"github.com/guestauth/caddy-guestauth/events"
@@ -302,5 +303,26 @@ func TestOutcomeWriters(t *testing.T) {
 				t.Fatalf("token failures{reason=expired} = %v, want %v", got, wantRejected)
 			}
 		})
+	}
+}
+
+// A request whose client went away (its context cancelled while the store
+// was read) is no server fault: every writer records 499, as reverse_proxy
+// does, writes no body and logs nothing at error level.
+func TestClientGoneIsNotAServerFault(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	g := &GuestAuth{logger: zap.New(core)}
+	gone := fmt.Errorf("reading the session: %w", context.Canceled)
+	for name, write := range map[string]func(http.ResponseWriter, error) error{
+		"oauth": g.writeOAuthError, "envelope": g.writeEnvelopeError,
+		"challenge": g.writeChallengeError, "bearer": g.writeBearerError,
+	} {
+		w := httptest.NewRecorder()
+		if err := write(w, gone); err != nil || w.Code != 499 || w.Body.Len() != 0 {
+			t.Errorf("%s: %d %q, error %v; want 499, no body, no error", name, w.Code, w.Body, err)
+		}
+	}
+	if n := logs.Len(); n != 0 {
+		t.Fatalf("%d log entries at info or above: %v", n, logs.All())
 	}
 }

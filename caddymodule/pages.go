@@ -301,6 +301,9 @@ func pageStatus(code string) int {
 func (g *GuestAuth) formError(w http.ResponseWriter, d *PageData, err error) error {
 	// The one classification of outcomes.go; the page shows it in HTML.
 	switch f := g.classify(err, "browser page "+d.Page); f.kind {
+	case failGone:
+		w.WriteHeader(f.status)
+		return nil
 	case failThrottled:
 		setRetryAfter(w, f)
 		d.Status, d.Error = f.status, "Too many attempts; try again in "+strconv.FormatInt(f.retry, 10)+" seconds."
