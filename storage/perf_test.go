@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -186,5 +187,61 @@ func TestCreateUserSessionIDTaken(t *testing.T) {
 	}
 	if got, err := b.GetSession(bg, s.ID); err != nil || got.UserID != u.ID {
 		t.Fatalf("session %v %v", got, err)
+	}
+}
+
+// BenchmarkCreateUserConcurrent creates guests from 8 goroutines that each
+// spend some CPU before the write (as signing does), and reports the
+// guests per commit.
+func BenchmarkCreateUserConcurrent(b *testing.B) {
+	for _, par := range []int{1, 4, 16} {
+		b.Run(fmt.Sprintf("goroutines=%d", 2*par), func(b *testing.B) { benchCreateUsers(b, par) })
+	}
+}
+
+func benchCreateUsers(b *testing.B, par int) {
+	path := filepath.Join(b.TempDir(), "w.db")
+	st, err := storage.OpenBolt(path, storage.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	var next atomic.Int64
+	w0 := st.Writes()
+	b.SetParallelism(par)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := int(next.Add(1))
+			spin := time.Now().Add(70 * time.Microsecond)
+			for time.Now().Before(spin) {
+			}
+			u, s := perfGuest(i)
+			u.ID = fmt.Sprintf("g%09d", i)
+			u.Name = storage.GuestNamePrefix + u.ID
+			s.ID, s.UserID = "s"+u.ID, u.ID
+			if err := st.CreateUser(bg, u, s, nil); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/float64(st.Writes()-w0), "guests/commit")
+}
+
+// A write with no other write to share its commit is committed at once,
+// however long MaxBatchDelay is: it waits only for the company the
+// previous commit had (bbolt's Batch made every write wait the full delay
+// when alone).
+func TestLoneWriteCommitsAtOnce(t *testing.T) {
+	t.Parallel()
+	b, err := storage.OpenBolt(filepath.Join(t.TempDir(), "w.db"), storage.Options{MaxBatchDelay: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for i := range 3 {
+		u, s := perfGuest(i)
+		mustCreate(t, b, u, s, nil)
 	}
 }
