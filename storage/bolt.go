@@ -67,13 +67,27 @@ type Bolt struct {
 	group   *groupCommit
 }
 
-// countCommit makes the commit of tx, once, count in commits.
+// countCommit makes the commit of tx, once, count in commits, and fills
+// the pages of the time-ordered buckets (see appendBuckets).
 func (b *Bolt) countCommit(tx *bolt.Tx) {
 	if b.counted != tx {
 		b.counted = tx
 		tx.OnCommit(func() { b.commits.Add(1) })
+		for _, name := range appendBuckets {
+			if bk := tx.Bucket(name); bk != nil {
+				bk.FillPercent = appendFill
+			}
+		}
 	}
 }
+
+// appendBuckets are keyed by UUIDv7 ids or by time, so new records go at
+// their end. bbolt splits a page at half its size by default, which for
+// appends leaves every page half empty: filled to appendFill, the store
+// takes fewer pages per guest, and a commit splits (and writes) fewer.
+var appendBuckets = [][]byte{bucketUsers, bucketNames, bucketSessions, bucketUserSessions, bucketSessionEnds, bucketGuestIdle}
+
+const appendFill = 0.9
 
 // ctxErr refuses to start a transaction for a cancelled context. A bbolt
 // transaction is local and short, so once started it runs to its end.
