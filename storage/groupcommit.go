@@ -13,13 +13,14 @@ import (
 // A writer queues its function and, if no commit is running, leads one for
 // every function queued by then; writers arriving during a commit queue
 // for the next one. Before taking the queue, a leader waits (at most delay)
-// until as many writes are queued as the previous commit carried: the
-// writers of a steady load then share each commit instead of splitting
-// into cohorts that alternate, while a lone writer (the previous commit
-// carried one) commits at once. bbolt's own Batch waits the full delay
-// for company every time and starts its next batch's timer while the
-// previous commit is still running, which split 32 concurrent guest
-// creations into commits of about 10.
+// until as many writes are queued as the previous commit carried plus
+// those that queued while it ran: the writers of a steady load then share
+// each commit instead of splitting into cohorts that take turns (one
+// committing while the other queues), while a lone writer commits at
+// once. bbolt's own Batch waits the full delay for company every time and
+// starts its next batch's timer while the previous commit is still
+// running, which split 32 concurrent guest creations into commits of
+// about 10.
 //
 // Every caller returns only after the commit holding its function has been
 // fsync'd, or with the error that function returned.
@@ -33,7 +34,7 @@ type groupCommit struct {
 	leader chan struct{}
 	mu     sync.Mutex
 	queue  []*groupCall
-	// want is how many functions the previous commit carried; wake, when
+	// want is how many writers the next commit waits for; wake, when
 	// set, is closed once the queue holds want functions.
 	want int
 	wake chan struct{}
@@ -74,7 +75,14 @@ func (g *groupCommit) do(fn func(*bolt.Tx) error) error {
 		case err = <-c.done:
 		default:
 			g.waitForCompany()
-			g.run(g.take())
+			calls := g.take()
+			g.run(calls)
+			// The writers of this commit are likely to write again (a
+			// client's next guest), and those that queued meanwhile are
+			// waiting: the next commit waits for as many.
+			g.mu.Lock()
+			g.want = min(len(calls)+len(g.queue), g.maxCalls)
+			g.mu.Unlock()
 			err = <-c.done
 		}
 		<-g.leader
@@ -85,8 +93,8 @@ func (g *groupCommit) do(fn func(*bolt.Tx) error) error {
 	return err
 }
 
-// waitForCompany waits, at most delay, until the queue holds as many
-// functions as the previous commit carried.
+// waitForCompany waits, at most delay, until the queue holds want
+// functions.
 func (g *groupCommit) waitForCompany() {
 	g.mu.Lock()
 	if len(g.queue) >= g.want || g.delay <= 0 {
@@ -109,7 +117,6 @@ func (g *groupCommit) take() []*groupCall {
 	defer g.mu.Unlock()
 	g.wake = nil
 	n := min(len(g.queue), g.maxCalls)
-	g.want = n
 	calls := g.queue[:n:n]
 	g.queue = g.queue[n:]
 	if len(g.queue) == 0 {

@@ -150,3 +150,54 @@ func TestGroupCommitWaitsForUsualCompany(t *testing.T) {
 		t.Fatalf("%d commits for 3 writes expected together, want 1", n)
 	}
 }
+
+// Writers that take turns merge: a write that queued while another's
+// commit ran waits for that writer's next write, so the two share the next
+// commit instead of alternating in commits of one.
+func TestGroupCommitMergesTurns(t *testing.T) {
+	t.Parallel()
+	db, g := openGroupTest(t, time.Hour)
+	inA, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	wg.Go(func() {
+		errs <- g.do(func(tx *bolt.Tx) error {
+			once.Do(func() { close(inA) })
+			<-release
+			return put("a")(tx)
+		})
+	})
+	<-inA // A's commit runs
+	tx0 := txID(t, db)
+	var bc sync.WaitGroup
+	bc.Go(func() { errs <- g.do(put("b")) })
+	for {
+		g.mu.Lock()
+		n := len(g.queue)
+		g.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait() // A is committed; B waits for company
+	g.mu.Lock()
+	want := g.want
+	g.mu.Unlock()
+	if want != 2 {
+		t.Fatalf("after a commit of one with one queued, the next waits for %d", want)
+	}
+	bc.Go(func() { errs <- g.do(put("c")) }) // A's client writes again
+	bc.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := txID(t, db) - tx0; n != 2 {
+		t.Fatalf("%d commits for A, then B and C together; want 2", n)
+	}
+}

@@ -200,16 +200,19 @@ func TestCreateUserSessionIDTaken(t *testing.T) {
 	}
 }
 
-// BenchmarkCreateUserConcurrent creates guests from 8 goroutines that each
-// spend some CPU before the write (as signing does), and reports the
-// guests per commit.
+// BenchmarkCreateUserConcurrent creates guests from concurrent goroutines
+// that each spend 70 µs of CPU before the write (as signing does), and with
+// rtt sleep that long before it (as a client's round trip), and reports
+// the guests per commit and the pages a commit writes.
 func BenchmarkCreateUserConcurrent(b *testing.B) {
-	for _, par := range []int{1, 4, 16} {
-		b.Run(fmt.Sprintf("goroutines=%d", 2*par), func(b *testing.B) { benchCreateUsers(b, par) })
+	for _, rtt := range []time.Duration{0, 300 * time.Microsecond} {
+		for _, par := range []int{1, 4, 16} {
+			b.Run(fmt.Sprintf("rtt=%v/goroutines=%d", rtt, 2*par), func(b *testing.B) { benchCreateUsers(b, par, rtt) })
+		}
 	}
 }
 
-func benchCreateUsers(b *testing.B, par int) {
+func benchCreateUsers(b *testing.B, par int, rtt time.Duration) {
 	b.Helper()
 	path := filepath.Join(b.TempDir(), "w.db")
 	st, err := storage.OpenBolt(path, storage.Options{})
@@ -224,6 +227,9 @@ func benchCreateUsers(b *testing.B, par int) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			i := int(next.Add(1))
+			if rtt > 0 {
+				time.Sleep(rtt)
+			}
 			spin := time.Now().Add(70 * time.Microsecond)
 			for time.Now().Before(spin) {
 			}
