@@ -70,21 +70,10 @@ func (g *groupCommit) do(fn func(*bolt.Tx) error) error {
 	case err = <-c.done:
 	case g.leader <- struct{}{}:
 		// A leader signals every function it took before it gives the
-		// token back, so this one is either done or still queued.
-		select {
-		case err = <-c.done:
-		default:
-			g.waitForCompany()
-			calls := g.take()
-			g.run(calls)
-			// The writers of this commit are likely to write again (a
-			// client's next guest), and those that queued meanwhile are
-			// waiting: the next commit waits for as many.
-			g.mu.Lock()
-			g.want = min(len(calls)+len(g.queue), g.maxCalls)
-			g.mu.Unlock()
-			err = <-c.done
-		}
+		// token back, so this one is either done or still queued; with
+		// more than maxCalls queued before it, it leads commits until
+		// one carries it.
+		err = g.lead(c)
 		<-g.leader
 	}
 	if errors.Is(err, errTrySolo) {
@@ -110,6 +99,33 @@ func (g *groupCommit) waitForCompany() {
 	case <-t.C:
 	}
 	t.Stop()
+}
+
+// lead runs commits, holding the leader token, until c is done. Only the
+// first waits for company: the rest of the queue has waited already.
+func (g *groupCommit) lead(c *groupCall) error {
+	for first := true; ; first = false {
+		select {
+		case err := <-c.done:
+			return err
+		default:
+		}
+		if first {
+			g.waitForCompany()
+		}
+		calls := g.take()
+		g.run(calls)
+		// The writers of this commit are likely to write again (a
+		// client's next guest), and those that queued meanwhile are
+		// waiting: the next commit waits for as many. After a full
+		// commit, the queue alone fills the next one: no waiting.
+		g.mu.Lock()
+		g.want = min(len(calls)+len(g.queue), g.maxCalls)
+		if len(calls) == g.maxCalls {
+			g.want = 0
+		}
+		g.mu.Unlock()
+	}
 }
 
 func (g *groupCommit) take() []*groupCall {

@@ -201,3 +201,35 @@ func TestGroupCommitMergesTurns(t *testing.T) {
 		t.Fatalf("%d commits for A, then B and C together; want 2", n)
 	}
 }
+
+// A commit carries at most maxCalls functions: a leader queued behind more
+// than that leads commits until one carries its own.
+func TestGroupCommitBoundedCommits(t *testing.T) {
+	t.Parallel()
+	db, g := openGroupTest(t, time.Hour)
+	g.maxCalls = 2
+	g.leader <- struct{}{}
+	var wg sync.WaitGroup
+	for i := range 5 {
+		wg.Go(func() {
+			if err := g.do(put(string(rune('a' + i)))); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	for {
+		g.mu.Lock()
+		n := len(g.queue)
+		g.mu.Unlock()
+		if n == 5 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	tx0 := txID(t, db)
+	<-g.leader
+	wg.Wait()
+	if n := txID(t, db) - tx0; n != 3 {
+		t.Fatalf("%d commits for 5 writes of at most 2 each, want 3", n)
+	}
+}
