@@ -40,7 +40,10 @@ type Options struct {
 	// LockTimeout bounds the wait for bbolt's exclusive file lock, so a second
 	// process on the same file fails with a clear error instead of hanging.
 	LockTimeout time.Duration
-	// MaxBatchDelay is how long concurrent writes wait to share one fsync.
+	// MaxBatchDelay bounds how long a write that finds no commit running
+	// waits for as many others as shared the previous commit, so they
+	// share one fsync (default 1ms; see groupCommit). A write after a
+	// commit of one does not wait.
 	MaxBatchDelay time.Duration
 	// Now is the clock used to stamp orphaned guests (time.Now when nil).
 	Now func() time.Time
@@ -62,15 +65,30 @@ type Bolt struct {
 	commits atomic.Uint64
 	counted *bolt.Tx
 	cache   *IdentityCache
+	group   *groupCommit
 }
 
-// countCommit makes the commit of tx, once, count in commits.
+// countCommit makes the commit of tx, once, count in commits, and fills
+// the pages of the time-ordered buckets (see appendBuckets).
 func (b *Bolt) countCommit(tx *bolt.Tx) {
 	if b.counted != tx {
 		b.counted = tx
 		tx.OnCommit(func() { b.commits.Add(1) })
+		for _, name := range appendBuckets {
+			if bk := tx.Bucket(name); bk != nil {
+				bk.FillPercent = appendFill
+			}
+		}
 	}
 }
+
+// appendBuckets are keyed by UUIDv7 ids or by time, so new records go at
+// their end. bbolt splits a page at half its size by default, which for
+// appends leaves every page half empty: filled to appendFill, the store
+// takes fewer pages per guest, and a commit splits (and writes) fewer.
+var appendBuckets = [][]byte{bucketUsers, bucketNames, bucketSessions, bucketUserSessions, bucketSessionEnds, bucketGuestIdle}
+
+const appendFill = 0.9
 
 // ctxErr refuses to start a transaction for a cancelled context. A bbolt
 // transaction is local and short, so once started it runs to its end.
@@ -100,17 +118,18 @@ func (b *Bolt) update(ctx context.Context, fn func(*bolt.Tx) error) error {
 	})
 }
 
-// batch shares one commit between concurrent callers. bbolt may run fn a
-// second time (after rolling back a batch that another caller's function
-// failed), so fn must give the same result when run again on the same data;
-// the exported methods see to it, and their callers need not care.
+// batch shares one commit between concurrent callers (see groupCommit).
+// fn may run a second time (after rolling back a commit that another
+// caller's function failed), so fn must give the same result when run again
+// on the same data; the exported methods see to it, and their callers need
+// not care.
 func (b *Bolt) batch(ctx context.Context, fn func(*bolt.Tx) error) error {
 	if err := ctxErr(ctx); err != nil {
 		return err
 	}
 	b.cache.WriteBegin()
 	defer b.cache.WriteEnd()
-	return b.db.Batch(func(tx *bolt.Tx) error {
+	return b.group.do(func(tx *bolt.Tx) error {
 		b.countCommit(tx)
 		return fn(tx)
 	})
@@ -150,7 +169,6 @@ func OpenBolt(path string, opt Options) (*Bolt, error) {
 		}
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
-	db.MaxBatchDelay = opt.MaxBatchDelay
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, name := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
@@ -176,7 +194,7 @@ func OpenBolt(path string, opt Options) (*Bolt, error) {
 	if opt.IdentityCacheSize == 0 {
 		opt.IdentityCacheSize = DefaultIdentityCacheSize
 	}
-	return &Bolt{db: db, now: opt.Now, cache: NewIdentityCache(opt.IdentityCacheSize)}, nil
+	return &Bolt{db: db, now: opt.Now, cache: NewIdentityCache(opt.IdentityCacheSize), group: newGroupCommit(db, opt.MaxBatchDelay)}, nil
 }
 
 // Close marks the record counters as exact (see checkCounts) and closes

@@ -46,3 +46,6 @@ func (b *Bolt) DeleteSessionUnreported(id string) error {
 func (b *Bolt) SetCounterForTest(name string, n int64) error {
 	return b.db.Update(func(tx *bolt.Tx) error { return putCounter(tx.Bucket(bucketMeta), []byte(name), n) })
 }
+
+// PagesWritten is how many pages the committed write transactions wrote.
+func (b *Bolt) PagesWritten() int64 { st := b.db.Stats(); return st.TxStats.GetWrite() }

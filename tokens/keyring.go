@@ -50,6 +50,9 @@ type signingKey struct {
 	kid string
 	alg jwa.SignatureAlgorithm
 	raw crypto.Signer
+	// headers holds the encoded protected header of each token type
+	// signed with this key (see header).
+	headers sync.Map
 }
 
 type verifyKey struct {

@@ -130,11 +130,7 @@ func (k *Keyring) Mint(g Grant, sub Subject) (*Minted, error) {
 // standard library: the tokens a JOSE library makes, without its generic
 // header and claim maps on the guest-creation path.
 func (sk *signingKey) signCompact(typ string, claims any) (string, error) {
-	hdr, err := json.Marshal(struct {
-		Alg string `json:"alg"`
-		KID string `json:"kid"`
-		Typ string `json:"typ"`
-	}{sk.alg.String(), sk.kid, typ})
+	hdr, err := sk.header(typ)
 	if err != nil {
 		return "", err
 	}
@@ -142,10 +138,10 @@ func (sk *signingKey) signCompact(typ string, claims any) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	h := b64.EncodedLen(len(hdr))
+	h := len(hdr)
 	n := h + 1 + b64.EncodedLen(len(payload))
 	buf := make([]byte, n, n+1+b64.EncodedLen(512))
-	b64.Encode(buf, hdr)
+	copy(buf, hdr)
 	buf[h] = '.'
 	b64.Encode(buf[h+1:], payload)
 	sig, err := sk.rawSign(buf)
@@ -155,6 +151,25 @@ func (sk *signingKey) signCompact(typ string, claims any) (string, error) {
 	buf = append(buf, '.')
 	buf = b64.AppendEncode(buf, sig)
 	return string(buf), nil
+}
+
+// header is the base64url-encoded protected header {"alg","kid","typ"} of
+// a token of type typ signed by sk, encoded once per key and type.
+func (sk *signingKey) header(typ string) ([]byte, error) {
+	if h, ok := sk.headers.Load(typ); ok {
+		return h.([]byte), nil
+	}
+	hdr, err := json.Marshal(struct {
+		Alg string `json:"alg"`
+		KID string `json:"kid"`
+		Typ string `json:"typ"`
+	}{sk.alg.String(), sk.kid, typ})
+	if err != nil {
+		return nil, err
+	}
+	enc := b64.AppendEncode(nil, hdr)
+	sk.headers.Store(typ, enc)
+	return enc, nil
 }
 
 // rawSign signs a JWS signing input as sk.alg prescribes (RFC 7518 §3.3

@@ -520,3 +520,31 @@ func TestCacheStaysBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Protected headers are encoded once per key and token type: later tokens
+// keep each type's own header, and a rotated key's tokens name the new key.
+func TestMintHeadersPerKeyAndType(t *testing.T) {
+	t.Parallel()
+	k := newKeyring(t, jwa.ES256)
+	var kids []any
+	for round := range 3 {
+		if round == 2 {
+			if _, err := k.Rotate(context.Background(), jwa.ES256); err != nil {
+				t.Fatal(err)
+			}
+		}
+		m := mint(t, k, grant(jwa.ES256), subject)
+		hdr, _, _ := parts(t, m.AccessToken)
+		idHdr, _, _ := parts(t, m.IDToken)
+		if hdr["typ"] != tokens.TypeAccess || idHdr["typ"] != tokens.TypeID || hdr["kid"] != idHdr["kid"] || hdr["kid"] != k.SignerKID(jwa.ES256) {
+			t.Fatalf("round %d: headers %v and %v, signer %s", round, hdr, idHdr, k.SignerKID(jwa.ES256))
+		}
+		if _, err := verifierAt(k, now0).Verify(m.AccessToken, issuer); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		kids = append(kids, hdr["kid"])
+	}
+	if kids[0] != kids[1] || kids[1] == kids[2] {
+		t.Fatalf("kids over the rounds (rotation before the last): %v", kids)
+	}
+}
