@@ -33,7 +33,7 @@ const (
 	outboxPoll = time.Second
 	// outboxMaxAge and outboxMaxRows bound the rows of one webhook: older
 	// rows, and the oldest beyond the count (a receiver down for long),
-	// are dropped and counted in guestauth_webhook_dropped_total.
+	// are dropped and counted in caddy_guest_auth_webhook_dropped_total.
 	outboxMaxAge  = 24 * time.Hour
 	outboxMaxRows = 100000
 	// outboxTrimEvery is how often a process trims.
