@@ -198,7 +198,8 @@ func (b *bench) measure() (*results, error) {
 var errEnough = errors.New("enough")
 
 // profile saves Caddy CPU profiles of guest creation with each algorithm
-// and of proxied requests with a cached token, and the allocations made
+// and of proxied requests with a cached token (and of password upgrades),
+// and the allocations made
 // meanwhile (as a before/after pair for `go tool pprof -diff_base`).
 func (b *bench) profile() error {
 	if err := os.MkdirAll(b.cfg.profileDir, 0o755); err != nil {
@@ -247,6 +248,22 @@ func (b *bench) profile() error {
 				return b.proxied(ctx, b.guest[alg], mt[int(next.Add(1))%len(mt)])
 			}})
 		}
+	}
+	if b.want("password") {
+		// Upgrades with a password, each of a guest made beforehand (the
+		// profile then holds the upgrades only, not the creations).
+		fresh, err := b.createGuests("ES256", 400)
+		if err != nil {
+			return err
+		}
+		var next atomic.Int64
+		loads = append(loads, load{"upgrade", func(ctx context.Context) error {
+			i := int(next.Add(1)) - 1
+			if i >= len(fresh) {
+				return errEnough
+			}
+			return b.call(upgradeReq(ctx, b.guest["ES256"], fresh[i], fmt.Sprintf("profiled%d", i)), nil)
+		}})
 	}
 	for _, l := range loads {
 		if err := get("/debug/pprof/allocs", "allocs-before-"+l.name+".pprof"); err != nil {
