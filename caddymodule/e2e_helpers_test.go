@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -153,4 +154,74 @@ func storedUsers(t testing.TB, path string) []storage.User {
 // guestRequest is the seeds' request body for a client.
 func guestRequest(clientID, secret string) map[string]string {
 	return map[string]string{"grant_type": "authorization_code", "client_id": clientID, "client_secret": secret, "code": "guest-user"}
+}
+
+// guestStorm is clients creating guests in a loop on one Caddy, recording
+// every answer's status and every guest whose tokens were returned.
+type guestStorm struct {
+	mu       sync.Mutex
+	acked    []tokenSet
+	statuses map[int]int
+	stop     chan struct{}
+	wg       sync.WaitGroup
+}
+
+// startGuestStorm starts clients creating guests at base, each pausing
+// between requests. A request that gets no answer ends its client: Caddy
+// was killed if mayDie, and the test fails otherwise.
+func startGuestStorm(t *testing.T, base string, clients int, pause time.Duration, mayDie bool) *guestStorm {
+	g := &guestStorm{statuses: map[int]int{}, stop: make(chan struct{})}
+	for range clients {
+		g.wg.Go(func() {
+			for {
+				select {
+				case <-g.stop:
+					return
+				default:
+				}
+				req, _ := http.NewRequest(http.MethodPost, base+"/oauth/token", jsonBody(guestRequest("demo-app", "demo-secret")))
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					if !mayDie {
+						t.Error(err)
+					}
+					return
+				}
+				var ts tokenSet
+				ok := resp.StatusCode == http.StatusOK && decodeJSON(resp, &ts) == nil && ts.AccessToken != ""
+				resp.Body.Close()
+				g.mu.Lock()
+				g.statuses[resp.StatusCode]++
+				if ok {
+					g.acked = append(g.acked, ts)
+				}
+				g.mu.Unlock()
+				time.Sleep(pause)
+			}
+		})
+	}
+	return g
+}
+
+// count is how many answers had status so far.
+func (g *guestStorm) count(status int) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.statuses[status]
+}
+
+// end stops the clients and returns the acknowledged guests and the
+// statuses seen.
+func (g *guestStorm) end() ([]tokenSet, map[int]int) {
+	close(g.stop)
+	g.wg.Wait()
+	return g.acked, g.statuses
+}
+
+// kill stops s with SIGKILL: no shutdown, no flush.
+func (s *server) kill() {
+	s.cmd.Process.Kill()
+	<-s.done
+	s.cmd = nil
 }

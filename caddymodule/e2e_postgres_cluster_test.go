@@ -124,45 +124,10 @@ func TestPostgresNodeKilledDuringStorm(t *testing.T) {
 	t.Parallel()
 	nodes := pgNodes(t, 2, "")
 	a, b := nodes[0], nodes[1]
-	var mu sync.Mutex
-	var got []tokenSet
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				req, _ := http.NewRequest(http.MethodPost, a.Base+"/oauth/token", jsonBody(guestRequest("demo-app", "demo-secret")))
-				req.Header.Set("Content-Type", "application/json")
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					return // A is gone
-				}
-				var ts tokenSet
-				ok := resp.StatusCode == http.StatusOK && decodeJSON(resp, &ts) == nil && ts.AccessToken != ""
-				resp.Body.Close()
-				if ok {
-					mu.Lock()
-					got = append(got, ts)
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	eventually(t, "A created guests", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) >= 30 })
-	a.cmd.Process.Kill() // SIGKILL: no shutdown, no flush
-	<-a.done
-	a.cmd = nil
-	close(stop)
-	wg.Wait()
-	mu.Lock()
-	defer mu.Unlock()
+	storm := startGuestStorm(t, a.Base, 8, 0, true)
+	eventually(t, "A created guests", func() bool { return storm.count(http.StatusOK) >= 30 })
+	a.kill()
+	got, _ := storm.end()
 	for _, ts := range got {
 		if r := b.get("/app", ts.AccessToken); r.Status != http.StatusOK {
 			t.Fatalf("a guest A acknowledged before dying is refused on B: %d %s", r.Status, r.Body)

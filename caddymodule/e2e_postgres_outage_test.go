@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -130,52 +129,14 @@ func TestPostgresRestartDuringLoad(t *testing.T) {
 			}
 		}
 	})
-	var mu sync.Mutex
-	var acked []tokenSet
-	statuses := map[int]int{}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				req, _ := http.NewRequest(http.MethodPost, a.Base+"/oauth/token", jsonBody(guestRequest("demo-app", "demo-secret")))
-				req.Header.Set("Content-Type", "application/json")
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				var ts tokenSet
-				ok := resp.StatusCode == http.StatusOK && decodeJSON(resp, &ts) == nil
-				resp.Body.Close()
-				mu.Lock()
-				statuses[resp.StatusCode]++
-				if ok {
-					acked = append(acked, ts)
-				}
-				mu.Unlock()
-				time.Sleep(5 * time.Millisecond)
-			}
-		}()
-	}
-	count := func(status int) int { mu.Lock(); defer mu.Unlock(); return statuses[status] }
-	eventually(t, "guests before the restart", func() bool { return count(http.StatusOK) >= 10 })
+	storm := startGuestStorm(t, a.Base, 4, 5*time.Millisecond, false)
+	eventually(t, "guests before the restart", func() bool { return storm.count(http.StatusOK) >= 10 })
 	ctl("pause")
-	eventually(t, "503s while PostgreSQL is down", func() bool { return count(http.StatusServiceUnavailable) >= 5 })
+	eventually(t, "503s while PostgreSQL is down", func() bool { return storm.count(http.StatusServiceUnavailable) >= 5 })
 	ctl("resume")
-	before := count(http.StatusOK)
-	eventually(t, "guests after the restart", func() bool { return count(http.StatusOK) >= before+10 })
-	close(stop)
-	wg.Wait()
-	mu.Lock()
-	defer mu.Unlock()
+	before := storm.count(http.StatusOK)
+	eventually(t, "guests after the restart", func() bool { return storm.count(http.StatusOK) >= before+10 })
+	acked, statuses := storm.end()
 	for status := range statuses {
 		if status != http.StatusOK && status != http.StatusServiceUnavailable {
 			t.Fatalf("statuses during the restart: %v", statuses)
