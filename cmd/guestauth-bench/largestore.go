@@ -46,26 +46,7 @@ func (b *bench) prefillStores(cf *strings.Builder, upstream string) error {
 		}
 		logf("  %s: %d guests in %v", name, n, time.Since(t0).Round(time.Second))
 		b.stores[name], b.creds[name] = base, creds
-		fmt.Fprintf(cf, `%s {
-	guest_auth {
-		storage bolt %s
-		issuer %s
-		signing_alg EdDSA
-		client bench-app bench-secret
-		guest_limit ip 0 1s
-		guest_limit global 0 1s
-		signin_limit account 0 1s
-		signin_limit device 0 1s
-		signin_limit hashes 0 1s
-		signin_limit ip 0 1s
-		name_change_limit user 0 1s
-		name_change_limit ip 0 1s
-		max_live_guests 0
-		token_cache_size %d
-	}
-	reverse_proxy %s
-}
-`, base, site.path, site.issuer, b.cfg.cacheSize, upstream)
+		writeGuestSite(cf, base, "bolt "+site.path, site.issuer, "EdDSA", b.cfg.cacheSize, upstream)
 	}
 	return nil
 }

@@ -279,26 +279,7 @@ func (b *bench) start() error {
 `, b.admin, filepath.Join(b.dir, "caddy-data"), b.plain, up, b.plain4, up, fakeID, fakeName, b.plain1, up, fakeID, fakeName)
 	for i, alg := range algs {
 		b.guest[alg] = fmt.Sprintf("http://127.0.0.1:%d", ports[3+i])
-		fmt.Fprintf(&cf, `%s {
-	guest_auth {
-		storage %s
-		issuer http://%s.bench.invalid
-		signing_alg %s
-		client bench-app bench-secret
-		guest_limit ip 0 1s
-		guest_limit global 0 1s
-		signin_limit account 0 1s
-		signin_limit device 0 1s
-		signin_limit hashes 0 1s
-		signin_limit ip 0 1s
-		name_change_limit user 0 1s
-		name_change_limit ip 0 1s
-		max_live_guests 0
-		token_cache_size %d
-	}
-	reverse_proxy %s
-}
-`, b.guest[alg], storageLine, strings.ToLower(alg), alg, b.cfg.cacheSize, up)
+		writeGuestSite(&cf, b.guest[alg], storageLine, "http://"+strings.ToLower(alg)+".bench.invalid", alg, b.cfg.cacheSize, up)
 	}
 	if b.cfg.prefillOffline > 0 {
 		if err := b.prefillStores(&cf, up); err != nil {
@@ -569,4 +550,29 @@ func (b *bench) measureSide(s side, round int) (sample, error) {
 	}
 	best.skewed = true
 	return best, nil
+}
+
+// writeGuestSite adds a guest_auth site to a Caddyfile: its limits are off,
+// so the benchmark measures the work and not the throttles.
+func writeGuestSite(cf io.Writer, addr, storageLine, issuer, alg string, cacheSize int, upstream string) {
+	fmt.Fprintf(cf, `%s {
+	guest_auth {
+		storage %s
+		issuer %s
+		signing_alg %s
+		client bench-app bench-secret
+		guest_limit ip 0 1s
+		guest_limit global 0 1s
+		signin_limit account 0 1s
+		signin_limit device 0 1s
+		signin_limit hashes 0 1s
+		signin_limit ip 0 1s
+		name_change_limit user 0 1s
+		name_change_limit ip 0 1s
+		max_live_guests 0
+		token_cache_size %d
+	}
+	reverse_proxy %s
+}
+`, addr, storageLine, issuer, alg, cacheSize, upstream)
 }
