@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/guestauth/caddy-guestauth/storage"
 )
@@ -33,6 +34,10 @@ type wtx struct {
 	kept     [guestShards]int64
 	// quiet: the other nodes need not hear of this write (activity times).
 	quiet bool
+	// tail: the statements sent with COMMIT (see queue); batchErr, when
+	// set, translates the batch's error.
+	tail     *pgx.Batch
+	batchErr func(error) error
 	// What the write did, for its events (storage.TxResult).
 	created []storage.User
 	deleted []storage.User
@@ -42,6 +47,12 @@ type wtx struct {
 // write runs fn in a transaction. The identity cache is told a write is
 // under way for its whole length (see storage.IdentityCache), and drops
 // what the transaction changed.
+//
+// Round trips: BEGIN is one (a connection the server dropped fails there,
+// before anything ran, and is retried); fn's reads and checked writes one
+// each; then the statements fn queued (wtx.queue), the outbox rows, the
+// change log entry, the guest counter updates and COMMIT go in one batch,
+// one round trip.
 func (p *Postgres) write(ctx context.Context, fn func(w *wtx) error) error {
 	octx, cancel, err := p.op(ctx)
 	if err != nil {
@@ -55,20 +66,22 @@ func (p *Postgres) write(ctx context.Context, fn func(w *wtx) error) error {
 	for attempt := 0; ; attempt++ {
 		w = &wtx{ctx: octx, p: p, users: map[string]bool{}, sessions: map[string]bool{}}
 		began := false
-		err = pgx.BeginFunc(octx, p.pool, func(tx pgx.Tx) error {
+		err = p.pool.AcquireFunc(octx, func(c *pgxpool.Conn) error {
+			tx, err := c.Begin(octx)
+			if err != nil {
+				return err
+			}
 			began = true
 			w.Tx = tx
-			if err := fn(w); err != nil {
-				return err
+			w.tail = &pgx.Batch{}
+			if te, err = w.run(fn); err != nil {
+				// After a failed batch the server has not committed (an
+				// error skips the rest of the batch, COMMIT included) or
+				// the COMMIT itself failed; either way this ends the
+				// transaction (a failed rollback closes the connection).
+				_ = tx.Rollback(octx)
 			}
-			var err error
-			if te, err = w.storeTxEvents(); err != nil {
-				return err
-			}
-			if err := w.publish(); err != nil {
-				return err
-			}
-			return w.flushCounts()
+			return err
 		})
 		// A pooled connection the server dropped (a restart) fails at
 		// BEGIN, before anything ran: retry once on a fresh one.
@@ -87,6 +100,34 @@ func (p *Postgres) write(ctx context.Context, fn func(w *wtx) error) error {
 		p.cache.InvalidateSession(id)
 	}
 	return opErr(ctx, err)
+}
+
+// run runs fn in the open transaction, then sends the queued statements
+// and COMMIT in one batch.
+func (w *wtx) run(fn func(w *wtx) error) (*storage.TxEvents, error) {
+	if err := fn(w); err != nil {
+		return nil, err
+	}
+	te, err := w.storeTxEvents()
+	if err != nil {
+		return nil, err
+	}
+	w.publish()
+	w.flushCounts()
+	w.tail.Queue("COMMIT")
+	err = w.SendBatch(w.ctx, w.tail).Close()
+	if err != nil && w.batchErr != nil {
+		err = w.batchErr(err)
+	}
+	return te, err
+}
+
+// queue adds a statement to the batch sent with COMMIT (see write), after
+// those queued before it. Only for statements whose result nobody reads
+// and whose refusal is an error of the server, which aborts the batch and
+// so the transaction: a check on the client would come after the commit.
+func (w *wtx) queue(sql string, args ...any) {
+	w.tail.Queue(sql, args...)
 }
 
 // read runs fn, a read, with a bounded context, once more if the
@@ -146,10 +187,10 @@ func b2i(b bool) int64 {
 }
 
 // publish adds the records this transaction changed to the change log and
-// wakes the other nodes' followers (delivered at commit).
-func (w *wtx) publish() error {
+// wakes the other nodes' followers (delivered at commit); queued.
+func (w *wtx) publish() {
 	if w.quiet || len(w.users)+len(w.sessions) == 0 {
-		return nil
+		return
 	}
 	users := make([]string, 0, len(w.users))
 	for id := range w.users {
@@ -159,22 +200,19 @@ func (w *wtx) publish() error {
 	for id := range w.sessions {
 		sessions = append(sessions, id)
 	}
-	_, err := w.Exec(w.ctx, `WITH c AS (INSERT INTO guestauth_changes (origin, users, sessions) VALUES ($1, $2, $3) RETURNING seq)
+	w.queue(`WITH c AS (INSERT INTO guestauth_changes (origin, users, sessions) VALUES ($1, $2, $3) RETURNING seq)
 		SELECT pg_notify('`+notifyChannel+`', '') FROM c`, w.p.origin, users, sessions)
-	return err
 }
 
-func (w *wtx) flushCounts() error {
+// flushCounts queues the guest counter updates, last (lock order).
+func (w *wtx) flushCounts() {
 	for i := range guestShards {
 		if w.live[i] == 0 && w.kept[i] == 0 {
 			continue
 		}
-		if _, err := w.Exec(w.ctx, `UPDATE guestauth_guest_counts SET live = greatest(live + $2, 0), kept = greatest(kept + $3, 0) WHERE shard = $1`,
-			i, w.live[i], w.kept[i]); err != nil {
-			return err
-		}
+		w.queue(`UPDATE guestauth_guest_counts SET live = greatest(live + $2, 0), kept = greatest(kept + $3, 0) WHERE shard = $1`,
+			i, w.live[i], w.kept[i])
 	}
-	return nil
 }
 
 func ns(t time.Time) int64 { return t.UnixNano() }
@@ -189,9 +227,9 @@ func userCols(u *storage.User) (idle *int64, orphan bool) {
 	return idle, orphan
 }
 
-// saveUser writes u over old (old nil: a new user; u nil: delete old, its
-// sessions and device) and counts the guest changes.
-func (w *wtx) saveUser(old, u *storage.User) error {
+// count notes the change of a user from old to u (either nil): the guest
+// counters and the cache entry to drop. It returns the user's id.
+func (w *wtx) count(old, u *storage.User) string {
 	isGuest := func(x *storage.User) bool { return x != nil && x.IsAnonymous() }
 	isKept := func(x *storage.User) bool { return isGuest(x) && x.Kept }
 	var id string
@@ -204,6 +242,15 @@ func (w *wtx) saveUser(old, u *storage.User) error {
 	w.live[sh] += b2i(isGuest(u)) - b2i(isGuest(old))
 	w.kept[sh] += b2i(isKept(u)) - b2i(isKept(old))
 	w.users[id] = true
+	return id
+}
+
+const insertUser = `INSERT INTO guestauth_users (id, name_key, tag, idle_ns, orphan, data) VALUES ($1, $2, $3, $4, $5, $6)`
+
+// saveUser writes u over old (old nil: a new user; u nil: delete old, its
+// sessions and device) and counts the guest changes.
+func (w *wtx) saveUser(old, u *storage.User) error {
+	id := w.count(old, u)
 	if u == nil {
 		w.deleted = append(w.deleted, *old)
 		rows, err := w.Query(w.ctx, `DELETE FROM guestauth_sessions WHERE user_id = $1 RETURNING id`, id)
@@ -227,7 +274,7 @@ func (w *wtx) saveUser(old, u *storage.User) error {
 	idle, orphan := userCols(u)
 	if old == nil {
 		w.created = append(w.created, *u)
-		_, err = w.Exec(w.ctx, `INSERT INTO guestauth_users (id, name_key, tag, idle_ns, orphan, data) VALUES ($1, $2, $3, $4, $5, $6)`,
+		_, err = w.Exec(w.ctx, insertUser,
 			u.ID, storage.NameKey(u.Name), u.Tag, idle, orphan, raw)
 		return err
 	}
@@ -335,30 +382,59 @@ func (w *wtx) markOrphan(u *storage.User, now time.Time) error {
 	return w.saveUser(&old, u)
 }
 
-// CreateUser implements storage.Backend.
+// CreateUser implements storage.Backend. Its statements all go in the
+// batch with COMMIT: with BEGIN, two round trips.
 func (p *Postgres) CreateUser(ctx context.Context, u *storage.User, s *storage.Session, dev *storage.Device) error {
 	if u.ID == "" || u.Name == "" {
 		return invalid("user needs an id and a name")
 	}
+	if s != nil {
+		if s.ID == "" || s.UserID == "" {
+			return invalid("session needs an id and a user id")
+		}
+		if s.UserID != u.ID {
+			return invalid("the first session belongs to another user")
+		}
+	}
 	return p.write(ctx, func(w *wtx) error {
-		if err := w.saveUser(nil, u); err != nil {
+		stored := u
+		if s != nil && !u.OrphanedAt.IsZero() { // a session clears the orphan mark
+			cp := *u
+			cp.OrphanedAt = time.Time{}
+			stored = &cp
+		}
+		w.count(nil, u)
+		w.created = append(w.created, *u)
+		raw, err := json.Marshal(stored)
+		if err != nil {
 			return err
 		}
+		idle, orphan := userCols(stored)
+		w.queue(insertUser, u.ID, storage.NameKey(u.Name), u.Tag, idle, orphan, raw)
 		if dev != nil {
 			raw, err := json.Marshal(dev)
 			if err != nil {
 				return err
 			}
-			if _, err := w.Exec(w.ctx, `INSERT INTO guestauth_devices (kid, user_id, data) VALUES ($1, $2, $3)`, dev.KID, u.ID, raw); err != nil {
-				return err
-			}
+			w.queue(`INSERT INTO guestauth_devices (kid, user_id, data) VALUES ($1, $2, $3)`, dev.KID, u.ID, raw)
 		}
 		if s != nil {
-			if s.UserID != u.ID {
-				return invalid("the first session belongs to another user")
+			raw, err := json.Marshal(s) //nolint:gosec // G117: the refresh key is stored, as in bbolt; the database is as secret as the file
+			if err != nil {
+				return err
 			}
-			cp := *u
-			return w.putSession(&cp, s)
+			w.sessions[s.ID] = true
+			// A plain INSERT: the user is new, so a session with this id
+			// can only be another user's (refused, as putSession does).
+			w.queue(`INSERT INTO guestauth_sessions (id, user_id, created_ns, ends_ns, data) VALUES ($1, $2, $3, $4, $5)`,
+				s.ID, s.UserID, ns(s.CreatedAt), ns(s.EndsAt()), raw)
+			w.batchErr = func(err error) error {
+				var pgErr *pgconn.PgError
+				if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "guestauth_sessions_pkey" {
+					return invalid("a session's user cannot change")
+				}
+				return err
+			}
 		}
 		return nil
 	})
