@@ -38,6 +38,7 @@ type wtx struct {
 	// set, translates the batch's error.
 	tail     *pgx.Batch
 	batchErr func(error) error
+	notify   bool // wake the other nodes after the commit
 	// What the write did, for its events (storage.TxResult).
 	created []storage.User
 	deleted []storage.User
@@ -115,11 +116,30 @@ func (w *wtx) run(fn func(w *wtx) error) (*storage.TxEvents, error) {
 	w.publish()
 	w.flushCounts()
 	w.tail.Queue("COMMIT")
-	err = w.SendBatch(w.ctx, w.tail).Close()
-	if err != nil && w.batchErr != nil {
-		err = w.batchErr(err)
+	n := w.tail.Len()
+	if w.notify {
+		// After COMMIT, not in the transaction: a transaction that
+		// notifies holds PostgreSQL's notify lock until its commit is on
+		// disk, which would make every write wait for the previous one's
+		// flush. A wake-up lost with the connection is made up by the
+		// followers' polling.
+		w.tail.Queue(`SELECT pg_notify('` + notifyChannel + `', '')`)
 	}
-	return te, err
+	br := w.SendBatch(w.ctx, w.tail)
+	for range n {
+		if _, err = br.Exec(); err != nil {
+			break
+		}
+	}
+	if err != nil {
+		_ = br.Close()
+		if w.batchErr != nil {
+			err = w.batchErr(err)
+		}
+		return nil, err
+	}
+	_ = br.Close() // committed: the notification's outcome changes nothing
+	return te, nil
 }
 
 // queue adds a statement to the batch sent with COMMIT (see write), after
@@ -186,8 +206,8 @@ func b2i(b bool) int64 {
 	return 0
 }
 
-// publish adds the records this transaction changed to the change log and
-// wakes the other nodes' followers (delivered at commit); queued.
+// publish queues the change log entry of the records this transaction
+// changed; the other nodes' followers are woken after the commit (see run).
 func (w *wtx) publish() {
 	if w.quiet || len(w.users)+len(w.sessions) == 0 {
 		return
@@ -200,8 +220,8 @@ func (w *wtx) publish() {
 	for id := range w.sessions {
 		sessions = append(sessions, id)
 	}
-	w.queue(`WITH c AS (INSERT INTO guestauth_changes (origin, users, sessions) VALUES ($1, $2, $3) RETURNING seq)
-		SELECT pg_notify('`+notifyChannel+`', '') FROM c`, w.p.origin, users, sessions)
+	w.queue(`INSERT INTO guestauth_changes (origin, users, sessions) VALUES ($1, $2, $3)`, w.p.origin, users, sessions)
+	w.notify = true
 }
 
 // flushCounts queues the guest counter updates, last (lock order).
