@@ -358,9 +358,15 @@ func collectJSON[T any](rows pgx.Rows) ([]T, error) {
 	return out, rows.Err()
 }
 
+const upsertSession = `INSERT INTO guestauth_sessions (id, user_id, created_ns, ends_ns, data) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (id) DO UPDATE SET created_ns = EXCLUDED.created_ns, ends_ns = EXCLUDED.ends_ns, data = EXCLUDED.data
+		WHERE guestauth_sessions.user_id = EXCLUDED.user_id`
+
 // putSession stores s (new or replacing its previous version) for the
-// locked user u, and clears u's orphan mark.
-func (w *wtx) putSession(u *storage.User, s *storage.Session) error {
+// locked user u, and clears u's orphan mark. owned: s was read in this
+// transaction under u's lock and belongs to u, so the write cannot be
+// refused and is queued (see queue).
+func (w *wtx) putSession(u *storage.User, s *storage.Session, owned bool) error {
 	if s.ID == "" || s.UserID == "" {
 		return invalid("session needs an id and a user id")
 	}
@@ -369,15 +375,16 @@ func (w *wtx) putSession(u *storage.User, s *storage.Session) error {
 		return err
 	}
 	w.sessions[s.ID] = true
-	tag, err := w.Exec(w.ctx, `INSERT INTO guestauth_sessions (id, user_id, created_ns, ends_ns, data) VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (id) DO UPDATE SET created_ns = EXCLUDED.created_ns, ends_ns = EXCLUDED.ends_ns, data = EXCLUDED.data
-		WHERE guestauth_sessions.user_id = EXCLUDED.user_id`,
-		s.ID, s.UserID, ns(s.CreatedAt), ns(s.EndsAt()), raw)
-	if err != nil {
-		return err
-	}
-	if tag.RowsAffected() == 0 {
-		return invalid("a session's user cannot change")
+	if owned && s.UserID == u.ID {
+		w.queue(upsertSession, s.ID, s.UserID, ns(s.CreatedAt), ns(s.EndsAt()), raw)
+	} else {
+		tag, err := w.Exec(w.ctx, upsertSession, s.ID, s.UserID, ns(s.CreatedAt), ns(s.EndsAt()), raw)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return invalid("a session's user cannot change")
+		}
 	}
 	if !u.OrphanedAt.IsZero() {
 		old := *u
@@ -611,29 +618,45 @@ func (p *Postgres) GetSession(ctx context.Context, id string) (*storage.Session,
 // sessionOwner locks the owner of session id (the lock order is user, then
 // session) and reads the session.
 func (w *wtx) sessionOwner(id string, forDelete bool) (*storage.User, *storage.Session, error) {
-	var userID string
-	if err := w.QueryRow(w.ctx, `SELECT user_id FROM guestauth_sessions WHERE id = $1`, id).Scan(&userID); err != nil {
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil, nil, storage.ErrNotFound
+	// One round trip: the owner is locked by the first statement, and the
+	// second, run after it (under READ COMMITTED, with a snapshot taken
+	// then), reads the session as the lock holders left it.
+	lock := `SELECT data FROM guestauth_users WHERE id = (SELECT user_id FROM guestauth_sessions WHERE id = $1) FOR NO KEY UPDATE`
+	if forDelete {
+		lock = `SELECT data FROM guestauth_users WHERE id = (SELECT user_id FROM guestauth_sessions WHERE id = $1) FOR UPDATE`
+	}
+	var uraw, sraw []byte
+	first := func(dst *[]byte) func(pgx.Rows) error {
+		return func(rows pgx.Rows) error {
+			if rows.Next() {
+				if err := rows.Scan(dst); err != nil {
+					return err
+				}
+			}
+			return rows.Err()
 		}
+	}
+	b := &pgx.Batch{}
+	b.Queue(lock, id).Query(first(&uraw))
+	b.Queue(`SELECT data FROM guestauth_sessions WHERE id = $1`, id).Query(first(&sraw))
+	if err := w.SendBatch(w.ctx, b).Close(); err != nil {
 		return nil, nil, err
 	}
-	u, err := w.lockUser(userID, forDelete)
-	if err != nil {
-		return nil, nil, err
+	if uraw == nil || sraw == nil {
+		return nil, nil, storage.ErrNotFound // no such session, or ended meanwhile
+	}
+	var u storage.User
+	if err := json.Unmarshal(uraw, &u); err != nil {
+		return nil, nil, fmt.Errorf("user record of session %s: %w", id, err)
 	}
 	var s storage.Session
-	var raw []byte
-	if err := w.QueryRow(w.ctx, `SELECT data FROM guestauth_sessions WHERE id = $1 AND user_id = $2`, id, userID).Scan(&raw); err != nil {
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil, nil, storage.ErrNotFound // ended meanwhile
-		}
-		return nil, nil, err
-	}
-	if err := json.Unmarshal(raw, &s); err != nil {
+	if err := json.Unmarshal(sraw, &s); err != nil {
 		return nil, nil, fmt.Errorf("session record %s: %w", id, err)
 	}
-	return u, &s, nil
+	if s.UserID != u.ID {
+		return nil, nil, storage.ErrNotFound // ended meanwhile (and its id reused)
+	}
+	return &u, &s, nil
 }
 
 // UpdateSession implements storage.Backend: fn runs once, with the owner
@@ -654,7 +677,7 @@ func (p *Postgres) UpdateSession(ctx context.Context, id string, fn func(s *stor
 		if s.UserID != u.ID {
 			return invalid("a session's user cannot change")
 		}
-		if err := w.putSession(u, s); err != nil {
+		if err := w.putSession(u, s, true); err != nil {
 			return err
 		}
 		out = s
@@ -678,7 +701,7 @@ func (p *Postgres) PutSessionLimit(ctx context.Context, s *storage.Session, keep
 		if err != nil {
 			return err
 		}
-		if err := w.putSession(u, s); err != nil {
+		if err := w.putSession(u, s, false); err != nil {
 			return err
 		}
 		if keep <= 0 {
