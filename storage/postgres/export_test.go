@@ -1,5 +1,11 @@
 package postgres
 
+import "github.com/jackc/pgx/v5"
+
+// SetTracer traces the statements of the pools opened from now on (nil:
+// none).
+func SetTracer(t pgx.QueryTracer) { testTracer = t }
+
 // Polls counts the follower's successful reads of the change log.
 func Polls(p *Postgres) int64 { return p.follow.polls.Load() }
 
