@@ -410,7 +410,8 @@ func (w *wtx) markOrphan(u *storage.User, now time.Time) error {
 }
 
 // CreateUser implements storage.Backend. Its statements all go in the
-// batch with COMMIT: with BEGIN, two round trips.
+// batch with COMMIT: with BEGIN, two round trips, four statements besides
+// BEGIN and COMMIT (user, device, session, guest counter).
 func (p *Postgres) CreateUser(ctx context.Context, u *storage.User, s *storage.Session, dev *storage.Device) error {
 	if u.ID == "" || u.Name == "" {
 		return invalid("user needs an id and a name")
@@ -424,6 +425,11 @@ func (p *Postgres) CreateUser(ctx context.Context, u *storage.User, s *storage.S
 		}
 	}
 	return p.write(ctx, func(w *wtx) error {
+		// No change log entry nor wake-up: the user, its session and its
+		// device are new (their inserts fail otherwise), and the identity
+		// caches hold only records that were found, so no node can hold
+		// anything this write makes stale.
+		w.quiet = true
 		stored := u
 		if s != nil && !u.OrphanedAt.IsZero() { // a session clears the orphan mark
 			cp := *u
