@@ -26,10 +26,14 @@ const takeLimit = `INSERT INTO guestauth_limits AS l (name, key, tat_ns) VALUES 
 	RETURNING tat_ns`
 
 // purgeLimits deletes a few rows whose bucket has refilled (a full bucket
-// is the same as none), so rows do not pile up; each take runs it, and
-// rows other transactions hold are skipped.
+// is the same as none) at least purgeAge ago, so rows do not pile up; each
+// take runs it, and rows other transactions hold are skipped. The age
+// spares a key in use (the global guest rate, below its limit, is full
+// again between most takes) a delete and an insert at each take.
 const purgeLimits = `DELETE FROM guestauth_limits WHERE (name, key) IN (SELECT name, key FROM guestauth_limits
 	WHERE tat_ns <= $1 ORDER BY tat_ns LIMIT 16 FOR UPDATE SKIP LOCKED)`
+
+const purgeAge = time.Minute
 
 // LimitTake implements storage.SharedLimiter, in one round trip: the
 // purge and the take go in one batch, one transaction, committed without
@@ -48,7 +52,7 @@ func (p *Postgres) LimitTake(ctx context.Context, name, key string, burst int, i
 		wait = 0
 		b := &pgx.Batch{}
 		b.Queue(`SELECT set_config('synchronous_commit', 'off', true)`)
-		b.Queue(purgeLimits, ns(now))
+		b.Queue(purgeLimits, ns(now.Add(-purgeAge)))
 		var tat int64
 		var taken bool
 		b.Queue(takeLimit, name, key, ns(now), int64(interval), int64(burst)*int64(interval)).Query(func(rows pgx.Rows) error {
