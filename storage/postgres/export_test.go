@@ -1,6 +1,10 @@
 package postgres
 
-import "github.com/jackc/pgx/v5"
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+)
 
 // SetTracer traces the statements of the pools opened from now on (nil:
 // none).
@@ -11,3 +15,14 @@ func Polls(p *Postgres) int64 { return p.follow.polls.Load() }
 
 // StopFollowing stops the follower, as a node cut off from the log.
 func StopFollowing(p *Postgres) { p.follow.stop() }
+
+// WriteIgnoringAnError runs a write whose function ignores the error of a
+// statement (the transaction is then aborted) and queues nothing.
+func WriteIgnoringAnError(p *Postgres) error {
+	return p.write(bg, func(w *wtx) error {
+		_, _ = w.Exec(w.ctx, `SELECT 1 / 0`)
+		return nil
+	})
+}
+
+var bg = context.Background()

@@ -143,3 +143,12 @@ func TestCreateUserSessionOfAnotherUser(t *testing.T) {
 		t.Errorf("GuestCounts: %d live, %v; want 1", live, err)
 	}
 }
+
+// COMMIT, sent in a batch rather than by pgx's Tx.Commit, still reports a
+// transaction an earlier error aborted (the server answers ROLLBACK).
+func TestWriteReportsAbortedCommit(t *testing.T) {
+	p := open(t, pgtest.DSN(t), postgres.Options{})
+	if err := postgres.WriteIgnoringAnError(p); err == nil {
+		t.Fatal("a write whose transaction was aborted reported success")
+	}
+}

@@ -126,9 +126,13 @@ func (w *wtx) run(fn func(w *wtx) error) (*storage.TxEvents, error) {
 		w.tail.Queue(`SELECT pg_notify('` + notifyChannel + `', '')`)
 	}
 	br := w.SendBatch(w.ctx, w.tail)
-	for range n {
-		if _, err = br.Exec(); err != nil {
+	for i := range n {
+		var tag pgconn.CommandTag
+		if tag, err = br.Exec(); err != nil {
 			break
+		}
+		if i == n-1 && tag.String() == "ROLLBACK" { // COMMIT of a transaction an error aborted
+			err = pgx.ErrTxCommitRollback
 		}
 	}
 	if err != nil {
