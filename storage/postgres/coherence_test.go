@@ -168,3 +168,28 @@ func TestCoherenceMaxStaleness(t *testing.T) {
 		t.Fatalf("a node cut off from the log served its cache: %+v, %v", u, err)
 	}
 }
+
+// A creation publishes nothing to the change log (see CreateUser): a node
+// that looked the new identity up before, and found nothing, finds it right
+// after, as it caches only what it found.
+func TestCreationSeenAtOnceWithoutChangeLog(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	a, b := open(t, dsn, postgres.Options{}), open(t, dsn, postgres.Options{})
+	postgres.StopFollowing(b) // b hears of no change: it must not need to
+	if _, _, err := identity(t, b, "u1", "su1"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("before the creation: %v", err)
+	}
+	mustCreate(t, a, "u1")
+	if u, s, err := identity(t, b, "u1", "su1"); err != nil || u.ID != "u1" || s.ID != "su1" {
+		t.Fatalf("after the creation: %v, %v, %v", u, s, err)
+	}
+	conn, err := pgx.Connect(bg, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(bg)
+	var n int
+	if err := conn.QueryRow(bg, `SELECT count(*) FROM guestauth_changes WHERE 'u1' = ANY(users)`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("change log rows of the creation: %d, %v", n, err)
+	}
+}

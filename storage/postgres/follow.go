@@ -16,7 +16,8 @@ import (
 //
 // Every write that changes what a request should see (a user, a session;
 // activity times excepted) adds a row to guestauth_changes naming what it
-// changed and calls pg_notify, both in its own transaction. Each node's
+// changed in its own transaction, and calls pg_notify right after the commit
+// (in the same round trip; not in the transaction, see wtx.run). Each node's
 // follower holds one connection that LISTENs; on a notification, and at
 // least every SyncInterval, it reads the rows of transactions that had not
 // finished at its previous read (by transaction id, so a transaction that

@@ -111,6 +111,29 @@ func TestSharedLimitPurge(t *testing.T) {
 	}
 }
 
+// A row whose bucket refilled only just now is kept: the purge would
+// otherwise delete the hot global guest rate row between takes, and the next
+// take insert it again.
+func TestSharedLimitPurgeSparesRecentRows(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	a := open(t, dsn, postgres.Options{})
+	now := time.Unix(1_800_000_000, 0)
+	if _, err := a.LimitTake(bg, "guest_global", "", 2, time.Second, now); err != nil {
+		t.Fatal(err)
+	}
+	// Full again since now+1s; purged only a minute after that.
+	if _, err := a.LimitTake(bg, "guest_global", "other", 2, time.Second, now.Add(2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := a.Pool().QueryRow(bg, `SELECT count(*) FROM guestauth_limits`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Fatalf("%d rows left; want 2 (a row full again for a second is kept)", n)
+	}
+}
+
 // A closed store refuses with ErrUnavailable, never allows.
 func TestSharedLimitUnavailable(t *testing.T) {
 	dsn := pgtest.DSN(t)

@@ -59,7 +59,10 @@ func (w *wtx) storeTxEvents() (*storage.TxEvents, error) {
 	if len(recs) == 0 {
 		return nil, nil // nothing to store: a later write may have events
 	}
-	return te, putOutbox(w.ctx, w.Tx, recs)
+	for _, r := range recs { // queued: sent with COMMIT
+		w.queue(insertOutbox, r.ID, r.Target, r.Type, r.Body, r.Noisy, ns(r.CreatedAt))
+	}
+	return te, nil
 }
 
 // OutboxPut implements storage.Outbox.

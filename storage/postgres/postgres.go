@@ -102,6 +102,9 @@ type Postgres struct {
 
 var _ storage.Backend = (*Postgres)(nil)
 
+// testTracer, set by the tests only, traces the pool's statements.
+var testTracer pgx.QueryTracer
+
 // poolConfig parses dsn and applies the options; errors never hold the
 // connection string.
 func poolConfig(dsn string, opt *Options) (*pgxpool.Config, error) {
@@ -131,6 +134,7 @@ func poolConfig(dsn string, opt *Options) (*pgxpool.Config, error) {
 	if _, set := cfg.ConnConfig.RuntimeParams["application_name"]; !set {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "guestauth"
 	}
+	cfg.ConnConfig.Tracer = testTracer
 	return cfg, nil
 }
 

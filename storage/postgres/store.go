@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/guestauth/caddy-guestauth/storage"
 )
@@ -33,6 +34,11 @@ type wtx struct {
 	kept     [guestShards]int64
 	// quiet: the other nodes need not hear of this write (activity times).
 	quiet bool
+	// tail: the statements sent with COMMIT (see queue); batchErr, when
+	// set, translates the batch's error.
+	tail     *pgx.Batch
+	batchErr func(error) error
+	notify   bool // wake the other nodes after the commit
 	// What the write did, for its events (storage.TxResult).
 	created []storage.User
 	deleted []storage.User
@@ -42,6 +48,12 @@ type wtx struct {
 // write runs fn in a transaction. The identity cache is told a write is
 // under way for its whole length (see storage.IdentityCache), and drops
 // what the transaction changed.
+//
+// Round trips: BEGIN is one (a connection the server dropped fails there,
+// before anything ran, and is retried); fn's reads and checked writes one
+// each; then the statements fn queued (wtx.queue), the outbox rows, the
+// change log entry, the guest counter updates and COMMIT go in one batch,
+// one round trip.
 func (p *Postgres) write(ctx context.Context, fn func(w *wtx) error) error {
 	octx, cancel, err := p.op(ctx)
 	if err != nil {
@@ -55,20 +67,22 @@ func (p *Postgres) write(ctx context.Context, fn func(w *wtx) error) error {
 	for attempt := 0; ; attempt++ {
 		w = &wtx{ctx: octx, p: p, users: map[string]bool{}, sessions: map[string]bool{}}
 		began := false
-		err = pgx.BeginFunc(octx, p.pool, func(tx pgx.Tx) error {
+		err = p.pool.AcquireFunc(octx, func(c *pgxpool.Conn) error {
+			tx, err := c.Begin(octx)
+			if err != nil {
+				return err
+			}
 			began = true
 			w.Tx = tx
-			if err := fn(w); err != nil {
-				return err
+			w.tail = &pgx.Batch{}
+			if te, err = w.run(fn); err != nil {
+				// After a failed batch the server has not committed (an
+				// error skips the rest of the batch, COMMIT included) or
+				// the COMMIT itself failed; either way this ends the
+				// transaction (a failed rollback closes the connection).
+				_ = tx.Rollback(octx)
 			}
-			var err error
-			if te, err = w.storeTxEvents(); err != nil {
-				return err
-			}
-			if err := w.publish(); err != nil {
-				return err
-			}
-			return w.flushCounts()
+			return err
 		})
 		// A pooled connection the server dropped (a restart) fails at
 		// BEGIN, before anything ran: retry once on a fresh one.
@@ -87,6 +101,57 @@ func (p *Postgres) write(ctx context.Context, fn func(w *wtx) error) error {
 		p.cache.InvalidateSession(id)
 	}
 	return opErr(ctx, err)
+}
+
+// run runs fn in the open transaction, then sends the queued statements
+// and COMMIT in one batch.
+func (w *wtx) run(fn func(w *wtx) error) (*storage.TxEvents, error) {
+	if err := fn(w); err != nil {
+		return nil, err
+	}
+	te, err := w.storeTxEvents()
+	if err != nil {
+		return nil, err
+	}
+	w.publish()
+	w.flushCounts()
+	w.tail.Queue("COMMIT")
+	n := w.tail.Len()
+	if w.notify {
+		// After COMMIT, not in the transaction: a transaction that
+		// notifies holds PostgreSQL's notify lock until its commit is on
+		// disk, which would make every write wait for the previous one's
+		// flush. A wake-up lost with the connection is made up by the
+		// followers' polling.
+		w.tail.Queue(`SELECT pg_notify('` + notifyChannel + `', '')`)
+	}
+	br := w.SendBatch(w.ctx, w.tail)
+	for i := range n {
+		var tag pgconn.CommandTag
+		if tag, err = br.Exec(); err != nil {
+			break
+		}
+		if i == n-1 && tag.String() == "ROLLBACK" { // COMMIT of a transaction an error aborted
+			err = pgx.ErrTxCommitRollback
+		}
+	}
+	if err != nil {
+		_ = br.Close()
+		if w.batchErr != nil {
+			err = w.batchErr(err)
+		}
+		return nil, err
+	}
+	_ = br.Close() // committed: the notification's outcome changes nothing
+	return te, nil
+}
+
+// queue adds a statement to the batch sent with COMMIT (see write), after
+// those queued before it. Only for statements whose result nobody reads
+// and whose refusal is an error of the server, which aborts the batch and
+// so the transaction: a check on the client would come after the commit.
+func (w *wtx) queue(sql string, args ...any) {
+	w.tail.Queue(sql, args...)
 }
 
 // read runs fn, a read, with a bounded context, once more if the
@@ -145,11 +210,11 @@ func b2i(b bool) int64 {
 	return 0
 }
 
-// publish adds the records this transaction changed to the change log and
-// wakes the other nodes' followers (delivered at commit).
-func (w *wtx) publish() error {
+// publish queues the change log entry of the records this transaction
+// changed; the other nodes' followers are woken after the commit (see run).
+func (w *wtx) publish() {
 	if w.quiet || len(w.users)+len(w.sessions) == 0 {
-		return nil
+		return
 	}
 	users := make([]string, 0, len(w.users))
 	for id := range w.users {
@@ -159,22 +224,19 @@ func (w *wtx) publish() error {
 	for id := range w.sessions {
 		sessions = append(sessions, id)
 	}
-	_, err := w.Exec(w.ctx, `WITH c AS (INSERT INTO guestauth_changes (origin, users, sessions) VALUES ($1, $2, $3) RETURNING seq)
-		SELECT pg_notify('`+notifyChannel+`', '') FROM c`, w.p.origin, users, sessions)
-	return err
+	w.queue(`INSERT INTO guestauth_changes (origin, users, sessions) VALUES ($1, $2, $3)`, w.p.origin, users, sessions)
+	w.notify = true
 }
 
-func (w *wtx) flushCounts() error {
+// flushCounts queues the guest counter updates, last (lock order).
+func (w *wtx) flushCounts() {
 	for i := range guestShards {
 		if w.live[i] == 0 && w.kept[i] == 0 {
 			continue
 		}
-		if _, err := w.Exec(w.ctx, `UPDATE guestauth_guest_counts SET live = greatest(live + $2, 0), kept = greatest(kept + $3, 0) WHERE shard = $1`,
-			i, w.live[i], w.kept[i]); err != nil {
-			return err
-		}
+		w.queue(`UPDATE guestauth_guest_counts SET live = greatest(live + $2, 0), kept = greatest(kept + $3, 0) WHERE shard = $1`,
+			i, w.live[i], w.kept[i])
 	}
-	return nil
 }
 
 func ns(t time.Time) int64 { return t.UnixNano() }
@@ -189,9 +251,9 @@ func userCols(u *storage.User) (idle *int64, orphan bool) {
 	return idle, orphan
 }
 
-// saveUser writes u over old (old nil: a new user; u nil: delete old, its
-// sessions and device) and counts the guest changes.
-func (w *wtx) saveUser(old, u *storage.User) error {
+// count notes the change of a user from old to u (either nil): the guest
+// counters and the cache entry to drop. It returns the user's id.
+func (w *wtx) count(old, u *storage.User) string {
 	isGuest := func(x *storage.User) bool { return x != nil && x.IsAnonymous() }
 	isKept := func(x *storage.User) bool { return isGuest(x) && x.Kept }
 	var id string
@@ -204,6 +266,15 @@ func (w *wtx) saveUser(old, u *storage.User) error {
 	w.live[sh] += b2i(isGuest(u)) - b2i(isGuest(old))
 	w.kept[sh] += b2i(isKept(u)) - b2i(isKept(old))
 	w.users[id] = true
+	return id
+}
+
+const insertUser = `INSERT INTO guestauth_users (id, name_key, tag, idle_ns, orphan, data) VALUES ($1, $2, $3, $4, $5, $6)`
+
+// saveUser writes u over old (old nil: a new user; u nil: delete old, its
+// sessions and device) and counts the guest changes.
+func (w *wtx) saveUser(old, u *storage.User) error {
+	id := w.count(old, u)
 	if u == nil {
 		w.deleted = append(w.deleted, *old)
 		rows, err := w.Query(w.ctx, `DELETE FROM guestauth_sessions WHERE user_id = $1 RETURNING id`, id)
@@ -227,7 +298,7 @@ func (w *wtx) saveUser(old, u *storage.User) error {
 	idle, orphan := userCols(u)
 	if old == nil {
 		w.created = append(w.created, *u)
-		_, err = w.Exec(w.ctx, `INSERT INTO guestauth_users (id, name_key, tag, idle_ns, orphan, data) VALUES ($1, $2, $3, $4, $5, $6)`,
+		_, err = w.Exec(w.ctx, insertUser,
 			u.ID, storage.NameKey(u.Name), u.Tag, idle, orphan, raw)
 		return err
 	}
@@ -291,9 +362,15 @@ func collectJSON[T any](rows pgx.Rows) ([]T, error) {
 	return out, rows.Err()
 }
 
+const upsertSession = `INSERT INTO guestauth_sessions (id, user_id, created_ns, ends_ns, data) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (id) DO UPDATE SET created_ns = EXCLUDED.created_ns, ends_ns = EXCLUDED.ends_ns, data = EXCLUDED.data
+		WHERE guestauth_sessions.user_id = EXCLUDED.user_id`
+
 // putSession stores s (new or replacing its previous version) for the
-// locked user u, and clears u's orphan mark.
-func (w *wtx) putSession(u *storage.User, s *storage.Session) error {
+// locked user u, and clears u's orphan mark. owned: s was read in this
+// transaction under u's lock and belongs to u, so the write cannot be
+// refused and is queued (see queue).
+func (w *wtx) putSession(u *storage.User, s *storage.Session, owned bool) error {
 	if s.ID == "" || s.UserID == "" {
 		return invalid("session needs an id and a user id")
 	}
@@ -302,15 +379,16 @@ func (w *wtx) putSession(u *storage.User, s *storage.Session) error {
 		return err
 	}
 	w.sessions[s.ID] = true
-	tag, err := w.Exec(w.ctx, `INSERT INTO guestauth_sessions (id, user_id, created_ns, ends_ns, data) VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (id) DO UPDATE SET created_ns = EXCLUDED.created_ns, ends_ns = EXCLUDED.ends_ns, data = EXCLUDED.data
-		WHERE guestauth_sessions.user_id = EXCLUDED.user_id`,
-		s.ID, s.UserID, ns(s.CreatedAt), ns(s.EndsAt()), raw)
-	if err != nil {
-		return err
-	}
-	if tag.RowsAffected() == 0 {
-		return invalid("a session's user cannot change")
+	if owned && s.UserID == u.ID {
+		w.queue(upsertSession, s.ID, s.UserID, ns(s.CreatedAt), ns(s.EndsAt()), raw)
+	} else {
+		tag, err := w.Exec(w.ctx, upsertSession, s.ID, s.UserID, ns(s.CreatedAt), ns(s.EndsAt()), raw)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return invalid("a session's user cannot change")
+		}
 	}
 	if !u.OrphanedAt.IsZero() {
 		old := *u
@@ -335,30 +413,65 @@ func (w *wtx) markOrphan(u *storage.User, now time.Time) error {
 	return w.saveUser(&old, u)
 }
 
-// CreateUser implements storage.Backend.
+// CreateUser implements storage.Backend. Its statements all go in the
+// batch with COMMIT: with BEGIN, two round trips, four statements besides
+// BEGIN and COMMIT (user, device, session, guest counter).
 func (p *Postgres) CreateUser(ctx context.Context, u *storage.User, s *storage.Session, dev *storage.Device) error {
 	if u.ID == "" || u.Name == "" {
 		return invalid("user needs an id and a name")
 	}
+	if s != nil {
+		if s.ID == "" || s.UserID == "" {
+			return invalid("session needs an id and a user id")
+		}
+		if s.UserID != u.ID {
+			return invalid("the first session belongs to another user")
+		}
+	}
 	return p.write(ctx, func(w *wtx) error {
-		if err := w.saveUser(nil, u); err != nil {
+		// No change log entry nor wake-up: the user, its session and its
+		// device are new (their inserts fail otherwise), and the identity
+		// caches hold only records that were found, so no node can hold
+		// anything this write makes stale.
+		w.quiet = true
+		stored := u
+		if s != nil && !u.OrphanedAt.IsZero() { // a session clears the orphan mark
+			cp := *u
+			cp.OrphanedAt = time.Time{}
+			stored = &cp
+		}
+		w.count(nil, u)
+		w.created = append(w.created, *u)
+		raw, err := json.Marshal(stored)
+		if err != nil {
 			return err
 		}
+		idle, orphan := userCols(stored)
+		w.queue(insertUser, u.ID, storage.NameKey(u.Name), u.Tag, idle, orphan, raw)
 		if dev != nil {
 			raw, err := json.Marshal(dev)
 			if err != nil {
 				return err
 			}
-			if _, err := w.Exec(w.ctx, `INSERT INTO guestauth_devices (kid, user_id, data) VALUES ($1, $2, $3)`, dev.KID, u.ID, raw); err != nil {
-				return err
-			}
+			w.queue(`INSERT INTO guestauth_devices (kid, user_id, data) VALUES ($1, $2, $3)`, dev.KID, u.ID, raw)
 		}
 		if s != nil {
-			if s.UserID != u.ID {
-				return invalid("the first session belongs to another user")
+			raw, err := json.Marshal(s) //nolint:gosec // G117: the refresh key is stored, as in bbolt; the database is as secret as the file
+			if err != nil {
+				return err
 			}
-			cp := *u
-			return w.putSession(&cp, s)
+			w.sessions[s.ID] = true
+			// A plain INSERT: the user is new, so a session with this id
+			// can only be another user's (refused, as putSession does).
+			w.queue(`INSERT INTO guestauth_sessions (id, user_id, created_ns, ends_ns, data) VALUES ($1, $2, $3, $4, $5)`,
+				s.ID, s.UserID, ns(s.CreatedAt), ns(s.EndsAt()), raw)
+			w.batchErr = func(err error) error {
+				var pgErr *pgconn.PgError
+				if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "guestauth_sessions_pkey" {
+					return invalid("a session's user cannot change")
+				}
+				return err
+			}
 		}
 		return nil
 	})
@@ -515,29 +628,45 @@ func (p *Postgres) GetSession(ctx context.Context, id string) (*storage.Session,
 // sessionOwner locks the owner of session id (the lock order is user, then
 // session) and reads the session.
 func (w *wtx) sessionOwner(id string, forDelete bool) (*storage.User, *storage.Session, error) {
-	var userID string
-	if err := w.QueryRow(w.ctx, `SELECT user_id FROM guestauth_sessions WHERE id = $1`, id).Scan(&userID); err != nil {
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil, nil, storage.ErrNotFound
+	// One round trip: the owner is locked by the first statement, and the
+	// second, run after it (under READ COMMITTED, with a snapshot taken
+	// then), reads the session as the lock holders left it.
+	lock := `SELECT data FROM guestauth_users WHERE id = (SELECT user_id FROM guestauth_sessions WHERE id = $1) FOR NO KEY UPDATE`
+	if forDelete {
+		lock = `SELECT data FROM guestauth_users WHERE id = (SELECT user_id FROM guestauth_sessions WHERE id = $1) FOR UPDATE`
+	}
+	var uraw, sraw []byte
+	first := func(dst *[]byte) func(pgx.Rows) error {
+		return func(rows pgx.Rows) error {
+			if rows.Next() {
+				if err := rows.Scan(dst); err != nil {
+					return err
+				}
+			}
+			return rows.Err()
 		}
+	}
+	b := &pgx.Batch{}
+	b.Queue(lock, id).Query(first(&uraw))
+	b.Queue(`SELECT data FROM guestauth_sessions WHERE id = $1`, id).Query(first(&sraw))
+	if err := w.SendBatch(w.ctx, b).Close(); err != nil {
 		return nil, nil, err
 	}
-	u, err := w.lockUser(userID, forDelete)
-	if err != nil {
-		return nil, nil, err
+	if uraw == nil || sraw == nil {
+		return nil, nil, storage.ErrNotFound // no such session, or ended meanwhile
+	}
+	var u storage.User
+	if err := json.Unmarshal(uraw, &u); err != nil {
+		return nil, nil, fmt.Errorf("user record of session %s: %w", id, err)
 	}
 	var s storage.Session
-	var raw []byte
-	if err := w.QueryRow(w.ctx, `SELECT data FROM guestauth_sessions WHERE id = $1 AND user_id = $2`, id, userID).Scan(&raw); err != nil {
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil, nil, storage.ErrNotFound // ended meanwhile
-		}
-		return nil, nil, err
-	}
-	if err := json.Unmarshal(raw, &s); err != nil {
+	if err := json.Unmarshal(sraw, &s); err != nil {
 		return nil, nil, fmt.Errorf("session record %s: %w", id, err)
 	}
-	return u, &s, nil
+	if s.UserID != u.ID {
+		return nil, nil, storage.ErrNotFound // ended meanwhile (and its id reused)
+	}
+	return &u, &s, nil
 }
 
 // UpdateSession implements storage.Backend: fn runs once, with the owner
@@ -558,7 +687,7 @@ func (p *Postgres) UpdateSession(ctx context.Context, id string, fn func(s *stor
 		if s.UserID != u.ID {
 			return invalid("a session's user cannot change")
 		}
-		if err := w.putSession(u, s); err != nil {
+		if err := w.putSession(u, s, true); err != nil {
 			return err
 		}
 		out = s
@@ -582,7 +711,7 @@ func (p *Postgres) PutSessionLimit(ctx context.Context, s *storage.Session, keep
 		if err != nil {
 			return err
 		}
-		if err := w.putSession(u, s); err != nil {
+		if err := w.putSession(u, s, false); err != nil {
 			return err
 		}
 		if keep <= 0 {
