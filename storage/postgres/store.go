@@ -271,24 +271,33 @@ func (w *wtx) count(old, u *storage.User) string {
 
 const insertUser = `INSERT INTO guestauth_users (id, name_key, tag, idle_ns, orphan, data) VALUES ($1, $2, $3, $4, $5, $6)`
 
+// endSessions runs q, a DELETE of sessions RETURNING their ids, and marks
+// them changed (for the caches and the change log); it returns how many.
+func (w *wtx) endSessions(q string, args ...any) (int, error) {
+	rows, err := w.Query(w.ctx, q, args...)
+	if err != nil {
+		return 0, err
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return 0, err
+	}
+	for _, id := range ids {
+		w.sessions[id] = true
+	}
+	return len(ids), nil
+}
+
 // saveUser writes u over old (old nil: a new user; u nil: delete old, its
 // sessions and device) and counts the guest changes.
 func (w *wtx) saveUser(old, u *storage.User) error {
 	id := w.count(old, u)
 	if u == nil {
 		w.deleted = append(w.deleted, *old)
-		rows, err := w.Query(w.ctx, `DELETE FROM guestauth_sessions WHERE user_id = $1 RETURNING id`, id)
-		if err != nil {
+		if _, err := w.endSessions(`DELETE FROM guestauth_sessions WHERE user_id = $1 RETURNING id`, id); err != nil {
 			return err
 		}
-		sids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return err
-		}
-		for _, s := range sids {
-			w.sessions[s] = true
-		}
-		_, err = w.Exec(w.ctx, `DELETE FROM guestauth_users WHERE id = $1`, id) // devices cascade
+		_, err := w.Exec(w.ctx, `DELETE FROM guestauth_users WHERE id = $1`, id) // devices cascade
 		return err
 	}
 	raw, err := json.Marshal(u)
@@ -717,21 +726,13 @@ func (p *Postgres) PutSessionLimit(ctx context.Context, s *storage.Session, keep
 		if keep <= 0 {
 			return nil
 		}
-		rows, err := w.Query(w.ctx, `DELETE FROM guestauth_sessions WHERE id IN (
+		ended, err = w.endSessions(`DELETE FROM guestauth_sessions WHERE id IN (
 				SELECT id FROM guestauth_sessions WHERE user_id = $1 AND id <> $2 ORDER BY created_ns, id
 				LIMIT greatest((SELECT count(*) FROM guestauth_sessions WHERE user_id = $1) - $3, 0))
 			RETURNING id`, s.UserID, s.ID, keep)
 		if err != nil {
 			return err
 		}
-		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return err
-		}
-		for _, id := range ids {
-			w.sessions[id] = true
-		}
-		ended = len(ids)
 		w.ended = ended
 		return nil
 	})
@@ -769,18 +770,9 @@ func (p *Postgres) DeleteUserSessions(ctx context.Context, userID, keep string) 
 		if err != nil {
 			return err
 		}
-		rows, err := w.Query(w.ctx, `DELETE FROM guestauth_sessions WHERE user_id = $1 AND id <> $2 RETURNING id`, userID, keep)
-		if err != nil {
+		if n, err = w.endSessions(`DELETE FROM guestauth_sessions WHERE user_id = $1 AND id <> $2 RETURNING id`, userID, keep); err != nil {
 			return err
 		}
-		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return err
-		}
-		for _, id := range ids {
-			w.sessions[id] = true
-		}
-		n = len(ids)
 		w.ended = n
 		return w.markOrphan(u, now)
 	})
@@ -820,24 +812,15 @@ func (p *Postgres) DeleteEndedSessions(ctx context.Context, now time.Time, limit
 			owners[i] = users[i].ID
 		}
 		// Re-read under the owners' locks: a refresh may have moved an end.
-		rows, err = w.Query(w.ctx, `DELETE FROM guestauth_sessions WHERE id IN (SELECT id FROM guestauth_sessions
-			WHERE ends_ns <= $1 AND user_id = ANY($2) ORDER BY ends_ns, id LIMIT $3) RETURNING id`, ns(now), owners, limit)
-		if err != nil {
+		if n, err = w.endSessions(`DELETE FROM guestauth_sessions WHERE id IN (SELECT id FROM guestauth_sessions
+			WHERE ends_ns <= $1 AND user_id = ANY($2) ORDER BY ends_ns, id LIMIT $3) RETURNING id`, ns(now), owners, limit); err != nil {
 			return err
-		}
-		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return err
-		}
-		for _, id := range ids {
-			w.sessions[id] = true
 		}
 		for i := range users {
 			if err := w.markOrphan(&users[i], now); err != nil {
 				return err
 			}
 		}
-		n = len(ids)
 		w.ended = n
 		return nil
 	})
