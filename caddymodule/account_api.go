@@ -7,9 +7,9 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/guestauth/caddy-guestauth/accounts"
-	"github.com/guestauth/caddy-guestauth/storage"
-	"github.com/guestauth/caddy-guestauth/tokens"
+	"github.com/guestauth/caddy-guestauth/internal/accounts"
+	"github.com/guestauth/caddy-guestauth/internal/model"
+	"github.com/guestauth/caddy-guestauth/internal/tokens"
 )
 
 // Paths of the account API (Casdoor's names) and UserInfo.
@@ -53,7 +53,7 @@ func (g *GuestAuth) apiIdentity(r *http.Request) (*accounts.Identity, error) {
 func (g *GuestAuth) apiAuthError(w http.ResponseWriter, err error, write func(http.ResponseWriter, error) error) error {
 	var inv *tokens.InvalidError
 	var af *authError
-	if errors.As(err, &inv) || errors.As(err, &af) || errors.Is(err, storage.ErrUnavailable) {
+	if errors.As(err, &inv) || errors.As(err, &af) || errors.Is(err, model.ErrUnavailable) {
 		return write(w, err)
 	}
 	return err
@@ -109,7 +109,7 @@ func param(params map[string]string, names ...string) *string {
 
 // accountView is the public view of a user, in Casdoor's field names; it
 // never includes the password hash.
-func accountView(u *storage.User) map[string]any {
+func accountView(u *model.User) map[string]any {
 	return map[string]any{
 		"id":          u.ID,
 		"name":        u.Name,

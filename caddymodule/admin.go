@@ -17,9 +17,9 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
-	"github.com/guestauth/caddy-guestauth/accounts"
-	"github.com/guestauth/caddy-guestauth/events"
-	"github.com/guestauth/caddy-guestauth/storage"
+	"github.com/guestauth/caddy-guestauth/internal/accounts"
+	"github.com/guestauth/caddy-guestauth/internal/events"
+	"github.com/guestauth/caddy-guestauth/internal/model"
 )
 
 func init() {
@@ -147,10 +147,10 @@ func apiError(status int, format string, args ...any) error {
 
 // storeError maps a store failure to a status.
 func storeError(err error, id string) error {
-	if errors.Is(err, storage.ErrNotFound) {
+	if errors.Is(err, model.ErrNotFound) {
 		return apiError(http.StatusNotFound, "no user with id %q", id)
 	}
-	if errors.Is(err, storage.ErrUnavailable) {
+	if errors.Is(err, model.ErrUnavailable) {
 		adminLog().Error("storage unavailable", zap.Error(err))
 		return apiError(http.StatusServiceUnavailable, "the storage is unavailable; retry later")
 	}
@@ -211,7 +211,7 @@ type UserView struct {
 	DeviceKID    string     `json:"device_kid"`
 }
 
-func viewUser(u *storage.User) UserView {
+func viewUser(u *model.User) UserView {
 	opt := func(t time.Time) *time.Time {
 		if t.IsZero() {
 			return nil
@@ -242,8 +242,8 @@ const (
 func adminListUsers(w http.ResponseWriter, r *http.Request, sh *sharedStore, _ string) error {
 	q := r.URL.Query()
 	tag := q.Get("tag")
-	if tag != "" && tag != storage.TagGuest && tag != storage.TagNormal {
-		return apiError(http.StatusBadRequest, "tag must be %s or %s, not %q", storage.TagGuest, storage.TagNormal, tag)
+	if tag != "" && tag != model.TagGuest && tag != model.TagNormal {
+		return apiError(http.StatusBadRequest, "tag must be %s or %s, not %q", model.TagGuest, model.TagNormal, tag)
 	}
 	limit := defaultPageSize
 	if v := q.Get("limit"); v != "" {
@@ -299,12 +299,12 @@ func adminKeepUser(w http.ResponseWriter, r *http.Request, sh *sharedStore, id s
 		return apiError(http.StatusBadRequest, `body must be empty or {"kept": true|false}: %v`, err)
 	}
 	kept := body.Kept == nil || *body.Kept
-	var u *storage.User
+	var u *model.User
 	var err error
 	if g := sh.handler(); g != nil {
 		u, err = g.svc.SetKept(r.Context(), id, kept, "admin")
 	} else {
-		u, err = sh.store.UpdateUser(r.Context(), id, func(u *storage.User) error {
+		u, err = sh.store.UpdateUser(r.Context(), id, func(u *model.User) error {
 			u.Kept = kept
 			return nil
 		})

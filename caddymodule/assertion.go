@@ -9,8 +9,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
-	"github.com/guestauth/caddy-guestauth/storage"
-	"github.com/guestauth/caddy-guestauth/tokens"
+	"github.com/guestauth/caddy-guestauth/internal/model"
+	"github.com/guestauth/caddy-guestauth/internal/tokens"
 )
 
 // Assertion adds a signed identity header to every proxied request that
@@ -65,7 +65,7 @@ func (a *Assertion) validate() error {
 }
 
 // setAssertion sets the assertion header for u on r.
-func (g *GuestAuth) setAssertion(r *http.Request, u *storage.User) error {
+func (g *GuestAuth) setAssertion(r *http.Request, u *model.User) error {
 	a := g.Assertion
 	if a == nil {
 		return nil

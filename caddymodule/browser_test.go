@@ -13,8 +13,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
-	"github.com/guestauth/caddy-guestauth/accounts"
-	"github.com/guestauth/caddy-guestauth/storage"
+	"github.com/guestauth/caddy-guestauth/internal/accounts"
+	"github.com/guestauth/caddy-guestauth/internal/model"
 )
 
 func TestSafeReturn(t *testing.T) {
@@ -43,7 +43,7 @@ func TestBrowserCookieAttributes(t *testing.T) {
 	b := &Browser{}
 	b.setDefaults()
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	login := &accounts.BrowserLogin{Handle: "h", Session: &storage.Session{ExpiresAt: now.Add(2 * time.Hour), IdleExpiresAt: now.Add(time.Hour)}}
+	login := &accounts.BrowserLogin{Handle: "h", Session: &model.Session{ExpiresAt: now.Add(2 * time.Hour), IdleExpiresAt: now.Add(time.Hour)}}
 	for _, https := range []bool{false, true} {
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
 		if https {

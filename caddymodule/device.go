@@ -13,7 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/guestauth/caddy-guestauth/accounts"
+	"github.com/guestauth/caddy-guestauth/internal/accounts"
 )
 
 // PathChallenge is Authgear's challenge endpoint. It sits at the site root,

@@ -3,7 +3,7 @@ package caddymodule
 import (
 	"net/http"
 
-	"github.com/guestauth/caddy-guestauth/accounts"
+	"github.com/guestauth/caddy-guestauth/internal/accounts"
 )
 
 func allowGet(w http.ResponseWriter, r *http.Request) bool {

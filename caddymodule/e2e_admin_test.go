@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/guestauth/caddy-guestauth/internal/model"
 	"github.com/guestauth/caddy-guestauth/storage"
 )
 
@@ -182,7 +183,7 @@ func TestAdminListUsersPagedAndFiltered(t *testing.T) {
 		t.Fatalf("normal users: %v, want %v", ids, normal)
 	}
 	u := page["users"].([]any)[0].(map[string]any)
-	if u["tag"] != storage.TagNormal || u["is_anonymous"] != false || u["has_password"] != true || u["kept"] != false {
+	if u["tag"] != model.TagNormal || u["is_anonymous"] != false || u["has_password"] != true || u["kept"] != false {
 		t.Fatalf("normal user view: %v", u)
 	}
 	for _, k := range []string{"name", "display_name", "created_at", "updated_at", "last_active_at", "orphaned_at", "device_kid"} {
@@ -222,14 +223,14 @@ func TestAdminShowUserNeverIncludesHash(t *testing.T) {
 		t.Fatalf("show guest: %d %v %s", r.Status, r.Header, r.Body)
 	}
 	v := r.JSON(t)
-	if v["id"] != userID(t, g) || v["tag"] != storage.TagGuest || v["is_anonymous"] != true || v["has_password"] != false ||
+	if v["id"] != userID(t, g) || v["tag"] != model.TagGuest || v["is_anonymous"] != true || v["has_password"] != false ||
 		v["name"] != "guest_"+userID(t, g) || v["orphaned_at"] != nil {
 		t.Fatalf("guest view: %v", v)
 	}
 
 	r = s.admin(http.MethodGet, "/guest_auth/users/"+userID(t, n), nil)
 	v = r.JSON(t)
-	if r.Status != http.StatusOK || v["name"] != "nora" || v["tag"] != storage.TagNormal || v["has_password"] != true {
+	if r.Status != http.StatusOK || v["name"] != "nora" || v["tag"] != model.TagNormal || v["has_password"] != true {
 		t.Fatalf("upgraded user view: %d %v", r.Status, v)
 	}
 	out, _, err := s.cli("user", userID(t, n))

@@ -31,7 +31,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwk"
 
 	"github.com/guestauth/caddy-guestauth/internal/jwstest"
-	"github.com/guestauth/caddy-guestauth/storage"
+	"github.com/guestauth/caddy-guestauth/internal/model"
 )
 
 const deviceGrant = "urn:authgear:params:oauth:grant-type:anonymous-request"
@@ -203,7 +203,7 @@ func (s *server) proxiedUser(t *testing.T, tok string) http.Header {
 
 // storedDeviceState reads the stopped server's file: the number of users and
 // the device record of kid (nil if none).
-func storedDeviceState(t *testing.T, path, kid string) (int, *storage.Device) {
+func storedDeviceState(t *testing.T, path, kid string) (int, *model.Device) {
 	t.Helper()
 	st := openStopped(t, path)
 	defer st.Close()
@@ -212,7 +212,7 @@ func storedDeviceState(t *testing.T, path, kid string) (int, *storage.Device) {
 		t.Fatal(err)
 	}
 	dev, err := st.GetDevice(context.Background(), kid)
-	if errors.Is(err, storage.ErrNotFound) {
+	if errors.Is(err, model.ErrNotFound) {
 		dev, err = nil, nil
 	}
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwk"
 
+	"github.com/guestauth/caddy-guestauth/internal/model"
 	"github.com/guestauth/caddy-guestauth/storage"
 )
 
@@ -133,11 +134,11 @@ func openStopped(t testing.TB, path string) storage.Backend {
 }
 
 // storedUsers reads every user in a stopped server's store.
-func storedUsers(t testing.TB, path string) []storage.User {
+func storedUsers(t testing.TB, path string) []model.User {
 	t.Helper()
 	st := openStopped(t, path)
 	defer st.Close()
-	var users []storage.User
+	var users []model.User
 	for after := ""; ; {
 		page, next, err := st.ListUsers(context.Background(), after, "", 1000)
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/guestauth/caddy-guestauth/internal/model"
 	"github.com/guestauth/caddy-guestauth/storage"
 )
 
@@ -79,10 +80,10 @@ func TestParallelGuestCreation(t *testing.T) {
 		if !distinct[u.ID] {
 			t.Fatalf("stored user %s was not returned by any request", u.ID)
 		}
-		if u.Name != "guest_"+u.ID || u.Tag != storage.TagGuest {
+		if u.Name != "guest_"+u.ID || u.Tag != model.TagGuest {
 			t.Fatalf("stored user %+v", u)
 		}
-		names[storage.NameKey(u.Name)] = true
+		names[model.NameKey(u.Name)] = true
 	}
 	if len(names) != n {
 		t.Fatalf("%d distinct names among %d users", len(names), n)

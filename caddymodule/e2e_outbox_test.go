@@ -15,7 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/guestauth/caddy-guestauth/events"
+	"github.com/guestauth/caddy-guestauth/internal/events"
 	"github.com/guestauth/caddy-guestauth/storage/postgres/pgtest"
 )
 

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/guestauth/caddy-guestauth/events"
+	"github.com/guestauth/caddy-guestauth/internal/events"
 )
 
 // tryGuest asks for a guest, optionally claiming a client IP.

@@ -7,8 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/guestauth/caddy-guestauth/internal/model"
+	"github.com/guestauth/caddy-guestauth/internal/tokens"
 	"github.com/guestauth/caddy-guestauth/storage"
-	"github.com/guestauth/caddy-guestauth/tokens"
 )
 
 // TestClockSkewZero: clock_skew 0s refuses a token the moment it expires,
@@ -35,7 +36,7 @@ func TestClockSkewZero(t *testing.T) {
 		Alg: "RS256", Issuer: s.Base, ClientID: "demo-app", Scope: c["scope"].(string),
 		Now: time.Now().Add(-70 * time.Second), AccessTTL: time.Minute, IDTTL: time.Minute,
 	}, tokens.Subject{
-		UserID: c["sub"].(string), Name: c["name"].(string), Tag: storage.TagGuest,
+		UserID: c["sub"].(string), Name: c["name"].(string), Tag: model.TagGuest,
 		Anonymous: true, SessionID: c["sid"].(string), AuthTime: time.Now(),
 	})
 	st.Close()

@@ -7,8 +7,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
-	"github.com/guestauth/caddy-guestauth/accounts"
-	"github.com/guestauth/caddy-guestauth/storage"
+	"github.com/guestauth/caddy-guestauth/internal/accounts"
+	"github.com/guestauth/caddy-guestauth/internal/model"
 )
 
 // The per-request work after a token cache hit: the identity headers cost
@@ -19,7 +19,7 @@ import (
 // spelling of the configured names.
 func TestIdentityHeadersAndPlaceholdersAllocations(t *testing.T) {
 	g := stripper(HeaderNames{UserID: "x-user-id", UserName: "X-USER-NAME"})
-	id := &accounts.Identity{User: &storage.User{ID: "u1", Name: "guest_u1", Tag: storage.TagGuest}}
+	id := &accounts.Identity{User: &model.User{ID: "u1", Name: "guest_u1", Tag: model.TagGuest}}
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
 	if err := g.setIdentity(r, id); err != nil {
 		t.Fatal(err)
@@ -27,7 +27,7 @@ func TestIdentityHeadersAndPlaceholdersAllocations(t *testing.T) {
 	want := http.Header{}
 	want.Set("x-user-id", "u1")
 	want.Set("X-USER-NAME", "guest_u1")
-	want.Set(defaultHeaders.UserTag, storage.TagGuest)
+	want.Set(defaultHeaders.UserTag, model.TagGuest)
 	want.Set(defaultHeaders.UserAnonymous, "true")
 	if len(r.Header) != len(want) {
 		t.Fatalf("headers %v, want %v", r.Header, want)
@@ -53,7 +53,7 @@ func TestIdentityHeadersAndPlaceholdersAllocations(t *testing.T) {
 	}); n != 3 {
 		t.Errorf("placeholders: %v allocations, want 3", n)
 	}
-	for k, want := range map[string]string{"id": "u1", "name": "guest_u1", "tag": storage.TagGuest, "anonymous": "true"} {
+	for k, want := range map[string]string{"id": "u1", "name": "guest_u1", "tag": model.TagGuest, "anonymous": "true"} {
 		if got, _ := repl.GetString("http.auth.user." + k); got != want {
 			t.Errorf("{http.auth.user.%s} = %q, want %q", k, got, want)
 		}

@@ -13,8 +13,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
-	"github.com/guestauth/caddy-guestauth/accounts"
-	"github.com/guestauth/caddy-guestauth/events"
+	"github.com/guestauth/caddy-guestauth/internal/accounts"
+	"github.com/guestauth/caddy-guestauth/internal/events"
 )
 
 // loaded is a handler provisioned in-process as Caddy does it, with the

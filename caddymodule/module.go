@@ -22,12 +22,13 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"go.uber.org/zap"
 
-	"github.com/guestauth/caddy-guestauth/accounts"
-	"github.com/guestauth/caddy-guestauth/events"
+	"github.com/guestauth/caddy-guestauth/internal/accounts"
 	"github.com/guestauth/caddy-guestauth/internal/ctcmp"
+	"github.com/guestauth/caddy-guestauth/internal/events"
+	"github.com/guestauth/caddy-guestauth/internal/model"
+	"github.com/guestauth/caddy-guestauth/internal/tokens"
 	"github.com/guestauth/caddy-guestauth/storage"
 	"github.com/guestauth/caddy-guestauth/storage/postgres"
-	"github.com/guestauth/caddy-guestauth/tokens"
 )
 
 func init() {
@@ -684,7 +685,7 @@ func (g *GuestAuth) Validate() error {
 		return errors.New("max_live_guests and guest_ttl cannot be negative; sweep_interval and activity_flush_interval must be positive")
 	}
 	for _, n := range g.ReservedNames {
-		if storage.NameKey(n) == "" || (n == reservedOff && len(g.ReservedNames) > 1) {
+		if model.NameKey(n) == "" || (n == reservedOff && len(g.ReservedNames) > 1) {
 			return errors.New("reserved_names: names must be non-empty, and off must stand alone")
 		}
 	}

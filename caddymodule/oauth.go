@@ -12,9 +12,9 @@ import (
 	"net/url"
 	"os"
 
-	"github.com/guestauth/caddy-guestauth/accounts"
+	"github.com/guestauth/caddy-guestauth/internal/accounts"
 	"github.com/guestauth/caddy-guestauth/internal/ctcmp"
-	"github.com/guestauth/caddy-guestauth/metrics"
+	"github.com/guestauth/caddy-guestauth/internal/metrics"
 )
 
 // maxBodyBytes bounds every request body the module reads.

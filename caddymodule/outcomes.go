@@ -11,7 +11,7 @@ package caddymodule
 //   - writeChallengeError: Authgear's envelope (/oauth2/challenge);
 //   - writeBearerError: RFC 6750 (UserInfo, proxied requests).
 //
-// A store that cannot be reached (storage.ErrUnavailable) is a 503 with
+// A store that cannot be reached (model.ErrUnavailable) is a 503 with
 // Retry-After in each of them: never a 500 with a driver message, never
 // treated as anonymous.
 //
@@ -28,10 +28,10 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
-	"github.com/guestauth/caddy-guestauth/accounts"
-	"github.com/guestauth/caddy-guestauth/metrics"
-	"github.com/guestauth/caddy-guestauth/storage"
-	"github.com/guestauth/caddy-guestauth/tokens"
+	"github.com/guestauth/caddy-guestauth/internal/accounts"
+	"github.com/guestauth/caddy-guestauth/internal/metrics"
+	"github.com/guestauth/caddy-guestauth/internal/model"
+	"github.com/guestauth/caddy-guestauth/internal/tokens"
 )
 
 type failKind int
@@ -43,7 +43,7 @@ const (
 	failThrottled                   // an *accounts.ThrottledError: 429 with Retry-After
 	failToken                       // a *tokens.InvalidError: the access token is refused
 	failAuth                        // an *authError: no usable credential was offered
-	failUnavailable                 // storage.ErrUnavailable: 503 with Retry-After, never anonymous
+	failUnavailable                 // model.ErrUnavailable: 503 with Retry-After, never anonymous
 	failGone                        // the client went away (its request's context ended): 499, no body
 )
 
@@ -101,7 +101,7 @@ func (g *GuestAuth) classify(err error, where string) failure {
 		// Not a server fault: nobody is left to answer.
 		g.logger.Debug("client went away", zap.String("during", where))
 		return failure{kind: failGone, status: statusClientClosed}
-	case errors.Is(err, storage.ErrUnavailable):
+	case errors.Is(err, model.ErrUnavailable):
 		// The driver's message is logged, never sent.
 		g.logger.Warn("storage unavailable", zap.String("during", where), zap.Error(err))
 		return failure{kind: failUnavailable, status: http.StatusServiceUnavailable, code: "temporarily_unavailable", desc: unavailableText, retry: unavailableRetry}

@@ -22,10 +22,10 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/guestauth/caddy-guestauth/accounts"
-	"github.com/guestauth/caddy-guestauth/events"
-	"github.com/guestauth/caddy-guestauth/metrics"
-	"github.com/guestauth/caddy-guestauth/tokens"
+	"github.com/guestauth/caddy-guestauth/internal/accounts"
+	"github.com/guestauth/caddy-guestauth/internal/events"
+	"github.com/guestauth/caddy-guestauth/internal/metrics"
+	"github.com/guestauth/caddy-guestauth/internal/tokens"
 )
 
 // recorder is an events.handlers module that records the events it gets.

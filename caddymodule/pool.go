@@ -12,10 +12,10 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
-	"github.com/guestauth/caddy-guestauth/accounts"
+	"github.com/guestauth/caddy-guestauth/internal/accounts"
 
 	"github.com/guestauth/caddy-guestauth/storage"
-	"github.com/guestauth/caddy-guestauth/tokens"
+	"github.com/guestauth/caddy-guestauth/internal/tokens"
 )
 
 // storePool shares one open store (and its keyring) between every config

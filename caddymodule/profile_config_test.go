@@ -8,7 +8,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
-	"github.com/guestauth/caddy-guestauth/accounts"
+	"github.com/guestauth/caddy-guestauth/internal/accounts"
 )
 
 func parseGuestAuth(t *testing.T, input string) (*GuestAuth, error) {

@@ -8,7 +8,7 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 
-	"github.com/guestauth/caddy-guestauth/tokens"
+	"github.com/guestauth/caddy-guestauth/internal/tokens"
 )
 
 // The sweep retires a rotated-out key after the rotation + the keyring's

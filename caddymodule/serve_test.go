@@ -24,7 +24,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/guestauth/caddy-guestauth/storage"
+	"github.com/guestauth/caddy-guestauth/internal/model"
 )
 
 // testSite is a provisioned handler in front of a recording upstream.
@@ -120,8 +120,8 @@ func (s *testSite) guest() (access, idToken, refresh, sub string) {
 func (s *testSite) user() (access, sub string) {
 	s.t.Helper()
 	access, _, _, sub = s.guest()
-	_, err := s.g.shared.store.UpdateUser(context.Background(), sub, func(u *storage.User) error {
-		u.Name, u.Tag = "Alice", storage.TagNormal
+	_, err := s.g.shared.store.UpdateUser(context.Background(), sub, func(u *model.User) error {
+		u.Name, u.Tag = "Alice", model.TagNormal
 		return nil
 	})
 	if err != nil {

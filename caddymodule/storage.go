@@ -13,10 +13,11 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
-	"github.com/guestauth/caddy-guestauth/accounts"
+	"github.com/guestauth/caddy-guestauth/internal/accounts"
+	"github.com/guestauth/caddy-guestauth/internal/model"
+	"github.com/guestauth/caddy-guestauth/internal/tokens"
 	"github.com/guestauth/caddy-guestauth/storage"
 	"github.com/guestauth/caddy-guestauth/storage/postgres"
-	"github.com/guestauth/caddy-guestauth/tokens"
 )
 
 // StorageConfig chooses the store. In JSON it is either a string, the path
@@ -160,7 +161,7 @@ type store interface {
 	tokens.KeyStore
 
 	DeleteUser(ctx context.Context, id string) error
-	ListUsers(ctx context.Context, after, tag string, limit int) (users []storage.User, next string, err error)
+	ListUsers(ctx context.Context, after, tag string, limit int) (users []model.User, next string, err error)
 	Stats(ctx context.Context) (*storage.Stats, error)
 	Backup(ctx context.Context, w io.Writer, size func(n int64)) (int64, error)
 	Describe() string

@@ -11,7 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/guestauth/caddy-guestauth/storage"
+	"github.com/guestauth/caddy-guestauth/internal/model"
 )
 
 // A store that cannot be reached is a 503 with Retry-After in every
@@ -19,7 +19,7 @@ import (
 // failures stay 500s.
 func TestStoreUnavailableIs503(t *testing.T) {
 	g := &GuestAuth{logger: zap.NewNop()}
-	down := fmt.Errorf("%w: postgres: dial tcp 10.0.0.5:5432: connect: connection refused", storage.ErrUnavailable)
+	down := fmt.Errorf("%w: postgres: dial tcp 10.0.0.5:5432: connect: connection refused", model.ErrUnavailable)
 	for name, write := range map[string]func(http.ResponseWriter, error) error{
 		"bearer":    g.writeBearerError,
 		"token":     g.writeOAuthError,

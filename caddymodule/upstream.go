@@ -9,7 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
-	"github.com/guestauth/caddy-guestauth/storage"
+	"github.com/guestauth/caddy-guestauth/internal/model"
 )
 
 // keepWriter removes the keep header from the upstream's response and, when
@@ -19,7 +19,7 @@ type keepWriter struct {
 	caddyhttp.ResponseWriterWrapper
 	g      *GuestAuth
 	r      *http.Request
-	user   *storage.User // nil: no identity on this request
+	user   *model.User // nil: no identity on this request
 	marked bool
 }
 
@@ -64,7 +64,7 @@ func (k *keepWriter) ensureHeader() {
 }
 
 // next passes the request on, watching the response for the keep header.
-func (g *GuestAuth) next(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, user *storage.User) error {
+func (g *GuestAuth) next(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, user *model.User) error {
 	kw := &keepWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, g: g, r: r, user: user}
 	err := next.ServeHTTP(kw, r)
 	kw.settle()

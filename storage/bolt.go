@@ -16,15 +16,17 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/guestauth/caddy-guestauth/internal/model"
 )
 
 var (
-	bucketUsers        = []byte("users")         // user id -> User JSON
-	bucketNames        = []byte("names")         // NameKey(name) -> user id
-	bucketSessions     = []byte("sessions")      // session id -> Session JSON
+	bucketUsers        = []byte("users")         // user id -> model.User JSON
+	bucketNames        = []byte("names")         // model.NameKey(name) -> user id
+	bucketSessions     = []byte("sessions")      // session id -> model.Session JSON
 	bucketUserSessions = []byte("user_sessions") // user id + "/" + session id -> ""
-	bucketKeys         = []byte("keys")          // kid -> SigningKey JSON
-	bucketDevices      = []byte("devices")       // device kid -> Device JSON
+	bucketKeys         = []byte("keys")          // kid -> model.SigningKey JSON
+	bucketDevices      = []byte("devices")       // device kid -> model.Device JSON
 	bucketSessionEnds  = []byte("session_ends")  // EndsAt (8-byte big-endian unix ns) + session id -> ""
 	bucketMeta         = []byte("meta")
 
@@ -220,7 +222,7 @@ var jsonUnmarshal = json.Unmarshal
 func getJSON(bk *bolt.Bucket, key string, v any) error {
 	raw := bk.Get([]byte(key))
 	if raw == nil {
-		return ErrNotFound
+		return model.ErrNotFound
 	}
 	return json.Unmarshal(raw, v)
 }
@@ -240,22 +242,22 @@ func userSessionKey(userID, sessionID string) []byte {
 // CreateUser implements Backend. It runs in a shared batch commit; a rerun
 // of the function by bbolt starts from the rolled-back state, so the checks
 // below see the store as it was.
-func (b *Bolt) CreateUser(ctx context.Context, u *User, s *Session, dev *Device) error {
+func (b *Bolt) CreateUser(ctx context.Context, u *model.User, s *model.Session, dev *model.Device) error {
 	if u.ID == "" || u.Name == "" {
 		return errors.New("user needs an id and a name")
 	}
 	return b.batch(ctx, func(tx *bolt.Tx) error {
 		users, names := tx.Bucket(bucketUsers), tx.Bucket(bucketNames)
 		if users.Get([]byte(u.ID)) != nil {
-			return fmt.Errorf("user %s: %w", u.ID, ErrExists)
+			return fmt.Errorf("user %s: %w", u.ID, model.ErrExists)
 		}
-		nk := []byte(NameKey(u.Name))
+		nk := []byte(model.NameKey(u.Name))
 		if names.Get(nk) != nil {
-			return ErrNameTaken
+			return model.ErrNameTaken
 		}
 		if dev != nil {
 			if tx.Bucket(bucketDevices).Get([]byte(dev.KID)) != nil {
-				return fmt.Errorf("device %s: %w", dev.KID, ErrExists)
+				return fmt.Errorf("device %s: %w", dev.KID, model.ErrExists)
 			}
 			if err := putJSON(tx.Bucket(bucketDevices), dev.KID, dev); err != nil {
 				return err
@@ -282,13 +284,13 @@ func (b *Bolt) CreateUser(ctx context.Context, u *User, s *Session, dev *Device)
 
 // putNewSession stores the first session of a user just saved without an
 // orphan mark: no previous version to replace, no user to re-read.
-func (b *Bolt) putNewSession(tx *bolt.Tx, s *Session) error {
+func (b *Bolt) putNewSession(tx *bolt.Tx, s *model.Session) error {
 	if s.ID == "" {
 		return errors.New("session needs an id and a user id")
 	}
 	sessions := tx.Bucket(bucketSessions)
 	if sessions.Get([]byte(s.ID)) != nil {
-		return fmt.Errorf("session %s: %w", s.ID, ErrExists)
+		return fmt.Errorf("session %s: %w", s.ID, model.ErrExists)
 	}
 	b.cache.InvalidateSession(s.ID)
 	if err := putJSON(sessions, s.ID, s); err != nil {
@@ -303,7 +305,7 @@ func (b *Bolt) putNewSession(tx *bolt.Tx, s *Session) error {
 	return tx.Bucket(bucketUserSessions).Put(userSessionKey(s.UserID, s.ID), nil)
 }
 
-func sessionEndKey(s *Session) []byte {
+func sessionEndKey(s *model.Session) []byte {
 	k := make([]byte, 8, 8+len(s.ID))
 	binary.BigEndian.PutUint64(k, uint64(max(s.EndsAt().UnixNano(), 0)))
 	return append(k, s.ID...)
@@ -311,13 +313,13 @@ func sessionEndKey(s *Session) []byte {
 
 // putSession writes s with its index entries, replacing a previous version,
 // and clears the owner's orphan mark.
-func (b *Bolt) putSession(tx *bolt.Tx, s *Session) error {
+func (b *Bolt) putSession(tx *bolt.Tx, s *model.Session) error {
 	if s.ID == "" || s.UserID == "" {
 		return errors.New("session needs an id and a user id")
 	}
 	b.cache.InvalidateSession(s.ID)
 	sessions, ends := tx.Bucket(bucketSessions), tx.Bucket(bucketSessionEnds)
-	var prev Session
+	var prev model.Session
 	if err := getJSON(sessions, s.ID, &prev); err == nil {
 		if prev.UserID != s.UserID {
 			return errors.New("a session's user cannot change")
@@ -325,7 +327,7 @@ func (b *Bolt) putSession(tx *bolt.Tx, s *Session) error {
 		if err := ends.Delete(sessionEndKey(&prev)); err != nil {
 			return err
 		}
-	} else if !errors.Is(err, ErrNotFound) {
+	} else if !errors.Is(err, model.ErrNotFound) {
 		return err
 	} else if err := counter(tx.Bucket(bucketMeta), keySessions, 1); err != nil {
 		return err
@@ -339,7 +341,7 @@ func (b *Bolt) putSession(tx *bolt.Tx, s *Session) error {
 	if err := tx.Bucket(bucketUserSessions).Put(userSessionKey(s.UserID, s.ID), nil); err != nil {
 		return err
 	}
-	var u User
+	var u model.User
 	if err := getJSON(tx.Bucket(bucketUsers), s.UserID, &u); err != nil {
 		return err
 	}
@@ -353,7 +355,7 @@ func (b *Bolt) putSession(tx *bolt.Tx, s *Session) error {
 
 // deleteSession removes s and its index entries; the caller then calls
 // markOrphan for its user.
-func (b *Bolt) deleteSession(tx *bolt.Tx, s *Session) error {
+func (b *Bolt) deleteSession(tx *bolt.Tx, s *model.Session) error {
 	b.cache.InvalidateSession(s.ID)
 	if err := tx.Bucket(bucketSessionEnds).Delete(sessionEndKey(s)); err != nil {
 		return err
@@ -371,9 +373,9 @@ func (b *Bolt) deleteSession(tx *bolt.Tx, s *Session) error {
 // session left.
 func (b *Bolt) markOrphan(tx *bolt.Tx, userID string, now time.Time) error {
 	users := tx.Bucket(bucketUsers)
-	var u User
+	var u model.User
 	if err := getJSON(users, userID, &u); err != nil {
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, model.ErrNotFound) {
 			return nil
 		}
 		return err
@@ -391,8 +393,8 @@ func (b *Bolt) markOrphan(tx *bolt.Tx, userID string, now time.Time) error {
 }
 
 // GetUser implements Backend.
-func (b *Bolt) GetUser(ctx context.Context, id string) (*User, error) {
-	var u User
+func (b *Bolt) GetUser(ctx context.Context, id string) (*model.User, error) {
+	var u model.User
 	err := b.view(ctx, func(tx *bolt.Tx) error { return getJSON(tx.Bucket(bucketUsers), id, &u) })
 	if err != nil {
 		return nil, err
@@ -401,12 +403,12 @@ func (b *Bolt) GetUser(ctx context.Context, id string) (*User, error) {
 }
 
 // GetUserByName implements Backend; name is matched case-insensitively.
-func (b *Bolt) GetUserByName(ctx context.Context, name string) (*User, error) {
-	var u User
+func (b *Bolt) GetUserByName(ctx context.Context, name string) (*model.User, error) {
+	var u model.User
 	err := b.view(ctx, func(tx *bolt.Tx) error {
-		id := tx.Bucket(bucketNames).Get([]byte(NameKey(name)))
+		id := tx.Bucket(bucketNames).Get([]byte(model.NameKey(name)))
 		if id == nil {
-			return ErrNotFound
+			return model.ErrNotFound
 		}
 		return getJSON(tx.Bucket(bucketUsers), string(id), &u)
 	})
@@ -417,20 +419,20 @@ func (b *Bolt) GetUserByName(ctx context.Context, name string) (*User, error) {
 }
 
 // UpdateUser implements Backend.
-func (b *Bolt) UpdateUser(ctx context.Context, id string, fn func(u *User) error) (*User, error) {
-	var out *User
-	var memo memo[User]
+func (b *Bolt) UpdateUser(ctx context.Context, id string, fn func(u *model.User) error) (*model.User, error) {
+	var out *model.User
+	var memo memo[model.User]
 	err := b.batch(ctx, func(tx *bolt.Tx) error {
 		users, names := tx.Bucket(bucketUsers), tx.Bucket(bucketNames)
 		raw := users.Get([]byte(id))
 		if raw == nil {
-			return ErrNotFound
+			return model.ErrNotFound
 		}
-		var old User
+		var old model.User
 		if err := json.Unmarshal(raw, &old); err != nil {
 			return err
 		}
-		oldKey := NameKey(old.Name)
+		oldKey := model.NameKey(old.Name)
 		u, err := memo.apply(raw, old, fn)
 		if err != nil {
 			return err
@@ -438,12 +440,12 @@ func (b *Bolt) UpdateUser(ctx context.Context, id string, fn func(u *User) error
 		if u.ID != id {
 			return errors.New("a user's id cannot change")
 		}
-		if newKey := NameKey(u.Name); newKey != oldKey {
+		if newKey := model.NameKey(u.Name); newKey != oldKey {
 			if newKey == "" {
 				return errors.New("a user's name cannot be empty")
 			}
 			if owner := names.Get([]byte(newKey)); owner != nil && string(owner) != id {
-				return ErrNameTaken
+				return model.ErrNameTaken
 			}
 			if err := names.Delete([]byte(oldKey)); err != nil {
 				return err
@@ -464,7 +466,7 @@ func (b *Bolt) UpdateUser(ctx context.Context, id string, fn func(u *User) error
 // DeleteUser implements Backend: the user, its name, sessions and devices.
 func (b *Bolt) DeleteUser(ctx context.Context, id string) error {
 	return b.batch(ctx, func(tx *bolt.Tx) error {
-		var u User
+		var u model.User
 		if err := getJSON(tx.Bucket(bucketUsers), id, &u); err != nil {
 			return err
 		}
@@ -472,7 +474,7 @@ func (b *Bolt) DeleteUser(ctx context.Context, id string) error {
 	})
 }
 
-func (b *Bolt) deleteUser(tx *bolt.Tx, u *User) error {
+func (b *Bolt) deleteUser(tx *bolt.Tx, u *model.User) error {
 	if _, err := b.deleteUserSessions(tx, u.ID, ""); err != nil {
 		return err
 	}
@@ -481,7 +483,7 @@ func (b *Bolt) deleteUser(tx *bolt.Tx, u *User) error {
 			return err
 		}
 	}
-	if err := tx.Bucket(bucketNames).Delete([]byte(NameKey(u.Name))); err != nil {
+	if err := tx.Bucket(bucketNames).Delete([]byte(model.NameKey(u.Name))); err != nil {
 		return err
 	}
 	return b.saveUser(tx, u, nil)
@@ -490,7 +492,7 @@ func (b *Bolt) deleteUser(tx *bolt.Tx, u *User) error {
 // Identity implements Backend. It is served from a cache of decoded records
 // when it can be (see identityCache): the returned values are shared and
 // must not be modified.
-func (b *Bolt) Identity(ctx context.Context, userID, sessionID string) (*User, *Session, error) {
+func (b *Bolt) Identity(ctx context.Context, userID, sessionID string) (*model.User, *model.Session, error) {
 	if err := ctxErr(ctx); err != nil {
 		return nil, nil, err
 	}
@@ -498,23 +500,23 @@ func (b *Bolt) Identity(ctx context.Context, userID, sessionID string) (*User, *
 		return u, s, nil
 	}
 	before := b.cache.Snapshot()
-	var u User
-	var s Session
+	var u model.User
+	var s model.Session
 	err := b.view(ctx, func(tx *bolt.Tx) error {
 		// The session first: it names its user, so a mismatch costs no
 		// user decode.
 		raw := tx.Bucket(bucketSessions).Get([]byte(sessionID))
 		if raw == nil {
-			return ErrNotFound
+			return model.ErrNotFound
 		}
 		if err := decodeSession(raw, &s); err != nil {
 			return err
 		}
 		if s.UserID != userID {
-			return ErrNotFound
+			return model.ErrNotFound
 		}
 		if raw = tx.Bucket(bucketUsers).Get([]byte(userID)); raw == nil {
-			return ErrNotFound
+			return model.ErrNotFound
 		}
 		if err := decodeUser(raw, &u); err != nil {
 			return err
@@ -529,8 +531,8 @@ func (b *Bolt) Identity(ctx context.Context, userID, sessionID string) (*User, *
 }
 
 // GetSession implements Backend.
-func (b *Bolt) GetSession(ctx context.Context, id string) (*Session, error) {
-	var s Session
+func (b *Bolt) GetSession(ctx context.Context, id string) (*model.Session, error) {
+	var s model.Session
 	err := b.view(ctx, func(tx *bolt.Tx) error { return getJSON(tx.Bucket(bucketSessions), id, &s) })
 	if err != nil {
 		return nil, err
@@ -539,15 +541,15 @@ func (b *Bolt) GetSession(ctx context.Context, id string) (*Session, error) {
 }
 
 // UpdateSession implements Backend.
-func (b *Bolt) UpdateSession(ctx context.Context, id string, fn func(s *Session) error) (*Session, error) {
-	var out *Session
-	var memo memo[Session]
+func (b *Bolt) UpdateSession(ctx context.Context, id string, fn func(s *model.Session) error) (*model.Session, error) {
+	var out *model.Session
+	var memo memo[model.Session]
 	err := b.batch(ctx, func(tx *bolt.Tx) error {
 		raw := tx.Bucket(bucketSessions).Get([]byte(id))
 		if raw == nil {
-			return ErrNotFound
+			return model.ErrNotFound
 		}
-		var cur Session
+		var cur model.Session
 		if err := json.Unmarshal(raw, &cur); err != nil {
 			return err
 		}
@@ -568,10 +570,10 @@ func (b *Bolt) UpdateSession(ctx context.Context, id string, fn func(s *Session)
 }
 
 // PutSession implements Backend; the user must exist.
-func (b *Bolt) PutSession(ctx context.Context, s *Session) error {
+func (b *Bolt) PutSession(ctx context.Context, s *model.Session) error {
 	return b.batch(ctx, func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketUsers).Get([]byte(s.UserID)) == nil {
-			return ErrNotFound
+			return model.ErrNotFound
 		}
 		return b.putSession(tx, s)
 	})
@@ -579,12 +581,12 @@ func (b *Bolt) PutSession(ctx context.Context, s *Session) error {
 
 // PutSessionLimit implements Backend: one write transaction stores s and
 // ends the user's oldest other sessions beyond keep.
-func (b *Bolt) PutSessionLimit(ctx context.Context, s *Session, keep int) (int, error) {
+func (b *Bolt) PutSessionLimit(ctx context.Context, s *model.Session, keep int) (int, error) {
 	var ended int
 	err := b.batch(ctx, func(tx *bolt.Tx) error {
 		ended = 0 // a batched function may run twice
 		if tx.Bucket(bucketUsers).Get([]byte(s.UserID)) == nil {
-			return ErrNotFound
+			return model.ErrNotFound
 		}
 		if err := b.putSession(tx, s); err != nil {
 			return err
@@ -593,14 +595,14 @@ func (b *Bolt) PutSessionLimit(ctx context.Context, s *Session, keep int) (int, 
 			return nil
 		}
 		prefix := []byte(s.UserID + "/")
-		var others []Session
+		var others []model.Session
 		c := tx.Bucket(bucketUserSessions).Cursor()
 		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 			sid := string(k[len(prefix):])
 			if sid == s.ID {
 				continue
 			}
-			var o Session
+			var o model.Session
 			if err := getJSON(tx.Bucket(bucketSessions), sid, &o); err != nil {
 				return err
 			}
@@ -610,7 +612,7 @@ func (b *Bolt) PutSessionLimit(ctx context.Context, s *Session, keep int) (int, 
 		if excess <= 0 {
 			return nil
 		}
-		slices.SortFunc(others, func(x, y Session) int {
+		slices.SortFunc(others, func(x, y model.Session) int {
 			if c := x.CreatedAt.Compare(y.CreatedAt); c != 0 {
 				return c
 			}
@@ -631,7 +633,7 @@ func (b *Bolt) PutSessionLimit(ctx context.Context, s *Session, keep int) (int, 
 func (b *Bolt) DeleteSession(ctx context.Context, id string) error {
 	now := b.now()
 	return b.batch(ctx, func(tx *bolt.Tx) error {
-		var s Session
+		var s model.Session
 		if err := getJSON(tx.Bucket(bucketSessions), id, &s); err != nil {
 			return err
 		}
@@ -666,7 +668,7 @@ func (b *Bolt) deleteUserSessions(tx *bolt.Tx, userID, keep string) (int, error)
 		}
 	}
 	for _, sid := range ids {
-		var s Session
+		var s model.Session
 		if err := getJSON(tx.Bucket(bucketSessions), sid, &s); err != nil {
 			return 0, err
 		}
@@ -683,13 +685,13 @@ func (b *Bolt) DeleteEndedSessions(ctx context.Context, now time.Time, limit int
 	var n int
 	err := b.update(ctx, func(tx *bolt.Tx) error {
 		n = 0
-		var ended []Session
+		var ended []model.Session
 		c := tx.Bucket(bucketSessionEnds).Cursor()
 		for k, _ := c.First(); k != nil && len(ended) < limit; k, _ = c.Next() {
 			if len(k) < 8 || int64(binary.BigEndian.Uint64(k[:8])) > now.UnixNano() {
 				break
 			}
-			var s Session
+			var s model.Session
 			if err := getJSON(tx.Bucket(bucketSessions), string(k[8:]), &s); err != nil {
 				return fmt.Errorf("session index entry %x: %w", k, err)
 			}
@@ -714,11 +716,11 @@ func (b *Bolt) DeleteEndedSessions(ctx context.Context, now time.Time, limit int
 }
 
 // SigningKeys implements Backend, oldest first.
-func (b *Bolt) SigningKeys(ctx context.Context) ([]SigningKey, error) {
-	var keys []SigningKey
+func (b *Bolt) SigningKeys(ctx context.Context) ([]model.SigningKey, error) {
+	var keys []model.SigningKey
 	err := b.view(ctx, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketKeys).ForEach(func(_, v []byte) error {
-			var k SigningKey
+			var k model.SigningKey
 			if err := json.Unmarshal(v, &k); err != nil {
 				return err
 			}
@@ -726,16 +728,16 @@ func (b *Bolt) SigningKeys(ctx context.Context) ([]SigningKey, error) {
 			return nil
 		})
 	})
-	slices.SortFunc(keys, func(a, b SigningKey) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	slices.SortFunc(keys, func(a, b model.SigningKey) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	return keys, err
 }
 
 // AddSigningKey implements Backend.
-func (b *Bolt) AddSigningKey(ctx context.Context, k SigningKey) error {
+func (b *Bolt) AddSigningKey(ctx context.Context, k model.SigningKey) error {
 	return b.update(ctx, func(tx *bolt.Tx) error {
 		bk := tx.Bucket(bucketKeys)
 		if bk.Get([]byte(k.KID)) != nil {
-			return fmt.Errorf("signing key %s: %w", k.KID, ErrExists)
+			return fmt.Errorf("signing key %s: %w", k.KID, model.ErrExists)
 		}
 		return putJSON(bk, k.KID, k)
 	})

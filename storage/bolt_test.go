@@ -10,6 +10,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/guestauth/caddy-guestauth/internal/model"
 	"github.com/guestauth/caddy-guestauth/storage"
 	"github.com/guestauth/caddy-guestauth/storage/storagetest"
 )
@@ -70,7 +71,7 @@ var (
 	newSession = storagetest.NewSession
 )
 
-func mustCreate(t *testing.T, b *storage.Bolt, u *storage.User, s *storage.Session, d *storage.Device) {
+func mustCreate(t *testing.T, b *storage.Bolt, u *model.User, s *model.Session, d *model.Device) {
 	t.Helper()
 	if err := b.CreateUser(bg, u, s, d); err != nil {
 		t.Fatalf("CreateUser(%s): %v", u.ID, err)
@@ -80,14 +81,14 @@ func mustCreate(t *testing.T, b *storage.Bolt, u *storage.User, s *storage.Sessi
 func TestSigningKeysPersistAcrossReopen(t *testing.T) {
 	t.Parallel()
 	b, path := openTemp(t)
-	newer := storage.SigningKey{KID: "k2", Alg: "ES256", CreatedAt: t0.Add(time.Hour), JWK: []byte(`{"kty":"EC"}`)}
-	older := storage.SigningKey{KID: "k1", Alg: "RS256", CreatedAt: t0, JWK: []byte(`{"kty":"RSA"}`)}
-	for _, k := range []storage.SigningKey{newer, older} {
+	newer := model.SigningKey{KID: "k2", Alg: "ES256", CreatedAt: t0.Add(time.Hour), JWK: []byte(`{"kty":"EC"}`)}
+	older := model.SigningKey{KID: "k1", Alg: "RS256", CreatedAt: t0, JWK: []byte(`{"kty":"RSA"}`)}
+	for _, k := range []model.SigningKey{newer, older} {
 		if err := b.AddSigningKey(bg, k); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := b.AddSigningKey(bg, older); !errors.Is(err, storage.ErrExists) {
+	if err := b.AddSigningKey(bg, older); !errors.Is(err, model.ErrExists) {
 		t.Fatalf("duplicate kid: err = %v, want ErrExists", err)
 	}
 	mustCreate(t, b, newUser("u1", "Alice"), newSession("s1", "u1"), nil)
@@ -192,7 +193,7 @@ func TestSchemaVersionChecked(t *testing.T) {
 func TestNameKey(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{"Alice": "alice", "  BoB ": "bob", "guest_ABC": "guest_abc"} {
-		if got := storage.NameKey(in); got != want {
+		if got := model.NameKey(in); got != want {
 			t.Fatalf("NameKey(%q) = %q, want %q", in, got, want)
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
+
+	"github.com/guestauth/caddy-guestauth/internal/model"
 )
 
 // IdentityCache keeps decoded users and sessions for Identity, the read made
@@ -24,8 +26,8 @@ import (
 // recently used user and session.
 type IdentityCache struct {
 	mu       sync.Mutex
-	users    *simplelru.LRU[string, *User]
-	sessions *simplelru.LRU[string, *Session]
+	users    *simplelru.LRU[string, *model.User]
+	sessions *simplelru.LRU[string, *model.Session]
 	off      bool          // nothing is cached
 	writing  atomic.Int64  // write transactions in progress
 	done     atomic.Uint64 // write transactions finished
@@ -36,14 +38,14 @@ type IdentityCache struct {
 func NewIdentityCache(size int) *IdentityCache {
 	c := &IdentityCache{off: size <= 0}
 	size = max(size, 1) // NewLRU only fails for a size <= 0
-	c.users, _ = simplelru.NewLRU[string, *User](size, nil)
-	c.sessions, _ = simplelru.NewLRU[string, *Session](size, nil)
+	c.users, _ = simplelru.NewLRU[string, *model.User](size, nil)
+	c.sessions, _ = simplelru.NewLRU[string, *model.Session](size, nil)
 	return c
 }
 
 // Get returns a cached user and session, if both are cached and belong
 // together.
-func (c *IdentityCache) Get(userID, sessionID string) (*User, *Session, bool) {
+func (c *IdentityCache) Get(userID, sessionID string) (*model.User, *model.Session, bool) {
 	c.mu.Lock()
 	u, _ := c.users.Get(userID)
 	s, _ := c.sessions.Get(sessionID)
@@ -68,7 +70,7 @@ func (c *IdentityCache) Snapshot() Snapshot {
 
 // Put caches a pair read after before was taken, unless a write may have
 // overlapped the read.
-func (c *IdentityCache) Put(before Snapshot, u *User, s *Session) {
+func (c *IdentityCache) Put(before Snapshot, u *model.User, s *model.Session) {
 	if c.off || before.writing != 0 {
 		return
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"runtime"
 	"testing"
+
+	"github.com/guestauth/caddy-guestauth/internal/model"
 )
 
 // identityCacheBudget is the memory DefaultIdentityCacheSize is sized for.
@@ -36,7 +38,7 @@ func TestIdentityCacheBytesPerEntry(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	c := NewIdentityCache(n)
 	for _, r := range recs {
-		u, s := new(User), new(Session)
+		u, s := new(model.User), new(model.Session)
 		if decodeUser(r.u, u) != nil || decodeSession(r.s, s) != nil {
 			t.Fatal("decode")
 		}

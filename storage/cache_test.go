@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/guestauth/caddy-guestauth/internal/model"
 	"github.com/guestauth/caddy-guestauth/storage"
 )
 
@@ -49,15 +50,15 @@ func TestIdentityCacheServesUnreportedWriteUntilInvalidated(t *testing.T) {
 		t.Fatalf("second read not served from the cache: %p %p / %p %p, %v", u1, s1, u2, s2, err)
 	}
 	changed := *newUser("u1", "ann")
-	changed.Tag = storage.TagNormal
+	changed.Tag = model.TagNormal
 	if err := b.PutUserUnreported(&changed); err != nil {
 		t.Fatal(err)
 	}
-	if u, _, _ := b.Identity(bg, "u1", "s1"); u.Tag != storage.TagGuest {
+	if u, _, _ := b.Identity(bg, "u1", "s1"); u.Tag != model.TagGuest {
 		t.Fatalf("the unreported write showed without invalidation: %+v (the test's premise is wrong)", u)
 	}
 	b.IdentityCache().InvalidateUser("u1")
-	if u, _, _ := b.Identity(bg, "u1", "s1"); u.Tag != storage.TagNormal {
+	if u, _, _ := b.Identity(bg, "u1", "s1"); u.Tag != model.TagNormal {
 		t.Fatalf("after InvalidateUser: %+v", u)
 	}
 	if err := b.DeleteSessionUnreported("s1"); err != nil {
@@ -67,7 +68,7 @@ func TestIdentityCacheServesUnreportedWriteUntilInvalidated(t *testing.T) {
 		t.Fatalf("the unreported delete showed without invalidation: %v", err)
 	}
 	b.IdentityCache().InvalidateSession("s1")
-	if _, _, err := b.Identity(bg, "u1", "s1"); !errors.Is(err, storage.ErrNotFound) {
+	if _, _, err := b.Identity(bg, "u1", "s1"); !errors.Is(err, model.ErrNotFound) {
 		t.Fatalf("after InvalidateSession: %v", err)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/guestauth/caddy-guestauth/internal/model"
 )
 
 // Challenges are the single-use nonces of the device key-pair grant. Only the
@@ -18,16 +20,9 @@ import (
 // an outstanding challenge. The buckets are created on first write, so files
 // made before this feature need no migration.
 var (
-	bucketChallenges    = []byte("challenges")     // SHA-256(token) -> Challenge JSON
+	bucketChallenges    = []byte("challenges")     // SHA-256(token) -> model.Challenge JSON
 	bucketChallengeEnds = []byte("challenge_ends") // ExpiresAt (8-byte big-endian unix ns) + SHA-256(token) -> ""
 )
-
-// Challenge is a stored challenge; its token is not kept.
-type Challenge struct {
-	Purpose   string    `json:"purpose"`
-	CreatedAt time.Time `json:"created_at"`
-	ExpiresAt time.Time `json:"expires_at"`
-}
 
 // challengePurgeLimit bounds the expired challenges one write deletes: the
 // work per request stays small, and since each request adds at most one
@@ -78,7 +73,7 @@ func purgeChallenges(challenges, ends *bolt.Bucket, now time.Time) error {
 }
 
 // PutChallenge implements Backend.
-func (b *Bolt) PutChallenge(ctx context.Context, token string, c Challenge) error {
+func (b *Bolt) PutChallenge(ctx context.Context, token string, c model.Challenge) error {
 	if token == "" || c.ExpiresAt.IsZero() {
 		return errors.New("a challenge needs a token and an expiry")
 	}
@@ -97,7 +92,7 @@ func (b *Bolt) PutChallenge(ctx context.Context, token string, c Challenge) erro
 			return err
 		}
 		if challenges.Get(h) != nil {
-			return fmt.Errorf("challenge: %w", ErrExists)
+			return fmt.Errorf("challenge: %w", model.ErrExists)
 		}
 		if err := challenges.Put(h, raw); err != nil {
 			return err
@@ -107,9 +102,9 @@ func (b *Bolt) PutChallenge(ctx context.Context, token string, c Challenge) erro
 }
 
 // ConsumeChallenge implements Backend.
-func (b *Bolt) ConsumeChallenge(ctx context.Context, token string, now time.Time) (*Challenge, error) {
+func (b *Bolt) ConsumeChallenge(ctx context.Context, token string, now time.Time) (*model.Challenge, error) {
 	h := challengeHash(token)
-	var out *Challenge
+	var out *model.Challenge
 	// Read and delete in one write transaction: bbolt has one writer at a
 	// time, so of concurrent consumers of a token exactly one finds it. The
 	// function returns nil when the token is unknown so the purge commits.
@@ -126,7 +121,7 @@ func (b *Bolt) ConsumeChallenge(ctx context.Context, token string, now time.Time
 		if raw == nil {
 			return nil
 		}
-		var c Challenge
+		var c model.Challenge
 		if err := json.Unmarshal(raw, &c); err != nil {
 			return fmt.Errorf("challenge record: %w", err)
 		}
@@ -145,7 +140,7 @@ func (b *Bolt) ConsumeChallenge(ctx context.Context, token string, now time.Time
 		return nil, err
 	}
 	if out == nil {
-		return nil, ErrNotFound
+		return nil, model.ErrNotFound
 	}
 	return out, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/guestauth/caddy-guestauth/internal/model"
 	"github.com/guestauth/caddy-guestauth/storage"
 )
 
@@ -29,7 +30,7 @@ func openDeviceStore(t *testing.T) (*storage.Bolt, string) {
 
 func putChallenge(t *testing.T, b *storage.Bolt, token string, created time.Time, ttl time.Duration) {
 	t.Helper()
-	c := storage.Challenge{Purpose: "anonymous_request", CreatedAt: created, ExpiresAt: created.Add(ttl)}
+	c := model.Challenge{Purpose: "anonymous_request", CreatedAt: created, ExpiresAt: created.Add(ttl)}
 	if err := b.PutChallenge(bg, token, c); err != nil {
 		t.Fatal(err)
 	}
@@ -90,13 +91,13 @@ func TestExpiredChallengesArePurgedInBoundedSteps(t *testing.T) {
 		t.Fatalf("after one write: %d challenges, want %d (a bounded purge)", n, 42-16)
 	}
 	// Still stored (the purge went oldest first), but expired: refused.
-	if _, err := b.ConsumeChallenge(bg, "stale", later); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := b.ConsumeChallenge(bg, "stale", later); !errors.Is(err, model.ErrNotFound) {
 		t.Fatalf("consume of an expired challenge: %v, want ErrNotFound", err)
 	}
 	if n := countChallenges(t, b); n != 8+1 {
 		t.Fatalf("after consuming: %d challenges, want 9 (8 old + live)", n)
 	}
-	if _, err := b.ConsumeChallenge(bg, "unknown", later); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := b.ConsumeChallenge(bg, "unknown", later); !errors.Is(err, model.ErrNotFound) {
 		t.Fatal(err)
 	}
 	if n := countChallenges(t, b); n != 1 {
@@ -114,7 +115,7 @@ func TestChallengeConsumeLeavesNothing(t *testing.T) {
 	if _, err := b.ConsumeChallenge(bg, "tok-a", devT0.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.ConsumeChallenge(bg, "never-issued", devT0); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := b.ConsumeChallenge(bg, "never-issued", devT0); !errors.Is(err, model.ErrNotFound) {
 		t.Fatalf("unknown token: %v, want ErrNotFound", err)
 	}
 	if n := countChallenges(t, b); n != 0 {

@@ -1,6 +1,10 @@
 package storage
 
-import bolt "go.etcd.io/bbolt"
+import (
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/guestauth/caddy-guestauth/internal/model"
+)
 
 // Test-only views of a Bolt's internals.
 
@@ -33,7 +37,7 @@ func (b *Bolt) CountChallenges() (int, error) {
 
 // PutUserUnreported writes u without telling the identity cache, as a write
 // by another process sharing a store would be.
-func (b *Bolt) PutUserUnreported(u *User) error {
+func (b *Bolt) PutUserUnreported(u *model.User) error {
 	return b.db.Update(func(tx *bolt.Tx) error { return putJSON(tx.Bucket(bucketUsers), u.ID, u) })
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync/atomic"
 	"time"
+
+	"github.com/guestauth/caddy-guestauth/internal/model"
 )
 
 // OutboxRecord is one webhook delivery kept in a store shared by several
@@ -52,9 +54,9 @@ type Outbox interface {
 // it.
 type TxResult struct {
 	// Created are the users the write created (CreateUser).
-	Created []User
+	Created []model.User
 	// Deleted are the users the write deleted (DeleteUser, DeleteUsersIf).
-	Deleted []User
+	Deleted []model.User
 	// Ended is how many sessions the write deleted outright (not counting
 	// those of deleted users).
 	Ended int

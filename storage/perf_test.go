@@ -11,13 +11,14 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/guestauth/caddy-guestauth/internal/model"
 	"github.com/guestauth/caddy-guestauth/storage"
 )
 
-func perfGuest(i int) (*storage.User, *storage.Session) {
+func perfGuest(i int) (*model.User, *model.Session) {
 	id := fmt.Sprintf("u%04d", i)
-	u := &storage.User{ID: id, Name: storage.GuestNamePrefix + id, Tag: storage.TagGuest, CreatedAt: t0, UpdatedAt: t0}
-	s := &storage.Session{ID: "s" + id, UserID: id, ClientID: "app", CreatedAt: t0, LastUsedAt: t0,
+	u := &model.User{ID: id, Name: model.GuestNamePrefix + id, Tag: model.TagGuest, CreatedAt: t0, UpdatedAt: t0}
+	s := &model.Session{ID: "s" + id, UserID: id, ClientID: "app", CreatedAt: t0, LastUsedAt: t0,
 		ExpiresAt: t0.Add(time.Hour), IdleExpiresAt: t0.Add(time.Hour), RefreshKey: []byte("k"), Generation: 1}
 	return u, s
 }
@@ -235,7 +236,7 @@ func benchCreateUsers(b *testing.B, par int, rtt time.Duration) {
 			}
 			u, s := perfGuest(i)
 			u.ID = fmt.Sprintf("g%09d", i)
-			u.Name = storage.GuestNamePrefix + u.ID
+			u.Name = model.GuestNamePrefix + u.ID
 			s.ID, s.UserID = "s"+u.ID, u.ID
 			if err := st.CreateUser(bg, u, s, nil); err != nil {
 				b.Error(err)
@@ -282,7 +283,7 @@ func TestGuestsFillPages(t *testing.T) {
 			for i := int(next.Add(1)); i <= n; i = int(next.Add(1)) {
 				u, s := perfGuest(i)
 				u.ID = fmt.Sprintf("g%09d", i)
-				u.Name = storage.GuestNamePrefix + u.ID
+				u.Name = model.GuestNamePrefix + u.ID
 				s.ID, s.UserID = "s"+u.ID, u.ID
 				if err := b.CreateUser(bg, u, s, nil); err != nil {
 					t.Error(err)

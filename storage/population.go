@@ -8,6 +8,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/guestauth/caddy-guestauth/internal/model"
 )
 
 // The population indexes behind Backend's queries. Every user write goes
@@ -27,15 +29,7 @@ var (
 	keyKeptGuests   = []byte("kept_guests")
 )
 
-// ActiveAt is the user's last recorded activity (its creation at least).
-func (u *User) ActiveAt() time.Time {
-	if u.LastActiveAt.After(u.CreatedAt) {
-		return u.LastActiveAt
-	}
-	return u.CreatedAt
-}
-
-func idleKey(u *User) []byte {
+func idleKey(u *model.User) []byte {
 	k := make([]byte, 8, 8+len(u.ID))
 	binary.BigEndian.PutUint64(k, uint64(max(u.ActiveAt().UnixNano(), 0)))
 	return append(k, u.ID...)
@@ -43,9 +37,9 @@ func idleKey(u *User) []byte {
 
 // inIdleIndex and inOrphanIndex are the index definitions of ScanIdleGuests
 // and ScanOrphans.
-func inIdleIndex(u *User) bool { return u != nil && u.Ephemeral() && !u.Kept }
+func inIdleIndex(u *model.User) bool { return u != nil && u.Ephemeral() && !u.Kept }
 
-func inOrphanIndex(u *User) bool {
+func inOrphanIndex(u *model.User) bool {
 	return inIdleIndex(u) && !u.OrphanedAt.IsZero() && u.DeviceKID == ""
 }
 
@@ -71,7 +65,7 @@ func b2i(b bool) int64 {
 
 // saveUser writes u (nil deletes old) and updates the population indexes.
 // old is the stored version, nil for a new user.
-func (b *Bolt) saveUser(tx *bolt.Tx, old, u *User) error {
+func (b *Bolt) saveUser(tx *bolt.Tx, old, u *model.User) error {
 	if old != nil {
 		b.cache.InvalidateUser(old.ID)
 	}
@@ -83,7 +77,7 @@ func (b *Bolt) saveUser(tx *bolt.Tx, old, u *User) error {
 
 // writeUser is saveUser leaving the identity cache alone, for a write that
 // updates the cache itself.
-func (b *Bolt) writeUser(tx *bolt.Tx, old, u *User) error {
+func (b *Bolt) writeUser(tx *bolt.Tx, old, u *model.User) error {
 	idle, orphans, meta := tx.Bucket(bucketGuestIdle), tx.Bucket(bucketOrphans), tx.Bucket(bucketMeta)
 	if inIdleIndex(old) {
 		if err := idle.Delete(idleKey(old)); err != nil {
@@ -105,8 +99,8 @@ func (b *Bolt) writeUser(tx *bolt.Tx, old, u *User) error {
 			return err
 		}
 	}
-	isGuest := func(x *User) bool { return x != nil && x.IsAnonymous() }
-	isKept := func(x *User) bool { return isGuest(x) && x.Kept }
+	isGuest := func(x *model.User) bool { return x != nil && x.IsAnonymous() }
+	isKept := func(x *model.User) bool { return isGuest(x) && x.Kept }
 	if err := counter(meta, keyLiveGuests, b2i(isGuest(u))-b2i(isGuest(old))); err != nil {
 		return err
 	}
@@ -145,9 +139,9 @@ func (b *Bolt) TouchUsers(ctx context.Context, at map[string]time.Time) (int, er
 		touched = make(map[string]time.Time, len(at))
 		users := tx.Bucket(bucketUsers)
 		for id, t := range at {
-			var u User
+			var u model.User
 			if err := getJSON(users, id, &u); err != nil {
-				if errors.Is(err, ErrNotFound) {
+				if errors.Is(err, model.ErrNotFound) {
 					continue
 				}
 				return err
@@ -173,7 +167,7 @@ func (b *Bolt) TouchUsers(ctx context.Context, at map[string]time.Time) (int, er
 
 // ScanIdleGuests implements Backend: it reads the guest_idle index, oldest
 // first, up to the first entry not before before.
-func (b *Bolt) ScanIdleGuests(ctx context.Context, before time.Time, fn func(u *User) bool) error {
+func (b *Bolt) ScanIdleGuests(ctx context.Context, before time.Time, fn func(u *model.User) bool) error {
 	return b.view(ctx, func(tx *bolt.Tx) error {
 		users := tx.Bucket(bucketUsers)
 		c := tx.Bucket(bucketGuestIdle).Cursor()
@@ -181,7 +175,7 @@ func (b *Bolt) ScanIdleGuests(ctx context.Context, before time.Time, fn func(u *
 			if len(k) < 8 || int64(binary.BigEndian.Uint64(k[:8])) >= before.UnixNano() {
 				return nil
 			}
-			var u User
+			var u model.User
 			if err := getJSON(users, string(k[8:]), &u); err != nil {
 				return err
 			}
@@ -194,11 +188,11 @@ func (b *Bolt) ScanIdleGuests(ctx context.Context, before time.Time, fn func(u *
 }
 
 // ScanOrphans implements Backend: it reads the orphans index.
-func (b *Bolt) ScanOrphans(ctx context.Context, fn func(u *User) bool) error {
+func (b *Bolt) ScanOrphans(ctx context.Context, fn func(u *model.User) bool) error {
 	err := b.view(ctx, func(tx *bolt.Tx) error {
 		users := tx.Bucket(bucketUsers)
 		return tx.Bucket(bucketOrphans).ForEach(func(k, _ []byte) error {
-			var u User
+			var u model.User
 			if err := getJSON(users, string(k), &u); err != nil {
 				return err
 			}
@@ -217,14 +211,14 @@ func (b *Bolt) ScanOrphans(ctx context.Context, fn func(u *User) bool) error {
 var errStopScan = errors.New("stop")
 
 // DeleteUsersIf implements Backend, in one write transaction.
-func (b *Bolt) DeleteUsersIf(ctx context.Context, ids []string, pred func(u *User) bool) ([]User, error) {
-	var deleted []User
+func (b *Bolt) DeleteUsersIf(ctx context.Context, ids []string, pred func(u *model.User) bool) ([]model.User, error) {
+	var deleted []model.User
 	err := b.update(ctx, func(tx *bolt.Tx) error {
 		deleted = deleted[:0]
 		for _, id := range ids {
-			var u User
+			var u model.User
 			if err := getJSON(tx.Bucket(bucketUsers), id, &u); err != nil {
-				if errors.Is(err, ErrNotFound) {
+				if errors.Is(err, model.ErrNotFound) {
 					continue
 				}
 				return err
@@ -243,7 +237,7 @@ func (b *Bolt) DeleteUsersIf(ctx context.Context, ids []string, pred func(u *Use
 }
 
 // ListUsers implements Backend.
-func (b *Bolt) ListUsers(ctx context.Context, after, tag string, limit int) (users []User, next string, err error) {
+func (b *Bolt) ListUsers(ctx context.Context, after, tag string, limit int) (users []model.User, next string, err error) {
 	err = b.view(ctx, func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketUsers).Cursor()
 		k, v := c.First()
@@ -254,7 +248,7 @@ func (b *Bolt) ListUsers(ctx context.Context, after, tag string, limit int) (use
 			}
 		}
 		for ; k != nil; k, v = c.Next() {
-			var u User
+			var u model.User
 			if err := jsonUnmarshal(v, &u); err != nil {
 				return err
 			}

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"time"
 	"unsafe"
+
+	"github.com/guestauth/caddy-guestauth/internal/model"
 )
 
 // Decoding of the user and session records on the per-request read
@@ -17,20 +19,20 @@ import (
 // result is always what json.Unmarshal would make of it.
 
 // decodeUser reads a user record.
-func decodeUser(raw []byte, u *User) error {
+func decodeUser(raw []byte, u *model.User) error {
 	if fastDecode(raw, u) {
 		return nil
 	}
-	*u = User{}
+	*u = model.User{}
 	return json.Unmarshal(raw, u)
 }
 
 // decodeSession reads a session record.
-func decodeSession(raw []byte, s *Session) error {
+func decodeSession(raw []byte, s *model.Session) error {
 	if fastDecode(raw, s) {
 		return nil
 	}
-	*s = Session{}
+	*s = model.Session{}
 	return json.Unmarshal(raw, s)
 }
 
@@ -151,7 +153,7 @@ func fastDecode(raw []byte, dst any) bool {
 		okAll = okAll && m.str && f.UnmarshalJSON(quoted(raw, m.value)) == nil
 	}
 	switch d := dst.(type) {
-	case *User:
+	case *model.User:
 		for _, m := range ms {
 			switch string(m.name) {
 			case "id":
@@ -180,7 +182,7 @@ func fastDecode(raw []byte, dst any) bool {
 				return false
 			}
 		}
-	case *Session:
+	case *model.Session:
 		for _, m := range ms {
 			switch string(m.name) {
 			case "id":

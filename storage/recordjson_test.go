@@ -6,17 +6,19 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/guestauth/caddy-guestauth/internal/model"
 )
 
 var (
-	fullUser = User{
-		ID: "0199b2c4-7e1a-7c3d-9f00-000000000001", Name: "guest_1", DisplayName: "Guest One", Tag: TagGuest,
+	fullUser = model.User{
+		ID: "0199b2c4-7e1a-7c3d-9f00-000000000001", Name: "guest_1", DisplayName: "Guest One", Tag: model.TagGuest,
 		PasswordHash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA", DeviceKID: "dk1",
 		CreatedAt: time.Date(2030, 1, 2, 3, 4, 5, 6, time.UTC), UpdatedAt: time.Date(2030, 1, 2, 3, 4, 6, 0, time.UTC),
 		OrphanedAt: time.Date(2030, 2, 1, 0, 0, 0, 0, time.FixedZone("", 3600)), LastActiveAt: time.Date(2030, 1, 3, 0, 0, 0, 123, time.UTC),
 		Kept: true,
 	}
-	fullSession = Session{
+	fullSession = model.Session{
 		ID: "s1", UserID: fullUser.ID, ClientID: "app",
 		AuthTime: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC), CreatedAt: time.Date(2030, 1, 2, 3, 4, 5, 1, time.UTC),
 		LastUsedAt: time.Date(2030, 1, 2, 4, 0, 0, 0, time.UTC), ExpiresAt: time.Date(2030, 2, 2, 3, 4, 5, 0, time.UTC),
@@ -30,7 +32,7 @@ var (
 // in fastDecode fails here (it would silently fall back to the slow path).
 func TestFastDecodeReadsEveryField(t *testing.T) {
 	t.Parallel()
-	for _, v := range []any{&fullUser, &fullSession, &User{ID: "u"}, &Session{ID: "s", RefreshKey: []byte{}}} {
+	for _, v := range []any{&fullUser, &fullSession, &model.User{ID: "u"}, &model.Session{ID: "s", RefreshKey: []byte{}}} {
 		raw, err := json.Marshal(v)
 		if err != nil {
 			t.Fatal(err)
@@ -77,7 +79,7 @@ func TestDecodeRecordOffTheFastPath(t *testing.T) {
 		`{}`,
 	}
 	for _, c := range cases {
-		var want, got Session
+		var want, got model.Session
 		errWant := json.Unmarshal([]byte(c), &want)
 		errGot := decodeSession([]byte(c), &got)
 		if (errWant == nil) != (errGot == nil) || !reflect.DeepEqual(got, want) {
@@ -91,7 +93,7 @@ func TestDecodeRecordOffTheFastPath(t *testing.T) {
 		strings.Replace(string(user), `"name":"guest_1"`, `"name":"guest_\"1"`, 1),
 		string(user) + " ",
 	} {
-		var want, got User
+		var want, got model.User
 		errWant := json.Unmarshal([]byte(c), &want)
 		errGot := decodeUser([]byte(c), &got)
 		if (errWant == nil) != (errGot == nil) || !reflect.DeepEqual(got, want) {
@@ -106,8 +108,8 @@ func BenchmarkDecodeRecords(b *testing.B) {
 	b.Run("fast", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			var uu User
-			var ss Session
+			var uu model.User
+			var ss model.Session
 			if decodeUser(u, &uu) != nil || decodeSession(s, &ss) != nil {
 				b.Fatal("decode")
 			}
@@ -116,8 +118,8 @@ func BenchmarkDecodeRecords(b *testing.B) {
 	b.Run("encoding_json", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			var uu User
-			var ss Session
+			var uu model.User
+			var ss model.Session
 			if json.Unmarshal(u, &uu) != nil || json.Unmarshal(s, &ss) != nil {
 				b.Fatal("decode")
 			}
@@ -131,17 +133,17 @@ func BenchmarkDecodeRecords(b *testing.B) {
 func FuzzDecodeRecord(f *testing.F) {
 	user, _ := json.Marshal(&fullUser)
 	session, _ := json.Marshal(&fullSession)
-	small, _ := json.Marshal(&User{ID: "u"})
+	small, _ := json.Marshal(&model.User{ID: "u"})
 	for _, seed := range [][]byte{user, session, small, []byte(`{}`), []byte(`{"id":"a","id":"b"}`)} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		var wantU, gotU User
+		var wantU, gotU model.User
 		errWant, errGot := json.Unmarshal(raw, &wantU), decodeUser(raw, &gotU)
 		if (errWant == nil) != (errGot == nil) || errWant == nil && !reflect.DeepEqual(gotU, wantU) {
 			t.Fatalf("user %q:\n got %+v, %v\n want %+v, %v", raw, gotU, errGot, wantU, errWant)
 		}
-		var wantS, gotS Session
+		var wantS, gotS model.Session
 		errWant, errGot = json.Unmarshal(raw, &wantS), decodeSession(raw, &gotS)
 		if (errWant == nil) != (errGot == nil) || errWant == nil && !reflect.DeepEqual(gotS, wantS) {
 			t.Fatalf("session %q:\n got %+v, %v\n want %+v, %v", raw, gotS, errGot, wantS, errWant)

@@ -13,117 +13,15 @@ package storage
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/guestauth/caddy-guestauth/internal/model"
 )
-
-// User tags, as in Casdoor / Hanzo IAM.
-const (
-	TagGuest  = "guest-user"
-	TagNormal = "normal-user"
-)
-
-// GuestNamePrefix starts every guest's generated username; it is reserved.
-const GuestNamePrefix = "guest_"
-
-var (
-	// ErrNotFound is returned when a record does not exist.
-	ErrNotFound = errors.New("not found")
-	// ErrNameTaken is returned when a username is already used by another user
-	// (compared case-insensitively).
-	ErrNameTaken = errors.New("name already taken")
-	// ErrExists is returned when creating a record whose key already exists.
-	ErrExists = errors.New("already exists")
-	// ErrUnavailable wraps a failure to reach a network store (the server
-	// is down, restarting or overloaded): the request may succeed when
-	// retried later. The wrapped message never holds credentials, but it
-	// is for logs, not for clients.
-	ErrUnavailable = errors.New("storage unavailable")
-)
-
-// User is one account. ID is the OIDC `sub` and never changes.
-type User struct {
-	ID          string `json:"id"`
-	Name        string `json:"name"`
-	DisplayName string `json:"display_name,omitempty"`
-	Tag         string `json:"tag"`
-	// PasswordHash is empty for guests: their Casdoor-style "random password"
-	// is a secret nobody holds, which is the same as having no password.
-	PasswordHash string    `json:"password_hash,omitempty"`
-	CreatedAt    time.Time `json:"created_at"`
-	UpdatedAt    time.Time `json:"updated_at"`
-	// DeviceKID is the key id of the device key-pair bound to an anonymous
-	// user created by the key-pair grant; empty otherwise.
-	DeviceKID string `json:"device_kid,omitempty"`
-	// OrphanedAt is set when a guest's last session ends (a guest lives as
-	// long as its sessions) and cleared when it gets a new one.
-	OrphanedAt time.Time `json:"orphaned_at,omitzero"`
-	// LastActiveAt is the last recorded activity (token issuance, refresh,
-	// proxied request), written in coalesced batches.
-	LastActiveAt time.Time `json:"last_active_at,omitzero"`
-	// Kept guests never expire: the app said they own data.
-	Kept bool `json:"kept,omitempty"`
-}
-
-// IsAnonymous reports whether the user is still a guest.
-func (u *User) IsAnonymous() bool { return u.Tag == TagGuest }
-
-// Session is one sign-in of a user through a client: every token set belongs
-// to exactly one session, and ending the session ends its tokens.
-type Session struct {
-	ID       string    `json:"id"`
-	UserID   string    `json:"user_id"`
-	ClientID string    `json:"client_id"`
-	AuthTime time.Time `json:"auth_time"`
-	// CreatedAt + the absolute lifetime bounds the session (ExpiresAt).
-	CreatedAt  time.Time `json:"created_at"`
-	LastUsedAt time.Time `json:"last_used_at"`
-	ExpiresAt  time.Time `json:"expires_at"`
-	// IdleExpiresAt is LastUsedAt + the idle timeout in force when it was used.
-	IdleExpiresAt time.Time `json:"idle_expires_at"`
-	// RefreshKey derives the refresh token of each generation
-	// (HMAC(RefreshKey, id|generation)); only Generation's token is valid.
-	RefreshKey []byte `json:"refresh_key"`
-	Generation uint64 `json:"generation"`
-	// MergedFrom is, for a browser session started by a sign-in from a
-	// guest's session, that guest's id until the app has been told of the
-	// merge (the first proxied request of the session clears it).
-	MergedFrom string `json:"merged_from,omitempty"`
-}
-
-// EndsAt is when the session ends unless used again: the earlier of its
-// absolute and idle expiry.
-func (s *Session) EndsAt() time.Time {
-	if s.IdleExpiresAt.Before(s.ExpiresAt) {
-		return s.IdleExpiresAt
-	}
-	return s.ExpiresAt
-}
-
-// SigningKey is a persisted token-signing key (private JWK JSON).
-type SigningKey struct {
-	KID       string    `json:"kid"`
-	Alg       string    `json:"alg"`
-	CreatedAt time.Time `json:"created_at"`
-	JWK       []byte    `json:"jwk"`
-}
-
-// Device is a device public key bound to an anonymous user.
-type Device struct {
-	KID       string    `json:"kid"`
-	UserID    string    `json:"user_id"`
-	JWK       []byte    `json:"jwk"`
-	CreatedAt time.Time `json:"created_at"`
-}
-
-// NameKey is the unique-index key of a username: usernames are unique
-// case-insensitively and compared after trimming.
-func NameKey(name string) string { return strings.ToLower(strings.TrimSpace(name)) }
 
 // Backend is what a store provides. Every method takes a context first; a
 // backend must not start work for a cancelled one, and a network backend
@@ -138,35 +36,35 @@ type Backend interface {
 	// (when s is not nil) and its device key (when dev is not nil), all at
 	// once. ErrExists: the id or the device kid is used; ErrNameTaken: the
 	// name (by NameKey) is.
-	CreateUser(ctx context.Context, u *User, s *Session, dev *Device) error
-	GetUser(ctx context.Context, id string) (*User, error)
+	CreateUser(ctx context.Context, u *model.User, s *model.Session, dev *model.Device) error
+	GetUser(ctx context.Context, id string) (*model.User, error)
 	// GetUserByName finds a user by NameKey(name).
-	GetUserByName(ctx context.Context, name string) (*User, error)
+	GetUserByName(ctx context.Context, name string) (*model.User, error)
 	// UpdateUser applies fn to the stored user and saves the result, moving
 	// the name index entry if the name changed (ErrNameTaken if taken). An
 	// error from fn is returned and nothing is written.
-	UpdateUser(ctx context.Context, id string, fn func(u *User) error) (*User, error)
+	UpdateUser(ctx context.Context, id string, fn func(u *model.User) error) (*model.User, error)
 	// DeleteUser deletes a user, its name index entry, sessions and device.
 	DeleteUser(ctx context.Context, id string) error
 	// ListUsers returns up to limit users with ids after the given one, in
 	// id order, optionally only those with tag; next is "" on the last page.
-	ListUsers(ctx context.Context, after, tag string, limit int) (users []User, next string, err error)
+	ListUsers(ctx context.Context, after, tag string, limit int) (users []model.User, next string, err error)
 
 	// Identity reads a user and one of its sessions at one point in time
 	// (ErrNotFound unless both exist and belong together), through the
 	// backend's IdentityCache: the values returned may be shared and must
 	// not be modified.
-	Identity(ctx context.Context, userID, sessionID string) (*User, *Session, error)
-	GetSession(ctx context.Context, id string) (*Session, error)
+	Identity(ctx context.Context, userID, sessionID string) (*model.User, *model.Session, error)
+	GetSession(ctx context.Context, id string) (*model.Session, error)
 	// UpdateSession applies fn to the stored session and saves it.
-	UpdateSession(ctx context.Context, id string, fn func(s *Session) error) (*Session, error)
+	UpdateSession(ctx context.Context, id string, fn func(s *model.Session) error) (*model.Session, error)
 	// PutSession stores a session of an existing user (ErrNotFound if not).
-	PutSession(ctx context.Context, s *Session) error
+	PutSession(ctx context.Context, s *model.Session) error
 	// PutSessionLimit is PutSession that then ends the user's oldest other
 	// sessions (by CreatedAt, then ID) so that at most keep remain, in the
 	// same transaction; keep <= 0 means no limit. It reports how many it
 	// ended; the new session is never one of them.
-	PutSessionLimit(ctx context.Context, s *Session, keep int) (int, error)
+	PutSessionLimit(ctx context.Context, s *model.Session, keep int) (int, error)
 	DeleteSession(ctx context.Context, id string) error
 	// DeleteUserSessions ends every session of a user except keep (may be
 	// "") and reports how many it ended.
@@ -180,15 +78,15 @@ type Backend interface {
 	// clears it.
 
 	// GetDevice reads the device key bound to kid (ErrNotFound if none).
-	GetDevice(ctx context.Context, kid string) (*Device, error)
+	GetDevice(ctx context.Context, kid string) (*model.Device, error)
 	// PutChallenge stores a single-use challenge under the SHA-256 of token
 	// (ErrExists if that token is stored). Only the hash is stored.
-	PutChallenge(ctx context.Context, token string, c Challenge) error
+	PutChallenge(ctx context.Context, token string, c model.Challenge) error
 	// ConsumeChallenge deletes and returns the challenge of token at once,
 	// so of concurrent callers exactly one gets it (ErrNotFound if it is
 	// unknown, already consumed or expired at now). Both challenge methods
 	// may also delete a bounded number of expired challenges.
-	ConsumeChallenge(ctx context.Context, token string, now time.Time) (*Challenge, error)
+	ConsumeChallenge(ctx context.Context, token string, now time.Time) (*model.Challenge, error)
 
 	// Population queries. GuestCounts reports how many users have tag
 	// guest-user and how many of those are Kept.
@@ -201,20 +99,20 @@ type Backend interface {
 	// guest or a passwordless normal user) that is not Kept and whose
 	// ActiveAt is before before, oldest first, from one consistent read,
 	// until fn returns false.
-	ScanIdleGuests(ctx context.Context, before time.Time, fn func(u *User) bool) error
+	ScanIdleGuests(ctx context.Context, before time.Time, fn func(u *model.User) bool) error
 	// ScanOrphans calls fn for each ephemeral user that is not Kept, has no
 	// DeviceKID and has OrphanedAt set, from one consistent read, until fn
 	// returns false.
-	ScanOrphans(ctx context.Context, fn func(u *User) bool) error
+	ScanOrphans(ctx context.Context, fn func(u *model.User) bool) error
 	// DeleteUsersIf deletes, at once, each listed user (as DeleteUser does)
 	// for which pred, called with the current record, is true. Unknown ids
 	// are skipped. It returns the deleted users.
-	DeleteUsersIf(ctx context.Context, ids []string, pred func(u *User) bool) ([]User, error)
+	DeleteUsersIf(ctx context.Context, ids []string, pred func(u *model.User) bool) ([]model.User, error)
 
 	// SigningKeys returns the signing keys, oldest first.
-	SigningKeys(ctx context.Context) ([]SigningKey, error)
+	SigningKeys(ctx context.Context) ([]model.SigningKey, error)
 	// AddSigningKey stores a key (ErrExists if its kid is).
-	AddSigningKey(ctx context.Context, k SigningKey) error
+	AddSigningKey(ctx context.Context, k model.SigningKey) error
 
 	// Stats counts users, guests and sessions.
 	Stats(ctx context.Context) (*Stats, error)

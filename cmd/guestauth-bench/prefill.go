@@ -11,9 +11,9 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 
-	"github.com/guestauth/caddy-guestauth/accounts"
+	"github.com/guestauth/caddy-guestauth/internal/accounts"
 	"github.com/guestauth/caddy-guestauth/storage"
-	"github.com/guestauth/caddy-guestauth/tokens"
+	"github.com/guestauth/caddy-guestauth/internal/tokens"
 )
 
 // cred is one guest's token set, as a client keeps it.

@@ -10,9 +10,9 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 
-	"github.com/guestauth/caddy-guestauth/accounts"
+	"github.com/guestauth/caddy-guestauth/internal/accounts"
 	"github.com/guestauth/caddy-guestauth/storage"
-	"github.com/guestauth/caddy-guestauth/tokens"
+	"github.com/guestauth/caddy-guestauth/internal/tokens"
 )
 
 // TestPrefillStore: an offline-prefilled store holds exactly the guests

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/guestauth/caddy-guestauth/internal/model"
 	"github.com/guestauth/caddy-guestauth/storage"
 	"github.com/guestauth/caddy-guestauth/storage/postgres"
 	"github.com/guestauth/caddy-guestauth/storage/postgres/pgtest"
@@ -32,13 +33,13 @@ func waitPolls(t *testing.T, b *postgres.Postgres) {
 	eventually(t, "two more reads of the change log", func() bool { return postgres.Polls(b) >= n+2 })
 }
 
-func identity(t *testing.T, st storage.Backend, uid, sid string) (*storage.User, *storage.Session, error) {
+func identity(t *testing.T, st storage.Backend, uid, sid string) (*model.User, *model.Session, error) {
 	t.Helper()
 	return st.Identity(bg, uid, sid)
 }
 
 // cachedPair caches an identity on b once b has read the earlier changes.
-func cachedPair(t *testing.T, b *postgres.Postgres, uid, sid string) *storage.User {
+func cachedPair(t *testing.T, b *postgres.Postgres, uid, sid string) *model.User {
 	t.Helper()
 	waitPolls(t, b)
 	st := b
@@ -68,12 +69,12 @@ func TestCoherenceAcrossNodes(t *testing.T) {
 		t.Fatal("an activity flush on A dropped B's cached identity")
 	}
 
-	if _, err := a.UpdateUser(bg, "u1", func(u *storage.User) error { u.Tag = storage.TagNormal; return nil }); err != nil {
+	if _, err := a.UpdateUser(bg, "u1", func(u *model.User) error { u.Tag = model.TagNormal; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "an upgrade on A shows on B", func() bool {
 		u, _, err := identity(t, b, "u1", "su1")
-		return err == nil && u.Tag == storage.TagNormal
+		return err == nil && u.Tag == model.TagNormal
 	})
 	cachedPair(t, b, "u1", "su1")
 	if err := a.DeleteSession(bg, "su1"); err != nil {
@@ -81,7 +82,7 @@ func TestCoherenceAcrossNodes(t *testing.T) {
 	}
 	eventually(t, "a logout on A is refused on B", func() bool {
 		_, _, err := identity(t, b, "u1", "su1")
-		return errors.Is(err, storage.ErrNotFound)
+		return errors.Is(err, model.ErrNotFound)
 	})
 }
 
@@ -113,7 +114,7 @@ func TestCoherenceLateCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A later write (seq n+1) commits first, and B reads past it.
-	if _, err := a.UpdateUser(bg, "u2", func(u *storage.User) error { u.DisplayName = "early"; return nil }); err != nil {
+	if _, err := a.UpdateUser(bg, "u2", func(u *model.User) error { u.DisplayName = "early"; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the early write shows on B", func() bool {
@@ -142,7 +143,7 @@ func TestCoherenceListenerKilled(t *testing.T) {
 		WHERE application_name = $1 AND query LIKE '%guestauth_changes c%' AND pid <> pg_backend_pid()`, pgtest.AppName(t, dsn)).Scan(&killed); err != nil || killed == 0 {
 		t.Fatalf("killed %d listener connections: %v", killed, err)
 	}
-	if _, err := a.UpdateUser(bg, "u1", func(u *storage.User) error { u.DisplayName = "after"; return nil }); err != nil {
+	if _, err := a.UpdateUser(bg, "u1", func(u *model.User) error { u.DisplayName = "after"; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "a change after the listener was killed shows on B", func() bool {
@@ -161,7 +162,7 @@ func TestCoherenceMaxStaleness(t *testing.T) {
 	cachedPair(t, b, "u1", "su1")
 	postgres.StopFollowing(b)
 	time.Sleep(300 * time.Millisecond) // past max_staleness with no read of the log
-	if _, err := a.UpdateUser(bg, "u1", func(u *storage.User) error { u.DisplayName = "fresh"; return nil }); err != nil {
+	if _, err := a.UpdateUser(bg, "u1", func(u *model.User) error { u.DisplayName = "fresh"; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if u, _, err := identity(t, b, "u1", "su1"); err != nil || u.DisplayName != "fresh" {
@@ -176,7 +177,7 @@ func TestCreationSeenAtOnceWithoutChangeLog(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	a, b := open(t, dsn, postgres.Options{}), open(t, dsn, postgres.Options{})
 	postgres.StopFollowing(b) // b hears of no change: it must not need to
-	if _, _, err := identity(t, b, "u1", "su1"); !errors.Is(err, storage.ErrNotFound) {
+	if _, _, err := identity(t, b, "u1", "su1"); !errors.Is(err, model.ErrNotFound) {
 		t.Fatalf("before the creation: %v", err)
 	}
 	mustCreate(t, a, "u1")

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/guestauth/caddy-guestauth/storage"
+	"github.com/guestauth/caddy-guestauth/internal/model"
 	"github.com/guestauth/caddy-guestauth/storage/postgres"
 	"github.com/guestauth/caddy-guestauth/storage/postgres/pgtest"
 )
@@ -140,7 +140,7 @@ func TestSharedLimitUnavailable(t *testing.T) {
 	a := open(t, dsn, postgres.Options{})
 	_ = a.Close()
 	w, err := a.LimitTake(bg, "signin_account", "acct:bob", 5, time.Minute, time.Now())
-	if !errors.Is(err, storage.ErrUnavailable) {
+	if !errors.Is(err, model.ErrUnavailable) {
 		t.Fatalf("wait %v, err %v; want ErrUnavailable", w, err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/guestauth/caddy-guestauth/internal/model"
 	"github.com/guestauth/caddy-guestauth/storage"
 	"github.com/guestauth/caddy-guestauth/storage/postgres"
 	"github.com/guestauth/caddy-guestauth/storage/postgres/pgtest"
@@ -194,12 +195,12 @@ func TestOutboxInTheWriteTransaction(t *testing.T) {
 	}
 	// A failed write (a taken id) stores nothing.
 	te = build("dup")
-	if err := p.CreateUser(storage.WithTxEvents(bg, te), storagetest.NewUser("u1", "guest_other"), nil, nil); !errors.Is(err, storage.ErrExists) || te.Stored() {
+	if err := p.CreateUser(storage.WithTxEvents(bg, te), storagetest.NewUser("u1", "guest_other"), nil, nil); !errors.Is(err, model.ErrExists) || te.Stored() {
 		t.Fatalf("duplicate create: %v, stored %v", err, te.Stored())
 	}
 	mustCreate(t, p, "u2")
 	te = build("x")
-	if del, err := p.DeleteUsersIf(storage.WithTxEvents(bg, te), []string{"u1", "u2"}, func(u *storage.User) bool { return u.ID == "u2" }); err != nil || len(del) != 1 {
+	if del, err := p.DeleteUsersIf(storage.WithTxEvents(bg, te), []string{"u1", "u2"}, func(u *model.User) bool { return u.ID == "u2" }); err != nil || len(del) != 1 {
 		t.Fatalf("DeleteUsersIf: %v, %v", del, err)
 	}
 	got, err := p.OutboxClaim(bg, "T", t0, time.Hour, 100)
@@ -219,13 +220,13 @@ func TestOutboxInTheWriteTransaction(t *testing.T) {
 	if err := p.CreateUser(storage.WithTxEvents(bg, te), storagetest.NewUser("u3", "guest_u3"), nil, nil); err == nil || te.Stored() {
 		t.Fatalf("create with an outbox that refuses: %v, stored %v; want an error", err, te.Stored())
 	}
-	if _, err := p.GetUser(bg, "u3"); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := p.GetUser(bg, "u3"); !errors.Is(err, model.ErrNotFound) {
 		t.Fatalf("the user was stored without its event: %v", err)
 	}
 	// A store that cannot be reached: ErrUnavailable, nothing stored.
 	p.Close()
 	te = build("g")
-	if err := p.CreateUser(storage.WithTxEvents(bg, te), storagetest.NewUser("u4", "guest_u4"), nil, nil); !errors.Is(err, storage.ErrUnavailable) || te.Stored() {
+	if err := p.CreateUser(storage.WithTxEvents(bg, te), storagetest.NewUser("u4", "guest_u4"), nil, nil); !errors.Is(err, model.ErrUnavailable) || te.Stored() {
 		t.Fatalf("closed store: %v, stored %v; want ErrUnavailable", err, te.Stored())
 	}
 }

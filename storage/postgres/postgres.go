@@ -8,12 +8,12 @@
 // first (sorted by id when several), then touch its sessions, name and
 // device, then the guest counter shards (sorted): one lock order, so
 // concurrent writers queue but never deadlock. Uniqueness (ids, names by
-// storage.NameKey, device kids, challenge hashes) is enforced by unique
+// model.NameKey, device kids, challenge hashes) is enforced by unique
 // indexes, so it holds across every node.
 //
 // The schema is created and migrated at open, under an advisory lock (see
 // Migrate). Connection failures, timeouts and server shutdowns are returned
-// as storage.ErrUnavailable.
+// as model.ErrUnavailable.
 package postgres
 
 import (
@@ -33,6 +33,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/guestauth/caddy-guestauth/internal/model"
 	"github.com/guestauth/caddy-guestauth/storage"
 )
 
@@ -222,8 +223,8 @@ func redactErr(err error, dsn string) error {
 	if !changed {
 		return err
 	}
-	if errors.Is(err, storage.ErrUnavailable) {
-		return fmt.Errorf("%w: %s", storage.ErrUnavailable, msg)
+	if errors.Is(err, model.ErrUnavailable) {
+		return fmt.Errorf("%w: %s", model.ErrUnavailable, msg)
 	}
 	return errors.New(msg)
 }
@@ -439,8 +440,8 @@ func classify(err error) error {
 	var inv invalid
 	switch {
 	case errors.As(err, &inv),
-		errors.Is(err, storage.ErrNotFound), errors.Is(err, storage.ErrExists),
-		errors.Is(err, storage.ErrNameTaken), errors.Is(err, storage.ErrUnavailable),
+		errors.Is(err, model.ErrNotFound), errors.Is(err, model.ErrExists),
+		errors.Is(err, model.ErrNameTaken), errors.Is(err, model.ErrUnavailable),
 		errors.Is(err, ErrNewerSchema):
 		return err
 	case errors.Is(err, context.Canceled):
@@ -450,20 +451,20 @@ func classify(err error) error {
 	if errors.As(err, &pgErr) {
 		switch {
 		case pgErr.Code == "23505" && pgErr.ConstraintName == "guestauth_users_name_key":
-			return storage.ErrNameTaken
+			return model.ErrNameTaken
 		case pgErr.Code == "23505":
-			return fmt.Errorf("%s: %w", strings.TrimPrefix(pgErr.ConstraintName, "guestauth_"), storage.ErrExists)
+			return fmt.Errorf("%s: %w", strings.TrimPrefix(pgErr.ConstraintName, "guestauth_"), model.ErrExists)
 		case strings.HasPrefix(pgErr.Code, "08"), // connection exception
 			strings.HasPrefix(pgErr.Code, "53"), // insufficient resources (too many connections, ...)
 			strings.HasPrefix(pgErr.Code, "57"), // operator intervention: shutdown, statement timeout, ...
 			pgErr.Code == "40001", pgErr.Code == "40P01":
-			return fmt.Errorf("%w: postgres: %s (SQLSTATE %s)", storage.ErrUnavailable, pgErr.Message, pgErr.Code)
+			return fmt.Errorf("%w: postgres: %s (SQLSTATE %s)", model.ErrUnavailable, pgErr.Message, pgErr.Code)
 		}
 		return fmt.Errorf("postgres: %s (SQLSTATE %s)", pgErr.Message, pgErr.Code)
 	}
 	// Anything else from the driver is about reaching the server: a refused
 	// or dropped connection, a deadline, a closed pool.
-	return fmt.Errorf("%w: postgres: %v", storage.ErrUnavailable, err)
+	return fmt.Errorf("%w: postgres: %v", model.ErrUnavailable, err)
 }
 
 // ctxErr refuses to start work for a cancelled context.
@@ -490,7 +491,7 @@ func opErr(caller context.Context, err error) error {
 		return nil
 	}
 	if errors.Is(err, context.DeadlineExceeded) && caller.Err() == nil {
-		return fmt.Errorf("%w: postgres did not answer in time", storage.ErrUnavailable)
+		return fmt.Errorf("%w: postgres did not answer in time", model.ErrUnavailable)
 	}
 	if caller.Err() != nil && !errors.As(err, new(userError)) {
 		return caller.Err()

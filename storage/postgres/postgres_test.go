@@ -12,11 +12,12 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 
+	"github.com/guestauth/caddy-guestauth/internal/model"
+	"github.com/guestauth/caddy-guestauth/internal/tokens"
 	"github.com/guestauth/caddy-guestauth/storage"
 	"github.com/guestauth/caddy-guestauth/storage/postgres"
 	"github.com/guestauth/caddy-guestauth/storage/postgres/pgtest"
 	"github.com/guestauth/caddy-guestauth/storage/storagetest"
-	"github.com/guestauth/caddy-guestauth/tokens"
 )
 
 var bg = context.Background()
@@ -106,7 +107,7 @@ func TestPasswordNeverShown(t *testing.T) {
 	if strings.Contains(err.Error(), secret) {
 		t.Fatalf("the error shows the password: %v", err)
 	}
-	if !errors.Is(err, storage.ErrUnavailable) {
+	if !errors.Is(err, model.ErrUnavailable) {
 		t.Fatalf("an unreachable server: err = %v, want ErrUnavailable", err)
 	}
 	_, err = postgres.Open(bg, "postgres://guestauth:"+secret+"@127.0.0.1:notaport/db", postgres.Options{})
@@ -140,7 +141,7 @@ func TestUnavailableAndRecovery(t *testing.T) {
 		if _, err = p.GetUser(bg, "u1"); err == nil {
 			break
 		}
-		if !errors.Is(err, storage.ErrUnavailable) {
+		if !errors.Is(err, model.ErrUnavailable) {
 			t.Fatalf("after the connections were killed: err = %v, want ErrUnavailable or success", err)
 		}
 	}
@@ -148,7 +149,7 @@ func TestUnavailableAndRecovery(t *testing.T) {
 		t.Fatalf("no recovery: %v", err)
 	}
 	p.Close()
-	if _, err := p.GetUser(bg, "u1"); !errors.Is(err, storage.ErrUnavailable) {
+	if _, err := p.GetUser(bg, "u1"); !errors.Is(err, model.ErrUnavailable) {
 		t.Fatalf("closed pool: err = %v, want ErrUnavailable", err)
 	}
 }
@@ -173,7 +174,7 @@ func TestTwoNodesOneName(t *testing.T) {
 		for _, st := range []storage.Backend{a, b} {
 			id := map[storage.Backend]string{a: "ua", b: "ub"}[st]
 			go func() {
-				_, err := st.UpdateUser(bg, id, func(u *storage.User) error { u.Name = name; return nil })
+				_, err := st.UpdateUser(bg, id, func(u *model.User) error { u.Name = name; return nil })
 				errs <- err
 			}()
 		}
@@ -183,7 +184,7 @@ func TestTwoNodesOneName(t *testing.T) {
 			switch {
 			case err == nil:
 				won++
-			case !errors.Is(err, storage.ErrNameTaken):
+			case !errors.Is(err, model.ErrNameTaken):
 				t.Fatalf("round %d: %v", round, err)
 			}
 		}
@@ -193,7 +194,7 @@ func TestTwoNodesOneName(t *testing.T) {
 		// Give the name back for the next round.
 		for _, st := range []storage.Backend{a, b} {
 			id := map[storage.Backend]string{a: "ua", b: "ub"}[st]
-			if _, err := st.UpdateUser(bg, id, func(u *storage.User) error { u.Name = "guest_" + id; return nil }); err != nil {
+			if _, err := st.UpdateUser(bg, id, func(u *model.User) error { u.Name = "guest_" + id; return nil }); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -289,7 +290,7 @@ func TestSweepAlongsideRefreshes(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range 40 {
-				if _, err := st.UpdateSession(bg, "su1", func(s *storage.Session) error { s.Generation++; return nil }); err != nil {
+				if _, err := st.UpdateSession(bg, "su1", func(s *model.Session) error { s.Generation++; return nil }); err != nil {
 					errs <- err
 					return
 				}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/guestauth/caddy-guestauth/storage"
+	"github.com/guestauth/caddy-guestauth/internal/model"
 	"github.com/guestauth/caddy-guestauth/storage/postgres"
 	"github.com/guestauth/caddy-guestauth/storage/postgres/pgtest"
 	"github.com/guestauth/caddy-guestauth/storage/storagetest"
@@ -109,7 +109,7 @@ func TestGuestCreationRoundTrips(t *testing.T) {
 		// BEGIN; a batch: lock the owner, read the session; a batch:
 		// session, change log, COMMIT, pg_notify.
 		notifiesAfterCommit("UpdateSession", count("UpdateSession", 3, 7, func(ctx context.Context) error {
-			_, err := p.UpdateSession(ctx, "s"+id, func(s *storage.Session) error {
+			_, err := p.UpdateSession(ctx, "s"+id, func(s *model.Session) error {
 				s.Generation++
 				return nil
 			})
@@ -130,10 +130,10 @@ func TestCreateUserSessionOfAnotherUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := p.CreateUser(bg, storagetest.NewUser("u2", "two"), storagetest.NewSession("s1", "u2"), nil)
-	if err == nil || errors.Is(err, storage.ErrExists) || !strings.Contains(err.Error(), "a session's user cannot change") {
+	if err == nil || errors.Is(err, model.ErrExists) || !strings.Contains(err.Error(), "a session's user cannot change") {
 		t.Fatalf("CreateUser with another user's session id: %v", err)
 	}
-	if _, err := p.GetUser(bg, "u2"); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := p.GetUser(bg, "u2"); !errors.Is(err, model.ErrNotFound) {
 		t.Errorf("the refused user was stored: %v", err)
 	}
 	if s, err := p.GetSession(bg, "s1"); err != nil || s.UserID != "u1" {

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/guestauth/caddy-guestauth/internal/model"
 	"github.com/guestauth/caddy-guestauth/storage"
 )
 
@@ -40,8 +41,8 @@ type wtx struct {
 	batchErr func(error) error
 	notify   bool // wake the other nodes after the commit
 	// What the write did, for its events (storage.TxResult).
-	created []storage.User
-	deleted []storage.User
+	created []model.User
+	deleted []model.User
 	ended   int
 }
 
@@ -193,8 +194,8 @@ func connLost(err error) bool {
 	}
 	var ue userError
 	var inv invalid
-	return !errors.As(err, &ue) && !errors.As(err, &inv) && !errors.Is(err, storage.ErrNotFound) &&
-		!errors.Is(err, storage.ErrExists) && !errors.Is(err, storage.ErrNameTaken)
+	return !errors.As(err, &ue) && !errors.As(err, &inv) && !errors.Is(err, model.ErrNotFound) &&
+		!errors.Is(err, model.ErrExists) && !errors.Is(err, model.ErrNameTaken)
 }
 
 func shard(id string) int {
@@ -242,7 +243,7 @@ func (w *wtx) flushCounts() {
 func ns(t time.Time) int64 { return t.UnixNano() }
 
 // userCols are the index columns of a user record.
-func userCols(u *storage.User) (idle *int64, orphan bool) {
+func userCols(u *model.User) (idle *int64, orphan bool) {
 	if u.Ephemeral() && !u.Kept {
 		v := ns(u.ActiveAt())
 		idle = &v
@@ -253,9 +254,9 @@ func userCols(u *storage.User) (idle *int64, orphan bool) {
 
 // count notes the change of a user from old to u (either nil): the guest
 // counters and the cache entry to drop. It returns the user's id.
-func (w *wtx) count(old, u *storage.User) string {
-	isGuest := func(x *storage.User) bool { return x != nil && x.IsAnonymous() }
-	isKept := func(x *storage.User) bool { return isGuest(x) && x.Kept }
+func (w *wtx) count(old, u *model.User) string {
+	isGuest := func(x *model.User) bool { return x != nil && x.IsAnonymous() }
+	isKept := func(x *model.User) bool { return isGuest(x) && x.Kept }
 	var id string
 	if u != nil {
 		id = u.ID
@@ -290,7 +291,7 @@ func (w *wtx) endSessions(q string, args ...any) (int, error) {
 
 // saveUser writes u over old (old nil: a new user; u nil: delete old, its
 // sessions and device) and counts the guest changes.
-func (w *wtx) saveUser(old, u *storage.User) error {
+func (w *wtx) saveUser(old, u *model.User) error {
 	id := w.count(old, u)
 	if u == nil {
 		w.deleted = append(w.deleted, *old)
@@ -308,17 +309,17 @@ func (w *wtx) saveUser(old, u *storage.User) error {
 	if old == nil {
 		w.created = append(w.created, *u)
 		_, err = w.Exec(w.ctx, insertUser,
-			u.ID, storage.NameKey(u.Name), u.Tag, idle, orphan, raw)
+			u.ID, model.NameKey(u.Name), u.Tag, idle, orphan, raw)
 		return err
 	}
 	_, err = w.Exec(w.ctx, `UPDATE guestauth_users SET name_key = $2, tag = $3, idle_ns = $4, orphan = $5, data = $6 WHERE id = $1`,
-		u.ID, storage.NameKey(u.Name), u.Tag, idle, orphan, raw)
+		u.ID, model.NameKey(u.Name), u.Tag, idle, orphan, raw)
 	return err
 }
 
 // lockUser reads and locks a user (FOR UPDATE when it may be deleted, FOR
 // NO KEY UPDATE otherwise).
-func (w *wtx) lockUser(id string, forDelete bool) (*storage.User, error) {
+func (w *wtx) lockUser(id string, forDelete bool) (*model.User, error) {
 	q := `SELECT data FROM guestauth_users WHERE id = $1 FOR NO KEY UPDATE`
 	if forDelete {
 		q = `SELECT data FROM guestauth_users WHERE id = $1 FOR UPDATE`
@@ -326,11 +327,11 @@ func (w *wtx) lockUser(id string, forDelete bool) (*storage.User, error) {
 	var raw []byte
 	if err := w.QueryRow(w.ctx, q, id).Scan(&raw); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
-			return nil, storage.ErrNotFound
+			return nil, model.ErrNotFound
 		}
 		return nil, err
 	}
-	var u storage.User
+	var u model.User
 	if err := json.Unmarshal(raw, &u); err != nil {
 		return nil, fmt.Errorf("user record %s: %w", id, err)
 	}
@@ -339,7 +340,7 @@ func (w *wtx) lockUser(id string, forDelete bool) (*storage.User, error) {
 
 // lockUsers locks the listed users in id order and returns those that
 // exist.
-func (w *wtx) lockUsers(ids []string, forDelete bool) ([]storage.User, error) {
+func (w *wtx) lockUsers(ids []string, forDelete bool) ([]model.User, error) {
 	ids = slices.Clone(ids)
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
@@ -351,7 +352,7 @@ func (w *wtx) lockUsers(ids []string, forDelete bool) ([]storage.User, error) {
 	if err != nil {
 		return nil, err
 	}
-	return collectJSON[storage.User](rows)
+	return collectJSON[model.User](rows)
 }
 
 func collectJSON[T any](rows pgx.Rows) ([]T, error) {
@@ -379,7 +380,7 @@ const upsertSession = `INSERT INTO guestauth_sessions (id, user_id, created_ns, 
 // locked user u, and clears u's orphan mark. owned: s was read in this
 // transaction under u's lock and belongs to u, so the write cannot be
 // refused and is queued (see queue).
-func (w *wtx) putSession(u *storage.User, s *storage.Session, owned bool) error {
+func (w *wtx) putSession(u *model.User, s *model.Session, owned bool) error {
 	if s.ID == "" || s.UserID == "" {
 		return invalid("session needs an id and a user id")
 	}
@@ -409,7 +410,7 @@ func (w *wtx) putSession(u *storage.User, s *storage.Session, owned bool) error 
 
 // markOrphan stamps the locked user u if it is ephemeral and has no
 // session left.
-func (w *wtx) markOrphan(u *storage.User, now time.Time) error {
+func (w *wtx) markOrphan(u *model.User, now time.Time) error {
 	if !u.Ephemeral() || !u.OrphanedAt.IsZero() {
 		return nil
 	}
@@ -425,7 +426,7 @@ func (w *wtx) markOrphan(u *storage.User, now time.Time) error {
 // CreateUser implements storage.Backend. Its statements all go in the
 // batch with COMMIT: with BEGIN, two round trips, four statements besides
 // BEGIN and COMMIT (user, device, session, guest counter).
-func (p *Postgres) CreateUser(ctx context.Context, u *storage.User, s *storage.Session, dev *storage.Device) error {
+func (p *Postgres) CreateUser(ctx context.Context, u *model.User, s *model.Session, dev *model.Device) error {
 	if u.ID == "" || u.Name == "" {
 		return invalid("user needs an id and a name")
 	}
@@ -456,7 +457,7 @@ func (p *Postgres) CreateUser(ctx context.Context, u *storage.User, s *storage.S
 			return err
 		}
 		idle, orphan := userCols(stored)
-		w.queue(insertUser, u.ID, storage.NameKey(u.Name), u.Tag, idle, orphan, raw)
+		w.queue(insertUser, u.ID, model.NameKey(u.Name), u.Tag, idle, orphan, raw)
 		if dev != nil {
 			raw, err := json.Marshal(dev)
 			if err != nil {
@@ -487,17 +488,17 @@ func (p *Postgres) CreateUser(ctx context.Context, u *storage.User, s *storage.S
 }
 
 // GetUser implements storage.Backend.
-func (p *Postgres) GetUser(ctx context.Context, id string) (*storage.User, error) {
+func (p *Postgres) GetUser(ctx context.Context, id string) (*model.User, error) {
 	return p.getUser(ctx, `SELECT data FROM guestauth_users WHERE id = $1`, id)
 }
 
 // GetUserByName implements storage.Backend.
-func (p *Postgres) GetUserByName(ctx context.Context, name string) (*storage.User, error) {
-	return p.getUser(ctx, `SELECT data FROM guestauth_users WHERE name_key = $1`, storage.NameKey(name))
+func (p *Postgres) GetUserByName(ctx context.Context, name string) (*model.User, error) {
+	return p.getUser(ctx, `SELECT data FROM guestauth_users WHERE name_key = $1`, model.NameKey(name))
 }
 
-func (p *Postgres) getUser(ctx context.Context, q, arg string) (*storage.User, error) {
-	var u storage.User
+func (p *Postgres) getUser(ctx context.Context, q, arg string) (*model.User, error) {
+	var u model.User
 	err := p.read(ctx, func(ctx context.Context) error { return getJSON(ctx, p, &u, q, arg) })
 	if err != nil {
 		return nil, err
@@ -509,7 +510,7 @@ func getJSON(ctx context.Context, p *Postgres, v any, q string, args ...any) err
 	var raw []byte
 	if err := p.pool.QueryRow(ctx, q, args...).Scan(&raw); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
-			return storage.ErrNotFound
+			return model.ErrNotFound
 		}
 		return err
 	}
@@ -520,8 +521,8 @@ func getJSON(ctx context.Context, p *Postgres, v any, q string, args ...any) err
 }
 
 // UpdateUser implements storage.Backend: fn runs once, on the locked row.
-func (p *Postgres) UpdateUser(ctx context.Context, id string, fn func(u *storage.User) error) (*storage.User, error) {
-	var out *storage.User
+func (p *Postgres) UpdateUser(ctx context.Context, id string, fn func(u *model.User) error) (*model.User, error) {
+	var out *model.User
 	err := p.write(ctx, func(w *wtx) error {
 		old, err := w.lockUser(id, false)
 		if err != nil {
@@ -534,7 +535,7 @@ func (p *Postgres) UpdateUser(ctx context.Context, id string, fn func(u *storage
 		if u.ID != id {
 			return invalid("a user's id cannot change")
 		}
-		if storage.NameKey(u.Name) == "" {
+		if model.NameKey(u.Name) == "" {
 			return invalid("a user's name cannot be empty")
 		}
 		if err := w.saveUser(old, &u); err != nil {
@@ -558,14 +559,14 @@ func (p *Postgres) DeleteUser(ctx context.Context, id string) error {
 }
 
 // ListUsers implements storage.Backend.
-func (p *Postgres) ListUsers(ctx context.Context, after, tag string, limit int) (users []storage.User, next string, err error) {
+func (p *Postgres) ListUsers(ctx context.Context, after, tag string, limit int) (users []model.User, next string, err error) {
 	limit = max(limit, 1)
 	err = p.read(ctx, func(ctx context.Context) error {
 		rows, err := p.pool.Query(ctx, `SELECT data FROM guestauth_users WHERE id > $1 AND ($2 = '' OR tag = $2) ORDER BY id LIMIT $3`, after, tag, limit+1)
 		if err != nil {
 			return err
 		}
-		users, err = collectJSON[storage.User](rows)
+		users, err = collectJSON[model.User](rows)
 		return err
 	})
 	if err != nil {
@@ -580,7 +581,7 @@ func (p *Postgres) ListUsers(ctx context.Context, after, tag string, limit int) 
 
 // Identity implements storage.Backend: from the identity cache, or one
 // query reading both records.
-func (p *Postgres) Identity(ctx context.Context, userID, sessionID string) (*storage.User, *storage.Session, error) {
+func (p *Postgres) Identity(ctx context.Context, userID, sessionID string) (*model.User, *model.Session, error) {
 	if err := ctxErr(ctx); err != nil {
 		return nil, nil, err
 	}
@@ -593,14 +594,14 @@ func (p *Postgres) Identity(ctx context.Context, userID, sessionID string) (*sto
 		}
 	}
 	before := p.cache.Snapshot()
-	var u storage.User
-	var s storage.Session
+	var u model.User
+	var s model.Session
 	err := p.read(ctx, func(ctx context.Context) error {
 		var ru, rs []byte
 		err := p.pool.QueryRow(ctx, `SELECT u.data, s.data FROM guestauth_sessions s JOIN guestauth_users u ON u.id = s.user_id
 			WHERE s.id = $1 AND u.id = $2`, sessionID, userID).Scan(&ru, &rs)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return storage.ErrNotFound
+			return model.ErrNotFound
 		}
 		if err != nil {
 			return err
@@ -623,8 +624,8 @@ func (p *Postgres) Identity(ctx context.Context, userID, sessionID string) (*sto
 }
 
 // GetSession implements storage.Backend.
-func (p *Postgres) GetSession(ctx context.Context, id string) (*storage.Session, error) {
-	var s storage.Session
+func (p *Postgres) GetSession(ctx context.Context, id string) (*model.Session, error) {
+	var s model.Session
 	err := p.read(ctx, func(ctx context.Context) error {
 		return getJSON(ctx, p, &s, `SELECT data FROM guestauth_sessions WHERE id = $1`, id)
 	})
@@ -636,7 +637,7 @@ func (p *Postgres) GetSession(ctx context.Context, id string) (*storage.Session,
 
 // sessionOwner locks the owner of session id (the lock order is user, then
 // session) and reads the session.
-func (w *wtx) sessionOwner(id string, forDelete bool) (*storage.User, *storage.Session, error) {
+func (w *wtx) sessionOwner(id string, forDelete bool) (*model.User, *model.Session, error) {
 	// One round trip: the owner is locked by the first statement, and the
 	// second, run after it (under READ COMMITTED, with a snapshot taken
 	// then), reads the session as the lock holders left it.
@@ -662,26 +663,26 @@ func (w *wtx) sessionOwner(id string, forDelete bool) (*storage.User, *storage.S
 		return nil, nil, err
 	}
 	if uraw == nil || sraw == nil {
-		return nil, nil, storage.ErrNotFound // no such session, or ended meanwhile
+		return nil, nil, model.ErrNotFound // no such session, or ended meanwhile
 	}
-	var u storage.User
+	var u model.User
 	if err := json.Unmarshal(uraw, &u); err != nil {
 		return nil, nil, fmt.Errorf("user record of session %s: %w", id, err)
 	}
-	var s storage.Session
+	var s model.Session
 	if err := json.Unmarshal(sraw, &s); err != nil {
 		return nil, nil, fmt.Errorf("session record %s: %w", id, err)
 	}
 	if s.UserID != u.ID {
-		return nil, nil, storage.ErrNotFound // ended meanwhile (and its id reused)
+		return nil, nil, model.ErrNotFound // ended meanwhile (and its id reused)
 	}
 	return &u, &s, nil
 }
 
 // UpdateSession implements storage.Backend: fn runs once, with the owner
 // locked.
-func (p *Postgres) UpdateSession(ctx context.Context, id string, fn func(s *storage.Session) error) (*storage.Session, error) {
-	var out *storage.Session
+func (p *Postgres) UpdateSession(ctx context.Context, id string, fn func(s *model.Session) error) (*model.Session, error) {
+	var out *model.Session
 	err := p.write(ctx, func(w *wtx) error {
 		u, s, err := w.sessionOwner(id, false)
 		if err != nil {
@@ -706,13 +707,13 @@ func (p *Postgres) UpdateSession(ctx context.Context, id string, fn func(s *stor
 }
 
 // PutSession implements storage.Backend.
-func (p *Postgres) PutSession(ctx context.Context, s *storage.Session) error {
+func (p *Postgres) PutSession(ctx context.Context, s *model.Session) error {
 	_, err := p.PutSessionLimit(ctx, s, 0)
 	return err
 }
 
 // PutSessionLimit implements storage.Backend.
-func (p *Postgres) PutSessionLimit(ctx context.Context, s *storage.Session, keep int) (int, error) {
+func (p *Postgres) PutSessionLimit(ctx context.Context, s *model.Session, keep int) (int, error) {
 	var ended int
 	err := p.write(ctx, func(w *wtx) error {
 		ended = 0
@@ -764,7 +765,7 @@ func (p *Postgres) DeleteUserSessions(ctx context.Context, userID, keep string) 
 	err := p.write(ctx, func(w *wtx) error {
 		n = 0
 		u, err := w.lockUser(userID, false)
-		if errors.Is(err, storage.ErrNotFound) {
+		if errors.Is(err, model.ErrNotFound) {
 			return nil
 		}
 		if err != nil {
@@ -803,7 +804,7 @@ func (p *Postgres) DeleteEndedSessions(ctx context.Context, now time.Time, limit
 		if err != nil {
 			return err
 		}
-		users, err := collectJSON[storage.User](rows)
+		users, err := collectJSON[model.User](rows)
 		if err != nil {
 			return err
 		}
@@ -828,8 +829,8 @@ func (p *Postgres) DeleteEndedSessions(ctx context.Context, now time.Time, limit
 }
 
 // GetDevice implements storage.Backend.
-func (p *Postgres) GetDevice(ctx context.Context, kid string) (*storage.Device, error) {
-	var d storage.Device
+func (p *Postgres) GetDevice(ctx context.Context, kid string) (*model.Device, error) {
+	var d model.Device
 	err := p.read(ctx, func(ctx context.Context) error {
 		return getJSON(ctx, p, &d, `SELECT data FROM guestauth_devices WHERE kid = $1`, kid)
 	})
@@ -848,7 +849,7 @@ const purgeChallenges = `DELETE FROM guestauth_challenges WHERE hash IN (SELECT 
 	WHERE expires_ns <= $1 ORDER BY expires_ns LIMIT 16 FOR UPDATE SKIP LOCKED)`
 
 // PutChallenge implements storage.Backend.
-func (p *Postgres) PutChallenge(ctx context.Context, token string, c storage.Challenge) error {
+func (p *Postgres) PutChallenge(ctx context.Context, token string, c model.Challenge) error {
 	if token == "" || c.ExpiresAt.IsZero() {
 		return invalid("a challenge needs a token and an expiry")
 	}
@@ -870,8 +871,8 @@ func (p *Postgres) PutChallenge(ctx context.Context, token string, c storage.Cha
 
 // ConsumeChallenge implements storage.Backend: one DELETE ... RETURNING,
 // so of concurrent consumers exactly one gets the row.
-func (p *Postgres) ConsumeChallenge(ctx context.Context, token string, now time.Time) (*storage.Challenge, error) {
-	var c *storage.Challenge
+func (p *Postgres) ConsumeChallenge(ctx context.Context, token string, now time.Time) (*model.Challenge, error) {
+	var c *model.Challenge
 	err := p.once(ctx, func(ctx context.Context) error {
 		return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 			c = nil
@@ -886,7 +887,7 @@ func (p *Postgres) ConsumeChallenge(ctx context.Context, token string, now time.
 			if err != nil {
 				return err
 			}
-			var got storage.Challenge
+			var got model.Challenge
 			if err := json.Unmarshal(raw, &got); err != nil {
 				return invalid("challenge record: " + err.Error())
 			}
@@ -900,7 +901,7 @@ func (p *Postgres) ConsumeChallenge(ctx context.Context, token string, now time.
 		return nil, err
 	}
 	if c == nil {
-		return nil, storage.ErrNotFound
+		return nil, model.ErrNotFound
 	}
 	return c, nil
 }
@@ -954,7 +955,7 @@ func (p *Postgres) TouchUsers(ctx context.Context, at map[string]time.Time) (int
 
 // scan calls fn for each user q selects, from one statement (one
 // consistent snapshot), until fn returns false.
-func (p *Postgres) scan(ctx context.Context, fn func(u *storage.User) bool, q string, args ...any) error {
+func (p *Postgres) scan(ctx context.Context, fn func(u *model.User) bool, q string, args ...any) error {
 	if err := ctxErr(ctx); err != nil {
 		return err
 	}
@@ -968,7 +969,7 @@ func (p *Postgres) scan(ctx context.Context, fn func(u *storage.User) bool, q st
 		if err := rows.Scan(&raw); err != nil {
 			return opErr(ctx, err)
 		}
-		var u storage.User
+		var u model.User
 		if err := json.Unmarshal(raw, &u); err != nil {
 			return fmt.Errorf("decoding a user: %w", err)
 		}
@@ -980,18 +981,18 @@ func (p *Postgres) scan(ctx context.Context, fn func(u *storage.User) bool, q st
 }
 
 // ScanIdleGuests implements storage.Backend.
-func (p *Postgres) ScanIdleGuests(ctx context.Context, before time.Time, fn func(u *storage.User) bool) error {
+func (p *Postgres) ScanIdleGuests(ctx context.Context, before time.Time, fn func(u *model.User) bool) error {
 	return p.scan(ctx, fn, `SELECT data FROM guestauth_users WHERE idle_ns < $1 ORDER BY idle_ns, id`, ns(before))
 }
 
 // ScanOrphans implements storage.Backend.
-func (p *Postgres) ScanOrphans(ctx context.Context, fn func(u *storage.User) bool) error {
+func (p *Postgres) ScanOrphans(ctx context.Context, fn func(u *model.User) bool) error {
 	return p.scan(ctx, fn, `SELECT data FROM guestauth_users WHERE orphan ORDER BY id`)
 }
 
 // DeleteUsersIf implements storage.Backend, in one transaction.
-func (p *Postgres) DeleteUsersIf(ctx context.Context, ids []string, pred func(u *storage.User) bool) ([]storage.User, error) {
-	var deleted []storage.User
+func (p *Postgres) DeleteUsersIf(ctx context.Context, ids []string, pred func(u *model.User) bool) ([]model.User, error) {
+	var deleted []model.User
 	err := p.write(ctx, func(w *wtx) error {
 		deleted = nil
 		users, err := w.lockUsers(ids, true)
@@ -1013,14 +1014,14 @@ func (p *Postgres) DeleteUsersIf(ctx context.Context, ids []string, pred func(u 
 }
 
 // SigningKeys implements storage.Backend, oldest first.
-func (p *Postgres) SigningKeys(ctx context.Context) ([]storage.SigningKey, error) {
-	var keys []storage.SigningKey
+func (p *Postgres) SigningKeys(ctx context.Context) ([]model.SigningKey, error) {
+	var keys []model.SigningKey
 	err := p.read(ctx, func(ctx context.Context) error {
 		rows, err := p.pool.Query(ctx, `SELECT data FROM guestauth_signing_keys ORDER BY created_ns, kid`)
 		if err != nil {
 			return err
 		}
-		keys, err = collectJSON[storage.SigningKey](rows)
+		keys, err = collectJSON[model.SigningKey](rows)
 		return err
 	})
 	return keys, err
@@ -1035,7 +1036,7 @@ func (p *Postgres) DeleteSigningKey(ctx context.Context, kid string) error {
 }
 
 // AddSigningKey implements storage.Backend.
-func (p *Postgres) AddSigningKey(ctx context.Context, k storage.SigningKey) error {
+func (p *Postgres) AddSigningKey(ctx context.Context, k model.SigningKey) error {
 	raw, err := json.Marshal(k)
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/guestauth/caddy-guestauth/internal/model"
 	"github.com/guestauth/caddy-guestauth/storage"
 )
 
@@ -68,26 +69,26 @@ var T0 = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 var bg = context.Background()
 
 // NewUser is a guest created at T0.
-func NewUser(id, name string) *storage.User {
-	return &storage.User{ID: id, Name: name, Tag: storage.TagGuest, CreatedAt: T0, UpdatedAt: T0}
+func NewUser(id, name string) *model.User {
+	return &model.User{ID: id, Name: name, Tag: model.TagGuest, CreatedAt: T0, UpdatedAt: T0}
 }
 
 // NewSession is a session of userID created at T0, ending an hour later.
-func NewSession(id, userID string) *storage.Session {
-	return &storage.Session{
+func NewSession(id, userID string) *model.Session {
+	return &model.Session{
 		ID: id, UserID: userID, ClientID: "app", AuthTime: T0, CreatedAt: T0, LastUsedAt: T0,
 		ExpiresAt: T0.Add(time.Hour), IdleExpiresAt: T0.Add(time.Hour), RefreshKey: []byte("k-" + id), Generation: 1,
 	}
 }
 
-func mustCreate(t *testing.T, st storage.Backend, u *storage.User, s *storage.Session, d *storage.Device) {
+func mustCreate(t *testing.T, st storage.Backend, u *model.User, s *model.Session, d *model.Device) {
 	t.Helper()
 	if err := st.CreateUser(bg, u, s, d); err != nil {
 		t.Fatalf("CreateUser(%s): %v", u.ID, err)
 	}
 }
 
-func mustPutSession(t *testing.T, st storage.Backend, s *storage.Session) {
+func mustPutSession(t *testing.T, st storage.Backend, s *model.Session) {
 	t.Helper()
 	if err := st.PutSession(bg, s); err != nil {
 		t.Fatalf("PutSession(%s): %v", s.ID, err)
@@ -104,12 +105,12 @@ func mustIdentity(t *testing.T, st storage.Backend, userID, sessionID string) {
 
 func wantNotFound(t *testing.T, what string, err error) {
 	t.Helper()
-	if !errors.Is(err, storage.ErrNotFound) {
+	if !errors.Is(err, model.ErrNotFound) {
 		t.Fatalf("%s: err = %v, want ErrNotFound", what, err)
 	}
 }
 
-func getUser(t *testing.T, st storage.Backend, id string) *storage.User {
+func getUser(t *testing.T, st storage.Backend, id string) *model.User {
 	t.Helper()
 	u, err := st.GetUser(bg, id)
 	if err != nil {
@@ -124,7 +125,7 @@ func testCreateAndGetUser(t *testing.T, st storage.Backend) {
 	mustCreate(t, st, u, NewSession("s1", "u1"), nil)
 
 	got := getUser(t, st, "u1")
-	if got.ID != "u1" || got.Name != "Alice" || got.DisplayName != "Alice A." || got.Tag != storage.TagGuest || !got.CreatedAt.Equal(T0) {
+	if got.ID != "u1" || got.Name != "Alice" || got.DisplayName != "Alice A." || got.Tag != model.TagGuest || !got.CreatedAt.Equal(T0) {
 		t.Fatalf("GetUser = %+v", got)
 	}
 	if !got.IsAnonymous() {
@@ -146,11 +147,11 @@ func testCreateAndGetUser(t *testing.T, st storage.Backend) {
 		t.Fatalf("GetSession = %+v, %v", s, err)
 	}
 	// Every field survives the round trip.
-	full := &storage.User{ //nolint:gosec // G101: a fake hash in a fixture
-		ID: "u2", Name: "Bob", DisplayName: "B", Tag: storage.TagNormal, PasswordHash: "$argon2id$x",
+	full := &model.User{ //nolint:gosec // G101: a fake hash in a fixture
+		ID: "u2", Name: "Bob", DisplayName: "B", Tag: model.TagNormal, PasswordHash: "$argon2id$x",
 		CreatedAt: T0, UpdatedAt: T0.Add(time.Second), DeviceKID: "kid-b", LastActiveAt: T0.Add(time.Minute), Kept: true,
 	}
-	mustCreate(t, st, full, nil, &storage.Device{KID: "kid-b", UserID: "u2", JWK: []byte(`{}`), CreatedAt: T0})
+	mustCreate(t, st, full, nil, &model.Device{KID: "kid-b", UserID: "u2", JWK: []byte(`{}`), CreatedAt: T0})
 	got = getUser(t, st, "u2")
 	if got.Name != full.Name || got.DisplayName != full.DisplayName || got.Tag != full.Tag || got.PasswordHash != full.PasswordHash ||
 		!got.UpdatedAt.Equal(full.UpdatedAt) || got.DeviceKID != full.DeviceKID || !got.LastActiveAt.Equal(full.LastActiveAt) || !got.Kept {
@@ -161,7 +162,7 @@ func testCreateAndGetUser(t *testing.T, st storage.Backend) {
 func testCreateUserRefusals(t *testing.T, st storage.Backend) {
 	mustCreate(t, st, NewUser("u1", "Alice"), nil, nil)
 
-	if err := st.CreateUser(bg, NewUser("u2", "aLICE"), NewSession("s2", "u2"), nil); !errors.Is(err, storage.ErrNameTaken) {
+	if err := st.CreateUser(bg, NewUser("u2", "aLICE"), NewSession("s2", "u2"), nil); !errors.Is(err, model.ErrNameTaken) {
 		t.Fatalf("name taken in another case: err = %v, want ErrNameTaken", err)
 	}
 	// The refused create left nothing behind.
@@ -170,21 +171,21 @@ func testCreateUserRefusals(t *testing.T, st storage.Backend) {
 	_, err = st.GetSession(bg, "s2")
 	wantNotFound(t, "refused user's session", err)
 	// Same id: refused, whatever the record.
-	for _, other := range []*storage.User{NewUser("u1", "Carol"), NewUser("u1", "Alice")} {
-		if err := st.CreateUser(bg, other, nil, nil); !errors.Is(err, storage.ErrExists) {
+	for _, other := range []*model.User{NewUser("u1", "Carol"), NewUser("u1", "Alice")} {
+		if err := st.CreateUser(bg, other, nil, nil); !errors.Is(err, model.ErrExists) {
 			t.Fatalf("duplicate id (%s): err = %v, want ErrExists", other.Name, err)
 		}
 	}
 	if u := getUser(t, st, "u1"); u.Name != "Alice" {
 		t.Fatalf("a refused create changed the user: %+v", u)
 	}
-	if _, err := st.GetUserByName(bg, "carol"); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := st.GetUserByName(bg, "carol"); !errors.Is(err, model.ErrNotFound) {
 		t.Fatalf("a refused create indexed its name: %v", err)
 	}
-	if err := st.CreateUser(bg, &storage.User{ID: "u3"}, nil, nil); err == nil {
+	if err := st.CreateUser(bg, &model.User{ID: "u3"}, nil, nil); err == nil {
 		t.Fatal("a user without a name was accepted")
 	}
-	if err := st.PutSession(bg, NewSession("s9", "ghost")); !errors.Is(err, storage.ErrNotFound) {
+	if err := st.PutSession(bg, NewSession("s9", "ghost")); !errors.Is(err, model.ErrNotFound) {
 		t.Fatalf("PutSession for a missing user: err = %v, want ErrNotFound", err)
 	}
 }
@@ -193,12 +194,12 @@ func testCreateUserRefusals(t *testing.T, st storage.Backend) {
 func testCreateUserIsAtomic(t *testing.T, st storage.Backend) {
 	u := NewUser("u1", "Alice")
 	u.DeviceKID = "kid-1"
-	mustCreate(t, st, u, NewSession("s1", "u1"), &storage.Device{KID: "kid-1", UserID: "u1", JWK: []byte(`{}`), CreatedAt: T0})
+	mustCreate(t, st, u, NewSession("s1", "u1"), &model.Device{KID: "kid-1", UserID: "u1", JWK: []byte(`{}`), CreatedAt: T0})
 
 	// The device is taken: neither the user, its name nor its session is stored.
 	v := NewUser("u2", "Bob")
 	v.DeviceKID = "kid-1"
-	if err := st.CreateUser(bg, v, NewSession("s2", "u2"), &storage.Device{KID: "kid-1", UserID: "u2", JWK: []byte(`{"x":1}`), CreatedAt: T0}); !errors.Is(err, storage.ErrExists) {
+	if err := st.CreateUser(bg, v, NewSession("s2", "u2"), &model.Device{KID: "kid-1", UserID: "u2", JWK: []byte(`{"x":1}`), CreatedAt: T0}); !errors.Is(err, model.ErrExists) {
 		t.Fatalf("device bound twice: err = %v, want ErrExists", err)
 	}
 	_, err := st.GetUser(bg, "u2")
@@ -213,7 +214,7 @@ func testCreateUserIsAtomic(t *testing.T, st storage.Backend) {
 	// The name is taken: the new device is not stored either.
 	w := NewUser("u3", "ALICE")
 	w.DeviceKID = "kid-3"
-	if err := st.CreateUser(bg, w, NewSession("s3", "u3"), &storage.Device{KID: "kid-3", UserID: "u3", JWK: []byte(`{}`), CreatedAt: T0}); !errors.Is(err, storage.ErrNameTaken) {
+	if err := st.CreateUser(bg, w, NewSession("s3", "u3"), &model.Device{KID: "kid-3", UserID: "u3", JWK: []byte(`{}`), CreatedAt: T0}); !errors.Is(err, model.ErrNameTaken) {
 		t.Fatalf("name taken: err = %v", err)
 	}
 	_, err = st.GetDevice(bg, "kid-3")
@@ -245,14 +246,14 @@ func testUniqueNameUnderConcurrency(t *testing.T, st storage.Backend) {
 					t.Error(err)
 					return
 				}
-				_, err = st.UpdateUser(bg, id, func(u *storage.User) error { u.Name = name; return nil })
+				_, err = st.UpdateUser(bg, id, func(u *model.User) error { u.Name = name; return nil })
 			} else {
 				err = st.CreateUser(bg, NewUser(id, name), NewSession("s"+id, id), nil)
 			}
 			switch {
 			case err == nil:
 				wins.Add(1)
-			case errors.Is(err, storage.ErrNameTaken):
+			case errors.Is(err, model.ErrNameTaken):
 				taken.Add(1)
 			default:
 				t.Error(err)
@@ -265,7 +266,7 @@ func testUniqueNameUnderConcurrency(t *testing.T, st storage.Backend) {
 		t.Fatalf("%d claims won, %d refused; want exactly 1 winner", wins.Load(), taken.Load())
 	}
 	owner, err := st.GetUserByName(bg, "shared")
-	if err != nil || storage.NameKey(owner.Name) != "shared" {
+	if err != nil || model.NameKey(owner.Name) != "shared" {
 		t.Fatalf("the name's owner: %+v, %v", owner, err)
 	}
 }
@@ -274,24 +275,24 @@ func testUpdateUserMovesNameIndex(t *testing.T, st storage.Backend) {
 	mustCreate(t, st, NewUser("u1", "guest_one"), nil, nil)
 	mustCreate(t, st, NewUser("u2", "Bob"), nil, nil)
 
-	got, err := st.UpdateUser(bg, "u1", func(u *storage.User) error {
+	got, err := st.UpdateUser(bg, "u1", func(u *model.User) error {
 		u.Name = "Alice"
-		u.Tag = storage.TagNormal
+		u.Tag = model.TagNormal
 		return nil
 	})
-	if err != nil || got.Name != "Alice" || got.Tag != storage.TagNormal {
+	if err != nil || got.Name != "Alice" || got.Tag != model.TagNormal {
 		t.Fatalf("UpdateUser = %+v, %v", got, err)
 	}
 	_, err = st.GetUserByName(bg, "guest_one")
 	wantNotFound(t, "old name", err)
-	if u, err := st.GetUserByName(bg, "alice"); err != nil || u.ID != "u1" || u.Tag != storage.TagNormal {
+	if u, err := st.GetUserByName(bg, "alice"); err != nil || u.ID != "u1" || u.Tag != model.TagNormal {
 		t.Fatalf("new name lookup = %+v, %v", u, err)
 	}
 	// The old name is free again.
 	mustCreate(t, st, NewUser("u3", "GUEST_ONE"), nil, nil)
 
 	// Renaming onto a taken name (any case) is refused and changes nothing.
-	if _, err := st.UpdateUser(bg, "u1", func(u *storage.User) error { u.Name = "BOB"; u.DisplayName = "x"; return nil }); !errors.Is(err, storage.ErrNameTaken) {
+	if _, err := st.UpdateUser(bg, "u1", func(u *model.User) error { u.Name = "BOB"; u.DisplayName = "x"; return nil }); !errors.Is(err, model.ErrNameTaken) {
 		t.Fatalf("rename to taken name: err = %v, want ErrNameTaken", err)
 	}
 	if u := getUser(t, st, "u1"); u.Name != "Alice" || u.DisplayName != "" {
@@ -301,23 +302,23 @@ func testUpdateUserMovesNameIndex(t *testing.T, st storage.Backend) {
 		t.Fatalf("refused rename moved the other user's name: %+v, %v", u, err)
 	}
 	// Changing only the case of one's own name is fine.
-	if u, err := st.UpdateUser(bg, "u1", func(u *storage.User) error { u.Name = "ALICE"; return nil }); err != nil || u.Name != "ALICE" {
+	if u, err := st.UpdateUser(bg, "u1", func(u *model.User) error { u.Name = "ALICE"; return nil }); err != nil || u.Name != "ALICE" {
 		t.Fatalf("case-only rename = %+v, %v", u, err)
 	}
-	if _, err := st.UpdateUser(bg, "u1", func(u *storage.User) error { u.Name = "  "; return nil }); err == nil {
+	if _, err := st.UpdateUser(bg, "u1", func(u *model.User) error { u.Name = "  "; return nil }); err == nil {
 		t.Fatal("an empty name was accepted")
 	}
-	if _, err := st.UpdateUser(bg, "u1", func(u *storage.User) error { u.ID = "u9"; return nil }); err == nil {
+	if _, err := st.UpdateUser(bg, "u1", func(u *model.User) error { u.ID = "u9"; return nil }); err == nil {
 		t.Fatal("changing the id was accepted")
 	}
 	fnErr := errors.New("refused by fn")
-	if _, err := st.UpdateUser(bg, "u1", func(u *storage.User) error { u.DisplayName = "no"; return fnErr }); !errors.Is(err, fnErr) {
+	if _, err := st.UpdateUser(bg, "u1", func(u *model.User) error { u.DisplayName = "no"; return fnErr }); !errors.Is(err, fnErr) {
 		t.Fatalf("fn error not returned: %v", err)
 	}
 	if u := getUser(t, st, "u1"); u.DisplayName != "" {
 		t.Fatalf("an update refused by fn was written: %+v", u)
 	}
-	_, err = st.UpdateUser(bg, "missing", func(*storage.User) error { return nil })
+	_, err = st.UpdateUser(bg, "missing", func(*model.User) error { return nil })
 	wantNotFound(t, "update of missing user", err)
 }
 
@@ -338,21 +339,21 @@ func testUpdateFunctionsRunOncePerVersion(t *testing.T, st storage.Backend) {
 		go func() {
 			defer wg.Done()
 			<-start
-			if _, err := st.UpdateUser(bg, "u"+id, func(u *storage.User) error { userCalls[i].Add(1); u.DisplayName = "d"; return nil }); err != nil {
+			if _, err := st.UpdateUser(bg, "u"+id, func(u *model.User) error { userCalls[i].Add(1); u.DisplayName = "d"; return nil }); err != nil {
 				t.Error(err)
 			}
 		}()
 		go func() {
 			defer wg.Done()
 			<-start
-			if _, err := st.UpdateSession(bg, "su"+id, func(s *storage.Session) error { sessionCalls[i].Add(1); s.Generation++; return nil }); err != nil {
+			if _, err := st.UpdateSession(bg, "su"+id, func(s *model.Session) error { sessionCalls[i].Add(1); s.Generation++; return nil }); err != nil {
 				t.Error(err)
 			}
 		}()
 		go func() { // failing writes alongside
 			defer wg.Done()
 			<-start
-			if err := st.CreateUser(bg, NewUser("x"+id, "nameu0"), nil, nil); !errors.Is(err, storage.ErrNameTaken) {
+			if err := st.CreateUser(bg, NewUser("x"+id, "nameu0"), nil, nil); !errors.Is(err, model.ErrNameTaken) {
 				t.Errorf("conflicting create: %v", err)
 			}
 		}()
@@ -375,7 +376,7 @@ func testConcurrentUpdatesAllApply(t *testing.T, st storage.Backend) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := st.UpdateSession(bg, "s1", func(s *storage.Session) error { s.Generation++; return nil }); err != nil {
+			if _, err := st.UpdateSession(bg, "s1", func(s *model.Session) error { s.Generation++; return nil }); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -389,7 +390,7 @@ func testConcurrentUpdatesAllApply(t *testing.T, st storage.Backend) {
 func testDeleteUserRemovesEverything(t *testing.T, st storage.Backend) {
 	u := NewUser("u1", "Alice")
 	u.DeviceKID = "dev-1"
-	dev := &storage.Device{KID: "dev-1", UserID: "u1", JWK: []byte(`{}`), CreatedAt: T0}
+	dev := &model.Device{KID: "dev-1", UserID: "u1", JWK: []byte(`{}`), CreatedAt: T0}
 	mustCreate(t, st, u, NewSession("s1", "u1"), dev)
 	mustPutSession(t, st, NewSession("s2", "u1"))
 	mustCreate(t, st, NewUser("u2", "Bob"), NewSession("s3", "u2"), nil)
@@ -411,7 +412,7 @@ func testDeleteUserRemovesEverything(t *testing.T, st storage.Backend) {
 		t.Fatalf("another user's session was deleted: %v", err)
 	}
 	// Name and device key are free again.
-	d2 := &storage.Device{KID: "dev-1", UserID: "u4", JWK: []byte(`{}`), CreatedAt: T0}
+	d2 := &model.Device{KID: "dev-1", UserID: "u4", JWK: []byte(`{}`), CreatedAt: T0}
 	mustCreate(t, st, NewUser("u4", "alice"), nil, d2)
 	wantNotFound(t, "second delete", st.DeleteUser(bg, "u1"))
 	// Its ended sessions are not swept later: nothing is left of them.
@@ -424,7 +425,7 @@ func testListUsers(t *testing.T, st storage.Backend) {
 	for i := range 7 {
 		u := NewUser("u"+strconv.Itoa(i), "n"+strconv.Itoa(i))
 		if i%2 == 1 {
-			u.Tag = storage.TagNormal
+			u.Tag = model.TagNormal
 		}
 		mustCreate(t, st, u, nil, nil)
 	}
@@ -446,11 +447,11 @@ func testListUsers(t *testing.T, st storage.Backend) {
 	if fmt.Sprint(ids) != "[u0 u1 u2 u3 u4 u5 u6]" {
 		t.Fatalf("pages gave %v", ids)
 	}
-	users, next, err := st.ListUsers(bg, "", storage.TagNormal, 10)
+	users, next, err := st.ListUsers(bg, "", model.TagNormal, 10)
 	if err != nil || next != "" || len(users) != 3 || users[0].ID != "u1" || users[2].ID != "u5" {
 		t.Fatalf("normal users: %+v, %q, %v", users, next, err)
 	}
-	users, next, err = st.ListUsers(bg, "u4", storage.TagGuest, 1)
+	users, next, err = st.ListUsers(bg, "u4", model.TagGuest, 1)
 	if err != nil || len(users) != 1 || users[0].ID != "u6" || next != "" {
 		t.Fatalf("guests after u4: %+v, %q, %v", users, next, err)
 	}
@@ -478,7 +479,7 @@ func testSessionUpdateAndDelete(t *testing.T, st storage.Backend) {
 	mustCreate(t, st, NewUser("u2", "Bob"), NewSession("t1", "u2"), nil)
 
 	later := T0.Add(time.Minute)
-	s, err := st.UpdateSession(bg, "s1", func(s *storage.Session) error {
+	s, err := st.UpdateSession(bg, "s1", func(s *model.Session) error {
 		s.Generation++
 		s.LastUsedAt = later
 		return nil
@@ -489,20 +490,20 @@ func testSessionUpdateAndDelete(t *testing.T, st storage.Backend) {
 	if s, _ := st.GetSession(bg, "s1"); s.Generation != 2 || !s.LastUsedAt.Equal(later) {
 		t.Fatalf("update not persisted: %+v", s)
 	}
-	if _, err := st.UpdateSession(bg, "s1", func(s *storage.Session) error { s.ID = "zz"; return nil }); err == nil {
+	if _, err := st.UpdateSession(bg, "s1", func(s *model.Session) error { s.ID = "zz"; return nil }); err == nil {
 		t.Fatal("changing a session id was accepted")
 	}
-	if _, err := st.UpdateSession(bg, "s1", func(s *storage.Session) error { s.UserID = "u2"; return nil }); err == nil {
+	if _, err := st.UpdateSession(bg, "s1", func(s *model.Session) error { s.UserID = "u2"; return nil }); err == nil {
 		t.Fatal("moving a session to another user was accepted")
 	}
 	fnErr := errors.New("refused by fn")
-	if _, err := st.UpdateSession(bg, "s1", func(s *storage.Session) error { s.Generation = 99; return fnErr }); !errors.Is(err, fnErr) {
+	if _, err := st.UpdateSession(bg, "s1", func(s *model.Session) error { s.Generation = 99; return fnErr }); !errors.Is(err, fnErr) {
 		t.Fatalf("fn error not returned: %v", err)
 	}
 	if s, _ := st.GetSession(bg, "s1"); s.Generation != 2 {
 		t.Fatalf("an update refused by fn was written: %+v", s)
 	}
-	_, err = st.UpdateSession(bg, "missing", func(*storage.Session) error { return nil })
+	_, err = st.UpdateSession(bg, "missing", func(*model.Session) error { return nil })
 	wantNotFound(t, "update of missing session", err)
 
 	if err := st.DeleteSession(bg, "s2"); err != nil {
@@ -577,7 +578,7 @@ func testOrphanMark(t *testing.T, st storage.Backend) {
 	mustCreate(t, st, NewUser("g1", "g1"), NewSession("a1", "g1"), nil)
 	mustPutSession(t, st, NewSession("a2", "g1"))
 	normal := NewUser("n1", "n1")
-	normal.Tag = storage.TagNormal
+	normal.Tag = model.TagNormal
 	normal.PasswordHash = "$argon2id$x" // a real account: not ephemeral
 	mustCreate(t, st, normal, NewSession("b1", "n1"), nil)
 
@@ -643,7 +644,7 @@ func testDeleteEndedSessions(t *testing.T, st storage.Backend) {
 		t.Fatalf("a session not yet ended was deleted: %v", err)
 	}
 	// An update that moves the end is followed.
-	if _, err := st.UpdateSession(bg, "s7", func(s *storage.Session) error { s.IdleExpiresAt = T0.Add(2 * time.Hour); return nil }); err != nil {
+	if _, err := st.UpdateSession(bg, "s7", func(s *model.Session) error { s.IdleExpiresAt = T0.Add(2 * time.Hour); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := st.DeleteEndedSessions(bg, T0.Add(30*time.Minute), 100); err != nil || n != 4 {
@@ -663,8 +664,8 @@ func testDeleteEndedSessions(t *testing.T, st storage.Backend) {
 }
 
 func testDevices(t *testing.T, st storage.Backend) {
-	u := &storage.User{ID: "u-dev", Name: "guest_u-dev", Tag: storage.TagGuest, CreatedAt: T0, UpdatedAt: T0, DeviceKID: "kid-12345678"}
-	dev := &storage.Device{KID: "kid-12345678", UserID: "u-dev", JWK: []byte(`{"kty":"EC"}`), CreatedAt: T0}
+	u := &model.User{ID: "u-dev", Name: "guest_u-dev", Tag: model.TagGuest, CreatedAt: T0, UpdatedAt: T0, DeviceKID: "kid-12345678"}
+	dev := &model.Device{KID: "kid-12345678", UserID: "u-dev", JWK: []byte(`{"kty":"EC"}`), CreatedAt: T0}
 	mustCreate(t, st, u, nil, dev)
 	got, err := st.GetDevice(bg, "kid-12345678")
 	if err != nil || got.UserID != "u-dev" || string(got.JWK) != `{"kty":"EC"}` || !got.CreatedAt.Equal(T0) {
@@ -681,7 +682,7 @@ func testDevices(t *testing.T, st storage.Backend) {
 
 func putChallenge(t *testing.T, st storage.Backend, token string, created time.Time, ttl time.Duration) {
 	t.Helper()
-	c := storage.Challenge{Purpose: "anonymous_request", CreatedAt: created, ExpiresAt: created.Add(ttl)}
+	c := model.Challenge{Purpose: "anonymous_request", CreatedAt: created, ExpiresAt: created.Add(ttl)}
 	if err := st.PutChallenge(bg, token, c); err != nil {
 		t.Fatal(err)
 	}
@@ -706,10 +707,10 @@ func testChallengeConsumedOnce(t *testing.T, st storage.Backend) {
 	wantNotFound(t, "expired challenge", err)
 	_, err = st.ConsumeChallenge(bg, "tok-b", T0)
 	wantNotFound(t, "expired challenge after a refused consume", err)
-	if err := st.PutChallenge(bg, "", storage.Challenge{ExpiresAt: T0}); err == nil {
+	if err := st.PutChallenge(bg, "", model.Challenge{ExpiresAt: T0}); err == nil {
 		t.Fatal("a challenge without a token was stored")
 	}
-	if err := st.PutChallenge(bg, "tok-c", storage.Challenge{CreatedAt: T0}); err == nil {
+	if err := st.PutChallenge(bg, "tok-c", model.Challenge{CreatedAt: T0}); err == nil {
 		t.Fatal("a challenge without an expiry was stored")
 	}
 }
@@ -730,7 +731,7 @@ func testChallengeConcurrentConsume(t *testing.T, st storage.Backend) {
 				switch {
 				case err == nil:
 					wins.Add(1)
-				case errors.Is(err, storage.ErrNotFound):
+				case errors.Is(err, model.ErrNotFound):
 					misses.Add(1)
 				default:
 					t.Error(err)
@@ -747,11 +748,11 @@ func testChallengeConcurrentConsume(t *testing.T, st storage.Backend) {
 
 func testChallengeReissueRefused(t *testing.T, st storage.Backend) {
 	putChallenge(t, st, "dup", T0, 5*time.Minute)
-	for _, c := range []storage.Challenge{
+	for _, c := range []model.Challenge{
 		{Purpose: "anonymous_request", CreatedAt: T0.Add(time.Second), ExpiresAt: T0.Add(time.Hour)},
 		{Purpose: "anonymous_request", CreatedAt: T0, ExpiresAt: T0.Add(5 * time.Minute)}, // the same again
 	} {
-		if err := st.PutChallenge(bg, "dup", c); !errors.Is(err, storage.ErrExists) {
+		if err := st.PutChallenge(bg, "dup", c); !errors.Is(err, model.ErrExists) {
 			t.Fatalf("reissuing a live token: %v, want ErrExists", err)
 		}
 	}
@@ -778,14 +779,14 @@ func testGuestCounts(t *testing.T, st storage.Backend) {
 	mustCreate(t, st, NewUser("g2", "g2"), nil, nil)
 	mustCreate(t, st, NewUser("g3", "g3"), nil, nil)
 	n := NewUser("n1", "n1")
-	n.Tag = storage.TagNormal
+	n.Tag = model.TagNormal
 	n.PasswordHash = "$argon2id$x" // a real account: not ephemeral
 	mustCreate(t, st, n, nil, nil)
 	if l, k := counts(t, st); l != 3 || k != 0 {
 		t.Fatalf("after creates: %d, %d", l, k)
 	}
 	setKept := func(id string, kept bool) {
-		if _, err := st.UpdateUser(bg, id, func(u *storage.User) error { u.Kept = kept; return nil }); err != nil {
+		if _, err := st.UpdateUser(bg, id, func(u *model.User) error { u.Kept = kept; return nil }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -796,7 +797,7 @@ func testGuestCounts(t *testing.T, st storage.Backend) {
 	}
 	setKept("g2", false)
 	// An upgrade leaves the guests.
-	if _, err := st.UpdateUser(bg, "g1", func(u *storage.User) error { u.Tag = storage.TagNormal; return nil }); err != nil {
+	if _, err := st.UpdateUser(bg, "g1", func(u *model.User) error { u.Tag = model.TagNormal; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if l, k := counts(t, st); l != 2 || k != 0 {
@@ -805,7 +806,7 @@ func testGuestCounts(t *testing.T, st storage.Backend) {
 	if err := st.DeleteUser(bg, "g3"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.DeleteUsersIf(bg, []string{"g2"}, func(*storage.User) bool { return true }); err != nil {
+	if _, err := st.DeleteUsersIf(bg, []string{"g2"}, func(*model.User) bool { return true }); err != nil {
 		t.Fatal(err)
 	}
 	if l, k := counts(t, st); l != 0 || k != 0 {
@@ -837,7 +838,7 @@ func testTouchUsers(t *testing.T, st storage.Backend) {
 	if u := getUser(t, st, "g1"); !u.LastActiveAt.Equal(t1) {
 		t.Fatalf("an older touch moved g1 back: %+v", u)
 	}
-	if _, err := st.GetUser(bg, "ghost"); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := st.GetUser(bg, "ghost"); !errors.Is(err, model.ErrNotFound) {
 		t.Fatalf("TouchUsers created a user: %v", err)
 	}
 }
@@ -845,7 +846,7 @@ func testTouchUsers(t *testing.T, st storage.Backend) {
 func scanIdle(t *testing.T, st storage.Backend, before time.Time, max int) []string {
 	t.Helper()
 	var ids []string
-	err := st.ScanIdleGuests(bg, before, func(u *storage.User) bool {
+	err := st.ScanIdleGuests(bg, before, func(u *model.User) bool {
 		ids = append(ids, u.ID)
 		return len(ids) < max
 	})
@@ -864,7 +865,7 @@ func testScanIdleGuests(t *testing.T, st storage.Backend) {
 		mustCreate(t, st, u, nil, nil)
 	}
 	n := NewUser("n1", "n1")
-	n.Tag = storage.TagNormal
+	n.Tag = model.TagNormal
 	n.PasswordHash = "$argon2id$x" // a real account: not ephemeral
 	mustCreate(t, st, n, nil, nil)
 	k := NewUser("k1", "k1")
@@ -883,18 +884,18 @@ func testScanIdleGuests(t *testing.T, st storage.Backend) {
 	if _, err := st.TouchUsers(bg, map[string]time.Time{"g4": T0.Add(30 * time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.UpdateUser(bg, "g3", func(u *storage.User) error { u.Kept = true; return nil }); err != nil {
+	if _, err := st.UpdateUser(bg, "g3", func(u *model.User) error { u.Kept = true; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	// A name-only upgrade leaves an ephemeral user (no password) in the
 	// index; setting a password takes it out.
-	if _, err := st.UpdateUser(bg, "g2", func(u *storage.User) error { u.Tag = storage.TagNormal; u.Name = "up"; return nil }); err != nil {
+	if _, err := st.UpdateUser(bg, "g2", func(u *model.User) error { u.Tag = model.TagNormal; u.Name = "up"; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if got := fmt.Sprint(scanIdle(t, st, T0.Add(time.Hour), 100)); got != "[g2 g1 g0 g4]" {
 		t.Fatalf("after touch, keep and a name-only upgrade: %s", got)
 	}
-	if _, err := st.UpdateUser(bg, "g2", func(u *storage.User) error { u.PasswordHash = "$argon2id$x"; return nil }); err != nil {
+	if _, err := st.UpdateUser(bg, "g2", func(u *model.User) error { u.PasswordHash = "$argon2id$x"; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.DeleteUser(bg, "g1"); err != nil {
@@ -903,7 +904,7 @@ func testScanIdleGuests(t *testing.T, st storage.Backend) {
 	if got := fmt.Sprint(scanIdle(t, st, T0.Add(time.Hour), 100)); got != "[g0 g4]" {
 		t.Fatalf("after touch, keep, upgrade and delete: %s", got)
 	}
-	if _, err := st.UpdateUser(bg, "k1", func(u *storage.User) error { u.Kept = false; return nil }); err != nil {
+	if _, err := st.UpdateUser(bg, "k1", func(u *model.User) error { u.Kept = false; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if got := fmt.Sprint(scanIdle(t, st, T0.Add(time.Hour), 100)); got != "[k1 g0 g4]" {
@@ -914,7 +915,7 @@ func testScanIdleGuests(t *testing.T, st storage.Backend) {
 func scanOrphans(t *testing.T, st storage.Backend) map[string]bool {
 	t.Helper()
 	ids := map[string]bool{}
-	if err := st.ScanOrphans(bg, func(u *storage.User) bool { ids[u.ID] = true; return true }); err != nil {
+	if err := st.ScanOrphans(bg, func(u *model.User) bool { ids[u.ID] = true; return true }); err != nil {
 		t.Fatal(err)
 	}
 	return ids
@@ -926,12 +927,12 @@ func testScanOrphans(t *testing.T, st storage.Backend) {
 	mustCreate(t, st, NewUser("o2", "o2"), NewSession("s2", "o2"), nil)
 	d := NewUser("d1", "d1")
 	d.DeviceKID = "kid-d1"
-	mustCreate(t, st, d, NewSession("s3", "d1"), &storage.Device{KID: "kid-d1", UserID: "d1", JWK: []byte(`{}`), CreatedAt: T0})
+	mustCreate(t, st, d, NewSession("s3", "d1"), &model.Device{KID: "kid-d1", UserID: "d1", JWK: []byte(`{}`), CreatedAt: T0})
 	k := NewUser("k1", "k1")
 	k.Kept = true
 	mustCreate(t, st, k, NewSession("s4", "k1"), nil)
 	n := NewUser("n1", "n1")
-	n.Tag = storage.TagNormal
+	n.Tag = model.TagNormal
 	n.PasswordHash = "$argon2id$x" // a real account: not ephemeral
 	mustCreate(t, st, n, NewSession("s5", "n1"), nil)
 	if got := scanOrphans(t, st); len(got) != 0 {
@@ -946,17 +947,17 @@ func testScanOrphans(t *testing.T, st storage.Backend) {
 		t.Fatalf("orphans: %s", got)
 	}
 	var first []string
-	if err := st.ScanOrphans(bg, func(u *storage.User) bool { first = append(first, u.ID); return false }); err != nil || len(first) != 1 {
+	if err := st.ScanOrphans(bg, func(u *model.User) bool { first = append(first, u.ID); return false }); err != nil || len(first) != 1 {
 		t.Fatalf("a scan told to stop went on: %v, %v", first, err)
 	}
 	mustPutSession(t, st, NewSession("s6", "o1"))
-	if _, err := st.UpdateUser(bg, "o2", func(u *storage.User) error { u.Kept = true; return nil }); err != nil {
+	if _, err := st.UpdateUser(bg, "o2", func(u *model.User) error { u.Kept = true; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if got := scanOrphans(t, st); len(got) != 0 {
 		t.Fatalf("orphans after a new session and a keep: %v", got)
 	}
-	if _, err := st.UpdateUser(bg, "o2", func(u *storage.User) error { u.Kept = false; return nil }); err != nil {
+	if _, err := st.UpdateUser(bg, "o2", func(u *model.User) error { u.Kept = false; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if got := fmt.Sprint(scanOrphans(t, st)); got != "map[o2:true]" {
@@ -969,10 +970,10 @@ func testDeleteUsersIf(t *testing.T, st storage.Backend) {
 		mustCreate(t, st, NewUser(id, "name-"+id), NewSession("s-"+id, id), nil)
 	}
 	n := NewUser("n", "name-n")
-	n.Tag = storage.TagNormal
+	n.Tag = model.TagNormal
 	mustCreate(t, st, n, NewSession("s-n", "n"), nil)
 	var seen []string
-	deleted, err := st.DeleteUsersIf(bg, []string{"a", "b", "ghost", "n"}, func(u *storage.User) bool {
+	deleted, err := st.DeleteUsersIf(bg, []string{"a", "b", "ghost", "n"}, func(u *model.User) bool {
 		seen = append(seen, u.ID)
 		return u.ID != "b"
 	})
@@ -996,10 +997,10 @@ func testDeleteUsersIf(t *testing.T, st storage.Backend) {
 	_, err = st.GetUserByName(bg, "name-a")
 	wantNotFound(t, "name of a deleted user", err)
 	// pred sees the current record.
-	if _, err := st.UpdateUser(bg, "c", func(u *storage.User) error { u.Kept = true; return nil }); err != nil {
+	if _, err := st.UpdateUser(bg, "c", func(u *model.User) error { u.Kept = true; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	deleted, err = st.DeleteUsersIf(bg, []string{"c"}, func(u *storage.User) bool { return !u.Kept })
+	deleted, err = st.DeleteUsersIf(bg, []string{"c"}, func(u *model.User) bool { return !u.Kept })
 	if err != nil || len(deleted) != 0 {
 		t.Fatalf("pred was not given the current record: %+v, %v", deleted, err)
 	}
@@ -1009,14 +1010,14 @@ func testSigningKeys(t *testing.T, st storage.Backend) {
 	if keys, err := st.SigningKeys(bg); err != nil || len(keys) != 0 {
 		t.Fatalf("empty store keys: %v, %v", keys, err)
 	}
-	newer := storage.SigningKey{KID: "k2", Alg: "ES256", CreatedAt: T0.Add(time.Hour), JWK: []byte(`{"kty":"EC"}`)}
-	older := storage.SigningKey{KID: "k1", Alg: "RS256", CreatedAt: T0, JWK: []byte(`{"kty":"RSA"}`)}
-	for _, k := range []storage.SigningKey{newer, older} {
+	newer := model.SigningKey{KID: "k2", Alg: "ES256", CreatedAt: T0.Add(time.Hour), JWK: []byte(`{"kty":"EC"}`)}
+	older := model.SigningKey{KID: "k1", Alg: "RS256", CreatedAt: T0, JWK: []byte(`{"kty":"RSA"}`)}
+	for _, k := range []model.SigningKey{newer, older} {
 		if err := st.AddSigningKey(bg, k); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := st.AddSigningKey(bg, older); !errors.Is(err, storage.ErrExists) {
+	if err := st.AddSigningKey(bg, older); !errors.Is(err, model.ErrExists) {
 		t.Fatalf("duplicate kid: err = %v, want ErrExists", err)
 	}
 	keys, err := st.SigningKeys(bg)
@@ -1042,11 +1043,11 @@ func testStats(t *testing.T, st storage.Backend) {
 	mustCreate(t, st, NewUser("g1", "guest_g1"), NewSession("s1", "g1"), nil)
 	mustCreate(t, st, NewUser("g2", "guest_g2"), NewSession("s2", "g2"), nil)
 	normal := NewUser("n1", "alice")
-	normal.Tag = storage.TagNormal
+	normal.Tag = model.TagNormal
 	normal.PasswordHash = "$argon2id$x" // a real account: not ephemeral
 	mustCreate(t, st, normal, NewSession("s3", "n1"), nil)
 	mustPutSession(t, st, NewSession("s4", "n1"))
-	if _, err := st.UpdateUser(bg, "g2", func(u *storage.User) error { u.Kept = true; return nil }); err != nil {
+	if _, err := st.UpdateUser(bg, "g2", func(u *model.User) error { u.Kept = true; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	s1, err := st.Stats(bg)
@@ -1084,13 +1085,13 @@ func testIdentityCacheFollowsWrites(t *testing.T, st storage.Backend) {
 	if _, _, err := st.Identity(bg, "u1", "s1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.UpdateUser(bg, "u1", func(u *storage.User) error { u.Tag = storage.TagNormal; return nil }); err != nil {
+	if _, err := st.UpdateUser(bg, "u1", func(u *model.User) error { u.Tag = model.TagNormal; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if u, _, _ := st.Identity(bg, "u1", "s1"); u.Tag != storage.TagNormal {
+	if u, _, _ := st.Identity(bg, "u1", "s1"); u.Tag != model.TagNormal {
 		t.Fatalf("cached user survived an update: %+v", u)
 	}
-	if _, err := st.UpdateSession(bg, "s1", func(s *storage.Session) error { s.Generation = 7; return nil }); err != nil {
+	if _, err := st.UpdateSession(bg, "s1", func(s *model.Session) error { s.Generation = 7; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if _, s, _ := st.Identity(bg, "u1", "s1"); s.Generation != 7 {
@@ -1137,7 +1138,7 @@ func testIdentityCacheFollowsWrites(t *testing.T, st storage.Backend) {
 	wantNotFound(t, "swept session", err)
 	mustPutSession(t, st, NewSession("s5", "u4"))
 	mustIdentity(t, st, "u4", "s5") // cached
-	if _, err := st.DeleteUsersIf(bg, []string{"u4"}, func(*storage.User) bool { return true }); err != nil {
+	if _, err := st.DeleteUsersIf(bg, []string{"u4"}, func(*model.User) bool { return true }); err != nil {
 		t.Fatal(err)
 	}
 	_, _, err = st.Identity(bg, "u4", "s5")
@@ -1175,7 +1176,7 @@ func testIdentityCacheNeverStale(t *testing.T, st storage.Backend) {
 		}()
 	}
 	for i := int64(1); i <= 300; i++ {
-		if _, err := st.UpdateUser(bg, "u1", func(u *storage.User) error { u.DisplayName = strconv.FormatInt(i, 10); return nil }); err != nil {
+		if _, err := st.UpdateUser(bg, "u1", func(u *model.User) error { u.DisplayName = strconv.FormatInt(i, 10); return nil }); err != nil {
 			t.Fatal(err)
 		}
 		committed.Store(i)
@@ -1196,7 +1197,7 @@ func testIdentityCacheInvalidation(t *testing.T, st storage.Backend) {
 		t.Fatal("IdentityCache is nil")
 	}
 	mustCreate(t, st, NewUser("u1", "ann"), NewSession("s1", "u1"), nil)
-	read := func() (*storage.User, *storage.Session) {
+	read := func() (*model.User, *model.Session) {
 		t.Helper()
 		u, s, err := st.Identity(bg, "u1", "s1")
 		if err != nil {
@@ -1235,7 +1236,7 @@ func testIdentityCacheInvalidation(t *testing.T, st storage.Backend) {
 	// the record before the other process's write.
 	before := c.Snapshot()
 	c.InvalidateUser("u9")
-	c.Put(before, &storage.User{ID: "u9"}, &storage.Session{ID: "s9", UserID: "u9"})
+	c.Put(before, &model.User{ID: "u9"}, &model.Session{ID: "s9", UserID: "u9"})
 	if _, _, ok := c.Get("u9", "s9"); ok {
 		t.Fatal("a read overlapping an invalidation was cached")
 	}
@@ -1253,25 +1254,25 @@ func testCancelledContext(t *testing.T, st storage.Backend) {
 	calls["CreateUser"] = st.CreateUser(ctx, NewUser("u2", "bob"), nil, nil)
 	_, calls["GetUser"] = st.GetUser(ctx, "u1")
 	_, calls["GetUserByName"] = st.GetUserByName(ctx, "ann")
-	_, calls["UpdateUser"] = st.UpdateUser(ctx, "u1", func(u *storage.User) error { u.DisplayName = "x"; return nil })
+	_, calls["UpdateUser"] = st.UpdateUser(ctx, "u1", func(u *model.User) error { u.DisplayName = "x"; return nil })
 	_, _, calls["ListUsers"] = st.ListUsers(ctx, "", "", 10)
 	_, _, calls["Identity"] = st.Identity(ctx, "u1", "s1")
 	_, calls["GetSession"] = st.GetSession(ctx, "s1")
-	_, calls["UpdateSession"] = st.UpdateSession(ctx, "s1", func(s *storage.Session) error { s.Generation = 9; return nil })
+	_, calls["UpdateSession"] = st.UpdateSession(ctx, "s1", func(s *model.Session) error { s.Generation = 9; return nil })
 	calls["PutSession"] = st.PutSession(ctx, NewSession("s2", "u1"))
 	calls["DeleteSession"] = st.DeleteSession(ctx, "s1")
 	_, calls["DeleteUserSessions"] = st.DeleteUserSessions(ctx, "u1", "")
 	_, calls["DeleteEndedSessions"] = st.DeleteEndedSessions(ctx, T0.Add(24*time.Hour), 10)
 	_, calls["GetDevice"] = st.GetDevice(ctx, "kid")
-	calls["PutChallenge"] = st.PutChallenge(ctx, "tok", storage.Challenge{CreatedAt: T0, ExpiresAt: T0.Add(time.Hour)})
+	calls["PutChallenge"] = st.PutChallenge(ctx, "tok", model.Challenge{CreatedAt: T0, ExpiresAt: T0.Add(time.Hour)})
 	_, calls["ConsumeChallenge"] = st.ConsumeChallenge(ctx, "tok", T0)
 	_, _, calls["GuestCounts"] = st.GuestCounts(ctx)
 	_, calls["TouchUsers"] = st.TouchUsers(ctx, map[string]time.Time{"u1": T0.Add(time.Hour)})
-	calls["ScanIdleGuests"] = st.ScanIdleGuests(ctx, T0.Add(time.Hour), func(*storage.User) bool { return true })
-	calls["ScanOrphans"] = st.ScanOrphans(ctx, func(*storage.User) bool { return true })
-	_, calls["DeleteUsersIf"] = st.DeleteUsersIf(ctx, []string{"u1"}, func(*storage.User) bool { return true })
+	calls["ScanIdleGuests"] = st.ScanIdleGuests(ctx, T0.Add(time.Hour), func(*model.User) bool { return true })
+	calls["ScanOrphans"] = st.ScanOrphans(ctx, func(*model.User) bool { return true })
+	_, calls["DeleteUsersIf"] = st.DeleteUsersIf(ctx, []string{"u1"}, func(*model.User) bool { return true })
 	_, calls["SigningKeys"] = st.SigningKeys(ctx)
-	calls["AddSigningKey"] = st.AddSigningKey(ctx, storage.SigningKey{KID: "k", CreatedAt: T0})
+	calls["AddSigningKey"] = st.AddSigningKey(ctx, model.SigningKey{KID: "k", CreatedAt: T0})
 	_, calls["Stats"] = st.Stats(ctx)
 	calls["DeleteUser"] = st.DeleteUser(ctx, "u1")
 	for name, err := range calls {
@@ -1284,7 +1285,7 @@ func testCancelledContext(t *testing.T, st storage.Backend) {
 	if err != nil || u.DisplayName != "" || !u.LastActiveAt.IsZero() || s.Generation != 1 {
 		t.Fatalf("a cancelled call wrote: %+v %+v %v", u, s, err)
 	}
-	if _, err := st.GetUser(bg, "u2"); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := st.GetUser(bg, "u2"); !errors.Is(err, model.ErrNotFound) {
 		t.Fatalf("a cancelled create wrote: %v", err)
 	}
 }

@@ -1,0 +1,311 @@
+package accounts
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/guestauth/caddy-guestauth/internal/ctcmp"
+	"github.com/guestauth/caddy-guestauth/internal/events"
+	"github.com/guestauth/caddy-guestauth/internal/model"
+	"github.com/guestauth/caddy-guestauth/internal/tokens"
+	"github.com/guestauth/caddy-guestauth/storage"
+)
+
+// Browser sessions: a browser holds an opaque handle in a cookie, bound to
+// a stored session; it never holds a token (no JWT the browser could replay
+// after revocation, no refresh token to race over between tabs). Ending the
+// session (sign-out, revocation, deletion of the user) ends the handle at
+// once, since every request reads the session through the identity cache.
+//
+// A handle is "<session id>.<user id>.<mac>": mac is HMAC-SHA256 (256 bits)
+// keyed with the session's random RefreshKey over a purpose string, so it
+// cannot be forged or derived from a refresh token, and the ids let the
+// identity cache answer without a store read.
+
+// BrowserClientID is the ClientID of browser sessions. No configured client
+// can have it (a client_id is never empty), so no grant, refresh or
+// revocation by a client can act on a browser session, and Authenticate
+// (whose access tokens carry a client as aud) never sees one.
+const BrowserClientID = ""
+
+// BrowserSlideEvery is how stale a browser session's last-used time may get
+// before a request slides its idle expiry (one store write, coalesced by the
+// backend's batching): at most one write per session per this interval,
+// never one per request. The cookie is re-sent with its new expiry then.
+const BrowserSlideEvery = 5 * time.Minute
+
+// BrowserLogin is a browser session just started or just slid: the handle
+// to set as the cookie, valid until Session.EndsAt().
+type BrowserLogin struct {
+	Handle  string
+	User    *model.User
+	Session *model.Session
+}
+
+const browserPurpose = "guestauth browser session v1."
+
+// BrowserHandle is the cookie value of sess.
+func BrowserHandle(sess *model.Session) string {
+	return sess.ID + "." + sess.UserID + "." + browserMAC(sess)
+}
+
+func browserMAC(sess *model.Session) string {
+	h := hmac.New(sha256.New, sess.RefreshKey)
+	h.Write([]byte(browserPurpose + sess.ID))
+	return b64(h.Sum(nil))
+}
+
+func parseHandle(handle string) (sid, uid, mac string, ok bool) {
+	if len(handle) > 200 {
+		return "", "", "", false
+	}
+	sid, rest, ok1 := strings.Cut(handle, ".")
+	uid, mac, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 || len(sid) != 36 || uid == "" || mac == "" {
+		return "", "", "", false
+	}
+	return sid, uid, mac, true
+}
+
+// CreateBrowserGuest creates a guest with a browser session, under the
+// guest creation limits for clientIP (a *ThrottledError when refused; then
+// nothing is written). The session starts unconfirmed: it ends after
+// Config.BrowserUnconfirmed unless its handle comes back on a later request
+// (BrowserAuthenticate), so guests of clients that never return the cookie
+// (crawlers, cookie-less clients) end up orphaned and are deleted by the
+// next sweeps.
+func (s *Service) CreateBrowserGuest(ctx context.Context, clientIP string) (*BrowserLogin, error) {
+	wctx, p := s.browserGuestEvents(ctx)
+	login, err := s.createBrowserGuest(wctx, clientIP)
+	if err != nil {
+		return nil, err
+	}
+	s.observeAll(ctx, p.events(storage.TxResult{Created: []model.User{*login.User}}))
+	return login, nil
+}
+
+// browserGuestEvents is the context for creating a browser guest, with its
+// guest.created event.
+func (s *Service) browserGuestEvents(ctx context.Context) (context.Context, *pending) {
+	return withEvents(ctx, s.cfg.Stager, created(events.Event{Type: events.GuestCreated, Data: map[string]any{"via": "browser", "client_ip": clientIPOf(ctx)}}))
+}
+
+func (s *Service) createBrowserGuest(ctx context.Context, clientIP string) (*BrowserLogin, error) {
+	if err := s.admitGuest(ctx, clientIP); err != nil {
+		return nil, err
+	}
+	now := s.now().UTC()
+	id := uuid.New()
+	u := &model.User{
+		ID:        id.String(),
+		Name:      model.GuestNamePrefix + id.String(),
+		Tag:       model.TagGuest,
+		CreatedAt: now,
+		UpdatedAt: now,
+	}
+	sess, err := s.newSession(u.ID, BrowserClientID, now)
+	if err != nil {
+		return nil, err
+	}
+	if w := s.cfg.BrowserUnconfirmed; w > 0 && now.Add(w).Before(sess.IdleExpiresAt) {
+		sess.IdleExpiresAt = now.Add(w)
+	}
+	if err := s.store.CreateUser(ctx, u, sess, nil); err != nil {
+		return nil, fmt.Errorf("storing guest: %w", err)
+	}
+	s.cfg.Activity.Touch(u.ID, now)
+	return &BrowserLogin{Handle: BrowserHandle(sess), User: u, Session: sess}, nil
+}
+
+// StartBrowserSession signs u in with a new browser session, ending u's
+// oldest sessions beyond Config.MaxSessionsPerUser.
+func (s *Service) StartBrowserSession(ctx context.Context, u *model.User) (*BrowserLogin, error) {
+	now := s.now().UTC()
+	sess, err := s.newSession(u.ID, BrowserClientID, now)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.store.PutSessionLimit(ctx, sess, s.cfg.MaxSessionsPerUser); err != nil {
+		return nil, err
+	}
+	s.cfg.Activity.Touch(u.ID, now)
+	return &BrowserLogin{Handle: BrowserHandle(sess), User: u, Session: sess}, nil
+}
+
+// BrowserAuthenticate resolves a browser session handle to the current user
+// and session, like Authenticate for access tokens: a deleted user or an
+// ended session is a *tokens.InvalidError (ReasonSessionEnded, or
+// tokens.ReasonMalformed for anything not a handle of ours).
+//
+// Sliding expiry: when the session was last slid more than
+// BrowserSlideEvery ago, or never (an unconfirmed session, whose idle
+// window is shorter than Config.SessionIdle), its idle expiry
+// moves to now + Config.SessionIdle in one store write, and slid is the
+// updated login, whose handle the caller re-sends with its new expiry.
+// Concurrent requests of one session slide it once; the others go on with
+// the stored session, which stays valid. Nothing here ends a session, so
+// any number of parallel requests and tabs keep it.
+func (s *Service) BrowserAuthenticate(ctx context.Context, handle string) (id *Identity, slid *BrowserLogin, err error) {
+	sid, uid, mac, ok := parseHandle(handle)
+	if !ok {
+		return nil, nil, &tokens.InvalidError{Reason: tokens.ReasonMalformed}
+	}
+	u, sess, err := s.store.Identity(ctx, uid, sid)
+	if errors.Is(err, model.ErrNotFound) {
+		return nil, nil, &tokens.InvalidError{Reason: ReasonSessionEnded}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if sess.ClientID != BrowserClientID || !ctcmp.Equal([]byte(browserMAC(sess)), []byte(mac)) {
+		return nil, nil, &tokens.InvalidError{Reason: tokens.ReasonSignature}
+	}
+	now := s.now()
+	if !now.Before(sess.EndsAt()) {
+		return nil, nil, &tokens.InvalidError{Reason: ReasonSessionEnded}
+	}
+	s.cfg.Activity.Touch(u.ID, now)
+	id = &Identity{User: u, Session: sess}
+	// Unconfirmed (or slid under a shorter idle timeout): its idle window
+	// is shorter than the configured one.
+	unconfirmed := sess.IdleExpiresAt.Sub(sess.LastUsedAt) < s.cfg.SessionIdle
+	if !unconfirmed && now.Sub(sess.LastUsedAt) < BrowserSlideEvery {
+		return id, nil, nil
+	}
+	if _, busy := s.sliding.LoadOrStore(sid, struct{}{}); busy {
+		return id, nil, nil
+	}
+	defer s.sliding.Delete(sid)
+	idle := s.cfg.SessionIdle
+	updated, err := s.store.UpdateSession(ctx, sid, func(cur *model.Session) error {
+		cur.LastUsedAt = now.UTC()
+		cur.IdleExpiresAt = now.UTC().Add(idle)
+		return nil
+	})
+	if errors.Is(err, model.ErrNotFound) {
+		return nil, nil, &tokens.InvalidError{Reason: ReasonSessionEnded}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	id.Session = updated
+	return id, &BrowserLogin{Handle: handle, User: u, Session: updated}, nil
+}
+
+// EndBrowserSession ends the session of id (sign-out), reporting
+// session.revoked with cause "logout".
+func (s *Service) EndBrowserSession(ctx context.Context, id *Identity) error {
+	wctx, p := withEvents(ctx, s.cfg.Stager, one(events.Event{Type: events.SessionRevoked, UserID: id.User.ID, Data: map[string]any{"cause": "logout"}}))
+	if err := s.endSession(wctx, id.Session.ID); err != nil {
+		return err
+	}
+	s.observeAll(ctx, p.events(storage.TxResult{}))
+	return nil
+}
+
+// ReplaceBrowserSession ends prev, the session the browser had before
+// signing in as login. When prev was a guest's and the sign-in is to
+// another account, it reports guest.merged (guest_id, user_id), so the app
+// can move the guest's data into the account, and returns true; the guest
+// then expires as usual unless kept.
+//
+// The merge is also stored on the new session (MergedFrom), so whichever
+// instance serves its first proxied request tells the app (TakeMerge).
+func (s *Service) ReplaceBrowserSession(ctx context.Context, prev *Identity, login *BrowserLogin) (merged bool, err error) {
+	err = s.endSession(ctx, prev.Session.ID)
+	if !prev.User.IsAnonymous() || prev.User.ID == login.User.ID {
+		return false, err
+	}
+	wctx, p := withEvents(ctx, s.cfg.Stager, one(events.Event{Type: events.GuestMerged, UserID: login.User.ID, Data: map[string]any{"guest_id": prev.User.ID, "user_id": login.User.ID}}))
+	sess, uerr := s.store.UpdateSession(wctx, login.Session.ID, func(cur *model.Session) error {
+		cur.MergedFrom = prev.User.ID
+		return nil
+	})
+	if uerr == nil {
+		login.Session = sess
+	}
+	s.observeAll(ctx, p.events(storage.TxResult{}))
+	return true, errors.Join(err, uerr)
+}
+
+// errMergeTaken: another request already told the app of the merge.
+var errMergeTaken = errors.New("merge already told")
+
+// TakeMerge returns the guest id of id's session's merge (MergedFrom) and
+// clears it, so of any number of concurrent requests exactly one gets it;
+// "" when there is none (left).
+func (s *Service) TakeMerge(ctx context.Context, id *Identity) (string, error) {
+	if id.Session.MergedFrom == "" {
+		return "", nil
+	}
+	var guest string
+	_, err := s.store.UpdateSession(ctx, id.Session.ID, func(cur *model.Session) error {
+		if cur.MergedFrom == "" {
+			return errMergeTaken
+		}
+		guest, cur.MergedFrom = cur.MergedFrom, ""
+		return nil
+	})
+	if errors.Is(err, errMergeTaken) || errors.Is(err, model.ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return guest, nil
+}
+
+// BrowserSignIn is the password sign-in of the built-in pages: the same
+// budgets, answers and checks as SignIn (device tokens aside: a browser
+// session is the device), ending with a new browser session. The caller
+// ends the session the browser had before, if any.
+func (s *Service) BrowserSignIn(ctx context.Context, username, password, clientIP string) (*BrowserLogin, error) {
+	u, err := s.checkSignIn(ctx, SignInRequest{Username: username, Password: password, ClientIP: clientIP})
+	if err != nil {
+		return nil, err
+	}
+	login, err := s.StartBrowserSession(ctx, u)
+	if errors.Is(err, model.ErrNotFound) {
+		return nil, errBadCredentials // deleted meanwhile
+	}
+	return login, err
+}
+
+// RegisterBrowser registers a new normal user for a visitor without a
+// session: a guest created under the guest creation limits and upgraded at
+// once by UpdateProfile, so the name and password rules and messages are
+// exactly those of /api/update-user. A refused upgrade deletes the guest
+// again and returns UpdateProfile's error.
+func (s *Service) RegisterBrowser(ctx context.Context, username, password, clientIP string) (*BrowserLogin, error) {
+	// Cheap refusals first, before any write.
+	if err := ValidateName(strings.TrimSpace(username)); err != nil {
+		return nil, err
+	}
+	if err := checkPasswordLength(password); err != nil {
+		return nil, refuse(CodeInvalidPassword, "A password must be %d to %d characters.", MinPasswordLength, MaxPasswordLength)
+	}
+	wctx, p := s.browserGuestEvents(ctx)
+	login, err := s.createBrowserGuest(wctx, clientIP)
+	if err != nil {
+		return nil, err
+	}
+	s.observeAll(ctx, p.events(storage.TxResult{Created: []model.User{*login.User}}))
+	res, err := s.UpdateProfile(ctx, &Identity{User: login.User, Session: login.Session}, ProfileUpdate{Name: &username, Password: &password, ClientIP: clientIP})
+	if err != nil {
+		if _, derr := s.DeleteUser(ctx, login.User.ID, "signup_refused"); derr != nil && !errors.Is(derr, model.ErrNotFound) {
+			return nil, errors.Join(err, derr)
+		}
+		return nil, err
+	}
+	// The session stays unconfirmed until its cookie comes back, but a
+	// user with a password is never pruned as an orphan.
+	login.User = res.User
+	return login, nil
+}

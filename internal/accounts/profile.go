@@ -1,0 +1,320 @@
+package accounts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/guestauth/caddy-guestauth/internal/events"
+	"github.com/guestauth/caddy-guestauth/internal/model"
+	"github.com/guestauth/caddy-guestauth/storage"
+)
+
+// Username rules: after trimming, MinNameLength to MaxNameLength characters
+// of letters, digits and . _ @ -, starting with a letter or digit. The
+// guest_ prefix is reserved for generated guest names.
+const (
+	MinNameLength        = 3
+	MaxNameLength        = 64
+	MaxDisplayNameLength = 100
+)
+
+// Profile error codes (the HTTP layer maps them to statuses).
+const (
+	CodeInvalidName     = "invalid_name"
+	CodeNameTaken       = "name_taken"
+	CodeInvalidPassword = "invalid_password"
+	CodeWrongPassword   = "wrong_password"
+	CodeConflict        = "conflict"
+)
+
+// ValidateName checks a new username (already trimmed).
+func ValidateName(name string) error {
+	if n := len(name); n < MinNameLength || n > MaxNameLength {
+		return refuse(CodeInvalidName, "A username must be %d to %d characters.", MinNameLength, MaxNameLength)
+	}
+	if strings.HasPrefix(strings.ToLower(name), model.GuestNamePrefix) {
+		return refuse(CodeInvalidName, "Usernames starting with %q are reserved for guests.", model.GuestNamePrefix)
+	}
+	for i, c := range name {
+		ok := c < utf8.RuneSelf && (unicode.IsLetter(c) || unicode.IsDigit(c))
+		if i > 0 && (c == '.' || c == '_' || c == '@' || c == '-') {
+			ok = true
+		}
+		if !ok {
+			return refuse(CodeInvalidName, "A username may use letters, digits and . _ @ - and must start with a letter or digit.")
+		}
+	}
+	return nil
+}
+
+// ProfileUpdate is a partial update: nil fields are left unchanged.
+type ProfileUpdate struct {
+	Name        *string
+	DisplayName *string
+	Password    *string
+	// OldPassword must be the current password when changing the password
+	// or the name of a user who has one, so a stolen access token cannot
+	// take the account.
+	OldPassword *string
+	// ClientIP keys the per-IP limits on this request (Caddy's client IP).
+	ClientIP string
+	// Issuer is the iss of the token set re-issued after a password change.
+	Issuer string
+}
+
+// UpdateResult says what an update did.
+type UpdateResult struct {
+	User     *model.User
+	Upgraded bool   // tag went from guest-user to normal-user
+	OldName  string // the name before the update
+	// EndedSessions counts the other sessions ended by a password change.
+	EndedSessions int
+	// Tokens is the caller's new token set after a password change (its
+	// session's refresh token was rotated, so the old one is dead); nil
+	// otherwise, or when the session ended meanwhile.
+	Tokens *TokenResponse
+
+	newName string         // the name the update wrote
+	events  []events.Event // to report
+}
+
+// DefaultReservedNames are names that would let a user pass for the site or
+// its staff; the Caddy module reserves them unless configured otherwise.
+var DefaultReservedNames = []string{
+	"admin", "administrator", "root", "system", "support", "security",
+	"postmaster", "webmaster", "hostmaster", "abuse", "noreply", "no-reply",
+	"guest", "anonymous", "null", "nobody", "undefined",
+	"help", "info", "staff", "moderator", "owner", "superuser", "sysadmin",
+}
+
+// nameRules are the limits on username changes.
+type nameRules struct {
+	byUser, byIP *Throttle
+	reserved     map[string]bool
+}
+
+func newNameRules(cfg Config, mk func(string, Limit) *Throttle) nameRules {
+	r := nameRules{
+		byUser:   mk(ThrottleNameUser, cfg.NameUserLimit),
+		byIP:     mk(ThrottleNameIP, cfg.NameIPLimit),
+		reserved: make(map[string]bool, len(cfg.ReservedNames)),
+	}
+	for _, n := range cfg.ReservedNames {
+		r.reserved[model.NameKey(n)] = true
+	}
+	return r
+}
+
+// admitNameChange spends one try of the user's and of the client IP's
+// budget of name changes.
+func (s *Service) admitNameChange(userID, clientIP string) error {
+	if wait := s.names.byUser.Take(userID); wait > 0 {
+		return &ThrottledError{Limit: LimitName, RetryAfter: wait}
+	}
+	if wait := s.names.byIP.Take(clientIP); wait > 0 {
+		return &ThrottledError{Limit: LimitName, RetryAfter: wait}
+	}
+	return nil
+}
+
+// UpdateProfile applies upd for the identity's user. A new name not starting
+// with guest_, or any password, upgrades a guest to normal-user; the user id
+// never changes. Renaming is throttled, and needs the current password when
+// the user has one; a taken or reserved name is refused before any password
+// is hashed. Changing an existing password ends the user's other sessions
+// and rotates the caller's session, whose new tokens are in the result.
+func (s *Service) UpdateProfile(ctx context.Context, id *Identity, upd ProfileUpdate) (*UpdateResult, error) {
+	res, err := s.updateProfile(ctx, id, upd)
+	if err != nil {
+		return nil, err
+	}
+	s.observeAll(ctx, res.events)
+	return res, nil
+}
+
+func (s *Service) updateProfile(ctx context.Context, id *Identity, upd ProfileUpdate) (*UpdateResult, error) {
+	if upd.Name == nil && upd.Password == nil && upd.DisplayName == nil {
+		return nil, refuse(CodeInvalidRequest, "Give a name, a password or a display name to change.")
+	}
+	cur := id.User
+	var name, display string
+	changeName := false
+	if upd.Name != nil {
+		name = strings.TrimSpace(*upd.Name)
+		// Sending one's current name (even guest_...) is not a change.
+		if name != cur.Name {
+			if err := ValidateName(name); err != nil {
+				return nil, err
+			}
+			// A case change of one's own name claims nothing new.
+			if key := model.NameKey(name); s.names.reserved[key] && key != model.NameKey(cur.Name) {
+				return nil, refuse(CodeInvalidName, "The username %q is reserved.", name)
+			}
+			changeName = true
+		}
+	}
+	if upd.DisplayName != nil {
+		display = strings.TrimSpace(*upd.DisplayName)
+		if utf8.RuneCountInString(display) > MaxDisplayNameLength || !utf8.ValidString(display) || strings.IndexFunc(display, unicode.IsControl) >= 0 {
+			return nil, refuse(CodeInvalidRequest, "A display name must be at most %d printable characters.", MaxDisplayNameLength)
+		}
+	}
+	if upd.Password != nil {
+		if err := checkPasswordLength(*upd.Password); err != nil {
+			return nil, refuse(CodeInvalidPassword, "A password must be %d to %d characters.", MinPasswordLength, MaxPasswordLength)
+		}
+	}
+	if changeName {
+		if err := s.admitNameChange(cur.ID, upd.ClientIP); err != nil {
+			return nil, err
+		}
+		// Cheap early answer; the store re-checks in its transaction.
+		owner, err := s.store.GetUserByName(ctx, name)
+		switch {
+		case err == nil && owner.ID != cur.ID:
+			return nil, refuse(CodeNameTaken, "The username %q is taken.", name)
+		case err != nil && !errors.Is(err, model.ErrNotFound):
+			return nil, err
+		}
+	}
+	if cur.PasswordHash != "" && (changeName || upd.Password != nil) {
+		if upd.Password == nil && (upd.OldPassword == nil || *upd.OldPassword == "") {
+			return nil, refuse(CodeWrongPassword, "Changing the username needs the current password (oldPassword).")
+		}
+		if err := s.checkOldPassword(ctx, id, upd.OldPassword, upd.ClientIP); err != nil {
+			return nil, err
+		}
+	}
+	var newHash string
+	if upd.Password != nil {
+		// Hash outside any store transaction: it takes tens of milliseconds.
+		h, err := s.hashNewPassword(ctx, cur.Name, *upd.Password, upd.ClientIP)
+		if err != nil {
+			return nil, err
+		}
+		newHash = h
+	}
+
+	now := s.now().UTC()
+	res := &UpdateResult{OldName: cur.Name}
+	// guest.upgraded is stored with the update that upgrades.
+	upgraded := func(storage.TxResult) []events.Event {
+		if !res.Upgraded {
+			return nil
+		}
+		return []events.Event{{Type: events.GuestUpgraded, UserID: cur.ID, ClientID: id.Session.ClientID, Data: map[string]any{"old_name": res.OldName, "new_name": res.newName}}}
+	}
+	uctx, up := withEvents(ctx, s.cfg.Stager, upgraded)
+	u, err := s.store.UpdateUser(uctx, cur.ID, func(u *model.User) error {
+		// The password checked above must still be the current one.
+		if u.PasswordHash != cur.PasswordHash {
+			return errConflict
+		}
+		res.Upgraded = false
+		if changeName {
+			u.Name = name
+		}
+		if upd.DisplayName != nil {
+			u.DisplayName = display
+		}
+		if newHash != "" {
+			u.PasswordHash = newHash
+		}
+		// ValidateName refused guest_ names, so any name change upgrades.
+		if u.Tag == model.TagGuest && (changeName || newHash != "") {
+			u.Tag = model.TagNormal
+			u.OrphanedAt = time.Time{}
+			res.Upgraded = true
+		}
+		res.newName = u.Name
+		u.UpdatedAt = now
+		return nil
+	})
+	switch {
+	case errors.Is(err, model.ErrNameTaken):
+		return nil, refuse(CodeNameTaken, "The username %q is taken.", name)
+	case errors.Is(err, errConflict):
+		return nil, refuse(CodeConflict, "The account changed during this request; try again.")
+	case errors.Is(err, model.ErrNotFound):
+		return nil, refuse(CodeInvalidGrant, "The user no longer exists.")
+	case err != nil:
+		return nil, err
+	}
+	res.User = u
+	res.events = up.events(storage.TxResult{})
+	if newHash != "" && cur.PasswordHash != "" {
+		dctx, dp := withEvents(ctx, s.cfg.Stager, revoked(u.ID, "password_changed"))
+		n, err := s.store.DeleteUserSessions(dctx, u.ID, id.Session.ID)
+		if err != nil {
+			return nil, fmt.Errorf("ending other sessions: %w", err)
+		}
+		res.EndedSessions = n
+		res.events = append(res.events, dp.events(storage.TxResult{Ended: n})...)
+		if res.Tokens, err = s.reissue(ctx, upd.Issuer, id.Session.ID, u, now); err != nil {
+			return nil, fmt.Errorf("re-issuing tokens: %w", err)
+		}
+	}
+	return res, nil
+}
+
+// reissue rotates the caller's session after a password change: the next
+// generation (the old refresh token is dead, and presenting it now counts
+// as reuse), a new auth_time (the current password was just proved) and a
+// fresh token set. The caller's current access token stays valid until it
+// expires, like any access token of a live session. A session that ended
+// meanwhile gets no tokens (nil, nil).
+func (s *Service) reissue(ctx context.Context, issuer, sessionID string, u *model.User, now time.Time) (*TokenResponse, error) {
+	sess, err := s.store.UpdateSession(ctx, sessionID, func(cur *model.Session) error {
+		cur.Generation++
+		cur.AuthTime = now
+		cur.LastUsedAt = now
+		cur.IdleExpiresAt = now.Add(s.cfg.SessionIdle)
+		return nil
+	})
+	if errors.Is(err, model.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.mint(issuer, sess.ClientID, u, sess, now)
+}
+
+var errConflict = errors.New("concurrent update")
+
+// checkOldPassword verifies the current password of id's user. Its guesses
+// draw on the budget of the session making them (DeviceLimit), so failed
+// sign-ins elsewhere cannot lock the owner out of changing the password,
+// and on the account's and client IP's hash budgets (see budget).
+func (s *Service) checkOldPassword(ctx context.Context, id *Identity, old *string, clientIP string) error {
+	if old == nil || *old == "" {
+		return refuse(CodeWrongPassword, "Changing the password needs the current one (old_password).")
+	}
+	guesses := budget{t: s.byDevice, key: "sess:" + id.Session.ID}
+	if err := s.admit(ctx, guesses, s.accountHashes(id.User.Name), budget{t: s.byIP, key: ipKey(clientIP)}); err != nil {
+		return err
+	}
+	ok, err := s.verifyPassword(*old, id.User.PasswordHash)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return refuse(CodeWrongPassword, "The current password is incorrect.")
+	}
+	guesses.reset(ctx)
+	return nil
+}
+
+// hashNewPassword hashes a new password of the user named name, within the
+// account's and the client IP's hash budgets.
+func (s *Service) hashNewPassword(ctx context.Context, name, pw, clientIP string) (string, error) {
+	if err := s.admit(ctx, s.accountHashes(name), budget{t: s.byIP, key: ipKey(clientIP)}); err != nil {
+		return "", err
+	}
+	return s.hashPassword(pw)
+}

@@ -1,0 +1,138 @@
+// Package model is guestauth's domain: users, sessions, device keys,
+// signing keys and challenges as every layer sees them, the errors the
+// stores report, and the rule deciding which users expire. It imports
+// nothing of the project's own, so every other package can depend on it.
+package model
+
+import (
+	"errors"
+	"strings"
+	"time"
+)
+
+// User tags, as in Casdoor / Hanzo IAM.
+const (
+	TagGuest  = "guest-user"
+	TagNormal = "normal-user"
+)
+
+// GuestNamePrefix starts every guest's generated username; it is reserved.
+const GuestNamePrefix = "guest_"
+
+var (
+	// ErrNotFound is returned when a record does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrNameTaken is returned when a username is already used by another user
+	// (compared case-insensitively).
+	ErrNameTaken = errors.New("name already taken")
+	// ErrExists is returned when creating a record whose key already exists.
+	ErrExists = errors.New("already exists")
+	// ErrUnavailable wraps a failure to reach a network store (the server
+	// is down, restarting or overloaded): the request may succeed when
+	// retried later. The wrapped message never holds credentials, but it
+	// is for logs, not for clients.
+	ErrUnavailable = errors.New("storage unavailable")
+)
+
+// User is one account. ID is the OIDC `sub` and never changes.
+type User struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	DisplayName string `json:"display_name,omitempty"`
+	Tag         string `json:"tag"`
+	// PasswordHash is empty for guests: their Casdoor-style "random password"
+	// is a secret nobody holds, which is the same as having no password.
+	PasswordHash string    `json:"password_hash,omitempty"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
+	// DeviceKID is the key id of the device key-pair bound to an anonymous
+	// user created by the key-pair grant; empty otherwise.
+	DeviceKID string `json:"device_kid,omitempty"`
+	// OrphanedAt is set when a guest's last session ends (a guest lives as
+	// long as its sessions) and cleared when it gets a new one.
+	OrphanedAt time.Time `json:"orphaned_at,omitzero"`
+	// LastActiveAt is the last recorded activity (token issuance, refresh,
+	// proxied request), written in coalesced batches.
+	LastActiveAt time.Time `json:"last_active_at,omitzero"`
+	// Kept guests never expire: the app said they own data.
+	Kept bool `json:"kept,omitempty"`
+}
+
+// IsAnonymous reports whether the user is still a guest.
+func (u *User) IsAnonymous() bool { return u.Tag == TagGuest }
+
+// Ephemeral reports whether u has no credential that outlives its sessions
+// and device key: a guest, or a normal user who never set a password (a
+// name-only upgrade). Ephemeral users expire like guests, after the guest
+// idle TTL or once orphaned, unless kept. This is the one place the rule
+// lives: the store's expiry indexes, the prune re-check and the keep header
+// all use it.
+func (u *User) Ephemeral() bool { return u.IsAnonymous() || u.PasswordHash == "" }
+
+// ActiveAt is the user's last recorded activity (its creation at least).
+func (u *User) ActiveAt() time.Time {
+	if u.LastActiveAt.After(u.CreatedAt) {
+		return u.LastActiveAt
+	}
+	return u.CreatedAt
+}
+
+// Session is one sign-in of a user through a client: every token set belongs
+// to exactly one session, and ending the session ends its tokens.
+type Session struct {
+	ID       string    `json:"id"`
+	UserID   string    `json:"user_id"`
+	ClientID string    `json:"client_id"`
+	AuthTime time.Time `json:"auth_time"`
+	// CreatedAt + the absolute lifetime bounds the session (ExpiresAt).
+	CreatedAt  time.Time `json:"created_at"`
+	LastUsedAt time.Time `json:"last_used_at"`
+	ExpiresAt  time.Time `json:"expires_at"`
+	// IdleExpiresAt is LastUsedAt + the idle timeout in force when it was used.
+	IdleExpiresAt time.Time `json:"idle_expires_at"`
+	// RefreshKey derives the refresh token of each generation
+	// (HMAC(RefreshKey, id|generation)); only Generation's token is valid.
+	RefreshKey []byte `json:"refresh_key"`
+	Generation uint64 `json:"generation"`
+	// MergedFrom is, for a browser session started by a sign-in from a
+	// guest's session, that guest's id until the app has been told of the
+	// merge (the first proxied request of the session clears it).
+	MergedFrom string `json:"merged_from,omitempty"`
+}
+
+// EndsAt is when the session ends unless used again: the earlier of its
+// absolute and idle expiry.
+func (s *Session) EndsAt() time.Time {
+	if s.IdleExpiresAt.Before(s.ExpiresAt) {
+		return s.IdleExpiresAt
+	}
+	return s.ExpiresAt
+}
+
+// SigningKey is a persisted token-signing key (private JWK JSON).
+type SigningKey struct {
+	KID       string    `json:"kid"`
+	Alg       string    `json:"alg"`
+	CreatedAt time.Time `json:"created_at"`
+	JWK       []byte    `json:"jwk"`
+}
+
+// Device is a device public key bound to an anonymous user.
+type Device struct {
+	KID       string    `json:"kid"`
+	UserID    string    `json:"user_id"`
+	JWK       []byte    `json:"jwk"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Challenge is a stored single-use challenge of the device key-pair grant;
+// its token is not kept, only its hash.
+type Challenge struct {
+	Purpose   string    `json:"purpose"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// NameKey is the unique-index key of a username: usernames are unique
+// case-insensitively and compared after trimming.
+func NameKey(name string) string { return strings.ToLower(strings.TrimSpace(name)) }
