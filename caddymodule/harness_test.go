@@ -121,6 +121,7 @@ type server struct {
 	Admin    string
 	Base     string // http://127.0.0.1:port
 	Upstream *upstream
+	Env      []string // added to Caddy's environment (a later entry wins)
 	cmd      *exec.Cmd
 	logs     *syncBuffer
 	done     chan error
@@ -201,6 +202,7 @@ func (s *server) tryStart(caddyfile string) error {
 	s.cmd = exec.Command(caddyBin, "run", "--config", cfg, "--adapter", "caddyfile")
 	s.cmd.Dir = s.Dir
 	s.cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+s.Dir, "XDG_CONFIG_HOME="+s.Dir, "HOME="+s.Dir)
+	s.cmd.Env = append(s.cmd.Env, s.Env...)
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
 	if err := s.cmd.Start(); err != nil {
 		return err
