@@ -4,36 +4,13 @@
 //
 // # Webhook deliveries
 //
-// Each event is sent as one POST whose body is the event's JSON:
-//
-//	{"id":"5b9d…","type":"guest.upgraded","time":"2025-01-02T03:04:05.123456Z",
-//	 "user_id":"…","client_id":"…","data":{"old_name":"guest-1a2b","new_name":"alice"}}
-//
-// with these headers:
-//
-//	Content-Type: application/json
-//	User-Agent: guestauth-webhook
-//	X-Guest-Auth-Event: guest.upgraded
-//	X-Guest-Auth-Delivery: <the event id>
-//	X-Guest-Auth-Timestamp: <Unix seconds when this attempt was signed>
-//	X-Guest-Auth-Signature: sha256=<hex HMAC-SHA256 of timestamp + "." + body>
-//
-// The signature is the lowercase hex HMAC-SHA256, keyed with the webhook
-// secret, of the X-Guest-Auth-Timestamp value as sent, a ".", and the exact
-// body bytes. A receiver must check a delivery before trusting it (Go:
-// [Verify]; the package example does it with the standard library only):
-//
-//  1. read the raw body, before any JSON parsing (re-encoding changes the bytes);
-//  2. compute "sha256=" + hex(HMAC-SHA256(secret, timestamp + "." + body));
-//  3. compare it with X-Guest-Auth-Signature in constant time (Go:
-//     hmac.Equal; Node: crypto.timingSafeEqual; Python: hmac.compare_digest)
-//     and reject the request on a mismatch;
-//  4. reject it when the timestamp is more than a few minutes
-//     ([DefaultTolerance], 5) from the receiver's clock, so a captured
-//     delivery cannot be replayed later;
-//  5. de-duplicate on X-Guest-Auth-Delivery (the event id), remembering ids
-//     for at least twice the tolerance: this stops a replay within the
-//     tolerance, and absorbs retries.
+// What a receiver sees is documented, with [webhook.Verify] to check it, in
+// the public package github.com/guestauth/caddy-guestauth/webhook: each
+// event is one POST of the event's JSON ([Event], which is
+// [webhook.Event]), signed per the Standard Webhooks specification with
+// the webhook-id (the event id), webhook-timestamp (this attempt's) and
+// webhook-signature headers ([webhook.Key.SetHeaders]). This package only
+// sends them.
 //
 // A delivery is retried with backoff on network errors, 5xx and 429, each
 // attempt with a fresh timestamp and signature but the same id and body, so
@@ -64,7 +41,7 @@
 // ([Webhook.Attempt]) with the same headers, signature, retries and
 // backoff. The id is fixed when the event is stored, so a retry, or a
 // redelivery by another instance after the one that tried first died, has
-// the same X-Guest-Auth-Delivery: de-duplicating on it is what makes
+// the same webhook-id: de-duplicating on it is what makes
 // delivery exactly-once for the receiver. Deliveries of several instances
 // are not ordered with each other.
 //

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/guestauth/caddy-guestauth/internal/events"
+	"github.com/guestauth/caddy-guestauth/webhook"
 )
 
 type spooled struct {
@@ -89,10 +90,10 @@ func TestWebhookAttemptAndTarget(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := rc.deliveries()
-	if len(d) != 2 || string(d[1].body) != string(body) || d[1].header.Get(events.HeaderDelivery) != "e1" {
+	if len(d) != 2 || string(d[1].body) != string(body) || d[1].header.Get(webhook.HeaderID) != "e1" {
 		t.Fatalf("deliveries %+v", d)
 	}
-	if err := events.Verify(secret, d[1].header, d[1].body, time.Now(), 0); err != nil {
+	if err := webhook.Key(secret).Verify(d[1].header, d[1].body, time.Now()); err != nil {
 		t.Fatalf("signature: %v", err)
 	}
 	other, _ := events.NewWebhook(events.WebhookConfig{URL: rc.URL + "/other", Secret: secret}, nil)
