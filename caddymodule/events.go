@@ -174,8 +174,9 @@ func caddyEventName(typ string) string {
 
 // observe is the accounts.Observer of this handler: the one place where a
 // domain outcome is counted (metrics), logged and sent to the webhook
-// (events), and emitted to Caddy's events app. user.kept is only logged.
-func (g *GuestAuth) observe(_ context.Context, ev events.Event) {
+// (events), and emitted to Caddy's events app. user.kept is only logged;
+// an event stored with its write is already in the outbox.
+func (g *GuestAuth) observe(_ context.Context, ev events.Event, stored bool) {
 	switch ev.Type {
 	case events.GuestCreated:
 		metrics.GuestCreated()
@@ -188,11 +189,11 @@ func (g *GuestAuth) observe(_ context.Context, ev events.Event) {
 		kept, _ := ev.Data["kept"].(bool)
 		cause, _ := ev.Data["cause"].(string)
 		g.logger.Info(ev.Type, zap.String("user_id", ev.UserID), zap.Bool("kept", kept), zap.String("cause", cause))
+	} else if stored && g.outbox != nil {
+		g.events.Log(ev)
+		g.outbox.nudge() // stored by this process: deliver it now
 	} else {
 		g.events.Emit(ev)
-		if ev.Stored && g.outbox != nil {
-			g.outbox.nudge() // stored by this process: deliver it now
-		}
 	}
 	g.emitCaddyEvent(ev)
 }

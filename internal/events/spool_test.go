@@ -20,8 +20,7 @@ type spooled struct {
 }
 
 // In spool mode the webhook posts nothing: queued events go to Spool
-// (retried while it fails), noisy ones coalesced as usual; events already
-// Stored are not queued again.
+// (retried while it fails), noisy ones coalesced as usual.
 func TestWebhookSpool(t *testing.T) {
 	rc := newReceiver(t, func(int, http.ResponseWriter) {})
 	var mu sync.Mutex
@@ -44,9 +43,6 @@ func TestWebhookSpool(t *testing.T) {
 		t.Fatal(err)
 	}
 	wh.Start()
-	if !wh.Enqueue(events.Event{ID: "stored", Type: events.GuestCreated, Stored: true}) {
-		t.Fatal("a stored event refused")
-	}
 	wh.Enqueue(events.Event{ID: "reuse", Type: events.RefreshReuseDetected})
 	wh.Enqueue(events.Event{ID: "t1", Type: events.SignInThrottled, Data: map[string]any{"client_ip": "192.0.2.1"}})
 	wh.Enqueue(events.Event{ID: "t2", Type: events.SignInThrottled, Data: map[string]any{"client_ip": "192.0.2.1"}})

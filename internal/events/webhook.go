@@ -82,7 +82,8 @@ type WebhookConfig struct {
 	// Webhook then only queues, coalesces and hands events to a shared
 	// outbox (tried up to MaxAttempts times, with Backoff, while Spool
 	// fails), and whoever reads the outbox posts them with [Webhook.Attempt].
-	// Events marked Stored are already there and are not queued.
+	// Events already stored with their write are not given to the Webhook
+	// (see [Emitter.Log]).
 	Spool func(ctx context.Context, id, typ string, body []byte) error
 }
 
@@ -273,9 +274,6 @@ func (w *Webhook) Stop(ctx context.Context) error {
 // it reports false and the event is not sent. Prefer going through an
 // [Emitter], which also strips secret-named Data keys.
 func (w *Webhook) Enqueue(ev Event) bool {
-	if ev.Stored && w.spool != nil {
-		return true
-	}
 	if ev.ID == "" {
 		ev.ID = uuid.NewString()
 	}
