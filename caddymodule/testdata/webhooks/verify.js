@@ -14,7 +14,7 @@ process.stdin.on('end', () => {
   const body = Buffer.from(d.body_b64, 'base64'); // the raw bytes, never re-encoded JSON
   let out;
   try {
-    const wh = d.raw ? new Webhook(new TextEncoder().encode(d.secret), { format: 'raw' }) : new Webhook(d.secret);
+    const wh = d.raw ? new Webhook(Buffer.from(d.secret, 'utf8'), { format: 'raw' }) : new Webhook(d.secret);
     out = { ok: true, payload: wh.verify(body, d.headers) };
   } catch (e) {
     out = { ok: false, error: `${e.name}: ${e.message}` };
