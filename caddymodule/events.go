@@ -47,8 +47,9 @@ type Webhook struct {
 	// (generate one with `echo "whsec_$(openssl rand -base64 32)"`); or
 	// any other non-empty string, a plain secret whose bytes as written
 	// (UTF-8) are the key: receivers using a Standard Webhooks library
-	// must then pass it as raw bytes (JavaScript `{format: "raw"}`), or as
-	// `whsec_` + base64 of those bytes, which is the same key. Use a
+	// must then give it those bytes raw (JavaScript:
+	// `new Webhook(Buffer.from(secret), {format: "raw"})`), or
+	// `whsec_` + base64 of them, which is the same key. Use a
 	// placeholder such as `{env.GUEST_AUTH_WEBHOOK_SECRET}`; it is
 	// replaced, then parsed, when the config loads, and a `whsec_` secret
 	// that is not valid base64 is a config error.

@@ -52,8 +52,9 @@
 //   - anything else is a plain secret: the HMAC key is its bytes as
 //     written (UTF-8), not decoded. The Standard Webhooks libraries would
 //     base64-decode it, so give them the raw bytes instead: JavaScript
-//     new Webhook(secret, {format: "raw"}), Python Webhook(secret.encode()),
-//     Go standardwebhooks.NewWebhookRaw([]byte(secret)).
+//     new Webhook(Buffer.from(secret), {format: "raw"}), Python
+//     Webhook(secret.encode()), Go standardwebhooks.NewWebhookRaw([]byte(secret));
+//     or give them "whsec_" and the base64 of those bytes, the same key.
 //
 // # Noisy events
 //
@@ -182,8 +183,9 @@ func WithTolerance(d time.Duration) Option {
 }
 
 // Verify checks a delivery as a receiver must before trusting it: header
-// holds its webhook-id, webhook-timestamp and webhook-signature, and body
-// must be the raw request body. It returns nil when one of the v1
+// holds its webhook-id, webhook-timestamp and webhook-signature (read with
+// [http.Header.Get], so with canonical keys, as net/http delivers them),
+// and body must be the raw request body. It returns nil when one of the v1
 // signatures in the header (a space-separated list; others are ignored)
 // is k's, compared in constant time, and the timestamp is within the
 // tolerance of now. Otherwise it returns an error wrapping
