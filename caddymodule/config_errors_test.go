@@ -226,10 +226,17 @@ func TestProvisionConfigErrors(t *testing.T) {
 		{"webhook ftp://hooks.example.com/x hook-secret", "scheme must be https (or http to a loopback host)"},
 		{"webhook https:///x hook-secret", "missing host"},
 		{"webhook https://hooks.example.com/x " + unsetEnv, "webhook secret is required"},
+		// A Standard Webhooks secret that is not one: refused, never taken
+		// for a plain secret, and the error does not show it.
+		{"webhook https://hooks.example.com/x whsec_not-base64-at-all", "whsec_ must be followed by standard base64"},
+		{"webhook https://hooks.example.com/x whsec_", "no key after whsec_"},
 	} {
 		_, err := provisionConfig(t, newTestContext(t), t.TempDir(), c.config)
 		if err == nil || !strings.Contains(err.Error(), c.err) {
 			t.Errorf("%q:\n got error %v\nwant one containing %q", c.config, err, c.err)
+		}
+		if err != nil && strings.Contains(err.Error(), "not-base64-at-all") {
+			t.Errorf("%q: the error shows the secret: %v", c.config, err)
 		}
 	}
 	// Control: https anywhere, and http to loopback, are accepted.
@@ -238,6 +245,8 @@ func TestProvisionConfigErrors(t *testing.T) {
 		"webhook http://localhost:9/hook hook-secret",
 		"webhook http://127.0.0.1:9/hook hook-secret",
 		"webhook http://[::1]:9/hook hook-secret",
+		"webhook https://hooks.example.com/x whsec_c2VjcmV0LWtleS1vZi1hdC1sZWFzdC0yNC1ieXRlcw==",
+		"webhook https://hooks.example.com/x whsec_c2VjcmV0LWtleS1vZi1hdC1sZWFzdC0yNC1ieXRlcw",
 	} {
 		if _, err := provisionConfig(t, newTestContext(t), t.TempDir(), ok); err != nil {
 			t.Errorf("%q: %v", ok, err)

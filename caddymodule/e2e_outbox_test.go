@@ -17,6 +17,7 @@ import (
 
 	"github.com/guestauth/caddy-guestauth/internal/events"
 	"github.com/guestauth/caddy-guestauth/storage/postgres/pgtest"
+	"github.com/guestauth/caddy-guestauth/webhook"
 )
 
 // outboxReceiver answers 503 until up, then records each verified
@@ -40,7 +41,7 @@ func newOutboxReceiver(t *testing.T, secret string) *outboxReceiver {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		var ev events.Event
-		if events.Verify([]byte(secret), r.Header, body, time.Now(), 0) != nil || json.Unmarshal(body, &ev) != nil || r.Header.Get(events.HeaderDelivery) != ev.ID {
+		if webhook.Verify(secret, r.Header, body, time.Now()) != nil || json.Unmarshal(body, &ev) != nil || r.Header.Get(webhook.HeaderID) != ev.ID {
 			h.bad = append(h.bad, string(body))
 			w.WriteHeader(http.StatusUnauthorized)
 			return

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/guestauth/caddy-guestauth/internal/events"
+	"github.com/guestauth/caddy-guestauth/webhook"
 )
 
 // tryGuest asks for a guest, optionally claiming a client IP.
@@ -171,13 +172,13 @@ func newHookReceiver(t *testing.T, secret string) *hookReceiver {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
-		if events.Verify([]byte(secret), r.Header, body, time.Now(), 0) != nil {
+		if webhook.Verify(secret, r.Header, body, time.Now()) != nil {
 			h.bad = append(h.bad, string(body))
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
 		var ev events.Event
-		if err := json.Unmarshal(body, &ev); err != nil || r.Header.Get("X-Guest-Auth-Event") != ev.Type {
+		if err := json.Unmarshal(body, &ev); err != nil || r.Header.Get(webhook.HeaderID) != ev.ID {
 			h.bad = append(h.bad, string(body))
 		}
 		h.got = append(h.got, ev)

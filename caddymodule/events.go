@@ -16,9 +16,18 @@ import (
 	"github.com/guestauth/caddy-guestauth/internal/events"
 	"github.com/guestauth/caddy-guestauth/internal/metrics"
 	"github.com/guestauth/caddy-guestauth/storage"
+	"github.com/guestauth/caddy-guestauth/webhook"
 )
 
-// Webhook sends the module's events to an HTTP endpoint.
+// Webhook sends the module's events to an HTTP endpoint, one POST per
+// event, signed per the Standard Webhooks specification: the body is the
+// event's JSON, with the headers webhook-id (the event id, the same on
+// every retry and from every node), webhook-timestamp (when the attempt
+// was signed, Unix seconds) and webhook-signature ("v1," and the base64
+// HMAC-SHA256 of id, ".", timestamp, ".", body). Receivers check them with
+// the Go package github.com/guestauth/caddy-guestauth/webhook or any
+// Standard Webhooks library, and de-duplicate on webhook-id (see
+// docs/webhooks.md).
 //
 // On PostgreSQL storage the events go through an outbox table shared by
 // every instance: lifecycle events (guest.created, guest.upgraded,
@@ -26,15 +35,24 @@ import (
 // in the transaction of the write they report, so an acknowledged write's
 // event survives the instance that made it; any instance with the same
 // webhook URL delivers them (at least once; receivers de-duplicate on the
-// X-Guest-Auth-Delivery id). The outbox keeps at most 100000 events per
+// webhook-id). The outbox keeps at most 100000 events per
 // URL, for at most 24h; beyond, the oldest are dropped and counted.
 type Webhook struct {
 	// URL receiving a POST per event. It must be https, except to a
 	// loopback host (localhost, 127.0.0.0/8, ::1), where http is allowed.
 	URL string `json:"url"`
-	// Secret keying the X-Guest-Auth-Signature header: HMAC-SHA256 of the
-	// X-Guest-Auth-Timestamp value, a ".", and the body. Use a placeholder
-	// such as `{env.GUEST_AUTH_WEBHOOK_SECRET}`.
+	// Secret keying the webhook-signature HMAC-SHA256, shared with the
+	// receiver. Either the Standard Webhooks form, `whsec_` followed by
+	// standard base64 (padding optional), whose decoded bytes are the key
+	// (generate one with `echo "whsec_$(openssl rand -base64 32)"`); or
+	// any other non-empty string, a plain secret whose bytes as written
+	// (UTF-8) are the key: receivers using a Standard Webhooks library
+	// must then give it those bytes raw (JavaScript:
+	// `new Webhook(Buffer.from(secret), {format: "raw"})`), or
+	// `whsec_` + base64 of them, which is the same key. Use a
+	// placeholder such as `{env.GUEST_AUTH_WEBHOOK_SECRET}`; it is
+	// replaced, then parsed, when the config loads, and a `whsec_` secret
+	// that is not valid base64 is a config error.
 	Secret string `json:"secret"`
 	// How many lifecycle and security events may wait for delivery (on
 	// PostgreSQL: for their turn to be stored in the outbox, which only
@@ -53,10 +71,17 @@ type Webhook struct {
 func (g *GuestAuth) setupEvents(ctx caddy.Context) error {
 	var sinks []events.Sink
 	if g.Webhook != nil {
-		secret := caddy.NewReplacer().ReplaceKnown(g.Webhook.Secret, "")
+		// An unset placeholder leaves an empty secret: refused below.
+		var key webhook.Key
+		if secret := caddy.NewReplacer().ReplaceKnown(g.Webhook.Secret, ""); secret != "" {
+			var err error
+			if key, err = webhook.ParseSecret(secret); err != nil {
+				return err
+			}
+		}
 		cfg := events.WebhookConfig{
 			URL:         g.Webhook.URL,
-			Secret:      []byte(secret),
+			Secret:      key,
 			QueueSize:   g.Webhook.QueueSize,
 			MaxAttempts: g.Webhook.MaxAttempts,
 			Timeout:     webhookTimeout,
@@ -150,8 +175,9 @@ func caddyEventName(typ string) string {
 
 // observe is the accounts.Observer of this handler: the one place where a
 // domain outcome is counted (metrics), logged and sent to the webhook
-// (events), and emitted to Caddy's events app. user.kept is only logged.
-func (g *GuestAuth) observe(_ context.Context, ev events.Event) {
+// (events), and emitted to Caddy's events app. user.kept is only logged;
+// an event stored with its write is already in the outbox.
+func (g *GuestAuth) observe(_ context.Context, ev events.Event, stored bool) {
 	switch ev.Type {
 	case events.GuestCreated:
 		metrics.GuestCreated()
@@ -164,11 +190,11 @@ func (g *GuestAuth) observe(_ context.Context, ev events.Event) {
 		kept, _ := ev.Data["kept"].(bool)
 		cause, _ := ev.Data["cause"].(string)
 		g.logger.Info(ev.Type, zap.String("user_id", ev.UserID), zap.Bool("kept", kept), zap.String("cause", cause))
+	} else if stored && g.outbox != nil {
+		g.events.Log(ev)
+		g.outbox.nudge() // stored by this process: deliver it now
 	} else {
 		g.events.Emit(ev)
-		if ev.Stored && g.outbox != nil {
-			g.outbox.nudge() // stored by this process: deliver it now
-		}
 	}
 	g.emitCaddyEvent(ev)
 }

@@ -16,8 +16,11 @@ import (
 // header) reports the same outcome the same way. Type is one of the events
 // constants, or UserKept; ID and Time are left for the receiver to fill.
 // It is called synchronously on the request's path, after the outcome is
-// stored, and must not block.
-type Observer func(ctx context.Context, ev events.Event)
+// stored, and must not block. stored says ev is already in the store's
+// webhook outbox, stored with the write it reports (see Stager), under the
+// ID and Time it carries: it is to be logged and counted, not queued for
+// delivery again.
+type Observer func(ctx context.Context, ev events.Event, stored bool)
 
 // UserKept: a user was marked kept or unkept (data: kept, cause "admin" or
 // "keep_header"). It is logged, not sent to webhooks.
@@ -37,10 +40,10 @@ func clientIPOf(ctx context.Context) string {
 	return ip
 }
 
-// observe reports ev to the configured Observer, if any.
+// observe reports ev, not stored, to the configured Observer, if any.
 func (s *Service) observe(ctx context.Context, ev events.Event) {
 	if s.cfg.Observer != nil {
-		s.cfg.Observer(ctx, ev)
+		s.cfg.Observer(ctx, ev, false)
 	}
 }
 

@@ -14,23 +14,31 @@ import (
 )
 
 type observed struct {
-	mu  sync.Mutex
-	evs []events.Event
+	mu     sync.Mutex
+	evs    []events.Event
+	stored []bool // per event: reported as stored with its write
 }
 
-func (o *observed) observe(_ context.Context, ev events.Event) {
+func (o *observed) observe(_ context.Context, ev events.Event, stored bool) {
 	o.mu.Lock()
 	o.evs = append(o.evs, ev)
+	o.stored = append(o.stored, stored)
 	o.mu.Unlock()
 }
 
 // take returns what was observed since the last call.
 func (o *observed) take() []events.Event {
+	evs, _ := o.takeStored()
+	return evs
+}
+
+// takeStored is take, with whether each event was reported stored.
+func (o *observed) takeStored() ([]events.Event, []bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	evs := o.evs
-	o.evs = nil
-	return evs
+	evs, stored := o.evs, o.stored
+	o.evs, o.stored = nil, nil
+	return evs, stored
 }
 
 // wantOne checks that exactly one outcome of typ was reported, with data.

@@ -47,25 +47,31 @@ func withEvents(ctx context.Context, stage Stager, build func(r storage.TxResult
 	return storage.WithTxEvents(ctx, p.te), p
 }
 
-// events are the write's events to report, given what it did: those
-// stored with it (marked Stored, with the ids they were stored under), or,
-// when the store did not store them, built now.
-func (p *pending) events(r storage.TxResult) []events.Event {
-	if p.te != nil && p.te.Stored() {
-		out := make([]events.Event, len(p.evs))
-		for i, ev := range p.evs {
-			ev.Stored = true
-			out[i] = ev
-		}
-		return out
-	}
-	return p.build(r)
+// outcomes are the events of one write, to report.
+type outcomes struct {
+	evs    []events.Event
+	stored bool // stored with the write, under their ids
 }
 
-// observeAll reports evs.
-func (s *Service) observeAll(ctx context.Context, evs []events.Event) {
-	for _, ev := range evs {
-		s.observe(ctx, ev)
+// events are the write's events to report, given what it did: those
+// stored with it (with the ids they were stored under), or, when the store
+// did not store them, built now.
+func (p *pending) events(r storage.TxResult) outcomes {
+	if p.te != nil && p.te.Stored() {
+		return outcomes{evs: p.evs, stored: true}
+	}
+	return outcomes{evs: p.build(r)}
+}
+
+// observeAll reports the outcomes of writes.
+func (s *Service) observeAll(ctx context.Context, writes ...outcomes) {
+	if s.cfg.Observer == nil {
+		return
+	}
+	for _, w := range writes {
+		for _, ev := range w.evs {
+			s.cfg.Observer(ctx, ev, w.stored)
+		}
 	}
 }
 

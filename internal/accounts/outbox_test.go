@@ -88,7 +88,7 @@ func stager(evs []events.Event) ([]events.Event, []storage.OutboxRecord, error) 
 }
 
 // With a Stager, each lifecycle event is stored by the write it reports
-// (its id fixed then, and reported as Stored under that id); outcomes with
+// (its id fixed then, and reported as stored under that id); outcomes with
 // no write of their own are reported unstored, for the webhook to queue.
 func TestStagedEventsStoredWithTheirWrite(t *testing.T) {
 	t.Parallel()
@@ -109,8 +109,8 @@ func TestStagedEventsStoredWithTheirWrite(t *testing.T) {
 	f := &fixture{svc: svc, clock: c}
 	stored := func(step, typ, write string) events.Event {
 		t.Helper()
-		evs := o.take()
-		if len(evs) != 1 || evs[0].Type != typ || !evs[0].Stored || evs[0].ID == "" {
+		evs, isStored := o.takeStored()
+		if len(evs) != 1 || evs[0].Type != typ || !isStored[0] || evs[0].ID == "" {
 			t.Fatalf("%s: observed %+v; want one stored %s", step, evs, typ)
 		}
 		st.mu.Lock()
@@ -159,7 +159,7 @@ func TestStagedEventsStoredWithTheirWrite(t *testing.T) {
 	if _, err := svc.Refresh(bg, issuer, "app", g2.Tokens.RefreshToken); err == nil {
 		t.Fatal("reuse accepted")
 	}
-	if evs := o.take(); len(evs) != 1 || evs[0].Type != events.RefreshReuseDetected || evs[0].Stored {
+	if evs, isStored := o.takeStored(); len(evs) != 1 || evs[0].Type != events.RefreshReuseDetected || isStored[0] {
 		t.Fatalf("reuse: observed %+v; want one unstored refresh.reuse_detected", evs)
 	}
 	g3, err := svc.CreateGuest(bg, issuer, "app", "198.51.100.0/24")

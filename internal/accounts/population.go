@@ -323,12 +323,12 @@ func Prune(ctx context.Context, st PruneStore, now time.Time, opt PruneOptions, 
 		if err != nil {
 			return rep, err
 		}
-		evs := pend.events(storage.TxResult{Deleted: deleted})
+		out := pend.events(storage.TxResult{Deleted: deleted})
 		for i, u := range deleted {
 			p := Pruned{UserID: u.ID, Name: u.Name, Reason: reasons[u.ID], ActiveAt: u.ActiveAt()}
 			record(p)
-			if opt.Observer != nil && i < len(evs) {
-				opt.Observer(ctx, evs[i])
+			if opt.Observer != nil && i < len(out.evs) {
+				opt.Observer(ctx, out.evs[i], out.stored)
 			}
 			if onDelete != nil {
 				onDelete(p)

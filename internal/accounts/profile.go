@@ -79,8 +79,8 @@ type UpdateResult struct {
 	// otherwise, or when the session ended meanwhile.
 	Tokens *TokenResponse
 
-	newName string         // the name the update wrote
-	events  []events.Event // to report
+	newName string     // the name the update wrote
+	events  []outcomes // to report
 }
 
 // DefaultReservedNames are names that would let a user pass for the site or
@@ -133,7 +133,7 @@ func (s *Service) UpdateProfile(ctx context.Context, id *Identity, upd ProfileUp
 	if err != nil {
 		return nil, err
 	}
-	s.observeAll(ctx, res.events)
+	s.observeAll(ctx, res.events...)
 	return res, nil
 }
 
@@ -246,7 +246,7 @@ func (s *Service) updateProfile(ctx context.Context, id *Identity, upd ProfileUp
 		return nil, err
 	}
 	res.User = u
-	res.events = up.events(storage.TxResult{})
+	res.events = []outcomes{up.events(storage.TxResult{})}
 	if newHash != "" && cur.PasswordHash != "" {
 		dctx, dp := withEvents(ctx, s.cfg.Stager, revoked(u.ID, "password_changed"))
 		n, err := s.store.DeleteUserSessions(dctx, u.ID, id.Session.ID)
@@ -254,7 +254,7 @@ func (s *Service) updateProfile(ctx context.Context, id *Identity, upd ProfileUp
 			return nil, fmt.Errorf("ending other sessions: %w", err)
 		}
 		res.EndedSessions = n
-		res.events = append(res.events, dp.events(storage.TxResult{Ended: n})...)
+		res.events = append(res.events, dp.events(storage.TxResult{Ended: n}))
 		if res.Tokens, err = s.reissue(ctx, upd.Issuer, id.Session.ID, u, now); err != nil {
 			return nil, fmt.Errorf("re-issuing tokens: %w", err)
 		}

@@ -4,36 +4,13 @@
 //
 // # Webhook deliveries
 //
-// Each event is sent as one POST whose body is the event's JSON:
-//
-//	{"id":"5b9d…","type":"guest.upgraded","time":"2025-01-02T03:04:05.123456Z",
-//	 "user_id":"…","client_id":"…","data":{"old_name":"guest-1a2b","new_name":"alice"}}
-//
-// with these headers:
-//
-//	Content-Type: application/json
-//	User-Agent: guestauth-webhook
-//	X-Guest-Auth-Event: guest.upgraded
-//	X-Guest-Auth-Delivery: <the event id>
-//	X-Guest-Auth-Timestamp: <Unix seconds when this attempt was signed>
-//	X-Guest-Auth-Signature: sha256=<hex HMAC-SHA256 of timestamp + "." + body>
-//
-// The signature is the lowercase hex HMAC-SHA256, keyed with the webhook
-// secret, of the X-Guest-Auth-Timestamp value as sent, a ".", and the exact
-// body bytes. A receiver must check a delivery before trusting it (Go:
-// [Verify]; the package example does it with the standard library only):
-//
-//  1. read the raw body, before any JSON parsing (re-encoding changes the bytes);
-//  2. compute "sha256=" + hex(HMAC-SHA256(secret, timestamp + "." + body));
-//  3. compare it with X-Guest-Auth-Signature in constant time (Go:
-//     hmac.Equal; Node: crypto.timingSafeEqual; Python: hmac.compare_digest)
-//     and reject the request on a mismatch;
-//  4. reject it when the timestamp is more than a few minutes
-//     ([DefaultTolerance], 5) from the receiver's clock, so a captured
-//     delivery cannot be replayed later;
-//  5. de-duplicate on X-Guest-Auth-Delivery (the event id), remembering ids
-//     for at least twice the tolerance: this stops a replay within the
-//     tolerance, and absorbs retries.
+// What a receiver sees is documented, with [webhook.Verify] to check it, in
+// the public package github.com/guestauth/caddy-guestauth/webhook: each
+// event is one POST of the event's JSON ([Event], which is
+// [webhook.Event]), signed per the Standard Webhooks specification with
+// the webhook-id (the event id), webhook-timestamp (this attempt's) and
+// webhook-signature headers ([webhook.Key.SetHeaders]). This package only
+// sends them.
 //
 // A delivery is retried with backoff on network errors, 5xx and 429, each
 // attempt with a fresh timestamp and signature but the same id and body, so
@@ -64,7 +41,7 @@
 // ([Webhook.Attempt]) with the same headers, signature, retries and
 // backoff. The id is fixed when the event is stored, so a retry, or a
 // redelivery by another instance after the one that tried first died, has
-// the same X-Guest-Auth-Delivery: de-duplicating on it is what makes
+// the same webhook-id: de-duplicating on it is what makes
 // delivery exactly-once for the receiver. Deliveries of several instances
 // are not ordered with each other.
 //
@@ -80,56 +57,32 @@ import (
 	"github.com/google/uuid"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/guestauth/caddy-guestauth/webhook"
 )
 
-// Event types.
+// Event types, as the webhook package defines them for receivers.
 const (
-	// GuestCreated: a guest user was created (data: none, or the client_ip).
-	GuestCreated = "guest.created"
-	// GuestUpgraded: a guest became a named account (data: old_name, new_name).
-	GuestUpgraded = "guest.upgraded"
-	// GuestExpired: an idle guest was deleted.
-	GuestExpired = "guest.expired"
-	// SessionRevoked: one or more sessions ended early (data: cause, such as
-	// "logout" or "password_changed").
-	SessionRevoked = "session.revoked"
-	// RefreshReuseDetected: a spent refresh token was presented again, so its
-	// session was ended; a sign of a stolen token.
-	RefreshReuseDetected = "refresh.reuse_detected"
-	// SignInThrottled: sign-in attempts were refused for too many failures.
-	SignInThrottled = "signin.throttled"
-	// UserDeleted: an administrator deleted a user (data: name, tag).
-	UserDeleted = "user.deleted"
-	// GuestMerged: a visitor with a guest session signed in to an existing
-	// account (data: guest_id, user_id); the app may move the guest's data.
-	// The guest session ended; the guest expires normally unless kept.
-	GuestMerged = "guest.merged"
+	GuestCreated         = webhook.GuestCreated
+	GuestUpgraded        = webhook.GuestUpgraded
+	GuestExpired         = webhook.GuestExpired
+	SessionRevoked       = webhook.SessionRevoked
+	RefreshReuseDetected = webhook.RefreshReuseDetected
+	SignInThrottled      = webhook.SignInThrottled
+	UserDeleted          = webhook.UserDeleted
+	GuestMerged          = webhook.GuestMerged
 )
 
-// Event is one thing that happened, as logged and as sent to webhooks.
+// Event is one thing that happened, as logged and as sent to webhooks: the
+// one definition is the webhook package's, which receivers decode.
 //
 // An Event must never carry a secret, password or full token (access,
 // refresh, ID or device token), in any field: webhook receivers and log
 // pipelines are less trusted than the module. To make a slip harmless, Emit
 // drops any Data key whose name contains "secret", "password" or "token".
-type Event struct {
-	// ID is a random UUID (v4), the same on every retry, so receivers can
-	// de-duplicate. Emit fills it when empty.
-	ID string `json:"id"`
-	// Type is one of the constants above, such as GuestCreated.
-	Type string `json:"type"`
-	// Time is when it happened, in UTC; Emit fills it when zero.
-	Time     time.Time `json:"time"`
-	UserID   string    `json:"user_id,omitempty"`
-	ClientID string    `json:"client_id,omitempty"`
-	// Data holds the rest, such as old_name and new_name for an upgrade,
-	// cause for a revocation, or client_ip. Values must encode as JSON.
-	Data map[string]any `json:"data,omitempty"`
-	// Stored marks an event already stored in a shared outbox, in the
-	// transaction of the write it reports (see [WebhookConfig].Spool): it
-	// is logged, but a webhook does not queue it again.
-	Stored bool `json:"-"`
-}
+// Emit fills an empty ID (a random UUID, the same on every retry) and a
+// zero Time.
+type Event = webhook.Event
 
 // Sink receives emitted events, such as a [Webhook].
 type Sink interface {
@@ -162,6 +115,19 @@ func (e *Emitter) Emit(ev Event) {
 	if e == nil {
 		return
 	}
+	ev = e.Log(ev)
+	for _, s := range e.sinks {
+		s.Enqueue(ev)
+	}
+}
+
+// Log is Emit without the sinks, for an event already stored for delivery
+// (in a shared outbox, with the write it reports). It returns ev as logged
+// (see [Prepare]).
+func (e *Emitter) Log(ev Event) Event {
+	if e == nil {
+		return ev
+	}
 	ev = Prepare(ev)
 
 	level := zapcore.InfoLevel
@@ -183,10 +149,7 @@ func (e *Emitter) Emit(ev Event) {
 		}
 		ce.Write(fields...)
 	}
-
-	for _, s := range e.sinks {
-		s.Enqueue(ev)
-	}
+	return ev
 }
 
 // Prepare returns ev as Emit sends it: its ID and Time filled when empty,

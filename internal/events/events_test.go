@@ -130,3 +130,27 @@ func TestEventJSON(t *testing.T) {
 		t.Errorf("got %s, want %s", b, want)
 	}
 }
+
+// An event already stored with its write (in a shared outbox) is logged
+// like any other, keeping the id and time it was stored under, but not
+// handed to the sinks: the outbox delivers it.
+func TestEmitterLogSkipsSinks(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	sink := &recordSink{}
+	em := events.NewEmitter(zap.New(core), sink)
+	at := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	got := em.Log(events.Event{ID: "stored-1", Type: events.GuestCreated, Time: at, UserID: "u1", Data: map[string]any{"via": "code", "secret": "x"}})
+	if got.ID != "stored-1" || !got.Time.Equal(at) || got.Data["secret"] != nil {
+		t.Fatalf("Log returned %+v", got)
+	}
+	if e := logs.AllUntimed(); len(e) != 1 || e[0].Message != events.GuestCreated || e[0].ContextMap()["event_id"] != "stored-1" {
+		t.Fatalf("log entries %+v", e)
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	if len(sink.got) != 0 {
+		t.Fatalf("the sink was given %+v", sink.got)
+	}
+	var nilEm *events.Emitter
+	nilEm.Log(events.Event{Type: events.GuestCreated}) // a nil Emitter does nothing
+}

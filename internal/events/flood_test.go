@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/guestauth/caddy-guestauth/internal/events"
+	"github.com/guestauth/caddy-guestauth/webhook"
 )
 
 // clock is a settable clock for Now.
@@ -54,7 +55,7 @@ func decodeAll(t *testing.T, ds []delivery, now time.Time) []decoded {
 		if err := json.Unmarshal(d.body, &ev); err != nil {
 			t.Fatalf("body %s: %v", d.body, err)
 		}
-		if err := events.Verify(secret, d.header, d.body, now, time.Hour); err != nil {
+		if err := webhook.Key(secret).Verify(d.header, d.body, now, webhook.WithTolerance(time.Hour)); err != nil {
 			t.Fatalf("delivery %s: %v", ev.ID, err)
 		}
 		out = append(out, ev)

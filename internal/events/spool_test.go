@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/guestauth/caddy-guestauth/internal/events"
+	"github.com/guestauth/caddy-guestauth/webhook"
 )
 
 type spooled struct {
@@ -19,8 +20,7 @@ type spooled struct {
 }
 
 // In spool mode the webhook posts nothing: queued events go to Spool
-// (retried while it fails), noisy ones coalesced as usual; events already
-// Stored are not queued again.
+// (retried while it fails), noisy ones coalesced as usual.
 func TestWebhookSpool(t *testing.T) {
 	rc := newReceiver(t, func(int, http.ResponseWriter) {})
 	var mu sync.Mutex
@@ -43,9 +43,6 @@ func TestWebhookSpool(t *testing.T) {
 		t.Fatal(err)
 	}
 	wh.Start()
-	if !wh.Enqueue(events.Event{ID: "stored", Type: events.GuestCreated, Stored: true}) {
-		t.Fatal("a stored event refused")
-	}
 	wh.Enqueue(events.Event{ID: "reuse", Type: events.RefreshReuseDetected})
 	wh.Enqueue(events.Event{ID: "t1", Type: events.SignInThrottled, Data: map[string]any{"client_ip": "192.0.2.1"}})
 	wh.Enqueue(events.Event{ID: "t2", Type: events.SignInThrottled, Data: map[string]any{"client_ip": "192.0.2.1"}})
@@ -89,10 +86,10 @@ func TestWebhookAttemptAndTarget(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := rc.deliveries()
-	if len(d) != 2 || string(d[1].body) != string(body) || d[1].header.Get(events.HeaderDelivery) != "e1" {
+	if len(d) != 2 || string(d[1].body) != string(body) || d[1].header.Get(webhook.HeaderID) != "e1" {
 		t.Fatalf("deliveries %+v", d)
 	}
-	if err := events.Verify(secret, d[1].header, d[1].body, time.Now(), 0); err != nil {
+	if err := webhook.Key(secret).Verify(d[1].header, d[1].body, time.Now()); err != nil {
 		t.Fatalf("signature: %v", err)
 	}
 	other, _ := events.NewWebhook(events.WebhookConfig{URL: rc.URL + "/other", Secret: secret}, nil)

@@ -3,7 +3,6 @@ package events
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -22,20 +21,12 @@ import (
 	"github.com/google/uuid"
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
+
+	"github.com/guestauth/caddy-guestauth/webhook"
 )
 
-// Delivery headers; see the package documentation.
-const (
-	HeaderEvent     = "X-Guest-Auth-Event"
-	HeaderDelivery  = "X-Guest-Auth-Delivery"
-	HeaderTimestamp = "X-Guest-Auth-Timestamp"
-	HeaderSignature = "X-Guest-Auth-Signature"
-	userAgent       = "guestauth-webhook"
-)
-
-// DefaultTolerance is how far a delivery's timestamp may be from the
-// receiver's clock before [Verify] refuses it as a possible replay.
-const DefaultTolerance = 5 * time.Minute
+// userAgent names the sender in receivers' logs.
+const userAgent = "guestauth-webhook"
 
 // maxWait caps the default backoff and any Retry-After a receiver asks for,
 // so one slow receiver cannot park the queue for long.
@@ -51,9 +42,10 @@ type WebhookConfig struct {
 	// (localhost, 127.0.0.0/8 or ::1): over plain http anyone on the path
 	// could read the events.
 	URL string
-	// Secret keys the X-Guest-Auth-Signature HMAC. Required: an unsigned
-	// webhook would let anyone who finds the URL forge events.
-	Secret []byte
+	// Secret keys the webhook-signature HMAC (see [webhook.ParseSecret]
+	// for a configured secret). Required: an unsigned webhook would let
+	// anyone who finds the URL forge events.
+	Secret webhook.Key
 	// QueueSize bounds the lifecycle and security events waiting for
 	// delivery (default 1000). When it is full, new ones are dropped and
 	// counted. Noisy events (see [Noisy]) never take a place in it.
@@ -90,7 +82,8 @@ type WebhookConfig struct {
 	// Webhook then only queues, coalesces and hands events to a shared
 	// outbox (tried up to MaxAttempts times, with Backoff, while Spool
 	// fails), and whoever reads the outbox posts them with [Webhook.Attempt].
-	// Events marked Stored are already there and are not queued.
+	// Events already stored with their write are not given to the Webhook
+	// (see [Emitter.Log]).
 	Spool func(ctx context.Context, id, typ string, body []byte) error
 }
 
@@ -102,7 +95,7 @@ type WebhookConfig struct {
 type Webhook struct {
 	url         string
 	logURL      string // without any password, for logs
-	secret      []byte
+	secret      webhook.Key
 	maxAttempts int
 	backoff     func(int) time.Duration
 	timeout     time.Duration
@@ -190,7 +183,7 @@ func NewWebhook(cfg WebhookConfig, logger *zap.Logger) (*Webhook, error) {
 	return &Webhook{
 		url:         u.String(),
 		logURL:      u.Redacted(),
-		secret:      bytes.Clone(cfg.Secret),
+		secret:      webhook.Key(bytes.Clone(cfg.Secret)),
 		maxAttempts: cfg.MaxAttempts,
 		backoff:     cfg.Backoff,
 		timeout:     cfg.Timeout,
@@ -281,9 +274,6 @@ func (w *Webhook) Stop(ctx context.Context) error {
 // it reports false and the event is not sent. Prefer going through an
 // [Emitter], which also strips secret-named Data keys.
 func (w *Webhook) Enqueue(ev Event) bool {
-	if ev.Stored && w.spool != nil {
-		return true
-	}
 	if ev.ID == "" {
 		ev.ID = uuid.NewString()
 	}
@@ -518,11 +508,9 @@ func (w *Webhook) post(parent context.Context, q queued) (status int, wait time.
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", userAgent)
-	req.Header.Set(HeaderEvent, q.typ)
-	req.Header.Set(HeaderDelivery, q.id)
-	ts := w.now().Unix()
-	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
-	req.Header.Set(HeaderSignature, Sign(w.secret, ts, q.body))
+	// Standard Webhooks: the id is the event's, the same on every attempt
+	// and from every node; the timestamp is this attempt's.
+	w.secret.SetHeaders(req.Header, q.id, w.now(), q.body)
 	resp, err := w.client.Do(req)
 	if err != nil {
 		return 0, -1, true, err
@@ -574,60 +562,4 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
-}
-
-// Errors from [Verify].
-var (
-	ErrBadSignature = errors.New("webhook signature missing or wrong")
-	ErrStale        = errors.New("webhook timestamp outside the tolerance: a replay, or a clock off")
-)
-
-// Sign returns the X-Guest-Auth-Signature value for a delivery of body
-// signed at timestamp (Unix seconds, sent as X-Guest-Auth-Timestamp):
-// "sha256=" and the lowercase hex HMAC-SHA256, keyed with secret, of the
-// timestamp in decimal, a ".", and body.
-func Sign(secret []byte, timestamp int64, body []byte) string {
-	return "sha256=" + hex.EncodeToString(mac(secret, strconv.FormatInt(timestamp, 10), body))
-}
-
-func mac(secret []byte, timestamp string, body []byte) []byte {
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte(timestamp))
-	m.Write([]byte{'.'})
-	m.Write(body)
-	return m.Sum(nil)
-}
-
-// Verify checks a delivery as a receiver should: header holds its
-// X-Guest-Auth-Timestamp and X-Guest-Auth-Signature, and body must be the
-// raw request body. It returns [ErrBadSignature] unless the signature
-// matches (compared in constant time), and [ErrStale] unless the timestamp
-// is within tolerance of now either way ([DefaultTolerance] when tolerance
-// is not positive). An empty secret verifies nothing. Within the tolerance
-// a captured delivery can still be replayed: de-duplicate on
-// X-Guest-Auth-Delivery too.
-func Verify(secret []byte, header http.Header, body []byte, now time.Time, tolerance time.Duration) error {
-	if len(secret) == 0 {
-		return ErrBadSignature
-	}
-	ts := header.Get(HeaderTimestamp)
-	sec, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil {
-		return ErrBadSignature
-	}
-	hexMAC, ok := strings.CutPrefix(strings.TrimSpace(header.Get(HeaderSignature)), "sha256=")
-	if !ok {
-		return ErrBadSignature
-	}
-	got, err := hex.DecodeString(hexMAC)
-	if err != nil || !hmac.Equal(mac(secret, ts, body), got) {
-		return ErrBadSignature
-	}
-	if tolerance <= 0 {
-		tolerance = DefaultTolerance
-	}
-	if d := now.Sub(time.Unix(sec, 0)); d > tolerance || d < -tolerance {
-		return ErrStale
-	}
-	return nil
 }

@@ -4,7 +4,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
-	"encoding/hex"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/guestauth/caddy-guestauth/internal/events"
+	"github.com/guestauth/caddy-guestauth/webhook"
 )
 
 var secret = []byte("test-webhook-secret")
@@ -121,114 +122,65 @@ func TestDeliveryHeadersAndSignature(t *testing.T) {
 	}
 	d := got[0]
 	for k, want := range map[string]string{
-		"Content-Type":          "application/json",
-		"User-Agent":            "guestauth-webhook",
-		"X-Guest-Auth-Event":    events.GuestUpgraded,
-		"X-Guest-Auth-Delivery": ev.ID,
+		"Content-Type": "application/json",
+		"User-Agent":   "guestauth-webhook",
+		"webhook-id":   ev.ID,
 	} {
 		if v := d.header.Get(k); v != want {
 			t.Errorf("%s = %q, want %q", k, v, want)
 		}
 	}
+	// The X-Guest-Auth-* scheme is gone: its delivery id was outside the
+	// signature.
+	for k := range d.header {
+		if strings.HasPrefix(strings.ToLower(k), "x-guest-auth-") {
+			t.Errorf("header %s is still sent", k)
+		}
+	}
 	if d.method != http.MethodPost {
 		t.Errorf("method %s", d.method)
 	}
-	sig, ts := d.header.Get("X-Guest-Auth-Signature"), d.header.Get("X-Guest-Auth-Timestamp")
+	ts := d.header.Get("webhook-timestamp")
 	sec, err := strconv.ParseInt(ts, 10, 64)
 	if err != nil || time.Since(time.Unix(sec, 0)).Abs() > time.Minute {
-		t.Fatalf("X-Guest-Auth-Timestamp %q is not the Unix time now", ts)
+		t.Fatalf("webhook-timestamp %q is not the Unix time now", ts)
 	}
-	if sig != events.Sign(secret, sec, d.body) || !strings.HasPrefix(sig, "sha256=") {
-		t.Errorf("signature %q does not match the timestamp and body", sig)
+	// The signed content is id.timestamp.body, per the Standard Webhooks
+	// specification, computed here with the standard library alone.
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(ev.ID + "." + ts + "."))
+	m.Write(d.body)
+	if sig, want := d.header.Get("webhook-signature"), "v1,"+base64.StdEncoding.EncodeToString(m.Sum(nil)); sig != want {
+		t.Errorf("webhook-signature %q, want %q", sig, want)
 	}
-	if err := events.Verify(secret, d.header, d.body, time.Now(), 0); err != nil {
+	if err := webhook.Key(secret).Verify(d.header, d.body, time.Now()); err != nil {
 		t.Errorf("Verify refused a genuine delivery: %v", err)
 	}
+	// A captured delivery replayed under another id (to get past a
+	// receiver's de-duplication) no longer verifies.
+	replay := d.header.Clone()
+	replay.Set("webhook-id", uuid.NewString())
+	if err := webhook.Key(secret).Verify(replay, d.body, time.Now()); !errors.Is(err, webhook.ErrBadSignature) {
+		t.Errorf("Verify of the delivery under a new id = %v", err)
+	}
 	tampered := []byte(strings.Replace(string(d.body), "alice", "mallory", 1))
-	if err := events.Verify(secret, d.header, tampered, time.Now(), 0); !errors.Is(err, events.ErrBadSignature) {
+	if err := webhook.Key(secret).Verify(d.header, tampered, time.Now()); !errors.Is(err, webhook.ErrBadSignature) {
 		t.Errorf("Verify of a tampered body = %v", err)
 	}
-	if err := events.Verify([]byte("other secret"), d.header, d.body, time.Now(), 0); !errors.Is(err, events.ErrBadSignature) {
-		t.Errorf("Verify with the wrong secret = %v", err)
-	}
 
-	var body map[string]any
+	var body webhook.Event
 	if err := json.Unmarshal(d.body, &body); err != nil {
 		t.Fatal(err)
 	}
-	if body["id"] != ev.ID || body["type"] != events.GuestUpgraded || body["user_id"] != "u1" || body["client_id"] != "app" {
+	if body.ID != ev.ID || body.Type != events.GuestUpgraded || body.UserID != "u1" || body.ClientID != "app" {
 		t.Errorf("body %s", d.body)
 	}
-	if body["time"] != "2025-01-02T02:04:05Z" {
-		t.Errorf("time %v, want RFC 3339 in UTC", body["time"])
+	if !strings.Contains(string(d.body), `"time":"2025-01-02T02:04:05Z"`) {
+		t.Errorf("body %s: want the time in RFC 3339, UTC", d.body)
 	}
-	if data, _ := body["data"].(map[string]any); data["old_name"] != "guest-1" || data["new_name"] != "alice" {
-		t.Errorf("data %v", body["data"])
+	if body.Data["old_name"] != "guest-1" || body.Data["new_name"] != "alice" {
+		t.Errorf("data %v", body.Data)
 	}
-}
-
-func TestSignVerify(t *testing.T) {
-	body := []byte(`{"id":"1"}`)
-	const ts = 1735787045
-	at := time.Unix(ts, 0)
-	sig := events.Sign(secret, ts, body)
-	if len(sig) != len("sha256=")+64 || strings.ToLower(sig) != sig {
-		t.Fatalf("Sign = %q, want sha256= and 64 lowercase hex digits", sig)
-	}
-	// The signed material is the timestamp, a dot and the body.
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte("1735787045." + string(body)))
-	if want := "sha256=" + hex.EncodeToString(m.Sum(nil)); sig != want {
-		t.Fatalf("Sign = %q, want %q", sig, want)
-	}
-	hdr := func(ts, sig string) http.Header {
-		h := http.Header{}
-		if ts != "" {
-			h.Set("X-Guest-Auth-Timestamp", ts)
-		}
-		if sig != "" {
-			h.Set("X-Guest-Auth-Signature", sig)
-		}
-		return h
-	}
-	for _, tc := range []struct {
-		name   string
-		secret []byte
-		header http.Header
-		body   string
-		now    time.Time
-		tol    time.Duration
-		want   error
-	}{
-		{"genuine", secret, hdr("1735787045", sig), string(body), at, 0, nil},
-		{"uppercase hex", secret, hdr("1735787045", "sha256="+strings.ToUpper(sig[7:])), string(body), at, 0, nil},
-		{"4m59s late", secret, hdr("1735787045", sig), string(body), at.Add(5*time.Minute - time.Second), 0, nil},
-		{"5m1s late", secret, hdr("1735787045", sig), string(body), at.Add(5*time.Minute + time.Second), 0, events.ErrStale},
-		{"5m1s early", secret, hdr("1735787045", sig), string(body), at.Add(-5*time.Minute - time.Second), 0, events.ErrStale},
-		{"within a longer tolerance", secret, hdr("1735787045", sig), string(body), at.Add(time.Hour), 2 * time.Hour, nil},
-		{"other timestamp", secret, hdr("1735787046", sig), string(body), at, 0, events.ErrBadSignature},
-		{"re-signed body only (old format)", secret, hdr("1735787045", oldSign(secret, body)), string(body), at, 0, events.ErrBadSignature},
-		{"other body", secret, hdr("1735787045", sig), `{"id":"2"}`, at, 0, events.ErrBadSignature},
-		{"no timestamp", secret, hdr("", sig), string(body), at, 0, events.ErrBadSignature},
-		{"timestamp not a number", secret, hdr("soon", sig), string(body), at, 0, events.ErrBadSignature},
-		{"no prefix", secret, hdr("1735787045", sig[7:]), string(body), at, 0, events.ErrBadSignature},
-		{"other algorithm", secret, hdr("1735787045", "sha1="+sig[7:]), string(body), at, 0, events.ErrBadSignature},
-		{"truncated", secret, hdr("1735787045", sig[:len(sig)-2]), string(body), at, 0, events.ErrBadSignature},
-		{"not hex", secret, hdr("1735787045", "sha256=zz"), string(body), at, 0, events.ErrBadSignature},
-		{"no signature", secret, hdr("1735787045", ""), string(body), at, 0, events.ErrBadSignature},
-		{"empty secret", nil, hdr("1735787045", events.Sign(nil, ts, body)), string(body), at, 0, events.ErrBadSignature},
-	} {
-		if got := events.Verify(tc.secret, tc.header, []byte(tc.body), tc.now, tc.tol); !errors.Is(got, tc.want) || (got == nil) != (tc.want == nil) {
-			t.Errorf("%s: Verify = %v, want %v", tc.name, got, tc.want)
-		}
-	}
-}
-
-// oldSign is the signature before timestamps were signed: over the body alone.
-func oldSign(secret, body []byte) string {
-	m := hmac.New(sha256.New, secret)
-	m.Write(body)
-	return "sha256=" + hex.EncodeToString(m.Sum(nil))
 }
 
 // Each attempt is signed afresh with the time it is made, so a retry long
@@ -253,17 +205,20 @@ func TestRetrySignedWithFreshTimestamp(t *testing.T) {
 	if len(got) != 2 {
 		t.Fatalf("%d attempts, want 2", len(got))
 	}
-	first, second := got[0].header.Get("X-Guest-Auth-Timestamp"), got[1].header.Get("X-Guest-Auth-Timestamp")
+	first, second := got[0].header.Get("webhook-timestamp"), got[1].header.Get("webhook-timestamp")
 	if first != "1735787045" || second != "1735787645" {
 		t.Errorf("timestamps %q, %q; want the clock at each attempt", first, second)
 	}
-	if got[0].header.Get("X-Guest-Auth-Signature") == got[1].header.Get("X-Guest-Auth-Signature") {
+	if got[0].header.Get("webhook-signature") == got[1].header.Get("webhook-signature") {
 		t.Error("the retry reused the first signature")
 	}
-	if err := events.Verify(secret, got[1].header, got[1].body, clock.Now(), 0); err != nil {
+	if id := got[0].header.Get("webhook-id"); id == "" || got[1].header.Get("webhook-id") != id {
+		t.Errorf("webhook-id %q then %q; want the event id on both", id, got[1].header.Get("webhook-id"))
+	}
+	if err := webhook.Key(secret).Verify(got[1].header, got[1].body, clock.Now()); err != nil {
 		t.Errorf("retry: %v", err)
 	}
-	if err := events.Verify(secret, got[0].header, got[0].body, clock.Now(), 0); !errors.Is(err, events.ErrStale) {
+	if err := webhook.Key(secret).Verify(got[0].header, got[0].body, clock.Now()); !errors.Is(err, webhook.ErrStale) {
 		t.Errorf("first attempt, replayed 10 minutes on: %v, want ErrStale", err)
 	}
 }
@@ -291,7 +246,7 @@ func TestRetryOn5xxThenSuccess(t *testing.T) {
 	if len(got) != 3 {
 		t.Fatalf("got %d attempts, want 3", len(got))
 	}
-	if got[0].header.Get("X-Guest-Auth-Delivery") != got[2].header.Get("X-Guest-Auth-Delivery") || string(got[0].body) != string(got[2].body) {
+	if got[0].header.Get("webhook-id") != got[2].header.Get("webhook-id") || string(got[0].body) != string(got[2].body) {
 		t.Error("a retry changed the delivery id or body")
 	}
 	mu.Lock()
