@@ -111,10 +111,12 @@ func Example_receiver() {
 	if err != nil {
 		panic(err)
 	}
-	hook.Start()
-	hook.Enqueue(events.Event{ID: "7c9e6679-7425-40de-944b-e07fc1f90ae7", Type: events.GuestUpgraded, UserID: "u1",
+	ev, payload, err := hook.Encode(events.Event{ID: "7c9e6679-7425-40de-944b-e07fc1f90ae7", Type: events.GuestUpgraded, UserID: "u1",
 		Data: map[string]any{"old_name": "guest-1a2b", "new_name": "alice"}})
-	_ = hook.Stop(context.Background()) // waits for the delivery
+	if err != nil {
+		panic(err)
+	}
+	_, _, _ = hook.Attempt(context.Background(), ev.ID, ev.Type, payload) // one delivery
 
 	send := func(h http.Header, b []byte) {
 		r := httptest.NewRequest(http.MethodPost, "/hook", bytes.NewReader(b))
