@@ -17,8 +17,8 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 
-	"github.com/guestauth/caddy-guestauth/storage/bolt"
 	"github.com/guestauth/caddy-guestauth/internal/tokens"
+	"github.com/guestauth/caddy-guestauth/storage/bolt"
 )
 
 // subjectOf rebuilds the tokens.Subject an access token was minted for.

@@ -190,6 +190,12 @@ type BoltStorage struct {
 	abs string
 }
 
+var (
+	_ StorageBackend        = (*BoltStorage)(nil)
+	_ caddy.Provisioner     = (*BoltStorage)(nil)
+	_ caddyfile.Unmarshaler = (*BoltStorage)(nil)
+)
+
 // CaddyModule returns the Caddy module information.
 func (BoltStorage) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{ID: storageNamespace + "." + storage.KindBolt, New: func() caddy.Module { return new(BoltStorage) }}
@@ -273,6 +279,13 @@ type PostgresStorage struct {
 
 	dsn string
 }
+
+var (
+	_ StorageBackend        = (*PostgresStorage)(nil)
+	_ caddy.Provisioner     = (*PostgresStorage)(nil)
+	_ caddy.Validator       = (*PostgresStorage)(nil)
+	_ caddyfile.Unmarshaler = (*PostgresStorage)(nil)
+)
 
 // CaddyModule returns the Caddy module information.
 func (PostgresStorage) CaddyModule() caddy.ModuleInfo {
@@ -373,16 +386,5 @@ type store interface {
 	Close() error
 }
 
-// Interface guards: every backend is a store, and each kind of store a
-// storage module.
-var (
-	_ store = storage.Backend(nil)
-
-	_ StorageBackend        = (*BoltStorage)(nil)
-	_ caddy.Provisioner     = (*BoltStorage)(nil)
-	_ caddyfile.Unmarshaler = (*BoltStorage)(nil)
-	_ StorageBackend        = (*PostgresStorage)(nil)
-	_ caddy.Provisioner     = (*PostgresStorage)(nil)
-	_ caddy.Validator       = (*PostgresStorage)(nil)
-	_ caddyfile.Unmarshaler = (*PostgresStorage)(nil)
-)
+// Every backend is a store.
+var _ store = storage.Backend(nil)

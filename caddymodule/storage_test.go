@@ -100,12 +100,12 @@ func TestStorageModules(t *testing.T) {
 		t.Fatalf("store key %q", k)
 	}
 	for raw, want := range map[string]string{
-		`{"kind": "postgres"}`:                             "needs a dsn",
+		`{"kind": "postgres"}`:                              "needs a dsn",
 		`{"kind": "postgres", "dsn": "{env.GA_UNSET_DSN}"}`: "needs a dsn",
-		`{"kind": "postgres", "path": "/x.db"}`:            `unknown field "path"`,
+		`{"kind": "postgres", "path": "/x.db"}`:             `unknown field "path"`,
 		`{"kind": "postgres", "dsn": "x", "max_conns": -1}`: "cannot be negative",
-		`{"path": "/x.db", "max_conns": 3}`:                `unknown field "max_conns"`,
-		`{"kind": "bolt", "dsn": "postgres://x"}`:          `unknown field "dsn"`,
+		`{"path": "/x.db", "max_conns": 3}`:                 `unknown field "max_conns"`,
+		`{"kind": "bolt", "dsn": "postgres://x"}`:           `unknown field "dsn"`,
 	} {
 		var c StorageConfig
 		if err := json.Unmarshal([]byte(raw), &c); err != nil {

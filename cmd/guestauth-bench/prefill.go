@@ -12,8 +12,8 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwa"
 
 	"github.com/guestauth/caddy-guestauth/internal/accounts"
-	"github.com/guestauth/caddy-guestauth/storage/bolt"
 	"github.com/guestauth/caddy-guestauth/internal/tokens"
+	"github.com/guestauth/caddy-guestauth/storage/bolt"
 )
 
 // cred is one guest's token set, as a client keeps it.

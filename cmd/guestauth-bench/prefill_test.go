@@ -11,8 +11,8 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwa"
 
 	"github.com/guestauth/caddy-guestauth/internal/accounts"
-	"github.com/guestauth/caddy-guestauth/storage/bolt"
 	"github.com/guestauth/caddy-guestauth/internal/tokens"
+	"github.com/guestauth/caddy-guestauth/storage/bolt"
 )
 
 // TestPrefillStore: an offline-prefilled store holds exactly the guests

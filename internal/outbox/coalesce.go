@@ -27,8 +27,8 @@ type coalescer struct {
 // window is one key's current interval.
 type window struct {
 	end   time.Time
-	count int       // occurrences not yet sent
-	since time.Time // time of the first of them
+	count int          // occurrences not yet sent
+	since time.Time    // time of the first of them
 	last  events.Event // the latest of them
 }
 

@@ -22,6 +22,11 @@ func (o *Outbox) run(ctx context.Context) {
 	defer tick.Stop()
 	var trimmed time.Time
 	for ctx.Err() == nil {
+		select { // not starved by a backlog of records
+		case <-tick.C:
+			o.flushCoalesced()
+		default:
+		}
 		if now := o.now(); now.Sub(trimmed) >= trimEvery {
 			trimmed = now
 			o.trim(ctx)

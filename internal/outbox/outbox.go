@@ -137,6 +137,8 @@ type Outbox struct {
 	stopOnce sync.Once
 }
 
+var _ events.Sink = (*Outbox)(nil)
+
 // New returns an Outbox that is not yet started.
 func New(cfg Config) (*Outbox, error) {
 	if cfg.Store == nil || cfg.Webhook == nil {

@@ -648,4 +648,3 @@ func TestTrimCountsDrops(t *testing.T) {
 		eventually(t, "trimmed", func() bool { return d.get()[events.GuestCreated] == 3 })
 	})
 }
-

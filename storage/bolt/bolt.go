@@ -74,6 +74,8 @@ type Store struct {
 	locks   locks
 }
 
+var _ storage.Backend = (*Store)(nil)
+
 // countCommit makes the commit of tx, once, count in commits, and fills
 // the pages of the time-ordered buckets (see appendBuckets).
 func (b *Store) countCommit(tx *bbolt.Tx) {
@@ -134,8 +136,6 @@ func (b *Store) batch(ctx context.Context, fn func(*bbolt.Tx) error) error {
 		return fn(tx)
 	})
 }
-
-var _ storage.Backend = (*Store)(nil)
 
 func init() {
 	storage.Register(storage.KindBolt, func(_ context.Context, cfg storage.Config) (storage.Backend, error) {

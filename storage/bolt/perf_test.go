@@ -305,3 +305,41 @@ func TestGuestsFillPages(t *testing.T) {
 		t.Fatalf("%d bytes of file per guest: pages are left half empty", per)
 	}
 }
+
+// BenchmarkIdentity is the read of every proxied request: a guest's user
+// and session, from the identity cache (hit) or, with the cache off, from
+// the file (miss: a read transaction and two record decodes).
+func BenchmarkIdentity(b *testing.B) {
+	for _, bc := range []struct {
+		name  string
+		cache int
+	}{{"hit", 0}, {"miss", -1}} {
+		b.Run(bc.name, func(b *testing.B) {
+			st, err := bolt.Open(filepath.Join(b.TempDir(), "i.db"), bolt.Options{IdentityCacheSize: bc.cache})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			const n = 1000
+			var users, sessions [n]string
+			for i := range n {
+				u, s := perfGuest(i)
+				u.ID = fmt.Sprintf("0199b2c4-7e1a-7c3d-9f00-%012d", i)
+				u.Name, s.ID, s.UserID = model.GuestNamePrefix+u.ID, fmt.Sprintf("0199b2c4-7e1a-7c3d-9f01-%012d", i), u.ID
+				u.LastActiveAt = t0
+				if err := st.CreateUser(bg, u, s, nil, nil); err != nil {
+					b.Fatal(err)
+				}
+				users[i], sessions[i] = u.ID, s.ID
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				i = (i + 1) % n
+				if _, _, err := st.Identity(bg, users[i], sessions[i]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

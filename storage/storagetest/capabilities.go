@@ -196,7 +196,7 @@ func testOutboxClaimLeaseDelete(t *testing.T, st storage.Backend) {
 	if n, err := st.OutboxLen(bg, "T"); err != nil || n != 1 {
 		t.Fatalf("OutboxLen(T) = %d, %v; want 1 (e1, leased)", n, err)
 	}
-		if got := claimAll(t, st, "U"); !slices.Equal(got, []string{"other"}) {
+	if got := claimAll(t, st, "U"); !slices.Equal(got, []string{"other"}) {
 		t.Fatalf("target U: %v", got)
 	}
 	if n, err := st.OutboxLen(bg, "nobody"); err != nil || n != 0 {
