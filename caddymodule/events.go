@@ -70,7 +70,6 @@ func (g *GuestAuth) setupEvents(ctx caddy.Context) error {
 			Store:   g.shared.store,
 			Webhook: wh,
 			Now:     g.now,
-			Logger:  g.logger.Named("webhook"),
 			OnDrop:  metrics.WebhookDropped,
 			MaxRows: g.Webhook.QueueSize,
 		})

@@ -80,8 +80,8 @@ type Config struct {
 	// Now is the clock of the records' times, leases and coalescing
 	// (default time.Now).
 	Now func() time.Time
-	// Logger receives delivery failures (nowhere when nil); bodies are
-	// never logged.
+	// Logger receives delivery failures (the webhook's logger when nil);
+	// bodies are never logged.
 	Logger *zap.Logger
 	// OnDrop, when set, is called with the type of each event dropped:
 	// trimmed from the outbox (too old, or beyond MaxRows), or never
@@ -148,7 +148,7 @@ func New(cfg Config) (*Outbox, error) {
 		cfg.Now = time.Now
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = zap.NewNop()
+		cfg.Logger = cfg.Webhook.Logger()
 	}
 	if cfg.MaxRows <= 0 {
 		cfg.MaxRows = DefaultMaxRows

@@ -1,3 +1,17 @@
+// Package bolt is a storage.Backend on one embedded bbolt file, for one
+// Caddy process (bbolt locks the file): the default store, needing no
+// other process. It registers the storage kind "bolt"; its location is the
+// file's path.
+//
+// Every write is one bbolt transaction, and concurrent writes share one
+// fsync'd commit (groupCommit); the records are JSON (read with
+// storage.DecodeRecord), the indexes are buckets keyed for the queries
+// (names, a user's sessions, sessions by end, guests by activity,
+// orphans), and the counters live in the meta bucket. The webhook outbox,
+// the shared limits and the signing keys are buckets of the same file, so
+// an event is stored in the transaction of the write it reports. The
+// locks (LockSigningKeys, TryLockSweep) are this process's own: no other
+// process can open the file.
 package bolt
 
 import (

@@ -74,3 +74,13 @@ func Within(t testing.TB, d time.Duration, what string, fn func() error) {
 		t.Fatalf("%s: not done after %v", what, d)
 	}
 }
+
+// CountLimits is how many limit entries (and TAT index entries) the file
+// holds.
+func (b *Store) CountLimits() (entries, index int) {
+	_ = b.db.View(func(tx *bbolt.Tx) error {
+		entries, index = tx.Bucket(bucketLimits).Stats().KeyN, tx.Bucket(bucketLimitTATs).Stats().KeyN
+		return nil
+	})
+	return entries, index
+}
