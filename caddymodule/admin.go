@@ -281,7 +281,7 @@ func adminDeleteUser(w http.ResponseWriter, r *http.Request, sh *sharedStore, id
 		if _, err := sh.store.GetUser(r.Context(), id); err != nil {
 			return storeError(err, id)
 		}
-		if err := sh.store.DeleteUser(r.Context(), id); err != nil {
+		if err := sh.store.DeleteUser(r.Context(), id, nil); err != nil {
 			return storeError(err, id)
 		}
 		adminLog().Info(events.UserDeleted, zap.String("user_id", id))
@@ -307,7 +307,7 @@ func adminKeepUser(w http.ResponseWriter, r *http.Request, sh *sharedStore, id s
 		u, err = sh.store.UpdateUser(r.Context(), id, func(u *model.User) error {
 			u.Kept = kept
 			return nil
-		})
+		}, nil)
 		if err == nil {
 			adminLog().Info(accounts.UserKept, zap.String("user_id", id), zap.Bool("kept", kept))
 		}
@@ -327,7 +327,7 @@ func adminRevokeUser(w http.ResponseWriter, r *http.Request, sh *sharedStore, id
 		// DeleteUserSessions does not tell an unknown user from one without
 		// sessions; the admin should hear which it was.
 		if _, err = sh.store.GetUser(r.Context(), id); err == nil {
-			n, err = sh.store.DeleteUserSessions(r.Context(), id, "")
+			n, err = sh.store.DeleteUserSessions(r.Context(), id, "", nil)
 		}
 	}
 	if err != nil {

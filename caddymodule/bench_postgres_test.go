@@ -11,8 +11,8 @@ package caddymodule_test
 //	go test -bench BenchmarkStorageKinds -run '^$' -benchtime 2000x ./caddymodule
 //
 // With GUEST_AUTH_BENCH_WEBHOOK=1 each Caddy also has a webhook (a local
-// receiver answering 204): on PostgreSQL, events then go through the
-// outbox, written in the guest creation's transaction.
+// receiver answering 204): events then go through the store's outbox,
+// written in the guest creation's transaction, on both backends.
 //
 // Per operation it reports wall rate (ops/s, 8 concurrent clients), Caddy
 // CPU (µs/op) and, on PostgreSQL, the CPU of the guestauth backends of the
@@ -53,8 +53,8 @@ func benchStorage(b *testing.B, kind, alg string) {
 	}
 	opts := "issuer http://bench.test\n\t\tguest_limit global 1000000 1ms\n\t\tsigning_alg " + alg
 	if os.Getenv("GUEST_AUTH_BENCH_WEBHOOK") == "1" {
-		// With a webhook (on PostgreSQL, through the outbox): a receiver
-		// that accepts everything.
+		// With a webhook (through the store's outbox): a receiver that
+		// accepts everything.
 		hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
 		defer hook.Close()
 		opts += "\n\t\twebhook " + hook.URL + "/hook bench-secret"

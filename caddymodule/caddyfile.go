@@ -2,15 +2,11 @@ package caddymodule
 
 import (
 	"strconv"
-	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-
-	"github.com/guestauth/caddy-guestauth/storage"
-	"github.com/guestauth/caddy-guestauth/storage/postgres"
 )
 
 func init() {
@@ -94,21 +90,8 @@ func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		key := d.Val()
 		switch key {
 		case "storage":
-			args := d.RemainingArgs()
-			switch {
-			case len(args) == 2 && args[0] == postgres.Kind:
-				g.Storage = StorageConfig{Kind: args[0], DSN: args[1]}
-				if err := parsePostgresOptions(d, &g.Storage); err != nil {
-					return err
-				}
-			case len(args) == 1:
-				g.Storage = StorageConfig{Path: args[0]}
-			case len(args) == 2 && args[0] == storage.KindBolt:
-				g.Storage = StorageConfig{Kind: args[0], Path: args[1]}
-			case len(args) == 2:
-				return d.Errf("unknown storage kind %q (known: %s)", args[0], strings.Join(storage.Kinds(), ", "))
-			default:
-				return d.ArgErr()
+			if err := g.Storage.unmarshalCaddyfile(d); err != nil {
+				return err
 			}
 		case "issuer", "signing_alg", "require", "cookie":
 			var v string
@@ -292,40 +275,4 @@ func parseClient(d *caddyfile.Dispenser) (Client, error) {
 		}
 	}
 	return c, nil
-}
-
-// parsePostgresOptions reads the optional block of `storage postgres <dsn>`.
-func parsePostgresOptions(d *caddyfile.Dispenser, c *StorageConfig) error {
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		switch opt := d.Val(); opt {
-		case "max_conns":
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
-			}
-			n, err := strconv.Atoi(v)
-			if err != nil || n <= 0 {
-				return d.Errf("max_conns must be a positive number, not %q", v)
-			}
-			c.MaxConns = n
-		case "statement_timeout", "sync_interval", "max_staleness":
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
-			}
-			dur, err := caddy.ParseDuration(v)
-			if err != nil || dur <= 0 {
-				return d.Errf("%s must be a positive duration, not %q", opt, v)
-			}
-			*map[string]*caddy.Duration{"statement_timeout": &c.StatementTimeout, "sync_interval": &c.SyncInterval, "max_staleness": &c.MaxStaleness}[opt] = caddy.Duration(dur)
-		case "skip_migrate":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			c.SkipMigrate = true
-		default:
-			return d.Errf("unknown postgres storage option %q (want max_conns, statement_timeout, skip_migrate, sync_interval or max_staleness)", opt)
-		}
-	}
-	return nil
 }

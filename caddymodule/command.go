@@ -21,7 +21,7 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
-	"github.com/guestauth/caddy-guestauth/storage"
+	"github.com/guestauth/caddy-guestauth/storage/bolt"
 	"github.com/guestauth/caddy-guestauth/storage/postgres"
 )
 
@@ -380,7 +380,7 @@ func checkBackup(path string) error {
 		}
 		return nil
 	}
-	if err := storage.CheckBoltFile(path); err != nil {
+	if err := bolt.CheckFile(path); err != nil {
 		return fmt.Errorf("the downloaded copy is not a usable bbolt file: %w", err)
 	}
 	return nil

@@ -33,7 +33,9 @@ func checkConfig(config string) error {
 			return err
 		}
 	}
-	if _, err := g.prepare(); err != nil {
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	if _, err := g.prepare(ctx); err != nil {
 		return err
 	}
 	return g.Validate()
@@ -56,7 +58,8 @@ func TestConfigErrors(t *testing.T) {
 		{"storage", argCount},
 		{"storage bolt /a /b", argCount},
 		{"storage mysql mysql://db/auth", `unknown storage kind "mysql"`},
-		{"storage postgres postgres://db/auth", `postgres storage is shared by every instance using the database: set issuer`},
+		{"storage postgres x {\npool 3\n}", `unknown postgres storage option "pool"`},
+		{"storage postgres {env.GUESTAUTH_TEST_NEVER_SET}", "postgres storage needs a dsn"},
 		{"access_token_lifetime", argCount},
 		{"access_token_lifetime soon", "access_token_lifetime: "},
 		{"session_idle_timeout 1h 2h", argCount},
@@ -138,8 +141,10 @@ func TestConfigErrors(t *testing.T) {
 		{"header user_tag X-Auth-User-Id", "identity header names must be distinct and non-empty"},
 		{"header user_anonymous x.auth.user.name", "identity header names must be distinct and non-empty"},
 		{`{"storage": {"kind": "mysql", "path": "mysql://db/auth"}}`, `unknown storage kind "mysql" (known: bolt, postgres)`},
-		{`{"storage": {"kind": "postgres", "path": "postgres://db/auth"}}`, `postgres storage takes a dsn, not a path`},
-		{`{"storage": {"kind": "bolt", "dsn": "x"}}`, `are options of postgres storage`},
+		{`{"storage": {"kind": "postgres", "path": "postgres://db/auth"}}`, `guest_auth.storage.postgres: json: unknown field "path"`},
+		{`{"storage": {"kind": "bolt", "dsn": "x"}}`, `guest_auth.storage.bolt: json: unknown field "dsn"`},
+		{`{"storage": {"kind": "postgres", "dsn": "x", "max_conns": -1}}`, "cannot be negative"},
+		{`{"storage": 42}`, "want a bbolt file path"},
 	} {
 		err := checkConfig(c.config)
 		if err == nil || !strings.Contains(err.Error(), c.err) {
@@ -172,6 +177,12 @@ func TestConfigAccepted(t *testing.T) {
 		"storage bolt /tmp/x.db",
 		"keep_header x-keep\ncookie app_token\nrequire user",
 		`{"storage": {"kind": "bolt", "path": "/tmp/x.db"}}`,
+		`{"storage": {"path": "/tmp/x.db"}}`,
+		`{"storage": "/tmp/x.db"}`,
+		// A shared store without an issuer is refused once it is open
+		// (storage.Backend.Shared; e2e_postgres_test.go), not here.
+		"storage postgres postgres://db/auth {\nmax_conns 3\n}",
+		`{"storage": {"kind": "postgres", "dsn": "postgres://db/auth", "skip_migrate": true}}`,
 	} {
 		if err := checkConfig(config); err != nil {
 			t.Errorf("%q: %v", config, err)

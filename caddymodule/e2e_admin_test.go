@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/guestauth/caddy-guestauth/internal/model"
-	"github.com/guestauth/caddy-guestauth/storage"
+	"github.com/guestauth/caddy-guestauth/storage/bolt"
 )
 
 // admin calls the admin API; body, when not nil, is sent as JSON.
@@ -461,7 +461,7 @@ func TestAdminBackup(t *testing.T) {
 
 	// The copy opens as a store (while Caddy still holds the original) and
 	// holds the users, with their password hashes.
-	st, err := storage.Open(context.Background(), storage.Config{Location: out, LockTimeout: time.Second})
+	st, err := bolt.Open(out, bolt.Options{LockTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

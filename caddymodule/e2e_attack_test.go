@@ -17,8 +17,8 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 
-	"github.com/guestauth/caddy-guestauth/storage"
 	"github.com/guestauth/caddy-guestauth/internal/tokens"
+	"github.com/guestauth/caddy-guestauth/storage/bolt"
 )
 
 // subjectOf rebuilds the tokens.Subject an access token was minted for.
@@ -100,7 +100,7 @@ func TestTokenAttacksRefused(t *testing.T) {
 	attacks["oversized"] = vp[0] + "." + strings.Repeat("A", 10<<10) + "." + vp[2]
 
 	// A token signed by a key this server never had (same alg, own kid).
-	other, err := storage.Open(context.Background(), storage.Config{Location: filepath.Join(t.TempDir(), "other.db")})
+	other, err := bolt.Open(filepath.Join(t.TempDir(), "other.db"), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func TestTokenAttacksRefused(t *testing.T) {
 	// issuer: mint them from its bbolt file while it is stopped. This also
 	// shows a restart keeps the keys.
 	s.Stop()
-	st, err := storage.Open(context.Background(), storage.Config{Location: s.DB, LockTimeout: 5 * time.Second})
+	st, err := bolt.Open(s.DB, bolt.Options{LockTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

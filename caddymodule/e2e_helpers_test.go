@@ -18,6 +18,7 @@ import (
 
 	"github.com/guestauth/caddy-guestauth/internal/model"
 	"github.com/guestauth/caddy-guestauth/storage"
+	"github.com/guestauth/caddy-guestauth/storage/bolt"
 )
 
 // identityNames are the default identity headers, normalized (lower case,
@@ -126,7 +127,7 @@ func (s *server) discover() (doc map[string]any, set jwk.Set, rawJWKS []byte) {
 // file while Caddy runs); the caller closes it before starting it again.
 func openStopped(t testing.TB, path string) storage.Backend {
 	t.Helper()
-	st, err := storage.Open(context.Background(), storage.Config{Kind: storage.KindBolt, Location: path, LockTimeout: 5 * time.Second})
+	st, err := bolt.Open(path, bolt.Options{LockTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatalf("opening %s: %v", path, err)
 	}

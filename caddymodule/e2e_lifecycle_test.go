@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/guestauth/caddy-guestauth/internal/model"
-	"github.com/guestauth/caddy-guestauth/storage"
+	"github.com/guestauth/caddy-guestauth/storage/bolt"
 )
 
 func TestParallelGuestCreation(t *testing.T) {
@@ -89,7 +89,7 @@ func TestParallelGuestCreation(t *testing.T) {
 		t.Fatalf("%d distinct names among %d users", len(names), n)
 	}
 	// The name index agrees with the users.
-	st, err := storage.Open(context.Background(), storage.Config{Location: s.DB, LockTimeout: 5 * time.Second})
+	st, err := bolt.Open(s.DB, bolt.Options{LockTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

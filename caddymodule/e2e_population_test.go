@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -214,7 +215,11 @@ func TestWebhookDeliversSignedEvents(t *testing.T) {
 	sub := userinfo(t, s, g.AccessToken)
 	wantEnvelope(t, s.updateUser(g.AccessToken, map[string]string{"name": "kate", "password": "kate-password"}), http.StatusOK, "ok")
 
-	got := hook.waitFor(t, 2) // the first delivery failed once and was retried
+	// The first attempt failed and was retried after the backoff; the
+	// upgrade, stored meanwhile, may arrive before it (deliveries are not
+	// ordered: a receiver orders events by their time).
+	got := hook.waitFor(t, 2)
+	slices.SortFunc(got, func(a, b events.Event) int { return a.Time.Compare(b.Time) })
 	created, upgraded := got[0], got[1]
 	if created.Type != events.GuestCreated || created.UserID != sub["sub"] || created.ClientID != "demo-app" {
 		t.Fatalf("first event: %+v", created)

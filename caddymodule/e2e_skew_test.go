@@ -9,7 +9,7 @@ import (
 
 	"github.com/guestauth/caddy-guestauth/internal/model"
 	"github.com/guestauth/caddy-guestauth/internal/tokens"
-	"github.com/guestauth/caddy-guestauth/storage"
+	"github.com/guestauth/caddy-guestauth/storage/bolt"
 )
 
 // TestClockSkewZero: clock_skew 0s refuses a token the moment it expires,
@@ -23,7 +23,7 @@ func TestClockSkewZero(t *testing.T) {
 
 	// A token of the same session, signed with the site's key, that
 	// expired 10s ago.
-	st, err := storage.Open(context.Background(), storage.Config{Location: s.DB, LockTimeout: 5 * time.Second})
+	st, err := bolt.Open(s.DB, bolt.Options{LockTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/guestauth/caddy-guestauth/internal/accounts"
 	"github.com/guestauth/caddy-guestauth/internal/events"
 	"github.com/guestauth/caddy-guestauth/internal/metrics"
-	"github.com/guestauth/caddy-guestauth/storage"
+	"github.com/guestauth/caddy-guestauth/internal/outbox"
 	"github.com/guestauth/caddy-guestauth/webhook"
 )
 
@@ -29,14 +29,21 @@ import (
 // Standard Webhooks library, and de-duplicate on webhook-id (see
 // docs/webhooks.md).
 //
-// On PostgreSQL storage the events go through an outbox table shared by
-// every instance: lifecycle events (guest.created, guest.upgraded,
-// guest.expired, guest.merged, session.revoked, user.deleted) are stored
-// in the transaction of the write they report, so an acknowledged write's
-// event survives the instance that made it; any instance with the same
-// webhook URL delivers them (at least once; receivers de-duplicate on the
-// webhook-id). The outbox keeps at most 100000 events per
-// URL, for at most 24h; beyond, the oldest are dropped and counted.
+// Events wait for delivery in the store's outbox, on every kind of store
+// (a bbolt file or PostgreSQL), never in memory: lifecycle events
+// (guest.created, guest.upgraded, guest.expired, guest.merged,
+// session.revoked, user.deleted) are stored in the transaction of the
+// write they report, so an acknowledged write's event survives the
+// process that made it, even one killed with SIGKILL; the others
+// (refresh.reuse_detected, signin.throttled summaries) right after they
+// happen. Every instance using the store with the same webhook URL
+// delivers them, after a restart too: at least once, with the same
+// webhook-id on every attempt, on which receivers de-duplicate.
+// Deliveries are not strictly ordered (a retry may land after a later
+// event): receivers order by the event's time. The outbox keeps at most
+// queue_size events per URL (100000 by default), for at most 24h;
+// beyond, the oldest are dropped and counted in
+// caddy_guest_auth_webhook_dropped_total.
 type Webhook struct {
 	// URL receiving a POST per event. It must be https, except to a
 	// loopback host (localhost, 127.0.0.0/8, ::1), where http is allowed.
@@ -54,20 +61,17 @@ type Webhook struct {
 	// replaced, then parsed, when the config loads, and a `whsec_` secret
 	// that is not valid base64 is a config error.
 	Secret string `json:"secret"`
-	// How many lifecycle and security events may wait for delivery (on
-	// PostgreSQL: for their turn to be stored in the outbox, which only
-	// the events with no write of their own do); beyond that new ones are
-	// dropped (and counted) rather than slowing requests.
-	// Noisy signin.throttled events are coalesced (one summary per client
-	// IP per minute) and wait in a queue of their own, so they never take
-	// these places. Default: 1000.
+	// How many events may wait in the outbox for this URL (a receiver
+	// down for long): beyond, the oldest are dropped and counted. Noisy
+	// signin.throttled events are coalesced first (one summary per client
+	// IP per minute) and delivered after the others. Default: 100000.
 	QueueSize int `json:"queue_size,omitempty"`
 	// Delivery attempts per event, with exponential backoff. Default: 6.
 	MaxAttempts int `json:"max_attempts,omitempty"`
 }
 
-// setupEvents makes the emitter (log + optional webhook) and registers the
-// metrics with this config's registry.
+// setupEvents makes the emitter (log + optional webhook outbox) and
+// registers the metrics with this config's registry.
 func (g *GuestAuth) setupEvents(ctx caddy.Context) error {
 	var sinks []events.Sink
 	if g.Webhook != nil {
@@ -79,35 +83,32 @@ func (g *GuestAuth) setupEvents(ctx caddy.Context) error {
 				return err
 			}
 		}
-		cfg := events.WebhookConfig{
+		wh, err := events.NewWebhook(events.WebhookConfig{
 			URL:         g.Webhook.URL,
 			Secret:      key,
-			QueueSize:   g.Webhook.QueueSize,
 			MaxAttempts: g.Webhook.MaxAttempts,
 			Timeout:     webhookTimeout,
-			OnDrop:      metrics.WebhookDropped,
 			Now:         g.now,
-		}
-		// On a shared store, events go through its outbox (see outbox.go).
-		var ob *outboxDeliverer
-		if _, ok := g.shared.store.(storage.Outbox); ok {
-			cfg.Spool = func(ctx context.Context, id, typ string, body []byte) error { return ob.spool(ctx, id, typ, body) }
-		}
-		wh, err := events.NewWebhook(cfg, g.logger.Named("webhook"))
+		}, g.logger.Named("webhook"))
 		if err != nil {
 			return err
 		}
-		if cfg.Spool != nil {
-			ob = newOutboxDeliverer(g.shared.store.(storage.Outbox), wh, webhookTimeout, g.now, g.logger.Named("webhook"))
-			ob.start()
-			g.outbox = ob
+		ob, err := outbox.New(outbox.Config{
+			Store:   g.shared.store,
+			Webhook: wh,
+			Now:     g.now,
+			OnDrop:  metrics.WebhookDropped,
+			MaxRows: g.Webhook.QueueSize,
+		})
+		if err != nil {
+			return err
 		}
-		wh.Start()
-		g.webhook = wh
-		// The sender ends with the config: when Caddy cancels its context
+		ob.Start()
+		g.outbox = ob
+		// The outbox stops with the config: when Caddy cancels its context
 		// (unload or reload), or at Cleanup, whichever comes first.
 		context.AfterFunc(ctx, g.stopEvents)
-		sinks = append(sinks, wh)
+		sinks = append(sinks, ob)
 	}
 	g.events = events.NewEmitter(g.logger, sinks...)
 	// Only a configured events app has subscribers; without one there is
@@ -132,33 +133,30 @@ func (g *GuestAuth) setupEvents(ctx caddy.Context) error {
 	return nil
 }
 
-// stopEvents gives queued webhook deliveries a few seconds to finish. It
-// may run twice (see setupEvents); the second call waits for the first.
+// stopEvents gives the events being stored in the outbox a few seconds to
+// be, and stops delivering (what is left is delivered by the next start,
+// or another instance). It may run twice (see setupEvents); the second
+// call waits for the first.
 func (g *GuestAuth) stopEvents() {
-	if g.webhook == nil {
+	if g.outbox == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	// The webhook first: in outbox mode, stopping stores what it queued.
-	if err := g.webhook.Stop(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		g.logger.Warn("stopping webhook", zap.Error(err))
-	}
-	if g.outbox != nil {
-		g.outbox.stop()
+	if err := g.outbox.Stop(ctx); err != nil {
+		g.logger.Warn("stopping the webhook outbox", zap.Error(err))
 	}
 }
 
 // webhookTimeout bounds each webhook attempt.
 const webhookTimeout = 10 * time.Second
 
-// stager is the accounts.Stager of this handler: nil unless its events go
-// through a shared store's outbox.
+// stager is the accounts.Stager of this handler: nil without a webhook.
 func (g *GuestAuth) stager() accounts.Stager {
 	if g.outbox == nil {
 		return nil
 	}
-	return g.outbox.stager()
+	return g.outbox.Stage
 }
 
 // Caddy event names: each guest_auth event is also emitted to Caddy's
@@ -192,9 +190,9 @@ func (g *GuestAuth) observe(_ context.Context, ev events.Event, stored bool) {
 		g.logger.Info(ev.Type, zap.String("user_id", ev.UserID), zap.Bool("kept", kept), zap.String("cause", cause))
 	} else if stored && g.outbox != nil {
 		g.events.Log(ev)
-		g.outbox.nudge() // stored by this process: deliver it now
+		g.outbox.Nudge() // stored by this process: deliver it now
 	} else {
-		g.events.Emit(ev)
+		g.events.Emit(ev) // the outbox stores it
 	}
 	g.emitCaddyEvent(ev)
 }

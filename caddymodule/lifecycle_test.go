@@ -27,7 +27,7 @@ type loaded struct {
 func loadHandler(t *testing.T, db string, mod func(*GuestAuth)) *loaded {
 	t.Helper()
 	g := &GuestAuth{
-		Storage: StorageConfig{Path: db},
+		Storage: boltStorage(db),
 		Issuer:  "https://app.example.com",
 		Clients: []Client{{ClientID: "app", ClientSecret: "app-secret"}},
 	}
@@ -68,7 +68,7 @@ func TestBackgroundEndsWithConfigContext(t *testing.T) {
 		g.GuestTTL = &ttl
 		g.Webhook = &Webhook{URL: hook.URL + "/hook", Secret: "hook-secret"}
 	})
-	if !l.webhook.Enqueue(events.Event{Type: events.GuestCreated}) {
+	if !l.outbox.Enqueue(events.Event{Type: events.GuestCreated}) {
 		t.Fatal("the webhook refused an event before the unload")
 	}
 	l.cancel()
@@ -77,8 +77,8 @@ func TestBackgroundEndsWithConfigContext(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the flusher and sweeper went on after the config's context was cancelled")
 	}
-	waitFor(t, "the webhook sender to stop", func() bool {
-		return !l.webhook.Enqueue(events.Event{Type: events.GuestCreated})
+	waitFor(t, "the webhook outbox to stop", func() bool {
+		return !l.outbox.Enqueue(events.Event{Type: events.GuestCreated})
 	})
 	if err := l.Cleanup(); err != nil {
 		t.Fatal(err)

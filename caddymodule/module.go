@@ -26,9 +26,8 @@ import (
 	"github.com/guestauth/caddy-guestauth/internal/ctcmp"
 	"github.com/guestauth/caddy-guestauth/internal/events"
 	"github.com/guestauth/caddy-guestauth/internal/model"
+	"github.com/guestauth/caddy-guestauth/internal/outbox"
 	"github.com/guestauth/caddy-guestauth/internal/tokens"
-	"github.com/guestauth/caddy-guestauth/storage"
-	"github.com/guestauth/caddy-guestauth/storage/postgres"
 )
 
 func init() {
@@ -40,11 +39,13 @@ func init() {
 // `code=guest-user` token request, and the upstream receives verified
 // identity headers on every request.
 type GuestAuth struct {
-	// Where users, sessions and signing keys are stored: the path of a bbolt
-	// file (a string, as `"storage": "/var/lib/caddy/guestauth.db"`), or
-	// `{"kind": "bolt", "path": "..."}`. Default: `guest_auth/guestauth.db` in
-	// Caddy's data directory. Sites and config reloads naming the same store
-	// share one open database.
+	// Where users, sessions, signing keys, limits and webhook events are
+	// stored: the path of a bbolt file (a string, as `"storage":
+	// "/var/lib/caddy/guestauth.db"`), or a store module named by its kind,
+	// `{"kind": "bolt", "path": "..."}` (BoltStorage) or `{"kind":
+	// "postgres", "dsn": "..."}` (PostgresStorage). Default: the bbolt file
+	// `guest_auth/guestauth.db` in Caddy's data directory. Sites and config
+	// reloads naming the same store share one open database.
 	Storage StorageConfig `json:"storage,omitzero"`
 
 	// Issuer URL written in tokens (`iss`) and served in the discovery
@@ -260,8 +261,7 @@ type GuestAuth struct {
 	svc      *accounts.Service
 	activity *accounts.Activity
 	events   *events.Emitter
-	webhook  *events.Webhook
-	outbox   *outboxDeliverer // on a shared store with a webhook
+	outbox   *outbox.Outbox // with a webhook
 	bg       *background
 	poolKey  string
 	shared   *sharedStore
@@ -389,14 +389,20 @@ func (GuestAuth) CaddyModule() caddy.ModuleInfo {
 func (g *GuestAuth) Provision(ctx caddy.Context) error {
 	g.logger = ctx.Logger()
 	g.config = ctx.Done()
-	cfg, err := g.prepare()
+	sb, err := g.prepare(ctx)
 	if err != nil {
 		return err
 	}
-	g.poolKey = poolKey(cfg)
-	if g.shared, err = openShared(ctx, g.poolKey, cfg); err != nil {
+	g.poolKey = sb.StoreKey()
+	if g.shared, err = openShared(ctx, g.poolKey, sb.OpenStore); err != nil {
 		g.poolKey = ""
 		return err
+	}
+	if g.shared.store.Shared() && g.issuer == "" {
+		// Every instance sharing the store shares its signing keys: an
+		// issuer taken from each request's Host would let a token minted
+		// for one site be replayed at another under that site's Host.
+		return fmt.Errorf("storage %s is shared by every instance using it: set issuer (the same URL on every node of one site)", g.poolKey)
 	}
 	if err := g.shared.checkIssuer(g); err != nil {
 		return err
@@ -461,9 +467,9 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 
 // prepare is the part of Provision that needs no store: it sets the
 // defaults, resolves the client secrets, the signing algorithm and the
-// issuer, and returns the storage to open. Tests run it, then Validate, to
-// check a config without opening anything.
-func (g *GuestAuth) prepare() (storage.Config, error) {
+// issuer, and loads the storage module (which opens nothing). Tests run
+// it, then Validate, to check a config without opening anything.
+func (g *GuestAuth) prepare(ctx caddy.Context) (StorageBackend, error) {
 	if g.now == nil {
 		g.now = time.Now
 	}
@@ -480,30 +486,20 @@ func (g *GuestAuth) prepare() (storage.Config, error) {
 
 	alg, err := tokens.ParseAlgorithm(g.SigningAlg)
 	if err != nil {
-		return storage.Config{}, err
+		return nil, err
 	}
 	g.alg = alg
 
 	if g.Issuer != "" {
 		u, err := url.Parse(g.Issuer)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-			return storage.Config{}, fmt.Errorf("issuer %q must be an absolute http(s) URL without query or fragment", g.Issuer)
+			return nil, fmt.Errorf("issuer %q must be an absolute http(s) URL without query or fragment", g.Issuer)
 		}
 		g.issuer = strings.TrimSuffix(g.Issuer, "/")
 		g.origin = u.Scheme + "://" + u.Host
 	}
 
-	cfg, err := g.Storage.resolve(repl)
-	if err != nil {
-		return cfg, err
-	}
-	if cfg.Kind == postgres.Kind && g.issuer == "" {
-		// Every instance sharing the database shares its signing keys: an
-		// issuer taken from each request's Host would let a token minted
-		// for one site be replayed at another under that site's Host.
-		return cfg, errors.New("postgres storage is shared by every instance using the database: set issuer (the same URL on every node of one site)")
-	}
-	return cfg, nil
+	return g.Storage.load(ctx)
 }
 
 // prepareHeaders computes, from the configured identity header names, the

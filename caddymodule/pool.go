@@ -13,16 +13,15 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/guestauth/caddy-guestauth/internal/accounts"
-
-	"github.com/guestauth/caddy-guestauth/storage"
 	"github.com/guestauth/caddy-guestauth/internal/tokens"
+	"github.com/guestauth/caddy-guestauth/storage"
 )
 
 // storePool shares one open store (and its keyring) between every config
-// that names it, keyed by poolKey. A reload provisions the new config before
-// cleaning up the old one, so the store stays open across reloads and is
-// never reopened (bbolt's exclusive lock would make a reopen wait on
-// ourselves).
+// that names it, keyed by its StorageBackend.StoreKey. A reload provisions
+// the new config before cleaning up the old one, so the store stays open
+// across reloads and is never reopened (bbolt's exclusive lock would make a
+// reopen wait on ourselves).
 var storePool = caddy.NewUsagePool()
 
 type sharedStore struct {
@@ -144,13 +143,10 @@ func (s *sharedStore) sweep() {
 	}
 }
 
-// lockTimeout bounds the wait when another process holds the file.
-const lockTimeout = 3 * time.Second
-
-// openShared opens the store cfg names, or shares the open one under key.
-func openShared(ctx context.Context, key string, cfg storage.Config) (*sharedStore, error) {
+// openShared opens the store with open, or shares the one open under key.
+func openShared(ctx context.Context, key string, open func(context.Context) (storage.Backend, error)) (*sharedStore, error) {
 	v, _, err := storePool.LoadOrNew(key, func() (caddy.Destructor, error) {
-		st, err := openStore(ctx, cfg)
+		st, err := open(ctx)
 		if err != nil {
 			return nil, err
 		}

@@ -62,23 +62,20 @@ func (g *GuestAuth) stopBackground() {
 	}
 }
 
-// sweepLocker is implemented by stores that several processes share
-// (PostgreSQL): the periodic guest sweep runs on one of them at a time.
+// sweepLocker is the store's sweep lock (storage.Backend.TryLockSweep):
+// a periodic sweep runs in one place at a time of all the processes and
+// configs using the store.
 type sweepLocker interface {
 	TryLockSweep(ctx context.Context, name string, fn func(ctx context.Context) error) (bool, error)
 }
 
-// autoPrune is the periodic sweep: on a shared store, skipped while another
-// instance runs it.
+// autoPrune is the periodic sweep, skipped while another instance (or
+// another config of this one) runs it.
 func (g *GuestAuth) autoPrune(ctx context.Context) error {
-	if l, ok := g.shared.store.(sweepLocker); ok {
-		_, err := l.TryLockSweep(ctx, "guests", func(ctx context.Context) error {
-			_, err := g.prune(ctx, false)
-			return err
-		})
+	_, err := g.shared.store.TryLockSweep(ctx, "guests", func(ctx context.Context) error {
+		_, err := g.prune(ctx, false)
 		return err
-	}
-	_, err := g.prune(ctx, false)
+	})
 	return err
 }
 
@@ -94,8 +91,8 @@ func (g *GuestAuth) maxTokenLifetime() time.Duration {
 }
 
 // retireKeys deletes the signing keys rotated out long enough ago that
-// every token they signed has expired (tokens.Keyring.RetireKeys); on a
-// shared store, one instance at a time, under the cluster's sweep lock.
+// every token they signed has expired (tokens.Keyring.RetireKeys), one
+// instance at a time, under the store's sweep lock.
 func (g *GuestAuth) retireKeys(ctx context.Context) error {
 	run := func(ctx context.Context) error {
 		kids, err := g.shared.keys.RetireKeys(ctx, g.now(), g.maxTokenLifetime())
@@ -104,11 +101,8 @@ func (g *GuestAuth) retireKeys(ctx context.Context) error {
 		}
 		return err
 	}
-	if l, ok := g.shared.store.(sweepLocker); ok {
-		_, err := l.TryLockSweep(ctx, "keys", run)
-		return err
-	}
-	return run(ctx)
+	_, err := g.shared.store.TryLockSweep(ctx, "keys", run)
+	return err
 }
 
 // prune runs one sweep. The store's lock keeps sweeps of several configs

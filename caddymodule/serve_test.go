@@ -123,7 +123,7 @@ func (s *testSite) user() (access, sub string) {
 	_, err := s.g.shared.store.UpdateUser(context.Background(), sub, func(u *model.User) error {
 		u.Name, u.Tag = "Alice", model.TagNormal
 		return nil
-	})
+	}, nil)
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -9,27 +9,35 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/guestauth/caddy-guestauth/storage"
 )
 
-// Every backend provides what this package needs.
-func TestBackendImplementsModuleStore(t *testing.T) {
-	var _ store = storage.Backend(nil)
+// boltStorage is the storage option naming a bbolt file.
+func boltStorage(path string) StorageConfig {
+	return StorageConfig{BackendRaw: caddyconfig.JSONModuleObject(BoltStorage{Path: path}, "kind", storage.KindBolt, nil)}
 }
 
+// loadStorage loads c's module as Provision does.
+func loadStorage(t *testing.T, c StorageConfig) (StorageBackend, error) {
+	t.Helper()
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	return c.load(ctx)
+}
+
+// Both JSON forms read, and marshal again as they were written: a bbolt
+// store of only a path as the plain string, any other as its module's
+// object; an object without kind is a bbolt one, as it always was.
 func TestStorageConfigJSON(t *testing.T) {
-	for _, c := range []struct {
-		in   string
-		want StorageConfig
-		out  string // marshalled again
-	}{
-		{`"/var/lib/g.db"`, StorageConfig{Path: "/var/lib/g.db"}, `"/var/lib/g.db"`},
-		{`""`, StorageConfig{}, `""`},
-		{`{"kind": "bolt", "path": "/var/lib/g.db"}`, StorageConfig{Kind: "bolt", Path: "/var/lib/g.db"}, `"/var/lib/g.db"`},
-		{`{"path": "rel.db"}`, StorageConfig{Path: "rel.db"}, `"rel.db"`},
-		{`{"kind": "postgres", "path": "x"}`, StorageConfig{Kind: "postgres", Path: "x"}, `{"kind":"postgres","path":"x"}`},
+	for _, c := range []struct{ in, out string }{
+		{`"/var/lib/g.db"`, `"/var/lib/g.db"`},
+		{`""`, `""`},
+		{`{"kind": "bolt", "path": "/var/lib/g.db"}`, `"/var/lib/g.db"`},
+		{`{"path": "rel.db"}`, `"rel.db"`},
+		{`{"kind": "postgres", "dsn": "{env.DB}", "max_conns": 3}`, `{"dsn":"{env.DB}","kind":"postgres","max_conns":3}`},
 	} {
 		var g struct {
 			Storage StorageConfig `json:"storage,omitzero"`
@@ -37,18 +45,20 @@ func TestStorageConfigJSON(t *testing.T) {
 		if err := json.Unmarshal([]byte(`{"storage": `+c.in+`}`), &g); err != nil {
 			t.Fatalf("%s: %v", c.in, err)
 		}
-		if g.Storage != c.want {
-			t.Fatalf("%s: got %+v, want %+v", c.in, g.Storage, c.want)
-		}
 		out, err := json.Marshal(g.Storage)
 		if err != nil || string(out) != c.out {
 			t.Fatalf("%s: marshalled to %s, %v; want %s", c.in, out, err, c.out)
 		}
 	}
-	for _, bad := range []string{`{"kind": "bolt", "file": "/x"}`, `42`, `["/x"]`} {
+	for bad, want := range map[string]string{
+		`{"kind": "mysql", "path": "x"}`: `unknown storage kind "mysql" (known: bolt, postgres)`,
+		`42`:                             "want a bbolt file path",
+		`["/x"]`:                         "want a bbolt file path",
+		`{"kind": 7}`:                    "kind",
+	} {
 		var s StorageConfig
-		if err := json.Unmarshal([]byte(bad), &s); err == nil {
-			t.Fatalf("%s was accepted as %+v", bad, s)
+		if err := json.Unmarshal([]byte(bad), &s); err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("%s: %v, want an error containing %q", bad, err, want)
 		}
 	}
 	// A config without storage marshals without it.
@@ -58,107 +68,110 @@ func TestStorageConfigJSON(t *testing.T) {
 	}
 }
 
-func TestStorageConfigResolve(t *testing.T) {
-	repl := caddy.NewReplacer()
-	cfg, err := StorageConfig{Path: "rel/g.db"}.resolve(repl)
+// Each kind of store is a module that parses and checks its own options
+// and names its store by a key without secrets.
+func TestStorageModules(t *testing.T) {
+	sb, err := loadStorage(t, boltStorage("rel/g.db"))
 	abs, _ := filepath.Abs("rel/g.db")
-	if err != nil || cfg.Kind != storage.KindBolt || cfg.Location != abs || cfg.LockTimeout != lockTimeout {
-		t.Fatalf("relative path: %+v, %v", cfg, err)
+	if err != nil || sb.StoreKey() != abs {
+		t.Fatalf("relative path: %v, %v; want key %s", sb, err, abs)
 	}
-	if poolKey(cfg) != abs {
-		t.Fatalf("a bolt store's pool key is %q, want its absolute path", poolKey(cfg))
+	sb, err = loadStorage(t, StorageConfig{})
+	if err != nil || sb.StoreKey() != filepath.Join(caddy.AppDataDir(), "guest_auth", "guestauth.db") {
+		t.Fatalf("default: %v, %v", sb, err)
 	}
-	cfg, err = StorageConfig{Kind: "bolt"}.resolve(repl)
-	if err != nil || cfg.Location != filepath.Join(caddy.AppDataDir(), "guest_auth", "guestauth.db") {
-		t.Fatalf("default path: %+v, %v", cfg, err)
-	}
-	if _, err := (StorageConfig{Kind: "nosuch", Path: "x"}).resolve(repl); err == nil || !strings.Contains(err.Error(), `unknown storage kind "nosuch"`) {
-		t.Fatalf("unknown kind: %v", err)
-	}
-	if k := poolKey(storage.Config{Kind: "otherkind", Location: "db.example:5432/auth"}); k != "otherkind:db.example:5432/auth" {
-		t.Fatalf("pool key of another kind: %q", k)
-	}
-}
 
-// PostgreSQL: the DSN comes through placeholders; the pool key (shown in
-// errors and the admin API) never holds the password; bbolt refuses the
-// postgres options and postgres a path.
-func TestStorageConfigResolvePostgres(t *testing.T) {
 	const secret = "pa55-w0rd"
 	t.Setenv("GA_TEST_DSN", "postgres://auth:"+secret+"@db.example:5433/guests?sslmode=verify-full")
-	repl := caddy.NewReplacer()
-	cfg, err := StorageConfig{Kind: "postgres", DSN: "{env.GA_TEST_DSN}", MaxConns: 7, StatementTimeout: caddy.Duration(2 * time.Second), SkipMigrate: true,
-		SyncInterval: caddy.Duration(time.Second), MaxStaleness: caddy.Duration(9 * time.Second)}.resolve(repl)
-	if err != nil || cfg.Kind != "postgres" || !strings.Contains(cfg.Location, secret) || cfg.MaxConns != 7 || cfg.StatementTimeout != 2*time.Second || !cfg.SkipMigrate ||
-		cfg.SyncInterval != time.Second || cfg.MaxStaleness != 9*time.Second {
-		t.Fatalf("resolved: %+v, %v", cfg, err)
+	var c StorageConfig
+	if err := json.Unmarshal([]byte(`{"kind": "postgres", "dsn": "{env.GA_TEST_DSN}", "max_conns": 7, "statement_timeout": "2s", "skip_migrate": true, "sync_interval": "1s", "max_staleness": "9s"}`), &c); err != nil {
+		t.Fatal(err)
 	}
-	if k := poolKey(cfg); k != "postgres:postgres://auth@db.example:5433/guests" {
-		t.Fatalf("pool key %q", k)
+	sb, err = loadStorage(t, c)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, c := range []struct {
-		cfg  StorageConfig
-		want string
-	}{
-		{StorageConfig{Kind: "postgres"}, "needs a dsn"},
-		{StorageConfig{Kind: "postgres", DSN: "{env.GA_UNSET_DSN}"}, "needs a dsn"},
-		{StorageConfig{Kind: "postgres", Path: "/x.db"}, "takes a dsn, not a path"},
-		{StorageConfig{Kind: "postgres", DSN: "x", MaxConns: -1}, "cannot be negative"},
-		{StorageConfig{Path: "/x.db", MaxConns: 3}, "options of postgres storage"},
-		{StorageConfig{Path: "/x.db", MaxStaleness: 3}, "options of postgres storage"},
-		{StorageConfig{Kind: "bolt", DSN: "postgres://x"}, "options of postgres storage"},
+	pg := sb.(*PostgresStorage)
+	if !strings.Contains(pg.dsn, secret) || pg.MaxConns != 7 || pg.StatementTimeout != caddy.Duration(2*time.Second) || !pg.SkipMigrate ||
+		pg.SyncInterval != caddy.Duration(time.Second) || pg.MaxStaleness != caddy.Duration(9*time.Second) {
+		t.Fatalf("resolved: %+v", pg)
+	}
+	if k := sb.StoreKey(); k != "postgres:postgres://auth@db.example:5433/guests" {
+		t.Fatalf("store key %q", k)
+	}
+	for raw, want := range map[string]string{
+		`{"kind": "postgres"}`:                              "needs a dsn",
+		`{"kind": "postgres", "dsn": "{env.GA_UNSET_DSN}"}`: "needs a dsn",
+		`{"kind": "postgres", "path": "/x.db"}`:             `unknown field "path"`,
+		`{"kind": "postgres", "dsn": "x", "max_conns": -1}`: "cannot be negative",
+		`{"path": "/x.db", "max_conns": 3}`:                 `unknown field "max_conns"`,
+		`{"kind": "bolt", "dsn": "postgres://x"}`:           `unknown field "dsn"`,
 	} {
-		if _, err := c.cfg.resolve(repl); err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Fatalf("%+v: err = %v, want %q", c.cfg, err, c.want)
+		var c StorageConfig
+		if err := json.Unmarshal([]byte(raw), &c); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := loadStorage(t, c); err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("%s: err = %v, want %q", raw, err, want)
 		}
 	}
-	if k := poolKey(storage.Config{Kind: "postgres", Location: "postgres://u:" + secret + "@h:bad/db"}); strings.Contains(k, secret) {
-		t.Fatalf("an unparsable DSN's pool key shows the password: %q", k)
+	unparsable := PostgresStorage{dsn: "postgres://u:" + secret + "@h:bad/db"}
+	if k := unparsable.StoreKey(); strings.Contains(k, secret) {
+		t.Fatalf("an unparsable DSN's store key shows the password: %q", k)
 	}
 }
 
 func TestCaddyfileStorage(t *testing.T) {
 	for _, c := range []struct {
 		line string
-		want StorageConfig
+		want string // the storage option's JSON
 		err  string
 	}{
-		{"storage /data/g.db", StorageConfig{Path: "/data/g.db"}, ""},
-		{"storage bolt /data/g.db", StorageConfig{Kind: "bolt", Path: "/data/g.db"}, ""},
-		{"storage bolt", StorageConfig{Path: "bolt"}, ""}, // one argument is always a path, as before
-		{"storage postgres postgres://db/auth", StorageConfig{Kind: "postgres", DSN: "postgres://db/auth"}, ""},
+		{"storage /data/g.db", `"/data/g.db"`, ""},
+		{"storage bolt /data/g.db", `"/data/g.db"`, ""},
+		{"storage bolt", `"bolt"`, ""}, // one argument is always a path, as before
+		{"storage postgres postgres://db/auth", `{"dsn":"postgres://db/auth","kind":"postgres"}`, ""},
 		{"storage postgres {env.DB} {\nmax_conns 8\nstatement_timeout 2s\nskip_migrate\nsync_interval 100ms\nmax_staleness 3s\n}",
-			StorageConfig{Kind: "postgres", DSN: "{env.DB}", MaxConns: 8, StatementTimeout: caddy.Duration(2 * time.Second), SkipMigrate: true,
-				SyncInterval: caddy.Duration(100 * time.Millisecond), MaxStaleness: caddy.Duration(3 * time.Second)}, ""},
-		{"storage postgres x {\nmax_staleness -1s\n}", StorageConfig{}, "max_staleness must be a positive duration"},
-		{"storage postgres x {\nmax_conns 0\n}", StorageConfig{}, "max_conns must be a positive number"},
-		{"storage postgres x {\nstatement_timeout soon\n}", StorageConfig{}, "statement_timeout must be a positive duration"},
-		{"storage postgres x {\nskip_migrate yes\n}", StorageConfig{}, "wrong argument count"},
-		{"storage postgres x {\npool 3\n}", StorageConfig{}, `unknown postgres storage option "pool"`},
-		{"storage mysql x", StorageConfig{}, `unknown storage kind "mysql"`},
-		{"storage", StorageConfig{}, "wrong argument count"},
-		{"storage bolt /a /b", StorageConfig{}, "wrong argument count"},
+			`{"dsn":"{env.DB}","kind":"postgres","max_conns":8,"max_staleness":3000000000,"skip_migrate":true,"statement_timeout":2000000000,"sync_interval":100000000}`, ""},
+		{"storage postgres x {\nmax_staleness -1s\n}", "", "max_staleness must be a positive duration"},
+		{"storage postgres x {\nmax_conns 0\n}", "", "max_conns must be a positive number"},
+		{"storage postgres x {\nstatement_timeout soon\n}", "", "statement_timeout must be a positive duration"},
+		{"storage postgres x {\nskip_migrate yes\n}", "", "wrong argument count"},
+		{"storage postgres x {\npool 3\n}", "", `unknown postgres storage option "pool"`},
+		{"storage postgres a b", "", "wrong argument count"},
+		{"storage mysql x", "", `unknown storage kind "mysql" (known: bolt, postgres)`},
+		{"storage", "", "wrong argument count"},
+		{"storage bolt /a /b", "", "wrong argument count"},
 	} {
 		var g GuestAuth
-		err := g.UnmarshalCaddyfile(caddyfile.NewTestDispenser("guest_auth {\n" + c.line + "\n}"))
+		err := g.UnmarshalCaddyfile(caddyfile.NewTestDispenser("guest_auth {\n" + c.line + "\nissuer https://a.example\n}"))
 		if c.err != "" {
 			if err == nil || !strings.Contains(err.Error(), c.err) {
 				t.Fatalf("%q: err = %v, want %q", c.line, err, c.err)
 			}
 			continue
 		}
-		if err != nil || g.Storage != c.want {
-			t.Fatalf("%q: %+v, %v; want %+v", c.line, g.Storage, err, c.want)
+		if err != nil {
+			t.Fatalf("%q: %v", c.line, err)
+		}
+		if out, _ := json.Marshal(g.Storage); string(out) != c.want {
+			t.Fatalf("%q: %s; want %s", c.line, out, c.want)
+		}
+		if g.Issuer != "https://a.example" {
+			t.Fatalf("%q: the option after storage was not read (issuer %q)", c.line, g.Issuer)
 		}
 	}
 }
 
-// The admin API's storage parameter names a store by its pool key: a bbolt
+// The admin API's storage parameter names a store by its key: a bbolt
 // file's path (resolved), or another kind's "<kind>:<location>" as it is.
 func TestAdminStoreByPoolKey(t *testing.T) {
-	cfg := storage.Config{Kind: storage.KindBolt, Location: filepath.Join(t.TempDir(), "k.db")}
+	sb, err := loadStorage(t, boltStorage(filepath.Join(t.TempDir(), "k.db")))
+	if err != nil {
+		t.Fatal(err)
+	}
 	const key = "otherkind:db.example/auth"
-	sh, err := openShared(context.Background(), key, cfg)
+	sh, err := openShared(context.Background(), key, sb.OpenStore)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/guestauth/caddy-guestauth/internal/accounts"
-	"github.com/guestauth/caddy-guestauth/storage"
 )
 
 // throttlePool keeps the limits' token buckets (sign-in budgets, guest
@@ -49,17 +48,18 @@ func (g *GuestAuth) releaseThrottles() {
 	g.throttleKeys = nil
 }
 
-// sharedLimit is accounts.Config.SharedLimits for g: with a store that can
-// keep limits (storage.SharedLimiter: PostgreSQL), the limits that must
-// hold across nodes — an account's guess and hash budgets, the global
-// guest rate — are kept there, so every Caddy on the database draws on one
-// budget. They are named by the issuer and the limit, as the pooled
+// sharedLimit is accounts.Config.SharedLimits for g: on a store several
+// processes share (storage.Backend.Shared: PostgreSQL), the limits that
+// must hold across nodes — an account's guess and hash budgets, the global
+// guest rate — are kept in the store, so every Caddy on the database draws
+// on one budget. They are named by the issuer and the limit, as the pooled
 // buckets are, so sites sharing a store but not an issuer keep their own.
-// A bbolt store (one process) keeps them in memory.
+// A store this process alone uses (bbolt) keeps them in the pooled buckets
+// above: one process is the whole budget already, and a try costs no
+// store write (a bbolt write is an fsync'd commit).
 func (g *GuestAuth) sharedLimit(name string, l accounts.Limit) accounts.Limiter {
-	sl, ok := g.shared.store.(storage.SharedLimiter)
-	if !ok {
+	if !g.shared.store.Shared() {
 		return nil
 	}
-	return accounts.StoreLimit(sl, g.issuer+" "+name, l)
+	return accounts.StoreLimit(g.shared.store, g.issuer+" "+name, l)
 }

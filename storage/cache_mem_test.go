@@ -39,7 +39,7 @@ func TestIdentityCacheBytesPerEntry(t *testing.T) {
 	c := NewIdentityCache(n)
 	for _, r := range recs {
 		u, s := new(model.User), new(model.Session)
-		if decodeUser(r.u, u) != nil || decodeSession(r.s, s) != nil {
+		if DecodeRecord(r.u, u) != nil || DecodeRecord(r.s, s) != nil {
 			t.Fatal("decode")
 		}
 		c.Put(c.Snapshot(), u, s)
@@ -49,7 +49,15 @@ func TestIdentityCacheBytesPerEntry(t *testing.T) {
 	if c.Len() != n {
 		t.Fatalf("len %d", c.Len())
 	}
-	per := float64(after.HeapAlloc-before.HeapAlloc) / n
+	// Signed: a collection between the two readings can leave the heap
+	// smaller than before, which unsigned arithmetic would turn into
+	// exabytes (and a pass of the budget check into a failure, or the
+	// reverse).
+	grown := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	if grown <= 0 {
+		t.Fatalf("the heap did not grow (%d bytes) while %d identities were cached: the measurement is void", grown, n)
+	}
+	per := float64(grown) / n
 	t.Logf("%.0f bytes per cached identity; %d MiB budget holds %.0f", per, identityCacheBudget>>20, identityCacheBudget/per)
 	if per*DefaultIdentityCacheSize > identityCacheBudget {
 		t.Errorf("DefaultIdentityCacheSize %d × %.0f bytes exceeds the %d MiB budget", DefaultIdentityCacheSize, per, identityCacheBudget>>20)

@@ -1,7 +1,6 @@
 package storage_test
 
 import (
-	"go/ast"
 	"go/parser"
 	"go/token"
 	"io/fs"
@@ -11,13 +10,19 @@ import (
 	"testing"
 )
 
-// No package outside storage/ imports bbolt or names the bbolt backend:
-// they use interfaces of their own, satisfied by any storage.Backend.
-func TestOnlyStorageKnowsBolt(t *testing.T) {
+// Each backend's driver stays in its package: only storage/bolt imports
+// bbolt and only storage/postgres imports pgx; the contract (this package)
+// and everyone else use interfaces. Tests are exempt (the process-level
+// tests read a PostgreSQL database directly to check what was stored).
+func TestOnlyBackendsImportDrivers(t *testing.T) {
 	t.Parallel()
 	root, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)
+	}
+	owners := map[string]string{
+		"go.etcd.io/bbolt":        "storage/bolt",
+		"github.com/jackc/pgx/v5": "storage/postgres",
 	}
 	checked := 0
 	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
@@ -26,41 +31,34 @@ func TestOnlyStorageKnowsBolt(t *testing.T) {
 		}
 		rel, _ := filepath.Rel(root, path)
 		if d.IsDir() {
-			if rel == "storage" || strings.HasPrefix(d.Name(), ".") && rel != "." || d.Name() == "testdata" {
+			if strings.HasPrefix(d.Name(), ".") && rel != "." || d.Name() == "testdata" || d.Name() == "node_modules" {
 				return filepath.SkipDir
 			}
 			return nil
 		}
-		if !strings.HasSuffix(path, ".go") {
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
 			return nil
 		}
-		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.SkipObjectResolution)
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly)
 		if err != nil {
 			return err
 		}
 		checked++
+		dir := filepath.ToSlash(filepath.Dir(rel))
 		for _, imp := range f.Imports {
-			if p, _ := strconv.Unquote(imp.Path.Value); strings.HasPrefix(p, "go.etcd.io/bbolt") {
-				t.Errorf("%s imports %s", rel, p)
-			}
-		}
-		ast.Inspect(f, func(n ast.Node) bool {
-			if sel, ok := n.(*ast.SelectorExpr); ok {
-				if x, ok := sel.X.(*ast.Ident); ok && x.Name == "storage" {
-					switch sel.Sel.Name {
-					case "Bolt", "OpenBolt", "Options":
-						t.Errorf("%s names storage.%s", rel, sel.Sel.Name)
-					}
+			p, _ := strconv.Unquote(imp.Path.Value)
+			for driver, owner := range owners {
+				if (p == driver || strings.HasPrefix(p, driver+"/")) && dir != owner && !strings.HasPrefix(dir, owner+"/") {
+					t.Errorf("%s imports %s: only %s may", rel, p, owner)
 				}
 			}
-			return true
-		})
+		}
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if checked < 20 {
-		t.Fatalf("only %d Go files checked outside storage/; is the walk rooted right (%s)?", checked, root)
+	if checked < 40 {
+		t.Fatalf("only %d Go files checked; is the walk rooted right (%s)?", checked, root)
 	}
 }

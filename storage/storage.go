@@ -1,11 +1,15 @@
-// Package storage persists guestauth's users, sessions and signing keys.
+// Package storage is the contract of guestauth's stores: Backend, which
+// every backend implements in full (storage/bolt on an embedded bbolt file,
+// storage/postgres on a PostgreSQL database shared by several processes),
+// the identity cache they read through, the outbox and event types of their
+// writes, the record decoder, and a registry that opens a backend by kind.
+// storage/storagetest is the conformance suite every backend passes.
 //
-// Backend is the contract every store implements (its conformance suite is
-// storage/storagetest); Bolt implements it on an embedded bbolt file, and
-// Open picks a backend by kind. The packages using a store define the
-// interfaces they need themselves. Every multi-record change (a user with
-// its name index and first session, an upgrade that moves a name) is atomic,
-// so a crash or a rejected request never leaves a partial record.
+// The packages using a store declare the interfaces they consume
+// themselves (as hashicorp/raft-boltdb's consumers do); any Backend
+// satisfies them. Every multi-record change (a user with its name index
+// and first session, an upgrade that moves a name) is atomic, so a crash
+// or a rejected request never leaves a partial record.
 //
 // A backend stores and indexes; it applies no policy. Which guests expire,
 // and when, is decided by the accounts package from the index queries below.
@@ -13,6 +17,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -23,29 +28,35 @@ import (
 	"github.com/guestauth/caddy-guestauth/internal/model"
 )
 
-// Backend is what a store provides. Every method takes a context first; a
-// backend must not start work for a cancelled one, and a network backend
-// applies its deadline.
+// Backend is what a store provides: every backend has every method. Every
+// method takes a context first; a backend must not start work for a
+// cancelled one, and a network backend applies its deadline.
 //
 // Update functions (UpdateUser, UpdateSession) must only modify the record
 // they are given; they may be called again with a newer version of the
 // record when a concurrent write changed it first, but never twice with the
 // same version.
+//
+// The writes that report events (CreateUser, UpdateUser, DeleteUser,
+// UpdateSession, DeleteSession, DeleteUserSessions, DeleteUsersIf) take an
+// Events last (nil: none): see Events for what a backend does with it.
 type Backend interface {
 	// CreateUser stores a new user, its name index entry, its first session
 	// (when s is not nil) and its device key (when dev is not nil), all at
 	// once. ErrExists: the id or the device kid is used; ErrNameTaken: the
-	// name (by NameKey) is.
-	CreateUser(ctx context.Context, u *model.User, s *model.Session, dev *model.Device) error
+	// name (by NameKey) is. Its TxResult has Created: the user.
+	CreateUser(ctx context.Context, u *model.User, s *model.Session, dev *model.Device, ev Events) error
 	GetUser(ctx context.Context, id string) (*model.User, error)
 	// GetUserByName finds a user by NameKey(name).
 	GetUserByName(ctx context.Context, name string) (*model.User, error)
 	// UpdateUser applies fn to the stored user and saves the result, moving
 	// the name index entry if the name changed (ErrNameTaken if taken). An
-	// error from fn is returned and nothing is written.
-	UpdateUser(ctx context.Context, id string, fn func(u *model.User) error) (*model.User, error)
+	// error from fn is returned and nothing is written. Its TxResult is
+	// empty: the caller knows from fn what changed.
+	UpdateUser(ctx context.Context, id string, fn func(u *model.User) error, ev Events) (*model.User, error)
 	// DeleteUser deletes a user, its name index entry, sessions and device.
-	DeleteUser(ctx context.Context, id string) error
+	// Its TxResult has Deleted: the user.
+	DeleteUser(ctx context.Context, id string, ev Events) error
 	// ListUsers returns up to limit users with ids after the given one, in
 	// id order, optionally only those with tag; next is "" on the last page.
 	ListUsers(ctx context.Context, after, tag string, limit int) (users []model.User, next string, err error)
@@ -56,8 +67,9 @@ type Backend interface {
 	// not be modified.
 	Identity(ctx context.Context, userID, sessionID string) (*model.User, *model.Session, error)
 	GetSession(ctx context.Context, id string) (*model.Session, error)
-	// UpdateSession applies fn to the stored session and saves it.
-	UpdateSession(ctx context.Context, id string, fn func(s *model.Session) error) (*model.Session, error)
+	// UpdateSession applies fn to the stored session and saves it. Its
+	// TxResult is empty.
+	UpdateSession(ctx context.Context, id string, fn func(s *model.Session) error, ev Events) (*model.Session, error)
 	// PutSession stores a session of an existing user (ErrNotFound if not).
 	PutSession(ctx context.Context, s *model.Session) error
 	// PutSessionLimit is PutSession that then ends the user's oldest other
@@ -65,10 +77,12 @@ type Backend interface {
 	// same transaction; keep <= 0 means no limit. It reports how many it
 	// ended; the new session is never one of them.
 	PutSessionLimit(ctx context.Context, s *model.Session, keep int) (int, error)
-	DeleteSession(ctx context.Context, id string) error
+	// DeleteSession deletes a session (ErrNotFound if there is none). Its
+	// TxResult has Ended: 1.
+	DeleteSession(ctx context.Context, id string, ev Events) error
 	// DeleteUserSessions ends every session of a user except keep (may be
-	// "") and reports how many it ended.
-	DeleteUserSessions(ctx context.Context, userID, keep string) (int, error)
+	// "") and reports how many it ended (its TxResult's Ended).
+	DeleteUserSessions(ctx context.Context, userID, keep string, ev Events) (int, error)
 	// DeleteEndedSessions deletes up to limit sessions whose EndsAt is not
 	// after now, oldest first, and reports how many it deleted.
 	DeleteEndedSessions(ctx context.Context, now time.Time, limit int) (int, error)
@@ -106,13 +120,29 @@ type Backend interface {
 	ScanOrphans(ctx context.Context, fn func(u *model.User) bool) error
 	// DeleteUsersIf deletes, at once, each listed user (as DeleteUser does)
 	// for which pred, called with the current record, is true. Unknown ids
-	// are skipped. It returns the deleted users.
-	DeleteUsersIf(ctx context.Context, ids []string, pred func(u *model.User) bool) ([]model.User, error)
+	// are skipped. It returns the deleted users (its TxResult's Deleted).
+	DeleteUsersIf(ctx context.Context, ids []string, pred func(u *model.User) bool, ev Events) ([]model.User, error)
 
 	// SigningKeys returns the signing keys, oldest first.
 	SigningKeys(ctx context.Context) ([]model.SigningKey, error)
 	// AddSigningKey stores a key (ErrExists if its kid is).
 	AddSigningKey(ctx context.Context, k model.SigningKey) error
+	// DeleteSigningKey deletes a key no token can use any more (see
+	// tokens.Keyring.RetireKeys). Deleting an unknown kid is not an error.
+	DeleteSigningKey(ctx context.Context, kid string) error
+	// LockSigningKeys runs fn holding the store's signing-key lock: of all
+	// the processes using the store, one at a time holds it, so processes
+	// starting together generate one key, not one each. It waits for the
+	// lock until ctx is done (then returns ctx's error without running fn).
+	LockSigningKeys(ctx context.Context, fn func(ctx context.Context) error) error
+	// TryLockSweep runs fn unless another holder, in any process using the
+	// store, holds the sweep lock called name, and reports whether it ran:
+	// periodic sweeps run once at a time. Different names are different
+	// locks.
+	TryLockSweep(ctx context.Context, name string, fn func(ctx context.Context) error) (bool, error)
+
+	SharedLimiter
+	Outbox
 
 	// Stats counts users, guests and sessions.
 	Stats(ctx context.Context) (*Stats, error)
@@ -123,6 +153,11 @@ type Backend interface {
 	// Describe names the store for logs and the admin API (a file path; a
 	// network store's address without credentials).
 	Describe() string
+	// Shared reports whether other processes may use the store at the same
+	// time (a database several Caddy instances share), rather than this
+	// process alone (a file it locks). Processes sharing a store share its
+	// signing keys, so they must agree on the issuer.
+	Shared() bool
 	// IdentityCache is the cache Identity reads through. A backend shared
 	// by several processes invalidates it from the other processes' change
 	// notifications.
@@ -131,43 +166,38 @@ type Backend interface {
 	Close() error
 }
 
-// Backend kinds.
-const (
-	KindBolt = "bolt"
-)
+// SharedLimiter is the part of Backend that keeps token buckets (GCRA) in
+// the store, so that every process using it draws on the same budget and
+// a budget outlives the process. A bucket is named by a limit (name) and a
+// key within it; burst tries are allowed at once, then one more per
+// interval. Each call is atomic across processes. A store that cannot
+// answer returns an error (ErrUnavailable), never an allowed try.
+type SharedLimiter interface {
+	// LimitTake spends one try of (name, key) at now and returns 0, or
+	// returns how long until a try will be available, spending nothing.
+	LimitTake(ctx context.Context, name, key string, burst int, interval time.Duration, now time.Time) (time.Duration, error)
+	// LimitRefund gives back one try taken by LimitTake.
+	LimitRefund(ctx context.Context, name, key string, interval time.Duration) error
+	// LimitReset forgets (name, key): it has a full bucket again.
+	LimitReset(ctx context.Context, name, key string) error
+}
 
-// Config chooses and locates a backend.
+// KindBolt is the bbolt backend's kind, the default.
+const KindBolt = "bolt"
+
+// Config chooses and locates a backend for Open.
 type Config struct {
 	// Kind is a registered backend kind (KindBolt when empty).
 	Kind string
 	// Location is where the store is: the bbolt file's path, a network
-	// store's address.
+	// store's connection string.
 	Location string
-	// LockTimeout bounds the wait for another process holding the store
-	// (for bbolt: the file lock).
-	LockTimeout time.Duration
-	// IdentityCacheSize bounds the identity cache of decoded users and
-	// sessions (0: DefaultIdentityCacheSize, 100 000 identities at about
-	// 1.1 KiB each; negative disables it).
-	IdentityCacheSize int
-
-	// Options of network stores (PostgreSQL); 0 means the backend's
-	// default. MaxConns bounds the connection pool; StatementTimeout each
-	// statement on the server and each operation's wait here.
-	MaxConns         int
-	StatementTimeout time.Duration
-	// SkipMigrate: do not create or migrate the schema at open; refuse a
-	// schema other than the one this build uses (for deployments that
-	// migrate separately, with `caddy guest-auth migrate`).
-	SkipMigrate bool
-	// SyncInterval and MaxStaleness bound how long a store shared by
-	// several processes may serve a cached identity another process changed
-	// (0: the backend's defaults).
-	SyncInterval time.Duration
-	MaxStaleness time.Duration
+	// Options are the backend's own options (bolt.Options,
+	// postgres.Options), or nil for its defaults.
+	Options any
 }
 
-// Opener opens a backend of one kind.
+// Opener opens a backend of one kind; it refuses Options of another type.
 type Opener func(ctx context.Context, cfg Config) (Backend, error)
 
 var (
@@ -175,8 +205,8 @@ var (
 	registry   = map[string]Opener{}
 )
 
-// Register makes a backend kind available to Open. Registering a kind twice
-// panics.
+// Register makes a backend kind available to Open (a backend package
+// registers itself when imported). Registering a kind twice panics.
 func Register(kind string, open Opener) {
 	registryMu.Lock()
 	defer registryMu.Unlock()
@@ -209,31 +239,34 @@ func Open(ctx context.Context, cfg Config) (Backend, error) {
 	if open == nil {
 		return nil, fmt.Errorf("unknown storage kind %q (known: %s)", cfg.Kind, strings.Join(Kinds(), ", "))
 	}
-	if err := ctxErr(ctx); err != nil {
+	if err := CtxErr(ctx); err != nil {
 		return nil, err
 	}
 	return open(ctx, cfg)
 }
 
-// SigningKeyDeleter is an optional Backend capability (both backends have
-// it): deleting a signing key no token can use any more (see
-// tokens.Keyring.RetireKeys). Deleting an unknown kid is not an error.
-type SigningKeyDeleter interface {
-	DeleteSigningKey(ctx context.Context, kid string) error
+// CtxErr is what every backend method checks first: a nil or cancelled
+// context starts no work.
+func CtxErr(ctx context.Context) error {
+	if ctx == nil {
+		return errors.New("storage: nil context")
+	}
+	return ctx.Err()
 }
 
-// SharedLimiter is an optional Backend capability: token buckets (GCRA)
-// kept in the store, so that every process using it draws on the same
-// budget. A bucket is named by a limit (name) and a key within it; burst
-// tries are allowed at once, then one more per interval. Each call is
-// atomic across processes. A store that cannot answer returns an error
-// (ErrUnavailable), never an allowed try.
-type SharedLimiter interface {
-	// LimitTake spends one try of (name, key) at now and returns 0, or
-	// returns how long until a try will be available, spending nothing.
-	LimitTake(ctx context.Context, name, key string, burst int, interval time.Duration, now time.Time) (time.Duration, error)
-	// LimitRefund gives back one try taken by LimitTake.
-	LimitRefund(ctx context.Context, name, key string, interval time.Duration) error
-	// LimitReset forgets (name, key): it has a full bucket again.
-	LimitReset(ctx context.Context, name, key string) error
+// Stats describes the store, all read at one point in time.
+type Stats struct {
+	// Path is what Describe says: the bbolt file's path, the database.
+	Path string `json:"path"`
+	// FileSize is the file's (the database's) size on disk; DataSize the
+	// part in use (guestauth's tables), which for bbolt is also the exact
+	// size of a backup.
+	FileSize int64 `json:"file_size"`
+	DataSize int64 `json:"data_size"`
+	// Users counts every user; NormalUsers those that are not guests.
+	Users       int64 `json:"users"`
+	NormalUsers int64 `json:"normal_users"`
+	LiveGuests  int64 `json:"live_guests"`
+	KeptGuests  int64 `json:"kept_guests"`
+	Sessions    int64 `json:"sessions"`
 }

@@ -11,7 +11,7 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 
-	"github.com/guestauth/caddy-guestauth/storage"
+	"github.com/guestauth/caddy-guestauth/storage/bolt"
 )
 
 // The -prefill-offline comparison: two more EdDSA guest_auth sites, each
@@ -125,7 +125,7 @@ func (b *bench) storeNotes() []string {
 	var notes []string
 	ctx := context.Background()
 	for _, name := range storeSites {
-		st, err := storage.Open(ctx, storage.Config{Kind: storage.KindBolt, Location: filepath.Join(b.dir, name+".db")})
+		st, err := bolt.Open(filepath.Join(b.dir, name+".db"), bolt.Options{})
 		if err != nil {
 			notes = append(notes, fmt.Sprintf("%s store: %v", name, err))
 			continue

@@ -12,8 +12,8 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwa"
 
 	"github.com/guestauth/caddy-guestauth/internal/accounts"
-	"github.com/guestauth/caddy-guestauth/storage"
 	"github.com/guestauth/caddy-guestauth/internal/tokens"
+	"github.com/guestauth/caddy-guestauth/storage/bolt"
 )
 
 // cred is one guest's token set, as a client keeps it.
@@ -45,7 +45,7 @@ const prefillWorkers = 2000
 // The site's lifetimes are the module's defaults, as in the bench's
 // Caddyfile.
 func prefillStore(ctx context.Context, site prefillSite, n, keep int, progress func(done int)) ([]cred, error) {
-	st, err := storage.Open(ctx, storage.Config{Kind: storage.KindBolt, Location: site.path})
+	st, err := bolt.Open(site.path, bolt.Options{})
 	if err != nil {
 		return nil, err
 	}

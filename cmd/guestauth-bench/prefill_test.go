@@ -11,8 +11,8 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwa"
 
 	"github.com/guestauth/caddy-guestauth/internal/accounts"
-	"github.com/guestauth/caddy-guestauth/storage"
 	"github.com/guestauth/caddy-guestauth/internal/tokens"
+	"github.com/guestauth/caddy-guestauth/storage/bolt"
 )
 
 // TestPrefillStore: an offline-prefilled store holds exactly the guests
@@ -33,7 +33,7 @@ func TestPrefillStore(t *testing.T) {
 		t.Errorf("progress %v reported below 100000 guests", reported)
 	}
 
-	st, err := storage.Open(ctx, storage.Config{Kind: storage.KindBolt, Location: site.path})
+	st, err := bolt.Open(site.path, bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -252,16 +252,18 @@ func (s *Service) CreateGuest(ctx context.Context, issuer, clientID, clientIP st
 	if err := s.admitGuest(ctx, clientIP); err != nil {
 		return nil, err
 	}
-	wctx, p := withEvents(ctx, s.cfg.Stager, created(events.Event{Type: events.GuestCreated, ClientID: clientID, Data: map[string]any{"via": "code"}}))
-	issued, err := s.createGuest(wctx, issuer, clientID, nil)
+	p := withEvents(s.cfg.Stager, created(events.Event{Type: events.GuestCreated, ClientID: clientID, Data: map[string]any{"via": "code"}}))
+	issued, err := s.createGuest(ctx, issuer, clientID, nil, p.tx())
 	if err != nil {
 		return nil, err
 	}
-	s.observeAll(ctx, p.events(storage.TxResult{Created: []model.User{*issued.User}}))
+	s.observeAll(ctx, p.stored(storage.TxResult{Created: []model.User{*issued.User}}))
 	return issued, nil
 }
 
-func (s *Service) createGuest(ctx context.Context, issuer, clientID string, dev *model.Device) (*Issued, error) {
+// createGuest creates a guest (with dev, when not nil) and its first
+// session, storing ev's events with it.
+func (s *Service) createGuest(ctx context.Context, issuer, clientID string, dev *model.Device, ev storage.Events) (*Issued, error) {
 	now := s.now().UTC()
 	// Time-ordered ids (UUIDv7): a new guest's records go at the end of
 	// every B-tree keyed by them instead of at random places.
@@ -289,7 +291,7 @@ func (s *Service) createGuest(ctx context.Context, issuer, clientID string, dev 
 	if err != nil {
 		return nil, err
 	}
-	if err := s.store.CreateUser(ctx, u, sess, dev); err != nil {
+	if err := s.store.CreateUser(ctx, u, sess, dev, ev); err != nil {
 		return nil, fmt.Errorf("storing guest: %w", err)
 	}
 	return &Issued{Tokens: *tok, User: u, Session: sess}, nil
@@ -396,13 +398,9 @@ func (s *Service) Authenticate(ctx context.Context, raw, issuer string) (*Identi
 		// was minted (a refresh, a re-issue) by another process sharing the
 		// store, whose change has not reached this cache yet. Read through,
 		// so a client sees its own writes on any node.
-		if cs, ok := s.store.(interface {
-			IdentityCache() *storage.IdentityCache
-		}); ok {
-			cs.IdentityCache().InvalidateSession(c.SessionID)
-			cs.IdentityCache().InvalidateUser(c.Subject)
-			u, sess, err = s.store.Identity(ctx, c.Subject, c.SessionID)
-		}
+		s.store.IdentityCache().InvalidateSession(c.SessionID)
+		s.store.IdentityCache().InvalidateUser(c.Subject)
+		u, sess, err = s.store.Identity(ctx, c.Subject, c.SessionID)
 	}
 	if errors.Is(err, model.ErrNotFound) {
 		return nil, &tokens.InvalidError{Reason: ReasonSessionEnded}

@@ -158,7 +158,7 @@ func TestAuthenticate(t *testing.T) {
 	}
 
 	// The store, not the token, is the truth: a change shows at once.
-	if _, err := f.store.UpdateUser(bg, iss.User.ID, func(u *model.User) error { u.Tag = model.TagNormal; return nil }); err != nil {
+	if _, err := f.store.UpdateUser(bg, iss.User.ID, func(u *model.User) error { u.Tag = model.TagNormal; return nil }, nil); err != nil {
 		t.Fatal(err)
 	}
 	id, err = f.svc.Authenticate(bg, iss.Tokens.AccessToken, issuer)
@@ -192,7 +192,7 @@ func TestAuthenticateAfterUserDeleted(t *testing.T) {
 	if _, err := f.svc.Authenticate(bg, iss.Tokens.AccessToken, issuer); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.store.DeleteUser(bg, iss.User.ID); err != nil {
+	if err := f.store.DeleteUser(bg, iss.User.ID, nil); err != nil {
 		t.Fatal(err)
 	}
 	id, err := f.svc.Authenticate(bg, iss.Tokens.AccessToken, issuer)
@@ -209,7 +209,7 @@ func TestAuthenticateAfterSessionDeleted(t *testing.T) {
 	if _, err := f.svc.Authenticate(bg, iss.Tokens.AccessToken, issuer); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.store.DeleteSession(bg, iss.Session.ID); err != nil {
+	if err := f.store.DeleteSession(bg, iss.Session.ID, nil); err != nil {
 		t.Fatal(err)
 	}
 	id, err := f.svc.Authenticate(bg, iss.Tokens.AccessToken, issuer)

@@ -82,22 +82,22 @@ func parseHandle(handle string) (sid, uid, mac string, ok bool) {
 // (crawlers, cookie-less clients) end up orphaned and are deleted by the
 // next sweeps.
 func (s *Service) CreateBrowserGuest(ctx context.Context, clientIP string) (*BrowserLogin, error) {
-	wctx, p := s.browserGuestEvents(ctx)
-	login, err := s.createBrowserGuest(wctx, clientIP)
+	p := s.browserGuestEvents(ctx)
+	login, err := s.createBrowserGuest(ctx, clientIP, p.tx())
 	if err != nil {
 		return nil, err
 	}
-	s.observeAll(ctx, p.events(storage.TxResult{Created: []model.User{*login.User}}))
+	s.observeAll(ctx, p.stored(storage.TxResult{Created: []model.User{*login.User}}))
 	return login, nil
 }
 
-// browserGuestEvents is the context for creating a browser guest, with its
-// guest.created event.
-func (s *Service) browserGuestEvents(ctx context.Context) (context.Context, *pending) {
-	return withEvents(ctx, s.cfg.Stager, created(events.Event{Type: events.GuestCreated, Data: map[string]any{"via": "browser", "client_ip": clientIPOf(ctx)}}))
+// browserGuestEvents is the guest.created event of a browser guest.
+func (s *Service) browserGuestEvents(ctx context.Context) *pending {
+	return withEvents(s.cfg.Stager, created(events.Event{Type: events.GuestCreated, Data: map[string]any{"via": "browser", "client_ip": clientIPOf(ctx)}}))
 }
 
-func (s *Service) createBrowserGuest(ctx context.Context, clientIP string) (*BrowserLogin, error) {
+// createBrowserGuest creates a browser guest, storing ev's events with it.
+func (s *Service) createBrowserGuest(ctx context.Context, clientIP string, ev storage.Events) (*BrowserLogin, error) {
 	if err := s.admitGuest(ctx, clientIP); err != nil {
 		return nil, err
 	}
@@ -117,7 +117,7 @@ func (s *Service) createBrowserGuest(ctx context.Context, clientIP string) (*Bro
 	if w := s.cfg.BrowserUnconfirmed; w > 0 && now.Add(w).Before(sess.IdleExpiresAt) {
 		sess.IdleExpiresAt = now.Add(w)
 	}
-	if err := s.store.CreateUser(ctx, u, sess, nil); err != nil {
+	if err := s.store.CreateUser(ctx, u, sess, nil, ev); err != nil {
 		return nil, fmt.Errorf("storing guest: %w", err)
 	}
 	s.cfg.Activity.Touch(u.ID, now)
@@ -188,7 +188,7 @@ func (s *Service) BrowserAuthenticate(ctx context.Context, handle string) (id *I
 		cur.LastUsedAt = now.UTC()
 		cur.IdleExpiresAt = now.UTC().Add(idle)
 		return nil
-	})
+	}, nil)
 	if errors.Is(err, model.ErrNotFound) {
 		return nil, nil, &tokens.InvalidError{Reason: ReasonSessionEnded}
 	}
@@ -202,11 +202,12 @@ func (s *Service) BrowserAuthenticate(ctx context.Context, handle string) (id *I
 // EndBrowserSession ends the session of id (sign-out), reporting
 // session.revoked with cause "logout".
 func (s *Service) EndBrowserSession(ctx context.Context, id *Identity) error {
-	wctx, p := withEvents(ctx, s.cfg.Stager, one(events.Event{Type: events.SessionRevoked, UserID: id.User.ID, Data: map[string]any{"cause": "logout"}}))
-	if err := s.endSession(wctx, id.Session.ID); err != nil {
+	p := withEvents(s.cfg.Stager, one(events.Event{Type: events.SessionRevoked, UserID: id.User.ID, Data: map[string]any{"cause": "logout"}}))
+	ended, err := s.endSession(ctx, id.Session.ID, p.tx())
+	if err != nil {
 		return err
 	}
-	s.observeAll(ctx, p.events(storage.TxResult{}))
+	s.observeAll(ctx, p.reported(ended, storage.TxResult{}))
 	return nil
 }
 
@@ -219,19 +220,21 @@ func (s *Service) EndBrowserSession(ctx context.Context, id *Identity) error {
 // The merge is also stored on the new session (MergedFrom), so whichever
 // instance serves its first proxied request tells the app (TakeMerge).
 func (s *Service) ReplaceBrowserSession(ctx context.Context, prev *Identity, login *BrowserLogin) (merged bool, err error) {
-	err = s.endSession(ctx, prev.Session.ID)
+	_, err = s.endSession(ctx, prev.Session.ID, nil)
 	if !prev.User.IsAnonymous() || prev.User.ID == login.User.ID {
 		return false, err
 	}
-	wctx, p := withEvents(ctx, s.cfg.Stager, one(events.Event{Type: events.GuestMerged, UserID: login.User.ID, Data: map[string]any{"guest_id": prev.User.ID, "user_id": login.User.ID}}))
-	sess, uerr := s.store.UpdateSession(wctx, login.Session.ID, func(cur *model.Session) error {
+	p := withEvents(s.cfg.Stager, one(events.Event{Type: events.GuestMerged, UserID: login.User.ID, Data: map[string]any{"guest_id": prev.User.ID, "user_id": login.User.ID}}))
+	sess, uerr := s.store.UpdateSession(ctx, login.Session.ID, func(cur *model.Session) error {
 		cur.MergedFrom = prev.User.ID
 		return nil
-	})
+	}, p.tx())
 	if uerr == nil {
 		login.Session = sess
 	}
-	s.observeAll(ctx, p.events(storage.TxResult{}))
+	// Reported even when the session could not be marked: the app must
+	// hear of the merge all the same.
+	s.observeAll(ctx, p.reported(uerr == nil, storage.TxResult{}))
 	return true, errors.Join(err, uerr)
 }
 
@@ -252,7 +255,7 @@ func (s *Service) TakeMerge(ctx context.Context, id *Identity) (string, error) {
 		}
 		guest, cur.MergedFrom = cur.MergedFrom, ""
 		return nil
-	})
+	}, nil)
 	if errors.Is(err, errMergeTaken) || errors.Is(err, model.ErrNotFound) {
 		return "", nil
 	}
@@ -291,12 +294,12 @@ func (s *Service) RegisterBrowser(ctx context.Context, username, password, clien
 	if err := checkPasswordLength(password); err != nil {
 		return nil, refuse(CodeInvalidPassword, "A password must be %d to %d characters.", MinPasswordLength, MaxPasswordLength)
 	}
-	wctx, p := s.browserGuestEvents(ctx)
-	login, err := s.createBrowserGuest(wctx, clientIP)
+	p := s.browserGuestEvents(ctx)
+	login, err := s.createBrowserGuest(ctx, clientIP, p.tx())
 	if err != nil {
 		return nil, err
 	}
-	s.observeAll(ctx, p.events(storage.TxResult{Created: []model.User{*login.User}}))
+	s.observeAll(ctx, p.stored(storage.TxResult{Created: []model.User{*login.User}}))
 	res, err := s.UpdateProfile(ctx, &Identity{User: login.User, Session: login.Session}, ProfileUpdate{Name: &username, Password: &password, ClientIP: clientIP})
 	if err != nil {
 		if _, derr := s.DeleteUser(ctx, login.User.ID, "signup_refused"); derr != nil && !errors.Is(derr, model.ErrNotFound) {

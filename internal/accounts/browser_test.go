@@ -107,7 +107,7 @@ func TestBrowserSessionEnds(t *testing.T) {
 	// window.
 	login2, _ := f.svc.CreateBrowserGuest(bg, "192.0.2.1")
 	login3, _ := f.svc.CreateBrowserGuest(bg, "192.0.2.1")
-	if err := f.store.DeleteUser(bg, login2.User.ID); err != nil {
+	if err := f.store.DeleteUser(bg, login2.User.ID, nil); err != nil {
 		t.Fatal(err)
 	}
 	_, _, err = f.svc.BrowserAuthenticate(bg, login2.Handle)
@@ -208,7 +208,7 @@ func TestBrowserGuestLimits(t *testing.T) {
 func TestStartBrowserSession(t *testing.T) {
 	f := newFixture(t, browserConfig())
 	u := &model.User{ID: "11111111-1111-1111-1111-111111111111", Name: "alice", Tag: model.TagNormal}
-	if err := f.store.CreateUser(bg, u, nil, nil); err != nil {
+	if err := f.store.CreateUser(bg, u, nil, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	login, err := f.svc.StartBrowserSession(bg, u)

@@ -155,15 +155,17 @@ func (s *Service) AnonymousRequest(ctx context.Context, issuer, clientID, client
 		u := r.Created[0]
 		return []events.Event{{Type: events.GuestCreated, UserID: u.ID, ClientID: clientID, Data: map[string]any{"via": "keypair", "device_kid": u.DeviceKID}}}
 	}
-	wctx, p := withEvents(ctx, s.cfg.Stager, build)
-	res, err := s.anonymousRequest(wctx, issuer, clientID, clientIP, raw)
+	p := withEvents(s.cfg.Stager, build)
+	res, err := s.anonymousRequest(ctx, issuer, clientID, clientIP, raw, p.tx())
 	if err == nil && res.Created {
-		s.observeAll(ctx, p.events(storage.TxResult{Created: []model.User{*res.User}}))
+		s.observeAll(ctx, p.stored(storage.TxResult{Created: []model.User{*res.User}}))
 	}
 	return res, err
 }
 
-func (s *Service) anonymousRequest(ctx context.Context, issuer, clientID, clientIP, raw string) (*DeviceResult, error) {
+// anonymousRequest is AnonymousRequest; a guest it creates is stored with
+// ev's events.
+func (s *Service) anonymousRequest(ctx context.Context, issuer, clientID, clientIP, raw string, ev storage.Events) (*DeviceResult, error) {
 	if len(raw) > maxRequestSize || strings.Count(raw, ".") != 2 {
 		return nil, invalidGrant("The jwt parameter is not a compact JWS.")
 	}
@@ -247,7 +249,7 @@ func (s *Service) anonymousRequest(ctx context.Context, issuer, clientID, client
 		if err := s.admitGuest(ctx, clientIP); err != nil {
 			return nil, err
 		}
-		issued, err := s.registerDevice(ctx, issuer, clientID, kid, alg, key, now)
+		issued, err := s.registerDevice(ctx, issuer, clientID, kid, alg, key, now, ev)
 		if !errors.Is(err, model.ErrExists) {
 			if err != nil {
 				return nil, err
@@ -271,7 +273,7 @@ func (s *Service) anonymousRequest(ctx context.Context, issuer, clientID, client
 }
 
 // registerDevice creates a guest bound to the verified key.
-func (s *Service) registerDevice(ctx context.Context, issuer, clientID, kid string, alg jwa.SignatureAlgorithm, key crypto.PublicKey, now time.Time) (*Issued, error) {
+func (s *Service) registerDevice(ctx context.Context, issuer, clientID, kid string, alg jwa.SignatureAlgorithm, key crypto.PublicKey, now time.Time, ev storage.Events) (*Issued, error) {
 	k, err := jwk.FromRaw(key)
 	if err != nil {
 		return nil, err
@@ -286,7 +288,7 @@ func (s *Service) registerDevice(ctx context.Context, issuer, clientID, kid stri
 	if err != nil {
 		return nil, err
 	}
-	return s.createGuest(ctx, issuer, clientID, &model.Device{KID: kid, JWK: buf, CreatedAt: now})
+	return s.createGuest(ctx, issuer, clientID, &model.Device{KID: kid, JWK: buf, CreatedAt: now}, ev)
 }
 
 // deviceSignIn starts a new session for the device's guest.

@@ -588,7 +588,7 @@ func TestDeviceKeyOfUpgradedUserRefused(t *testing.T) {
 	if _, err := f.store.UpdateUser(bg, first.User.ID, func(u *model.User) error {
 		u.Name, u.Tag = "alice", model.TagNormal
 		return nil
-	}); err != nil {
+	}, nil); err != nil {
 		t.Fatal(err)
 	}
 	again, err := f.svc.AnonymousRequest(bg, devIssuer, "app", "192.0.2.1", k.request(t, f.challenge(t), f.Now(), false, nil))
@@ -599,7 +599,7 @@ func TestDeviceKeyOfUpgradedUserRefused(t *testing.T) {
 	if _, err := f.store.UpdateUser(bg, first.User.ID, func(u *model.User) error {
 		u.PasswordHash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"
 		return nil
-	}); err != nil {
+	}, nil); err != nil {
 		t.Fatal(err)
 	}
 	res, err := f.svc.AnonymousRequest(bg, devIssuer, "app", "192.0.2.1", k.request(t, f.challenge(t), f.Now(), false, nil))

@@ -55,11 +55,11 @@ func (s *Service) DeleteUser(ctx context.Context, id, cause string) (*model.User
 	if err != nil {
 		return nil, err
 	}
-	wctx, p := withEvents(ctx, s.cfg.Stager, one(events.Event{Type: events.UserDeleted, UserID: id, Data: map[string]any{"name": u.Name, "tag": u.Tag, "cause": cause}}))
-	if err := s.store.DeleteUser(wctx, id); err != nil {
+	p := withEvents(s.cfg.Stager, one(events.Event{Type: events.UserDeleted, UserID: id, Data: map[string]any{"name": u.Name, "tag": u.Tag, "cause": cause}}))
+	if err := s.store.DeleteUser(ctx, id, p.tx()); err != nil {
 		return nil, err
 	}
-	s.observeAll(ctx, p.events(storage.TxResult{}))
+	s.observeAll(ctx, p.stored(storage.TxResult{}))
 	return u, nil
 }
 
@@ -72,12 +72,12 @@ func (s *Service) RevokeUserSessions(ctx context.Context, id, cause string) (int
 	if _, err := s.store.GetUser(ctx, id); err != nil {
 		return 0, err
 	}
-	wctx, p := withEvents(ctx, s.cfg.Stager, revoked(id, cause))
-	n, err := s.store.DeleteUserSessions(wctx, id, "")
+	p := withEvents(s.cfg.Stager, revoked(id, cause))
+	n, err := s.store.DeleteUserSessions(ctx, id, "", p.tx())
 	if err != nil {
 		return 0, err
 	}
-	s.observeAll(ctx, p.events(storage.TxResult{Ended: n}))
+	s.observeAll(ctx, p.stored(storage.TxResult{Ended: n}))
 	return n, nil
 }
 
@@ -97,7 +97,7 @@ func (s *Service) SetKept(ctx context.Context, id string, kept bool, cause strin
 	u, err := s.store.UpdateUser(ctx, id, func(u *model.User) error {
 		u.Kept = kept
 		return nil
-	})
+	}, nil)
 	if err != nil {
 		return nil, err
 	}

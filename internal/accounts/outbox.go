@@ -7,44 +7,47 @@ import (
 	"github.com/guestauth/caddy-guestauth/storage"
 )
 
-// Stager turns the events a write reports into outbox records (see
-// storage.WithTxEvents): given to a Service (Config.Stager) and to Prune
-// when the store keeps a webhook outbox, it makes those events stored in
-// the write's own transaction, so an acknowledged write never loses its
-// event. It prepares each event (fills its id and time; see
+// Stager turns the events a write reports into outbox records: given to a
+// Service (Config.Stager) and to Prune, it has those events stored in the
+// write's own transaction (storage.Events), so an acknowledged write never
+// loses its event. It prepares each event (fills its id and time; see
 // events.Prepare) and returns the prepared events with the records.
 type Stager func(evs []events.Event) ([]events.Event, []storage.OutboxRecord, error)
 
-// pending is the events of one write, built inside its transaction when
-// the store can store them there.
+// pending is the events of one write: build makes them from what the
+// write did. With a Stager, the write stores them (tx); without, they are
+// built after it.
 type pending struct {
-	te    *storage.TxEvents
+	stage Stager
 	build func(r storage.TxResult) []events.Event
-	evs   []events.Event // as stored, when te.Stored()
+	// staged are the prepared events of tx's last call: those the write
+	// stored, if it succeeded (storage.Events).
+	staged []events.Event
 }
 
-// withEvents returns ctx for the write whose events build returns, given
-// what the write did. Use the returned context for that write only (the
-// first write made with it stores them), then report p.events.
-func withEvents(ctx context.Context, stage Stager, build func(r storage.TxResult) []events.Event) (context.Context, *pending) {
-	p := &pending{build: build}
-	if stage == nil {
-		return ctx, p
+// withEvents returns the pending events of one write, built by build.
+func withEvents(stage Stager, build func(r storage.TxResult) []events.Event) *pending {
+	return &pending{stage: stage, build: build}
+}
+
+// tx is the storage.Events to give the write: nil without a Stager.
+func (p *pending) tx() storage.Events {
+	if p.stage == nil {
+		return nil
 	}
-	p.te = &storage.TxEvents{Build: func(r storage.TxResult) ([]storage.OutboxRecord, error) {
-		evs := build(r)
+	return func(r storage.TxResult) ([]storage.OutboxRecord, error) {
+		p.staged = nil
+		evs := p.build(r)
 		if len(evs) == 0 {
-			p.evs = nil
 			return nil, nil
 		}
-		prepared, recs, err := stage(evs)
+		prepared, recs, err := p.stage(evs)
 		if err != nil {
 			return nil, err
 		}
-		p.evs = prepared
+		p.staged = prepared
 		return recs, nil
-	}}
-	return storage.WithTxEvents(ctx, p.te), p
+	}
 }
 
 // outcomes are the events of one write, to report.
@@ -53,12 +56,23 @@ type outcomes struct {
 	stored bool // stored with the write, under their ids
 }
 
-// events are the write's events to report, given what it did: those
-// stored with it (with the ids they were stored under), or, when the store
-// did not store them, built now.
-func (p *pending) events(r storage.TxResult) outcomes {
-	if p.te != nil && p.te.Stored() {
-		return outcomes{evs: p.evs, stored: true}
+// stored are the events of a write that succeeded (returned nil): with a
+// Stager, those it stored, with the ids they were stored under; without,
+// built now from r.
+func (p *pending) stored(r storage.TxResult) outcomes {
+	if p.stage == nil {
+		return outcomes{evs: p.build(r)}
+	}
+	return outcomes{evs: p.staged, stored: true}
+}
+
+// reported are the events of a write that may have stored them: stored
+// when it did (the write succeeded); built now from r when it did not (a
+// session already gone, a write that failed but is reported all the same),
+// for the observer's sink to store right after.
+func (p *pending) reported(wrote bool, r storage.TxResult) outcomes {
+	if wrote {
+		return p.stored(r)
 	}
 	return outcomes{evs: p.build(r)}
 }

@@ -2,6 +2,8 @@ package accounts_test
 
 import (
 	"context"
+	"encoding/json"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -13,65 +15,79 @@ import (
 	"github.com/guestauth/caddy-guestauth/storage"
 )
 
-// txStore stands for a backend with an outbox: after each write it runs
-// the write's TxEvents, as PostgreSQL does inside the transaction, and
-// keeps the records.
-type txStore struct {
+// writeLog is a store whose event-taking writes note, for each event id a
+// write stored (it returned nil), which write it was.
+type writeLog struct {
 	storage.Backend
-	mu     sync.Mutex
-	staged map[string]string // event id -> the write that stored it
+	mu sync.Mutex
+	by map[string]string // event id -> the write that stored it
 }
 
-func (s *txStore) stage(ctx context.Context, write string, r storage.TxResult, err error) {
-	te := storage.TxEventsFrom(ctx)
-	if err != nil || te == nil {
-		return
+// wrap returns ev noting the ids of its last call, and done, to call with
+// the write's error.
+func (w *writeLog) wrap(write string, ev storage.Events) (storage.Events, func(error)) {
+	if ev == nil {
+		return nil, func(error) {}
 	}
-	recs, berr := te.Build(r)
-	if berr != nil || len(recs) == 0 {
-		return
-	}
-	s.mu.Lock()
-	for _, rec := range recs {
-		s.staged[rec.ID] = write
-	}
-	s.mu.Unlock()
-	te.MarkStored()
+	var ids []string
+	return func(r storage.TxResult) ([]storage.OutboxRecord, error) {
+			recs, err := ev(r)
+			ids = ids[:0]
+			for _, rec := range recs {
+				ids = append(ids, rec.ID)
+			}
+			return recs, err
+		}, func(err error) {
+			if err != nil {
+				return
+			}
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			for _, id := range ids {
+				w.by[id] = write
+			}
+		}
 }
 
-func (s *txStore) CreateUser(ctx context.Context, u *model.User, se *model.Session, d *model.Device) error {
-	err := s.Backend.CreateUser(ctx, u, se, d)
-	s.stage(ctx, "CreateUser", storage.TxResult{Created: []model.User{*u}}, err)
+func (w *writeLog) CreateUser(ctx context.Context, u *model.User, se *model.Session, d *model.Device, ev storage.Events) error {
+	ev, done := w.wrap("CreateUser", ev)
+	err := w.Backend.CreateUser(ctx, u, se, d, ev)
+	done(err)
 	return err
 }
 
-func (s *txStore) UpdateUser(ctx context.Context, id string, fn func(u *model.User) error) (*model.User, error) {
-	u, err := s.Backend.UpdateUser(ctx, id, fn)
-	s.stage(ctx, "UpdateUser", storage.TxResult{}, err)
+func (w *writeLog) UpdateUser(ctx context.Context, id string, fn func(u *model.User) error, ev storage.Events) (*model.User, error) {
+	ev, done := w.wrap("UpdateUser", ev)
+	u, err := w.Backend.UpdateUser(ctx, id, fn, ev)
+	done(err)
 	return u, err
 }
 
-func (s *txStore) DeleteUser(ctx context.Context, id string) error {
-	err := s.Backend.DeleteUser(ctx, id)
-	s.stage(ctx, "DeleteUser", storage.TxResult{}, err)
+func (w *writeLog) DeleteUser(ctx context.Context, id string, ev storage.Events) error {
+	ev, done := w.wrap("DeleteUser", ev)
+	err := w.Backend.DeleteUser(ctx, id, ev)
+	done(err)
 	return err
 }
 
-func (s *txStore) DeleteSession(ctx context.Context, id string) error {
-	err := s.Backend.DeleteSession(ctx, id)
-	s.stage(ctx, "DeleteSession", storage.TxResult{Ended: 1}, err)
+func (w *writeLog) DeleteSession(ctx context.Context, id string, ev storage.Events) error {
+	ev, done := w.wrap("DeleteSession", ev)
+	err := w.Backend.DeleteSession(ctx, id, ev)
+	done(err)
 	return err
 }
 
-func (s *txStore) DeleteUserSessions(ctx context.Context, userID, keep string) (int, error) {
-	n, err := s.Backend.DeleteUserSessions(ctx, userID, keep)
-	s.stage(ctx, "DeleteUserSessions", storage.TxResult{Ended: n}, err)
+func (w *writeLog) DeleteUserSessions(ctx context.Context, userID, keep string, ev storage.Events) (int, error) {
+	ev, done := w.wrap("DeleteUserSessions", ev)
+	n, err := w.Backend.DeleteUserSessions(ctx, userID, keep, ev)
+	done(err)
 	return n, err
 }
 
-func (s *txStore) DeleteUsersIf(ctx context.Context, ids []string, pred func(u *model.User) bool) ([]model.User, error) {
-	del, err := s.Backend.DeleteUsersIf(ctx, ids, pred)
-	s.stage(ctx, "DeleteUsersIf", storage.TxResult{Deleted: del}, err)
+func (w *writeLog) DeleteUsersIf(ctx context.Context, ids []string, pred func(u *model.User) bool, ev storage.Events) ([]model.User, error) {
+	ev, done := w.wrap("DeleteUsersIf", ev)
+	del, err := w.Backend.DeleteUsersIf(ctx, ids, pred, ev)
+	done(err)
 	return del, err
 }
 
@@ -82,17 +98,22 @@ func stager(evs []events.Event) ([]events.Event, []storage.OutboxRecord, error) 
 	for _, ev := range evs {
 		ev = events.Prepare(ev)
 		out = append(out, ev)
-		recs = append(recs, storage.OutboxRecord{ID: ev.ID, Type: ev.Type})
+		body, err := json.Marshal(ev)
+		if err != nil {
+			return nil, nil, err
+		}
+		recs = append(recs, storage.OutboxRecord{ID: ev.ID, Type: ev.Type, Target: "T", Body: body, CreatedAt: ev.Time})
 	}
 	return out, recs, nil
 }
 
-// With a Stager, each lifecycle event is stored by the write it reports
-// (its id fixed then, and reported as stored under that id); outcomes with
-// no write of their own are reported unstored, for the webhook to queue.
+// With a Stager, each lifecycle event is stored by the write it reports,
+// in the store's outbox (its id fixed then, and reported as stored under
+// that id); outcomes with no write of their own are reported unstored, for
+// the observer's sink to store.
 func TestStagedEventsStoredWithTheirWrite(t *testing.T) {
 	t.Parallel()
-	st := &txStore{Backend: openStore(t), staged: map[string]string{}}
+	st := &writeLog{Backend: openStore(t), by: map[string]string{}}
 	keys, err := tokens.LoadKeyring(bg, st)
 	if err != nil {
 		t.Fatal(err)
@@ -114,9 +135,23 @@ func TestStagedEventsStoredWithTheirWrite(t *testing.T) {
 			t.Fatalf("%s: observed %+v; want one stored %s", step, evs, typ)
 		}
 		st.mu.Lock()
-		defer st.mu.Unlock()
-		if got := st.staged[evs[0].ID]; got != write {
+		got := st.by[evs[0].ID]
+		st.mu.Unlock()
+		if got != write {
 			t.Fatalf("%s: event %s stored by %q; want %q", step, evs[0].ID, got, write)
+		}
+		// In the outbox, as the event is delivered: same id, same body.
+		recs, err := st.OutboxClaim(bg, "T", time.Now().Add(time.Hour), 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := slices.IndexFunc(recs, func(r storage.OutboxRecord) bool { return r.ID == evs[0].ID })
+		if i < 0 || recs[i].Type != typ {
+			t.Fatalf("%s: the event %s is not in the outbox", step, evs[0].ID)
+		}
+		var body events.Event
+		if err := json.Unmarshal(recs[i].Body, &body); err != nil || body.ID != evs[0].ID || body.UserID != evs[0].UserID {
+			t.Fatalf("%s: stored body %s, %v", step, recs[i].Body, err)
 		}
 		return evs[0]
 	}

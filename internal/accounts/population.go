@@ -318,12 +318,12 @@ func Prune(ctx context.Context, st PruneStore, now time.Time, opt PruneOptions, 
 		if opt.Observer != nil {
 			stage = opt.Stager
 		}
-		wctx, pend := withEvents(ctx, stage, expired)
-		deleted, err := st.DeleteUsersIf(wctx, ids, still)
+		pend := withEvents(stage, expired)
+		deleted, err := st.DeleteUsersIf(ctx, ids, still, pend.tx())
 		if err != nil {
 			return rep, err
 		}
-		out := pend.events(storage.TxResult{Deleted: deleted})
+		out := pend.stored(storage.TxResult{Deleted: deleted})
 		for i, u := range deleted {
 			p := Pruned{UserID: u.ID, Name: u.Name, Reason: reasons[u.ID], ActiveAt: u.ActiveAt()}
 			record(p)

@@ -117,7 +117,7 @@ func TestPruneSparesActiveKeptAndUpgraded(t *testing.T) {
 	kept, _ := f.guest(t)
 	upgraded, upID := f.guest(t)
 	active, _ := f.guest(t)
-	if _, err := f.store.UpdateUser(bg, kept.User.ID, func(u *model.User) error { u.Kept = true; return nil }); err != nil {
+	if _, err := f.store.UpdateUser(bg, kept.User.ID, func(u *model.User) error { u.Kept = true; return nil }, nil); err != nil {
 		t.Fatal(err)
 	}
 	// An upgrade with a password (a name alone expires: see
@@ -173,7 +173,7 @@ func TestPruneDeletesOrphansButNotDeviceGuests(t *testing.T) {
 	f := newFixture(t, defaultConfig())
 	web, _ := f.guest(t)
 	keep, _ := f.guest(t)
-	if err := f.store.DeleteSession(bg, web.Session.ID); err != nil { // its only session: orphaned
+	if err := f.store.DeleteSession(bg, web.Session.ID, nil); err != nil { // its only session: orphaned
 		t.Fatal(err)
 	}
 	if u, _ := f.store.GetUser(bg, web.User.ID); u.OrphanedAt.IsZero() {

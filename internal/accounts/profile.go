@@ -209,8 +209,8 @@ func (s *Service) updateProfile(ctx context.Context, id *Identity, upd ProfileUp
 		}
 		return []events.Event{{Type: events.GuestUpgraded, UserID: cur.ID, ClientID: id.Session.ClientID, Data: map[string]any{"old_name": res.OldName, "new_name": res.newName}}}
 	}
-	uctx, up := withEvents(ctx, s.cfg.Stager, upgraded)
-	u, err := s.store.UpdateUser(uctx, cur.ID, func(u *model.User) error {
+	up := withEvents(s.cfg.Stager, upgraded)
+	u, err := s.store.UpdateUser(ctx, cur.ID, func(u *model.User) error {
 		// The password checked above must still be the current one.
 		if u.PasswordHash != cur.PasswordHash {
 			return errConflict
@@ -234,7 +234,7 @@ func (s *Service) updateProfile(ctx context.Context, id *Identity, upd ProfileUp
 		res.newName = u.Name
 		u.UpdatedAt = now
 		return nil
-	})
+	}, up.tx())
 	switch {
 	case errors.Is(err, model.ErrNameTaken):
 		return nil, refuse(CodeNameTaken, "The username %q is taken.", name)
@@ -246,15 +246,15 @@ func (s *Service) updateProfile(ctx context.Context, id *Identity, upd ProfileUp
 		return nil, err
 	}
 	res.User = u
-	res.events = []outcomes{up.events(storage.TxResult{})}
+	res.events = []outcomes{up.stored(storage.TxResult{})}
 	if newHash != "" && cur.PasswordHash != "" {
-		dctx, dp := withEvents(ctx, s.cfg.Stager, revoked(u.ID, "password_changed"))
-		n, err := s.store.DeleteUserSessions(dctx, u.ID, id.Session.ID)
+		dp := withEvents(s.cfg.Stager, revoked(u.ID, "password_changed"))
+		n, err := s.store.DeleteUserSessions(ctx, u.ID, id.Session.ID, dp.tx())
 		if err != nil {
 			return nil, fmt.Errorf("ending other sessions: %w", err)
 		}
 		res.EndedSessions = n
-		res.events = append(res.events, dp.events(storage.TxResult{Ended: n}))
+		res.events = append(res.events, dp.stored(storage.TxResult{Ended: n}))
 		if res.Tokens, err = s.reissue(ctx, upd.Issuer, id.Session.ID, u, now); err != nil {
 			return nil, fmt.Errorf("re-issuing tokens: %w", err)
 		}
@@ -275,7 +275,7 @@ func (s *Service) reissue(ctx context.Context, issuer, sessionID string, u *mode
 		cur.LastUsedAt = now
 		cur.IdleExpiresAt = now.Add(s.cfg.SessionIdle)
 		return nil
-	})
+	}, nil)
 	if errors.Is(err, model.ErrNotFound) {
 		return nil, nil
 	}

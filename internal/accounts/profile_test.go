@@ -116,7 +116,7 @@ func TestReservedNames(t *testing.T) {
 	}
 	// A user who already has a reserved name (set by an operator) may
 	// change its case: it claims nothing new.
-	if _, err := f.store.UpdateUser(bg, id.User.ID, func(u *model.User) error { u.Name = "support"; return nil }); err != nil {
+	if _, err := f.store.UpdateUser(bg, id.User.ID, func(u *model.User) error { u.Name = "support"; return nil }, nil); err != nil {
 		t.Fatal(err)
 	}
 	id = f.authenticate(t, g.Tokens.AccessToken)
@@ -208,14 +208,14 @@ func TestPasswordlessNormalUserExpiresLikeGuest(t *testing.T) {
 	kate, _ := f.named(t, "kate", "")
 	leo, leoID := f.named(t, "leo", "")
 	mo, _ := f.named(t, "moe", "")
-	if _, err := f.store.UpdateUser(bg, kate.User.ID, func(u *model.User) error { u.Kept = true; return nil }); err != nil {
+	if _, err := f.store.UpdateUser(bg, kate.User.ID, func(u *model.User) error { u.Kept = true; return nil }, nil); err != nil {
 		t.Fatal(err)
 	}
 	// A passwordless user cannot sign in with a password...
 	_, err := f.svc.PasswordSignIn(bg, issuer, "app", "henry", "", "10.0.0.1")
 	wantCode(t, err, accounts.CodeInvalidGrant)
 	// ...so without a session (and no device key) it is an orphan.
-	if err := f.store.DeleteSession(bg, mo.Session.ID); err != nil {
+	if err := f.store.DeleteSession(bg, mo.Session.ID, nil); err != nil {
 		t.Fatal(err)
 	}
 	rep, err := accounts.Prune(bg, f.store, f.clock.Now(), opt, nil)

@@ -72,13 +72,13 @@ func (s *Service) refresh(ctx context.Context, issuer, clientID, token string) (
 	}
 	now := s.now().UTC()
 	if gen < sess.Generation {
-		if err := s.endSession(ctx, sess.ID); err != nil {
+		if _, err := s.endSession(ctx, sess.ID, nil); err != nil {
 			return nil, err
 		}
 		return nil, reuseError{errBadRefresh}
 	}
 	if !now.Before(sess.EndsAt()) {
-		if err := s.endSession(ctx, sess.ID); err != nil {
+		if _, err := s.endSession(ctx, sess.ID, nil); err != nil {
 			return nil, err
 		}
 		return nil, errBadRefresh
@@ -93,11 +93,11 @@ func (s *Service) refresh(ctx context.Context, issuer, clientID, token string) (
 		cur.LastUsedAt = now
 		cur.IdleExpiresAt = now.Add(s.cfg.SessionIdle)
 		return nil
-	})
+	}, nil)
 	switch {
 	case raced:
 		// Two uses of one token: the other one won, so this is a reuse.
-		if err := s.endSession(ctx, sid); err != nil {
+		if _, err := s.endSession(ctx, sid, nil); err != nil {
 			return nil, err
 		}
 		return nil, reuseError{errBadRefresh}
@@ -121,12 +121,15 @@ func (s *Service) refresh(ctx context.Context, issuer, clientID, token string) (
 	return &Issued{Tokens: *tok, User: u, Session: sess}, nil
 }
 
-// endSession deletes a session; one already gone is not an error.
-func (s *Service) endSession(ctx context.Context, id string) error {
-	if err := s.store.DeleteSession(ctx, id); err != nil && !errors.Is(err, model.ErrNotFound) {
-		return err
+// endSession deletes a session, storing ev's events with it, and reports
+// whether it did; one already gone is not an error (ended is then false,
+// and nothing was stored).
+func (s *Service) endSession(ctx context.Context, id string, ev storage.Events) (ended bool, err error) {
+	err = s.store.DeleteSession(ctx, id, ev)
+	if errors.Is(err, model.ErrNotFound) {
+		return false, nil
 	}
-	return nil
+	return err == nil, err
 }
 
 // Revoke implements RFC 7009 for clientID: a refresh token (any generation)
@@ -141,7 +144,8 @@ func (s *Service) Revoke(ctx context.Context, issuer, clientID, token string) er
 		if sess.ClientID != clientID {
 			return refuse(CodeUnauthorizedClient, "The token was not issued to this client.")
 		}
-		return s.endSession(ctx, sess.ID)
+		_, err := s.endSession(ctx, sess.ID, nil)
+		return err
 	}
 	c, err := s.verifier.Verify(token, issuer)
 	if err != nil {
@@ -154,16 +158,18 @@ func (s *Service) Revoke(ctx context.Context, issuer, clientID, token string) er
 	if c.ClientID != clientID {
 		return refuse(CodeUnauthorizedClient, "The token was not issued to this client.")
 	}
-	return s.endSession(ctx, c.SessionID)
+	_, err = s.endSession(ctx, c.SessionID, nil)
+	return err
 }
 
 // Logout ends the identity's session.
 func (s *Service) Logout(ctx context.Context, id *Identity) error {
-	wctx, p := withEvents(ctx, s.cfg.Stager, one(events.Event{Type: events.SessionRevoked, UserID: id.User.ID, ClientID: id.Session.ClientID, Data: map[string]any{"cause": "logout"}}))
-	if err := s.endSession(wctx, id.Session.ID); err != nil {
+	p := withEvents(s.cfg.Stager, one(events.Event{Type: events.SessionRevoked, UserID: id.User.ID, ClientID: id.Session.ClientID, Data: map[string]any{"cause": "logout"}}))
+	ended, err := s.endSession(ctx, id.Session.ID, p.tx())
+	if err != nil {
 		return err
 	}
-	s.observeAll(ctx, p.events(storage.TxResult{}))
+	s.observeAll(ctx, p.reported(ended, storage.TxResult{}))
 	return nil
 }
 

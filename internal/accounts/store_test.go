@@ -10,6 +10,7 @@ import (
 	"github.com/guestauth/caddy-guestauth/internal/accounts"
 	"github.com/guestauth/caddy-guestauth/internal/model"
 	"github.com/guestauth/caddy-guestauth/storage"
+	_ "github.com/guestauth/caddy-guestauth/storage/bolt" // storage.Open's default kind
 )
 
 var bg = context.Background()
@@ -46,24 +47,24 @@ type countingStore struct {
 
 func (c *countingStore) Writes() uint64 { return c.writes.Load() }
 
-func (c *countingStore) CreateUser(ctx context.Context, u *model.User, s *model.Session, d *model.Device) error {
+func (c *countingStore) CreateUser(ctx context.Context, u *model.User, s *model.Session, d *model.Device, ev storage.Events) error {
 	c.writes.Add(1)
-	return c.Backend.CreateUser(ctx, u, s, d)
+	return c.Backend.CreateUser(ctx, u, s, d, ev)
 }
 
-func (c *countingStore) UpdateUser(ctx context.Context, id string, fn func(*model.User) error) (*model.User, error) {
+func (c *countingStore) UpdateUser(ctx context.Context, id string, fn func(*model.User) error, ev storage.Events) (*model.User, error) {
 	c.writes.Add(1)
-	return c.Backend.UpdateUser(ctx, id, fn)
+	return c.Backend.UpdateUser(ctx, id, fn, ev)
 }
 
-func (c *countingStore) DeleteUser(ctx context.Context, id string) error {
+func (c *countingStore) DeleteUser(ctx context.Context, id string, ev storage.Events) error {
 	c.writes.Add(1)
-	return c.Backend.DeleteUser(ctx, id)
+	return c.Backend.DeleteUser(ctx, id, ev)
 }
 
-func (c *countingStore) UpdateSession(ctx context.Context, id string, fn func(*model.Session) error) (*model.Session, error) {
+func (c *countingStore) UpdateSession(ctx context.Context, id string, fn func(*model.Session) error, ev storage.Events) (*model.Session, error) {
 	c.writes.Add(1)
-	return c.Backend.UpdateSession(ctx, id, fn)
+	return c.Backend.UpdateSession(ctx, id, fn, ev)
 }
 
 func (c *countingStore) PutSession(ctx context.Context, s *model.Session) error {
@@ -76,14 +77,14 @@ func (c *countingStore) PutSessionLimit(ctx context.Context, s *model.Session, k
 	return c.Backend.PutSessionLimit(ctx, s, keep)
 }
 
-func (c *countingStore) DeleteSession(ctx context.Context, id string) error {
+func (c *countingStore) DeleteSession(ctx context.Context, id string, ev storage.Events) error {
 	c.writes.Add(1)
-	return c.Backend.DeleteSession(ctx, id)
+	return c.Backend.DeleteSession(ctx, id, ev)
 }
 
-func (c *countingStore) DeleteUserSessions(ctx context.Context, userID, keep string) (int, error) {
+func (c *countingStore) DeleteUserSessions(ctx context.Context, userID, keep string, ev storage.Events) (int, error) {
 	c.writes.Add(1)
-	return c.Backend.DeleteUserSessions(ctx, userID, keep)
+	return c.Backend.DeleteUserSessions(ctx, userID, keep, ev)
 }
 
 func (c *countingStore) DeleteEndedSessions(ctx context.Context, now time.Time, limit int) (int, error) {
@@ -106,9 +107,9 @@ func (c *countingStore) TouchUsers(ctx context.Context, at map[string]time.Time)
 	return c.Backend.TouchUsers(ctx, at)
 }
 
-func (c *countingStore) DeleteUsersIf(ctx context.Context, ids []string, pred func(*model.User) bool) ([]model.User, error) {
+func (c *countingStore) DeleteUsersIf(ctx context.Context, ids []string, pred func(*model.User) bool, ev storage.Events) ([]model.User, error) {
 	c.writes.Add(1)
-	return c.Backend.DeleteUsersIf(ctx, ids, pred)
+	return c.Backend.DeleteUsersIf(ctx, ids, pred, ev)
 }
 
 func (c *countingStore) AddSigningKey(ctx context.Context, k model.SigningKey) error {

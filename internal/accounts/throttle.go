@@ -7,8 +7,6 @@ import (
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"golang.org/x/time/rate"
-
-	"github.com/guestauth/caddy-guestauth/storage"
 )
 
 // Limit is a token bucket: Burst tries are allowed at once, then one more
@@ -123,15 +121,14 @@ type Limiter interface {
 	Reset(ctx context.Context, key string) error
 }
 
-// StoreLimit is the Limiter of l kept in a store with the SharedLimiter
-// capability under name: processes naming the same limit share its
-// buckets.
-func StoreLimit(st storage.SharedLimiter, name string, l Limit) Limiter {
+// StoreLimit is the Limiter of l kept in a store under name: processes
+// naming the same limit share its buckets.
+func StoreLimit(st LimitStore, name string, l Limit) Limiter {
 	return storeLimit{st: st, name: name, l: l}
 }
 
 type storeLimit struct {
-	st   storage.SharedLimiter
+	st   LimitStore
 	name string
 	l    Limit
 }

@@ -22,28 +22,32 @@
 //
 // Lifecycle and security events (guest.created, guest.upgraded,
 // guest.expired, user.deleted, session.revoked, refresh.reuse_detected) are
-// queued in order and always sent before noisy ones, so a flood cannot
-// delay or evict them. signin.throttled is noisy (see [Noisy]): anyone can
-// cause one per request. Per type, user, client and client IP, the first
-// one of a burst is sent at once with data.count 1, and those that follow
-// within the coalescing interval (a minute by default) are folded into one
-// summary event, with a new id, sent when the interval ends: data.count
-// says how many it stands for and data.since when the first of them
-// happened. Adding up data.count gives the number of occurrences. Noisy events wait in a small queue of their own;
-// when it is full they are dropped, and only they.
+// always delivered before noisy ones, so a flood cannot delay or evict
+// them. signin.throttled is noisy (see [Noisy]): anyone can cause one per
+// request. Per type, user, client and client IP, the first one of a burst
+// is sent at once with data.count 1, and those that follow within the
+// coalescing interval (a minute by default) are folded into one summary
+// event, with a new id, sent when the interval ends: data.count says how
+// many it stands for and data.since when the first of them happened.
+// Adding up data.count gives the number of occurrences. When too many
+// noisy events are being stored at once, new ones are dropped (and
+// counted), and only they.
 //
-// # Several instances (a shared outbox)
+// # The outbox
 //
-// When the instances share a store with an outbox (PostgreSQL), a
-// Webhook only queues and coalesces ([WebhookConfig].Spool): events are
-// stored in the outbox, the lifecycle ones in the transaction of the write
-// they report, and any instance configured with the same URL posts them
+// Events wait for delivery in the store's outbox, never in memory
+// (internal/outbox, on every storage backend): a lifecycle event is stored
+// in the transaction of the write it reports, so an acknowledged write's
+// event survives the process that made it; the others right after they
+// happen. Any instance using the store with the same URL posts them
 // ([Webhook.Attempt]) with the same headers, signature, retries and
 // backoff. The id is fixed when the event is stored, so a retry, or a
-// redelivery by another instance after the one that tried first died, has
-// the same webhook-id: de-duplicating on it is what makes
-// delivery exactly-once for the receiver. Deliveries of several instances
-// are not ordered with each other.
+// redelivery after a restart or by another instance, has the same
+// webhook-id: de-duplicating on it is what makes delivery exactly-once for
+// the receiver. Deliveries are not strictly ordered (a retry may land
+// after a later event): receivers order by the event's time. An event
+// already stored with its write is only logged ([Emitter.Log]); the
+// others go to the outbox as a [Sink].
 //
 // Events never carry a secret, password or token; see [Event].
 package events
@@ -84,7 +88,8 @@ const (
 // zero Time.
 type Event = webhook.Event
 
-// Sink receives emitted events, such as a [Webhook].
+// Sink receives emitted events, such as the webhook outbox
+// (internal/outbox), which stores them for delivery.
 type Sink interface {
 	// Enqueue accepts ev for later delivery, or reports false when it
 	// cannot. It must not block: Emit is called on request paths.
@@ -122,7 +127,7 @@ func (e *Emitter) Emit(ev Event) {
 }
 
 // Log is Emit without the sinks, for an event already stored for delivery
-// (in a shared outbox, with the write it reports). It returns ev as logged
+// (in the store's outbox, with the write it reports). It returns ev as logged
 // (see [Prepare]).
 func (e *Emitter) Log(ev Event) Event {
 	if e == nil {

@@ -18,9 +18,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
-	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/guestauth/caddy-guestauth/internal/events"
 	"github.com/guestauth/caddy-guestauth/webhook"
@@ -71,37 +68,34 @@ func status(code int) func(int, http.ResponseWriter) {
 // tiny is a Backoff that keeps tests fast.
 func tiny(int) time.Duration { return time.Millisecond }
 
-func startHook(t *testing.T, cfg events.WebhookConfig) (*events.Webhook, *observer.ObservedLogs) {
+func newHook(t *testing.T, cfg events.WebhookConfig) *events.Webhook {
 	t.Helper()
-	core, logs := observer.New(zapcore.DebugLevel)
 	if cfg.Secret == nil {
 		cfg.Secret = secret
 	}
 	if cfg.Backoff == nil {
 		cfg.Backoff = tiny
 	}
-	h, err := events.NewWebhook(cfg, zap.New(core))
+	h, err := events.NewWebhook(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.Start()
-	t.Cleanup(func() { _ = h.Stop(context.Background()) })
-	return h, logs
+	return h
 }
 
-// stop drains h, failing the test if that takes more than a few seconds.
-func stop(t *testing.T, h *events.Webhook) {
+// attempt encodes ev as the outbox stores it and makes one attempt.
+func attempt(t *testing.T, h *events.Webhook, ev events.Event) (retry bool, wait time.Duration, err error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := h.Stop(ctx); err != nil {
-		t.Fatalf("Stop: %v", err)
+	ev, body, err := h.Encode(ev)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return h.Attempt(context.Background(), ev.ID, body)
 }
 
 func TestDeliveryHeadersAndSignature(t *testing.T) {
 	rc := newReceiver(t, status(http.StatusNoContent))
-	h, _ := startHook(t, events.WebhookConfig{URL: rc.URL})
+	h := newHook(t, events.WebhookConfig{URL: rc.URL})
 
 	ev := events.Event{
 		ID:       uuid.NewString(),
@@ -111,10 +105,9 @@ func TestDeliveryHeadersAndSignature(t *testing.T) {
 		ClientID: "app",
 		Data:     map[string]any{"old_name": "guest-1", "new_name": "alice"},
 	}
-	if !h.Enqueue(ev) {
-		t.Fatal("Enqueue refused")
+	if _, _, err := attempt(t, h, ev); err != nil {
+		t.Fatal(err)
 	}
-	stop(t, h)
 
 	got := rc.deliveries()
 	if len(got) != 1 {
@@ -194,13 +187,18 @@ func TestRetrySignedWithFreshTimestamp(t *testing.T) {
 		w.WriteHeader(http.StatusOK)
 	})
 	clock := newClock(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC))
-	h, _ := startHook(t, events.WebhookConfig{URL: rc.URL, Now: clock.Now, Backoff: func(int) time.Duration {
-		clock.Advance(10 * time.Minute)
-		return time.Millisecond
-	}})
-	h.Enqueue(events.Event{Type: events.GuestCreated})
-	stop(t, h)
-
+	h := newHook(t, events.WebhookConfig{URL: rc.URL, Now: clock.Now})
+	ev, body, err := h.Encode(events.Event{Type: events.GuestCreated})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if retry, _, err := h.Attempt(context.Background(), ev.ID, body); err == nil || !retry {
+		t.Fatalf("first attempt: retry %v, %v", retry, err)
+	}
+	clock.Advance(10 * time.Minute)
+	if _, _, err := h.Attempt(context.Background(), ev.ID, body); err != nil {
+		t.Fatal(err)
+	}
 	got := rc.deliveries()
 	if len(got) != 2 {
 		t.Fatalf("%d attempts, want 2", len(got))
@@ -212,8 +210,11 @@ func TestRetrySignedWithFreshTimestamp(t *testing.T) {
 	if got[0].header.Get("webhook-signature") == got[1].header.Get("webhook-signature") {
 		t.Error("the retry reused the first signature")
 	}
-	if id := got[0].header.Get("webhook-id"); id == "" || got[1].header.Get("webhook-id") != id {
-		t.Errorf("webhook-id %q then %q; want the event id on both", id, got[1].header.Get("webhook-id"))
+	if id := got[0].header.Get("webhook-id"); id != ev.ID || got[1].header.Get("webhook-id") != id {
+		t.Errorf("webhook-id %q then %q; want the event id %s on both", id, got[1].header.Get("webhook-id"), ev.ID)
+	}
+	if string(got[0].body) != string(got[1].body) {
+		t.Error("a retry changed the body")
 	}
 	if err := webhook.Key(secret).Verify(got[1].header, got[1].body, clock.Now()); err != nil {
 		t.Errorf("retry: %v", err)
@@ -223,218 +224,53 @@ func TestRetrySignedWithFreshTimestamp(t *testing.T) {
 	}
 }
 
-func TestRetryOn5xxThenSuccess(t *testing.T) {
-	rc := newReceiver(t, func(n int, w http.ResponseWriter) {
-		if n <= 2 {
-			w.WriteHeader(http.StatusInternalServerError + n - 1) // 500, then 501
-			return
+// What an attempt's outcome says: 2xx delivered; 5xx, 429 and network
+// errors may be retried (after the receiver's Retry-After, when it gives
+// one); any other answer, a redirect included, is a refusal.
+func TestAttemptOutcomes(t *testing.T) {
+	for _, tc := range []struct {
+		code       int
+		retryAfter string
+		ok, retry  bool
+		wait       time.Duration
+	}{
+		{http.StatusOK, "", true, false, -1},
+		{http.StatusNoContent, "", true, false, -1},
+		{http.StatusInternalServerError, "", false, true, -1},
+		{http.StatusNotImplemented, "", false, true, -1},
+		{http.StatusServiceUnavailable, "7", false, true, 7 * time.Second},
+		{http.StatusTooManyRequests, "0", false, true, 0},
+		{http.StatusTooManyRequests, "86400", false, true, time.Minute}, // capped
+		{http.StatusBadRequest, "", false, false, -1},
+		{http.StatusNotFound, "", false, false, -1},
+		{http.StatusFound, "", false, false, -1},
+	} {
+		rc := newReceiver(t, func(_ int, w http.ResponseWriter) {
+			w.Header().Set("Location", "/elsewhere")
+			if tc.retryAfter != "" {
+				w.Header().Set("Retry-After", tc.retryAfter)
+			}
+			w.WriteHeader(tc.code)
+		})
+		retry, wait, err := attempt(t, newHook(t, events.WebhookConfig{URL: rc.URL}), events.Event{Type: events.GuestCreated})
+		if (err == nil) != tc.ok || retry != tc.retry || wait != tc.wait {
+			t.Errorf("status %d: retry %v, wait %v, err %v; want ok %v, retry %v, wait %v", tc.code, retry, wait, err, tc.ok, tc.retry, tc.wait)
 		}
-		w.WriteHeader(http.StatusOK)
-	})
-	var mu sync.Mutex
-	var waits []int
-	h, logs := startHook(t, events.WebhookConfig{URL: rc.URL, Backoff: func(n int) time.Duration {
-		mu.Lock()
-		waits = append(waits, n)
-		mu.Unlock()
-		return time.Millisecond
-	}})
-	h.Enqueue(events.Event{Type: events.GuestCreated, UserID: "u1"})
-	stop(t, h)
-
-	got := rc.deliveries()
-	if len(got) != 3 {
-		t.Fatalf("got %d attempts, want 3", len(got))
-	}
-	if got[0].header.Get("webhook-id") != got[2].header.Get("webhook-id") || string(got[0].body) != string(got[2].body) {
-		t.Error("a retry changed the delivery id or body")
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(waits) != 2 || waits[0] != 1 || waits[1] != 2 {
-		t.Errorf("Backoff called with %v, want [1 2]", waits)
-	}
-	if n := logs.FilterLevelExact(zapcore.ErrorLevel).Len(); n != 0 {
-		t.Errorf("%d error logs for a delivery that succeeded", n)
-	}
-}
-
-func TestNetworkErrorRetried(t *testing.T) {
-	rc := newReceiver(t, status(http.StatusOK))
-	var calls atomic.Int64
-	client := &http.Client{Transport: roundTripper(func(r *http.Request) (*http.Response, error) {
-		if calls.Add(1) == 1 {
-			return nil, errors.New("connection reset")
+		if n := rc.hits.Load(); n != 1 {
+			t.Errorf("status %d: %d requests for one attempt", tc.code, n)
 		}
-		return http.DefaultTransport.RoundTrip(r)
-	})}
-	h, _ := startHook(t, events.WebhookConfig{URL: rc.URL, Client: client})
-	h.Enqueue(events.Event{Type: events.GuestCreated})
-	stop(t, h)
-	if calls.Load() != 2 || rc.hits.Load() != 1 {
-		t.Errorf("%d attempts, %d received; want 2 and 1", calls.Load(), rc.hits.Load())
+	}
+	// A network error may be retried.
+	client := &http.Client{Transport: roundTripper(func(*http.Request) (*http.Response, error) { return nil, errors.New("connection reset") })}
+	retry, _, err := attempt(t, newHook(t, events.WebhookConfig{URL: "https://hooks.example.com/x", Client: client}), events.Event{Type: events.GuestCreated})
+	if err == nil || !retry {
+		t.Errorf("network error: retry %v, err %v", retry, err)
 	}
 }
 
 type roundTripper func(*http.Request) (*http.Response, error)
 
 func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
-func TestRetryAfterHonoured(t *testing.T) {
-	rc := newReceiver(t, func(n int, w http.ResponseWriter) {
-		if n == 1 {
-			w.Header().Set("Retry-After", "0")
-			w.WriteHeader(http.StatusTooManyRequests)
-			return
-		}
-		w.WriteHeader(http.StatusOK)
-	})
-	// A Backoff of an hour: the retry only comes quickly if Retry-After wins.
-	h, _ := startHook(t, events.WebhookConfig{URL: rc.URL, Backoff: func(int) time.Duration { return time.Hour }})
-	h.Enqueue(events.Event{Type: events.SignInThrottled})
-	stop(t, h)
-	if n := rc.hits.Load(); n != 2 {
-		t.Errorf("%d attempts, want 2", n)
-	}
-}
-
-func TestNoRetryOn4xx(t *testing.T) {
-	for _, code := range []int{http.StatusBadRequest, http.StatusNotFound, http.StatusFound} {
-		rc := newReceiver(t, func(_ int, w http.ResponseWriter) {
-			w.Header().Set("Location", "/elsewhere")
-			w.WriteHeader(code)
-		})
-		h, logs := startHook(t, events.WebhookConfig{URL: rc.URL})
-		h.Enqueue(events.Event{Type: events.GuestCreated})
-		stop(t, h)
-		if n := rc.hits.Load(); n != 1 {
-			t.Errorf("status %d: %d attempts, want 1", code, n)
-		}
-		if e := logs.FilterLevelExact(zapcore.ErrorLevel).All(); len(e) != 1 || e[0].ContextMap()["status"] != int64(code) {
-			t.Errorf("status %d: error logs %v", code, e)
-		}
-	}
-}
-
-func TestGiveUpAfterMaxAttempts(t *testing.T) {
-	rc := newReceiver(t, status(http.StatusServiceUnavailable))
-	h, logs := startHook(t, events.WebhookConfig{URL: rc.URL, MaxAttempts: 3})
-	h.Enqueue(events.Event{Type: events.SessionRevoked, UserID: "u1", Data: map[string]any{"cause": "logout-marker"}})
-	stop(t, h)
-
-	if n := rc.hits.Load(); n != 3 {
-		t.Errorf("%d attempts, want 3", n)
-	}
-	errs := logs.FilterLevelExact(zapcore.ErrorLevel).All()
-	if len(errs) != 1 || !strings.Contains(errs[0].Message, "giving up") {
-		t.Fatalf("error logs %v, want one give-up", errs)
-	}
-	if f := errs[0].ContextMap(); f["attempt"] != int64(3) || f["status"] != int64(503) || f["event_id"] == "" {
-		t.Errorf("give-up fields %v", f)
-	}
-	for _, e := range logs.All() {
-		for _, f := range e.Context {
-			if strings.Contains(f.String, "logout-marker") || strings.Contains(f.String, "u1") {
-				t.Errorf("log %q field %s carries the event body", e.Message, f.Key)
-			}
-		}
-	}
-}
-
-func TestQueueFullDropsAndEmitNeverBlocks(t *testing.T) {
-	release := make(chan struct{})
-	rc := newReceiver(t, func(int, http.ResponseWriter) { <-release })
-	var onDrop atomic.Int64
-	h, logs := startHook(t, events.WebhookConfig{URL: rc.URL, QueueSize: 2, OnDrop: func(typ string) {
-		if typ == events.GuestCreated {
-			onDrop.Add(1)
-		}
-	}})
-	// Registered after startHook, so it runs first: the hung handler must be
-	// let go before the server and the Webhook are shut.
-	t.Cleanup(func() {
-		select {
-		case <-release:
-		default:
-			close(release)
-		}
-	})
-
-	em := events.NewEmitter(zap.NewNop(), h)
-	const total = 50
-	start := time.Now()
-	for range total {
-		em.Emit(events.Event{Type: events.GuestCreated})
-	}
-	if d := time.Since(start); d > time.Second {
-		t.Fatalf("%d Emits took %v while the receiver hangs", total, d)
-	}
-
-	// One event may be in flight and two queued; the rest are dropped.
-	if d := h.Dropped(); d < total-3 || d > total-2 {
-		t.Errorf("Dropped = %d, want %d or %d", d, total-3, total-2)
-	}
-	if uint64(onDrop.Load()) != h.Dropped() || h.DroppedByType()[events.GuestCreated] != h.Dropped() {
-		t.Errorf("OnDrop called %d times for guest.created, Dropped = %d, by type %v", onDrop.Load(), h.Dropped(), h.DroppedByType())
-	}
-	if n := logs.FilterMessageSnippet("queue full").Len(); n != 1 {
-		t.Errorf("%d queue-full warnings, want 1 (rate-limited)", n)
-	}
-
-	close(release)
-	stop(t, h)
-	if got := uint64(rc.hits.Load()) + h.Dropped(); got != total {
-		t.Errorf("delivered + dropped = %d, want %d", got, total)
-	}
-}
-
-func TestStopDrainsPending(t *testing.T) {
-	rc := newReceiver(t, status(http.StatusOK))
-	h, err := events.NewWebhook(events.WebhookConfig{URL: rc.URL, Secret: secret, Backoff: tiny}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range 5 {
-		if !h.Enqueue(events.Event{Type: events.GuestExpired}) {
-			t.Fatal("Enqueue refused")
-		}
-	}
-	h.Start()
-	stop(t, h)
-	if n := rc.hits.Load(); n != 5 {
-		t.Errorf("%d delivered before Stop returned, want 5", n)
-	}
-	if h.Enqueue(events.Event{Type: events.GuestExpired}) {
-		t.Error("Enqueue accepted an event after Stop")
-	}
-	if h.Dropped() != 0 {
-		t.Error("a refusal after Stop was counted as a queue-full drop")
-	}
-}
-
-func TestStopGivesUpAtDeadline(t *testing.T) {
-	release := make(chan struct{})
-	rc := newReceiver(t, func(int, http.ResponseWriter) { <-release })
-	h, logs := startHook(t, events.WebhookConfig{URL: rc.URL})
-	t.Cleanup(func() { close(release) })
-	for range 3 {
-		h.Enqueue(events.Event{Type: events.GuestCreated})
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	if err := h.Stop(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Stop = %v, want the deadline error", err)
-	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("Stop took %v past its deadline", d)
-	}
-	lost := logs.FilterMessageSnippet("stopped before delivering").All()
-	if len(lost) != 1 || lost[0].ContextMap()["events"] != int64(3) {
-		t.Errorf("lost-events logs %v, want one counting 3", lost)
-	}
-}
 
 func TestNewWebhookValidation(t *testing.T) {
 	for _, tc := range []struct {

@@ -82,7 +82,7 @@ var (
 	tokenFails  = counterVec("token_verification_failures_total", "Tokens refused, by reason.", "reason", reasons)
 	// By type, so a flood of noisy events shows as such, apart from the
 	// lifecycle events that must never be dropped.
-	webhookDropped = counterVec("webhook_dropped_total", "Events dropped because their webhook queue was full, by event type.", "type", eventTypes)
+	webhookDropped = counterVec("webhook_dropped_total", "Webhook events dropped before their delivery (outbox full or too old, or not stored), by event type.", "type", eventTypes)
 
 	guestGauges = &gauges{
 		live: prometheus.NewDesc(prometheus.BuildFQName(namespace, subsystem, "live_guests"), "Guest users that currently exist.", nil, nil),
@@ -155,8 +155,9 @@ func TokenRejected(reason string) { tokenFails.WithLabelValues(known(reason, rea
 // SignInFailed counts a sign-in refused for a wrong name or password.
 func SignInFailed() { signInFailures.Inc() }
 
-// WebhookDropped counts an event of type eventType dropped because its
-// webhook queue was full; it fits events.WebhookConfig.OnDrop. A type not
+// WebhookDropped counts an event of type eventType dropped before its
+// delivery: trimmed from the webhook outbox (too old, or beyond its
+// bound), or never stored in it; it fits outbox.Config.OnDrop. A type not
 // listed above is counted as "other".
 func WebhookDropped(eventType string) {
 	webhookDropped.WithLabelValues(known(eventType, eventTypes)).Inc()

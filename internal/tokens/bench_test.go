@@ -36,6 +36,12 @@ func (m *benchKeys) AddSigningKey(_ context.Context, k model.SigningKey) error {
 	return nil
 }
 
+func (m *benchKeys) DeleteSigningKey(context.Context, string) error { return nil }
+
+func (m *benchKeys) LockSigningKeys(ctx context.Context, fn func(context.Context) error) error {
+	return fn(ctx) // the benchmarks run one keyring
+}
+
 var benchNow = time.Date(2030, 6, 1, 12, 0, 0, 0, time.UTC)
 
 // benchSetup makes a keyring with a signer for alg, a grant and a subject.

@@ -25,7 +25,6 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwk"
 
 	"github.com/guestauth/caddy-guestauth/internal/model"
-	"github.com/guestauth/caddy-guestauth/storage"
 )
 
 // Supported signing algorithms.
@@ -41,10 +40,16 @@ func ParseAlgorithm(name string) (jwa.SignatureAlgorithm, error) {
 	return "", fmt.Errorf("unsupported signing algorithm %q (use RS256, ES256 or EdDSA)", name)
 }
 
-// KeyStore persists signing keys.
+// KeyStore persists signing keys; every storage backend is one. Its key
+// lock (LockSigningKeys) is held by one process at a time of all those
+// sharing the store: EnsureSigner, Rotate and RetireKeys run under it, so
+// instances starting together generate one key for the cluster, not one
+// each.
 type KeyStore interface {
 	SigningKeys(ctx context.Context) ([]model.SigningKey, error)
 	AddSigningKey(ctx context.Context, k model.SigningKey) error
+	DeleteSigningKey(ctx context.Context, kid string) error
+	LockSigningKeys(ctx context.Context, fn func(ctx context.Context) error) error
 }
 
 type signingKey struct {
@@ -66,14 +71,6 @@ type keyState struct {
 	signers map[jwa.SignatureAlgorithm]*signingKey // newest key of each alg
 	verify  map[string]verifyKey                   // by kid
 	jwks    []byte
-}
-
-// KeyLocker is implemented by stores that several processes share (the
-// PostgreSQL backend): EnsureSigner and Rotate run under its lock, so
-// instances starting together generate one key for the cluster, not one
-// each.
-type KeyLocker interface {
-	LockSigningKeys(ctx context.Context, fn func(ctx context.Context) error) error
 }
 
 // Keyring is safe for concurrent use. Keys are only ever added (by
@@ -129,12 +126,9 @@ func (k *Keyring) lookup(kid string) (verifyKey, bool) {
 // Reload reads the stored keys again.
 func (k *Keyring) Reload(ctx context.Context) error { return k.reload(ctx) }
 
-// locked runs fn under the store's key lock, if it has one.
+// locked runs fn under the store's key lock.
 func (k *Keyring) locked(ctx context.Context, fn func(ctx context.Context) error) error {
-	if l, ok := k.store.(KeyLocker); ok {
-		return l.LockSigningKeys(ctx, fn)
-	}
-	return fn(ctx)
+	return k.store.LockSigningKeys(ctx, fn)
 }
 
 // LoadKeyring reads every stored key.
@@ -251,13 +245,8 @@ const KeyRefreshAge = keyRefreshAge
 // old key until they reload) + maxLifetime, which must be the longest
 // lifetime of any token the keys sign plus the clock skew verifiers allow.
 // The newest key of each algorithm is never deleted. It runs under the
-// store's key lock, does nothing on a store that cannot delete keys
-// (storage.SigningKeyDeleter), and returns the ids of the keys it deleted.
+// store's key lock, and returns the ids of the keys it deleted.
 func (k *Keyring) RetireKeys(ctx context.Context, now time.Time, maxLifetime time.Duration) ([]string, error) {
-	del, ok := k.store.(storage.SigningKeyDeleter)
-	if !ok {
-		return nil, nil
-	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	var retired []string
@@ -276,7 +265,7 @@ func (k *Keyring) RetireKeys(ctx context.Context, now time.Time, maxLifetime tim
 				if now.Before(keys[i+1].CreatedAt.Add(keyRefreshAge + maxLifetime)) {
 					continue
 				}
-				if err := del.DeleteSigningKey(ctx, keys[i].KID); err != nil {
+				if err := k.store.DeleteSigningKey(ctx, keys[i].KID); err != nil {
 					return fmt.Errorf("deleting signing key %s: %w", keys[i].KID, err)
 				}
 				retired = append(retired, keys[i].KID)

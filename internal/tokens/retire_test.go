@@ -115,15 +115,3 @@ func TestRetireKeysBolt(t *testing.T) {
 	defer st.Close()
 	retireKeysCheck(t, st)
 }
-
-// A store that cannot delete keys keeps them all.
-func TestRetireKeysWithoutDeleter(t *testing.T) {
-	t.Parallel()
-	k := newKeyring(t, jwa.ES256)
-	if _, err := k.Rotate(context.Background(), jwa.ES256); err != nil {
-		t.Fatal(err)
-	}
-	if kids, err := k.RetireKeys(context.Background(), time.Now().Add(1000*time.Hour), time.Hour); err != nil || len(kids) != 0 {
-		t.Fatalf("retired %v, %v", kids, err)
-	}
-}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -25,12 +26,14 @@ import (
 	"github.com/guestauth/caddy-guestauth/internal/model"
 	"github.com/guestauth/caddy-guestauth/internal/tokens"
 	"github.com/guestauth/caddy-guestauth/storage"
+	_ "github.com/guestauth/caddy-guestauth/storage/bolt" // the default kind of storage.Open
 )
 
 // memKeys is an in-memory tokens.KeyStore.
 type memKeys struct {
-	mu   sync.Mutex
-	keys []model.SigningKey
+	mu      sync.Mutex
+	keys    []model.SigningKey
+	keyLock sync.Mutex
 }
 
 func (m *memKeys) SigningKeys(context.Context) ([]model.SigningKey, error) {
@@ -44,6 +47,19 @@ func (m *memKeys) AddSigningKey(_ context.Context, k model.SigningKey) error {
 	defer m.mu.Unlock()
 	m.keys = append(m.keys, k)
 	return nil
+}
+
+func (m *memKeys) DeleteSigningKey(_ context.Context, kid string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.keys = slices.DeleteFunc(m.keys, func(k model.SigningKey) bool { return k.KID == kid })
+	return nil
+}
+
+func (m *memKeys) LockSigningKeys(ctx context.Context, fn func(context.Context) error) error {
+	m.keyLock.Lock()
+	defer m.keyLock.Unlock()
+	return fn(ctx)
 }
 
 const issuer = "https://auth.example.com"

@@ -46,7 +46,7 @@ const ExportFormat = "guestauth-export-v1"
 // The export is spooled to a temporary file first, to announce its exact
 // size.
 func (p *Postgres) Backup(ctx context.Context, w io.Writer, size func(n int64)) (int64, error) {
-	if err := ctxErr(ctx); err != nil {
+	if err := storage.CtxErr(ctx); err != nil {
 		return 0, err
 	}
 	spool, err := os.CreateTemp("", "guestauth-export-*")
@@ -122,11 +122,11 @@ func (c ctxWriter) Write(b []byte) (int, error) {
 	return c.w.Write(b)
 }
 
-// LockSigningKeys runs fn holding a PostgreSQL advisory lock (scoped to
-// the current schema), so that key generation and rotation happen on one
-// node at a time (tokens.KeyLocker): nodes starting together make one key.
+// LockSigningKeys implements storage.Backend with a PostgreSQL advisory
+// lock (scoped to the current schema), so that key generation and rotation
+// happen on one node at a time: nodes starting together make one key.
 func (p *Postgres) LockSigningKeys(ctx context.Context, fn func(ctx context.Context) error) error {
-	if err := ctxErr(ctx); err != nil {
+	if err := storage.CtxErr(ctx); err != nil {
 		return err
 	}
 	conn, err := p.pool.Acquire(ctx)
@@ -145,11 +145,11 @@ func (p *Postgres) LockSigningKeys(ctx context.Context, fn func(ctx context.Cont
 	return fn(ctx)
 }
 
-// TryLockSweep runs fn unless another node holds the sweep lock called
-// name (a PostgreSQL advisory lock, scoped to the current schema), and
-// reports whether it ran: periodic sweeps run on one node at a time.
+// TryLockSweep implements storage.Backend with a PostgreSQL advisory lock
+// (scoped to the current schema) per name: periodic sweeps run on one node
+// at a time.
 func (p *Postgres) TryLockSweep(ctx context.Context, name string, fn func(ctx context.Context) error) (bool, error) {
-	if err := ctxErr(ctx); err != nil {
+	if err := storage.CtxErr(ctx); err != nil {
 		return false, err
 	}
 	conn, err := p.pool.Acquire(ctx)

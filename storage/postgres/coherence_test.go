@@ -69,7 +69,7 @@ func TestCoherenceAcrossNodes(t *testing.T) {
 		t.Fatal("an activity flush on A dropped B's cached identity")
 	}
 
-	if _, err := a.UpdateUser(bg, "u1", func(u *model.User) error { u.Tag = model.TagNormal; return nil }); err != nil {
+	if _, err := a.UpdateUser(bg, "u1", func(u *model.User) error { u.Tag = model.TagNormal; return nil }, nil); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "an upgrade on A shows on B", func() bool {
@@ -77,7 +77,7 @@ func TestCoherenceAcrossNodes(t *testing.T) {
 		return err == nil && u.Tag == model.TagNormal
 	})
 	cachedPair(t, b, "u1", "su1")
-	if err := a.DeleteSession(bg, "su1"); err != nil {
+	if err := a.DeleteSession(bg, "su1", nil); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "a logout on A is refused on B", func() bool {
@@ -114,7 +114,7 @@ func TestCoherenceLateCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A later write (seq n+1) commits first, and B reads past it.
-	if _, err := a.UpdateUser(bg, "u2", func(u *model.User) error { u.DisplayName = "early"; return nil }); err != nil {
+	if _, err := a.UpdateUser(bg, "u2", func(u *model.User) error { u.DisplayName = "early"; return nil }, nil); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the early write shows on B", func() bool {
@@ -143,7 +143,7 @@ func TestCoherenceListenerKilled(t *testing.T) {
 		WHERE application_name = $1 AND query LIKE '%guestauth_changes c%' AND pid <> pg_backend_pid()`, pgtest.AppName(t, dsn)).Scan(&killed); err != nil || killed == 0 {
 		t.Fatalf("killed %d listener connections: %v", killed, err)
 	}
-	if _, err := a.UpdateUser(bg, "u1", func(u *model.User) error { u.DisplayName = "after"; return nil }); err != nil {
+	if _, err := a.UpdateUser(bg, "u1", func(u *model.User) error { u.DisplayName = "after"; return nil }, nil); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "a change after the listener was killed shows on B", func() bool {
@@ -162,7 +162,7 @@ func TestCoherenceMaxStaleness(t *testing.T) {
 	cachedPair(t, b, "u1", "su1")
 	postgres.StopFollowing(b)
 	time.Sleep(300 * time.Millisecond) // past max_staleness with no read of the log
-	if _, err := a.UpdateUser(bg, "u1", func(u *model.User) error { u.DisplayName = "fresh"; return nil }); err != nil {
+	if _, err := a.UpdateUser(bg, "u1", func(u *model.User) error { u.DisplayName = "fresh"; return nil }, nil); err != nil {
 		t.Fatal(err)
 	}
 	if u, _, err := identity(t, b, "u1", "su1"); err != nil || u.DisplayName != "fresh" {

@@ -19,7 +19,7 @@ func StopFollowing(p *Postgres) { p.follow.stop() }
 // WriteIgnoringAnError runs a write whose function ignores the error of a
 // statement (the transaction is then aborted) and queues nothing.
 func WriteIgnoringAnError(p *Postgres) error {
-	return p.write(bg, func(w *wtx) error {
+	return p.write(bg, nil, func(w *wtx) error {
 		_, _ = w.Exec(w.ctx, `SELECT 1 / 0`)
 		return nil
 	})

@@ -6,11 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/guestauth/caddy-guestauth/storage"
 )
-
-var _ storage.SharedLimiter = (*Postgres)(nil)
 
 // takeLimit is GCRA in one statement. tat is the theoretical arrival time:
 // a try at now is allowed when max(tat, now) + interval - now <= burst *
@@ -35,7 +31,7 @@ const purgeLimits = `DELETE FROM guestauth_limits WHERE (name, key) IN (SELECT n
 
 const purgeAge = time.Minute
 
-// LimitTake implements storage.SharedLimiter, in one round trip: the
+// LimitTake implements storage.Backend, in one round trip: the
 // purge and the take go in one batch, one transaction, committed without
 // waiting for its WAL to reach the disk (synchronous_commit off for it).
 // The take is seen by every node at once all the same; a database crash
@@ -81,7 +77,7 @@ func (p *Postgres) LimitTake(ctx context.Context, name, key string, burst int, i
 	return wait, err
 }
 
-// LimitRefund implements storage.SharedLimiter.
+// LimitRefund implements storage.Backend.
 func (p *Postgres) LimitRefund(ctx context.Context, name, key string, interval time.Duration) error {
 	return p.once(ctx, func(ctx context.Context) error {
 		_, err := p.pool.Exec(ctx, `UPDATE guestauth_limits SET tat_ns = tat_ns - $3 WHERE name = $1 AND key = $2`, name, key, int64(interval))
@@ -89,7 +85,7 @@ func (p *Postgres) LimitRefund(ctx context.Context, name, key string, interval t
 	})
 }
 
-// LimitReset implements storage.SharedLimiter.
+// LimitReset implements storage.Backend.
 func (p *Postgres) LimitReset(ctx context.Context, name, key string) error {
 	return p.once(ctx, func(ctx context.Context) error {
 		_, err := p.pool.Exec(ctx, `DELETE FROM guestauth_limits WHERE name = $1 AND key = $2`, name, key)

@@ -12,10 +12,8 @@ import (
 	"github.com/guestauth/caddy-guestauth/storage"
 )
 
-var _ storage.Outbox = (*Postgres)(nil)
-
 // The webhook outbox (migration 0004). Rows are written in the
-// transaction of the write whose events they are (see storeTxEvents), or
+// transaction of the write whose events they are (see storeEvents), or
 // right after for events with no write; nodes claim due rows with a lease
 // (FOR UPDATE SKIP LOCKED, so claimers never wait for each other nor get
 // the same row), and delete them once delivered. Times are the callers'
@@ -32,6 +30,11 @@ func putOutbox(ctx context.Context, q interface {
 	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
 	SendBatch(context.Context, *pgx.Batch) pgx.BatchResults
 }, recs []storage.OutboxRecord) error {
+	for i := range recs {
+		if err := recs[i].Check(); err != nil {
+			return invalid(err.Error())
+		}
+	}
 	if len(recs) == 1 {
 		r := recs[0]
 		_, err := q.Exec(ctx, insertOutbox, r.ID, r.Target, r.Type, r.Body, r.Noisy, ns(r.CreatedAt))
@@ -44,38 +47,37 @@ func putOutbox(ctx context.Context, q interface {
 	return q.SendBatch(ctx, b).Close()
 }
 
-// storeTxEvents runs the write's TxEvents hook, if any, and inserts its
-// records in the write's transaction. It returns the hook, to be marked
-// stored once the transaction commits.
-func (w *wtx) storeTxEvents() (*storage.TxEvents, error) {
-	te := storage.TxEventsFrom(w.ctx)
-	if te == nil {
-		return nil, nil
+// storeEvents builds the write's events (w.ev) from what it did and queues
+// their rows, sent with COMMIT (see storage.Events).
+func (w *wtx) storeEvents() error {
+	if w.ev == nil {
+		return nil
 	}
-	recs, err := te.Build(storage.TxResult{Created: w.created, Deleted: w.deleted, Ended: w.ended})
+	recs, err := w.ev(storage.TxResult{Created: w.created, Deleted: w.deleted, Ended: w.ended})
 	if err != nil {
-		return nil, userError{err}
+		return userError{err}
 	}
-	if len(recs) == 0 {
-		return nil, nil // nothing to store: a later write may have events
-	}
-	for _, r := range recs { // queued: sent with COMMIT
+	for i := range recs {
+		r := &recs[i]
+		if err := r.Check(); err != nil {
+			return invalid(err.Error())
+		}
 		w.queue(insertOutbox, r.ID, r.Target, r.Type, r.Body, r.Noisy, ns(r.CreatedAt))
 	}
-	return te, nil
+	return nil
 }
 
-// OutboxPut implements storage.Outbox.
+// OutboxPut implements storage.Backend.
 func (p *Postgres) OutboxPut(ctx context.Context, recs []storage.OutboxRecord) error {
 	if len(recs) == 0 {
-		return ctxErr(ctx)
+		return storage.CtxErr(ctx)
 	}
 	return p.once(ctx, func(ctx context.Context) error {
 		return putOutbox(ctx, p.pool, recs)
 	})
 }
 
-// OutboxClaim implements storage.Outbox, in one statement.
+// OutboxClaim implements storage.Backend, in one statement.
 func (p *Postgres) OutboxClaim(ctx context.Context, target string, now time.Time, lease time.Duration, limit int) ([]storage.OutboxRecord, error) {
 	var out []storage.OutboxRecord
 	err := p.once(ctx, func(ctx context.Context) error {
@@ -109,7 +111,7 @@ func (p *Postgres) OutboxClaim(ctx context.Context, target string, now time.Time
 	return out, nil
 }
 
-// OutboxDelete implements storage.Outbox.
+// OutboxDelete implements storage.Backend.
 func (p *Postgres) OutboxDelete(ctx context.Context, id string) error {
 	return p.once(ctx, func(ctx context.Context) error {
 		_, err := p.pool.Exec(ctx, `DELETE FROM guestauth_outbox WHERE id = $1`, id)
@@ -117,7 +119,7 @@ func (p *Postgres) OutboxDelete(ctx context.Context, id string) error {
 	})
 }
 
-// OutboxRetry implements storage.Outbox.
+// OutboxRetry implements storage.Backend.
 func (p *Postgres) OutboxRetry(ctx context.Context, id string, at time.Time) error {
 	return p.once(ctx, func(ctx context.Context) error {
 		_, err := p.pool.Exec(ctx, `UPDATE guestauth_outbox SET next_ns = $2, lease_ns = 0 WHERE id = $1`, id, ns(at))
@@ -125,7 +127,16 @@ func (p *Postgres) OutboxRetry(ctx context.Context, id string, at time.Time) err
 	})
 }
 
-// OutboxTrim implements storage.Outbox.
+// OutboxLen implements storage.Backend.
+func (p *Postgres) OutboxLen(ctx context.Context, target string) (int, error) {
+	var n int
+	err := p.read(ctx, func(ctx context.Context) error {
+		return p.pool.QueryRow(ctx, `SELECT count(*) FROM guestauth_outbox WHERE target = $1`, target).Scan(&n)
+	})
+	return n, err
+}
+
+// OutboxTrim implements storage.Backend.
 func (p *Postgres) OutboxTrim(ctx context.Context, target string, before time.Time, maxRows int) ([]string, error) {
 	var types []string
 	err := p.once(ctx, func(ctx context.Context) error {

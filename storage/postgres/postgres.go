@@ -55,14 +55,11 @@ const (
 
 func init() {
 	storage.Register(Kind, func(ctx context.Context, cfg storage.Config) (storage.Backend, error) {
-		return Open(ctx, cfg.Location, Options{
-			MaxConns:          cfg.MaxConns,
-			StatementTimeout:  cfg.StatementTimeout,
-			IdentityCacheSize: cfg.IdentityCacheSize,
-			SkipMigrate:       cfg.SkipMigrate,
-			SyncInterval:      cfg.SyncInterval,
-			MaxStaleness:      cfg.MaxStaleness,
-		})
+		opt, ok := cfg.Options.(Options)
+		if !ok && cfg.Options != nil {
+			return nil, fmt.Errorf("postgres storage: options of type %T", cfg.Options)
+		}
+		return Open(ctx, cfg.Location, opt)
 	})
 }
 
@@ -74,7 +71,7 @@ type Options struct {
 	// StatementTimeout: see DefaultStatementTimeout (used when 0).
 	StatementTimeout time.Duration
 	// IdentityCacheSize bounds the identity cache (default
-	// storage.DefaultIdentityCacheSize, 100 000 at about 1.1 KiB each;
+	// storage.DefaultIdentityCacheSize, 100 000 at about 0.9 KiB each;
 	// negative disables it).
 	IdentityCacheSize int
 	// SkipMigrate refuses a schema other than this build's instead of
@@ -241,6 +238,10 @@ func (p *Postgres) Close() error {
 // Describe implements storage.Backend: the server and database, without
 // credentials.
 func (p *Postgres) Describe() string { return p.desc }
+
+// Shared implements storage.Backend: every node using the database shares
+// it.
+func (p *Postgres) Shared() bool { return true }
 
 // IdentityCache implements storage.Backend.
 func (p *Postgres) IdentityCache() *storage.IdentityCache { return p.cache }
@@ -467,17 +468,9 @@ func classify(err error) error {
 	return fmt.Errorf("%w: postgres: %v", model.ErrUnavailable, err)
 }
 
-// ctxErr refuses to start work for a cancelled context.
-func ctxErr(ctx context.Context) error {
-	if ctx == nil {
-		return errors.New("storage: nil context")
-	}
-	return ctx.Err()
-}
-
 // op bounds one operation (see DefaultStatementTimeout).
 func (p *Postgres) op(ctx context.Context) (context.Context, context.CancelFunc, error) {
-	if err := ctxErr(ctx); err != nil {
+	if err := storage.CtxErr(ctx); err != nil {
 		return nil, nil, err
 	}
 	c, cancel := context.WithTimeout(ctx, p.timeout)

@@ -156,7 +156,7 @@ func TestUnavailableAndRecovery(t *testing.T) {
 
 func mustCreate(t *testing.T, st storage.Backend, id string) {
 	t.Helper()
-	if err := st.CreateUser(bg, storagetest.NewUser(id, "guest_"+id), storagetest.NewSession("s"+id, id), nil); err != nil {
+	if err := st.CreateUser(bg, storagetest.NewUser(id, "guest_"+id), storagetest.NewSession("s"+id, id), nil, nil); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -174,7 +174,7 @@ func TestTwoNodesOneName(t *testing.T) {
 		for _, st := range []storage.Backend{a, b} {
 			id := map[storage.Backend]string{a: "ua", b: "ub"}[st]
 			go func() {
-				_, err := st.UpdateUser(bg, id, func(u *model.User) error { u.Name = name; return nil })
+				_, err := st.UpdateUser(bg, id, func(u *model.User) error { u.Name = name; return nil }, nil)
 				errs <- err
 			}()
 		}
@@ -194,7 +194,7 @@ func TestTwoNodesOneName(t *testing.T) {
 		// Give the name back for the next round.
 		for _, st := range []storage.Backend{a, b} {
 			id := map[storage.Backend]string{a: "ua", b: "ub"}[st]
-			if _, err := st.UpdateUser(bg, id, func(u *model.User) error { u.Name = "guest_" + id; return nil }); err != nil {
+			if _, err := st.UpdateUser(bg, id, func(u *model.User) error { u.Name = "guest_" + id; return nil }, nil); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -290,7 +290,7 @@ func TestSweepAlongsideRefreshes(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range 40 {
-				if _, err := st.UpdateSession(bg, "su1", func(s *model.Session) error { s.Generation++; return nil }); err != nil {
+				if _, err := st.UpdateSession(bg, "su1", func(s *model.Session) error { s.Generation++; return nil }, nil); err != nil {
 					errs <- err
 					return
 				}

@@ -7,9 +7,9 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 
+	"github.com/guestauth/caddy-guestauth/internal/tokens"
 	"github.com/guestauth/caddy-guestauth/storage/postgres"
 	"github.com/guestauth/caddy-guestauth/storage/postgres/pgtest"
-	"github.com/guestauth/caddy-guestauth/internal/tokens"
 )
 
 // A key rotated on node A is retired by node B's sweep once every token it

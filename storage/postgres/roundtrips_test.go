@@ -104,7 +104,7 @@ func TestGuestCreationRoundTrips(t *testing.T) {
 		// BEGIN; a batch: user, session, guest counter, COMMIT. No change
 		// log entry nor wake-up: no node can have cached what is new.
 		count("CreateUser", 2, 5, func(ctx context.Context) error {
-			return p.CreateUser(ctx, storagetest.NewUser(id, "guest_"+id), storagetest.NewSession("s"+id, id), nil)
+			return p.CreateUser(ctx, storagetest.NewUser(id, "guest_"+id), storagetest.NewSession("s"+id, id), nil, nil)
 		})
 		// BEGIN; a batch: lock the owner, read the session; a batch:
 		// session, change log, COMMIT, pg_notify.
@@ -112,7 +112,7 @@ func TestGuestCreationRoundTrips(t *testing.T) {
 			_, err := p.UpdateSession(ctx, "s"+id, func(s *model.Session) error {
 				s.Generation++
 				return nil
-			})
+			}, nil)
 			return err
 		}))
 	}
@@ -126,10 +126,10 @@ func TestGuestCreationRoundTrips(t *testing.T) {
 // change" (not a duplicate user), and nothing of the new user is stored.
 func TestCreateUserSessionOfAnotherUser(t *testing.T) {
 	p := open(t, pgtest.DSN(t), postgres.Options{})
-	if err := p.CreateUser(bg, storagetest.NewUser("u1", "one"), storagetest.NewSession("s1", "u1"), nil); err != nil {
+	if err := p.CreateUser(bg, storagetest.NewUser("u1", "one"), storagetest.NewSession("s1", "u1"), nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	err := p.CreateUser(bg, storagetest.NewUser("u2", "two"), storagetest.NewSession("s1", "u2"), nil)
+	err := p.CreateUser(bg, storagetest.NewUser("u2", "two"), storagetest.NewSession("s1", "u2"), nil, nil)
 	if err == nil || errors.Is(err, model.ErrExists) || !strings.Contains(err.Error(), "a session's user cannot change") {
 		t.Fatalf("CreateUser with another user's session id: %v", err)
 	}

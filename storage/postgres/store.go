@@ -40,22 +40,24 @@ type wtx struct {
 	tail     *pgx.Batch
 	batchErr func(error) error
 	notify   bool // wake the other nodes after the commit
-	// What the write did, for its events (storage.TxResult).
+	// ev builds the write's events from what it did (storage.TxResult).
+	ev      storage.Events
 	created []model.User
 	deleted []model.User
 	ended   int
 }
 
-// write runs fn in a transaction. The identity cache is told a write is
-// under way for its whole length (see storage.IdentityCache), and drops
-// what the transaction changed.
+// write runs fn in a transaction, then stores ev's records in it (see
+// storage.Events). The identity cache is told a write is under way for its
+// whole length (see storage.IdentityCache), and drops what the transaction
+// changed.
 //
 // Round trips: BEGIN is one (a connection the server dropped fails there,
 // before anything ran, and is retried); fn's reads and checked writes one
 // each; then the statements fn queued (wtx.queue), the outbox rows, the
 // change log entry, the guest counter updates and COMMIT go in one batch,
 // one round trip.
-func (p *Postgres) write(ctx context.Context, fn func(w *wtx) error) error {
+func (p *Postgres) write(ctx context.Context, ev storage.Events, fn func(w *wtx) error) error {
 	octx, cancel, err := p.op(ctx)
 	if err != nil {
 		return err
@@ -64,9 +66,8 @@ func (p *Postgres) write(ctx context.Context, fn func(w *wtx) error) error {
 	p.cache.WriteBegin()
 	defer p.cache.WriteEnd()
 	var w *wtx
-	var te *storage.TxEvents
 	for attempt := 0; ; attempt++ {
-		w = &wtx{ctx: octx, p: p, users: map[string]bool{}, sessions: map[string]bool{}}
+		w = &wtx{ctx: octx, p: p, users: map[string]bool{}, sessions: map[string]bool{}, ev: ev}
 		began := false
 		err = p.pool.AcquireFunc(octx, func(c *pgxpool.Conn) error {
 			tx, err := c.Begin(octx)
@@ -76,7 +77,7 @@ func (p *Postgres) write(ctx context.Context, fn func(w *wtx) error) error {
 			began = true
 			w.Tx = tx
 			w.tail = &pgx.Batch{}
-			if te, err = w.run(fn); err != nil {
+			if err = w.run(fn); err != nil {
 				// After a failed batch the server has not committed (an
 				// error skips the rest of the batch, COMMIT included) or
 				// the COMMIT itself failed; either way this ends the
@@ -92,9 +93,6 @@ func (p *Postgres) write(ctx context.Context, fn func(w *wtx) error) error {
 		}
 		p.pool.Reset() // after a server restart every pooled connection is dead
 	}
-	if err == nil && te != nil {
-		te.MarkStored()
-	}
 	for id := range w.users {
 		p.cache.InvalidateUser(id)
 	}
@@ -106,13 +104,13 @@ func (p *Postgres) write(ctx context.Context, fn func(w *wtx) error) error {
 
 // run runs fn in the open transaction, then sends the queued statements
 // and COMMIT in one batch.
-func (w *wtx) run(fn func(w *wtx) error) (*storage.TxEvents, error) {
+func (w *wtx) run(fn func(w *wtx) error) error {
 	if err := fn(w); err != nil {
-		return nil, err
+		return err
 	}
-	te, err := w.storeTxEvents()
+	err := w.storeEvents()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	w.publish()
 	w.flushCounts()
@@ -141,10 +139,10 @@ func (w *wtx) run(fn func(w *wtx) error) (*storage.TxEvents, error) {
 		if w.batchErr != nil {
 			err = w.batchErr(err)
 		}
-		return nil, err
+		return err
 	}
 	_ = br.Close() // committed: the notification's outcome changes nothing
-	return te, nil
+	return nil
 }
 
 // queue adds a statement to the batch sent with COMMIT (see write), after
@@ -332,7 +330,7 @@ func (w *wtx) lockUser(id string, forDelete bool) (*model.User, error) {
 		return nil, err
 	}
 	var u model.User
-	if err := json.Unmarshal(raw, &u); err != nil {
+	if err := storage.DecodeRecord(raw, &u); err != nil {
 		return nil, fmt.Errorf("user record %s: %w", id, err)
 	}
 	return &u, nil
@@ -364,7 +362,7 @@ func collectJSON[T any](rows pgx.Rows) ([]T, error) {
 			return nil, err
 		}
 		var v T
-		if err := json.Unmarshal(raw, &v); err != nil {
+		if err := storage.DecodeRecord(raw, &v); err != nil {
 			return nil, fmt.Errorf("decoding a record: %w", err)
 		}
 		out = append(out, v)
@@ -426,7 +424,7 @@ func (w *wtx) markOrphan(u *model.User, now time.Time) error {
 // CreateUser implements storage.Backend. Its statements all go in the
 // batch with COMMIT: with BEGIN, two round trips, four statements besides
 // BEGIN and COMMIT (user, device, session, guest counter).
-func (p *Postgres) CreateUser(ctx context.Context, u *model.User, s *model.Session, dev *model.Device) error {
+func (p *Postgres) CreateUser(ctx context.Context, u *model.User, s *model.Session, dev *model.Device, ev storage.Events) error {
 	if u.ID == "" || u.Name == "" {
 		return invalid("user needs an id and a name")
 	}
@@ -438,7 +436,7 @@ func (p *Postgres) CreateUser(ctx context.Context, u *model.User, s *model.Sessi
 			return invalid("the first session belongs to another user")
 		}
 	}
-	return p.write(ctx, func(w *wtx) error {
+	return p.write(ctx, ev, func(w *wtx) error {
 		// No change log entry nor wake-up: the user, its session and its
 		// device are new (their inserts fail otherwise), and the identity
 		// caches hold only records that were found, so no node can hold
@@ -514,16 +512,16 @@ func getJSON(ctx context.Context, p *Postgres, v any, q string, args ...any) err
 		}
 		return err
 	}
-	if err := json.Unmarshal(raw, v); err != nil {
+	if err := storage.DecodeRecord(raw, v); err != nil {
 		return invalid("decoding a record: " + err.Error())
 	}
 	return nil
 }
 
 // UpdateUser implements storage.Backend: fn runs once, on the locked row.
-func (p *Postgres) UpdateUser(ctx context.Context, id string, fn func(u *model.User) error) (*model.User, error) {
+func (p *Postgres) UpdateUser(ctx context.Context, id string, fn func(u *model.User) error, ev storage.Events) (*model.User, error) {
 	var out *model.User
-	err := p.write(ctx, func(w *wtx) error {
+	err := p.write(ctx, ev, func(w *wtx) error {
 		old, err := w.lockUser(id, false)
 		if err != nil {
 			return err
@@ -548,8 +546,8 @@ func (p *Postgres) UpdateUser(ctx context.Context, id string, fn func(u *model.U
 }
 
 // DeleteUser implements storage.Backend.
-func (p *Postgres) DeleteUser(ctx context.Context, id string) error {
-	return p.write(ctx, func(w *wtx) error {
+func (p *Postgres) DeleteUser(ctx context.Context, id string, ev storage.Events) error {
+	return p.write(ctx, ev, func(w *wtx) error {
 		u, err := w.lockUser(id, true)
 		if err != nil {
 			return err
@@ -582,7 +580,7 @@ func (p *Postgres) ListUsers(ctx context.Context, after, tag string, limit int) 
 // Identity implements storage.Backend: from the identity cache, or one
 // query reading both records.
 func (p *Postgres) Identity(ctx context.Context, userID, sessionID string) (*model.User, *model.Session, error) {
-	if err := ctxErr(ctx); err != nil {
+	if err := storage.CtxErr(ctx); err != nil {
 		return nil, nil, err
 	}
 	// A node that could not read the change log for MaxStaleness reads
@@ -606,10 +604,10 @@ func (p *Postgres) Identity(ctx context.Context, userID, sessionID string) (*mod
 		if err != nil {
 			return err
 		}
-		if err := json.Unmarshal(ru, &u); err != nil {
+		if err := storage.DecodeRecord(ru, &u); err != nil {
 			return invalid("decoding a user: " + err.Error())
 		}
-		if err := json.Unmarshal(rs, &s); err != nil {
+		if err := storage.DecodeRecord(rs, &s); err != nil {
 			return invalid("decoding a session: " + err.Error())
 		}
 		return nil
@@ -666,11 +664,11 @@ func (w *wtx) sessionOwner(id string, forDelete bool) (*model.User, *model.Sessi
 		return nil, nil, model.ErrNotFound // no such session, or ended meanwhile
 	}
 	var u model.User
-	if err := json.Unmarshal(uraw, &u); err != nil {
+	if err := storage.DecodeRecord(uraw, &u); err != nil {
 		return nil, nil, fmt.Errorf("user record of session %s: %w", id, err)
 	}
 	var s model.Session
-	if err := json.Unmarshal(sraw, &s); err != nil {
+	if err := storage.DecodeRecord(sraw, &s); err != nil {
 		return nil, nil, fmt.Errorf("session record %s: %w", id, err)
 	}
 	if s.UserID != u.ID {
@@ -681,9 +679,9 @@ func (w *wtx) sessionOwner(id string, forDelete bool) (*model.User, *model.Sessi
 
 // UpdateSession implements storage.Backend: fn runs once, with the owner
 // locked.
-func (p *Postgres) UpdateSession(ctx context.Context, id string, fn func(s *model.Session) error) (*model.Session, error) {
+func (p *Postgres) UpdateSession(ctx context.Context, id string, fn func(s *model.Session) error, ev storage.Events) (*model.Session, error) {
 	var out *model.Session
-	err := p.write(ctx, func(w *wtx) error {
+	err := p.write(ctx, ev, func(w *wtx) error {
 		u, s, err := w.sessionOwner(id, false)
 		if err != nil {
 			return err
@@ -715,7 +713,7 @@ func (p *Postgres) PutSession(ctx context.Context, s *model.Session) error {
 // PutSessionLimit implements storage.Backend.
 func (p *Postgres) PutSessionLimit(ctx context.Context, s *model.Session, keep int) (int, error) {
 	var ended int
-	err := p.write(ctx, func(w *wtx) error {
+	err := p.write(ctx, nil, func(w *wtx) error {
 		ended = 0
 		u, err := w.lockUser(s.UserID, false)
 		if err != nil {
@@ -741,9 +739,9 @@ func (p *Postgres) PutSessionLimit(ctx context.Context, s *model.Session, keep i
 }
 
 // DeleteSession implements storage.Backend.
-func (p *Postgres) DeleteSession(ctx context.Context, id string) error {
+func (p *Postgres) DeleteSession(ctx context.Context, id string, ev storage.Events) error {
 	now := p.now()
-	return p.write(ctx, func(w *wtx) error {
+	return p.write(ctx, ev, func(w *wtx) error {
 		u, _, err := w.sessionOwner(id, false)
 		if err != nil {
 			return err
@@ -759,10 +757,10 @@ func (p *Postgres) DeleteSession(ctx context.Context, id string) error {
 }
 
 // DeleteUserSessions implements storage.Backend.
-func (p *Postgres) DeleteUserSessions(ctx context.Context, userID, keep string) (int, error) {
+func (p *Postgres) DeleteUserSessions(ctx context.Context, userID, keep string, ev storage.Events) (int, error) {
 	now := p.now()
 	var n int
-	err := p.write(ctx, func(w *wtx) error {
+	err := p.write(ctx, ev, func(w *wtx) error {
 		n = 0
 		u, err := w.lockUser(userID, false)
 		if errors.Is(err, model.ErrNotFound) {
@@ -785,7 +783,7 @@ func (p *Postgres) DeleteUserSessions(ctx context.Context, userID, keep string) 
 // nodes share the work instead of queueing.
 func (p *Postgres) DeleteEndedSessions(ctx context.Context, now time.Time, limit int) (int, error) {
 	var n int
-	err := p.write(ctx, func(w *wtx) error {
+	err := p.write(ctx, nil, func(w *wtx) error {
 		n = 0
 		rows, err := w.Query(w.ctx, `SELECT DISTINCT user_id FROM (SELECT user_id FROM guestauth_sessions WHERE ends_ns <= $1
 			ORDER BY ends_ns, id LIMIT $2) e`, ns(now), limit)
@@ -888,7 +886,7 @@ func (p *Postgres) ConsumeChallenge(ctx context.Context, token string, now time.
 				return err
 			}
 			var got model.Challenge
-			if err := json.Unmarshal(raw, &got); err != nil {
+			if err := storage.DecodeRecord(raw, &got); err != nil {
 				return invalid("challenge record: " + err.Error())
 			}
 			if now.Before(got.ExpiresAt) {
@@ -921,7 +919,7 @@ func (p *Postgres) TouchUsers(ctx context.Context, at map[string]time.Time) (int
 		ids = append(ids, id)
 	}
 	var touched map[string]time.Time
-	err := p.write(ctx, func(w *wtx) error {
+	err := p.write(ctx, nil, func(w *wtx) error {
 		touched = make(map[string]time.Time, len(ids))
 		w.quiet = true // activity: the other nodes' caches may keep the older time
 		users, err := w.lockUsers(ids, false)
@@ -956,7 +954,7 @@ func (p *Postgres) TouchUsers(ctx context.Context, at map[string]time.Time) (int
 // scan calls fn for each user q selects, from one statement (one
 // consistent snapshot), until fn returns false.
 func (p *Postgres) scan(ctx context.Context, fn func(u *model.User) bool, q string, args ...any) error {
-	if err := ctxErr(ctx); err != nil {
+	if err := storage.CtxErr(ctx); err != nil {
 		return err
 	}
 	rows, err := p.pool.Query(ctx, q, args...)
@@ -970,7 +968,7 @@ func (p *Postgres) scan(ctx context.Context, fn func(u *model.User) bool, q stri
 			return opErr(ctx, err)
 		}
 		var u model.User
-		if err := json.Unmarshal(raw, &u); err != nil {
+		if err := storage.DecodeRecord(raw, &u); err != nil {
 			return fmt.Errorf("decoding a user: %w", err)
 		}
 		if !fn(&u) {
@@ -991,9 +989,9 @@ func (p *Postgres) ScanOrphans(ctx context.Context, fn func(u *model.User) bool)
 }
 
 // DeleteUsersIf implements storage.Backend, in one transaction.
-func (p *Postgres) DeleteUsersIf(ctx context.Context, ids []string, pred func(u *model.User) bool) ([]model.User, error) {
+func (p *Postgres) DeleteUsersIf(ctx context.Context, ids []string, pred func(u *model.User) bool, ev storage.Events) ([]model.User, error) {
 	var deleted []model.User
-	err := p.write(ctx, func(w *wtx) error {
+	err := p.write(ctx, ev, func(w *wtx) error {
 		deleted = nil
 		users, err := w.lockUsers(ids, true)
 		if err != nil {
@@ -1027,7 +1025,7 @@ func (p *Postgres) SigningKeys(ctx context.Context) ([]model.SigningKey, error) 
 	return keys, err
 }
 
-// DeleteSigningKey implements storage.SigningKeyDeleter.
+// DeleteSigningKey implements storage.Backend.
 func (p *Postgres) DeleteSigningKey(ctx context.Context, kid string) error {
 	return p.once(ctx, func(ctx context.Context) error {
 		_, err := p.pool.Exec(ctx, `DELETE FROM guestauth_signing_keys WHERE kid = $1`, kid)

@@ -54,6 +54,15 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Backend) {
 		{"IdentityCacheNeverStale", testIdentityCacheNeverStale},
 		{"IdentityCacheInvalidation", testIdentityCacheInvalidation},
 		{"CancelledContext", testCancelledContext},
+		{"SharedLimits", testSharedLimits},
+		{"SharedLimitsConcurrent", testSharedLimitsConcurrent},
+		{"OutboxClaimLeaseDelete", testOutboxClaimLeaseDelete},
+		{"OutboxConcurrentClaims", testOutboxConcurrentClaims},
+		{"OutboxTrim", testOutboxTrim},
+		{"EventsStoredWithWrites", testEventsStoredWithWrites},
+		{"EventsFailTheirWrite", testEventsFailTheirWrite},
+		{"Locks", testLocks},
+		{"DeleteSigningKey", testDeleteSigningKey},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -83,7 +92,7 @@ func NewSession(id, userID string) *model.Session {
 
 func mustCreate(t *testing.T, st storage.Backend, u *model.User, s *model.Session, d *model.Device) {
 	t.Helper()
-	if err := st.CreateUser(bg, u, s, d); err != nil {
+	if err := st.CreateUser(bg, u, s, d, nil); err != nil {
 		t.Fatalf("CreateUser(%s): %v", u.ID, err)
 	}
 }
@@ -162,7 +171,7 @@ func testCreateAndGetUser(t *testing.T, st storage.Backend) {
 func testCreateUserRefusals(t *testing.T, st storage.Backend) {
 	mustCreate(t, st, NewUser("u1", "Alice"), nil, nil)
 
-	if err := st.CreateUser(bg, NewUser("u2", "aLICE"), NewSession("s2", "u2"), nil); !errors.Is(err, model.ErrNameTaken) {
+	if err := st.CreateUser(bg, NewUser("u2", "aLICE"), NewSession("s2", "u2"), nil, nil); !errors.Is(err, model.ErrNameTaken) {
 		t.Fatalf("name taken in another case: err = %v, want ErrNameTaken", err)
 	}
 	// The refused create left nothing behind.
@@ -172,7 +181,7 @@ func testCreateUserRefusals(t *testing.T, st storage.Backend) {
 	wantNotFound(t, "refused user's session", err)
 	// Same id: refused, whatever the record.
 	for _, other := range []*model.User{NewUser("u1", "Carol"), NewUser("u1", "Alice")} {
-		if err := st.CreateUser(bg, other, nil, nil); !errors.Is(err, model.ErrExists) {
+		if err := st.CreateUser(bg, other, nil, nil, nil); !errors.Is(err, model.ErrExists) {
 			t.Fatalf("duplicate id (%s): err = %v, want ErrExists", other.Name, err)
 		}
 	}
@@ -182,7 +191,7 @@ func testCreateUserRefusals(t *testing.T, st storage.Backend) {
 	if _, err := st.GetUserByName(bg, "carol"); !errors.Is(err, model.ErrNotFound) {
 		t.Fatalf("a refused create indexed its name: %v", err)
 	}
-	if err := st.CreateUser(bg, &model.User{ID: "u3"}, nil, nil); err == nil {
+	if err := st.CreateUser(bg, &model.User{ID: "u3"}, nil, nil, nil); err == nil {
 		t.Fatal("a user without a name was accepted")
 	}
 	if err := st.PutSession(bg, NewSession("s9", "ghost")); !errors.Is(err, model.ErrNotFound) {
@@ -199,7 +208,7 @@ func testCreateUserIsAtomic(t *testing.T, st storage.Backend) {
 	// The device is taken: neither the user, its name nor its session is stored.
 	v := NewUser("u2", "Bob")
 	v.DeviceKID = "kid-1"
-	if err := st.CreateUser(bg, v, NewSession("s2", "u2"), &model.Device{KID: "kid-1", UserID: "u2", JWK: []byte(`{"x":1}`), CreatedAt: T0}); !errors.Is(err, model.ErrExists) {
+	if err := st.CreateUser(bg, v, NewSession("s2", "u2"), &model.Device{KID: "kid-1", UserID: "u2", JWK: []byte(`{"x":1}`), CreatedAt: T0}, nil); !errors.Is(err, model.ErrExists) {
 		t.Fatalf("device bound twice: err = %v, want ErrExists", err)
 	}
 	_, err := st.GetUser(bg, "u2")
@@ -214,7 +223,7 @@ func testCreateUserIsAtomic(t *testing.T, st storage.Backend) {
 	// The name is taken: the new device is not stored either.
 	w := NewUser("u3", "ALICE")
 	w.DeviceKID = "kid-3"
-	if err := st.CreateUser(bg, w, NewSession("s3", "u3"), &model.Device{KID: "kid-3", UserID: "u3", JWK: []byte(`{}`), CreatedAt: T0}); !errors.Is(err, model.ErrNameTaken) {
+	if err := st.CreateUser(bg, w, NewSession("s3", "u3"), &model.Device{KID: "kid-3", UserID: "u3", JWK: []byte(`{}`), CreatedAt: T0}, nil); !errors.Is(err, model.ErrNameTaken) {
 		t.Fatalf("name taken: err = %v", err)
 	}
 	_, err = st.GetDevice(bg, "kid-3")
@@ -242,13 +251,13 @@ func testUniqueNameUnderConcurrency(t *testing.T, st storage.Backend) {
 			}
 			var err error
 			if i%3 == 0 { // renames race with creations
-				if err = st.CreateUser(bg, NewUser(id, "tmp_"+id), nil, nil); err != nil {
+				if err = st.CreateUser(bg, NewUser(id, "tmp_"+id), nil, nil, nil); err != nil {
 					t.Error(err)
 					return
 				}
-				_, err = st.UpdateUser(bg, id, func(u *model.User) error { u.Name = name; return nil })
+				_, err = st.UpdateUser(bg, id, func(u *model.User) error { u.Name = name; return nil }, nil)
 			} else {
-				err = st.CreateUser(bg, NewUser(id, name), NewSession("s"+id, id), nil)
+				err = st.CreateUser(bg, NewUser(id, name), NewSession("s"+id, id), nil, nil)
 			}
 			switch {
 			case err == nil:
@@ -279,7 +288,7 @@ func testUpdateUserMovesNameIndex(t *testing.T, st storage.Backend) {
 		u.Name = "Alice"
 		u.Tag = model.TagNormal
 		return nil
-	})
+	}, nil)
 	if err != nil || got.Name != "Alice" || got.Tag != model.TagNormal {
 		t.Fatalf("UpdateUser = %+v, %v", got, err)
 	}
@@ -292,7 +301,7 @@ func testUpdateUserMovesNameIndex(t *testing.T, st storage.Backend) {
 	mustCreate(t, st, NewUser("u3", "GUEST_ONE"), nil, nil)
 
 	// Renaming onto a taken name (any case) is refused and changes nothing.
-	if _, err := st.UpdateUser(bg, "u1", func(u *model.User) error { u.Name = "BOB"; u.DisplayName = "x"; return nil }); !errors.Is(err, model.ErrNameTaken) {
+	if _, err := st.UpdateUser(bg, "u1", func(u *model.User) error { u.Name = "BOB"; u.DisplayName = "x"; return nil }, nil); !errors.Is(err, model.ErrNameTaken) {
 		t.Fatalf("rename to taken name: err = %v, want ErrNameTaken", err)
 	}
 	if u := getUser(t, st, "u1"); u.Name != "Alice" || u.DisplayName != "" {
@@ -302,23 +311,23 @@ func testUpdateUserMovesNameIndex(t *testing.T, st storage.Backend) {
 		t.Fatalf("refused rename moved the other user's name: %+v, %v", u, err)
 	}
 	// Changing only the case of one's own name is fine.
-	if u, err := st.UpdateUser(bg, "u1", func(u *model.User) error { u.Name = "ALICE"; return nil }); err != nil || u.Name != "ALICE" {
+	if u, err := st.UpdateUser(bg, "u1", func(u *model.User) error { u.Name = "ALICE"; return nil }, nil); err != nil || u.Name != "ALICE" {
 		t.Fatalf("case-only rename = %+v, %v", u, err)
 	}
-	if _, err := st.UpdateUser(bg, "u1", func(u *model.User) error { u.Name = "  "; return nil }); err == nil {
+	if _, err := st.UpdateUser(bg, "u1", func(u *model.User) error { u.Name = "  "; return nil }, nil); err == nil {
 		t.Fatal("an empty name was accepted")
 	}
-	if _, err := st.UpdateUser(bg, "u1", func(u *model.User) error { u.ID = "u9"; return nil }); err == nil {
+	if _, err := st.UpdateUser(bg, "u1", func(u *model.User) error { u.ID = "u9"; return nil }, nil); err == nil {
 		t.Fatal("changing the id was accepted")
 	}
 	fnErr := errors.New("refused by fn")
-	if _, err := st.UpdateUser(bg, "u1", func(u *model.User) error { u.DisplayName = "no"; return fnErr }); !errors.Is(err, fnErr) {
+	if _, err := st.UpdateUser(bg, "u1", func(u *model.User) error { u.DisplayName = "no"; return fnErr }, nil); !errors.Is(err, fnErr) {
 		t.Fatalf("fn error not returned: %v", err)
 	}
 	if u := getUser(t, st, "u1"); u.DisplayName != "" {
 		t.Fatalf("an update refused by fn was written: %+v", u)
 	}
-	_, err = st.UpdateUser(bg, "missing", func(*model.User) error { return nil })
+	_, err = st.UpdateUser(bg, "missing", func(*model.User) error { return nil }, nil)
 	wantNotFound(t, "update of missing user", err)
 }
 
@@ -339,21 +348,21 @@ func testUpdateFunctionsRunOncePerVersion(t *testing.T, st storage.Backend) {
 		go func() {
 			defer wg.Done()
 			<-start
-			if _, err := st.UpdateUser(bg, "u"+id, func(u *model.User) error { userCalls[i].Add(1); u.DisplayName = "d"; return nil }); err != nil {
+			if _, err := st.UpdateUser(bg, "u"+id, func(u *model.User) error { userCalls[i].Add(1); u.DisplayName = "d"; return nil }, nil); err != nil {
 				t.Error(err)
 			}
 		}()
 		go func() {
 			defer wg.Done()
 			<-start
-			if _, err := st.UpdateSession(bg, "su"+id, func(s *model.Session) error { sessionCalls[i].Add(1); s.Generation++; return nil }); err != nil {
+			if _, err := st.UpdateSession(bg, "su"+id, func(s *model.Session) error { sessionCalls[i].Add(1); s.Generation++; return nil }, nil); err != nil {
 				t.Error(err)
 			}
 		}()
 		go func() { // failing writes alongside
 			defer wg.Done()
 			<-start
-			if err := st.CreateUser(bg, NewUser("x"+id, "nameu0"), nil, nil); !errors.Is(err, model.ErrNameTaken) {
+			if err := st.CreateUser(bg, NewUser("x"+id, "nameu0"), nil, nil, nil); !errors.Is(err, model.ErrNameTaken) {
 				t.Errorf("conflicting create: %v", err)
 			}
 		}()
@@ -376,7 +385,7 @@ func testConcurrentUpdatesAllApply(t *testing.T, st storage.Backend) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := st.UpdateSession(bg, "s1", func(s *model.Session) error { s.Generation++; return nil }); err != nil {
+			if _, err := st.UpdateSession(bg, "s1", func(s *model.Session) error { s.Generation++; return nil }, nil); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -395,7 +404,7 @@ func testDeleteUserRemovesEverything(t *testing.T, st storage.Backend) {
 	mustPutSession(t, st, NewSession("s2", "u1"))
 	mustCreate(t, st, NewUser("u2", "Bob"), NewSession("s3", "u2"), nil)
 
-	if err := st.DeleteUser(bg, "u1"); err != nil {
+	if err := st.DeleteUser(bg, "u1", nil); err != nil {
 		t.Fatal(err)
 	}
 	_, err := st.GetUser(bg, "u1")
@@ -414,7 +423,7 @@ func testDeleteUserRemovesEverything(t *testing.T, st storage.Backend) {
 	// Name and device key are free again.
 	d2 := &model.Device{KID: "dev-1", UserID: "u4", JWK: []byte(`{}`), CreatedAt: T0}
 	mustCreate(t, st, NewUser("u4", "alice"), nil, d2)
-	wantNotFound(t, "second delete", st.DeleteUser(bg, "u1"))
+	wantNotFound(t, "second delete", st.DeleteUser(bg, "u1", nil))
 	// Its ended sessions are not swept later: nothing is left of them.
 	if n, err := st.DeleteEndedSessions(bg, T0.Add(24*time.Hour), 100); err != nil || n != 1 {
 		t.Fatalf("DeleteEndedSessions after a user delete = %d, %v; want only s3", n, err)
@@ -483,38 +492,38 @@ func testSessionUpdateAndDelete(t *testing.T, st storage.Backend) {
 		s.Generation++
 		s.LastUsedAt = later
 		return nil
-	})
+	}, nil)
 	if err != nil || s.Generation != 2 {
 		t.Fatalf("UpdateSession = %+v, %v", s, err)
 	}
 	if s, _ := st.GetSession(bg, "s1"); s.Generation != 2 || !s.LastUsedAt.Equal(later) {
 		t.Fatalf("update not persisted: %+v", s)
 	}
-	if _, err := st.UpdateSession(bg, "s1", func(s *model.Session) error { s.ID = "zz"; return nil }); err == nil {
+	if _, err := st.UpdateSession(bg, "s1", func(s *model.Session) error { s.ID = "zz"; return nil }, nil); err == nil {
 		t.Fatal("changing a session id was accepted")
 	}
-	if _, err := st.UpdateSession(bg, "s1", func(s *model.Session) error { s.UserID = "u2"; return nil }); err == nil {
+	if _, err := st.UpdateSession(bg, "s1", func(s *model.Session) error { s.UserID = "u2"; return nil }, nil); err == nil {
 		t.Fatal("moving a session to another user was accepted")
 	}
 	fnErr := errors.New("refused by fn")
-	if _, err := st.UpdateSession(bg, "s1", func(s *model.Session) error { s.Generation = 99; return fnErr }); !errors.Is(err, fnErr) {
+	if _, err := st.UpdateSession(bg, "s1", func(s *model.Session) error { s.Generation = 99; return fnErr }, nil); !errors.Is(err, fnErr) {
 		t.Fatalf("fn error not returned: %v", err)
 	}
 	if s, _ := st.GetSession(bg, "s1"); s.Generation != 2 {
 		t.Fatalf("an update refused by fn was written: %+v", s)
 	}
-	_, err = st.UpdateSession(bg, "missing", func(*model.Session) error { return nil })
+	_, err = st.UpdateSession(bg, "missing", func(*model.Session) error { return nil }, nil)
 	wantNotFound(t, "update of missing session", err)
 
-	if err := st.DeleteSession(bg, "s2"); err != nil {
+	if err := st.DeleteSession(bg, "s2", nil); err != nil {
 		t.Fatal(err)
 	}
 	_, err = st.GetSession(bg, "s2")
 	wantNotFound(t, "deleted session", err)
-	wantNotFound(t, "second delete", st.DeleteSession(bg, "s2"))
+	wantNotFound(t, "second delete", st.DeleteSession(bg, "s2", nil))
 
 	// s2 is already gone, so only s3 and s4 are ended; s1 is kept.
-	n, err := st.DeleteUserSessions(bg, "u1", "s1")
+	n, err := st.DeleteUserSessions(bg, "u1", "s1", nil)
 	if err != nil || n != 2 {
 		t.Fatalf("DeleteUserSessions = %d, %v; want 2", n, err)
 	}
@@ -524,12 +533,12 @@ func testSessionUpdateAndDelete(t *testing.T, st storage.Backend) {
 			t.Fatalf("session %s exists = %v, want %v (%v)", sid, got, want, err)
 		}
 	}
-	if n, err := st.DeleteUserSessions(bg, "u1", ""); err != nil || n != 1 {
+	if n, err := st.DeleteUserSessions(bg, "u1", "", nil); err != nil || n != 1 {
 		t.Fatalf("DeleteUserSessions(all) = %d, %v; want 1", n, err)
 	}
 	_, _, err = st.Identity(bg, "u1", "s1")
 	wantNotFound(t, "Identity after ending all sessions", err)
-	if n, err := st.DeleteUserSessions(bg, "nobody", ""); err != nil || n != 0 {
+	if n, err := st.DeleteUserSessions(bg, "nobody", "", nil); err != nil || n != 0 {
 		t.Fatalf("DeleteUserSessions(unknown user) = %d, %v", n, err)
 	}
 }
@@ -582,13 +591,13 @@ func testOrphanMark(t *testing.T, st storage.Backend) {
 	normal.PasswordHash = "$argon2id$x" // a real account: not ephemeral
 	mustCreate(t, st, normal, NewSession("b1", "n1"), nil)
 
-	if err := st.DeleteSession(bg, "a1"); err != nil {
+	if err := st.DeleteSession(bg, "a1", nil); err != nil {
 		t.Fatal(err)
 	}
 	if u := getUser(t, st, "g1"); !u.OrphanedAt.IsZero() {
 		t.Fatalf("marked orphaned with a session left: %+v", u)
 	}
-	if err := st.DeleteSession(bg, "a2"); err != nil {
+	if err := st.DeleteSession(bg, "a2", nil); err != nil {
 		t.Fatal(err)
 	}
 	if u := getUser(t, st, "g1"); u.OrphanedAt.IsZero() {
@@ -598,13 +607,13 @@ func testOrphanMark(t *testing.T, st storage.Backend) {
 	if u := getUser(t, st, "g1"); !u.OrphanedAt.IsZero() {
 		t.Fatalf("a new session did not clear the mark: %+v", u)
 	}
-	if _, err := st.DeleteUserSessions(bg, "g1", ""); err != nil {
+	if _, err := st.DeleteUserSessions(bg, "g1", "", nil); err != nil {
 		t.Fatal(err)
 	}
 	if u := getUser(t, st, "g1"); u.OrphanedAt.IsZero() {
 		t.Fatal("DeleteUserSessions ended the last session: not marked orphaned")
 	}
-	if _, err := st.DeleteUserSessions(bg, "n1", ""); err != nil {
+	if _, err := st.DeleteUserSessions(bg, "n1", "", nil); err != nil {
 		t.Fatal(err)
 	}
 	if u := getUser(t, st, "n1"); !u.OrphanedAt.IsZero() {
@@ -644,7 +653,7 @@ func testDeleteEndedSessions(t *testing.T, st storage.Backend) {
 		t.Fatalf("a session not yet ended was deleted: %v", err)
 	}
 	// An update that moves the end is followed.
-	if _, err := st.UpdateSession(bg, "s7", func(s *model.Session) error { s.IdleExpiresAt = T0.Add(2 * time.Hour); return nil }); err != nil {
+	if _, err := st.UpdateSession(bg, "s7", func(s *model.Session) error { s.IdleExpiresAt = T0.Add(2 * time.Hour); return nil }, nil); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := st.DeleteEndedSessions(bg, T0.Add(30*time.Minute), 100); err != nil || n != 4 {
@@ -673,7 +682,7 @@ func testDevices(t *testing.T, st storage.Backend) {
 	}
 	_, err = st.GetDevice(bg, "kid-unknown0")
 	wantNotFound(t, "unknown kid", err)
-	if err := st.DeleteUser(bg, "u-dev"); err != nil {
+	if err := st.DeleteUser(bg, "u-dev", nil); err != nil {
 		t.Fatal(err)
 	}
 	_, err = st.GetDevice(bg, "kid-12345678")
@@ -786,7 +795,7 @@ func testGuestCounts(t *testing.T, st storage.Backend) {
 		t.Fatalf("after creates: %d, %d", l, k)
 	}
 	setKept := func(id string, kept bool) {
-		if _, err := st.UpdateUser(bg, id, func(u *model.User) error { u.Kept = kept; return nil }); err != nil {
+		if _, err := st.UpdateUser(bg, id, func(u *model.User) error { u.Kept = kept; return nil }, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -797,16 +806,16 @@ func testGuestCounts(t *testing.T, st storage.Backend) {
 	}
 	setKept("g2", false)
 	// An upgrade leaves the guests.
-	if _, err := st.UpdateUser(bg, "g1", func(u *model.User) error { u.Tag = model.TagNormal; return nil }); err != nil {
+	if _, err := st.UpdateUser(bg, "g1", func(u *model.User) error { u.Tag = model.TagNormal; return nil }, nil); err != nil {
 		t.Fatal(err)
 	}
 	if l, k := counts(t, st); l != 2 || k != 0 {
 		t.Fatalf("after upgrading the kept one: %d, %d", l, k)
 	}
-	if err := st.DeleteUser(bg, "g3"); err != nil {
+	if err := st.DeleteUser(bg, "g3", nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.DeleteUsersIf(bg, []string{"g2"}, func(*model.User) bool { return true }); err != nil {
+	if _, err := st.DeleteUsersIf(bg, []string{"g2"}, func(*model.User) bool { return true }, nil); err != nil {
 		t.Fatal(err)
 	}
 	if l, k := counts(t, st); l != 0 || k != 0 {
@@ -884,27 +893,27 @@ func testScanIdleGuests(t *testing.T, st storage.Backend) {
 	if _, err := st.TouchUsers(bg, map[string]time.Time{"g4": T0.Add(30 * time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.UpdateUser(bg, "g3", func(u *model.User) error { u.Kept = true; return nil }); err != nil {
+	if _, err := st.UpdateUser(bg, "g3", func(u *model.User) error { u.Kept = true; return nil }, nil); err != nil {
 		t.Fatal(err)
 	}
 	// A name-only upgrade leaves an ephemeral user (no password) in the
 	// index; setting a password takes it out.
-	if _, err := st.UpdateUser(bg, "g2", func(u *model.User) error { u.Tag = model.TagNormal; u.Name = "up"; return nil }); err != nil {
+	if _, err := st.UpdateUser(bg, "g2", func(u *model.User) error { u.Tag = model.TagNormal; u.Name = "up"; return nil }, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := fmt.Sprint(scanIdle(t, st, T0.Add(time.Hour), 100)); got != "[g2 g1 g0 g4]" {
 		t.Fatalf("after touch, keep and a name-only upgrade: %s", got)
 	}
-	if _, err := st.UpdateUser(bg, "g2", func(u *model.User) error { u.PasswordHash = "$argon2id$x"; return nil }); err != nil {
+	if _, err := st.UpdateUser(bg, "g2", func(u *model.User) error { u.PasswordHash = "$argon2id$x"; return nil }, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.DeleteUser(bg, "g1"); err != nil {
+	if err := st.DeleteUser(bg, "g1", nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := fmt.Sprint(scanIdle(t, st, T0.Add(time.Hour), 100)); got != "[g0 g4]" {
 		t.Fatalf("after touch, keep, upgrade and delete: %s", got)
 	}
-	if _, err := st.UpdateUser(bg, "k1", func(u *model.User) error { u.Kept = false; return nil }); err != nil {
+	if _, err := st.UpdateUser(bg, "k1", func(u *model.User) error { u.Kept = false; return nil }, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := fmt.Sprint(scanIdle(t, st, T0.Add(time.Hour), 100)); got != "[k1 g0 g4]" {
@@ -939,7 +948,7 @@ func testScanOrphans(t *testing.T, st storage.Backend) {
 		t.Fatalf("orphans while every user has a session: %v", got)
 	}
 	for _, s := range []string{"s1", "s2", "s3", "s4", "s5"} {
-		if err := st.DeleteSession(bg, s); err != nil {
+		if err := st.DeleteSession(bg, s, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -951,13 +960,13 @@ func testScanOrphans(t *testing.T, st storage.Backend) {
 		t.Fatalf("a scan told to stop went on: %v, %v", first, err)
 	}
 	mustPutSession(t, st, NewSession("s6", "o1"))
-	if _, err := st.UpdateUser(bg, "o2", func(u *model.User) error { u.Kept = true; return nil }); err != nil {
+	if _, err := st.UpdateUser(bg, "o2", func(u *model.User) error { u.Kept = true; return nil }, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := scanOrphans(t, st); len(got) != 0 {
 		t.Fatalf("orphans after a new session and a keep: %v", got)
 	}
-	if _, err := st.UpdateUser(bg, "o2", func(u *model.User) error { u.Kept = false; return nil }); err != nil {
+	if _, err := st.UpdateUser(bg, "o2", func(u *model.User) error { u.Kept = false; return nil }, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := fmt.Sprint(scanOrphans(t, st)); got != "map[o2:true]" {
@@ -976,7 +985,7 @@ func testDeleteUsersIf(t *testing.T, st storage.Backend) {
 	deleted, err := st.DeleteUsersIf(bg, []string{"a", "b", "ghost", "n"}, func(u *model.User) bool {
 		seen = append(seen, u.ID)
 		return u.ID != "b"
-	})
+	}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -997,10 +1006,10 @@ func testDeleteUsersIf(t *testing.T, st storage.Backend) {
 	_, err = st.GetUserByName(bg, "name-a")
 	wantNotFound(t, "name of a deleted user", err)
 	// pred sees the current record.
-	if _, err := st.UpdateUser(bg, "c", func(u *model.User) error { u.Kept = true; return nil }); err != nil {
+	if _, err := st.UpdateUser(bg, "c", func(u *model.User) error { u.Kept = true; return nil }, nil); err != nil {
 		t.Fatal(err)
 	}
-	deleted, err = st.DeleteUsersIf(bg, []string{"c"}, func(u *model.User) bool { return !u.Kept })
+	deleted, err = st.DeleteUsersIf(bg, []string{"c"}, func(u *model.User) bool { return !u.Kept }, nil)
 	if err != nil || len(deleted) != 0 {
 		t.Fatalf("pred was not given the current record: %+v, %v", deleted, err)
 	}
@@ -1047,7 +1056,7 @@ func testStats(t *testing.T, st storage.Backend) {
 	normal.PasswordHash = "$argon2id$x" // a real account: not ephemeral
 	mustCreate(t, st, normal, NewSession("s3", "n1"), nil)
 	mustPutSession(t, st, NewSession("s4", "n1"))
-	if _, err := st.UpdateUser(bg, "g2", func(u *model.User) error { u.Kept = true; return nil }); err != nil {
+	if _, err := st.UpdateUser(bg, "g2", func(u *model.User) error { u.Kept = true; return nil }, nil); err != nil {
 		t.Fatal(err)
 	}
 	s1, err := st.Stats(bg)
@@ -1085,13 +1094,13 @@ func testIdentityCacheFollowsWrites(t *testing.T, st storage.Backend) {
 	if _, _, err := st.Identity(bg, "u1", "s1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.UpdateUser(bg, "u1", func(u *model.User) error { u.Tag = model.TagNormal; return nil }); err != nil {
+	if _, err := st.UpdateUser(bg, "u1", func(u *model.User) error { u.Tag = model.TagNormal; return nil }, nil); err != nil {
 		t.Fatal(err)
 	}
 	if u, _, _ := st.Identity(bg, "u1", "s1"); u.Tag != model.TagNormal {
 		t.Fatalf("cached user survived an update: %+v", u)
 	}
-	if _, err := st.UpdateSession(bg, "s1", func(s *model.Session) error { s.Generation = 7; return nil }); err != nil {
+	if _, err := st.UpdateSession(bg, "s1", func(s *model.Session) error { s.Generation = 7; return nil }, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, s, _ := st.Identity(bg, "u1", "s1"); s.Generation != 7 {
@@ -1116,12 +1125,12 @@ func testIdentityCacheFollowsWrites(t *testing.T, st storage.Backend) {
 	mustIdentity(t, st, "u2", "s2") // cached
 	_, _, err := st.Identity(bg, "u1", "s2")
 	wantNotFound(t, "mismatched pair", err)
-	if err := st.DeleteSession(bg, "s1"); err != nil {
+	if err := st.DeleteSession(bg, "s1", nil); err != nil {
 		t.Fatal(err)
 	}
 	_, _, err = st.Identity(bg, "u1", "s1")
 	wantNotFound(t, "deleted session", err)
-	if err := st.DeleteUser(bg, "u2"); err != nil {
+	if err := st.DeleteUser(bg, "u2", nil); err != nil {
 		t.Fatal(err)
 	}
 	_, _, err = st.Identity(bg, "u2", "s2")
@@ -1138,7 +1147,7 @@ func testIdentityCacheFollowsWrites(t *testing.T, st storage.Backend) {
 	wantNotFound(t, "swept session", err)
 	mustPutSession(t, st, NewSession("s5", "u4"))
 	mustIdentity(t, st, "u4", "s5") // cached
-	if _, err := st.DeleteUsersIf(bg, []string{"u4"}, func(*model.User) bool { return true }); err != nil {
+	if _, err := st.DeleteUsersIf(bg, []string{"u4"}, func(*model.User) bool { return true }, nil); err != nil {
 		t.Fatal(err)
 	}
 	_, _, err = st.Identity(bg, "u4", "s5")
@@ -1176,7 +1185,7 @@ func testIdentityCacheNeverStale(t *testing.T, st storage.Backend) {
 		}()
 	}
 	for i := int64(1); i <= 300; i++ {
-		if _, err := st.UpdateUser(bg, "u1", func(u *model.User) error { u.DisplayName = strconv.FormatInt(i, 10); return nil }); err != nil {
+		if _, err := st.UpdateUser(bg, "u1", func(u *model.User) error { u.DisplayName = strconv.FormatInt(i, 10); return nil }, nil); err != nil {
 			t.Fatal(err)
 		}
 		committed.Store(i)
@@ -1251,17 +1260,17 @@ func testCancelledContext(t *testing.T, st storage.Backend) {
 	ctx, cancel := context.WithCancel(bg)
 	cancel()
 	calls := map[string]error{}
-	calls["CreateUser"] = st.CreateUser(ctx, NewUser("u2", "bob"), nil, nil)
+	calls["CreateUser"] = st.CreateUser(ctx, NewUser("u2", "bob"), nil, nil, nil)
 	_, calls["GetUser"] = st.GetUser(ctx, "u1")
 	_, calls["GetUserByName"] = st.GetUserByName(ctx, "ann")
-	_, calls["UpdateUser"] = st.UpdateUser(ctx, "u1", func(u *model.User) error { u.DisplayName = "x"; return nil })
+	_, calls["UpdateUser"] = st.UpdateUser(ctx, "u1", func(u *model.User) error { u.DisplayName = "x"; return nil }, nil)
 	_, _, calls["ListUsers"] = st.ListUsers(ctx, "", "", 10)
 	_, _, calls["Identity"] = st.Identity(ctx, "u1", "s1")
 	_, calls["GetSession"] = st.GetSession(ctx, "s1")
-	_, calls["UpdateSession"] = st.UpdateSession(ctx, "s1", func(s *model.Session) error { s.Generation = 9; return nil })
+	_, calls["UpdateSession"] = st.UpdateSession(ctx, "s1", func(s *model.Session) error { s.Generation = 9; return nil }, nil)
 	calls["PutSession"] = st.PutSession(ctx, NewSession("s2", "u1"))
-	calls["DeleteSession"] = st.DeleteSession(ctx, "s1")
-	_, calls["DeleteUserSessions"] = st.DeleteUserSessions(ctx, "u1", "")
+	calls["DeleteSession"] = st.DeleteSession(ctx, "s1", nil)
+	_, calls["DeleteUserSessions"] = st.DeleteUserSessions(ctx, "u1", "", nil)
 	_, calls["DeleteEndedSessions"] = st.DeleteEndedSessions(ctx, T0.Add(24*time.Hour), 10)
 	_, calls["GetDevice"] = st.GetDevice(ctx, "kid")
 	calls["PutChallenge"] = st.PutChallenge(ctx, "tok", model.Challenge{CreatedAt: T0, ExpiresAt: T0.Add(time.Hour)})
@@ -1270,11 +1279,27 @@ func testCancelledContext(t *testing.T, st storage.Backend) {
 	_, calls["TouchUsers"] = st.TouchUsers(ctx, map[string]time.Time{"u1": T0.Add(time.Hour)})
 	calls["ScanIdleGuests"] = st.ScanIdleGuests(ctx, T0.Add(time.Hour), func(*model.User) bool { return true })
 	calls["ScanOrphans"] = st.ScanOrphans(ctx, func(*model.User) bool { return true })
-	_, calls["DeleteUsersIf"] = st.DeleteUsersIf(ctx, []string{"u1"}, func(*model.User) bool { return true })
+	_, calls["DeleteUsersIf"] = st.DeleteUsersIf(ctx, []string{"u1"}, func(*model.User) bool { return true }, nil)
 	_, calls["SigningKeys"] = st.SigningKeys(ctx)
 	calls["AddSigningKey"] = st.AddSigningKey(ctx, model.SigningKey{KID: "k", CreatedAt: T0})
 	_, calls["Stats"] = st.Stats(ctx)
-	calls["DeleteUser"] = st.DeleteUser(ctx, "u1")
+	calls["DeleteSigningKey"] = st.DeleteSigningKey(ctx, "k")
+	ran := false
+	calls["LockSigningKeys"] = st.LockSigningKeys(ctx, func(context.Context) error { ran = true; return nil })
+	_, calls["TryLockSweep"] = st.TryLockSweep(ctx, "guests", func(context.Context) error { ran = true; return nil })
+	_, calls["LimitTake"] = st.LimitTake(ctx, "l", "k", 1, time.Minute, T0)
+	calls["LimitRefund"] = st.LimitRefund(ctx, "l", "k", time.Minute)
+	calls["LimitReset"] = st.LimitReset(ctx, "l", "k")
+	calls["OutboxPut"] = st.OutboxPut(ctx, []storage.OutboxRecord{outboxRec("e", "T", T0)})
+	_, calls["OutboxClaim"] = st.OutboxClaim(ctx, "T", T0, time.Minute, 1)
+	calls["OutboxDelete"] = st.OutboxDelete(ctx, "e")
+	calls["OutboxRetry"] = st.OutboxRetry(ctx, "e", T0)
+	_, calls["OutboxTrim"] = st.OutboxTrim(ctx, "T", T0, 1)
+	_, calls["OutboxLen"] = st.OutboxLen(ctx, "T")
+	if ran {
+		t.Error("a lock ran its function for a cancelled context")
+	}
+	calls["DeleteUser"] = st.DeleteUser(ctx, "u1", nil)
 	for name, err := range calls {
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("%s with a cancelled context: err = %v, want context.Canceled", name, err)
@@ -1287,5 +1312,8 @@ func testCancelledContext(t *testing.T, st storage.Backend) {
 	}
 	if _, err := st.GetUser(bg, "u2"); !errors.Is(err, model.ErrNotFound) {
 		t.Fatalf("a cancelled create wrote: %v", err)
+	}
+	if got := claimAll(t, st, "T"); len(got) != 0 {
+		t.Fatalf("a cancelled put wrote %v", got)
 	}
 }

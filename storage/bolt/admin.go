@@ -1,4 +1,4 @@
-package storage
+package bolt
 
 import (
 	"context"
@@ -8,31 +8,17 @@ import (
 	"os"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/guestauth/caddy-guestauth/storage"
 )
 
-// Stats describes the store, all read at one point in time.
-type Stats struct {
-	// Path is what Describe says: the bbolt file's path.
-	Path string `json:"path"`
-	// FileSize is the file's size on disk; DataSize the part in use, which
-	// is also the exact size of a backup (for bbolt).
-	FileSize int64 `json:"file_size"`
-	DataSize int64 `json:"data_size"`
-	// Users counts every user; NormalUsers those that are not guests.
-	Users       int64 `json:"users"`
-	NormalUsers int64 `json:"normal_users"`
-	LiveGuests  int64 `json:"live_guests"`
-	KeptGuests  int64 `json:"kept_guests"`
-	Sessions    int64 `json:"sessions"`
-}
-
-// Stats implements Backend. Counts come from counters kept in the same
+// Stats implements storage.Backend. Counts come from counters kept in the same
 // transactions as the records (see checkCounts), so this reads a handful of
 // keys however large the store is.
-func (b *Bolt) Stats(ctx context.Context) (*Stats, error) {
-	st := &Stats{Path: b.Path()}
-	err := b.view(ctx, func(tx *bolt.Tx) error {
+func (b *Store) Stats(ctx context.Context) (*storage.Stats, error) {
+	st := &storage.Stats{Path: b.Path()}
+	err := b.view(ctx, func(tx *bbolt.Tx) error {
 		st.DataSize = tx.Size()
 		meta := tx.Bucket(bucketMeta)
 		st.Users = readCounter(meta, keyUsers)
@@ -51,12 +37,12 @@ func (b *Bolt) Stats(ctx context.Context) (*Stats, error) {
 	return st, nil
 }
 
-// Backup implements Backend: a copy of the whole file, openable with
-// OpenBolt, from one read transaction while writers go on. Cancelling ctx
+// Backup implements storage.Backend: a copy of the whole file, openable with
+// Open, from one read transaction while writers go on. Cancelling ctx
 // stops the copy at its next write.
-func (b *Bolt) Backup(ctx context.Context, w io.Writer, size func(n int64)) (int64, error) {
+func (b *Store) Backup(ctx context.Context, w io.Writer, size func(n int64)) (int64, error) {
 	var n int64
-	err := b.view(ctx, func(tx *bolt.Tx) error {
+	err := b.view(ctx, func(tx *bbolt.Tx) error {
 		if size != nil {
 			size(tx.Size())
 		}
@@ -79,16 +65,16 @@ func (c ctxWriter) Write(p []byte) (int, error) {
 	return c.w.Write(p)
 }
 
-// CheckBoltFile checks that path is a usable guestauth bbolt file (a backup,
+// CheckFile checks that path is a usable guestauth bbolt file (a backup,
 // say) by opening it read-only: bbolt validates its meta pages, and the file
 // must hold a users bucket.
-func CheckBoltFile(path string) error {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+func CheckFile(path string) error {
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	return db.View(func(tx *bolt.Tx) error {
+	return db.View(func(tx *bbolt.Tx) error {
 		if tx.Bucket(bucketUsers) == nil {
 			return errors.New("it has no users bucket")
 		}
@@ -108,14 +94,14 @@ var (
 	keyCountsAt = []byte("counts_at")
 )
 
-func readCounter(meta *bolt.Bucket, key []byte) int64 {
+func readCounter(meta *bbolt.Bucket, key []byte) int64 {
 	if v := meta.Get(key); len(v) == 8 {
 		return int64(binary.BigEndian.Uint64(v))
 	}
 	return 0
 }
 
-func putCounter(meta *bolt.Bucket, key []byte, n int64) error {
+func putCounter(meta *bbolt.Bucket, key []byte, n int64) error {
 	buf := make([]byte, 8)
 	binary.BigEndian.PutUint64(buf, uint64(max(n, 0)))
 	return meta.Put(key, buf)
@@ -123,7 +109,7 @@ func putCounter(meta *bolt.Bucket, key []byte, n int64) error {
 
 // checkCounts recounts users and sessions unless the last commit before tx
 // was Close's stamp.
-func checkCounts(tx *bolt.Tx) error {
+func checkCounts(tx *bbolt.Tx) error {
 	meta := tx.Bucket(bucketMeta)
 	if v := meta.Get(keyCountsAt); len(v) == 8 && int64(binary.BigEndian.Uint64(v)) == int64(tx.ID())-1 {
 		return nil
@@ -135,6 +121,6 @@ func checkCounts(tx *bolt.Tx) error {
 }
 
 // markCounts stamps the counters as exact as of tx's commit.
-func markCounts(tx *bolt.Tx) error {
+func markCounts(tx *bbolt.Tx) error {
 	return putCounter(tx.Bucket(bucketMeta), keyCountsAt, int64(tx.ID()))
 }

@@ -1,4 +1,4 @@
-package storage
+package bolt
 
 import (
 	"errors"
@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
 )
 
 // groupCommit shares one fsync'd bbolt commit between concurrent writers.
@@ -25,7 +25,7 @@ import (
 // Every caller returns only after the commit holding its function has been
 // fsync'd, or with the error that function returned.
 type groupCommit struct {
-	db *bolt.DB
+	db *bbolt.DB
 	// delay bounds a leader's wait for more writes (Options.MaxBatchDelay).
 	delay time.Duration
 	// maxCalls bounds the functions in one commit.
@@ -41,7 +41,7 @@ type groupCommit struct {
 }
 
 type groupCall struct {
-	fn   func(*bolt.Tx) error
+	fn   func(*bbolt.Tx) error
 	done chan error
 }
 
@@ -49,14 +49,14 @@ type groupCall struct {
 // to run it again in a transaction of its own, for its own error.
 var errTrySolo = errors.New("storage: run the write alone")
 
-func newGroupCommit(db *bolt.DB, delay time.Duration) *groupCommit {
+func newGroupCommit(db *bbolt.DB, delay time.Duration) *groupCommit {
 	return &groupCommit{db: db, delay: delay, maxCalls: 1000, leader: make(chan struct{}, 1)}
 }
 
 // do runs fn in a write transaction shared with concurrent callers. As with
 // bbolt's Batch, fn may run more than once: when another function of the
 // same commit fails, the commit is rolled back and run again without it.
-func (g *groupCommit) do(fn func(*bolt.Tx) error) error {
+func (g *groupCommit) do(fn func(*bbolt.Tx) error) error {
 	c := &groupCall{fn: fn, done: make(chan error, 1)}
 	g.mu.Lock()
 	g.queue = append(g.queue, c)
@@ -146,7 +146,7 @@ func (g *groupCommit) take() []*groupCall {
 func (g *groupCommit) run(calls []*groupCall) {
 	for len(calls) > 0 {
 		failed := -1
-		err := g.db.Update(func(tx *bolt.Tx) error {
+		err := g.db.Update(func(tx *bbolt.Tx) error {
 			for i, c := range calls {
 				if err := safeCall(c.fn, tx); err != nil {
 					failed = i
@@ -169,7 +169,7 @@ func (g *groupCommit) run(calls []*groupCall) {
 // safeCall runs fn, turning a panic into an error so that one caller's
 // panic does not take the others' writes down; the caller then runs its
 // function alone, where the panic happens in its own goroutine.
-func safeCall(fn func(*bolt.Tx) error, tx *bolt.Tx) (err error) {
+func safeCall(fn func(*bbolt.Tx) error, tx *bbolt.Tx) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("panic: %v", p)

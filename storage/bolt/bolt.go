@@ -1,4 +1,18 @@
-package storage
+// Package bolt is a storage.Backend on one embedded bbolt file, for one
+// Caddy process (bbolt locks the file): the default store, needing no
+// other process. It registers the storage kind "bolt"; its location is the
+// file's path.
+//
+// Every write is one bbolt transaction, and concurrent writes share one
+// fsync'd commit (groupCommit); the records are JSON (read with
+// storage.DecodeRecord), the indexes are buckets keyed for the queries
+// (names, a user's sessions, sessions by end, guests by activity,
+// orphans), and the counters live in the meta bucket. The webhook outbox,
+// the shared limits and the signing keys are buckets of the same file, so
+// an event is stored in the transaction of the write it reports. The
+// locks (LockSigningKeys, TryLockSweep) are this process's own: no other
+// process can open the file.
+package bolt
 
 import (
 	"bytes"
@@ -14,10 +28,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/guestauth/caddy-guestauth/internal/model"
+	"github.com/guestauth/caddy-guestauth/storage"
 )
 
 var (
@@ -30,14 +45,15 @@ var (
 	bucketSessionEnds  = []byte("session_ends")  // EndsAt (8-byte big-endian unix ns) + session id -> ""
 	bucketMeta         = []byte("meta")
 
-	allBuckets = [][]byte{bucketUsers, bucketNames, bucketSessions, bucketUserSessions, bucketSessionEnds, bucketKeys, bucketDevices, bucketMeta, bucketGuestIdle, bucketOrphans}
+	allBuckets = [][]byte{bucketUsers, bucketNames, bucketSessions, bucketUserSessions, bucketSessionEnds, bucketKeys, bucketDevices, bucketMeta,
+		bucketGuestIdle, bucketOrphans, bucketOutbox, bucketOutboxIDs, bucketLimits, bucketLimitTATs}
 )
 
 // schemaVersion is written to the meta bucket; a file from a newer version is
 // refused rather than misread.
 const schemaVersion = "1"
 
-// Options tune OpenBolt.
+// Options tune Open.
 type Options struct {
 	// LockTimeout bounds the wait for bbolt's exclusive file lock, so a second
 	// process on the same file fails with a clear error instead of hanging.
@@ -50,29 +66,33 @@ type Options struct {
 	// Now is the clock used to stamp orphaned guests (time.Now when nil).
 	Now func() time.Time
 	// IdentityCacheSize bounds the decoded users and sessions kept for
-	// Identity (default DefaultIdentityCacheSize, 100 000 at about 1.1 KiB
+	// Identity (default storage.DefaultIdentityCacheSize, 100 000 at about 0.9 KiB
 	// each; negative disables the cache).
 	IdentityCacheSize int
 }
 
-// Bolt is a Backend on one bbolt file, for one process: bbolt locks the
-// file, so no other process can write it while it is open.
-type Bolt struct {
-	db  *bolt.DB
+// Store is a storage.Backend on one bbolt file, for one process: bbolt
+// locks the file, so no other process can write it while it is open. Its
+// locks (LockSigningKeys, TryLockSweep) are therefore this process's own.
+type Store struct {
+	db  *bbolt.DB
 	now func() time.Time
 	// commits counts committed write transactions (a batch shared by many
 	// callers is one); counted is the write transaction whose commit is
 	// already hooked, touched only inside write transactions, which bbolt
 	// runs one at a time.
 	commits atomic.Uint64
-	counted *bolt.Tx
-	cache   *IdentityCache
+	counted *bbolt.Tx
+	cache   *storage.IdentityCache
 	group   *groupCommit
+	locks   locks
 }
+
+var _ storage.Backend = (*Store)(nil)
 
 // countCommit makes the commit of tx, once, count in commits, and fills
 // the pages of the time-ordered buckets (see appendBuckets).
-func (b *Bolt) countCommit(tx *bolt.Tx) {
+func (b *Store) countCommit(tx *bbolt.Tx) {
 	if b.counted != tx {
 		b.counted = tx
 		tx.OnCommit(func() { b.commits.Add(1) })
@@ -92,29 +112,23 @@ var appendBuckets = [][]byte{bucketUsers, bucketNames, bucketSessions, bucketUse
 
 const appendFill = 0.9
 
-// ctxErr refuses to start a transaction for a cancelled context. A bbolt
-// transaction is local and short, so once started it runs to its end.
-func ctxErr(ctx context.Context) error {
-	if ctx == nil {
-		return errors.New("storage: nil context")
-	}
-	return ctx.Err()
-}
-
-func (b *Bolt) view(ctx context.Context, fn func(*bolt.Tx) error) error {
-	if err := ctxErr(ctx); err != nil {
+// view and update refuse to start a transaction for a cancelled context
+// (storage.CtxErr). A bbolt transaction is local and short, so once started
+// it runs to its end.
+func (b *Store) view(ctx context.Context, fn func(*bbolt.Tx) error) error {
+	if err := storage.CtxErr(ctx); err != nil {
 		return err
 	}
 	return b.db.View(fn)
 }
 
-func (b *Bolt) update(ctx context.Context, fn func(*bolt.Tx) error) error {
-	if err := ctxErr(ctx); err != nil {
+func (b *Store) update(ctx context.Context, fn func(*bbolt.Tx) error) error {
+	if err := storage.CtxErr(ctx); err != nil {
 		return err
 	}
 	b.cache.WriteBegin()
 	defer b.cache.WriteEnd()
-	return b.db.Update(func(tx *bolt.Tx) error {
+	return b.db.Update(func(tx *bbolt.Tx) error {
 		b.countCommit(tx)
 		return fn(tx)
 	})
@@ -125,31 +139,33 @@ func (b *Bolt) update(ctx context.Context, fn func(*bolt.Tx) error) error {
 // caller's function failed), so fn must give the same result when run again
 // on the same data; the exported methods see to it, and their callers need
 // not care.
-func (b *Bolt) batch(ctx context.Context, fn func(*bolt.Tx) error) error {
-	if err := ctxErr(ctx); err != nil {
+func (b *Store) batch(ctx context.Context, fn func(*bbolt.Tx) error) error {
+	if err := storage.CtxErr(ctx); err != nil {
 		return err
 	}
 	b.cache.WriteBegin()
 	defer b.cache.WriteEnd()
-	return b.group.do(func(tx *bolt.Tx) error {
+	return b.group.do(func(tx *bbolt.Tx) error {
 		b.countCommit(tx)
 		return fn(tx)
 	})
 }
 
-var _ Backend = (*Bolt)(nil)
-
 func init() {
-	Register(KindBolt, func(_ context.Context, cfg Config) (Backend, error) {
+	storage.Register(storage.KindBolt, func(_ context.Context, cfg storage.Config) (storage.Backend, error) {
 		if cfg.Location == "" {
 			return nil, errors.New("bolt storage needs a file path")
 		}
-		return OpenBolt(cfg.Location, Options{LockTimeout: cfg.LockTimeout, IdentityCacheSize: cfg.IdentityCacheSize})
+		opt, ok := cfg.Options.(Options)
+		if !ok && cfg.Options != nil {
+			return nil, fmt.Errorf("bolt storage: options of type %T", cfg.Options)
+		}
+		return Open(cfg.Location, opt)
 	})
 }
 
-// OpenBolt opens (creating if needed) the bbolt file at path.
-func OpenBolt(path string, opt Options) (*Bolt, error) {
+// Open opens (creating if needed) the bbolt file at path.
+func Open(path string, opt Options) (*Store, error) {
 	if opt.LockTimeout <= 0 {
 		opt.LockTimeout = 2 * time.Second
 	}
@@ -164,14 +180,14 @@ func OpenBolt(path string, opt Options) (*Bolt, error) {
 	// large store and many free pages, writing the sorted list made every
 	// commit, so every guest creation, cost time in proportion to the free
 	// pages. Commits are still fsync'd before they return.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opt.LockTimeout, FreelistType: bolt.FreelistMapType, NoFreelistSync: true})
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: opt.LockTimeout, FreelistType: bbolt.FreelistMapType, NoFreelistSync: true})
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("opening %s: the file is locked by another process (is another Caddy using it?): %w", path, err)
 		}
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
+	err = db.Update(func(tx *bbolt.Tx) error {
 		for _, name := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
@@ -184,6 +200,9 @@ func OpenBolt(path string, opt Options) (*Bolt, error) {
 		case string(v) != schemaVersion:
 			return fmt.Errorf("unsupported schema version %q (this build reads %q)", v, schemaVersion)
 		}
+		if err := releaseLeases(tx); err != nil {
+			return err
+		}
 		return checkCounts(tx)
 	})
 	if err != nil {
@@ -194,40 +213,42 @@ func OpenBolt(path string, opt Options) (*Bolt, error) {
 		opt.Now = time.Now
 	}
 	if opt.IdentityCacheSize == 0 {
-		opt.IdentityCacheSize = DefaultIdentityCacheSize
+		opt.IdentityCacheSize = storage.DefaultIdentityCacheSize
 	}
-	return &Bolt{db: db, now: opt.Now, cache: NewIdentityCache(opt.IdentityCacheSize), group: newGroupCommit(db, opt.MaxBatchDelay)}, nil
+	return &Store{db: db, now: opt.Now, cache: storage.NewIdentityCache(opt.IdentityCacheSize), group: newGroupCommit(db, opt.MaxBatchDelay), locks: newLocks()}, nil
 }
 
 // Close marks the record counters as exact (see checkCounts) and closes
 // the file.
-func (b *Bolt) Close() error {
+func (b *Store) Close() error {
 	// A failed mark only costs a recount at the next open.
-	err := b.db.Update(func(tx *bolt.Tx) error { return markCounts(tx) })
+	err := b.db.Update(func(tx *bbolt.Tx) error { return markCounts(tx) })
 	return errors.Join(err, b.db.Close())
 }
 
 // Path is the file's path.
-func (b *Bolt) Path() string { return b.db.Path() }
+func (b *Store) Path() string { return b.db.Path() }
 
-// Describe implements Backend: the file's path.
-func (b *Bolt) Describe() string { return b.db.Path() }
+// Describe implements storage.Backend: the file's path.
+func (b *Store) Describe() string { return b.db.Path() }
 
-// IdentityCache implements Backend. Every write of this process invalidates
+// Shared implements storage.Backend: no other process can use the file.
+func (b *Store) Shared() bool { return false }
+
+// IdentityCache implements storage.Backend. Every write of this process invalidates
 // the records it touches; nothing else writes the file while it is open.
-func (b *Bolt) IdentityCache() *IdentityCache { return b.cache }
+func (b *Store) IdentityCache() *storage.IdentityCache { return b.cache }
 
-var jsonUnmarshal = json.Unmarshal
-
-func getJSON(bk *bolt.Bucket, key string, v any) error {
+// getJSON reads the record under key (storage.DecodeRecord).
+func getJSON(bk *bbolt.Bucket, key string, v any) error {
 	raw := bk.Get([]byte(key))
 	if raw == nil {
 		return model.ErrNotFound
 	}
-	return json.Unmarshal(raw, v)
+	return storage.DecodeRecord(raw, v)
 }
 
-func putJSON(bk *bolt.Bucket, key string, v any) error {
+func putJSON(bk *bbolt.Bucket, key string, v any) error {
 	raw, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -239,52 +260,59 @@ func userSessionKey(userID, sessionID string) []byte {
 	return []byte(userID + "/" + sessionID)
 }
 
-// CreateUser implements Backend. It runs in a shared batch commit; a rerun
+// CreateUser implements storage.Backend. It runs in a shared batch commit; a rerun
 // of the function by bbolt starts from the rolled-back state, so the checks
 // below see the store as it was.
-func (b *Bolt) CreateUser(ctx context.Context, u *model.User, s *model.Session, dev *model.Device) error {
+func (b *Store) CreateUser(ctx context.Context, u *model.User, s *model.Session, dev *model.Device, ev storage.Events) error {
 	if u.ID == "" || u.Name == "" {
 		return errors.New("user needs an id and a name")
 	}
-	return b.batch(ctx, func(tx *bolt.Tx) error {
-		users, names := tx.Bucket(bucketUsers), tx.Bucket(bucketNames)
-		if users.Get([]byte(u.ID)) != nil {
-			return fmt.Errorf("user %s: %w", u.ID, model.ErrExists)
-		}
-		nk := []byte(model.NameKey(u.Name))
-		if names.Get(nk) != nil {
-			return model.ErrNameTaken
-		}
-		if dev != nil {
-			if tx.Bucket(bucketDevices).Get([]byte(dev.KID)) != nil {
-				return fmt.Errorf("device %s: %w", dev.KID, model.ErrExists)
-			}
-			if err := putJSON(tx.Bucket(bucketDevices), dev.KID, dev); err != nil {
-				return err
-			}
-		}
-		if err := b.saveUser(tx, nil, u); err != nil {
+	return b.batch(ctx, func(tx *bbolt.Tx) error {
+		if err := b.createUser(tx, u, s, dev); err != nil {
 			return err
 		}
-		if err := names.Put(nk, []byte(u.ID)); err != nil {
-			return err
-		}
-		switch {
-		case s == nil:
-			return nil
-		case s.UserID != u.ID:
-			return errors.New("the first session must be the new user's")
-		case u.OrphanedAt.IsZero():
-			return b.putNewSession(tx, s)
-		default:
-			return b.putSession(tx, s)
-		}
+		return storeEvents(tx, ev, storage.TxResult{Created: []model.User{*u}})
 	})
+}
+
+func (b *Store) createUser(tx *bbolt.Tx, u *model.User, s *model.Session, dev *model.Device) error {
+	users, names := tx.Bucket(bucketUsers), tx.Bucket(bucketNames)
+	if users.Get([]byte(u.ID)) != nil {
+		return fmt.Errorf("user %s: %w", u.ID, model.ErrExists)
+	}
+	nk := []byte(model.NameKey(u.Name))
+	if names.Get(nk) != nil {
+		return model.ErrNameTaken
+	}
+	if dev != nil {
+		if tx.Bucket(bucketDevices).Get([]byte(dev.KID)) != nil {
+			return fmt.Errorf("device %s: %w", dev.KID, model.ErrExists)
+		}
+		if err := putJSON(tx.Bucket(bucketDevices), dev.KID, dev); err != nil {
+			return err
+		}
+	}
+	if err := b.saveUser(tx, nil, u); err != nil {
+		return err
+	}
+	if err := names.Put(nk, []byte(u.ID)); err != nil {
+		return err
+	}
+	switch {
+	case s == nil:
+		return nil
+	case s.UserID != u.ID:
+		return errors.New("the first session must be the new user's")
+	case u.OrphanedAt.IsZero():
+		return b.putNewSession(tx, s)
+	default:
+		return b.putSession(tx, s)
+	}
 }
 
 // putNewSession stores the first session of a user just saved without an
 // orphan mark: no previous version to replace, no user to re-read.
-func (b *Bolt) putNewSession(tx *bolt.Tx, s *model.Session) error {
+func (b *Store) putNewSession(tx *bbolt.Tx, s *model.Session) error {
 	if s.ID == "" {
 		return errors.New("session needs an id and a user id")
 	}
@@ -313,7 +341,7 @@ func sessionEndKey(s *model.Session) []byte {
 
 // putSession writes s with its index entries, replacing a previous version,
 // and clears the owner's orphan mark.
-func (b *Bolt) putSession(tx *bolt.Tx, s *model.Session) error {
+func (b *Store) putSession(tx *bbolt.Tx, s *model.Session) error {
 	if s.ID == "" || s.UserID == "" {
 		return errors.New("session needs an id and a user id")
 	}
@@ -355,7 +383,7 @@ func (b *Bolt) putSession(tx *bolt.Tx, s *model.Session) error {
 
 // deleteSession removes s and its index entries; the caller then calls
 // markOrphan for its user.
-func (b *Bolt) deleteSession(tx *bolt.Tx, s *model.Session) error {
+func (b *Store) deleteSession(tx *bbolt.Tx, s *model.Session) error {
 	b.cache.InvalidateSession(s.ID)
 	if err := tx.Bucket(bucketSessionEnds).Delete(sessionEndKey(s)); err != nil {
 		return err
@@ -371,7 +399,7 @@ func (b *Bolt) deleteSession(tx *bolt.Tx, s *model.Session) error {
 
 // markOrphan stamps an ephemeral user (see User.Ephemeral) that has no
 // session left.
-func (b *Bolt) markOrphan(tx *bolt.Tx, userID string, now time.Time) error {
+func (b *Store) markOrphan(tx *bbolt.Tx, userID string, now time.Time) error {
 	users := tx.Bucket(bucketUsers)
 	var u model.User
 	if err := getJSON(users, userID, &u); err != nil {
@@ -392,20 +420,20 @@ func (b *Bolt) markOrphan(tx *bolt.Tx, userID string, now time.Time) error {
 	return b.saveUser(tx, &old, &u)
 }
 
-// GetUser implements Backend.
-func (b *Bolt) GetUser(ctx context.Context, id string) (*model.User, error) {
+// GetUser implements storage.Backend.
+func (b *Store) GetUser(ctx context.Context, id string) (*model.User, error) {
 	var u model.User
-	err := b.view(ctx, func(tx *bolt.Tx) error { return getJSON(tx.Bucket(bucketUsers), id, &u) })
+	err := b.view(ctx, func(tx *bbolt.Tx) error { return getJSON(tx.Bucket(bucketUsers), id, &u) })
 	if err != nil {
 		return nil, err
 	}
 	return &u, nil
 }
 
-// GetUserByName implements Backend; name is matched case-insensitively.
-func (b *Bolt) GetUserByName(ctx context.Context, name string) (*model.User, error) {
+// GetUserByName implements storage.Backend; name is matched case-insensitively.
+func (b *Store) GetUserByName(ctx context.Context, name string) (*model.User, error) {
 	var u model.User
-	err := b.view(ctx, func(tx *bolt.Tx) error {
+	err := b.view(ctx, func(tx *bbolt.Tx) error {
 		id := tx.Bucket(bucketNames).Get([]byte(model.NameKey(name)))
 		if id == nil {
 			return model.ErrNotFound
@@ -418,18 +446,18 @@ func (b *Bolt) GetUserByName(ctx context.Context, name string) (*model.User, err
 	return &u, nil
 }
 
-// UpdateUser implements Backend.
-func (b *Bolt) UpdateUser(ctx context.Context, id string, fn func(u *model.User) error) (*model.User, error) {
+// UpdateUser implements storage.Backend.
+func (b *Store) UpdateUser(ctx context.Context, id string, fn func(u *model.User) error, ev storage.Events) (*model.User, error) {
 	var out *model.User
 	var memo memo[model.User]
-	err := b.batch(ctx, func(tx *bolt.Tx) error {
+	err := b.batch(ctx, func(tx *bbolt.Tx) error {
 		users, names := tx.Bucket(bucketUsers), tx.Bucket(bucketNames)
 		raw := users.Get([]byte(id))
 		if raw == nil {
 			return model.ErrNotFound
 		}
 		var old model.User
-		if err := json.Unmarshal(raw, &old); err != nil {
+		if err := storage.DecodeRecord(raw, &old); err != nil {
 			return err
 		}
 		oldKey := model.NameKey(old.Name)
@@ -458,23 +486,26 @@ func (b *Bolt) UpdateUser(ctx context.Context, id string, fn func(u *model.User)
 			return err
 		}
 		out = &u
-		return nil
+		return storeEvents(tx, ev, storage.TxResult{})
 	})
 	return out, err
 }
 
-// DeleteUser implements Backend: the user, its name, sessions and devices.
-func (b *Bolt) DeleteUser(ctx context.Context, id string) error {
-	return b.batch(ctx, func(tx *bolt.Tx) error {
+// DeleteUser implements storage.Backend: the user, its name, sessions and devices.
+func (b *Store) DeleteUser(ctx context.Context, id string, ev storage.Events) error {
+	return b.batch(ctx, func(tx *bbolt.Tx) error {
 		var u model.User
 		if err := getJSON(tx.Bucket(bucketUsers), id, &u); err != nil {
 			return err
 		}
-		return b.deleteUser(tx, &u)
+		if err := b.deleteUser(tx, &u); err != nil {
+			return err
+		}
+		return storeEvents(tx, ev, storage.TxResult{Deleted: []model.User{u}})
 	})
 }
 
-func (b *Bolt) deleteUser(tx *bolt.Tx, u *model.User) error {
+func (b *Store) deleteUser(tx *bbolt.Tx, u *model.User) error {
 	if _, err := b.deleteUserSessions(tx, u.ID, ""); err != nil {
 		return err
 	}
@@ -489,11 +520,11 @@ func (b *Bolt) deleteUser(tx *bolt.Tx, u *model.User) error {
 	return b.saveUser(tx, u, nil)
 }
 
-// Identity implements Backend. It is served from a cache of decoded records
+// Identity implements storage.Backend. It is served from a cache of decoded records
 // when it can be (see identityCache): the returned values are shared and
 // must not be modified.
-func (b *Bolt) Identity(ctx context.Context, userID, sessionID string) (*model.User, *model.Session, error) {
-	if err := ctxErr(ctx); err != nil {
+func (b *Store) Identity(ctx context.Context, userID, sessionID string) (*model.User, *model.Session, error) {
+	if err := storage.CtxErr(ctx); err != nil {
 		return nil, nil, err
 	}
 	if u, s, ok := b.cache.Get(userID, sessionID); ok {
@@ -502,14 +533,14 @@ func (b *Bolt) Identity(ctx context.Context, userID, sessionID string) (*model.U
 	before := b.cache.Snapshot()
 	var u model.User
 	var s model.Session
-	err := b.view(ctx, func(tx *bolt.Tx) error {
+	err := b.view(ctx, func(tx *bbolt.Tx) error {
 		// The session first: it names its user, so a mismatch costs no
 		// user decode.
 		raw := tx.Bucket(bucketSessions).Get([]byte(sessionID))
 		if raw == nil {
 			return model.ErrNotFound
 		}
-		if err := decodeSession(raw, &s); err != nil {
+		if err := storage.DecodeRecord(raw, &s); err != nil {
 			return err
 		}
 		if s.UserID != userID {
@@ -518,7 +549,7 @@ func (b *Bolt) Identity(ctx context.Context, userID, sessionID string) (*model.U
 		if raw = tx.Bucket(bucketUsers).Get([]byte(userID)); raw == nil {
 			return model.ErrNotFound
 		}
-		if err := decodeUser(raw, &u); err != nil {
+		if err := storage.DecodeRecord(raw, &u); err != nil {
 			return err
 		}
 		return nil
@@ -530,27 +561,27 @@ func (b *Bolt) Identity(ctx context.Context, userID, sessionID string) (*model.U
 	return &u, &s, nil
 }
 
-// GetSession implements Backend.
-func (b *Bolt) GetSession(ctx context.Context, id string) (*model.Session, error) {
+// GetSession implements storage.Backend.
+func (b *Store) GetSession(ctx context.Context, id string) (*model.Session, error) {
 	var s model.Session
-	err := b.view(ctx, func(tx *bolt.Tx) error { return getJSON(tx.Bucket(bucketSessions), id, &s) })
+	err := b.view(ctx, func(tx *bbolt.Tx) error { return getJSON(tx.Bucket(bucketSessions), id, &s) })
 	if err != nil {
 		return nil, err
 	}
 	return &s, nil
 }
 
-// UpdateSession implements Backend.
-func (b *Bolt) UpdateSession(ctx context.Context, id string, fn func(s *model.Session) error) (*model.Session, error) {
+// UpdateSession implements storage.Backend.
+func (b *Store) UpdateSession(ctx context.Context, id string, fn func(s *model.Session) error, ev storage.Events) (*model.Session, error) {
 	var out *model.Session
 	var memo memo[model.Session]
-	err := b.batch(ctx, func(tx *bolt.Tx) error {
+	err := b.batch(ctx, func(tx *bbolt.Tx) error {
 		raw := tx.Bucket(bucketSessions).Get([]byte(id))
 		if raw == nil {
 			return model.ErrNotFound
 		}
 		var cur model.Session
-		if err := json.Unmarshal(raw, &cur); err != nil {
+		if err := storage.DecodeRecord(raw, &cur); err != nil {
 			return err
 		}
 		s, err := memo.apply(raw, cur, fn)
@@ -564,14 +595,14 @@ func (b *Bolt) UpdateSession(ctx context.Context, id string, fn func(s *model.Se
 			return err
 		}
 		out = &s
-		return nil
+		return storeEvents(tx, ev, storage.TxResult{})
 	})
 	return out, err
 }
 
-// PutSession implements Backend; the user must exist.
-func (b *Bolt) PutSession(ctx context.Context, s *model.Session) error {
-	return b.batch(ctx, func(tx *bolt.Tx) error {
+// PutSession implements storage.Backend; the user must exist.
+func (b *Store) PutSession(ctx context.Context, s *model.Session) error {
+	return b.batch(ctx, func(tx *bbolt.Tx) error {
 		if tx.Bucket(bucketUsers).Get([]byte(s.UserID)) == nil {
 			return model.ErrNotFound
 		}
@@ -579,11 +610,11 @@ func (b *Bolt) PutSession(ctx context.Context, s *model.Session) error {
 	})
 }
 
-// PutSessionLimit implements Backend: one write transaction stores s and
+// PutSessionLimit implements storage.Backend: one write transaction stores s and
 // ends the user's oldest other sessions beyond keep.
-func (b *Bolt) PutSessionLimit(ctx context.Context, s *model.Session, keep int) (int, error) {
+func (b *Store) PutSessionLimit(ctx context.Context, s *model.Session, keep int) (int, error) {
 	var ended int
-	err := b.batch(ctx, func(tx *bolt.Tx) error {
+	err := b.batch(ctx, func(tx *bbolt.Tx) error {
 		ended = 0 // a batched function may run twice
 		if tx.Bucket(bucketUsers).Get([]byte(s.UserID)) == nil {
 			return model.ErrNotFound
@@ -629,10 +660,10 @@ func (b *Bolt) PutSessionLimit(ctx context.Context, s *model.Session, keep int) 
 	return ended, err
 }
 
-// DeleteSession implements Backend.
-func (b *Bolt) DeleteSession(ctx context.Context, id string) error {
+// DeleteSession implements storage.Backend.
+func (b *Store) DeleteSession(ctx context.Context, id string, ev storage.Events) error {
 	now := b.now()
-	return b.batch(ctx, func(tx *bolt.Tx) error {
+	return b.batch(ctx, func(tx *bbolt.Tx) error {
 		var s model.Session
 		if err := getJSON(tx.Bucket(bucketSessions), id, &s); err != nil {
 			return err
@@ -640,25 +671,31 @@ func (b *Bolt) DeleteSession(ctx context.Context, id string) error {
 		if err := b.deleteSession(tx, &s); err != nil {
 			return err
 		}
-		return b.markOrphan(tx, s.UserID, now)
+		if err := b.markOrphan(tx, s.UserID, now); err != nil {
+			return err
+		}
+		return storeEvents(tx, ev, storage.TxResult{Ended: 1})
 	})
 }
 
-// DeleteUserSessions implements Backend.
-func (b *Bolt) DeleteUserSessions(ctx context.Context, userID, keep string) (int, error) {
+// DeleteUserSessions implements storage.Backend.
+func (b *Store) DeleteUserSessions(ctx context.Context, userID, keep string, ev storage.Events) (int, error) {
 	now := b.now()
 	var n int
-	err := b.batch(ctx, func(tx *bolt.Tx) error {
+	err := b.batch(ctx, func(tx *bbolt.Tx) error {
 		var err error
 		if n, err = b.deleteUserSessions(tx, userID, keep); err != nil {
 			return err
 		}
-		return b.markOrphan(tx, userID, now)
+		if err := b.markOrphan(tx, userID, now); err != nil {
+			return err
+		}
+		return storeEvents(tx, ev, storage.TxResult{Ended: n})
 	})
 	return n, err
 }
 
-func (b *Bolt) deleteUserSessions(tx *bolt.Tx, userID, keep string) (int, error) {
+func (b *Store) deleteUserSessions(tx *bbolt.Tx, userID, keep string) (int, error) {
 	prefix := []byte(userID + "/")
 	var ids []string
 	c := tx.Bucket(bucketUserSessions).Cursor()
@@ -679,11 +716,11 @@ func (b *Bolt) deleteUserSessions(tx *bolt.Tx, userID, keep string) (int, error)
 	return len(ids), nil
 }
 
-// DeleteEndedSessions implements Backend. It reads the end-time index, so its
+// DeleteEndedSessions implements storage.Backend. It reads the end-time index, so its
 // cost depends on how many sessions ended, not on how many exist.
-func (b *Bolt) DeleteEndedSessions(ctx context.Context, now time.Time, limit int) (int, error) {
+func (b *Store) DeleteEndedSessions(ctx context.Context, now time.Time, limit int) (int, error) {
 	var n int
-	err := b.update(ctx, func(tx *bolt.Tx) error {
+	err := b.update(ctx, func(tx *bbolt.Tx) error {
 		n = 0
 		var ended []model.Session
 		c := tx.Bucket(bucketSessionEnds).Cursor()
@@ -715,13 +752,13 @@ func (b *Bolt) DeleteEndedSessions(ctx context.Context, now time.Time, limit int
 	return n, err
 }
 
-// SigningKeys implements Backend, oldest first.
-func (b *Bolt) SigningKeys(ctx context.Context) ([]model.SigningKey, error) {
+// SigningKeys implements storage.Backend, oldest first.
+func (b *Store) SigningKeys(ctx context.Context) ([]model.SigningKey, error) {
 	var keys []model.SigningKey
-	err := b.view(ctx, func(tx *bolt.Tx) error {
+	err := b.view(ctx, func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketKeys).ForEach(func(_, v []byte) error {
 			var k model.SigningKey
-			if err := json.Unmarshal(v, &k); err != nil {
+			if err := storage.DecodeRecord(v, &k); err != nil {
 				return err
 			}
 			keys = append(keys, k)
@@ -732,9 +769,9 @@ func (b *Bolt) SigningKeys(ctx context.Context) ([]model.SigningKey, error) {
 	return keys, err
 }
 
-// AddSigningKey implements Backend.
-func (b *Bolt) AddSigningKey(ctx context.Context, k model.SigningKey) error {
-	return b.update(ctx, func(tx *bolt.Tx) error {
+// AddSigningKey implements storage.Backend.
+func (b *Store) AddSigningKey(ctx context.Context, k model.SigningKey) error {
+	return b.update(ctx, func(tx *bbolt.Tx) error {
 		bk := tx.Bucket(bucketKeys)
 		if bk.Get([]byte(k.KID)) != nil {
 			return fmt.Errorf("signing key %s: %w", k.KID, model.ErrExists)
@@ -743,9 +780,9 @@ func (b *Bolt) AddSigningKey(ctx context.Context, k model.SigningKey) error {
 	})
 }
 
-// DeleteSigningKey implements SigningKeyDeleter.
-func (b *Bolt) DeleteSigningKey(ctx context.Context, kid string) error {
-	return b.update(ctx, func(tx *bolt.Tx) error {
+// DeleteSigningKey implements storage.Backend.
+func (b *Store) DeleteSigningKey(ctx context.Context, kid string) error {
+	return b.update(ctx, func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketKeys).Delete([]byte(kid))
 	})
 }

@@ -1,4 +1,4 @@
-package storage_test
+package bolt_test
 
 import (
 	"bytes"
@@ -9,18 +9,18 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
 
 	"github.com/guestauth/caddy-guestauth/internal/model"
-	"github.com/guestauth/caddy-guestauth/storage"
+	"github.com/guestauth/caddy-guestauth/storage/bolt"
 )
 
 var devT0 = time.Date(2031, 5, 6, 7, 8, 9, 0, time.UTC)
 
-func openDeviceStore(t *testing.T) (*storage.Bolt, string) {
+func openDeviceStore(t *testing.T) (*bolt.Store, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "dev.db")
-	b, err := storage.OpenBolt(path, storage.Options{})
+	b, err := bolt.Open(path, bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +28,7 @@ func openDeviceStore(t *testing.T) (*storage.Bolt, string) {
 	return b, path
 }
 
-func putChallenge(t *testing.T, b *storage.Bolt, token string, created time.Time, ttl time.Duration) {
+func putChallenge(t *testing.T, b *bolt.Store, token string, created time.Time, ttl time.Duration) {
 	t.Helper()
 	c := model.Challenge{Purpose: "anonymous_request", CreatedAt: created, ExpiresAt: created.Add(ttl)}
 	if err := b.PutChallenge(bg, token, c); err != nil {
@@ -36,7 +36,7 @@ func putChallenge(t *testing.T, b *storage.Bolt, token string, created time.Time
 	}
 }
 
-func countChallenges(t *testing.T, b *storage.Bolt) int {
+func countChallenges(t *testing.T, b *bolt.Store) int {
 	t.Helper()
 	n, err := b.CountChallenges()
 	if err != nil {
@@ -51,15 +51,15 @@ func TestChallengeStoredOnlyAsHash(t *testing.T) {
 	putChallenge(t, b, token, devT0, 5*time.Minute)
 	b.Close()
 
-	raw, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	raw, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer raw.Close()
 	want := sha256.Sum256([]byte(token))
 	found := false
-	err = raw.View(func(tx *bolt.Tx) error {
-		return tx.ForEach(func(name []byte, bk *bolt.Bucket) error {
+	err = raw.View(func(tx *bbolt.Tx) error {
+		return tx.ForEach(func(name []byte, bk *bbolt.Bucket) error {
 			return bk.ForEach(func(k, v []byte) error {
 				if bytes.Contains(k, []byte(token)) || bytes.Contains(v, []byte(token)) {
 					return fmt.Errorf("bucket %s holds the raw challenge token", name)

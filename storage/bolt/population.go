@@ -1,4 +1,4 @@
-package storage
+package bolt
 
 import (
 	"bytes"
@@ -7,9 +7,10 @@ import (
 	"errors"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
 
 	"github.com/guestauth/caddy-guestauth/internal/model"
+	"github.com/guestauth/caddy-guestauth/storage"
 )
 
 // The population indexes behind Backend's queries. Every user write goes
@@ -43,7 +44,7 @@ func inOrphanIndex(u *model.User) bool {
 	return inIdleIndex(u) && !u.OrphanedAt.IsZero() && u.DeviceKID == ""
 }
 
-func counter(meta *bolt.Bucket, key []byte, delta int64) error {
+func counter(meta *bbolt.Bucket, key []byte, delta int64) error {
 	if delta == 0 {
 		return nil
 	}
@@ -65,7 +66,7 @@ func b2i(b bool) int64 {
 
 // saveUser writes u (nil deletes old) and updates the population indexes.
 // old is the stored version, nil for a new user.
-func (b *Bolt) saveUser(tx *bolt.Tx, old, u *model.User) error {
+func (b *Store) saveUser(tx *bbolt.Tx, old, u *model.User) error {
 	if old != nil {
 		b.cache.InvalidateUser(old.ID)
 	}
@@ -77,7 +78,7 @@ func (b *Bolt) saveUser(tx *bolt.Tx, old, u *model.User) error {
 
 // writeUser is saveUser leaving the identity cache alone, for a write that
 // updates the cache itself.
-func (b *Bolt) writeUser(tx *bolt.Tx, old, u *model.User) error {
+func (b *Store) writeUser(tx *bbolt.Tx, old, u *model.User) error {
 	idle, orphans, meta := tx.Bucket(bucketGuestIdle), tx.Bucket(bucketOrphans), tx.Bucket(bucketMeta)
 	if inIdleIndex(old) {
 		if err := idle.Delete(idleKey(old)); err != nil {
@@ -116,9 +117,9 @@ func (b *Bolt) writeUser(tx *bolt.Tx, old, u *model.User) error {
 	return putJSON(tx.Bucket(bucketUsers), u.ID, u)
 }
 
-// GuestCounts implements Backend.
-func (b *Bolt) GuestCounts(ctx context.Context) (live, kept int64, err error) {
-	err = b.view(ctx, func(tx *bolt.Tx) error {
+// GuestCounts implements storage.Backend.
+func (b *Store) GuestCounts(ctx context.Context) (live, kept int64, err error) {
+	err = b.view(ctx, func(tx *bbolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if v := meta.Get(keyLiveGuests); len(v) == 8 {
 			live = int64(binary.BigEndian.Uint64(v))
@@ -131,11 +132,11 @@ func (b *Bolt) GuestCounts(ctx context.Context) (live, kept int64, err error) {
 	return live, kept, err
 }
 
-// TouchUsers implements Backend, in one write transaction. The identity
+// TouchUsers implements storage.Backend, in one write transaction. The identity
 // cache keeps the touched users, with their new time (IdentityCache.TouchUsers).
-func (b *Bolt) TouchUsers(ctx context.Context, at map[string]time.Time) (int, error) {
+func (b *Store) TouchUsers(ctx context.Context, at map[string]time.Time) (int, error) {
 	var touched map[string]time.Time
-	err := b.update(ctx, func(tx *bolt.Tx) error {
+	err := b.update(ctx, func(tx *bbolt.Tx) error {
 		touched = make(map[string]time.Time, len(at))
 		users := tx.Bucket(bucketUsers)
 		for id, t := range at {
@@ -165,10 +166,10 @@ func (b *Bolt) TouchUsers(ctx context.Context, at map[string]time.Time) (int, er
 	return len(touched), nil
 }
 
-// ScanIdleGuests implements Backend: it reads the guest_idle index, oldest
+// ScanIdleGuests implements storage.Backend: it reads the guest_idle index, oldest
 // first, up to the first entry not before before.
-func (b *Bolt) ScanIdleGuests(ctx context.Context, before time.Time, fn func(u *model.User) bool) error {
-	return b.view(ctx, func(tx *bolt.Tx) error {
+func (b *Store) ScanIdleGuests(ctx context.Context, before time.Time, fn func(u *model.User) bool) error {
+	return b.view(ctx, func(tx *bbolt.Tx) error {
 		users := tx.Bucket(bucketUsers)
 		c := tx.Bucket(bucketGuestIdle).Cursor()
 		for k, _ := c.First(); k != nil; k, _ = c.Next() {
@@ -187,9 +188,9 @@ func (b *Bolt) ScanIdleGuests(ctx context.Context, before time.Time, fn func(u *
 	})
 }
 
-// ScanOrphans implements Backend: it reads the orphans index.
-func (b *Bolt) ScanOrphans(ctx context.Context, fn func(u *model.User) bool) error {
-	err := b.view(ctx, func(tx *bolt.Tx) error {
+// ScanOrphans implements storage.Backend: it reads the orphans index.
+func (b *Store) ScanOrphans(ctx context.Context, fn func(u *model.User) bool) error {
+	err := b.view(ctx, func(tx *bbolt.Tx) error {
 		users := tx.Bucket(bucketUsers)
 		return tx.Bucket(bucketOrphans).ForEach(func(k, _ []byte) error {
 			var u model.User
@@ -210,10 +211,10 @@ func (b *Bolt) ScanOrphans(ctx context.Context, fn func(u *model.User) bool) err
 
 var errStopScan = errors.New("stop")
 
-// DeleteUsersIf implements Backend, in one write transaction.
-func (b *Bolt) DeleteUsersIf(ctx context.Context, ids []string, pred func(u *model.User) bool) ([]model.User, error) {
+// DeleteUsersIf implements storage.Backend, in one write transaction.
+func (b *Store) DeleteUsersIf(ctx context.Context, ids []string, pred func(u *model.User) bool, ev storage.Events) ([]model.User, error) {
 	var deleted []model.User
-	err := b.update(ctx, func(tx *bolt.Tx) error {
+	err := b.update(ctx, func(tx *bbolt.Tx) error {
 		deleted = deleted[:0]
 		for _, id := range ids {
 			var u model.User
@@ -231,14 +232,14 @@ func (b *Bolt) DeleteUsersIf(ctx context.Context, ids []string, pred func(u *mod
 			}
 			deleted = append(deleted, u)
 		}
-		return nil
+		return storeEvents(tx, ev, storage.TxResult{Deleted: deleted})
 	})
 	return deleted, err
 }
 
-// ListUsers implements Backend.
-func (b *Bolt) ListUsers(ctx context.Context, after, tag string, limit int) (users []model.User, next string, err error) {
-	err = b.view(ctx, func(tx *bolt.Tx) error {
+// ListUsers implements storage.Backend.
+func (b *Store) ListUsers(ctx context.Context, after, tag string, limit int) (users []model.User, next string, err error) {
+	err = b.view(ctx, func(tx *bbolt.Tx) error {
 		c := tx.Bucket(bucketUsers).Cursor()
 		k, v := c.First()
 		if after != "" {
@@ -249,7 +250,7 @@ func (b *Bolt) ListUsers(ctx context.Context, after, tag string, limit int) (use
 		}
 		for ; k != nil; k, v = c.Next() {
 			var u model.User
-			if err := jsonUnmarshal(v, &u); err != nil {
+			if err := storage.DecodeRecord(v, &u); err != nil {
 				return err
 			}
 			if tag != "" && u.Tag != tag {

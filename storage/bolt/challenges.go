@@ -1,4 +1,4 @@
-package storage
+package bolt
 
 import (
 	"bytes"
@@ -10,9 +10,10 @@ import (
 	"fmt"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
 
 	"github.com/guestauth/caddy-guestauth/internal/model"
+	"github.com/guestauth/caddy-guestauth/storage"
 )
 
 // Challenges are the single-use nonces of the device key-pair grant. Only the
@@ -40,7 +41,7 @@ func challengeEndKey(hash []byte, expires time.Time) []byte {
 	return append(k, hash...)
 }
 
-func challengeBuckets(tx *bolt.Tx) (challenges, ends *bolt.Bucket, err error) {
+func challengeBuckets(tx *bbolt.Tx) (challenges, ends *bbolt.Bucket, err error) {
 	if challenges, err = tx.CreateBucketIfNotExists(bucketChallenges); err != nil {
 		return nil, nil, err
 	}
@@ -52,7 +53,7 @@ func challengeBuckets(tx *bolt.Tx) (challenges, ends *bolt.Bucket, err error) {
 
 // purgeChallenges deletes up to challengePurgeLimit challenges expired at
 // now, oldest first, reading only the expiry index.
-func purgeChallenges(challenges, ends *bolt.Bucket, now time.Time) error {
+func purgeChallenges(challenges, ends *bbolt.Bucket, now time.Time) error {
 	var keys [][]byte
 	c := ends.Cursor()
 	for k, _ := c.First(); k != nil && len(keys) < challengePurgeLimit; k, _ = c.Next() {
@@ -72,8 +73,8 @@ func purgeChallenges(challenges, ends *bolt.Bucket, now time.Time) error {
 	return nil
 }
 
-// PutChallenge implements Backend.
-func (b *Bolt) PutChallenge(ctx context.Context, token string, c model.Challenge) error {
+// PutChallenge implements storage.Backend.
+func (b *Store) PutChallenge(ctx context.Context, token string, c model.Challenge) error {
 	if token == "" || c.ExpiresAt.IsZero() {
 		return errors.New("a challenge needs a token and an expiry")
 	}
@@ -83,7 +84,7 @@ func (b *Bolt) PutChallenge(ctx context.Context, token string, c model.Challenge
 	}
 	h := challengeHash(token)
 	// Batched: a burst of challenge requests shares one fsync.
-	return b.batch(ctx, func(tx *bolt.Tx) error {
+	return b.batch(ctx, func(tx *bbolt.Tx) error {
 		challenges, ends, err := challengeBuckets(tx)
 		if err != nil {
 			return err
@@ -101,14 +102,14 @@ func (b *Bolt) PutChallenge(ctx context.Context, token string, c model.Challenge
 	})
 }
 
-// ConsumeChallenge implements Backend.
-func (b *Bolt) ConsumeChallenge(ctx context.Context, token string, now time.Time) (*model.Challenge, error) {
+// ConsumeChallenge implements storage.Backend.
+func (b *Store) ConsumeChallenge(ctx context.Context, token string, now time.Time) (*model.Challenge, error) {
 	h := challengeHash(token)
 	var out *model.Challenge
 	// Read and delete in one write transaction: bbolt has one writer at a
 	// time, so of concurrent consumers of a token exactly one finds it. The
 	// function returns nil when the token is unknown so the purge commits.
-	err := b.batch(ctx, func(tx *bolt.Tx) error {
+	err := b.batch(ctx, func(tx *bbolt.Tx) error {
 		out = nil
 		challenges, ends, err := challengeBuckets(tx)
 		if err != nil {
@@ -122,7 +123,7 @@ func (b *Bolt) ConsumeChallenge(ctx context.Context, token string, now time.Time
 			return nil
 		}
 		var c model.Challenge
-		if err := json.Unmarshal(raw, &c); err != nil {
+		if err := storage.DecodeRecord(raw, &c); err != nil {
 			return fmt.Errorf("challenge record: %w", err)
 		}
 		if err := challenges.Delete(h); err != nil {

@@ -1,4 +1,4 @@
-package storage_test
+package bolt_test
 
 import (
 	"context"
@@ -8,17 +8,18 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
 
 	"github.com/guestauth/caddy-guestauth/internal/model"
 	"github.com/guestauth/caddy-guestauth/storage"
+	"github.com/guestauth/caddy-guestauth/storage/bolt"
 	"github.com/guestauth/caddy-guestauth/storage/storagetest"
 )
 
-func openTemp(t *testing.T) (*storage.Bolt, string) {
+func openTemp(t *testing.T) (*bolt.Store, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "store.db")
-	b, err := storage.OpenBolt(path, storage.Options{LockTimeout: 200 * time.Millisecond})
+	b, err := bolt.Open(path, bolt.Options{LockTimeout: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +47,7 @@ func TestOpenByKind(t *testing.T) {
 		if err != nil {
 			t.Fatalf("kind %q: %v", kind, err)
 		}
-		if _, ok := st.(*storage.Bolt); !ok || st.Describe() != path {
+		if _, ok := st.(*bolt.Store); !ok || st.Describe() != path {
 			t.Fatalf("kind %q opened %T at %s", kind, st, st.Describe())
 		}
 		st.Close()
@@ -56,6 +57,16 @@ func TestOpenByKind(t *testing.T) {
 	}
 	if _, err := storage.Open(bg, storage.Config{Kind: storage.KindBolt}); err == nil {
 		t.Fatal("a bolt store without a path was opened")
+	}
+	// Options of the backend's own type, or none; another type is refused.
+	path := filepath.Join(t.TempDir(), "o.db")
+	st, err := storage.Open(bg, storage.Config{Location: path, Options: bolt.Options{IdentityCacheSize: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if _, err := storage.Open(bg, storage.Config{Location: path, Options: struct{}{}}); err == nil || !strings.Contains(err.Error(), "options of type") {
+		t.Fatalf("foreign options: %v", err)
 	}
 	defer func() {
 		if recover() == nil {
@@ -71,9 +82,9 @@ var (
 	newSession = storagetest.NewSession
 )
 
-func mustCreate(t *testing.T, b *storage.Bolt, u *model.User, s *model.Session, d *model.Device) {
+func mustCreate(t *testing.T, b *bolt.Store, u *model.User, s *model.Session, d *model.Device) {
 	t.Helper()
-	if err := b.CreateUser(bg, u, s, d); err != nil {
+	if err := b.CreateUser(bg, u, s, d, nil); err != nil {
 		t.Fatalf("CreateUser(%s): %v", u.ID, err)
 	}
 }
@@ -96,7 +107,7 @@ func TestSigningKeysPersistAcrossReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	b2, err := storage.OpenBolt(path, storage.Options{})
+	b2, err := bolt.Open(path, bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +134,7 @@ func TestSecondOpenFailsWithinLockTimeout(t *testing.T) {
 	start := time.Now()
 	done := make(chan error, 1)
 	go func() {
-		b, err := storage.OpenBolt(path, storage.Options{LockTimeout: timeout})
+		b, err := bolt.Open(path, bolt.Options{LockTimeout: timeout})
 		if err == nil {
 			b.Close()
 		}
@@ -132,7 +143,7 @@ func TestSecondOpenFailsWithinLockTimeout(t *testing.T) {
 	select {
 	case err := <-done:
 		if err == nil {
-			t.Fatal("a second OpenBolt on a locked file succeeded")
+			t.Fatal("a second Open on a locked file succeeded")
 		}
 		if !strings.Contains(err.Error(), "locked") || !strings.Contains(err.Error(), path) {
 			t.Fatalf("error does not say the file is locked: %v", err)
@@ -142,7 +153,7 @@ func TestSecondOpenFailsWithinLockTimeout(t *testing.T) {
 			t.Fatalf("second open failed after %v, want about %v", elapsed, timeout)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("second OpenBolt hangs on a locked file")
+		t.Fatal("second Open hangs on a locked file")
 	}
 }
 
@@ -152,21 +163,21 @@ func TestSchemaVersionChecked(t *testing.T) {
 	b.Close()
 
 	// Reopening a file of the current schema works.
-	b2, err := storage.OpenBolt(path, storage.Options{})
+	b2, err := bolt.Open(path, bolt.Options{})
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
 	b2.Close()
 
 	// Pretend a newer build wrote the file.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
+	err = db.Update(func(tx *bbolt.Tx) error {
 		meta := tx.Bucket([]byte("meta"))
 		if meta == nil || meta.Get([]byte("schema")) == nil {
-			return errors.New("OpenBolt did not record a schema version")
+			return errors.New("Open did not record a schema version")
 		}
 		return meta.Put([]byte("schema"), []byte("999"))
 	})
@@ -174,7 +185,7 @@ func TestSchemaVersionChecked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b3, err := storage.OpenBolt(path, storage.Options{})
+	b3, err := bolt.Open(path, bolt.Options{})
 	if err == nil {
 		b3.Close()
 		t.Fatal("a file of an unknown schema version was opened")
@@ -183,7 +194,7 @@ func TestSchemaVersionChecked(t *testing.T) {
 		t.Fatalf("error does not name the schema version: %v", err)
 	}
 	// The refused open released the file.
-	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	db, err = bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
 	if err != nil {
 		t.Fatalf("file still locked after a refused open: %v", err)
 	}

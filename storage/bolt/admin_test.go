@@ -1,4 +1,4 @@
-package storage_test
+package bolt_test
 
 import (
 	"bytes"
@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/guestauth/caddy-guestauth/storage"
+	"github.com/guestauth/caddy-guestauth/storage/bolt"
 )
 
 // Stats reports the file's path and sizes (the counts are in the suite).
@@ -50,7 +50,7 @@ func TestBackupIsAnOpenableCopy(t *testing.T) {
 	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := storage.OpenBolt(path, storage.Options{LockTimeout: time.Second})
+	c, err := bolt.Open(path, bolt.Options{LockTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,14 +71,14 @@ func TestCheckBoltFile(t *testing.T) {
 	t.Parallel()
 	b, path := openTemp(t)
 	b.Close()
-	if err := storage.CheckBoltFile(path); err != nil {
+	if err := bolt.CheckFile(path); err != nil {
 		t.Fatalf("a store file: %v", err)
 	}
 	junk := filepath.Join(t.TempDir(), "junk.db")
 	if err := os.WriteFile(junk, bytes.Repeat([]byte("x"), 8192), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := storage.CheckBoltFile(junk); err == nil {
+	if err := bolt.CheckFile(junk); err == nil {
 		t.Fatal("a junk file passed")
 	}
 }

@@ -1,8 +1,10 @@
-package events
+package outbox
 
 import (
 	"testing"
 	"time"
+
+	"github.com/guestauth/caddy-guestauth/internal/events"
 )
 
 // Past maxKeys keys, an event with a new key is refused (the webhook counts
@@ -11,8 +13,8 @@ import (
 func TestCoalescerKeyLimit(t *testing.T) {
 	t0 := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	c := newCoalescer(time.Minute, 2)
-	ev := func(ip string) Event {
-		return Event{Type: SignInThrottled, Time: t0, Data: map[string]any{"client_ip": ip}}
+	ev := func(ip string) events.Event {
+		return events.Event{Type: events.SignInThrottled, Time: t0, Data: map[string]any{"client_ip": ip}}
 	}
 	for _, tc := range []struct {
 		ip        string
@@ -32,7 +34,7 @@ func TestCoalescerKeyLimit(t *testing.T) {
 		}
 	}
 	// The sweep sends .1's summary and forgets the quiet .2.
-	if s := c.flush(t0.Add(time.Minute), false); len(s) != 1 || s[0].Data[DataCount] != 1 {
+	if s := c.flush(t0.Add(time.Minute), false); len(s) != 1 || s[0].Data[events.DataCount] != 1 {
 		t.Fatalf("flush = %v", s)
 	}
 	if send, leads, ok := c.add(ev("192.0.2.3"), t0.Add(time.Minute)); len(send) != 1 || !leads || !ok {
