@@ -552,6 +552,93 @@ func TestFloodNeverDropsLifecycleEvents(t *testing.T) {
 	})
 }
 
+// A flood of throttled sign-ins from many addresses while the receiver
+// hangs costs no lifecycle event, and once the receiver answers again the
+// lifecycle events are delivered before any of the noisy ones waiting with
+// them (the property the in-memory queue had, now the outbox's claim
+// order): drops, if any, are only noisy.
+func TestFloodDeliversLifecycleFirst(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, st storage.Backend) {
+		release := make(chan struct{})
+		var once sync.Once
+		up := func() { once.Do(func() { close(release) }) }
+		rc := newReceiver(t, func(n int, w http.ResponseWriter) {
+			if n == 1 {
+				<-release // the receiver hangs while the flood comes in
+			}
+			w.WriteHeader(http.StatusNoContent)
+		})
+		t.Cleanup(up) // before the receiver closes: Close waits for the held request
+		// One record claimed at a time, so the order of deliveries is the
+		// order of claims; an attempt timeout longer than the hold.
+		o, _, d := start(t, st, rc.URL, setup{hook: events.WebhookConfig{Timeout: time.Minute}, box: outbox.Config{Batch: 1}})
+		begin := time.Now()
+		// 5000 throttled sign-ins from 500 addresses (so coalescing alone
+		// cannot absorb them), lifecycle events in the middle of it.
+		const noisy, ips = 5000, 500
+		var want []string
+		for i := range noisy {
+			o.Enqueue(events.Event{Type: events.SignInThrottled, ClientID: "app", Data: map[string]any{"client_ip": fmt.Sprintf("198.51.100.%d", i%ips)}})
+			if i%200 == 0 {
+				ev := events.Event{ID: fmt.Sprintf("life-%d", i), Type: []string{events.GuestCreated, events.GuestUpgraded, events.UserDeleted, events.RefreshReuseDetected}[(i/200)%4], UserID: "u1"}
+				want = append(want, ev.ID)
+				if !o.Enqueue(ev) {
+					t.Fatalf("lifecycle event %s refused", ev.ID)
+				}
+			}
+		}
+		// Every event is stored (or dropped, counted) before the receiver
+		// answers: the first of each address's burst, and the lifecycle
+		// events; the rest are being coalesced.
+		eventually(t, "the first delivery held", func() bool { return rc.hits.Load() >= 1 })
+		eventually(t, "the flood stored", func() bool {
+			n := left(t, st, o.Target())
+			for _, c := range d.get() {
+				n += c
+			}
+			return n == ips+len(want)
+		})
+		if n := rc.hits.Load(); n != 1 {
+			t.Fatalf("%d deliveries while the receiver hung on the first (the flood took %v to store)", n, time.Since(begin))
+		}
+		if stored := ips - d.get()[events.SignInThrottled]; stored < 2 {
+			t.Fatalf("only %d noisy events stored: nothing for the lifecycle events to overtake", stored)
+		}
+		up()
+		eventually(t, "lifecycle events delivered", func() bool {
+			n := 0
+			for _, ev := range rc.decoded(t) {
+				if slices.Contains(want, ev.ID) {
+					n++
+				}
+			}
+			return n == len(want)
+		})
+		got := rc.decoded(t)
+		var life []string
+		for i, ev := range got {
+			if !events.Noisy(ev.Type) {
+				life = append(life, ev.ID)
+				continue
+			}
+			// The first delivery is the one the receiver held, whatever it was.
+			if i > 0 && len(life) < len(want) {
+				t.Fatalf("delivery %d is noisy while %d lifecycle events were still waiting", i+1, len(want)-len(life))
+			}
+		}
+		slices.Sort(life)
+		slices.Sort(want)
+		if !slices.Equal(life, want) {
+			t.Fatalf("lifecycle events delivered %v, want all %d: %v", life, len(want), want)
+		}
+		if by := d.get(); len(by) > 1 || (len(by) == 1 && by[events.SignInThrottled] == 0) {
+			t.Errorf("dropped by type %v, want only signin.throttled", by)
+		}
+		t.Logf("%d deliveries so far; %d noisy events dropped", len(got), d.get()[events.SignInThrottled])
+	})
+}
+
 // An event whose store fails is stored again with backoff; one that never
 // can be is dropped and counted once its attempts are spent.
 func TestLateEventStoreRetried(t *testing.T) {
