@@ -149,6 +149,6 @@ func (c *IdentityCache) WriteEnd() {
 // user and a session each): 100 000, like the token cache, so that every
 // token the token cache holds finds its identity cached too. It costs about
 // 0.9 KiB per identity (TestIdentityCacheBytesPerEntry measured 884 bytes
-// for a guest), so about 85 MiB when full; memory grows only with the
+// for a guest), so about 84 MiB when full; memory grows only with the
 // identities actually in use.
 const DefaultIdentityCacheSize = 100_000

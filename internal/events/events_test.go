@@ -131,7 +131,7 @@ func TestEventJSON(t *testing.T) {
 	}
 }
 
-// An event already stored with its write (in a shared outbox) is logged
+// An event already stored with its write (in the store's outbox) is logged
 // like any other, keeping the id and time it was stored under, but not
 // handed to the sinks: the outbox delivers it.
 func TestEmitterLogSkipsSinks(t *testing.T) {
