@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 
@@ -209,6 +210,9 @@ func TestDeviceKeyCreatesGuestAndSignsInAgain(t *testing.T) {
 				t.Fatal(err)
 			}
 			u := first.User
+			if id, err := uuid.Parse(u.ID); err != nil || id.Version() != 7 {
+				t.Fatalf("device guest id %q is not a UUIDv7 (%v)", u.ID, err)
+			}
 			if !first.Created || !strings.HasPrefix(u.Name, model.GuestNamePrefix) || u.Name != model.GuestNamePrefix+u.ID ||
 				u.Tag != model.TagGuest || !u.IsAnonymous() || u.DeviceKID != k.kid || u.PasswordHash != "" {
 				t.Fatalf("created guest: %+v (created %v)", u, first.Created)
