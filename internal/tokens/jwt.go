@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -64,7 +65,7 @@ func VerifyJWT(raw string, r *Rules, now time.Time, keys KeySource, claims Claim
 		return err
 	}
 	if h.Typ != r.Typ {
-		return invalidBecause(ReasonSignature, "header typ must be "+quote(r.Typ))
+		return invalidBecause(ReasonSignature, "header typ must be "+strconv.Quote(r.Typ))
 	}
 	if h.Crit != nil || h.B64 != nil {
 		return invalidBecause(ReasonSignature, "header must not use crit or b64")

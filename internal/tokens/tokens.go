@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -249,8 +248,6 @@ func invalidBecause(reason, detail string) error {
 	return &InvalidError{Reason: reason, Detail: detail}
 }
 
-func quote(s string) string { return strconv.Quote(s) }
-
 // Verifier checks access tokens against a Keyring.
 type Verifier struct {
 	Keys *Keyring
@@ -286,11 +283,11 @@ func (v *Verifier) now() time.Time {
 // algorithm pinned to the key named by kid, typ, iss, aud (one of
 // v.Audiences), exp and nbf.
 //
-// On a cache miss it parses the compact JWS once, into typed claims, and
-// checks the signature with the standard library: the token's "alg" is
-// only compared with the algorithm of the key its "kid" names, never used
-// to choose one. Headers with "crit", and duplicate (or case-folded
-// duplicate) JSON members in header or payload, are refused.
+// On a cache miss it verifies raw with VerifyJWT, the routine device JWTs
+// use too, with the keyring as the key source: the token's "alg" is only
+// compared with the algorithm of the key its "kid" names, never used to
+// choose one; "crit", and duplicate or case-folded JSON member names in
+// header or payload, are refused. A hit re-checks iss, aud and exp only.
 func (v *Verifier) Verify(raw, issuer string) (*AccessClaims, error) {
 	now := v.now()
 	var key [sha256.Size]byte
