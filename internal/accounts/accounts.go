@@ -265,18 +265,9 @@ func (s *Service) CreateGuest(ctx context.Context, issuer, clientID, clientIP st
 // session, storing ev's events with it.
 func (s *Service) createGuest(ctx context.Context, issuer, clientID string, dev *model.Device, ev storage.Events) (*Issued, error) {
 	now := s.now().UTC()
-	// Time-ordered ids (UUIDv7): a new guest's records go at the end of
-	// every B-tree keyed by them instead of at random places.
-	id, err := uuid.NewV7()
+	u, err := newGuest(now)
 	if err != nil {
 		return nil, err
-	}
-	u := &model.User{
-		ID:        id.String(),
-		Name:      model.GuestNamePrefix + id.String(),
-		Tag:       model.TagGuest,
-		CreatedAt: now,
-		UpdatedAt: now,
 	}
 	if dev != nil {
 		dev.UserID = u.ID

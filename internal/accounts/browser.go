@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/guestauth/caddy-guestauth/internal/ctcmp"
 	"github.com/guestauth/caddy-guestauth/internal/events"
 	"github.com/guestauth/caddy-guestauth/internal/model"
@@ -102,13 +100,9 @@ func (s *Service) createBrowserGuest(ctx context.Context, clientIP string, ev st
 		return nil, err
 	}
 	now := s.now().UTC()
-	id := uuid.New()
-	u := &model.User{
-		ID:        id.String(),
-		Name:      model.GuestNamePrefix + id.String(),
-		Tag:       model.TagGuest,
-		CreatedAt: now,
-		UpdatedAt: now,
+	u, err := newGuest(now)
+	if err != nil {
+		return nil, err
 	}
 	sess, err := s.newSession(u.ID, BrowserClientID, now)
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/guestauth/caddy-guestauth/internal/accounts"
 	"github.com/guestauth/caddy-guestauth/internal/model"
 	"github.com/guestauth/caddy-guestauth/internal/tokens"
@@ -80,6 +82,36 @@ func TestBrowserGuestHandle(t *testing.T) {
 
 // A session of an API client (with a refresh key too) is not a browser
 // session, even with a correctly keyed handle.
+// Browser guests come from the one guest constructor, like every other
+// guest: a UUIDv7 id (time-ordered, as the README promises), the name
+// guest_<id>, the guest tag; consecutive ones sort in creation order.
+func TestBrowserGuestsHaveV7Ids(t *testing.T) {
+	f := newFixture(t, browserConfig())
+	var users []*model.User
+	for range 3 {
+		login, err := f.svc.CreateBrowserGuest(bg, "192.0.2.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		users = append(users, login.User)
+	}
+	registered, err := f.svc.RegisterBrowser(bg, "alice", "correct horse battery", "192.0.2.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, u := range append(users, registered.User) {
+		if id, err := uuid.Parse(u.ID); err != nil || id.Version() != 7 {
+			t.Fatalf("browser guest id %q is not a UUIDv7 (%v)", u.ID, err)
+		}
+		if i < len(users) && (u.Name != model.GuestNamePrefix+u.ID || u.Tag != model.TagGuest || !u.IsAnonymous()) {
+			t.Fatalf("browser guest %+v", u)
+		}
+		if i > 0 && u.ID <= users[i-1].ID {
+			t.Fatalf("ids not increasing: %s after %s", u.ID, users[i-1].ID)
+		}
+	}
+}
+
 func TestBrowserHandleOfClientSessionRefused(t *testing.T) {
 	f := newFixture(t, browserConfig())
 	iss, err := f.svc.CreateGuest(bg, issuer, "app", "192.0.2.1")

@@ -19,15 +19,14 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"strings"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
-	"github.com/lestrrat-go/jwx/v2/jws"
 
 	"github.com/guestauth/caddy-guestauth/internal/events"
 	"github.com/guestauth/caddy-guestauth/internal/model"
+	"github.com/guestauth/caddy-guestauth/internal/tokens"
 	"github.com/guestauth/caddy-guestauth/storage"
 )
 
@@ -50,11 +49,10 @@ const (
 	// ChallengeLifetime is how long a challenge can be used (Authgear: 5m).
 	ChallengeLifetime = 5 * time.Minute
 	// MaxRequestLifetime caps exp - iat of a request JWT, so a captured JWT
-	// is useless soon even if its challenge were somehow still open.
+	// is useless soon even if its challenge were somehow still open. (The
+	// JWT's size is bounded by tokens.MaxTokenSize, 8 KiB: an RSA-4096 JWK
+	// in the header is about 1 KiB.)
 	MaxRequestLifetime = 5 * time.Minute
-	// maxRequestSize bounds the JWT before any parsing (an RSA-4096 JWK in
-	// the header is about 1 KiB).
-	maxRequestSize = 8 << 10
 	// RSA keys above this size are refused: they only make verification
 	// slower for everyone.
 	maxRSABits = 4096
@@ -135,12 +133,75 @@ type DeviceResult struct {
 	Created bool
 }
 
-// requestClaims is the JWT payload.
+// deviceRules are the rules of request JWTs for tokens.VerifyJWT, the one
+// verifier of access tokens and device JWTs alike: the key pins the
+// algorithm (RS256 or ES256), and exp - iat is capped, so a captured JWT
+// is useless soon even if its challenge were somehow still open.
+func (s *Service) deviceRules() *tokens.Rules {
+	return &tokens.Rules{
+		Typ:         AnonymousRequestType,
+		Algs:        []jwa.SignatureAlgorithm{jwa.RS256, jwa.ES256},
+		Skew:        s.cfg.Skew,
+		MaxLifetime: MaxRequestLifetime,
+	}
+}
+
+// requestClaims is the JWT payload; tokens.VerifyJWT checks exp and iat.
 type requestClaims struct {
-	IssuedAt  *int64 `json:"iat"`
-	ExpiresAt *int64 `json:"exp"`
+	tokens.RegisteredClaims
 	Challenge string `json:"challenge"`
 	Action    string `json:"action"`
+}
+
+// deviceKeys is the KeySource of one request JWT: a known kid's stored
+// key only (a header jwk is then ignored, so nobody can replace a
+// device's key), else the public key the header's jwk carries, which the
+// request registers if it succeeds.
+type deviceKeys struct {
+	ctx context.Context
+	s   *Service
+	// set by VerificationKey: the stored device (nil for a first request)
+	// and the key
+	dev *model.Device
+	kid string
+	key tokens.Key
+}
+
+func (d *deviceKeys) VerificationKey(kid string, alg jwa.SignatureAlgorithm, header []byte) (tokens.Key, error) {
+	if !kidFormat.MatchString(kid) {
+		return tokens.Key{}, invalidGrant("The JWT header kid must be 8 to 64 characters of letters, digits, '_' and '-'.")
+	}
+	dev, err := d.s.store.GetDevice(d.ctx, kid)
+	var key tokens.Key
+	switch {
+	case err == nil:
+		if key, err = storedDeviceKey(dev); err != nil {
+			return tokens.Key{}, err
+		}
+	case errors.Is(err, model.ErrNotFound):
+		dev = nil
+		if key.Public, err = newDeviceKey(header, kid, alg); err != nil {
+			return tokens.Key{}, err
+		}
+		key.Alg = alg
+	default:
+		return tokens.Key{}, err
+	}
+	d.dev, d.kid, d.key = dev, kid, key
+	return key, nil
+}
+
+// deviceRefusal turns a refusal of tokens.VerifyJWT into invalid_grant;
+// other errors (the key source's own, a store outage) pass as they are.
+func deviceRefusal(err error) error {
+	var inv *tokens.InvalidError
+	switch {
+	case !errors.As(err, &inv):
+		return err
+	case inv.Detail != "":
+		return invalidGrant("The JWT %s.", inv.Detail)
+	}
+	return invalidGrant("The JWT is refused (%s).", inv.Reason)
 }
 
 // AnonymousRequest is the key-pair grant. raw is the request JWT. Every
@@ -166,65 +227,15 @@ func (s *Service) AnonymousRequest(ctx context.Context, issuer, clientID, client
 // anonymousRequest is AnonymousRequest; a guest it creates is stored with
 // ev's events.
 func (s *Service) anonymousRequest(ctx context.Context, issuer, clientID, clientIP, raw string, ev storage.Events) (*DeviceResult, error) {
-	if len(raw) > maxRequestSize || strings.Count(raw, ".") != 2 {
-		return nil, invalidGrant("The jwt parameter is not a compact JWS.")
-	}
-	msg, err := jws.Parse([]byte(raw), jws.WithCompact())
-	if err != nil || len(msg.Signatures()) != 1 {
-		return nil, invalidGrant("The jwt parameter is not a valid JWS.")
-	}
-	h := msg.Signatures()[0].ProtectedHeaders()
-	if h.Type() != AnonymousRequestType {
-		return nil, invalidGrant("The JWT header typ must be %q.", AnonymousRequestType)
-	}
-	alg := h.Algorithm()
-	if alg != jwa.RS256 && alg != jwa.ES256 {
-		return nil, invalidGrant("The JWT header alg must be RS256 or ES256.")
-	}
-	// crit and b64 change how the signature is computed; nothing here needs them.
-	if _, ok := h.Get("b64"); ok || len(h.Critical()) > 0 {
-		return nil, invalidGrant("The JWT header must not use crit or b64.")
-	}
-	kid := h.KeyID()
-	if !kidFormat.MatchString(kid) {
-		return nil, invalidGrant("The JWT header kid must be 8 to 64 characters of letters, digits, '_' and '-'.")
-	}
-
-	// A known kid is checked against its stored key only; a header jwk is
-	// then ignored, so nobody can replace a device's key.
-	dev, err := s.store.GetDevice(ctx, kid)
-	var key crypto.PublicKey
-	switch {
-	case err == nil:
-		if key, err = storedDeviceKey(dev, alg); err != nil {
-			return nil, err
-		}
-	case errors.Is(err, model.ErrNotFound):
-		dev = nil
-		if key, err = newDeviceKey(h.JWK(), kid, alg); err != nil {
-			return nil, err
-		}
-	default:
-		return nil, err
-	}
-	payload, err := jws.Verify([]byte(raw), jws.WithKey(alg, key), jws.WithCompact())
-	if err != nil {
-		return nil, invalidGrant("The JWT signature does not verify with the device key.")
-	}
-
 	now := s.now().UTC()
+	keys := &deviceKeys{ctx: ctx, s: s}
 	var cl requestClaims
-	if err := json.Unmarshal(payload, &cl); err != nil || cl.IssuedAt == nil || cl.ExpiresAt == nil || cl.Challenge == "" {
-		return nil, invalidGrant("The JWT payload needs integer iat and exp, and a challenge.")
+	if err := tokens.VerifyJWT(raw, s.deviceRules(), now, keys, &cl); err != nil {
+		return nil, deviceRefusal(err)
 	}
-	iat, exp, skew := time.Unix(*cl.IssuedAt, 0), time.Unix(*cl.ExpiresAt, 0), s.cfg.Skew
-	switch {
-	case !exp.After(iat) || exp.Sub(iat) > MaxRequestLifetime:
-		return nil, invalidGrant("The JWT exp must be after iat and at most %s later.", MaxRequestLifetime)
-	case !now.Before(exp.Add(skew)):
-		return nil, invalidGrant("The JWT has expired.")
-	case iat.After(now.Add(skew)):
-		return nil, invalidGrant("The JWT iat is in the future.")
+	dev, kid, key := keys.dev, keys.kid, keys.key
+	if cl.Challenge == "" {
+		return nil, invalidGrant("The JWT payload needs a challenge.")
 	}
 	switch cl.Action {
 	case ActionAuth:
@@ -249,7 +260,7 @@ func (s *Service) anonymousRequest(ctx context.Context, issuer, clientID, client
 		if err := s.admitGuest(ctx, clientIP); err != nil {
 			return nil, err
 		}
-		issued, err := s.registerDevice(ctx, issuer, clientID, kid, alg, key, now, ev)
+		issued, err := s.registerDevice(ctx, issuer, clientID, kid, key, now, ev)
 		if !errors.Is(err, model.ErrExists) {
 			if err != nil {
 				return nil, err
@@ -261,7 +272,7 @@ func (s *Service) anonymousRequest(ctx context.Context, issuer, clientID, client
 		if dev, err = s.store.GetDevice(ctx, kid); err != nil {
 			return nil, err
 		}
-		if stored, err := storedDeviceKey(dev, alg); err != nil || !sameKey(stored, key) {
+		if stored, err := storedDeviceKey(dev); err != nil || stored.Alg != key.Alg || !sameKey(stored.Public, key.Public) {
 			return nil, invalidGrant("The key id is already registered with another key.")
 		}
 	}
@@ -273,15 +284,15 @@ func (s *Service) anonymousRequest(ctx context.Context, issuer, clientID, client
 }
 
 // registerDevice creates a guest bound to the verified key.
-func (s *Service) registerDevice(ctx context.Context, issuer, clientID, kid string, alg jwa.SignatureAlgorithm, key crypto.PublicKey, now time.Time, ev storage.Events) (*Issued, error) {
-	k, err := jwk.FromRaw(key)
+func (s *Service) registerDevice(ctx context.Context, issuer, clientID, kid string, key tokens.Key, now time.Time, ev storage.Events) (*Issued, error) {
+	k, err := jwk.FromRaw(key.Public)
 	if err != nil {
 		return nil, err
 	}
 	if err := k.Set(jwk.KeyIDKey, kid); err != nil {
 		return nil, err
 	}
-	if err := k.Set(jwk.AlgorithmKey, alg); err != nil {
+	if err := k.Set(jwk.AlgorithmKey, key.Alg); err != nil {
 		return nil, err
 	}
 	buf, err := json.Marshal(k)
@@ -310,27 +321,30 @@ func (s *Service) deviceSignIn(ctx context.Context, issuer, clientID string, dev
 	return issued, err
 }
 
-// storedDeviceKey reads a registered key; alg must be the one it was
-// registered with, so a key can never be used with another algorithm.
-func storedDeviceKey(dev *model.Device, alg jwa.SignatureAlgorithm) (crypto.PublicKey, error) {
+// storedDeviceKey reads a registered key with the algorithm it was
+// registered with: tokens.VerifyJWT refuses a JWT naming another one, so a
+// key can never be used with another algorithm.
+func storedDeviceKey(dev *model.Device) (tokens.Key, error) {
 	k, err := jwk.ParseKey(dev.JWK)
 	if err != nil {
-		return nil, fmt.Errorf("device %s: stored key: %w", dev.KID, err)
-	}
-	if k.Algorithm().String() != alg.String() {
-		return nil, invalidGrant("The JWT alg must be %s, the algorithm this device key was registered with.", k.Algorithm())
+		return tokens.Key{}, fmt.Errorf("device %s: stored key: %w", dev.KID, err)
 	}
 	var raw any
 	if err := k.Raw(&raw); err != nil {
-		return nil, fmt.Errorf("device %s: stored key: %w", dev.KID, err)
+		return tokens.Key{}, fmt.Errorf("device %s: stored key: %w", dev.KID, err)
 	}
-	return raw, nil
+	return tokens.Key{Alg: jwa.SignatureAlgorithm(k.Algorithm().String()), Public: raw}, nil
 }
 
-// newDeviceKey checks the public key a first request carries in its header.
-func newDeviceKey(k jwk.Key, kid string, alg jwa.SignatureAlgorithm) (crypto.PublicKey, error) {
-	if k == nil {
+// newDeviceKey checks the public key a first request carries in its
+// header (raw, the jwk member's JSON; nil when there is none).
+func newDeviceKey(raw []byte, kid string, alg jwa.SignatureAlgorithm) (crypto.PublicKey, error) {
+	if raw == nil {
 		return nil, invalidGrant("Unknown key id: the first request of a device must carry its public key in the JWT header jwk.")
+	}
+	k, err := jwk.ParseKey(raw)
+	if err != nil {
+		return nil, invalidGrant("The JWT header jwk is not a JWK.")
 	}
 	if k.KeyID() != "" && k.KeyID() != kid {
 		return nil, invalidGrant("The jwk kid must equal the JWT header kid.")
@@ -338,11 +352,11 @@ func newDeviceKey(k jwk.Key, kid string, alg jwa.SignatureAlgorithm) (crypto.Pub
 	if a := k.Algorithm().String(); a != "" && a != alg.String() {
 		return nil, invalidGrant("The jwk alg must equal the JWT header alg.")
 	}
-	var raw any
-	if err := k.Raw(&raw); err != nil {
+	var pub any
+	if err := k.Raw(&pub); err != nil {
 		return nil, invalidGrant("The jwk is not a usable key.")
 	}
-	switch pub := raw.(type) {
+	switch pub := pub.(type) {
 	case *rsa.PublicKey:
 		if alg != jwa.RS256 {
 			break

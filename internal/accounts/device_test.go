@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 
@@ -118,6 +119,15 @@ func newECKey(t *testing.T) *devKey {
 	return newDevKeyFrom(t, jwa.ES256, priv)
 }
 
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 func jsonMap(t *testing.T, v any) map[string]any {
 	t.Helper()
 	b, err := json.Marshal(v)
@@ -200,6 +210,9 @@ func TestDeviceKeyCreatesGuestAndSignsInAgain(t *testing.T) {
 				t.Fatal(err)
 			}
 			u := first.User
+			if id, err := uuid.Parse(u.ID); err != nil || id.Version() != 7 {
+				t.Fatalf("device guest id %q is not a UUIDv7 (%v)", u.ID, err)
+			}
 			if !first.Created || !strings.HasPrefix(u.Name, model.GuestNamePrefix) || u.Name != model.GuestNamePrefix+u.ID ||
 				u.Tag != model.TagGuest || !u.IsAnonymous() || u.DeviceKID != k.kid || u.PasswordHash != "" {
 				t.Fatalf("created guest: %+v (created %v)", u, first.Created)
@@ -420,35 +433,52 @@ func TestDeviceRequestRefusals(t *testing.T) {
 		}
 	}
 	now := f.Now()
+	// textual edits of the header and claims JSON, for what no map can
+	// hold (duplicate names, invalid UTF-8); signed with the device's key.
+	text := func(edit func(hdr, claims string) (string, string)) build {
+		return func(t *testing.T, k *devKey, ch string, now time.Time) string {
+			hdr := map[string]any{"typ": accounts.AnonymousRequestType, "alg": k.alg.String(), "kid": k.kid, "jwk": k.jwk}
+			claims := map[string]any{"iat": now.Unix(), "exp": now.Add(time.Minute).Unix(), "challenge": ch, "action": "auth"}
+			h, c := edit(string(mustJSON(t, hdr)), string(mustJSON(t, claims)))
+			tok, err := jwstest.CompactJSON(h, c, k.alg, k.priv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tok
+		}
+	}
+	// add appends a member to a JSON object's text.
+	add := func(obj, member string) string { return obj[:len(obj)-1] + "," + member + "}" }
 	cases := []struct {
 		name  string
 		build build
 		code  string
+		want  string // in the description
 	}{
-		{"expired JWT", edited(set("c", "iat", now.Add(-10*time.Minute).Unix(), "c", "exp", now.Add(-9*time.Minute).Unix())), accounts.CodeInvalidGrant},
-		{"exp too far after iat", edited(set("c", "exp", now.Add(6*time.Minute).Unix())), accounts.CodeInvalidGrant},
-		{"exp before iat", edited(set("c", "exp", now.Add(-time.Second).Unix())), accounts.CodeInvalidGrant},
-		{"iat in the future", edited(set("c", "iat", now.Add(2*time.Minute).Unix(), "c", "exp", now.Add(3*time.Minute).Unix())), accounts.CodeInvalidGrant},
-		{"no iat", edited(set("c", "iat", nil)), accounts.CodeInvalidGrant},
-		{"no exp", edited(set("c", "exp", nil)), accounts.CodeInvalidGrant},
-		{"string exp", edited(set("c", "exp", "soon")), accounts.CodeInvalidGrant},
-		{"no challenge", edited(set("c", "challenge", nil)), accounts.CodeInvalidGrant},
-		{"unknown challenge", edited(set("c", "challenge", "NOSUCHCHALLENGE")), accounts.CodeInvalidGrant},
-		{"other action", edited(set("c", "action", "login")), accounts.CodeInvalidGrant},
-		{"no action", edited(set("c", "action", nil)), accounts.CodeInvalidGrant},
-		{"promote action", edited(set("c", "action", accounts.ActionPromote)), accounts.CodeInvalidRequest},
-		{"typ JWT", edited(set("hdr", "typ", "JWT")), accounts.CodeInvalidGrant},
-		{"no typ", edited(set("hdr", "typ", nil)), accounts.CodeInvalidGrant},
-		{"biometric typ", edited(set("hdr", "typ", "vnd.authgear.biometric-request")), accounts.CodeInvalidGrant},
-		{"kid too short", edited(set("hdr", "kid", "short")), accounts.CodeInvalidGrant},
-		{"kid too long", edited(set("hdr", "kid", strings.Repeat("k", 65))), accounts.CodeInvalidGrant},
-		{"kid bad characters", edited(set("hdr", "kid", "kid with spaces!")), accounts.CodeInvalidGrant},
-		{"no kid", edited(set("hdr", "kid", nil)), accounts.CodeInvalidGrant},
-		{"crit header", edited(set("hdr", "crit", []string{"exp"}, "hdr", "exp", 1)), accounts.CodeInvalidGrant},
-		{"b64 false", edited(set("hdr", "b64", false)), accounts.CodeInvalidGrant},
+		{"expired JWT", edited(set("c", "iat", now.Add(-10*time.Minute).Unix(), "c", "exp", now.Add(-9*time.Minute).Unix())), accounts.CodeInvalidGrant, "has expired"},
+		{"exp too far after iat", edited(set("c", "exp", now.Add(6*time.Minute).Unix())), accounts.CodeInvalidGrant, "at most 5m0s later"},
+		{"exp before iat", edited(set("c", "exp", now.Add(-time.Second).Unix())), accounts.CodeInvalidGrant, "exp must be after iat"},
+		{"iat in the future", edited(set("c", "iat", now.Add(2*time.Minute).Unix(), "c", "exp", now.Add(3*time.Minute).Unix())), accounts.CodeInvalidGrant, "iat is in the future"},
+		{"no iat", edited(set("c", "iat", nil)), accounts.CodeInvalidGrant, "iat is required"},
+		{"no exp", edited(set("c", "exp", nil)), accounts.CodeInvalidGrant, "exp is required"},
+		{"string exp", edited(set("c", "exp", "soon")), accounts.CodeInvalidGrant, "payload has a member of the wrong type"},
+		{"no challenge", edited(set("c", "challenge", nil)), accounts.CodeInvalidGrant, "needs a challenge"},
+		{"unknown challenge", edited(set("c", "challenge", "NOSUCHCHALLENGE")), accounts.CodeInvalidGrant, "challenge is unknown"},
+		{"other action", edited(set("c", "action", "login")), accounts.CodeInvalidGrant, "action must be"},
+		{"no action", edited(set("c", "action", nil)), accounts.CodeInvalidGrant, "action must be"},
+		{"promote action", edited(set("c", "action", accounts.ActionPromote)), accounts.CodeInvalidRequest, "not supported"},
+		{"typ JWT", edited(set("hdr", "typ", "JWT")), accounts.CodeInvalidGrant, "typ must be"},
+		{"no typ", edited(set("hdr", "typ", nil)), accounts.CodeInvalidGrant, "typ must be"},
+		{"biometric typ", edited(set("hdr", "typ", "vnd.authgear.biometric-request")), accounts.CodeInvalidGrant, "typ must be"},
+		{"kid too short", edited(set("hdr", "kid", "short")), accounts.CodeInvalidGrant, "kid must be"},
+		{"kid too long", edited(set("hdr", "kid", strings.Repeat("k", 65))), accounts.CodeInvalidGrant, "kid must be"},
+		{"kid bad characters", edited(set("hdr", "kid", "kid with spaces!")), accounts.CodeInvalidGrant, "kid must be"},
+		{"no kid", edited(set("hdr", "kid", nil)), accounts.CodeInvalidGrant, "kid must be"},
+		{"crit header", edited(set("hdr", "crit", []string{"exp"}, "hdr", "exp", 1)), accounts.CodeInvalidGrant, "crit or b64"},
+		{"b64 false", edited(set("hdr", "b64", false)), accounts.CodeInvalidGrant, "crit or b64"},
 		{"unknown kid without jwk", func(t *testing.T, k *devKey, ch string, now time.Time) string {
 			return k.request(t, ch, now, false, nil)
-		}, accounts.CodeInvalidGrant},
+		}, accounts.CodeInvalidGrant, "must carry its public key"},
 		{"jwk kid differs", edited(func(hdr, _ map[string]any) {
 			j := map[string]any{}
 			for n, v := range hdr["jwk"].(map[string]any) {
@@ -456,7 +486,7 @@ func TestDeviceRequestRefusals(t *testing.T) {
 			}
 			j["kid"] = "another-key-id"
 			hdr["jwk"] = j
-		}), accounts.CodeInvalidGrant},
+		}), accounts.CodeInvalidGrant, "jwk kid must equal"},
 		{"jwk alg differs", edited(func(hdr, _ map[string]any) {
 			j := map[string]any{}
 			for n, v := range hdr["jwk"].(map[string]any) {
@@ -464,7 +494,7 @@ func TestDeviceRequestRefusals(t *testing.T) {
 			}
 			j["alg"] = "ES384"
 			hdr["jwk"] = j
-		}), accounts.CodeInvalidGrant},
+		}), accounts.CodeInvalidGrant, "jwk alg must equal"},
 		{"wrong key on first use", edited(func(hdr, _ map[string]any) {
 			j := map[string]any{}
 			for n, v := range ecOther.jwk {
@@ -472,16 +502,16 @@ func TestDeviceRequestRefusals(t *testing.T) {
 			}
 			j["kid"] = hdr["kid"] // a well-formed header whose jwk did not sign
 			hdr["jwk"] = j
-		}), accounts.CodeInvalidGrant},
+		}), accounts.CodeInvalidGrant, "signature does not verify"},
 		{"tampered payload", func(t *testing.T, k *devKey, ch string, now time.Time) string {
 			good := strings.Split(k.request(t, ch, now, true, nil), ".")
 			other := strings.Split(k.request(t, ch, now.Add(time.Second), true, nil), ".")
 			return good[0] + "." + other[1] + "." + good[2]
-		}, accounts.CodeInvalidGrant},
-		{"alg none", raw(jwa.NoSignature, nil, nil), accounts.CodeInvalidGrant},
-		{"HS256", raw(jwa.HS256, []byte("0123456789abcdef0123456789abcdef"), nil), accounts.CodeInvalidGrant},
-		{"ES384", raw(jwa.ES384, p384, func(hdr, _ map[string]any) { hdr["jwk"] = newDevKeyFrom(t, jwa.ES384, p384).jwk }), accounts.CodeInvalidGrant},
-		{"PS256", raw(jwa.PS256, rsaKey(t, 1), func(hdr, _ map[string]any) { hdr["jwk"] = newDevKeyFrom(t, jwa.PS256, rsaKey(t, 1)).jwk }), accounts.CodeInvalidGrant},
+		}, accounts.CodeInvalidGrant, "signature does not verify"},
+		{"alg none", raw(jwa.NoSignature, nil, nil), accounts.CodeInvalidGrant, "alg must be RS256 or ES256"},
+		{"HS256", raw(jwa.HS256, []byte("0123456789abcdef0123456789abcdef"), nil), accounts.CodeInvalidGrant, "alg must be RS256 or ES256"},
+		{"ES384", raw(jwa.ES384, p384, func(hdr, _ map[string]any) { hdr["jwk"] = newDevKeyFrom(t, jwa.ES384, p384).jwk }), accounts.CodeInvalidGrant, "alg must be RS256 or ES256"},
+		{"PS256", raw(jwa.PS256, rsaKey(t, 1), func(hdr, _ map[string]any) { hdr["jwk"] = newDevKeyFrom(t, jwa.PS256, rsaKey(t, 1)).jwk }), accounts.CodeInvalidGrant, "alg must be RS256 or ES256"},
 		{"RS256 header with an EC jwk", raw(jwa.RS256, rsaKey(t, 1), func(hdr, _ map[string]any) {
 			j := map[string]any{}
 			for n, v := range hdr["jwk"].(map[string]any) {
@@ -489,19 +519,19 @@ func TestDeviceRequestRefusals(t *testing.T) {
 			}
 			delete(j, "alg") // so the key type itself is checked
 			hdr["jwk"] = j
-		}), accounts.CodeInvalidGrant},
+		}), accounts.CodeInvalidGrant, "key type does not match"},
 		{"RSA-1024", raw(jwa.RS256, small, func(hdr, _ map[string]any) {
 			j := newDevKeyFrom(t, jwa.RS256, small).jwk
 			delete(j, "kid")
 			hdr["jwk"] = j
-		}), accounts.CodeInvalidGrant},
+		}), accounts.CodeInvalidGrant, "2048 to 4096 bits"},
 		{"P-384 key with ES256", func(t *testing.T, k *devKey, ch string, now time.Time) string {
 			j := newDevKeyFrom(t, jwa.ES256, p384).jwk
 			delete(j, "kid")
 			hdr := map[string]any{"typ": accounts.AnonymousRequestType, "alg": "ES256", "kid": k.kid, "jwk": j}
 			claims := map[string]any{"iat": now.Unix(), "exp": now.Add(time.Minute).Unix(), "challenge": ch, "action": "auth"}
 			return signCompact(t, hdr, claims, jwa.ES384, p384) // signature never checked: the key is refused first
-		}, accounts.CodeInvalidGrant},
+		}, accounts.CodeInvalidGrant, "P-256 curve"},
 		{"private jwk", edited(func(hdr, _ map[string]any) {
 			priv, err := jwk.FromRaw(ecOther.priv)
 			if err != nil {
@@ -509,20 +539,42 @@ func TestDeviceRequestRefusals(t *testing.T) {
 			}
 			hdr["jwk"] = jsonMap(t, priv)
 			delete(hdr["jwk"].(map[string]any), "kid")
-		}), accounts.CodeInvalidGrant},
-		{"not a JWS", func(*testing.T, *devKey, string, time.Time) string { return "not-a-jwt" }, accounts.CodeInvalidGrant},
+		}), accounts.CodeInvalidGrant, "must be a public key"},
+		{"not a JWS", func(*testing.T, *devKey, string, time.Time) string { return "not-a-jwt" }, accounts.CodeInvalidGrant, "not a compact JWS"},
 		{"JWS JSON serialization", func(t *testing.T, k *devKey, ch string, now time.Time) string {
 			p := strings.Split(k.request(t, ch, now, true, nil), ".")
 			return `{"protected":"` + p[0] + `","payload":"` + p[1] + `","signature":"` + p[2] + `"}`
-		}, accounts.CodeInvalidGrant},
-		{"oversized", edited(set("c", "pad", strings.Repeat("x", 9000))), accounts.CodeInvalidGrant},
+		}, accounts.CodeInvalidGrant, "not a compact JWS"},
+		{"oversized", edited(set("c", "pad", strings.Repeat("x", 9000))), accounts.CodeInvalidGrant, "not a compact JWS"},
+		// The JSON rules of the one verifier access tokens share.
+		{"header duplicate alg", text(func(h, c string) (string, string) { return add(h, `"alg":"none"`), c }), accounts.CodeInvalidGrant, "duplicate member name"},
+		{"header duplicate kid", text(func(h, c string) (string, string) { return add(h, `"kid":"another-key-id"`), c }), accounts.CodeInvalidGrant, "duplicate member name"},
+		{"header case-folded typ", text(func(h, c string) (string, string) { return add(h, `"TYP":"JWT"`), c }), accounts.CodeInvalidGrant, "case-folded member name"},
+		{"header case-folded jwk", text(func(h, c string) (string, string) { return add(h, `"JWK":{}`), c }), accounts.CodeInvalidGrant, "case-folded member name"},
+		{"duplicate inside the jwk", text(func(h, c string) (string, string) {
+			return strings.Replace(h, `"kty":`, `"kty":"RSA","kty":`, 1), c
+		}), accounts.CodeInvalidGrant, "duplicate member name"},
+		{"empty crit", text(func(h, c string) (string, string) { return add(h, `"crit":[]`), c }), accounts.CodeInvalidGrant, "crit or b64"},
+		{"header not an object", text(func(_, c string) (string, string) { return `["ES256"]`, c }), accounts.CodeInvalidGrant, "header is not a JSON object"},
+		{"payload duplicate challenge", text(func(h, c string) (string, string) { return h, add(c, `"challenge":"OTHERCHALLENGE"`) }), accounts.CodeInvalidGrant, "duplicate member name"},
+		{"payload duplicate exp", text(func(h, c string) (string, string) { return h, add(c, `"exp":99999999999`) }), accounts.CodeInvalidGrant, "duplicate member name"},
+		{"payload escaped duplicate action", text(func(h, c string) (string, string) { return h, add(c, `"action":"promote"`) }), accounts.CodeInvalidGrant, "duplicate member name"},
+		{"payload case-folded action", text(func(h, c string) (string, string) { return h, add(c, `"Action":"promote"`) }), accounts.CodeInvalidGrant, "case-folded member name"},
+		{"payload case-folded exp", text(func(h, c string) (string, string) { return h, add(c, `"EXP":99999999999`) }), accounts.CodeInvalidGrant, "case-folded member name"},
+		{"payload invalid UTF-8", text(func(h, c string) (string, string) { return h, add(c, "\"x\":\"\xff\"") }), accounts.CodeInvalidGrant, "payload is not valid JSON"},
+		{"payload trailing data", text(func(h, c string) (string, string) { return h, c + "{}" }), accounts.CodeInvalidGrant, "payload is not valid JSON"},
+		{"payload array", text(func(h, _ string) (string, string) { return h, `[]` }), accounts.CodeInvalidGrant, "payload is not a JSON object"},
+		{"null exp", edited(set("c", "exp", json.RawMessage("null"))), accounts.CodeInvalidGrant, "exp is required"},
+		{"exp beyond year 9999", edited(set("c", "exp", 1e12)), accounts.CodeInvalidGrant, "payload has a member of the wrong type"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			k := newECKey(t)
 			ch := f.challenge(t)
 			res, err := f.svc.AnonymousRequest(bg, devIssuer, "app", "192.0.2.1", tc.build(t, k, ch, f.Now()))
-			wantDeviceRefusal(t, res, err, tc.code)
+			if ae := wantDeviceRefusal(t, res, err, tc.code); !strings.Contains(ae.Description, tc.want) {
+				t.Fatalf("description %q, want it to say %q", ae.Description, tc.want)
+			}
 			wantNoDevice(t, f, k.kid)
 		})
 	}

@@ -1,6 +1,7 @@
 // Package jwstest builds compact JWS strings for tests, including ones no
-// well-behaved library would produce (alg "none", mismatched headers), so
-// tests can check that such tokens are refused.
+// well-behaved library would produce (alg "none", mismatched headers,
+// duplicate member names), so tests can check that such tokens are
+// refused.
 package jwstest
 
 import (
@@ -14,19 +15,23 @@ import (
 // Compact signs exactly the given header and claims with jwx's signer for
 // alg; alg "none" gives an empty signature.
 func Compact(hdr, claims map[string]any, alg jwa.SignatureAlgorithm, key any) (string, error) {
-	enc := func(v any) (string, error) {
-		b, err := json.Marshal(v)
-		return base64.RawURLEncoding.EncodeToString(b), err
-	}
-	h, err := enc(hdr)
+	h, err := json.Marshal(hdr)
 	if err != nil {
 		return "", err
 	}
-	c, err := enc(claims)
+	c, err := json.Marshal(claims)
 	if err != nil {
 		return "", err
 	}
-	input := h + "." + c
+	return CompactJSON(string(h), string(c), alg, key)
+}
+
+// CompactJSON signs the header and claims JSON texts verbatim (whatever
+// they hold: duplicate names, invalid UTF-8, not JSON at all) with jwx's
+// signer for alg; alg "none" gives an empty signature.
+func CompactJSON(hdr, claims string, alg jwa.SignatureAlgorithm, key any) (string, error) {
+	enc := base64.RawURLEncoding
+	input := enc.EncodeToString([]byte(hdr)) + "." + enc.EncodeToString([]byte(claims))
 	var sig []byte
 	if alg != jwa.NoSignature {
 		signer, err := jws.NewSigner(alg)
@@ -37,5 +42,5 @@ func Compact(hdr, claims map[string]any, alg jwa.SignatureAlgorithm, key any) (s
 			return "", err
 		}
 	}
-	return input + "." + base64.RawURLEncoding.EncodeToString(sig), nil
+	return input + "." + enc.EncodeToString(sig), nil
 }

@@ -61,15 +61,10 @@ type signingKey struct {
 	headers sync.Map
 }
 
-type verifyKey struct {
-	alg jwa.SignatureAlgorithm
-	raw crypto.PublicKey
-}
-
 // keyState is immutable once published; changes replace it whole.
 type keyState struct {
 	signers map[jwa.SignatureAlgorithm]*signingKey // newest key of each alg
-	verify  map[string]verifyKey                   // by kid
+	verify  map[string]Key                         // by kid
 	jwks    []byte
 }
 
@@ -101,7 +96,7 @@ const (
 
 // lookup finds the verification key of kid, reloading the stored keys once
 // (per keyReloadGap) when kid is unknown: another process may have added it.
-func (k *Keyring) lookup(kid string) (verifyKey, bool) {
+func (k *Keyring) lookup(kid string) (Key, bool) {
 	if key, ok := k.state.Load().verify[kid]; ok {
 		return key, true
 	}
@@ -111,13 +106,13 @@ func (k *Keyring) lookup(kid string) (verifyKey, bool) {
 		return key, true
 	}
 	if time.Since(time.Unix(0, k.lastLookup.Load())) < keyReloadGap {
-		return verifyKey{}, false
+		return Key{}, false
 	}
 	k.lastLookup.Store(time.Now().UnixNano())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if k.reload(ctx) != nil {
-		return verifyKey{}, false
+		return Key{}, false
 	}
 	key, ok := k.state.Load().verify[kid]
 	return key, ok
@@ -148,7 +143,7 @@ func (k *Keyring) reload(ctx context.Context) error {
 		return fmt.Errorf("loading signing keys: %w", err)
 	}
 	k.lastReload.Store(time.Now().UnixNano())
-	st := &keyState{signers: map[jwa.SignatureAlgorithm]*signingKey{}, verify: map[string]verifyKey{}}
+	st := &keyState{signers: map[jwa.SignatureAlgorithm]*signingKey{}, verify: map[string]Key{}}
 	set := jwk.NewSet()
 	for _, sk := range stored { // oldest first, so the newest of each alg wins
 		priv, err := jwk.ParseKey(sk.JWK)
@@ -171,7 +166,7 @@ func (k *Keyring) reload(ctx context.Context) error {
 			r.Precompute()
 		}
 		st.signers[alg] = &signingKey{kid: sk.KID, alg: alg, raw: signer}
-		st.verify[sk.KID] = verifyKey{alg: alg, raw: signer.Public()}
+		st.verify[sk.KID] = Key{Alg: alg, Public: signer.Public()}
 		pub, err := jwk.PublicKeyOf(priv)
 		if err != nil {
 			return err

@@ -11,11 +11,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 	"time"
-	"unsafe"
 
 	"github.com/google/uuid"
 	"github.com/lestrrat-go/jwx/v2/jwa"
@@ -219,10 +217,20 @@ type AccessClaims struct {
 }
 
 // InvalidError says why a token was refused. Reason is a short fixed word
-// (for logs and metrics); it never contains token material.
-type InvalidError struct{ Reason string }
+// (for logs and metrics); Detail, when set, says which rule refused it in
+// a few fixed words (for an error description). Neither ever contains
+// token material.
+type InvalidError struct {
+	Reason string
+	Detail string
+}
 
-func (e *InvalidError) Error() string { return "invalid access token: " + e.Reason }
+func (e *InvalidError) Error() string {
+	if e.Detail != "" {
+		return "invalid token: " + e.Reason + " (" + e.Detail + ")"
+	}
+	return "invalid access token: " + e.Reason
+}
 
 // Reasons a token is refused.
 const (
@@ -235,6 +243,10 @@ const (
 )
 
 func invalid(reason string) error { return &InvalidError{Reason: reason} }
+
+func invalidBecause(reason, detail string) error {
+	return &InvalidError{Reason: reason, Detail: detail}
+}
 
 // Verifier checks access tokens against a Keyring.
 type Verifier struct {
@@ -271,11 +283,11 @@ func (v *Verifier) now() time.Time {
 // algorithm pinned to the key named by kid, typ, iss, aud (one of
 // v.Audiences), exp and nbf.
 //
-// On a cache miss it parses the compact JWS once, into typed claims, and
-// checks the signature with the standard library: the token's "alg" is
-// only compared with the algorithm of the key its "kid" names, never used
-// to choose one. Headers with "crit", and duplicate (or case-folded
-// duplicate) JSON members in header or payload, are refused.
+// On a cache miss it verifies raw with VerifyJWT, the routine device JWTs
+// use too, with the keyring as the key source: the token's "alg" is only
+// compared with the algorithm of the key its "kid" names, never used to
+// choose one; "crit", and duplicate or case-folded JSON member names in
+// header or payload, are refused. A hit re-checks iss, aud and exp only.
 func (v *Verifier) Verify(raw, issuer string) (*AccessClaims, error) {
 	now := v.now()
 	var key [sha256.Size]byte
@@ -304,277 +316,90 @@ func (v *Verifier) Verify(raw, issuer string) (*AccessClaims, error) {
 	return c, nil
 }
 
-var headerFields = []string{"alg", "kid", "typ", "crit"}
+// accessRules are the rules of access tokens, but for the skew.
+var accessRules = Rules{Typ: TypeAccess, Algs: Algorithms}
 
-const (
-	headerAlg = iota
-	headerKID
-	headerTyp
-	headerCrit
-)
+// accessPayload is an access token's payload as Verify reads it. Times
+// are NumericDate, which may carry a fraction.
+type accessPayload struct {
+	RegisteredClaims
+	Issuer    string         `json:"iss"`
+	Subject   string         `json:"sub"`
+	Audience  Audience       `json:"aud"`
+	JTI       string         `json:"jti"`
+	ClientID  string         `json:"client_id"`
+	SessionID string         `json:"sid"`
+	Name      Member[string] `json:"name"`
+	Tag       Member[string] `json:"tag"`
+	Anonymous Member[bool]   `json:"is_anonymous"`
+	Scope     string         `json:"scope"`
+}
 
-// claimFields are the payload members the verifier reads. Times are
-// NumericDate, which may carry a fraction.
-var claimFields = []string{"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id", "sid", "name", "tag", "is_anonymous", "scope"}
-
-const (
-	claimIss = iota
-	claimSub
-	claimAud
-	claimExp
-	claimIat
-	claimNbf
-	claimJTI
-	claimClientID
-	claimSid
-	claimName
-	claimTag
-	claimAnon
-	claimScope
-)
-
-// claimsRequired are the members an access token must carry.
-const claimsRequired = 1<<claimSub | 1<<claimExp | 1<<claimSid | 1<<claimName | 1<<claimTag | 1<<claimAnon
+// VerificationKey makes the keyring the KeySource of access tokens: the
+// stored key kid names, whatever else the header says.
+func (k *Keyring) VerificationKey(kid string, _ jwa.SignatureAlgorithm, _ []byte) (Key, error) {
+	key, ok := k.lookup(kid)
+	if !ok {
+		return Key{}, invalidBecause(ReasonSignature, "unknown kid")
+	}
+	return key, nil
+}
 
 // parse verifies raw without the cache.
 func (v *Verifier) parse(raw, issuer string, now time.Time) (*AccessClaims, error) {
-	if len(raw) > MaxTokenSize {
-		return nil, invalid(ReasonMalformed)
+	rules := accessRules
+	rules.Skew = v.Skew
+	var p accessPayload
+	if err := VerifyJWT(raw, &rules, now, v.Keys, &p); err != nil {
+		return nil, err
 	}
-	// Only the base64url alphabet and the two dots: the decoder would skip
-	// CR and LF, letting many strings stand for one token.
-	dot1, dot2 := -1, -1
-	for i := 0; i < len(raw); i++ {
-		switch compactByte[raw[i]] {
-		case 1:
-		case 2:
-			switch {
-			case dot1 < 0:
-				dot1 = i
-			case dot2 < 0:
-				dot2 = i
-			default:
-				return nil, invalid(ReasonMalformed)
-			}
-		default:
-			return nil, invalid(ReasonMalformed)
-		}
-	}
-	if dot2 < 0 {
-		return nil, invalid(ReasonMalformed)
-	}
-	hdrB64, payB64, sigB64 := raw[:dot1], raw[dot1+1:dot2], raw[dot2+1:]
-	// The decoded parts live on the stack (a token is at most 8 KiB); only
-	// the strings the claims keep are copied out, in one allocation.
-	var buf [MaxTokenSize]byte
-	hn, pn, sn := strictB64.DecodedLen(len(hdrB64)), strictB64.DecodedLen(len(payB64)), strictB64.DecodedLen(len(sigB64))
-	hdr, err := decodePart(buf[:0:hn], hdrB64)
-	if err != nil {
-		return nil, invalid(ReasonMalformed)
-	}
-	hv, present, reason := scanObject(hdr, headerFields)
-	if reason != "" {
-		return nil, invalid(reason)
-	}
-	alg, okAlg := jsonString(hv[headerAlg])
-	kid, okKID := jsonString(hv[headerKID])
-	typ, okTyp := jsonString(hv[headerTyp])
-	if !okAlg || !okKID || !okTyp {
-		return nil, invalid(ReasonClaims)
-	}
-	key, ok := v.Keys.state.Load().verify[kid]
-	if !ok { // added by another process sharing the store, maybe
-		key, ok = v.Keys.lookup(strings.Clone(kid))
-	}
-	// The key decides the algorithm; a token naming another one (none,
-	// HS256 with our public key, ...) is refused before any crypto.
-	if !ok || alg != key.alg.String() || typ != TypeAccess || present&(1<<headerCrit) != 0 {
-		return nil, invalid(ReasonSignature)
-	}
-	sig, err := decodePart(buf[hn+pn:hn+pn:hn+pn+sn], sigB64)
-	if err != nil {
-		return nil, invalid(ReasonMalformed)
-	}
-	if !verifySignature(key, raw[:dot2], sig) {
-		return nil, invalid(ReasonSignature)
-	}
-	pay, err := decodePart(buf[hn:hn:hn+pn], payB64)
-	if err != nil {
-		return nil, invalid(ReasonMalformed)
-	}
-	cv, present, reason := scanObject(pay, claimFields)
-	if reason != "" {
-		return nil, invalid(reason)
-	}
-	var strs [7]string // iss sub jti client_id sid name tag scope, below
-	var okStr [8]bool
-	var iss string
-	iss, okStr[0] = jsonString(cv[claimIss])
-	for i, f := range [...]int{claimSub, claimJTI, claimClientID, claimSid, claimName, claimTag, claimScope} {
-		strs[i], okStr[i+1] = jsonString(cv[f])
-	}
-	audFew, nAud, aud, okAud := jsonStrings(cv[claimAud])
-	if aud == nil {
-		aud = audFew[:nAud]
-	}
-	expF, okExpT := jsonNumber(cv[claimExp])
-	iatF, okIatT := jsonNumber(cv[claimIat])
-	nbfF, okNbfT := jsonNumber(cv[claimNbf])
-	anon, okAnon := jsonBool(cv[claimAnon])
-	if okStr != [8]bool{true, true, true, true, true, true, true, true} || !okAud || !okExpT || !okIatT || !okNbfT || !okAnon {
-		return nil, invalid(ReasonClaims)
-	}
-	if present&(1<<claimIss) == 0 || iss != issuer {
+	if p.Issuer == "" || p.Issuer != issuer {
 		return nil, invalid(ReasonIssuer)
 	}
-	exp, okExp := numericDate(expF)
-	iat, okIat := numericDate(iatF)
-	nbf, okNbf := numericDate(nbfF)
-	if !okExp || !okIat || !okNbf || present&claimsRequired != claimsRequired {
+	if !p.Name.Set || !p.Tag.Set || !p.Anonymous.Set || p.Subject == "" || p.SessionID == "" {
 		return nil, invalid(ReasonClaims)
 	}
-	if !now.Before(exp.Add(v.Skew)) {
-		return nil, invalid(ReasonExpired)
-	}
-	if present&(1<<claimNbf) != 0 && now.Add(v.Skew).Before(nbf) ||
-		present&(1<<claimIat) != 0 && now.Add(v.Skew).Before(iat) {
-		return nil, invalid(ReasonClaims)
-	}
-	sub, jti, clientID, sid, name, tag, scope := strs[0], strs[1], strs[2], strs[3], strs[4], strs[5], strs[6]
-	if sub == "" || sid == "" {
-		return nil, invalid(ReasonClaims)
-	}
-	if !v.audienceOK(aud) {
+	if !v.audienceOK(p.Audience) {
 		return nil, invalid(ReasonAudience)
 	}
 	// Cached claims share the strings every token repeats (issuer, client
-	// id, audience) with the verifier; the others are copied out of buf
-	// into one allocation (no view of buf may reach c, or buf would move to
-	// the heap).
-	sharedClient := slices.Index(v.Audiences, clientID)
-	sharedAud := -1
-	if len(aud) == 1 {
-		sharedAud = slices.Index(v.Audiences, aud[0])
+	// id, audience) with the verifier; the others are copied into one
+	// allocation, so an entry holds one block of strings, not one each.
+	strs := [...]string{p.Subject, p.SessionID, p.Name.Value, p.Tag.Value, p.Scope, p.JTI, p.ClientID}
+	sharedClient := slices.Index(v.Audiences, p.ClientID)
+	if sharedClient >= 0 {
+		strs[6] = ""
 	}
-	n := len(sub) + len(jti) + len(sid) + len(name) + len(tag) + len(scope)
-	if sharedClient < 0 {
-		n += len(clientID)
-	}
-	if sharedAud < 0 {
-		for _, a := range aud {
-			n += len(a)
-		}
-	}
-	p := packer{b: make([]byte, 0, n)}
+	pack(strs[:])
 	c := &AccessClaims{
-		Issuer: issuer, Subject: p.add(sub), SessionID: p.add(sid), Name: p.add(name), Tag: p.add(tag),
-		Scope: p.add(scope), JTI: p.add(jti), Anonymous: anon, ExpiresAt: exp,
+		Issuer: issuer, Subject: strs[0], SessionID: strs[1], Name: strs[2], Tag: strs[3], Scope: strs[4], JTI: strs[5],
+		ClientID: strs[6], Anonymous: p.Anonymous.Value, ExpiresAt: p.Expires.Time, IssuedAt: p.IssuedAt.Time,
 	}
 	if sharedClient >= 0 {
 		c.ClientID = v.Audiences[sharedClient]
-	} else {
-		c.ClientID = p.add(clientID)
 	}
-	if sharedAud >= 0 {
-		c.Audience = v.Audiences[sharedAud : sharedAud+1 : sharedAud+1]
-	} else {
-		c.Audience = make([]string, len(aud))
-		for i, a := range aud {
-			c.Audience[i] = p.add(a)
+	c.Audience = p.Audience
+	if len(p.Audience) == 1 {
+		if i := slices.Index(v.Audiences, p.Audience[0]); i >= 0 {
+			c.Audience = v.Audiences[i : i+1 : i+1]
 		}
-	}
-	if present&(1<<claimIat) != 0 {
-		c.IssuedAt = iat
 	}
 	return c, nil
 }
 
-// packer copies strings into one buffer allocated for all of them.
-type packer struct{ b []byte }
-
-func (p *packer) add(s string) string {
-	if s == "" {
-		return ""
+// pack copies strs into one allocation and replaces each with its copy.
+func pack(strs []string) {
+	n := 0
+	for _, s := range strs {
+		n += len(s)
 	}
-	start := len(p.b)
-	p.b = append(p.b, s...)
-	return unsafe.String(&p.b[start], len(s))
-}
-
-// compactByte classes the bytes of a compact JWS: 1 for the base64url
-// alphabet, 2 for '.', 0 for any other.
-var compactByte = func() (t [256]byte) {
-	for c := range 256 {
-		switch {
-		case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
-			t[c] = 1
-		case c == '.':
-			t[c] = 2
-		}
+	var b strings.Builder
+	b.Grow(n)
+	for _, s := range strs {
+		b.WriteString(s)
 	}
-	return t
-}()
-
-// strictB64 refuses non-zero padding bits, so one token has one spelling.
-var strictB64 = base64.RawURLEncoding.Strict()
-
-func decodePart(dst []byte, s string) ([]byte, error) {
-	return strictB64.AppendDecode(dst, unsafe.Slice(unsafe.StringData(s), len(s)))
-}
-
-// numericDate converts a NumericDate; values beyond year 9999 (or NaN) are refused.
-func numericDate(f float64) (time.Time, bool) {
-	if !(f >= -62135596800 && f <= 253402300799) {
-		return time.Time{}, false
+	all := b.String()
+	for i, s := range strs {
+		strs[i], all = all[:len(s)], all[len(s):]
 	}
-	sec := math.Floor(f)
-	return time.Unix(int64(sec), int64((f-sec)*1e9)).UTC(), true
-}
-
-// derSignature appends to dst the ASN.1 DER form (SEQUENCE of two
-// INTEGERs) of a JWS ES256 signature, the fixed-size R||S of RFC 7518
-// §3.4, so that it is checked by ecdsa.VerifyASN1 without big.Int values.
-func derSignature(dst, rs []byte) []byte {
-	integer := func(b []byte) []byte {
-		for len(b) > 1 && b[0] == 0 {
-			b = b[1:]
-		}
-		return b
-	}
-	r, s := integer(rs[:len(rs)/2]), integer(rs[len(rs)/2:])
-	pad := func(b []byte) int { return int(b[0] >> 7) } // a leading 0 keeps it positive
-	lr, ls := len(r)+pad(r), len(s)+pad(s)
-	dst = append(dst, 0x30, byte(4+lr+ls), 0x02, byte(lr))
-	if pad(r) == 1 {
-		dst = append(dst, 0)
-	}
-	dst = append(dst, r...)
-	dst = append(dst, 0x02, byte(ls))
-	if pad(s) == 1 {
-		dst = append(dst, 0)
-	}
-	return append(dst, s...)
-}
-
-// verifySignature checks sig over input with key, as key.alg prescribes.
-func verifySignature(key verifyKey, input string, sig []byte) bool {
-	in := unsafe.Slice(unsafe.StringData(input), len(input))
-	switch pub := key.raw.(type) {
-	case *rsa.PublicKey:
-		if key.alg != jwa.RS256 {
-			return false
-		}
-		h := sha256.Sum256(in)
-		return rsa.VerifyPKCS1v15(pub, crypto.SHA256, h[:], sig) == nil
-	case *ecdsa.PublicKey:
-		if key.alg != jwa.ES256 || pub.Curve != elliptic.P256() || len(sig) != 64 {
-			return false
-		}
-		h := sha256.Sum256(in)
-		var der [72]byte
-		return ecdsa.VerifyASN1(pub, h[:], derSignature(der[:0], sig))
-	case ed25519.PublicKey:
-		return key.alg == jwa.EdDSA && len(sig) == ed25519.SignatureSize && ed25519.Verify(pub, in, sig)
-	}
-	return false
 }
