@@ -23,9 +23,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/guestauth/caddy-guestauth/internal/accounts"
-	"github.com/guestauth/caddy-guestauth/internal/ctcmp"
 	"github.com/guestauth/caddy-guestauth/internal/events"
 	"github.com/guestauth/caddy-guestauth/internal/model"
+	"github.com/guestauth/caddy-guestauth/internal/pages"
+	"github.com/guestauth/caddy-guestauth/internal/protocol"
 	"github.com/guestauth/caddy-guestauth/internal/tokens"
 	"github.com/guestauth/caddy-guestauth/storage"
 	"github.com/guestauth/caddy-guestauth/storage/postgres"
@@ -258,6 +259,8 @@ type GuestAuth struct {
 	TokenCacheSize *int `json:"token_cache_size,omitempty"`
 
 	svc      *accounts.Service
+	protocol *protocol.Handler // the module's own endpoints
+	pages    *pages.Pages      // with Browser: the pages and the session cookie
 	activity *accounts.Activity
 	events   *events.Emitter
 	webhook  *events.Webhook
@@ -267,8 +270,8 @@ type GuestAuth struct {
 	shared   *sharedStore
 	// throttleKeys are this config's entries in throttlePool
 	throttleKeys []string
-	clients      map[string]*Client
-	routes       map[string]func(http.ResponseWriter, *http.Request) error
+	clients      map[string]*protocol.Client
+	routes       map[string]*route // see buildRoutes
 	// canonical are the identity header names as http.Header.Set keys them.
 	canonical struct{ userID, userName, userTag, userAnonymous string }
 	strip     []string // identity header names, each in the form ToLower(s) with '-'
@@ -303,8 +306,26 @@ type Client struct {
 	// Default: `both`, or `keypair` for a public client.
 	Guests string `json:"guests,omitempty"`
 
-	secret    []byte
-	secretSum ctcmp.Digest // what presented secrets are compared with
+	secret []byte // the resolved ClientSecret
+}
+
+// validateGuests checks the guest policy and the public flag.
+func (c *Client) validateGuests() error {
+	switch c.Guests {
+	case "", protocol.GuestsCode, protocol.GuestsKeyPair, protocol.GuestsBoth, protocol.GuestsNone:
+	default:
+		return fmt.Errorf("client %q: guests must be code, keypair, both or none, not %q", c.ClientID, c.Guests)
+	}
+	if !c.Public {
+		return nil
+	}
+	if c.ClientSecret != "" {
+		return fmt.Errorf("client %q is public and cannot have a secret", c.ClientID)
+	}
+	if p := protocol.GuestPolicy(c.Guests, c.Public); p == protocol.GuestsCode || p == protocol.GuestsBoth {
+		return fmt.Errorf("client %q is public, so its guests must be bound to a device key: use guests keypair or none", c.ClientID)
+	}
+	return nil
 }
 
 // HeaderNames names the identity headers sent upstream. Every header of this
@@ -453,6 +474,17 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 	}
 
 	g.prepareHeaders()
+	g.protocol = &protocol.Handler{
+		Accounts: g.svc, Clients: g.clients, Issuer: g.issuerFor, Origin: g.originFor, FixedIssuer: g.issuer != "",
+		Alg: g.alg, KeySet: g.shared.keys.JWKS, ClientIP: clientIP, LimitKey: g.limitKey, Logger: g.logger,
+	}
+	if g.Browser != nil {
+		g.pages = &pages.Pages{
+			Accounts: g.svc, Prefix: g.Browser.PagesPrefix, CookieName: g.Browser.CookieName, Templates: g.Browser.templates,
+			Issuer: g.issuerFor, ClientIP: clientIP, LimitKey: g.limitKey, ReadTimeout: time.Duration(g.APIReadTimeout),
+			Logger: g.logger, Now: g.now,
+		}
+	}
 	g.buildRoutes()
 	g.startBackground(ctx)
 	g.shared.attach(g)
@@ -470,12 +502,11 @@ func (g *GuestAuth) prepare() (storage.Config, error) {
 	g.setDefaults()
 
 	repl := caddy.NewReplacer()
-	g.clients = make(map[string]*Client, len(g.Clients))
+	g.clients = make(map[string]*protocol.Client, len(g.Clients))
 	for i := range g.Clients {
 		c := &g.Clients[i]
 		c.secret = []byte(repl.ReplaceKnown(c.ClientSecret, ""))
-		c.secretSum = ctcmp.Sum(c.secret)
-		g.clients[c.ClientID] = c
+		g.clients[c.ClientID] = protocol.NewClient(c.ClientID, c.secret, c.Public, c.Guests)
 	}
 
 	alg, err := tokens.ParseAlgorithm(g.SigningAlg)
@@ -737,55 +768,6 @@ func (g *GuestAuth) Cleanup() error {
 	g.shared.detach(g)
 	_, err := storePool.Delete(g.poolKey)
 	return err
-}
-
-// ServeHTTP implements caddyhttp.MiddlewareHandler.
-func (g *GuestAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	g.stripIdentityHeaders(r)
-	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	setUserPlaceholders(repl, nil)
-	if route, ok := g.routes[r.URL.Path]; ok {
-		g.setAPIReadDeadline(w)
-		return route(w, r)
-	}
-	if g.Browser != nil && strings.HasPrefix(r.URL.Path, g.Browser.PagesPrefix) {
-		return g.servePage(w, r)
-	}
-	return g.serveProxied(w, r, repl, next)
-}
-
-// setAPIReadDeadline bounds the time left to read the request body of the
-// module's endpoints. Protocols without per-request deadlines (HTTP/3) keep
-// the server's own timeouts.
-func (g *GuestAuth) setAPIReadDeadline(w http.ResponseWriter) {
-	err := http.NewResponseController(w).SetReadDeadline(time.Now().Add(time.Duration(g.APIReadTimeout)))
-	if err != nil && !errors.Is(err, http.ErrNotSupported) {
-		g.logger.Debug("setting the read deadline", zap.Error(err))
-	}
-}
-
-// issuerFor is the issuer for tokens minted or checked on r.
-func (g *GuestAuth) issuerFor(r *http.Request) string {
-	if g.issuer != "" {
-		return g.issuer
-	}
-	return requestOrigin(r)
-}
-
-// originFor is the scheme://host the endpoints are served under.
-func (g *GuestAuth) originFor(r *http.Request) string {
-	if g.origin != "" {
-		return g.origin
-	}
-	return requestOrigin(r)
-}
-
-func requestOrigin(r *http.Request) string {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host
 }
 
 // Interface guards

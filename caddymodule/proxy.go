@@ -14,10 +14,17 @@ import (
 
 	"github.com/guestauth/caddy-guestauth/internal/accounts"
 	"github.com/guestauth/caddy-guestauth/internal/metrics"
+	"github.com/guestauth/caddy-guestauth/internal/pages"
+	"github.com/guestauth/caddy-guestauth/internal/protocol"
 	"github.com/guestauth/caddy-guestauth/internal/tokens"
 )
 
-const realm = "guest_auth"
+// The proxy path: every request that is not one of the module's endpoints
+// or pages has its client-sent identity headers stripped, its credential
+// (a Bearer token, the `cookie` option's token, or a browser session)
+// checked against the access policy, and the verified identity set as
+// headers and placeholders for the next handler; the response's keep
+// header is acted on (upstream.go).
 
 // normalizeHeaderName folds a header name the way upstreams may read it:
 // case-insensitive, and CGI-style servers (HTTP_X_AUTH_USER_ID) read '_'
@@ -185,104 +192,6 @@ func boolIndex(b bool) int {
 	return 0
 }
 
-// bearerToken reads the access token: the Authorization header (scheme
-// "Bearer", any case) or, for proxied requests, the configured cookie.
-// present reports whether a token was offered at all; malformed is set when
-// the Authorization header claims Bearer but is unusable.
-func bearerToken(r *http.Request, cookie string) (token string, present bool, malformed bool) {
-	token, _, present, malformed = credential(r, cookie)
-	return token, present, malformed
-}
-
-// credential is bearerToken also saying whether the token came from the
-// cookie. The cookie is read only when the request has no Authorization
-// header. Several cookies of that name (a stale one for another path or a
-// parent domain, or one planted by a sibling subdomain) are refused rather
-// than one picked silently: they are reported present with an empty token,
-// which authenticates as nothing (errDuplicateCookie).
-func credential(r *http.Request, cookie string) (token string, fromCookie, present, malformed bool) {
-	authz := r.Header.Values("Authorization")
-	for _, v := range authz {
-		scheme, rest, _ := strings.Cut(v, " ")
-		if !strings.EqualFold(scheme, "Bearer") {
-			continue
-		}
-		if len(authz) > 1 {
-			return "", false, true, true
-		}
-		token = strings.TrimSpace(rest)
-		return token, false, true, token == ""
-	}
-	if cookie == "" || len(authz) != 0 {
-		return "", false, false, false
-	}
-	var n int
-	for _, c := range r.CookiesNamed(cookie) {
-		if c.Value != "" {
-			n++
-			token = c.Value
-		}
-	}
-	switch n {
-	case 0:
-		return "", false, false, false
-	case 1:
-		return token, true, true, false
-	}
-	return "", true, true, false
-}
-
-// errDuplicateCookie refuses a request carrying the session cookie twice.
-var errDuplicateCookie = &tokens.InvalidError{Reason: reasonDuplicateCookie}
-
-const reasonDuplicateCookie = "duplicate_cookie"
-
-// stripCookie removes every cookie called name from the Cookie header
-// fields of h, keeping the other cookies as sent; a field left empty is
-// deleted. The session cookie is a bearer credential: the upstream gets the
-// identity headers, never the token.
-func stripCookie(h http.Header, name string) {
-	vs, ok := h["Cookie"]
-	if !ok {
-		return
-	}
-	kept := vs[:0:0]
-	changed := false
-	for _, v := range vs {
-		var parts []string
-		dropped := false
-		for part := range strings.SplitSeq(v, ";") {
-			n, _, _ := strings.Cut(textproto.TrimString(part), "=")
-			if textproto.TrimString(n) == name {
-				dropped = true
-				continue
-			}
-			if textproto.TrimString(part) != "" {
-				parts = append(parts, textproto.TrimString(part))
-			}
-		}
-		if !dropped {
-			kept = append(kept, v)
-			continue
-		}
-		changed = true
-		if len(parts) > 0 {
-			kept = append(kept, strings.Join(parts, "; "))
-		}
-	}
-	switch {
-	case !changed:
-	case len(kept) == 0:
-		delete(h, "Cookie")
-	default:
-		h["Cookie"] = kept
-	}
-}
-
-// crossOrigin refuses unsafe cross-origin browser requests (Sec-Fetch-Site,
-// else Origin against Host); GET, HEAD and OPTIONS always pass.
-var crossOrigin = http.NewCrossOriginProtection()
-
 // serveProxied enforces the access policy and injects identity headers.
 func (g *GuestAuth) serveProxied(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, next caddyhttp.Handler) error {
 	if g.Browser != nil {
@@ -292,27 +201,27 @@ func (g *GuestAuth) serveProxied(w http.ResponseWriter, r *http.Request, repl *c
 		if len(r.Header.Values("Authorization")) == 0 {
 			return g.serveBrowser(w, r, repl, next)
 		}
-		g.Browser.stripSession(r.Header)
+		g.pages.StripSession(r.Header)
 	}
-	raw, fromCookie, present, malformed := credential(r, g.Cookie)
+	raw, fromCookie, present, malformed := protocol.Credential(r, g.Cookie)
 	if g.Cookie != "" {
-		stripCookie(r.Header, g.Cookie)
+		pages.StripCookie(r.Header, g.Cookie)
 	}
 	if malformed {
-		return bearerError(w, http.StatusBadRequest, "invalid_request", "The Authorization header is malformed.")
+		return protocol.BearerError(w, http.StatusBadRequest, "invalid_request", "The Authorization header is malformed.")
 	}
 	if !present {
 		if g.Require != RequireNone {
-			return bearerError(w, http.StatusUnauthorized, "", "")
+			return protocol.BearerError(w, http.StatusUnauthorized, "", "")
 		}
 		return g.next(w, r, next, nil)
 	}
 	var id *accounts.Identity
 	var err error
 	if raw == "" {
-		err = errDuplicateCookie
+		err = protocol.ErrDuplicateCookie
 	} else {
-		id, err = g.authenticate(r, raw)
+		id, err = g.svc.Authenticate(r.Context(), raw, g.issuerFor(r))
 	}
 	if err != nil {
 		// An invalid, expired or duplicated session cookie is no session:
@@ -325,48 +234,21 @@ func (g *GuestAuth) serveProxied(w http.ResponseWriter, r *http.Request, repl *c
 			metrics.TokenRejected(inv.Reason)
 			return g.next(w, r, next, nil)
 		}
-		return g.writeBearerError(w, err)
+		return g.protocol.WriteBearerError(w, err)
 	}
 	if fromCookie {
-		if err := crossOrigin.Check(r); err != nil {
-			return writeJSON(w, http.StatusForbidden, oauthError{Error: "cross_origin_request", Description: "A cross-origin request cannot use the session cookie."})
+		if err := pages.CheckCrossOrigin(r); err != nil {
+			return protocol.WriteJSON(w, http.StatusForbidden, map[string]string{"error": "cross_origin_request", "error_description": "A cross-origin request cannot use the session cookie."})
 		}
 	}
 	if g.Require == RequireUser && id.User.IsAnonymous() {
-		return bearerError(w, http.StatusForbidden, "insufficient_scope", "A registered user is required; guests must upgrade first.")
+		return protocol.BearerError(w, http.StatusForbidden, "insufficient_scope", errGuest)
 	}
 	if err := g.setIdentity(r, id); err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
 	setUserPlaceholders(repl, id)
 	return g.next(w, r, next, id.User)
-}
-
-func (g *GuestAuth) authenticate(r *http.Request, raw string) (*accounts.Identity, error) {
-	return g.svc.Authenticate(r.Context(), raw, g.issuerFor(r))
-}
-
-var tokenErrorText = map[string]string{
-	tokens.ReasonMalformed:      "The access token is malformed.",
-	tokens.ReasonSignature:      "The access token signature is invalid.",
-	tokens.ReasonExpired:        "The access token expired.",
-	tokens.ReasonIssuer:         "The access token was issued for another site.",
-	tokens.ReasonAudience:       "The access token was issued to a client this site does not serve.",
-	tokens.ReasonClaims:         "The access token is not valid now.",
-	accounts.ReasonSessionEnded: "The session of this access token has ended.",
-	reasonDuplicateCookie:       "The session cookie was sent more than once.",
-}
-
-// setBearerChallenge sets the RFC 6750 §3 WWW-Authenticate challenge.
-func setBearerChallenge(w http.ResponseWriter, code, desc string) {
-	challenge := `Bearer realm="` + realm + `"`
-	if code != "" {
-		challenge += `, error="` + code + `"`
-		if desc != "" {
-			challenge += `, error_description="` + desc + `"`
-		}
-	}
-	w.Header().Set("WWW-Authenticate", challenge)
 }
 
 // setIdentity sets the identity headers of id on the request for the
@@ -380,4 +262,62 @@ func (g *GuestAuth) setIdentity(r *http.Request, id *accounts.Identity) error {
 	h[g.canonical.userID], h[g.canonical.userName] = v[0:1:1], v[1:2:2]
 	h[g.canonical.userTag], h[g.canonical.userAnonymous] = v[2:3:3], v[3:4:4]
 	return g.setAssertion(r, id.User)
+}
+
+// errGuest is the refusal of a guest where require is user.
+const errGuest = "A registered user is required; guests must upgrade first."
+
+// serveBrowser is serveProxied for a request without an Authorization
+// header when browser sessions are on: the session cookie's identity (or a
+// guest created for the request when create_guest matches it) under the
+// access policy, where a page load is redirected to the pages.
+func (g *GuestAuth) serveBrowser(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, next caddyhttp.Handler) error {
+	p := g.pages
+	id, err := p.Identity(w, r)
+	p.StripSession(r.Header)
+	if err != nil {
+		return p.Fault(w, r, err, "authenticating browser session")
+	}
+	if id != nil && pages.CheckCrossOrigin(r) != nil {
+		return p.Error(w, r, http.StatusForbidden, "This cross-origin request cannot use your session.")
+	}
+	if id == nil && len(g.Browser.createGuest) > 0 {
+		match, err := g.Browser.createGuest.AnyMatchWithError(r)
+		if err != nil {
+			return caddyhttp.Error(http.StatusInternalServerError, err)
+		}
+		if match {
+			var answered bool
+			if id, answered, err = p.LazyGuest(w, r, g.Require != RequireNone); answered {
+				return err
+			}
+		}
+	}
+	if id == nil {
+		switch {
+		case g.Require == RequireNone:
+			return g.next(w, r, next, nil)
+		case pages.IsNavigation(r):
+			return p.Redirect(w, r, "signin")
+		}
+		return protocol.BearerError(w, http.StatusUnauthorized, "", "")
+	}
+	if g.Require == RequireUser && id.User.IsAnonymous() {
+		if pages.IsNavigation(r) {
+			return p.Redirect(w, r, "signup")
+		}
+		return protocol.BearerError(w, http.StatusForbidden, "insufficient_scope", errGuest)
+	}
+	if err := g.setIdentity(r, id); err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
+	guest, err := g.svc.TakeMerge(r.Context(), id)
+	if err != nil {
+		return p.Fault(w, r, err, "telling the app of a merge")
+	}
+	if guest != "" {
+		r.Header.Set(g.Browser.MergedHeader, guest)
+	}
+	setUserPlaceholders(repl, id)
+	return g.next(w, r, next, id.User)
 }
