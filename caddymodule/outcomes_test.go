@@ -178,24 +178,21 @@ func TestOutcomesReachCaddyEventsApp(t *testing.T) {
 	want("reuse", "guest_auth_refresh_reuse_detected", map[string]any{"client_id": "app", "client_ip": "127.0.0.1"})
 
 	// The admin routes go through the same Service methods.
-	sh, err := findStore(db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin := func(h adminHandler) {
+	route := (&AdminAPI{}).Routes()[0].Handler
+	admin := func(method, path string) {
 		t.Helper()
 		w := httptest.NewRecorder()
-		if err := h(w, httptest.NewRequest(http.MethodPost, "/", nil), sh, uid); err != nil {
-			t.Fatal(err)
+		if err := route.ServeHTTP(w, httptest.NewRequest(method, path+"?storage="+url.QueryEscape(db), nil)); err != nil || w.Code != http.StatusOK {
+			t.Fatalf("%s %s: %d %s %v", method, path, w.Code, w.Body, err)
 		}
 	}
-	admin(adminKeepUser)
+	admin(http.MethodPost, "/guest_auth/users/"+uid+"/keep")
 	want("admin keep", "guest_auth_user_kept", map[string]any{"user_id": uid, "kept": true, "cause": "admin"})
-	admin(adminRevokeUser) // the reuse ended the only session: nothing to report
+	admin(http.MethodPost, "/guest_auth/users/"+uid+"/revoke") // the reuse ended the only session: nothing to report
 	if evs := takeRecorded(); len(evs) != 0 {
 		t.Fatalf("revoking no sessions reported %d events", len(evs))
 	}
-	admin(adminDeleteUser)
+	admin(http.MethodDelete, "/guest_auth/users/"+uid)
 	want("admin delete", "guest_auth_user_deleted", map[string]any{"user_id": uid, "name": "olive", "cause": "admin"})
 
 	// Logout, with a second guest.
@@ -208,4 +205,8 @@ func TestOutcomesReachCaddyEventsApp(t *testing.T) {
 		t.Fatalf("logout: %d", r.StatusCode)
 	}
 	want("logout", "guest_auth_session_revoked", map[string]any{"user_id": uid, "cause": "logout", "client_id": "app"})
+
+	// The guest lost its last session: the admin's sweep expires it.
+	admin(http.MethodPost, "/guest_auth/prune")
+	want("admin prune", "guest_auth_guest_expired", map[string]any{"user_id": uid, "reason": "orphaned"})
 }
