@@ -75,22 +75,13 @@ type Browser struct {
 const defaultBrowserCookie = "guestauth_session"
 
 func (b *Browser) setDefaults() {
-	if b.CookieName == "" {
-		b.CookieName = defaultBrowserCookie
-	}
-	if b.PagesPrefix == "" {
-		b.PagesPrefix = "/auth/"
-	}
+	orDefault(&b.CookieName, defaultBrowserCookie)
+	orDefault(&b.PagesPrefix, "/auth/")
 	if !strings.HasSuffix(b.PagesPrefix, "/") {
 		b.PagesPrefix += "/"
 	}
-	if b.UnconfirmedGuestTTL == nil {
-		d := caddy.Duration(time.Hour)
-		b.UnconfirmedGuestTTL = &d
-	}
-	if b.MergedHeader == "" {
-		b.MergedHeader = MergedFromHeader
-	}
+	newDefault(&b.UnconfirmedGuestTTL, caddy.Duration(time.Hour))
+	orDefault(&b.MergedHeader, MergedFromHeader)
 	b.MergedHeader = http.CanonicalHeaderKey(b.MergedHeader)
 }
 

@@ -64,11 +64,11 @@ func TestAssertionValidate(t *testing.T) {
 		t.Fatalf("defaults: %v %v", err, g.Assertion.Lifetime)
 	}
 	// Both headers are in the strip set: a client can never send them.
-	g.strip = g.stripSet()
+	g.prepareHeaders()
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
 	r.Header.Set("X-App-Assertion", "forged")
 	r.Header.Set("X_App_Merged", "forged")
-	g.stripIdentityHeaders(r)
+	g.headers.Strip(r)
 	if len(r.Header) != 0 {
 		t.Fatalf("kept %v", r.Header)
 	}

@@ -2,11 +2,7 @@ package caddymodule
 
 import (
 	"errors"
-	"io"
 	"net/http"
-	"net/textproto"
-	"strconv"
-	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -25,140 +21,6 @@ import (
 // checked against the access policy, and the verified identity set as
 // headers and placeholders for the next handler; the response's keep
 // header is acted on (upstream.go).
-
-// normalizeHeaderName folds a header name the way upstreams may read it:
-// case-insensitive, and CGI-style servers (HTTP_X_AUTH_USER_ID) read '_'
-// and '.' as '-'.
-func normalizeHeaderName(s string) string {
-	return strings.ToLower(strings.NewReplacer("_", "-", ".", "-").Replace(s))
-}
-
-// headerNameIs compares without allocating (this runs on every header of
-// every request).
-func headerNameIs(key, normalized string) bool {
-	if len(key) != len(normalized) {
-		return false
-	}
-	for i := 0; i < len(key); i++ {
-		c := key[i]
-		switch {
-		case c == '_' || c == '.':
-			c = '-'
-		case 'A' <= c && c <= 'Z':
-			c += 'a' - 'A'
-		}
-		if c != normalized[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// stripIdentityHeaders removes every client-sent header of the identity set
-// from r, in any spelling, so only guest_auth's own values reach the next
-// handler:
-//
-//   - header fields named by the set are deleted;
-//   - Connection (and Trailer) tokens naming one are dropped, since
-//     reverse_proxy deletes the headers a Connection field names *after*
-//     guest_auth has set them; other tokens (close, keep-alive, Upgrade)
-//     stay, and a field left empty is deleted;
-//   - request trailers named by the set are deleted, now and when the body
-//     reaches EOF (net/http fills trailers in only then, and reverse_proxy
-//     copies them to the upstream at that same EOF).
-//
-// A request with neither Connection, Trailer nor trailers costs no
-// allocation.
-func (g *GuestAuth) stripIdentityHeaders(r *http.Request) {
-	h := r.Header
-	for key := range h {
-		if g.isIdentityHeader(key) {
-			delete(h, key)
-		}
-	}
-	for _, field := range [...]string{"Connection", "Trailer"} {
-		if vs, ok := h[field]; ok {
-			if kept, changed := g.dropIdentityTokens(vs); changed {
-				if len(kept) == 0 {
-					delete(h, field)
-				} else {
-					h[field] = kept
-				}
-			}
-		}
-	}
-	if r.Trailer != nil {
-		g.stripTrailer(r.Trailer)
-	}
-	// HTTP/1.1 merges every trailer the client sends (declared or not) into
-	// r.Trailer at EOF; HTTP/2 copies only declared ones, just deleted above.
-	if r.Body != nil && r.Body != http.NoBody && (r.Trailer != nil || len(r.TransferEncoding) > 0) {
-		r.Body = &trailerStripper{ReadCloser: r.Body, g: g, r: r}
-	}
-}
-
-func (g *GuestAuth) isIdentityHeader(key string) bool {
-	for _, name := range g.strip {
-		if headerNameIs(key, name) {
-			return true
-		}
-	}
-	return false
-}
-
-func (g *GuestAuth) stripTrailer(t http.Header) {
-	for key := range t {
-		if g.isIdentityHeader(key) {
-			delete(t, key)
-		}
-	}
-}
-
-// dropIdentityTokens rewrites the values of a comma-separated list of
-// header names (Connection, Trailer) without the identity names. changed is
-// false, and nothing is allocated, when no token names one.
-func (g *GuestAuth) dropIdentityTokens(values []string) (kept []string, changed bool) {
-	found := false
-	for _, v := range values {
-		for tok := range strings.SplitSeq(v, ",") {
-			if g.isIdentityHeader(textproto.TrimString(tok)) {
-				found = true
-				break
-			}
-		}
-	}
-	if !found {
-		return values, false
-	}
-	for _, v := range values {
-		var toks []string
-		for tok := range strings.SplitSeq(v, ",") {
-			if tok = textproto.TrimString(tok); tok != "" && !g.isIdentityHeader(tok) {
-				toks = append(toks, tok)
-			}
-		}
-		if len(toks) > 0 {
-			kept = append(kept, strings.Join(toks, ", "))
-		}
-	}
-	return kept, true
-}
-
-// trailerStripper removes identity trailers the moment net/http has read
-// them, at EOF, before any reader wrapping it (reverse_proxy's) sees EOF.
-type trailerStripper struct {
-	io.ReadCloser
-	g *GuestAuth
-	r *http.Request
-}
-
-func (b *trailerStripper) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if err == io.EOF && b.r.Trailer != nil {
-		b.g.stripTrailer(b.r.Trailer)
-	}
-	return n, err
-}
 
 // The {http.auth.user.*} placeholders, and the anonymous flag's values
 // boxed once (a string put in an interface is otherwise allocated).
@@ -255,13 +117,15 @@ func (g *GuestAuth) serveProxied(w http.ResponseWriter, r *http.Request, repl *c
 // upstream (Bearer and cookie sessions alike), and the signed assertion
 // when configured.
 func (g *GuestAuth) setIdentity(r *http.Request, id *accounts.Identity) error {
-	// h.Set for each, with one allocation for the four values.
-	h := r.Header
-	v := make([]string, 4)
-	v[0], v[1], v[2], v[3] = id.User.ID, id.User.Name, id.User.Tag, strconv.FormatBool(id.User.IsAnonymous())
-	h[g.canonical.userID], h[g.canonical.userName] = v[0:1:1], v[1:2:2]
-	h[g.canonical.userTag], h[g.canonical.userAnonymous] = v[2:3:3], v[3:4:4]
-	return g.setAssertion(r, id.User)
+	g.headers.Set(r.Header, id.User)
+	if g.Assertion == nil {
+		return nil
+	}
+	aud := g.Assertion.Audience
+	if aud == "" {
+		aud = g.originFor(r)
+	}
+	return g.Assertion.signer.Set(r.Header, id.User, g.issuerFor(r), aud)
 }
 
 // errGuest is the refusal of a guest where require is user.

@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"net/http"
-	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -58,7 +57,7 @@ func (g *GuestAuth) buildRoutes() {
 // ServeHTTP implements caddyhttp.MiddlewareHandler: it routes by the table
 // of buildRoutes.
 func (g *GuestAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	g.stripIdentityHeaders(r)
+	g.headers.Strip(r)
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	setUserPlaceholders(repl, nil)
 	if rt, ok := g.routes[r.URL.Path]; ok {
@@ -112,25 +111,5 @@ func clientIP(r *http.Request) string {
 // ip_prefix_v4 and ip_prefix_v6 bits, so a client rotating addresses within
 // its IPv6 /64 still has one bucket.
 func (g *GuestAuth) limitKey(r *http.Request) string {
-	return ipLimitKey(clientIP(r), g.IPPrefixV4, g.IPPrefixV6)
-}
-
-// ipLimitKey masks ip to its first v4 (IPv4) or v6 (IPv6) bits. An
-// IPv4-mapped IPv6 address counts as the IPv4 address; a zone is dropped.
-// A value that is not an IP address (none known) is its own key.
-func ipLimitKey(ip string, v4, v6 int) string {
-	a, err := netip.ParseAddr(ip)
-	if err != nil {
-		return ip
-	}
-	a = a.Unmap().WithZone("")
-	bits := v6
-	if a.Is4() {
-		bits = v4
-	}
-	p, err := a.Prefix(bits)
-	if err != nil {
-		return a.String()
-	}
-	return p.String()
+	return protocol.IPLimitKey(clientIP(r), g.IPPrefixV4, g.IPPrefixV6)
 }

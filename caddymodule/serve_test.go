@@ -24,6 +24,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/guestauth/caddy-guestauth/internal/headers"
 	"github.com/guestauth/caddy-guestauth/internal/model"
 	"github.com/guestauth/caddy-guestauth/internal/protocol"
 )
@@ -151,7 +152,7 @@ var spoofHeaders = []string{
 func identityKeysOf(h http.Header, names ...string) []string {
 	var out []string
 	for k := range h {
-		if slices.Contains(names, normalizeHeaderName(k)) {
+		if slices.Contains(names, headers.Normalize(k)) {
 			out = append(out, k)
 		}
 	}
@@ -174,7 +175,7 @@ func (s *testSite) wantIdentity(what string, want map[string]string) {
 	}
 	var names []string
 	for k := range want {
-		names = append(names, normalizeHeaderName(k))
+		names = append(names, headers.Normalize(k))
 	}
 	got := identityKeysOf(s.seen, append(names, defaultIdentity...)...)
 	var wantKeys []string

@@ -3,6 +3,7 @@ package protocol
 import (
 	"errors"
 	"net/http"
+	"net/netip"
 
 	"github.com/guestauth/caddy-guestauth/internal/accounts"
 	"github.com/guestauth/caddy-guestauth/internal/model"
@@ -147,4 +148,27 @@ func (h *Handler) Revoke(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	return nil
+}
+
+// IPLimitKey is the key of every per-IP limit (sign-in, guest creation,
+// challenges, name changes) for a client at ip: ip masked to its first v4
+// (IPv4) or v6 (IPv6) bits, so a client rotating addresses within its IPv6
+// /64 still has one bucket. An IPv4-mapped IPv6 address counts as the IPv4
+// address; a zone is dropped.
+// A value that is not an IP address (none known) is its own key.
+func IPLimitKey(ip string, v4, v6 int) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap().WithZone("")
+	bits := v6
+	if a.Is4() {
+		bits = v4
+	}
+	p, err := a.Prefix(bits)
+	if err != nil {
+		return a.String()
+	}
+	return p.String()
 }

@@ -50,6 +50,27 @@ func (c *Client) allowGuests(way string) error {
 	return &accounts.Error{Code: accounts.CodeUnauthorizedClient, Description: fmt.Sprintf("This client may not %s.", what)}
 }
 
+// ValidateClient checks a client's guest policy and public flag (a
+// public client has no secret, and its guests must be bound to a device
+// key).
+func ValidateClient(id string, hasSecret, public bool, guests string) error {
+	switch guests {
+	case "", GuestsCode, GuestsKeyPair, GuestsBoth, GuestsNone:
+	default:
+		return fmt.Errorf("client %q: guests must be code, keypair, both or none, not %q", id, guests)
+	}
+	if !public {
+		return nil
+	}
+	if hasSecret {
+		return fmt.Errorf("client %q is public and cannot have a secret", id)
+	}
+	if p := GuestPolicy(guests, public); p == GuestsCode || p == GuestsBoth {
+		return fmt.Errorf("client %q is public, so its guests must be bound to a device key: use guests keypair or none", id)
+	}
+	return nil
+}
+
 // tokenAuthMethods lists the client authentication methods in use.
 func (h *Handler) tokenAuthMethods() []string {
 	methods := []string{"client_secret_basic", "client_secret_post"}
