@@ -57,7 +57,7 @@ func boolIndex(b bool) int {
 // serveProxied enforces the access policy and injects identity headers.
 func (g *GuestAuth) serveProxied(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, next caddyhttp.Handler) error {
 	if g.Browser != nil {
-		// Browser sessions (browser.go) for requests without an
+		// Browser sessions (serveBrowser) for requests without an
 		// Authorization header; Bearer requests go on below, the session
 		// cookie stripped.
 		if len(r.Header.Values("Authorization")) == 0 {
