@@ -107,25 +107,13 @@ func (b *Browser) validate() error {
 	if !strings.HasPrefix(b.PagesPrefix, "/") || strings.ContainsAny(b.PagesPrefix, "?#") {
 		return errors.New("browser pages_prefix must be a path starting with /")
 	}
-	if !validCookieName(b.CookieName) || strings.HasPrefix(b.CookieName, "__") {
+	if !pages.ValidCookieName(b.CookieName) || strings.HasPrefix(b.CookieName, "__") {
 		return errors.New("browser cookie_name must be a cookie token not starting with __")
 	}
 	if *b.UnconfirmedGuestTTL < 0 {
 		return errors.New("browser unconfirmed_guest_ttl cannot be negative")
 	}
 	return nil
-}
-
-func validCookieName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range s {
-		if c <= ' ' || c >= 0x7f || strings.ContainsRune("()<>@,;:\\\"/[]?={}", c) {
-			return false
-		}
-	}
-	return true
 }
 
 // parseBrowser reads the `browser` block. create_guest takes a matcher

@@ -271,7 +271,7 @@ type GuestAuth struct {
 	// throttleKeys are this config's entries in throttlePool
 	throttleKeys []string
 	clients      map[string]*protocol.Client
-	routes       map[string]*route // see buildRoutes
+	routes       map[string]route  // see buildRoutes
 	headers      *headers.Identity // the identity headers: stripped, then set
 	logger       *zap.Logger
 	alg          jwa.SignatureAlgorithm

@@ -134,7 +134,7 @@ const errGuest = "A registered user is required; guests must upgrade first."
 // serveBrowser is serveProxied for a request without an Authorization
 // header when browser sessions are on: the session cookie's identity (or a
 // guest created for the request when create_guest matches it) under the
-// access policy, where a page load is redirected to the pages.
+// access policy, where a page load lacking it goes to the pages.
 func (g *GuestAuth) serveBrowser(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, next caddyhttp.Handler) error {
 	p := g.pages
 	id, err := p.Identity(w, r)
@@ -158,19 +158,13 @@ func (g *GuestAuth) serveBrowser(w http.ResponseWriter, r *http.Request, repl *c
 		}
 	}
 	if id == nil {
-		switch {
-		case g.Require == RequireNone:
+		if g.Require == RequireNone {
 			return g.next(w, r, next, nil)
-		case pages.IsNavigation(r):
-			return p.Redirect(w, r, "signin")
 		}
-		return protocol.BearerError(w, http.StatusUnauthorized, "", "")
+		return p.Refuse(w, r, "signin", http.StatusUnauthorized, "", "")
 	}
 	if g.Require == RequireUser && id.User.IsAnonymous() {
-		if pages.IsNavigation(r) {
-			return p.Redirect(w, r, "signup")
-		}
-		return protocol.BearerError(w, http.StatusForbidden, "insufficient_scope", errGuest)
+		return p.Refuse(w, r, "signup", http.StatusForbidden, "insufficient_scope", errGuest)
 	}
 	if err := g.setIdentity(r, id); err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)

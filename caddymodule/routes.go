@@ -19,7 +19,6 @@ type route struct {
 	methods []string
 	serve   func(http.ResponseWriter, *http.Request) error
 	refuse  protocol.Refusal
-	allow   string // methods, as the Allow header lists them
 }
 
 // buildRoutes is the one route table: the module's own paths (path →
@@ -36,7 +35,7 @@ func (g *GuestAuth) buildRoutes() {
 	post := []string{http.MethodPost}
 	get := []string{http.MethodGet, http.MethodHead}
 	p := g.protocol
-	g.routes = map[string]*route{
+	g.routes = map[string]route{
 		protocol.PathToken:            {methods: post, serve: p.Token, refuse: protocol.RefuseToken},
 		protocol.PathTokenCasdoor:     {methods: post, serve: p.Token, refuse: protocol.RefuseToken},
 		protocol.PathRevoke:           {methods: post, serve: p.Revoke, refuse: protocol.RefuseRevoke},
@@ -48,9 +47,6 @@ func (g *GuestAuth) buildRoutes() {
 		protocol.PathUserInfoOAuth:    {methods: []string{http.MethodGet, http.MethodPost}, serve: p.UserInfo, refuse: protocol.RefuseUserInfo},
 		base + protocol.PathDiscovery: {methods: get, serve: p.Discovery, refuse: protocol.RefuseGet},
 		base + protocol.PathJWKS:      {methods: get, serve: p.JWKS, refuse: protocol.RefuseGet},
-	}
-	for _, rt := range g.routes {
-		rt.allow = strings.Join(rt.methods, ", ")
 	}
 }
 
@@ -65,7 +61,7 @@ func (g *GuestAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 		// (api_read_timeout); proxied requests are not bounded.
 		protocol.SetReadDeadline(w, time.Duration(g.APIReadTimeout), g.logger)
 		if !slices.Contains(rt.methods, r.Method) {
-			return rt.refuse(w, rt.allow)
+			return rt.refuse(w, strings.Join(rt.methods, ", "))
 		}
 		return rt.serve(w, r)
 	}

@@ -89,7 +89,7 @@ func TestIsNavigation(t *testing.T) {
 		if c.accept != "" {
 			r.Header.Set("Accept", c.accept)
 		}
-		if got := IsNavigation(r); got != c.want {
+		if got := isNavigation(r); got != c.want {
 			t.Errorf("%s %q: %v", c.method, c.accept, got)
 		}
 	}

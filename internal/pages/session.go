@@ -126,6 +126,19 @@ var crossOrigin = http.NewCrossOriginProtection()
 // authenticates: an unsafe cross-origin request is refused.
 func CheckCrossOrigin(r *http.Request) error { return crossOrigin.Check(r) }
 
+// ValidCookieName reports whether s can name a cookie (an RFC 6265 token).
+func ValidCookieName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if c <= ' ' || c >= 0x7f || strings.ContainsRune("()<>@,;:\\\"/[]?={}", c) {
+			return false
+		}
+	}
+	return true
+}
+
 // Identity resolves the request's session cookie. An unusable cookie is
 // cleared and is no session; only a store failure is an error.
 func (p *Pages) Identity(w http.ResponseWriter, r *http.Request) (*accounts.Identity, error) {
@@ -157,9 +170,9 @@ func (p *Pages) Identity(w http.ResponseWriter, r *http.Request) (*accounts.Iden
 	return id, nil
 }
 
-// IsNavigation reports whether r is a browser page load: GET or HEAD
+// isNavigation reports whether r is a browser page load: GET or HEAD
 // accepting text/html. Such requests get redirects and pages, never JSON.
-func IsNavigation(r *http.Request) bool {
+func isNavigation(r *http.Request) bool {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return false
 	}
@@ -202,6 +215,17 @@ func (p *Pages) createGuest(w http.ResponseWriter, r *http.Request) (*accounts.B
 	}
 	p.setSession(w, r, login)
 	return login, nil
+}
+
+// Refuse answers a browser request without the identity the access policy
+// needs: a page load is sent to page (signin, or signup for a guest),
+// coming back afterwards; any other request gets the RFC 6750 answer
+// (status, code, desc).
+func (p *Pages) Refuse(w http.ResponseWriter, r *http.Request, page string, status int, code, desc string) error {
+	if isNavigation(r) {
+		return p.Redirect(w, r, page)
+	}
+	return protocol.BearerError(w, status, code, desc)
 }
 
 // Redirect answers a navigation with 303 to a page, coming back to the
