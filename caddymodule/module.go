@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"net/textproto"
 	"net/url"
 	"slices"
 	"strings"
@@ -23,10 +22,12 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/guestauth/caddy-guestauth/internal/accounts"
-	"github.com/guestauth/caddy-guestauth/internal/ctcmp"
 	"github.com/guestauth/caddy-guestauth/internal/events"
+	"github.com/guestauth/caddy-guestauth/internal/headers"
 	"github.com/guestauth/caddy-guestauth/internal/model"
 	"github.com/guestauth/caddy-guestauth/internal/outbox"
+	"github.com/guestauth/caddy-guestauth/internal/pages"
+	"github.com/guestauth/caddy-guestauth/internal/protocol"
 	"github.com/guestauth/caddy-guestauth/internal/tokens"
 )
 
@@ -259,6 +260,8 @@ type GuestAuth struct {
 	TokenCacheSize *int `json:"token_cache_size,omitempty"`
 
 	svc      *accounts.Service
+	protocol *protocol.Handler // the module's own endpoints
+	pages    *pages.Pages      // with Browser: the pages and the session cookie
 	activity *accounts.Activity
 	events   *events.Emitter
 	outbox   *outbox.Outbox // with a webhook
@@ -267,18 +270,16 @@ type GuestAuth struct {
 	shared   *sharedStore
 	// throttleKeys are this config's entries in throttlePool
 	throttleKeys []string
-	clients      map[string]*Client
-	routes       map[string]func(http.ResponseWriter, *http.Request) error
-	// canonical are the identity header names as http.Header.Set keys them.
-	canonical struct{ userID, userName, userTag, userAnonymous string }
-	strip     []string // identity header names, each in the form ToLower(s) with '-'
-	logger    *zap.Logger
-	alg       jwa.SignatureAlgorithm
-	issuer    string // configured issuer, without trailing slash
-	origin    string // scheme://host of the configured issuer
-	now       func() time.Time
-	config    <-chan struct{}       // identifies the Caddy config this handler belongs to
-	helper    *httpcaddyfile.Helper // while parsing a Caddyfile: named matchers for browser create_guest
+	clients      map[string]*protocol.Client
+	routes       map[string]route  // see buildRoutes
+	headers      *headers.Identity // the identity headers: stripped, then set
+	logger       *zap.Logger
+	alg          jwa.SignatureAlgorithm
+	issuer       string // configured issuer, without trailing slash
+	origin       string // scheme://host of the configured issuer
+	now          func() time.Time
+	config       <-chan struct{}       // identifies the Caddy config this handler belongs to
+	helper       *httpcaddyfile.Helper // while parsing a Caddyfile: named matchers for browser create_guest
 
 	// Caddy's events app and this module's context, to emit to it
 	caddyEvents *caddyevents.App
@@ -303,8 +304,7 @@ type Client struct {
 	// Default: `both`, or `keypair` for a public client.
 	Guests string `json:"guests,omitempty"`
 
-	secret    []byte
-	secretSum ctcmp.Digest // what presented secrets are compared with
+	secret []byte // the resolved ClientSecret
 }
 
 // HeaderNames names the identity headers sent upstream. Every header of this
@@ -459,6 +459,20 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 	}
 
 	g.prepareHeaders()
+	if a := g.Assertion; a != nil {
+		a.signer = &headers.Assertion{Header: a.Header, Lifetime: time.Duration(a.Lifetime), Keys: g.shared.keys, Alg: g.alg, Now: g.now}
+	}
+	g.protocol = &protocol.Handler{
+		Accounts: g.svc, Clients: g.clients, Issuer: g.issuerFor, Origin: g.originFor, FixedIssuer: g.issuer != "",
+		Alg: g.alg, KeySet: g.shared.keys.JWKS, ClientIP: clientIP, LimitKey: g.limitKey, Logger: g.logger,
+	}
+	if g.Browser != nil {
+		g.pages = &pages.Pages{
+			Accounts: g.svc, Prefix: g.Browser.PagesPrefix, CookieName: g.Browser.CookieName, Templates: g.Browser.templates,
+			Issuer: g.issuerFor, ClientIP: clientIP, LimitKey: g.limitKey, ReadTimeout: time.Duration(g.APIReadTimeout),
+			Logger: g.logger, Now: g.now,
+		}
+	}
 	g.buildRoutes()
 	g.startBackground(ctx)
 	g.shared.attach(g)
@@ -476,12 +490,11 @@ func (g *GuestAuth) prepare(ctx caddy.Context) (StorageBackend, error) {
 	g.setDefaults()
 
 	repl := caddy.NewReplacer()
-	g.clients = make(map[string]*Client, len(g.Clients))
+	g.clients = make(map[string]*protocol.Client, len(g.Clients))
 	for i := range g.Clients {
 		c := &g.Clients[i]
 		c.secret = []byte(repl.ReplaceKnown(c.ClientSecret, ""))
-		c.secretSum = ctcmp.Sum(c.secret)
-		g.clients[c.ClientID] = c
+		g.clients[c.ClientID] = protocol.NewClient(c.ClientID, c.secret, c.Public, c.Guests)
 	}
 
 	alg, err := tokens.ParseAlgorithm(g.SigningAlg)
@@ -502,122 +515,50 @@ func (g *GuestAuth) prepare(ctx caddy.Context) (StorageBackend, error) {
 	return g.Storage.load(ctx)
 }
 
-// prepareHeaders computes, from the configured identity header names, the
-// set stripIdentityHeaders removes and the keys setIdentity writes.
+// prepareHeaders makes the identity headers: the configured names, set
+// for the upstream; stripped from clients, with them the default names
+// (so nothing behind Caddy can be fooled by a forged X-Auth-User-Id when
+// others are configured) and the reserved ones.
 func (g *GuestAuth) prepareHeaders() {
-	g.strip = g.stripSet()
-	g.canonical.userID = textproto.CanonicalMIMEHeaderKey(g.Headers.UserID)
-	g.canonical.userName = textproto.CanonicalMIMEHeaderKey(g.Headers.UserName)
-	g.canonical.userTag = textproto.CanonicalMIMEHeaderKey(g.Headers.UserTag)
-	g.canonical.userAnonymous = textproto.CanonicalMIMEHeaderKey(g.Headers.UserAnonymous)
-}
-
-// stripSet is the normalized names of every header a client may never send
-// upstream: the configured identity headers, the default ones too when
-// others are configured (so nothing behind Caddy can be fooled by a forged
-// X-Auth-User-Id), and the reserved ones.
-func (g *GuestAuth) stripSet() []string {
-	var set []string
-	names := append(append(g.Headers.names(), defaultHeaders.names()...), reservedHeaders...)
+	never := append(defaultHeaders.names(), reservedHeaders...)
 	if g.Browser != nil {
-		names = append(names, g.Browser.MergedHeader)
+		never = append(never, g.Browser.MergedHeader)
 	}
 	if g.Assertion != nil {
-		names = append(names, g.Assertion.Header)
+		never = append(never, g.Assertion.Header)
 	}
-	for _, h := range names {
-		if n := normalizeHeaderName(h); !slices.Contains(set, n) {
-			set = append(set, n)
-		}
-	}
-	return set
+	h := g.Headers
+	g.headers = headers.NewIdentity(h.UserID, h.UserName, h.UserTag, h.UserAnonymous, never...)
 }
 
 func (g *GuestAuth) setDefaults() {
-	if g.SigningAlg == "" {
-		g.SigningAlg = string(jwa.RS256)
-	}
-	if g.AccessTokenLifetime == 0 {
-		g.AccessTokenLifetime = caddy.Duration(time.Hour)
-	}
-	if g.SessionIdleTimeout == 0 {
-		g.SessionIdleTimeout = caddy.Duration(30 * 24 * time.Hour)
-	}
-	if g.SessionLifetime == 0 {
-		g.SessionLifetime = caddy.Duration(90 * 24 * time.Hour)
-	}
-	if g.ClockSkew == nil {
-		skew := caddy.Duration(30 * time.Second)
-		g.ClockSkew = &skew
-	}
-	if g.Require == "" {
-		g.Require = RequireNone
-	}
-	if g.SignInAccountLimit == nil {
-		g.SignInAccountLimit = &RateLimit{Burst: 5, Interval: caddy.Duration(time.Minute)}
-	}
-	if g.SignInDeviceLimit == nil {
-		g.SignInDeviceLimit = &RateLimit{Burst: 5, Interval: caddy.Duration(time.Minute)}
-	}
-	if g.SignInHashLimit == nil {
-		g.SignInHashLimit = &RateLimit{Burst: 10, Interval: caddy.Duration(20 * time.Second)}
-	}
-	if g.SignInIPLimit == nil {
-		g.SignInIPLimit = &RateLimit{Burst: 20, Interval: caddy.Duration(10 * time.Second)}
-	}
-	if g.MaxSessionsPerUser == nil {
-		n := 10
-		g.MaxSessionsPerUser = &n
-	}
-	if g.IPPrefixV4 == 0 {
-		g.IPPrefixV4 = 32
-	}
-	if g.IPPrefixV6 == 0 {
-		g.IPPrefixV6 = 64
-	}
-	if g.GuestLimitIP == nil {
-		g.GuestLimitIP = &RateLimit{Burst: 30, Interval: caddy.Duration(time.Minute)}
-	}
-	if g.NameChangeUserLimit == nil {
-		g.NameChangeUserLimit = &RateLimit{Burst: 5, Interval: caddy.Duration(2 * time.Minute)}
-	}
-	if g.NameChangeIPLimit == nil {
-		g.NameChangeIPLimit = &RateLimit{Burst: 30, Interval: caddy.Duration(20 * time.Second)}
-	}
-	if g.GuestLimitGlobal == nil {
-		g.GuestLimitGlobal = &RateLimit{Burst: 100, Interval: caddy.Duration(100 * time.Millisecond)}
-	}
-	if g.MaxLiveGuests == nil {
-		n := int64(100_000)
-		g.MaxLiveGuests = &n
-	}
-	if g.ChallengeLimitIP == nil {
-		g.ChallengeLimitIP = &RateLimit{Burst: 60, Interval: caddy.Duration(time.Second)}
-	}
-	if g.ChallengeLimitGlobal == nil {
-		g.ChallengeLimitGlobal = &RateLimit{Burst: 200, Interval: caddy.Duration(50 * time.Millisecond)}
-	}
-	if g.GuestTTL == nil {
-		ttl := caddy.Duration(30 * 24 * time.Hour)
-		g.GuestTTL = &ttl
-	}
-	if g.SweepInterval == 0 {
-		g.SweepInterval = caddy.Duration(10 * time.Minute)
-	}
-	if g.APIReadTimeout == 0 {
-		g.APIReadTimeout = caddy.Duration(10 * time.Second)
-	}
-	if g.ActivityFlushInterval == 0 {
-		g.ActivityFlushInterval = caddy.Duration(time.Minute)
-	}
-	if g.KeepHeader == "" {
-		g.KeepHeader = "X-Guest-Auth-Keep"
-	}
+	orDefault(&g.SigningAlg, string(jwa.RS256))
+	orDefault(&g.AccessTokenLifetime, caddy.Duration(time.Hour))
+	orDefault(&g.SessionIdleTimeout, caddy.Duration(30*24*time.Hour))
+	orDefault(&g.SessionLifetime, caddy.Duration(90*24*time.Hour))
+	newDefault(&g.ClockSkew, caddy.Duration(30*time.Second))
+	orDefault(&g.Require, RequireNone)
+	limitDefault(&g.SignInAccountLimit, 5, time.Minute)
+	limitDefault(&g.SignInDeviceLimit, 5, time.Minute)
+	limitDefault(&g.SignInHashLimit, 10, 20*time.Second)
+	limitDefault(&g.SignInIPLimit, 20, 10*time.Second)
+	newDefault(&g.MaxSessionsPerUser, 10)
+	orDefault(&g.IPPrefixV4, 32)
+	orDefault(&g.IPPrefixV6, 64)
+	limitDefault(&g.GuestLimitIP, 30, time.Minute)
+	limitDefault(&g.NameChangeUserLimit, 5, 2*time.Minute)
+	limitDefault(&g.NameChangeIPLimit, 30, 20*time.Second)
+	limitDefault(&g.GuestLimitGlobal, 100, 100*time.Millisecond)
+	newDefault(&g.MaxLiveGuests, 100_000)
+	limitDefault(&g.ChallengeLimitIP, 60, time.Second)
+	limitDefault(&g.ChallengeLimitGlobal, 200, 50*time.Millisecond)
+	newDefault(&g.GuestTTL, caddy.Duration(30*24*time.Hour))
+	orDefault(&g.SweepInterval, caddy.Duration(10*time.Minute))
+	orDefault(&g.APIReadTimeout, caddy.Duration(10*time.Second))
+	orDefault(&g.ActivityFlushInterval, caddy.Duration(time.Minute))
+	orDefault(&g.KeepHeader, "X-Guest-Auth-Keep")
 	g.KeepHeader = http.CanonicalHeaderKey(g.KeepHeader)
-	if g.TokenCacheSize == nil {
-		n := tokens.DefaultCacheSize
-		g.TokenCacheSize = &n
-	}
+	newDefault(&g.TokenCacheSize, tokens.DefaultCacheSize)
 	if g.Browser != nil {
 		g.Browser.setDefaults()
 	}
@@ -640,6 +581,27 @@ func (g *GuestAuth) setDefaults() {
 	}
 }
 
+// orDefault sets *v to d when it is unset (the zero value).
+func orDefault[T comparable](v *T, d T) {
+	var zero T
+	if *v == zero {
+		*v = d
+	}
+}
+
+// newDefault sets *p to d when it is unset (nil): for the options whose
+// explicit zero differs from unset.
+func newDefault[T any](p **T, d T) {
+	if *p == nil {
+		*p = &d
+	}
+}
+
+// limitDefault sets an unset limit to burst, then one per every.
+func limitDefault(l **RateLimit, burst int, every time.Duration) {
+	newDefault(l, RateLimit{Burst: burst, Interval: caddy.Duration(every)})
+}
+
 // Validate checks the provisioned config.
 func (g *GuestAuth) Validate() error {
 	switch g.Require {
@@ -656,7 +618,7 @@ func (g *GuestAuth) Validate() error {
 			return fmt.Errorf("client %q is configured twice", c.ClientID)
 		}
 		seen[c.ClientID] = true
-		if err := c.validateGuests(); err != nil {
+		if err := protocol.ValidateClient(c.ClientID, c.ClientSecret != "", c.Public, c.Guests); err != nil {
 			return err
 		}
 		if !c.Public && len(c.secret) == 0 {
@@ -712,7 +674,7 @@ func (g *GuestAuth) Validate() error {
 	}
 	names := map[string]bool{}
 	for _, h := range g.Headers.names() {
-		h = normalizeHeaderName(h)
+		h = headers.Normalize(h)
 		if h == "" || names[h] {
 			return errors.New("identity header names must be distinct and non-empty")
 		}
@@ -733,55 +695,6 @@ func (g *GuestAuth) Cleanup() error {
 	g.shared.detach(g)
 	_, err := storePool.Delete(g.poolKey)
 	return err
-}
-
-// ServeHTTP implements caddyhttp.MiddlewareHandler.
-func (g *GuestAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	g.stripIdentityHeaders(r)
-	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	setUserPlaceholders(repl, nil)
-	if route, ok := g.routes[r.URL.Path]; ok {
-		g.setAPIReadDeadline(w)
-		return route(w, r)
-	}
-	if g.Browser != nil && strings.HasPrefix(r.URL.Path, g.Browser.PagesPrefix) {
-		return g.servePage(w, r)
-	}
-	return g.serveProxied(w, r, repl, next)
-}
-
-// setAPIReadDeadline bounds the time left to read the request body of the
-// module's endpoints. Protocols without per-request deadlines (HTTP/3) keep
-// the server's own timeouts.
-func (g *GuestAuth) setAPIReadDeadline(w http.ResponseWriter) {
-	err := http.NewResponseController(w).SetReadDeadline(time.Now().Add(time.Duration(g.APIReadTimeout)))
-	if err != nil && !errors.Is(err, http.ErrNotSupported) {
-		g.logger.Debug("setting the read deadline", zap.Error(err))
-	}
-}
-
-// issuerFor is the issuer for tokens minted or checked on r.
-func (g *GuestAuth) issuerFor(r *http.Request) string {
-	if g.issuer != "" {
-		return g.issuer
-	}
-	return requestOrigin(r)
-}
-
-// originFor is the scheme://host the endpoints are served under.
-func (g *GuestAuth) originFor(r *http.Request) string {
-	if g.origin != "" {
-		return g.origin
-	}
-	return requestOrigin(r)
-}
-
-func requestOrigin(r *http.Request) string {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host
 }
 
 // Interface guards

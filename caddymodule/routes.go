@@ -3,39 +3,109 @@ package caddymodule
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/guestauth/caddy-guestauth/internal/protocol"
 )
 
-// Paths of the endpoints the module serves itself.
-//
-//nolint:gosec // G101: URL paths, not credentials
-const (
-	PathToken        = "/oauth/token"                  // Hanzo IAM
-	PathTokenCasdoor = "/api/login/oauth/access_token" // Casdoor
-	pathDiscovery    = "/.well-known/openid-configuration"
-	pathJWKS         = "/.well-known/jwks.json"
-)
+// route is one of the module's own endpoints: the methods it takes, its
+// handler, and the answer to any other method (405 in its protocol).
+type route struct {
+	methods []string
+	serve   func(http.ResponseWriter, *http.Request) error
+	refuse  protocol.Refusal
+}
 
-// buildRoutes maps the module's own paths to their handlers. Discovery and
-// JWKS live under the issuer's path, so a configured issuer such as
-// https://example.com/auth is served at the URL its `issuer` names.
+// buildRoutes is the one route table: the module's own paths (path →
+// methods → handler), then the pages under their prefix (ServeHTTP), then
+// the proxy path for everything else. Discovery and JWKS live under the
+// issuer's path, so a configured issuer such as https://example.com/auth is
+// served at the URL its `issuer` names.
 func (g *GuestAuth) buildRoutes() {
 	base := ""
 	if g.issuer != "" {
 		u, _ := url.Parse(g.issuer) // validated in Provision
 		base = strings.TrimSuffix(u.EscapedPath(), "/")
 	}
-	g.routes = map[string]func(http.ResponseWriter, *http.Request) error{
-		PathToken:            g.serveToken,
-		PathTokenCasdoor:     g.serveToken,
-		PathChallenge:        g.serveChallenge,
-		PathRevoke:           g.serveRevoke,
-		PathUserInfo:         g.serveUserInfo,
-		PathUserInfoOAuth:    g.serveUserInfo,
-		PathUpdateUser:       g.serveUpdateUser,
-		PathGetAccount:       g.serveGetAccount,
-		PathLogout:           g.serveLogout,
-		base + pathDiscovery: g.serveDiscovery,
-		base + pathJWKS:      g.serveJWKS,
+	post := []string{http.MethodPost}
+	get := []string{http.MethodGet, http.MethodHead}
+	p := g.protocol
+	g.routes = map[string]route{
+		protocol.PathToken:            {methods: post, serve: p.Token, refuse: protocol.RefuseToken},
+		protocol.PathTokenCasdoor:     {methods: post, serve: p.Token, refuse: protocol.RefuseToken},
+		protocol.PathRevoke:           {methods: post, serve: p.Revoke, refuse: protocol.RefuseRevoke},
+		protocol.PathChallenge:        {methods: post, serve: p.Challenge, refuse: protocol.RefuseChallenge},
+		protocol.PathUpdateUser:       {methods: post, serve: p.UpdateUser, refuse: protocol.RefuseEnvelope},
+		protocol.PathGetAccount:       {methods: get, serve: p.GetAccount, refuse: protocol.RefuseGet},
+		protocol.PathLogout:           {methods: post, serve: p.Logout, refuse: protocol.RefuseEnvelope},
+		protocol.PathUserInfo:         {methods: []string{http.MethodGet, http.MethodPost}, serve: p.UserInfo, refuse: protocol.RefuseUserInfo},
+		protocol.PathUserInfoOAuth:    {methods: []string{http.MethodGet, http.MethodPost}, serve: p.UserInfo, refuse: protocol.RefuseUserInfo},
+		base + protocol.PathDiscovery: {methods: get, serve: p.Discovery, refuse: protocol.RefuseGet},
+		base + protocol.PathJWKS:      {methods: get, serve: p.JWKS, refuse: protocol.RefuseGet},
 	}
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler: it routes by the table
+// of buildRoutes.
+func (g *GuestAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	g.headers.Strip(r)
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	setUserPlaceholders(repl, nil)
+	if rt, ok := g.routes[r.URL.Path]; ok {
+		// The body of the module's endpoints must arrive in time
+		// (api_read_timeout); proxied requests are not bounded.
+		protocol.SetReadDeadline(w, time.Duration(g.APIReadTimeout), g.logger)
+		if !slices.Contains(rt.methods, r.Method) {
+			return rt.refuse(w, strings.Join(rt.methods, ", "))
+		}
+		return rt.serve(w, r)
+	}
+	if g.pages != nil && strings.HasPrefix(r.URL.Path, g.Browser.PagesPrefix) {
+		return g.pages.Serve(w, r)
+	}
+	return g.serveProxied(w, r, repl, next)
+}
+
+// issuerFor is the issuer for tokens minted or checked on r.
+func (g *GuestAuth) issuerFor(r *http.Request) string {
+	if g.issuer != "" {
+		return g.issuer
+	}
+	return requestOrigin(r)
+}
+
+// originFor is the scheme://host the endpoints are served under.
+func (g *GuestAuth) originFor(r *http.Request) string {
+	if g.origin != "" {
+		return g.origin
+	}
+	return requestOrigin(r)
+}
+
+func requestOrigin(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+// clientIP is Caddy's client IP for r (which honours the server's
+// trusted_proxies), as reported in events. Limits key on limitKey instead.
+func clientIP(r *http.Request) string {
+	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	return ip
+}
+
+// limitKey is the key of every per-IP limit (sign-in, guest creation,
+// challenges, name changes) for r: the client IP's network, by
+// ip_prefix_v4 and ip_prefix_v6 bits, so a client rotating addresses within
+// its IPv6 /64 still has one bucket.
+func (g *GuestAuth) limitKey(r *http.Request) string {
+	return protocol.IPLimitKey(clientIP(r), g.IPPrefixV4, g.IPPrefixV6)
 }

@@ -24,7 +24,9 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/guestauth/caddy-guestauth/internal/headers"
 	"github.com/guestauth/caddy-guestauth/internal/model"
+	"github.com/guestauth/caddy-guestauth/internal/protocol"
 )
 
 // testSite is a provisioned handler in front of a recording upstream.
@@ -96,7 +98,7 @@ func (s *testSite) send(method string, headers ...string) result {
 func (s *testSite) guest() (access, idToken, refresh, sub string) {
 	s.t.Helper()
 	form := url.Values{"grant_type": {"authorization_code"}, "client_id": {"app"}, "client_secret": {"app-secret"}, "code": {"guest-user"}}
-	r := httptest.NewRequest(http.MethodPost, "http://app.example"+PathToken, strings.NewReader(form.Encode()))
+	r := httptest.NewRequest(http.MethodPost, "http://app.example"+protocol.PathToken, strings.NewReader(form.Encode()))
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	res := s.serve(r)
 	var body struct {
@@ -150,7 +152,7 @@ var spoofHeaders = []string{
 func identityKeysOf(h http.Header, names ...string) []string {
 	var out []string
 	for k := range h {
-		if slices.Contains(names, normalizeHeaderName(k)) {
+		if slices.Contains(names, headers.Normalize(k)) {
 			out = append(out, k)
 		}
 	}
@@ -173,7 +175,7 @@ func (s *testSite) wantIdentity(what string, want map[string]string) {
 	}
 	var names []string
 	for k := range want {
-		names = append(names, normalizeHeaderName(k))
+		names = append(names, headers.Normalize(k))
 	}
 	got := identityKeysOf(s.seen, append(names, defaultIdentity...)...)
 	var wantKeys []string
@@ -432,11 +434,11 @@ func TestServeCookie(t *testing.T) {
 			}
 
 			// The module's endpoints take the header only.
-			res := s.serve(withHeaders(httptest.NewRequest(http.MethodGet, "http://app.example"+PathUserInfo, nil), "Cookie", "sess="+access))
+			res := s.serve(withHeaders(httptest.NewRequest(http.MethodGet, "http://app.example"+protocol.PathUserInfo, nil), "Cookie", "sess="+access))
 			if res.status() != http.StatusUnauthorized {
 				t.Fatalf("userinfo with the cookie only: %d %s", res.status(), res.Body)
 			}
-			res = s.serve(withHeaders(httptest.NewRequest(http.MethodGet, "http://app.example"+PathUserInfo, nil), "Authorization", "Bearer "+access))
+			res = s.serve(withHeaders(httptest.NewRequest(http.MethodGet, "http://app.example"+protocol.PathUserInfo, nil), "Authorization", "Bearer "+access))
 			if res.status() != http.StatusOK || !strings.Contains(res.Body.String(), sub) {
 				t.Fatalf("userinfo with the header: %d %s", res.status(), res.Body)
 			}
@@ -526,7 +528,7 @@ func (s *testSite) tokenRequest(form url.Values) (result, map[string]any) {
 	s.t.Helper()
 	form.Set("client_id", "app")
 	form.Set("client_secret", "app-secret")
-	r := httptest.NewRequest(http.MethodPost, "http://app.example"+PathToken, strings.NewReader(form.Encode()))
+	r := httptest.NewRequest(http.MethodPost, "http://app.example"+protocol.PathToken, strings.NewReader(form.Encode()))
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	res := s.serve(r)
 	var body map[string]any

@@ -1,8 +1,9 @@
-package caddymodule
+package protocol
 
 // The HTTP side of device key-pair guests (Authgear-compatible): the
 // challenge endpoint and the anonymous-request grant. The logic is in
-// accounts/device.go.
+// accounts/device.go. Also each client's guest policy, which says which of
+// the guest grants it may use.
 
 import (
 	"errors"
@@ -16,11 +17,7 @@ import (
 	"github.com/guestauth/caddy-guestauth/internal/accounts"
 )
 
-// PathChallenge is Authgear's challenge endpoint. It sits at the site root,
-// where the Authgear SDKs look for it, whatever the issuer's path.
-const PathChallenge = "/oauth2/challenge"
-
-// Guest policies of a client (Client.Guests).
+// Guest policies of a client (its `guests` option).
 const (
 	GuestsCode    = "code"
 	GuestsKeyPair = "keypair"
@@ -28,12 +25,13 @@ const (
 	GuestsNone    = "none"
 )
 
-// guests is the client's effective policy.
-func (c *Client) guests() string {
+// GuestPolicy is the effective policy of a client configured with guests
+// ("" when unset) and public.
+func GuestPolicy(guests string, public bool) string {
 	switch {
-	case c.Guests != "":
-		return c.Guests
-	case c.Public:
+	case guests != "":
+		return guests
+	case public:
 		return GuestsKeyPair
 	}
 	return GuestsBoth
@@ -42,7 +40,7 @@ func (c *Client) guests() string {
 // allowGuests refuses, as unauthorized_client, a way of creating guests the
 // client's policy does not include.
 func (c *Client) allowGuests(way string) error {
-	if p := c.guests(); p == GuestsBoth || p == way {
+	if p := c.Guests; p == GuestsBoth || p == way {
 		return nil
 	}
 	what := map[string]string{
@@ -52,29 +50,31 @@ func (c *Client) allowGuests(way string) error {
 	return &accounts.Error{Code: accounts.CodeUnauthorizedClient, Description: fmt.Sprintf("This client may not %s.", what)}
 }
 
-// validateGuests checks the guest policy and the public flag.
-func (c *Client) validateGuests() error {
-	switch c.Guests {
+// ValidateClient checks a client's guest policy and public flag (a
+// public client has no secret, and its guests must be bound to a device
+// key).
+func ValidateClient(id string, hasSecret, public bool, guests string) error {
+	switch guests {
 	case "", GuestsCode, GuestsKeyPair, GuestsBoth, GuestsNone:
 	default:
-		return fmt.Errorf("client %q: guests must be code, keypair, both or none, not %q", c.ClientID, c.Guests)
+		return fmt.Errorf("client %q: guests must be code, keypair, both or none, not %q", id, guests)
 	}
-	if !c.Public {
+	if !public {
 		return nil
 	}
-	if c.ClientSecret != "" {
-		return fmt.Errorf("client %q is public and cannot have a secret", c.ClientID)
+	if hasSecret {
+		return fmt.Errorf("client %q is public and cannot have a secret", id)
 	}
-	if p := c.guests(); p == GuestsCode || p == GuestsBoth {
-		return fmt.Errorf("client %q is public, so its guests must be bound to a device key: use guests keypair or none", c.ClientID)
+	if p := GuestPolicy(guests, public); p == GuestsCode || p == GuestsBoth {
+		return fmt.Errorf("client %q is public, so its guests must be bound to a device key: use guests keypair or none", id)
 	}
 	return nil
 }
 
 // tokenAuthMethods lists the client authentication methods in use.
-func (g *GuestAuth) tokenAuthMethods() []string {
+func (h *Handler) tokenAuthMethods() []string {
 	methods := []string{"client_secret_basic", "client_secret_post"}
-	for _, c := range g.Clients {
+	for _, c := range h.Clients {
 		if c.Public {
 			return append(methods, "none")
 		}
@@ -84,7 +84,7 @@ func (g *GuestAuth) tokenAuthMethods() []string {
 
 // anonymousRequestGrant is the token endpoint's key-pair grant. The client
 // is already authenticated (a public client by its client_id alone).
-func (g *GuestAuth) anonymousRequestGrant(r *http.Request, client *Client, params map[string]string) (*accounts.Issued, error) {
+func (h *Handler) anonymousRequestGrant(r *http.Request, client *Client, params map[string]string) (*accounts.Issued, error) {
 	if err := client.allowGuests(GuestsKeyPair); err != nil {
 		return nil, err
 	}
@@ -92,15 +92,15 @@ func (g *GuestAuth) anonymousRequestGrant(r *http.Request, client *Client, param
 	if jwt == "" {
 		return nil, badRequest("The jwt parameter is missing.")
 	}
-	res, err := g.svc.AnonymousRequest(r.Context(), g.issuerFor(r), client.ClientID, g.limitKey(r), jwt)
+	res, err := h.Accounts.AnonymousRequest(r.Context(), h.Issuer(r), client.ID, h.LimitKey(r), jwt)
 	if err != nil {
 		if errors.Is(err, accounts.ErrNotAGuest) {
-			g.logger.Info("device.refused_not_guest", zap.String("client_id", client.ClientID))
+			h.Logger.Info("device.refused_not_guest", zap.String("client_id", client.ID))
 		}
 		return nil, err
 	}
 	if !res.Created {
-		g.logger.Info("device.signin", zap.String("user_id", res.User.ID), zap.String("client_id", client.ClientID), zap.String("device_kid", res.User.DeviceKID))
+		h.Logger.Info("device.signin", zap.String("user_id", res.User.ID), zap.String("client_id", client.ID), zap.String("device_kid", res.User.DeviceKID))
 	}
 	return res.Issued, nil
 }
@@ -124,12 +124,8 @@ type authgearChallenge struct {
 	ExpireAt time.Time `json:"expire_at"`
 }
 
-// serveChallenge issues a challenge: POST {"purpose":"anonymous_request"}.
-func (g *GuestAuth) serveChallenge(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		return writeAuthgearError(w, http.StatusMethodNotAllowed, "BadRequest", "MethodNotAllowed", "Use POST.")
-	}
+// Challenge issues a challenge: POST {"purpose":"anonymous_request"}.
+func (h *Handler) Challenge(w http.ResponseWriter, r *http.Request) error {
 	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" {
 		return writeAuthgearError(w, http.StatusBadRequest, "BadRequest", "InvalidContentType", "The Content-Type must be application/json.")
 	}
@@ -139,7 +135,7 @@ func (g *GuestAuth) serveChallenge(w http.ResponseWriter, r *http.Request) error
 		if !errors.As(err, &he) { // unreadable: answered as too large, as ever
 			err = &httpError{status: http.StatusRequestEntityTooLarge, err: &accounts.Error{Code: accounts.CodeInvalidRequest, Description: err.Error()}}
 		}
-		return g.writeChallengeError(w, err)
+		return h.writeChallengeError(w, err)
 	}
 	// As Authgear's schema (additionalProperties false): purpose only, a
 	// string, named once.
@@ -161,9 +157,9 @@ func (g *GuestAuth) serveChallenge(w http.ResponseWriter, r *http.Request) error
 	if purpose == nil {
 		return writeAuthgearError(w, http.StatusBadRequest, "Invalid", "ValidationFailed", "The purpose is required.")
 	}
-	c, err := g.svc.NewChallenge(r.Context(), *purpose, g.limitKey(r))
+	c, err := h.Accounts.NewChallenge(r.Context(), *purpose, h.LimitKey(r))
 	if err != nil {
-		return g.writeChallengeError(w, err)
+		return h.writeChallengeError(w, err)
 	}
-	return writeJSON(w, http.StatusOK, authgearEnvelope{Result: authgearChallenge{Token: c.Token, ExpireAt: c.ExpiresAt}})
+	return WriteJSON(w, http.StatusOK, authgearEnvelope{Result: authgearChallenge{Token: c.Token, ExpireAt: c.ExpiresAt}})
 }

@@ -1,4 +1,4 @@
-package caddymodule
+package protocol
 
 import (
 	"net/http"
@@ -6,51 +6,38 @@ import (
 	"github.com/guestauth/caddy-guestauth/internal/accounts"
 )
 
-func allowGet(w http.ResponseWriter, r *http.Request) bool {
-	if r.Method == http.MethodGet || r.Method == http.MethodHead {
-		return true
-	}
-	w.Header().Set("Allow", "GET, HEAD")
-	_ = writeJSON(w, http.StatusMethodNotAllowed, oauthError{Error: accounts.CodeInvalidRequest, Description: "Use GET."})
-	return false
-}
-
-func (g *GuestAuth) serveDiscovery(w http.ResponseWriter, r *http.Request) error {
-	if !allowGet(w, r) {
-		return nil
-	}
-	iss, origin := g.issuerFor(r), g.originFor(r)
+// Discovery is the OpenID Provider configuration document, GET.
+func (h *Handler) Discovery(w http.ResponseWriter, r *http.Request) error {
+	iss, origin := h.Issuer(r), h.Origin(r)
 	doc := map[string]any{
 		"issuer":                                     iss,
-		"jwks_uri":                                   iss + pathJWKS,
+		"jwks_uri":                                   iss + PathJWKS,
 		"token_endpoint":                             origin + PathToken,
 		"userinfo_endpoint":                          origin + PathUserInfoOAuth,
 		"revocation_endpoint":                        origin + PathRevoke,
 		"grant_types_supported":                      []string{"authorization_code", "password", "refresh_token", accounts.GrantAnonymousRequest},
 		"response_types_supported":                   []string{"code"},
 		"subject_types_supported":                    []string{"public"},
-		"id_token_signing_alg_values_supported":      []string{string(g.alg)},
-		"token_endpoint_auth_methods_supported":      g.tokenAuthMethods(),
-		"revocation_endpoint_auth_methods_supported": g.tokenAuthMethods(),
+		"id_token_signing_alg_values_supported":      []string{string(h.Alg)},
+		"token_endpoint_auth_methods_supported":      h.tokenAuthMethods(),
+		"revocation_endpoint_auth_methods_supported": h.tokenAuthMethods(),
 		"scopes_supported":                           []string{accounts.Scope},
 		"claims_supported":                           []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "sid", "name", "preferred_username", "tag", "is_anonymous"},
 	}
 	w.Header().Set("Access-Control-Allow-Origin", "*")
-	if g.issuer == "" {
+	if !h.FixedIssuer {
 		// The document names the request's own origin: a shared cache must
 		// not serve it to requests for another host.
-		return writeJSON(w, http.StatusOK, doc)
+		return WriteJSON(w, http.StatusOK, doc)
 	}
 	return writeJSONPublic(w, doc)
 }
 
-func (g *GuestAuth) serveJWKS(w http.ResponseWriter, r *http.Request) error {
-	if !allowGet(w, r) {
-		return nil
-	}
+// JWKS is the key set verifying the tokens, GET.
+func (h *Handler) JWKS(w http.ResponseWriter, _ *http.Request) error {
 	w.Header().Set("Access-Control-Allow-Origin", "*")
 	w.Header().Set("Content-Type", "application/jwk-set+json")
 	w.Header().Set("Cache-Control", "public, max-age=300")
-	_, err := w.Write(g.shared.keys.JWKS())
+	_, err := w.Write(h.KeySet())
 	return err
 }

@@ -1,4 +1,11 @@
-package caddymodule
+// Package pages is guestauth's browser side: the session cookie (set,
+// read, cleared, stripped: cookies in one place), the CSRF check, the
+// built-in pages (sign-in, sign-up, sign-out, account, continue as a guest,
+// error) from overridable templates, and the guest created lazily for a
+// browser. The Caddy module builds Pages in Provision, routes the pages'
+// prefix to Serve, and asks it for the identity of proxied browser
+// requests; the create_guest matchers are the module's (Caddy's).
+package pages
 
 import (
 	"bytes"
@@ -11,11 +18,13 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
 	"github.com/guestauth/caddy-guestauth/internal/accounts"
+	"github.com/guestauth/caddy-guestauth/internal/protocol"
 )
 
 //go:embed templates
@@ -29,16 +38,35 @@ var pageTitles = map[string]string{
 	"account": "Your account", "guest": "Continue as a guest",
 }
 
-// pageSet is the parsed templates and stylesheets of the pages.
-type pageSet struct {
+// Pages serves the pages and keeps the session cookie. Its fields are set
+// once, in the module's Provision, and only read afterwards.
+type Pages struct {
+	Accounts *accounts.Service
+	// Prefix is the pages' path prefix, ending in "/".
+	Prefix string
+	// CookieName is the session cookie's name (__Host- is prepended on
+	// HTTPS).
+	CookieName string
+	Templates  *Templates
+	// Issuer is the issuer for r; ClientIP the client's address as events
+	// report it; LimitKey the key of the per-IP limits for r.
+	Issuer, ClientIP, LimitKey func(r *http.Request) string
+	// ReadTimeout bounds the reading of a form (api_read_timeout).
+	ReadTimeout time.Duration
+	Logger      *zap.Logger
+	Now         func() time.Time
+}
+
+// Templates is the parsed templates and stylesheets of the pages.
+type Templates struct {
 	tmpl    map[string]*template.Template
 	css     []byte // built-in stylesheet
 	siteCSS []byte // the site owner's, when the templates directory has one
 }
 
-// loadPages parses the built-in templates, each overridden by the file of
-// the same name in dir when dir is set and has one.
-func loadPages(dir string) (*pageSet, error) {
+// Load parses the built-in templates, each overridden by the file of the
+// same name in dir when dir is set and has one.
+func Load(dir string) (*Templates, error) {
 	var owner fs.FS
 	if dir != "" {
 		owner = os.DirFS(dir) // names below are fixed: nothing outside dir is read
@@ -55,7 +83,7 @@ func loadPages(dir string) (*pageSet, error) {
 		}
 		return builtinTemplates.ReadFile("templates/" + name)
 	}
-	ps := &pageSet{tmpl: map[string]*template.Template{}}
+	ps := &Templates{tmpl: map[string]*template.Template{}}
 	layout, err := read("layout.html")
 	if err != nil {
 		return nil, err
@@ -126,17 +154,16 @@ const pageCSP = "default-src 'none'; style-src 'self'; img-src 'self'; form-acti
 
 const maxPageForm = 16 << 10
 
-// servePage serves the pages under the prefix.
-func (g *GuestAuth) servePage(w http.ResponseWriter, r *http.Request) error {
-	b := g.Browser
-	name := strings.TrimPrefix(r.URL.Path, b.PagesPrefix)
+// Serve serves the pages under the prefix.
+func (p *Pages) Serve(w http.ResponseWriter, r *http.Request) error {
+	name := strings.TrimPrefix(r.URL.Path, p.Prefix)
 	h := w.Header()
 	h.Set("X-Content-Type-Options", "nosniff")
 	switch name {
 	case "style.css", "site.css":
-		css := b.pages.css
+		css := p.Templates.css
 		if name == "site.css" {
-			css = b.pages.siteCSS
+			css = p.Templates.siteCSS
 		}
 		if css == nil || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
 			http.NotFound(w, r)
@@ -152,7 +179,7 @@ func (g *GuestAuth) servePage(w http.ResponseWriter, r *http.Request) error {
 	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Cache-Control", "no-store")
 	if _, ok := pageTitles[name]; !ok {
-		return g.pageError(w, r, http.StatusNotFound, "There is no such page.")
+		return p.Error(w, r, http.StatusNotFound, "There is no such page.")
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
@@ -160,40 +187,40 @@ func (g *GuestAuth) servePage(w http.ResponseWriter, r *http.Request) error {
 		// CSRF: Go's cross-origin protection (Sec-Fetch-Site, else Origin
 		// against Host) on every unsafe request; see the README.
 		if err := crossOrigin.Check(r); err != nil {
-			return g.pageError(w, r, http.StatusForbidden, "This form was sent from another site and was refused.")
+			return p.Error(w, r, http.StatusForbidden, "This form was sent from another site and was refused.")
 		}
-		g.setAPIReadDeadline(w)
+		protocol.SetReadDeadline(w, p.ReadTimeout, p.Logger)
 		r.Body = http.MaxBytesReader(w, r.Body, maxPageForm)
 		if err := r.ParseForm(); err != nil {
-			return g.pageError(w, r, http.StatusBadRequest, "The form could not be read.")
+			return p.Error(w, r, http.StatusBadRequest, "The form could not be read.")
 		}
 	default:
 		h.Set("Allow", "GET, HEAD, POST")
-		return g.pageError(w, r, http.StatusMethodNotAllowed, "This method is not allowed here.")
+		return p.Error(w, r, http.StatusMethodNotAllowed, "This method is not allowed here.")
 	}
-	id, err := g.browserIdentity(w, r)
+	id, err := p.Identity(w, r)
 	if err != nil {
-		g.logger.Error("authenticating browser session", zap.Error(err))
+		p.Logger.Error("authenticating browser session", zap.Error(err))
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
-	d := g.pageData(r, name, id)
+	d := p.pageData(r, name, id)
 	if r.Method == http.MethodPost {
-		return g.postPage(w, r, d, id)
+		return p.postPage(w, r, d, id)
 	}
 	if name == "account" && id == nil {
-		return g.redirectToPage(w, r, "signin")
+		return p.Redirect(w, r, "signin")
 	}
-	return g.renderPage(w, d)
+	return p.render(w, d)
 }
 
-func (g *GuestAuth) pageData(r *http.Request, name string, id *accounts.Identity) *PageData {
+func (p *Pages) pageData(r *http.Request, name string, id *accounts.Identity) *PageData {
 	ret := r.URL.Query().Get("return_to")
 	if r.Method == http.MethodPost {
 		ret = r.PostForm.Get("return_to")
 	}
 	d := &PageData{
-		Page: name, Title: pageTitles[name], Prefix: g.Browser.PagesPrefix,
-		ReturnTo: safeReturn(ret), Status: http.StatusOK, SiteCSS: g.Browser.pages.siteCSS != nil,
+		Page: name, Title: pageTitles[name], Prefix: p.Prefix,
+		ReturnTo: safeReturn(ret), Status: http.StatusOK, SiteCSS: p.Templates.siteCSS != nil,
 	}
 	d.setUser(id)
 	return d
@@ -208,57 +235,56 @@ func (d *PageData) setUser(id *accounts.Identity) {
 }
 
 // postPage handles a form; the request already passed the CSRF check.
-func (g *GuestAuth) postPage(w http.ResponseWriter, r *http.Request, d *PageData, id *accounts.Identity) error {
-	ctx := accounts.WithClientIP(r.Context(), clientIP(r))
+func (p *Pages) postPage(w http.ResponseWriter, r *http.Request, d *PageData, id *accounts.Identity) error {
+	ctx := accounts.WithClientIP(r.Context(), p.ClientIP(r))
 	form := r.PostForm
 	d.Form.Username = form.Get("username")
-	ip := g.limitKey(r)
-	b := g.Browser
+	ip := p.LimitKey(r)
 	switch d.Page {
 	case "guest":
 		if id == nil {
-			if _, err := g.createBrowserGuest(w, r); err != nil {
-				return g.formError(w, d, err)
+			if _, err := p.createGuest(w, r); err != nil {
+				return p.formError(w, d, err)
 			}
 		}
 	case "signout":
 		if id != nil {
-			if err := g.svc.EndBrowserSession(ctx, id); err != nil {
-				return g.formError(w, d, err)
+			if err := p.Accounts.EndBrowserSession(ctx, id); err != nil {
+				return p.formError(w, d, err)
 			}
 		}
-		b.clearSession(w, r)
+		p.clearSession(w, r)
 	case "signin":
-		login, err := g.svc.BrowserSignIn(ctx, form.Get("username"), form.Get("password"), ip)
+		login, err := p.Accounts.BrowserSignIn(ctx, form.Get("username"), form.Get("password"), ip)
 		if err != nil {
-			return g.formError(w, d, err)
+			return p.formError(w, d, err)
 		}
 		if id != nil {
 			// The browser's previous session ends: one session per browser.
-			if _, err := g.svc.ReplaceBrowserSession(ctx, id, login); err != nil {
-				g.logger.Error("ending the previous browser session", zap.Error(err))
+			if _, err := p.Accounts.ReplaceBrowserSession(ctx, id, login); err != nil {
+				p.Logger.Error("ending the previous browser session", zap.Error(err))
 			}
 		}
-		b.setSession(w, r, login, g.now())
+		p.setSession(w, r, login)
 	case "signup":
 		switch {
 		case id == nil:
-			login, err := g.svc.RegisterBrowser(ctx, form.Get("username"), form.Get("password"), ip)
+			login, err := p.Accounts.RegisterBrowser(ctx, form.Get("username"), form.Get("password"), ip)
 			if err != nil {
-				return g.formError(w, d, err)
+				return p.formError(w, d, err)
 			}
-			b.setSession(w, r, login, g.now())
+			p.setSession(w, r, login)
 		case id.User.IsAnonymous():
 			name, pw := form.Get("username"), form.Get("password")
-			if _, err := g.svc.UpdateProfile(ctx, id, accounts.ProfileUpdate{Name: &name, Password: &pw, ClientIP: ip, Issuer: g.issuerFor(r)}); err != nil {
-				return g.formError(w, d, err)
+			if _, err := p.Accounts.UpdateProfile(ctx, id, accounts.ProfileUpdate{Name: &name, Password: &pw, ClientIP: ip, Issuer: p.Issuer(r)}); err != nil {
+				return p.formError(w, d, err)
 			}
 		}
 	case "account":
 		if id == nil {
-			return g.redirectToPage(w, r, "signin")
+			return p.Redirect(w, r, "signin")
 		}
-		upd := accounts.ProfileUpdate{ClientIP: ip, Issuer: g.issuerFor(r)}
+		upd := accounts.ProfileUpdate{ClientIP: ip, Issuer: p.Issuer(r)}
 		if cur := form.Get("current_password"); cur != "" {
 			upd.OldPassword = &cur
 		}
@@ -271,12 +297,12 @@ func (g *GuestAuth) postPage(w http.ResponseWriter, r *http.Request, d *PageData
 			upd.Password = &pw
 			d.Form.Username = ""
 		default:
-			return g.formError(w, d, &accounts.Error{Code: accounts.CodeInvalidRequest, Description: "Choose what to change."})
+			return p.formError(w, d, &accounts.Error{Code: accounts.CodeInvalidRequest, Description: "Choose what to change."})
 		}
-		if _, err := g.svc.UpdateProfile(ctx, id, upd); err != nil {
-			return g.formError(w, d, err)
+		if _, err := p.Accounts.UpdateProfile(ctx, id, upd); err != nil {
+			return p.formError(w, d, err)
 		}
-		d.ReturnTo = b.PagesPrefix + "account"
+		d.ReturnTo = p.Prefix + "account"
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, d.ReturnTo, http.StatusSeeOther) //nolint:gosec // G710: ReturnTo passed safeReturn (a same-origin path)
@@ -284,59 +310,56 @@ func (g *GuestAuth) postPage(w http.ResponseWriter, r *http.Request, d *PageData
 }
 
 // pageStatus is the HTTP status of a refused form: update-user's
-// (profileStatus), except that a failed sign-in (invalid_grant) is a 400,
-// as a form answer carries no WWW-Authenticate challenge.
+// (protocol.AccountStatus), except that a failed sign-in (invalid_grant) is
+// a 400, as a form answer carries no WWW-Authenticate challenge.
 func pageStatus(code string) int {
 	if code == accounts.CodeInvalidGrant {
 		return http.StatusBadRequest
 	}
-	if s, ok := profileStatus[code]; ok {
-		return s
-	}
-	return http.StatusBadRequest
+	return protocol.AccountStatus(code)
 }
 
 // formError shows the page again with the refusal, the form refilled
 // (never a password).
-func (g *GuestAuth) formError(w http.ResponseWriter, d *PageData, err error) error {
-	// The one classification of outcomes.go; the page shows it in HTML.
-	switch f := g.classify(err, "browser page "+d.Page); f.kind {
-	case failGone:
-		w.WriteHeader(f.status)
+func (p *Pages) formError(w http.ResponseWriter, d *PageData, err error) error {
+	// The one classification of protocol.Classify; the page shows it in HTML.
+	switch f := protocol.Classify(p.Logger, err, "browser page "+d.Page); f.Kind {
+	case protocol.FailGone:
+		w.WriteHeader(f.Status)
 		return nil
-	case failThrottled:
-		setRetryAfter(w, f)
-		d.Status, d.Error = f.status, "Too many attempts; try again in "+strconv.FormatInt(f.retry, 10)+" seconds."
-	case failUnavailable:
-		setRetryAfter(w, f)
-		d.Status, d.Error = f.status, f.desc
-	case failDomain:
-		d.Status, d.Error = pageStatus(f.code), f.desc
-	case failHTTP, failToken, failAuth:
-		d.Status, d.Error = f.status, f.desc
+	case protocol.FailThrottled:
+		protocol.SetRetryAfter(w, f)
+		d.Status, d.Error = f.Status, "Too many attempts; try again in "+strconv.FormatInt(f.Retry, 10)+" seconds."
+	case protocol.FailUnavailable:
+		protocol.SetRetryAfter(w, f)
+		d.Status, d.Error = f.Status, f.Desc
+	case protocol.FailDomain:
+		d.Status, d.Error = pageStatus(f.Code), f.Desc
+	case protocol.FailHTTP, protocol.FailToken, protocol.FailAuth:
+		d.Status, d.Error = f.Status, f.Desc
 	default:
 		d.Status, d.Error = http.StatusInternalServerError, "Something went wrong; try again."
 	}
-	return g.renderPage(w, d)
+	return p.render(w, d)
 }
 
-// pageError answers with the error page.
-func (g *GuestAuth) pageError(w http.ResponseWriter, r *http.Request, status int, msg string) error {
+// Error answers with the error page.
+func (p *Pages) Error(w http.ResponseWriter, r *http.Request, status int, msg string) error {
 	h := w.Header()
 	h.Set("Content-Security-Policy", pageCSP)
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store")
 	d := &PageData{
-		Page: "error", Title: http.StatusText(status), Prefix: g.Browser.PagesPrefix,
-		ReturnTo: "/", Error: msg, Status: status, SiteCSS: g.Browser.pages.siteCSS != nil,
+		Page: "error", Title: http.StatusText(status), Prefix: p.Prefix,
+		ReturnTo: "/", Error: msg, Status: status, SiteCSS: p.Templates.siteCSS != nil,
 	}
-	return g.renderPage(w, d)
+	return p.render(w, d)
 }
 
-func (g *GuestAuth) renderPage(w http.ResponseWriter, d *PageData) error {
+func (p *Pages) render(w http.ResponseWriter, d *PageData) error {
 	var buf bytes.Buffer
-	if err := g.Browser.pages.tmpl[d.Page].ExecuteTemplate(&buf, "layout", d); err != nil {
-		g.logger.Error("rendering page", zap.String("page", d.Page), zap.Error(err))
+	if err := p.Templates.tmpl[d.Page].ExecuteTemplate(&buf, "layout", d); err != nil {
+		p.Logger.Error("rendering page", zap.String("page", d.Page), zap.Error(err))
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")

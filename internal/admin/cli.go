@@ -1,4 +1,4 @@
-package caddymodule
+package admin
 
 import (
 	"bufio"
@@ -25,8 +25,11 @@ import (
 	"github.com/guestauth/caddy-guestauth/storage/postgres"
 )
 
-func init() {
-	caddycmd.RegisterCommand(caddycmd.Command{
+// Command is `caddy guest-auth`, for caddycmd.RegisterCommand: its
+// subcommands call the admin routes of a running Caddy (migrate alone
+// works on the database directly).
+func Command() caddycmd.Command {
+	return caddycmd.Command{
 		Name:  "guest-auth",
 		Usage: "<command> [<args>] [--address <listen>] [--config <path> [--adapter <name>]] [--storage <path>]",
 		Short: "Manages guest_auth users of a running Caddy",
@@ -81,7 +84,7 @@ running config uses several guest_auth storage files, choose one with
 				cmd.AddCommand(sub)
 			}
 		},
-	})
+	}
 }
 
 func guestAuthCommands() []*cobra.Command {

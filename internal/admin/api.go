@@ -1,6 +1,14 @@
-package caddymodule
+// Package admin is guestauth's operator side: the management routes on
+// Caddy's admin endpoint (/guest_auth/...) and the `caddy guest-auth` CLI
+// that calls them. The Caddy module registers both and tells Routes how to
+// find the store a request names. Every write goes through the accounts
+// Service of a config using the store, so it reports its event (user.deleted,
+// user.kept, session.revoked, guest.expired) as the same write made by a
+// request does; while no config uses the store, writes are refused.
+package admin
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,16 +26,56 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/guestauth/caddy-guestauth/internal/accounts"
-	"github.com/guestauth/caddy-guestauth/internal/events"
 	"github.com/guestauth/caddy-guestauth/internal/model"
+	"github.com/guestauth/caddy-guestauth/storage"
 )
 
-func init() {
-	caddy.RegisterModule(AdminAPI{})
+// Store is what the routes read from an open store.
+type Store interface {
+	GetUser(ctx context.Context, id string) (*model.User, error)
+	ListUsers(ctx context.Context, after, tag string, limit int) (users []model.User, next string, err error)
+	Stats(ctx context.Context) (*storage.Stats, error)
+	Backup(ctx context.Context, w io.Writer, size func(n int64)) (int64, error)
+	Describe() string
 }
 
-// AdminAPI serves guest_auth's management routes on Caddy's admin endpoint
-// (local-only by default, `localhost:2019`), with the admin endpoint's usual
+// Accounts is the part of the accounts Service the routes write through:
+// each method reports its event.
+type Accounts interface {
+	DeleteUser(ctx context.Context, id, cause string) (*model.User, error)
+	SetKept(ctx context.Context, id string, kept bool, cause string) (*model.User, error)
+	RevokeUserSessions(ctx context.Context, id, cause string) (int, error)
+}
+
+var _ Accounts = (*accounts.Service)(nil)
+
+// Target is the store a request names, and the newest config using it.
+type Target struct {
+	Store Store
+	// Site is nil while no config uses the store (it is opening or
+	// closing): there is then nowhere to report a write's event, and
+	// writes are answered 503.
+	Site *Site
+}
+
+// Site is a config using the store: its settings (guest_ttl, signing_alg)
+// apply to the admin's operations.
+type Site struct {
+	Accounts Accounts
+	// Prune runs one guest expiry sweep, as the automatic one does.
+	Prune func(ctx context.Context, dryRun bool) (*accounts.PruneReport, error)
+	// RotateKey makes a new signing key for the config's signing_alg.
+	RotateKey func(ctx context.Context) (kid, alg string, err error)
+}
+
+// Finder finds the Target a request's storage parameter names ("" when
+// only one store is open); its errors are caddy.APIErrors.
+type Finder func(storage string) (Target, error)
+
+const adminBase = "/guest_auth/"
+
+// Routes are the admin routes, for caddy.AdminRouter, served on Caddy's
+// admin endpoint (local-only by default, `localhost:2019`) with its usual
 // access controls. Requests and answers are JSON; errors are
 // `{"error": "<message>"}` with a fitting status.
 //
@@ -39,46 +87,34 @@ func init() {
 //	POST   /guest_auth/prune?dry_run=true|false  run one guest expiry sweep now
 //	GET    /guest_auth/stats                     user, guest and session counts, file size
 //	GET    /guest_auth/backup                    a consistent copy of the bbolt file
+//	POST   /guest_auth/keys/rotate               a new signing key: {"kid": ..., "alg": ...}
 //
 // The user list takes `tag` (`guest-user` or `normal-user`), `limit`
 // (default 100, at most 1000) and `after` (the `next` of the previous page;
 // `next` is "" on the last page). Users are shown without their password
 // hash (`has_password` says whether there is one).
 //
-// POST keys/rotate makes a new signing key for the config's signing_alg
-// (see adminRotateKeys) and answers {"kid": ..., "alg": ...}.
-//
-// Every route takes `storage=<path>` to choose the bbolt file when the
-// running config uses more than one. The prune uses the `guest_ttl` of the
-// newest config using the file, as the automatic sweep does. The backup is
-// taken from one read transaction while the server keeps serving; it holds
-// signing keys and password hashes, so store it as carefully as the file.
-type AdminAPI struct{}
-
-// CaddyModule returns the Caddy module information.
-func (AdminAPI) CaddyModule() caddy.ModuleInfo {
-	return caddy.ModuleInfo{
-		ID:  "admin.api.guest_auth",
-		New: func() caddy.Module { return new(AdminAPI) },
-	}
+// Every route takes `storage=<path>` to choose the store when the running
+// config uses more than one. The prune uses the `guest_ttl` of the newest
+// config using the store, as the automatic sweep does; a new key is for its
+// signing_alg (see adminRotateKeys). The backup is taken from one read
+// transaction while the server keeps serving; it holds signing keys and
+// password hashes, so store it as carefully as the file.
+func Routes(find Finder) []caddy.AdminRoute {
+	mux := newMux(find)
+	return []caddy.AdminRoute{{Pattern: adminBase, Handler: caddy.AdminHandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		res := &adminResult{ResponseWriter: w}
+		mux.ServeHTTP(res, r)
+		return res.err
+	})}}
 }
 
-const adminBase = "/guest_auth/"
+type adminHandler func(w http.ResponseWriter, r *http.Request, t Target, id string) error
 
-// Routes implements caddy.AdminRouter: Caddy's admin mux hands everything
-// under adminBase to adminMux.
-func (a *AdminAPI) Routes() []caddy.AdminRoute {
-	return []caddy.AdminRoute{{Pattern: adminBase, Handler: caddy.AdminHandlerFunc(a.serve)}}
-}
-
-type adminHandler func(w http.ResponseWriter, r *http.Request, sh *sharedStore, id string) error
-
-// adminMux routes by method and path (the id is the {id} wildcard). A path
+// newMux routes by method and path (the id is the {id} wildcard). A path
 // asked for with another method is answered 405 with an Allow header, one
 // outside the table 404, both as API errors.
-var adminMux = newAdminMux()
-
-func newAdminMux() *http.ServeMux {
+func newMux(find Finder) *http.ServeMux {
 	mux := http.NewServeMux()
 	for path, methods := range map[string]map[string]adminHandler{
 		"/guest_auth/users":             {http.MethodGet: adminListUsers},
@@ -96,11 +132,11 @@ func newAdminMux() *http.ServeMux {
 				if r.Method != m { // a GET pattern also matches HEAD
 					return methodNotAllowed(w, r, allowed)
 				}
-				sh, err := adminStore(r.URL.Query().Get("storage"))
+				t, err := find(r.URL.Query().Get("storage"))
 				if err != nil {
 					return err
 				}
-				return h(w, r, sh, r.PathValue("id"))
+				return h(w, r, t, r.PathValue("id"))
 			}))
 		}
 		// The path without a method: any other method.
@@ -120,25 +156,19 @@ func methodNotAllowed(w http.ResponseWriter, r *http.Request, allowed []string) 
 	return apiError(http.StatusMethodNotAllowed, "method %s not allowed on %s (allowed: %s)", r.Method, r.URL.Path, list)
 }
 
-// adminResult carries a route's error out of adminMux to Caddy's admin
+// adminResult carries a route's error out of the mux to Caddy's admin
 // handler, which writes it as the JSON error answer.
 type adminResult struct {
 	http.ResponseWriter
 	err error
 }
 
-// adminRoute adapts a route returning an error to adminMux.
+// adminRoute adapts a route returning an error to the mux.
 func adminRoute(h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		res := w.(*adminResult)
 		res.err = h(res.ResponseWriter, r)
 	}
-}
-
-func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
-	res := &adminResult{ResponseWriter: w}
-	adminMux.ServeHTTP(res, r)
-	return res.err
 }
 
 func apiError(status int, format string, args ...any) error {
@@ -155,35 +185,6 @@ func storeError(err error, id string) error {
 		return apiError(http.StatusServiceUnavailable, "the storage is unavailable; retry later")
 	}
 	return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err}
-}
-
-// adminStore finds the open store named by the storage parameter: a bbolt
-// file's path, resolved like the config's (relative to Caddy's working
-// directory), or another kind's "<kind>:<location>".
-func adminStore(path string) (*sharedStore, error) {
-	if _, ok := storePool.References(path); ok {
-		return findStore(path)
-	}
-	if path != "" {
-		abs, err := filepath.Abs(path)
-		if err != nil {
-			return nil, apiError(http.StatusBadRequest, "storage %q: %v", path, err)
-		}
-		path = abs
-	}
-	sh, err := findStore(path)
-	if err == nil {
-		return sh, nil
-	}
-	status := http.StatusNotFound
-	if path == "" {
-		open := 0
-		storePool.Range(func(any, any) bool { open++; return true })
-		if open > 1 {
-			status = http.StatusBadRequest // ambiguous: the caller must choose
-		}
-	}
-	return nil, caddy.APIError{HTTPStatus: status, Err: err}
 }
 
 func writeAdminJSON(w http.ResponseWriter, v any) error {
@@ -239,7 +240,7 @@ const (
 	maxPageSize     = 1000
 )
 
-func adminListUsers(w http.ResponseWriter, r *http.Request, sh *sharedStore, _ string) error {
+func adminListUsers(w http.ResponseWriter, r *http.Request, t Target, _ string) error {
 	q := r.URL.Query()
 	tag := q.Get("tag")
 	if tag != "" && tag != model.TagGuest && tag != model.TagNormal {
@@ -253,7 +254,7 @@ func adminListUsers(w http.ResponseWriter, r *http.Request, sh *sharedStore, _ s
 		}
 		limit = min(n, maxPageSize)
 	}
-	users, next, err := sh.store.ListUsers(r.Context(), q.Get("after"), tag, limit)
+	users, next, err := t.Store.ListUsers(r.Context(), q.Get("after"), tag, limit)
 	if err != nil {
 		return storeError(err, "")
 	}
@@ -264,32 +265,39 @@ func adminListUsers(w http.ResponseWriter, r *http.Request, sh *sharedStore, _ s
 	return writeAdminJSON(w, page)
 }
 
-func adminShowUser(w http.ResponseWriter, r *http.Request, sh *sharedStore, id string) error {
-	u, err := sh.store.GetUser(r.Context(), id)
+func adminShowUser(w http.ResponseWriter, r *http.Request, t Target, id string) error {
+	u, err := t.Store.GetUser(r.Context(), id)
 	if err != nil {
 		return storeError(err, id)
 	}
 	return writeAdminJSON(w, viewUser(u))
 }
 
-func adminDeleteUser(w http.ResponseWriter, r *http.Request, sh *sharedStore, id string) error {
-	if g := sh.handler(); g != nil { // reports user.deleted: apps may need to delete the user's data
-		if _, err := g.svc.DeleteUser(r.Context(), id, "admin"); err != nil {
-			return storeError(err, id)
-		}
-	} else { // the file is closing: no config to report to
-		if _, err := sh.store.GetUser(r.Context(), id); err != nil {
-			return storeError(err, id)
-		}
-		if err := sh.store.DeleteUser(r.Context(), id, nil); err != nil {
-			return storeError(err, id)
-		}
-		adminLog().Info(events.UserDeleted, zap.String("user_id", id))
+// site is t's config, or the 503 of a write while no config uses the store.
+func site(t Target) (*Site, error) {
+	if t.Site == nil {
+		return nil, apiError(http.StatusServiceUnavailable, "no config is using %s", t.Store.Describe())
+	}
+	return t.Site, nil
+}
+
+func adminDeleteUser(w http.ResponseWriter, r *http.Request, t Target, id string) error {
+	s, err := site(t)
+	if err != nil {
+		return err
+	}
+	// Reports user.deleted: apps may need to delete the user's data.
+	if _, err := s.Accounts.DeleteUser(r.Context(), id, "admin"); err != nil {
+		return storeError(err, id)
 	}
 	return writeAdminJSON(w, map[string]any{"id": id, "deleted": true})
 }
 
-func adminKeepUser(w http.ResponseWriter, r *http.Request, sh *sharedStore, id string) error {
+func adminKeepUser(w http.ResponseWriter, r *http.Request, t Target, id string) error {
+	s, err := site(t)
+	if err != nil {
+		return err
+	}
 	var body struct {
 		Kept *bool `json:"kept"`
 	}
@@ -299,44 +307,27 @@ func adminKeepUser(w http.ResponseWriter, r *http.Request, sh *sharedStore, id s
 		return apiError(http.StatusBadRequest, `body must be empty or {"kept": true|false}: %v`, err)
 	}
 	kept := body.Kept == nil || *body.Kept
-	var u *model.User
-	var err error
-	if g := sh.handler(); g != nil {
-		u, err = g.svc.SetKept(r.Context(), id, kept, "admin")
-	} else {
-		u, err = sh.store.UpdateUser(r.Context(), id, func(u *model.User) error {
-			u.Kept = kept
-			return nil
-		}, nil)
-		if err == nil {
-			adminLog().Info(accounts.UserKept, zap.String("user_id", id), zap.Bool("kept", kept))
-		}
-	}
+	u, err := s.Accounts.SetKept(r.Context(), id, kept, "admin") // reports user.kept
 	if err != nil {
 		return storeError(err, id)
 	}
 	return writeAdminJSON(w, viewUser(u))
 }
 
-func adminRevokeUser(w http.ResponseWriter, r *http.Request, sh *sharedStore, id string) error {
-	var n int
-	var err error
-	if g := sh.handler(); g != nil { // reports session.revoked, as a logout does: apps may react
-		n, err = g.svc.RevokeUserSessions(r.Context(), id, "admin")
-	} else {
-		// DeleteUserSessions does not tell an unknown user from one without
-		// sessions; the admin should hear which it was.
-		if _, err = sh.store.GetUser(r.Context(), id); err == nil {
-			n, err = sh.store.DeleteUserSessions(r.Context(), id, "", nil)
-		}
+func adminRevokeUser(w http.ResponseWriter, r *http.Request, t Target, id string) error {
+	s, err := site(t)
+	if err != nil {
+		return err
 	}
+	// Reports session.revoked, as a logout does: apps may react.
+	n, err := s.Accounts.RevokeUserSessions(r.Context(), id, "admin")
 	if err != nil {
 		return storeError(err, id)
 	}
 	return writeAdminJSON(w, map[string]any{"id": id, "revoked": n})
 }
 
-func adminPrune(w http.ResponseWriter, r *http.Request, sh *sharedStore, _ string) error {
+func adminPrune(w http.ResponseWriter, r *http.Request, t Target, _ string) error {
 	dryRun := false
 	if v := r.URL.Query().Get("dry_run"); v != "" {
 		var err error
@@ -344,19 +335,19 @@ func adminPrune(w http.ResponseWriter, r *http.Request, sh *sharedStore, _ strin
 			return apiError(http.StatusBadRequest, "dry_run must be true or false, not %q", v)
 		}
 	}
-	g := sh.handler()
-	if g == nil { // the file is closing: its last config is being cleaned up
-		return apiError(http.StatusServiceUnavailable, "no config is using %s", sh.store.Describe())
+	s, err := site(t)
+	if err != nil {
+		return err
 	}
-	rep, err := g.prune(r.Context(), dryRun)
+	rep, err := s.Prune(r.Context(), dryRun) // reports guest.expired for each guest deleted
 	if err != nil {
 		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: fmt.Errorf("pruning guests: %w", err)}
 	}
 	return writeAdminJSON(w, rep)
 }
 
-func adminStats(w http.ResponseWriter, r *http.Request, sh *sharedStore, _ string) error {
-	st, err := sh.store.Stats(r.Context())
+func adminStats(w http.ResponseWriter, r *http.Request, t Target, _ string) error {
+	st, err := t.Store.Stats(r.Context())
 	if err != nil {
 		return storeError(err, "")
 	}
@@ -368,12 +359,12 @@ func adminStats(w http.ResponseWriter, r *http.Request, sh *sharedStore, _ strin
 // a stalled download must not hold it for long.
 const backupIdle = 30 * time.Second
 
-func adminBackup(w http.ResponseWriter, r *http.Request, sh *sharedStore, _ string) error {
-	path := sh.store.Describe()
+func adminBackup(w http.ResponseWriter, r *http.Request, t Target, _ string) error {
+	path := t.Store.Describe()
 	name := fmt.Sprintf("%s-%s.db", strings.TrimSuffix(filepath.Base(path), filepath.Ext(path)), time.Now().UTC().Format("20060102T150405Z"))
 	rc := http.NewResponseController(w)
 	started := false
-	n, err := sh.store.Backup(r.Context(), idleWriter{w, rc}, func(size int64) {
+	n, err := t.Store.Backup(r.Context(), idleWriter{w, rc}, func(size int64) {
 		h := w.Header()
 		h.Set("Content-Type", "application/octet-stream")
 		h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
@@ -407,21 +398,19 @@ func (d idleWriter) Write(p []byte) (int, error) {
 	return d.w.Write(p)
 }
 
-var _ caddy.AdminRouter = (*AdminAPI)(nil)
-
 // adminRotateKeys makes a new signing key for the signing_alg of the newest
 // config using the store: it signs from now on (on the other instances
 // sharing a PostgreSQL store within 30 seconds), and the older keys still
 // verify the tokens they signed.
-func adminRotateKeys(w http.ResponseWriter, r *http.Request, sh *sharedStore, _ string) error {
-	g := sh.handler()
-	if g == nil {
-		return apiError(http.StatusServiceUnavailable, "no config is using %s", sh.store.Describe())
+func adminRotateKeys(w http.ResponseWriter, r *http.Request, t Target, _ string) error {
+	s, err := site(t)
+	if err != nil {
+		return err
 	}
-	kid, err := sh.keys.Rotate(r.Context(), g.alg)
+	kid, alg, err := s.RotateKey(r.Context())
 	if err != nil {
 		return storeError(err, "")
 	}
-	adminLog().Info("signing key rotated", zap.String("storage", sh.store.Describe()), zap.String("kid", kid), zap.String("alg", g.alg.String()))
-	return writeAdminJSON(w, map[string]string{"kid": kid, "alg": g.alg.String()})
+	adminLog().Info("signing key rotated", zap.String("storage", t.Store.Describe()), zap.String("kid", kid), zap.String("alg", alg))
+	return writeAdminJSON(w, map[string]string{"kid": kid, "alg": alg})
 }

@@ -1,4 +1,4 @@
-package caddymodule
+package protocol
 
 import (
 	"bytes"
@@ -11,10 +11,12 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"time"
 
 	"github.com/guestauth/caddy-guestauth/internal/accounts"
 	"github.com/guestauth/caddy-guestauth/internal/ctcmp"
 	"github.com/guestauth/caddy-guestauth/internal/metrics"
+	"go.uber.org/zap"
 )
 
 // maxBodyBytes bounds every request body the module reads.
@@ -28,7 +30,8 @@ type oauthError struct {
 	Description string `json:"error_description,omitempty"`
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) error {
+// WriteJSON answers v as an uncacheable JSON document.
+func WriteJSON(w http.ResponseWriter, status int, v any) error {
 	body, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -175,7 +178,7 @@ func walkFlatJSON(body []byte, field func(k string, v *string)) error {
 // Secrets are compared in constant time as fixed-size digests (so neither
 // the secret nor its length shows in the timing), and an unknown client costs
 // the same comparison, so timing does not tell which client ids exist.
-func (g *GuestAuth) authenticateClient(r *http.Request, params map[string]string) (*Client, error) {
+func (h *Handler) authenticateClient(r *http.Request, params map[string]string) (*Client, error) {
 	id, secret, basic := r.BasicAuth()
 	if basic {
 		// RFC 6749 §2.3.1: form-encoded credentials in the Basic header.
@@ -197,10 +200,10 @@ func (g *GuestAuth) authenticateClient(r *http.Request, params map[string]string
 			return nil, badRequest("The client_id parameter is missing.")
 		}
 	}
-	c := g.clients[id]
+	c := h.Clients[id]
 	want := &dummySecret
 	if c != nil {
-		want = &c.secretSum
+		want = &c.secret
 	}
 	ok := want.Matches([]byte(secret))
 	if c == nil || !ok {
@@ -220,23 +223,19 @@ func clientError(basic bool, desc string) error {
 	return e
 }
 
-// serveToken is the token endpoint (both the Hanzo IAM and Casdoor paths).
-func (g *GuestAuth) serveToken(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		return writeJSON(w, http.StatusMethodNotAllowed, oauthError{Error: accounts.CodeInvalidRequest, Description: "The token endpoint accepts POST only."})
-	}
+// Token is the token endpoint (both the Hanzo IAM and Casdoor paths), POST.
+func (h *Handler) Token(w http.ResponseWriter, r *http.Request) error {
 	// Outcomes the grant causes (signin.throttled, refresh.reuse_detected)
 	// report the client's address.
-	r = r.WithContext(accounts.WithClientIP(r.Context(), clientIP(r)))
-	issued, err := g.tokenGrant(w, r)
+	r = r.WithContext(accounts.WithClientIP(r.Context(), h.ClientIP(r)))
+	issued, err := h.tokenGrant(w, r)
 	if err != nil {
-		return g.writeOAuthError(w, err)
+		return h.writeOAuthError(w, err)
 	}
-	return writeJSON(w, http.StatusOK, issued.Tokens)
+	return WriteJSON(w, http.StatusOK, issued.Tokens)
 }
 
-func (g *GuestAuth) tokenGrant(w http.ResponseWriter, r *http.Request) (*accounts.Issued, error) {
+func (h *Handler) tokenGrant(w http.ResponseWriter, r *http.Request) (*accounts.Issued, error) {
 	params, err := readParams(w, r)
 	if err != nil {
 		return nil, err
@@ -245,7 +244,7 @@ func (g *GuestAuth) tokenGrant(w http.ResponseWriter, r *http.Request) (*account
 	if grant == "" {
 		return nil, badRequest("The grant_type parameter is missing.")
 	}
-	client, err := g.authenticateClient(r, params)
+	client, err := h.authenticateClient(r, params)
 	if err != nil {
 		return nil, err
 	}
@@ -261,21 +260,21 @@ func (g *GuestAuth) tokenGrant(w http.ResponseWriter, r *http.Request) (*account
 		if err := client.allowGuests(GuestsCode); err != nil {
 			return nil, err
 		}
-		issued, err := g.svc.CreateGuest(r.Context(), g.issuerFor(r), client.ClientID, g.limitKey(r))
+		issued, err := h.Accounts.CreateGuest(r.Context(), h.Issuer(r), client.ID, h.LimitKey(r))
 		if err != nil {
 			return nil, err
 		}
 		return issued, nil
 	case accounts.GrantAnonymousRequest:
-		return g.anonymousRequestGrant(r, client, params)
+		return h.anonymousRequestGrant(r, client, params)
 	case "password":
 		username, password := params["username"], params["password"]
 		if username == "" || password == "" {
 			return nil, badRequest("The username and password parameters are required.")
 		}
-		issued, err := g.svc.SignIn(r.Context(), accounts.SignInRequest{
-			Issuer: g.issuerFor(r), ClientID: client.ClientID, Username: username, Password: password,
-			ClientIP: g.limitKey(r), DeviceToken: params["device_token"],
+		issued, err := h.Accounts.SignIn(r.Context(), accounts.SignInRequest{
+			Issuer: h.Issuer(r), ClientID: client.ID, Username: username, Password: password,
+			ClientIP: h.LimitKey(r), DeviceToken: params["device_token"],
 		})
 		var ae *accounts.Error
 		if errors.As(err, &ae) && ae.Code == accounts.CodeInvalidGrant {
@@ -287,7 +286,7 @@ func (g *GuestAuth) tokenGrant(w http.ResponseWriter, r *http.Request) (*account
 		if token == "" {
 			return nil, badRequest("The refresh_token parameter is missing.")
 		}
-		return g.svc.Refresh(r.Context(), g.issuerFor(r), client.ClientID, token)
+		return h.Accounts.Refresh(r.Context(), h.Issuer(r), client.ID, token)
 	}
 	return nil, &accounts.Error{Code: accounts.CodeUnsupportedGrantType, Description: fmt.Sprintf("The grant_type %q is not supported.", grant)}
 }
@@ -302,4 +301,14 @@ func writeJSONPublic(w http.ResponseWriter, v any) error {
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	_, err = w.Write(body)
 	return err
+}
+
+// SetReadDeadline bounds the time left to read r's body (api_read_timeout),
+// so slow clients cannot hold connections open. Protocols without
+// per-request deadlines (HTTP/3) keep the server's own timeouts.
+func SetReadDeadline(w http.ResponseWriter, d time.Duration, log *zap.Logger) {
+	err := http.NewResponseController(w).SetReadDeadline(time.Now().Add(d))
+	if err != nil && !errors.Is(err, http.ErrNotSupported) {
+		log.Debug("setting the read deadline", zap.Error(err))
+	}
 }

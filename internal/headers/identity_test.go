@@ -1,4 +1,4 @@
-package caddymodule
+package headers
 
 import (
 	"bufio"
@@ -13,35 +13,28 @@ import (
 	"time"
 )
 
-// stripper is a GuestAuth with only what stripIdentityHeaders needs.
-func stripper(headers HeaderNames) *GuestAuth {
-	g := &GuestAuth{Headers: headers}
-	g.setDefaults()
-	g.prepareHeaders()
-	return g
-}
+// names are a config's identity header names ("" for the default).
+type names struct{ UserID, UserTag string }
 
-func TestStripSetReservesMergedFrom(t *testing.T) {
-	g := stripper(HeaderNames{UserID: "X-User"})
-	for _, want := range []string{"x-user", "x-auth-user-id", "x-auth-user-tag", "x-auth-merged-from"} {
-		if !slices.Contains(g.strip, want) {
-			t.Errorf("strip set %v lacks %q", g.strip, want)
+// stripper is the identity headers of a config naming names, with the
+// default names and X-Auth-Merged-From never sent either, as the module
+// makes them.
+func stripper(n names) *Identity {
+	or := func(s, d string) string {
+		if s == "" {
+			return d
 		}
+		return s
 	}
-	r := httptest.NewRequest(http.MethodGet, "/", nil)
-	r.Header["X_auth_merged_from"] = []string{"spoof"}
-	r.Header["X-Auth-Merged-From"] = []string{"spoof"}
-	g.stripIdentityHeaders(r)
-	if len(r.Header) != 0 {
-		t.Fatalf("reserved header kept: %v", r.Header)
-	}
+	return NewIdentity(or(n.UserID, "X-Auth-User-Id"), "X-Auth-User-Name", or(n.UserTag, "X-Auth-User-Tag"), "X-Auth-User-Anonymous",
+		"X-Auth-User-Id", "X-Auth-User-Name", "X-Auth-User-Tag", "X-Auth-User-Anonymous", "X-Auth-Merged-From")
 }
 
 func TestStripConnectionTokens(t *testing.T) {
-	custom := HeaderNames{UserID: "X-User", UserTag: "X-Role"}
+	custom := names{UserID: "X-User", UserTag: "X-Role"}
 	for _, c := range []struct {
 		name    string
-		headers HeaderNames
+		headers names
 		field   string // Connection unless set
 		in      []string
 		want    []string // nil: the field is deleted
@@ -68,7 +61,7 @@ func TestStripConnectionTokens(t *testing.T) {
 			r := httptest.NewRequest(http.MethodGet, "/", nil)
 			r.Header[field] = slices.Clone(c.in)
 			r.Header.Set("X-Other", "kept")
-			g.stripIdentityHeaders(r)
+			g.Strip(r)
 			got, ok := r.Header[field]
 			if c.want == nil {
 				if ok {
@@ -87,7 +80,7 @@ func TestStripConnectionTokens(t *testing.T) {
 // TestStripAllocationFree: the common requests (no Connection field, or
 // one naming no identity header, no trailers) cost no allocation.
 func TestStripAllocationFree(t *testing.T) {
-	g := stripper(HeaderNames{})
+	g := stripper(names{})
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
 	r.Header.Set("Accept", "*/*")
 	r.Header.Set("User-Agent", "test")
@@ -96,17 +89,17 @@ func TestStripAllocationFree(t *testing.T) {
 		if conn != "" {
 			r.Header.Set("Connection", conn)
 		}
-		if n := testing.AllocsPerRun(100, func() { g.stripIdentityHeaders(r) }); n != 0 {
+		if n := testing.AllocsPerRun(100, func() { g.Strip(r) }); n != 0 {
 			t.Errorf("Connection %q: %v allocations per request", conn, n)
 		}
 	}
 }
 
-// trailerEcho serves stripIdentityHeaders then reads the body to EOF, as
+// trailerEcho serves Strip then reads the body to EOF, as
 // reverse_proxy does, and answers the trailers it then sees.
-func trailerEcho(t *testing.T, g *GuestAuth) *httptest.Server {
+func trailerEcho(t *testing.T, g *Identity) *httptest.Server {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		g.stripIdentityHeaders(r)
+		g.Strip(r)
 		announced := map[string]bool{}
 		for k := range r.Trailer {
 			announced[k] = true
@@ -145,7 +138,7 @@ func rawExchange(t *testing.T, addr, req string) map[string]map[string]any {
 }
 
 func TestStripIdentityTrailers(t *testing.T) {
-	g := stripper(HeaderNames{})
+	g := stripper(names{})
 	srv := trailerEcho(t, g)
 	addr := strings.TrimPrefix(srv.URL, "http://")
 	spoofTrailers := "X-Auth-User-Id: spoof\r\nx_auth_user_tag: spoof\r\nX-Auth-Merged-From: spoof\r\n"
@@ -176,12 +169,12 @@ func TestStripIdentityTrailers(t *testing.T) {
 				t.Fatalf("trailers after EOF = %v, want %v (%v)", got, c.want, out)
 			}
 			for k := range out["announced"] {
-				if g.isIdentityHeader(k) {
+				if g.is(k) {
 					t.Fatalf("identity trailer %q still announced", k)
 				}
 			}
 			for k := range out["header"] {
-				if g.isIdentityHeader(k) {
+				if g.is(k) {
 					t.Fatalf("identity header %q", k)
 				}
 			}

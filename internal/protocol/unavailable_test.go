@@ -1,4 +1,4 @@
-package caddymodule
+package protocol
 
 import (
 	"encoding/json"
@@ -18,13 +18,13 @@ import (
 // endpoint's format, never a 500 with the driver's message; other store
 // failures stay 500s.
 func TestStoreUnavailableIs503(t *testing.T) {
-	g := &GuestAuth{logger: zap.NewNop()}
+	h := &Handler{Logger: zap.NewNop()}
 	down := fmt.Errorf("%w: postgres: dial tcp 10.0.0.5:5432: connect: connection refused", model.ErrUnavailable)
 	for name, write := range map[string]func(http.ResponseWriter, error) error{
-		"bearer":    g.writeBearerError,
-		"token":     g.writeOAuthError,
-		"envelope":  g.writeEnvelopeError,
-		"challenge": g.writeChallengeError,
+		"bearer":    h.WriteBearerError,
+		"token":     h.writeOAuthError,
+		"envelope":  h.writeEnvelopeError,
+		"challenge": h.writeChallengeError,
 	} {
 		w := httptest.NewRecorder()
 		if err := write(w, down); err != nil {

@@ -1,4 +1,4 @@
-package caddymodule
+package protocol
 
 // unavailableRetry is the Retry-After (seconds) of a 503 answered while the
 // store cannot be reached: a PostgreSQL restart or failover takes seconds.

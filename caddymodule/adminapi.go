@@ -1,0 +1,82 @@
+package caddymodule
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"path/filepath"
+
+	"github.com/caddyserver/caddy/v2"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+
+	"github.com/guestauth/caddy-guestauth/internal/admin"
+)
+
+func init() {
+	caddy.RegisterModule(AdminAPI{})
+	caddycmd.RegisterCommand(admin.Command())
+}
+
+// AdminAPI serves guest_auth's management routes (internal/admin: users,
+// keep, revoke, prune, stats, backup, key rotation) on Caddy's admin
+// endpoint, on the stores this process has open.
+type AdminAPI struct{}
+
+// CaddyModule returns the Caddy module information.
+func (AdminAPI) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "admin.api.guest_auth",
+		New: func() caddy.Module { return new(AdminAPI) },
+	}
+}
+
+// Routes implements caddy.AdminRouter.
+func (a *AdminAPI) Routes() []caddy.AdminRoute { return admin.Routes(adminTarget) }
+
+// adminTarget is the store the storage parameter names, with the newest
+// config using it: the admin's writes go through that config's Service.
+func adminTarget(path string) (admin.Target, error) {
+	sh, err := adminStore(path)
+	if err != nil {
+		return admin.Target{}, err
+	}
+	t := admin.Target{Store: sh.store}
+	if g := sh.handler(); g != nil {
+		t.Site = &admin.Site{Accounts: g.svc, Prune: g.prune, RotateKey: func(ctx context.Context) (string, string, error) {
+			kid, err := sh.keys.Rotate(ctx, g.alg)
+			return kid, g.alg.String(), err
+		}}
+	}
+	return t, nil
+}
+
+// adminStore finds the open store named by the storage parameter: a bbolt
+// file's path, resolved like the config's (relative to Caddy's working
+// directory), or another kind's "<kind>:<location>".
+func adminStore(path string) (*sharedStore, error) {
+	if _, ok := storePool.References(path); ok {
+		return findStore(path)
+	}
+	if path != "" {
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return nil, caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("storage %q: %v", path, err)}
+		}
+		path = abs
+	}
+	sh, err := findStore(path)
+	if err == nil {
+		return sh, nil
+	}
+	status := http.StatusNotFound
+	if path == "" {
+		open := 0
+		storePool.Range(func(any, any) bool { open++; return true })
+		if open > 1 {
+			status = http.StatusBadRequest // ambiguous: the caller must choose
+		}
+	}
+	return nil, caddy.APIError{HTTPStatus: status, Err: err}
+}
+
+var _ caddy.AdminRouter = (*AdminAPI)(nil)

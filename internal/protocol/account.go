@@ -1,0 +1,174 @@
+package protocol
+
+import (
+	"errors"
+	"net/http"
+	"net/netip"
+
+	"github.com/guestauth/caddy-guestauth/internal/accounts"
+	"github.com/guestauth/caddy-guestauth/internal/model"
+	"github.com/guestauth/caddy-guestauth/internal/tokens"
+)
+
+// envelope is Casdoor's API response shape; the HTTP status agrees with it,
+// so plain HTTP clients need not parse the body to see a failure.
+type envelope struct {
+	Status string `json:"status"` // "ok" or "error"
+	Msg    string `json:"msg"`
+	Data   any    `json:"data"`
+	Data2  any    `json:"data2"`
+	// Tokens is the caller's new token set after update-user changed the
+	// password (the session's previous refresh token no longer works).
+	Tokens *accounts.TokenResponse `json:"tokens,omitempty"`
+}
+
+// identity authenticates an API call by its Authorization header only
+// (never a cookie, so a cross-site form cannot act for the user). Its
+// errors are answered by the endpoint's writer (outcomes.go).
+func (h *Handler) identity(r *http.Request) (*accounts.Identity, error) {
+	raw, _, present, malformed := Credential(r, "")
+	switch {
+	case malformed:
+		return nil, errMalformedAuthz
+	case !present:
+		return nil, errNoToken
+	}
+	return h.Accounts.Authenticate(r.Context(), raw, h.Issuer(r))
+}
+
+// apiAuthError answers a failed identity with write; a server fault
+// (the store failing) is passed on to Caddy's error handling, as before.
+func apiAuthError(w http.ResponseWriter, err error, write func(http.ResponseWriter, error) error) error {
+	var inv *tokens.InvalidError
+	var af *authError
+	if errors.As(err, &inv) || errors.As(err, &af) || errors.Is(err, model.ErrUnavailable) {
+		return write(w, err)
+	}
+	return err
+}
+
+// UpdateUser upgrades or edits the caller's account (Casdoor's
+// update-user, as the seeds' upgradeGuestUser calls it), POST.
+func (h *Handler) UpdateUser(w http.ResponseWriter, r *http.Request) error {
+	id, err := h.identity(r)
+	if err != nil {
+		return apiAuthError(w, err, h.writeEnvelopeError)
+	}
+	params, err := readParams(w, r)
+	if err != nil {
+		return h.writeEnvelopeError(w, err)
+	}
+	upd := accounts.ProfileUpdate{
+		Name:        param(params, "name"),
+		DisplayName: param(params, "displayName", "display_name"),
+		Password:    param(params, "password"),
+		OldPassword: param(params, "oldPassword", "old_password"),
+		ClientIP:    h.LimitKey(r),
+		Issuer:      h.Issuer(r),
+	}
+	res, err := h.Accounts.UpdateProfile(r.Context(), id, upd)
+	if err != nil {
+		return h.writeEnvelopeError(w, err)
+	}
+	return WriteJSON(w, http.StatusOK, envelope{Status: "ok", Data: "Affected", Data2: accountView(res.User), Tokens: res.Tokens})
+}
+
+// param returns the first present parameter among names.
+func param(params map[string]string, names ...string) *string {
+	for _, n := range names {
+		if v, ok := params[n]; ok {
+			return &v
+		}
+	}
+	return nil
+}
+
+// accountView is the public view of a user, in Casdoor's field names; it
+// never includes the password hash.
+func accountView(u *model.User) map[string]any {
+	return map[string]any{
+		"id":          u.ID,
+		"name":        u.Name,
+		"displayName": u.DisplayName,
+		"tag":         u.Tag,
+		"isAnonymous": u.IsAnonymous(),
+		"hasPassword": u.PasswordHash != "",
+		"createdTime": u.CreatedAt,
+		"updatedTime": u.UpdatedAt,
+	}
+}
+
+// GetAccount is the caller's account (Casdoor's get-account), GET.
+func (h *Handler) GetAccount(w http.ResponseWriter, r *http.Request) error {
+	id, err := h.identity(r)
+	if err != nil {
+		return apiAuthError(w, err, h.writeEnvelopeError)
+	}
+	return WriteJSON(w, http.StatusOK, envelope{Status: "ok", Data: accountView(id.User)})
+}
+
+// Logout ends the caller's session (Casdoor's logout), POST.
+func (h *Handler) Logout(w http.ResponseWriter, r *http.Request) error {
+	id, err := h.identity(r)
+	if err != nil {
+		return apiAuthError(w, err, h.writeEnvelopeError)
+	}
+	if err := h.Accounts.Logout(r.Context(), id); err != nil {
+		return h.writeEnvelopeError(w, err)
+	}
+	return WriteJSON(w, http.StatusOK, envelope{Status: "ok", Data: "Affected"})
+}
+
+// UserInfo is OIDC UserInfo (GET or POST, Bearer header).
+func (h *Handler) UserInfo(w http.ResponseWriter, r *http.Request) error {
+	id, err := h.identity(r)
+	if err != nil {
+		return apiAuthError(w, err, h.WriteBearerError)
+	}
+	return WriteJSON(w, http.StatusOK, accounts.UserInfo(id.User))
+}
+
+// Revoke is RFC 7009 token revocation, POST.
+func (h *Handler) Revoke(w http.ResponseWriter, r *http.Request) error {
+	params, err := readParams(w, r)
+	if err != nil {
+		return h.writeOAuthError(w, err)
+	}
+	client, err := h.authenticateClient(r, params)
+	if err != nil {
+		return h.writeOAuthError(w, err)
+	}
+	token := params["token"]
+	if token == "" {
+		return h.writeOAuthError(w, badRequest("The token parameter is missing."))
+	}
+	if err := h.Accounts.Revoke(r.Context(), h.Issuer(r), client.ID, token); err != nil {
+		return h.writeOAuthError(w, err)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+// IPLimitKey is the key of every per-IP limit (sign-in, guest creation,
+// challenges, name changes) for a client at ip: ip masked to its first v4
+// (IPv4) or v6 (IPv6) bits, so a client rotating addresses within its IPv6
+// /64 still has one bucket. An IPv4-mapped IPv6 address counts as the IPv4
+// address; a zone is dropped.
+// A value that is not an IP address (none known) is its own key.
+func IPLimitKey(ip string, v4, v6 int) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap().WithZone("")
+	bits := v6
+	if a.Is4() {
+		bits = v4
+	}
+	p, err := a.Prefix(bits)
+	if err != nil {
+		return a.String()
+	}
+	return p.String()
+}
