@@ -1,6 +1,6 @@
 //go:build linux
 
-package caddymodule_test
+package e2e
 
 // BenchmarkStorageKinds compares bbolt and PostgreSQL storage, one Caddy
 // process at a time, for guest creation (ES256 and RS256), the first
@@ -8,7 +8,7 @@ package caddymodule_test
 // request on a cache hit, and a refresh:
 //
 //	eval "$(.ci/postgres.sh start)"
-//	go test -bench BenchmarkStorageKinds -run '^$' -benchtime 2000x ./caddymodule
+//	go test -bench BenchmarkStorageKinds -run '^$' -benchtime 2000x ./e2e
 //
 // With GUEST_AUTH_BENCH_WEBHOOK=1 each Caddy also has a webhook (a local
 // receiver answering 204): events then go through the store's outbox,

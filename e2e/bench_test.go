@@ -1,11 +1,11 @@
 //go:build linux
 
-package caddymodule_test
+package e2e
 
 // BenchmarkProxy measures what guest_auth adds to each proxied request, as
 // Caddy CPU time per request relative to a plain reverse_proxy:
 //
-//	go test -bench BenchmarkProxy -run '^$' -benchtime 20000x ./caddymodule
+//	go test -bench BenchmarkProxy -run '^$' -benchtime 20000x ./e2e
 //
 // One Caddy process serves three sites in front of the same upstream:
 // plain reverse_proxy, guest_auth (default token cache) and guest_auth with

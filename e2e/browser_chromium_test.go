@@ -1,4 +1,4 @@
-package caddymodule_test
+package e2e
 
 // Browser journeys in a real Chromium (Debian's chromium package, driven by
 // chromedp), with axe-core (npm, testdata/browser) injected into each
@@ -42,7 +42,7 @@ func axeSource(t *testing.T) string {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("CI: axe-core is required (npm ci in testdata/browser): %v", err)
 		}
-		t.Skipf("axe-core not installed (npm ci --prefix caddymodule/testdata/browser): %v", err)
+		t.Skipf("axe-core not installed (npm ci --prefix e2e/testdata/browser): %v", err)
 	}
 	return string(b)
 }

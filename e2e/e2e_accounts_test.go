@@ -1,4 +1,4 @@
-package caddymodule_test
+package e2e
 
 // Integration tests of accounts and sessions: upgrade, password sign-in,
 // refresh rotation, revocation, logout and UserInfo, over real HTTP.

@@ -1,4 +1,4 @@
-package caddymodule_test
+package e2e
 
 // Integration tests of the admin API (/guest_auth/ on Caddy's admin
 // endpoint), of the `caddy guest-auth` commands that call it, and of the

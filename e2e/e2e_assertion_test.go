@@ -1,4 +1,4 @@
-package caddymodule_test
+package e2e
 
 // The optional signed identity header (assertion): a short JWT for the
 // upstream, verifiable from the JWKS, for Bearer and browser requests.

@@ -1,4 +1,4 @@
-package caddymodule_test
+package e2e
 
 // Browser sessions (the `browser` block) over a real Caddy: the session
 // cookie, lazy guests, the built-in pages, CSRF and merge on sign-in. The

@@ -1,4 +1,4 @@
-package caddymodule_test
+package e2e
 
 // Cookie mode (cookie <name>) over a real Caddy: the session cookie is a
 // bearer credential the upstream never sees, refused on unsafe cross-origin

@@ -1,4 +1,4 @@
-package caddymodule_test
+package e2e
 
 // Integration tests of device key-pair guests (Authgear's anonymous-request
 // grant) against the real Caddy binary.

@@ -1,4 +1,4 @@
-package caddymodule_test
+package e2e
 
 // The proxied request's header layer over a real Caddy: hop-by-hop
 // Connection tokens and request trailers cannot remove or forge identity

@@ -1,4 +1,4 @@
-package caddymodule_test
+package e2e
 
 // Helpers shared by the integration tests of the core (token endpoint,
 // proxying, lifecycle).

@@ -1,4 +1,4 @@
-package caddymodule_test
+package e2e
 
 // Integration tests of guest population control: creation limits, the live
 // guest cap, expiry, events (log and webhook) and metrics.

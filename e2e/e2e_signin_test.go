@@ -1,4 +1,4 @@
-package caddymodule_test
+package e2e
 
 // Integration test of the password budgets over the token endpoint.
 

@@ -1,8 +1,8 @@
-package caddymodule_test
+package e2e
 
 // Real deliveries of a real Caddy, verified by a Standard Webhooks library
 // that is not ours: the npm standardwebhooks package (pinned in
-// testdata/webhooks, `npm ci --prefix caddymodule/testdata/webhooks`), run
+// testdata/webhooks, `npm ci --prefix e2e/testdata/webhooks`), run
 // by node on each raw delivery as a JavaScript receiver would.
 
 import (
@@ -39,9 +39,9 @@ func needStandardWebhooks(t *testing.T) string {
 		t.Helper()
 		msg := fmt.Sprintf(format, args...)
 		if os.Getenv("CI") != "" {
-			t.Fatalf("CI: %s (.ci/run installs node and runs npm ci in caddymodule/testdata/webhooks)", msg)
+			t.Fatalf("CI: %s (.ci/run installs node and runs npm ci in e2e/testdata/webhooks)", msg)
 		}
-		t.Skipf("%s; to run this test: npm ci --prefix caddymodule/testdata/webhooks", msg)
+		t.Skipf("%s; to run this test: npm ci --prefix e2e/testdata/webhooks", msg)
 	}
 	node, err := exec.LookPath("node")
 	if err != nil {

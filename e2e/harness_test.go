@@ -1,8 +1,11 @@
-package caddymodule_test
-
-// The integration tests run the real Caddy binary (./cmd/caddy, built once
-// in TestMain) as a child process over real HTTP, each test with its own
-// ports, data directory and bbolt file, so they run in parallel.
+// Package e2e holds the process-level tests: they run the real Caddy
+// binary (the plugin module's ./cmd/caddy, built once in TestMain, with
+// -race when the tests run with it) as a child process over real HTTP,
+// each test with its own ports, data directory and bbolt file, so they run
+// in parallel. It is a module of its own, so its dependencies (chromedp,
+// go-oidc) stay out of the plugin's go.mod, and `go test ./...` at the
+// repository root never builds Caddy.
+package e2e
 
 import (
 	"bytes"
@@ -37,7 +40,12 @@ func TestMain(m *testing.M) {
 	if raceEnabled {
 		args = append(args, "-race")
 	}
-	build := exec.Command("go", append(args, "github.com/guestauth/caddy-guestauth/cmd/caddy")...)
+	build := exec.Command("go", append(args, "./cmd/caddy")...)
+	// Built in the plugin's module alone (GOWORK=off), with the versions
+	// its go.mod selects, not those this test module's dependencies
+	// (chromedp, go-oidc) would raise them to through go.work.
+	build.Dir = ".."
+	build.Env = append(os.Environ(), "GOWORK=off")
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building caddy:", err)

@@ -1,6 +1,6 @@
 //go:build race
 
-package caddymodule_test
+package e2e
 
 // raceEnabled is true when the tests run under -race; TestMain then builds
 // the Caddy child process with -race too, so the HTTP layer runs under the
