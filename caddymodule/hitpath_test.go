@@ -11,12 +11,12 @@ import (
 	"github.com/guestauth/caddy-guestauth/internal/model"
 )
 
-// The per-request work after a token cache hit: the identity headers cost
-// one allocation (their four values together) and the placeholders only
-// the boxing of the user's three strings for the Replacer (none for the
-// no-user values set first, none for the anonymous flag),
-// and the headers are keyed as http.Header.Set keys them, whatever the
-// spelling of the configured names.
+// The per-request work after a token cache hit, as upper bounds: the
+// identity headers cost at most one allocation (their four values
+// together) and the placeholders at most the boxing of the user's three
+// strings for the Replacer (none for the no-user values set first, none
+// for the anonymous flag); the headers are keyed as http.Header.Set keys
+// them, whatever the spelling of the configured names.
 func TestIdentityHeadersAndPlaceholdersAllocations(t *testing.T) {
 	g := stripper(HeaderNames{UserID: "x-user-id", UserName: "X-USER-NAME"})
 	id := &accounts.Identity{User: &model.User{ID: "u1", Name: "guest_u1", Tag: model.TagGuest}}
@@ -41,8 +41,8 @@ func TestIdentityHeadersAndPlaceholdersAllocations(t *testing.T) {
 		if err := g.setIdentity(r, id); err != nil {
 			t.Fatal(err)
 		}
-	}); n != 1 {
-		t.Errorf("identity headers: %v allocations, want 1", n)
+	}); n > 1 {
+		t.Errorf("identity headers: %v allocations, want at most 1", n)
 	}
 
 	repl := caddy.NewReplacer()
@@ -50,8 +50,8 @@ func TestIdentityHeadersAndPlaceholdersAllocations(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() {
 		setUserPlaceholders(repl, nil)
 		setUserPlaceholders(repl, id)
-	}); n != 3 {
-		t.Errorf("placeholders: %v allocations, want 3", n)
+	}); n > 3 {
+		t.Errorf("placeholders: %v allocations, want at most 3", n)
 	}
 	for k, want := range map[string]string{"id": "u1", "name": "guest_u1", "tag": model.TagGuest, "anonymous": "true"} {
 		if got, _ := repl.GetString("http.auth.user." + k); got != want {

@@ -29,6 +29,7 @@ import (
 	"github.com/guestauth/caddy-guestauth/internal/pages"
 	"github.com/guestauth/caddy-guestauth/internal/protocol"
 	"github.com/guestauth/caddy-guestauth/internal/tokens"
+	"github.com/guestauth/caddy-guestauth/storage"
 )
 
 func init() {
@@ -43,8 +44,8 @@ type GuestAuth struct {
 	// Where users, sessions, signing keys, limits and webhook events are
 	// stored: the path of a bbolt file (a string, as `"storage":
 	// "/var/lib/caddy/guestauth.db"`), or a store module named by its kind,
-	// `{"kind": "bolt", "path": "..."}` (BoltStorage) or `{"kind":
-	// "postgres", "dsn": "..."}` (PostgresStorage). Default: the bbolt file
+	// `{"kind": "bolt", "path": "..."}` (bolt.Module) or `{"kind":
+	// "postgres", "dsn": "..."}` (postgres.Module). Default: the bbolt file
 	// `guest_auth/guestauth.db` in Caddy's data directory. Sites and config
 	// reloads naming the same store share one open database.
 	Storage StorageConfig `json:"storage,omitzero"`
@@ -483,7 +484,7 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 // defaults, resolves the client secrets, the signing algorithm and the
 // issuer, and loads the storage module (which opens nothing). Tests run
 // it, then Validate, to check a config without opening anything.
-func (g *GuestAuth) prepare(ctx caddy.Context) (StorageBackend, error) {
+func (g *GuestAuth) prepare(ctx caddy.Context) (storage.Module, error) {
 	if g.now == nil {
 		g.now = time.Now
 	}

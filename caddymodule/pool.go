@@ -18,7 +18,7 @@ import (
 )
 
 // storePool shares one open store (and its keyring) between every config
-// that names it, keyed by its StorageBackend.StoreKey. A reload provisions
+// that names it, keyed by its storage.Module.StoreKey. A reload provisions
 // the new config before cleaning up the old one, so the store stays open
 // across reloads and is never reopened (bbolt's exclusive lock would make a
 // reopen wait on ourselves).

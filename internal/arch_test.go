@@ -11,13 +11,11 @@ package internal_test
 //     the interfaces the Service declares (the storage contract package is
 //     allowed);
 //   - only a backend imports its driver: go.etcd.io/bbolt only under
-//     storage/bolt, pgx only under storage/postgres.
-//
-// Until the bbolt backend moves from storage/ to storage/bolt/, storage/
-// is that backend: it may import bbolt, and the packages above may depend
-// on it (it is also the contract). Once storage/bolt exists, both
-// allowances end by themselves, and the packages above must then not
-// reach bbolt or pgx at all.
+//     storage/bolt, pgx only under storage/postgres;
+//   - the domain (model, accounts, tokens) and the storage contract
+//     (storage, storagetest) depend on no Caddy: a backend's Caddy module
+//     (guest_auth.storage.<kind>) lives in the backend's package, which may
+//     import Caddy to register it.
 
 import (
 	"bufio"
@@ -123,6 +121,22 @@ func TestOnlyBackendsImportDrivers(t *testing.T) {
 			}
 			if matches(imp, pgx) && !under(pkg, "storage/postgres") {
 				t.Errorf("%s imports %s: only storage/postgres may", pkg, imp)
+			}
+		}
+	}
+}
+
+// The storage contract defines the interface a storage module implements
+// (storage.Module) without Caddy; only the backends register modules.
+func TestDomainAndContractDependOnNoCaddy(t *testing.T) {
+	for _, pkg := range []string{"internal/model", "internal/accounts", "internal/tokens", "storage", "storage/storagetest"} {
+		deps := goList(t, "-deps", "-f", "{{.ImportPath}}", "./"+pkg)
+		if len(deps) < 2 {
+			t.Fatalf("go list -deps %s: %v", pkg, deps)
+		}
+		for _, dep := range deps {
+			if matches(dep, []string{"github.com/caddyserver"}) {
+				t.Errorf("%s depends on %s", pkg, dep)
 			}
 		}
 	}

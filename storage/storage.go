@@ -185,6 +185,24 @@ type SharedLimiter interface {
 // KindBolt is the bbolt backend's kind, the default.
 const KindBolt = "bolt"
 
+// ModuleNamespace is the Caddy module namespace of the storage modules:
+// each backend registers its kind k as the module guest_auth.storage.<k>
+// (as certmagic's storage modules do under caddy.storage), and the
+// guest_auth handler's `storage` option loads one by kind.
+const ModuleNamespace = "guest_auth.storage"
+
+// Module is what a storage module implements besides caddy.Module: its
+// options, checked and resolved (placeholders) when Caddy provisions it,
+// name one store and open it.
+type Module interface {
+	// StoreKey names the store: configs naming the same store get the
+	// same key and share one open store (and the admin API's storage
+	// parameter names it by this key). It never holds a password.
+	StoreKey() string
+	// OpenStore opens the store.
+	OpenStore(ctx context.Context) (Backend, error)
+}
+
 // Config chooses and locates a backend for Open.
 type Config struct {
 	// Kind is a registered backend kind (KindBolt when empty).

@@ -46,7 +46,15 @@ func TestCacheBytesPerEntry(t *testing.T) {
 	if v.Cache.Len() != n {
 		t.Fatalf("len %d", v.Cache.Len())
 	}
-	per := float64(after.HeapAlloc-before.HeapAlloc) / n
+	// Signed: a collection between the two readings can leave the heap
+	// smaller than before, which unsigned arithmetic would turn into
+	// exabytes (and a pass of the budget check into a failure, or the
+	// reverse).
+	grown := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	if grown <= 0 {
+		t.Fatalf("the heap did not grow (%d bytes) while %d tokens were cached: the measurement is void", grown, n)
+	}
+	per := float64(grown) / n
 	t.Logf("%.0f bytes per cached token; %d MiB budget holds %.0f", per, cacheBudget>>20, cacheBudget/per)
 	if per*tokens.DefaultCacheSize > cacheBudget {
 		t.Errorf("DefaultCacheSize %d × %.0f bytes exceeds the %d MiB budget", tokens.DefaultCacheSize, per, cacheBudget>>20)

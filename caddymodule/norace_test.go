@@ -1,5 +1,0 @@
-//go:build !race
-
-package caddymodule_test
-
-const raceEnabled = false
