@@ -273,7 +273,7 @@ func (s *Service) createGuest(ctx context.Context, issuer, clientID string, dev 
 		dev.UserID = u.ID
 		u.DeviceKID = dev.KID
 	}
-	sess, err := s.newSession(u.ID, clientID, now)
+	sess, err := s.newSession(u.ID, clientID, issuer, now)
 	if err != nil {
 		return nil, err
 	}
@@ -288,7 +288,9 @@ func (s *Service) createGuest(ctx context.Context, issuer, clientID string, dev 
 	return &Issued{Tokens: *tok, User: u, Session: sess}, nil
 }
 
-func (s *Service) newSession(userID, clientID string, now time.Time) (*model.Session, error) {
+// newSession is a new session of userID through clientID, bound to issuer
+// (see model.Session.Issuer).
+func (s *Service) newSession(userID, clientID, issuer string, now time.Time) (*model.Session, error) {
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
 		return nil, err
@@ -301,6 +303,7 @@ func (s *Service) newSession(userID, clientID string, now time.Time) (*model.Ses
 		ID:            id.String(),
 		UserID:        userID,
 		ClientID:      clientID,
+		Issuer:        issuer,
 		AuthTime:      now,
 		CreatedAt:     now,
 		LastUsedAt:    now,
@@ -315,7 +318,7 @@ func (s *Service) newSession(userID, clientID string, now time.Time) (*model.Ses
 // ending the user's oldest sessions beyond Config.MaxSessionsPerUser.
 // model.ErrNotFound means the user was deleted meanwhile.
 func (s *Service) startSession(ctx context.Context, issuer, clientID string, u *model.User, now time.Time) (*Issued, error) {
-	sess, err := s.newSession(u.ID, clientID, now)
+	sess, err := s.newSession(u.ID, clientID, issuer, now)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -41,19 +42,37 @@ func (p *Pages) setSession(w http.ResponseWriter, r *http.Request, login *accoun
 	}
 	// Secure (with the __Host- prefix) whenever the site is HTTPS; a plain
 	// HTTP site (the demo, local development) cannot have it.
-	http.SetCookie(w, &http.Cookie{ //nolint:gosec // G124: Secure on HTTPS, see above
+	p.putCookie(w, &http.Cookie{ //nolint:gosec // G124: Secure on HTTPS, see above
 		Name: p.cookieName(r), Value: login.Handle, Path: "/", MaxAge: maxAge,
 		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode,
 	})
-	w.Header().Add("Cache-Control", `no-cache="Set-Cookie"`)
+	if !slices.Contains(w.Header().Values("Cache-Control"), noCacheCookie) {
+		w.Header().Add("Cache-Control", noCacheCookie)
+	}
 }
+
+const noCacheCookie = `no-cache="Set-Cookie"`
 
 // clearSession removes the cookie from the browser.
 func (p *Pages) clearSession(w http.ResponseWriter, r *http.Request) {
-	http.SetCookie(w, &http.Cookie{ //nolint:gosec // G124: Secure on HTTPS, as setSession
+	p.putCookie(w, &http.Cookie{ //nolint:gosec // G124: Secure on HTTPS, as setSession
 		Name: p.cookieName(r), Value: "", Path: "/", MaxAge: -1,
 		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode,
 	})
+}
+
+// putCookie sets c in place of any cookie of its name this answer already
+// sets, so an answer sets the session cookie at most once (a request
+// that slid the session and then signed in sends only the new session).
+func (p *Pages) putCookie(w http.ResponseWriter, c *http.Cookie) {
+	h := w.Header()
+	if vs := h["Set-Cookie"]; len(vs) > 0 {
+		h["Set-Cookie"] = slices.DeleteFunc(slices.Clone(vs), func(v string) bool {
+			name, _, _ := strings.Cut(v, "=")
+			return textproto.TrimString(name) == c.Name
+		})
+	}
+	http.SetCookie(w, c)
 }
 
 // readSession reads the session cookie: the handle, and whether a cookie of
@@ -152,7 +171,7 @@ func (p *Pages) Identity(w http.ResponseWriter, r *http.Request) (*accounts.Iden
 	if handle == "" {
 		err = protocol.ErrDuplicateCookie
 	} else {
-		id, slid, err = p.Accounts.BrowserAuthenticate(r.Context(), handle)
+		id, slid, err = p.Accounts.BrowserAuthenticate(r.Context(), handle, p.Issuer(r))
 	}
 	if err != nil {
 		var inv *tokens.InvalidError
@@ -209,7 +228,7 @@ func (p *Pages) LazyGuest(w http.ResponseWriter, r *http.Request, required bool)
 
 // createGuest creates a guest for this browser and sets its cookie.
 func (p *Pages) createGuest(w http.ResponseWriter, r *http.Request) (*accounts.BrowserLogin, error) {
-	login, err := p.Accounts.CreateBrowserGuest(accounts.WithClientIP(r.Context(), p.ClientIP(r)), p.LimitKey(r))
+	login, err := p.Accounts.CreateBrowserGuest(accounts.WithClientIP(r.Context(), p.ClientIP(r)), p.Issuer(r), p.LimitKey(r))
 	if err != nil {
 		return nil, err
 	}
