@@ -308,8 +308,10 @@ type Client struct {
 }
 
 // HeaderNames names the identity headers sent upstream. Every header of this
-// set, and of the default set, sent by the client is removed, in any
-// spelling (any case, `_` or `.` for `-`).
+// set, and of the default set (with X-Auth-Assertion and X-Auth-Merged-From,
+// and the configured assertion and merged-from names, whether or not this
+// handler sets them), sent by the client is removed, in any spelling (any
+// case, `_` or `.` for `-`).
 type HeaderNames struct {
 	// Default: X-Auth-User-Id (the user id, the token's `sub`).
 	UserID string `json:"user_id,omitempty"`
@@ -331,15 +333,12 @@ func (l *RateLimit) limit() accounts.Limit {
 	return accounts.Limit{Burst: l.Burst, Interval: time.Duration(l.Interval)}
 }
 
-var defaultHeaders = HeaderNames{"X-Auth-User-Id", "X-Auth-User-Name", "X-Auth-User-Tag", "X-Auth-User-Anonymous"}
+var defaultHeaders = HeaderNames{headers.DefaultUserID, headers.DefaultUserName, headers.DefaultUserTag, headers.DefaultUserAnonymous}
 
-// MergedFromHeader is reserved for an identity header guest_auth will inject
-// (the guest ids merged into a user): a client can never send it upstream.
-const MergedFromHeader = "X-Auth-Merged-From"
-
-// reservedHeaders are stripped from client requests like the identity
-// headers, though not (yet) injected.
-var reservedHeaders = []string{MergedFromHeader}
+// MergedFromHeader is the default header telling the upstream which guest
+// a session was merged from (Browser.MergedHeader); a client can never send
+// it upstream.
+const MergedFromHeader = headers.DefaultMergedFrom
 
 func (h HeaderNames) names() []string {
 	return []string{h.UserID, h.UserName, h.UserTag, h.UserAnonymous}
@@ -516,19 +515,21 @@ func (g *GuestAuth) prepare(ctx caddy.Context) (StorageBackend, error) {
 }
 
 // prepareHeaders makes the identity headers: the configured names, set
-// for the upstream; stripped from clients, with them the default names
-// (so nothing behind Caddy can be fooled by a forged X-Auth-User-Id when
-// others are configured) and the reserved ones.
+// for the upstream; stripped from clients, with them every default name,
+// the assertion and merged-from headers included whether or not this
+// config sets them (headers.NewIdentity), so nothing behind Caddy can be
+// fooled by a forged X-Auth-User-Id when others are configured, nor by a
+// captured assertion sent through a handler that signs none.
 func (g *GuestAuth) prepareHeaders() {
-	never := append(defaultHeaders.names(), reservedHeaders...)
+	h := g.Headers
+	n := headers.Names{UserID: h.UserID, UserName: h.UserName, UserTag: h.UserTag, UserAnonymous: h.UserAnonymous}
 	if g.Browser != nil {
-		never = append(never, g.Browser.MergedHeader)
+		n.MergedFrom = g.Browser.MergedHeader
 	}
 	if g.Assertion != nil {
-		never = append(never, g.Assertion.Header)
+		n.Assertion = g.Assertion.Header
 	}
-	h := g.Headers
-	g.headers = headers.NewIdentity(h.UserID, h.UserName, h.UserTag, h.UserAnonymous, never...)
+	g.headers = headers.NewIdentity(n)
 }
 
 func (g *GuestAuth) setDefaults() {

@@ -146,6 +146,9 @@ var spoofHeaders = []string{
 	"X.Auth.User.Id", "spoof-id-3",
 	"X-Auth-Merged-From", "spoof-merged",
 	"x_auth_merged_from", "spoof-merged-2",
+	// A captured assertion, to a handler that signs none.
+	"X-Auth-Assertion", "spoof-assertion",
+	"x_auth.ASSERTION", "spoof-assertion-2",
 }
 
 // identityKeysOf lists the keys of h that spell one of the normalized names.
@@ -160,7 +163,7 @@ func identityKeysOf(h http.Header, names ...string) []string {
 	return out
 }
 
-var defaultIdentity = []string{"x-auth-user-id", "x-auth-user-name", "x-auth-user-tag", "x-auth-user-anonymous", "x-auth-merged-from"}
+var defaultIdentity = []string{"x-auth-user-id", "x-auth-user-name", "x-auth-user-tag", "x-auth-user-anonymous", "x-auth-merged-from", "x-auth-assertion"}
 
 // wantIdentity checks the upstream got exactly the identity headers want
 // (canonical name to value), each once, and no spoofed value.
