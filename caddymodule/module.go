@@ -224,7 +224,8 @@ type GuestAuth struct {
 
 	// Response header by which the upstream marks the requesting guest as
 	// kept (value `true`): kept guests own data and never expire. The
-	// header is removed before the response leaves Caddy.
+	// header is removed before the response leaves Caddy, and so is
+	// X-Guest-Auth-Keep when another name is set (it then marks nothing).
 	// Default: X-Guest-Auth-Keep.
 	KeepHeader string `json:"keep_header,omitempty"`
 
@@ -557,7 +558,7 @@ func (g *GuestAuth) setDefaults() {
 	orDefault(&g.SweepInterval, caddy.Duration(10*time.Minute))
 	orDefault(&g.APIReadTimeout, caddy.Duration(10*time.Second))
 	orDefault(&g.ActivityFlushInterval, caddy.Duration(time.Minute))
-	orDefault(&g.KeepHeader, "X-Guest-Auth-Keep")
+	orDefault(&g.KeepHeader, defaultKeepHeader)
 	g.KeepHeader = http.CanonicalHeaderKey(g.KeepHeader)
 	newDefault(&g.TokenCacheSize, tokens.DefaultCacheSize)
 	if g.Browser != nil {
