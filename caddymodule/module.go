@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -271,16 +272,18 @@ type GuestAuth struct {
 	shared   *sharedStore
 	// throttleKeys are this config's entries in throttlePool
 	throttleKeys []string
-	clients      map[string]*protocol.Client
-	routes       map[string]route  // see buildRoutes
-	headers      *headers.Identity // the identity headers: stripped, then set
-	logger       *zap.Logger
-	alg          jwa.SignatureAlgorithm
-	issuer       string // configured issuer, without trailing slash
-	origin       string // scheme://host of the configured issuer
-	now          func() time.Time
-	config       <-chan struct{}       // identifies the Caddy config this handler belongs to
-	helper       *httpcaddyfile.Helper // while parsing a Caddyfile: named matchers for browser create_guest
+	// admission is the admission lock pooled with its buckets (admitLock)
+	admission *sync.Mutex
+	clients   map[string]*protocol.Client
+	routes    map[string]route  // see buildRoutes
+	headers   *headers.Identity // the identity headers: stripped, then set
+	logger    *zap.Logger
+	alg       jwa.SignatureAlgorithm
+	issuer    string // configured issuer, without trailing slash
+	origin    string // scheme://host of the configured issuer
+	now       func() time.Time
+	config    <-chan struct{}       // identifies the Caddy config this handler belongs to
+	helper    *httpcaddyfile.Helper // while parsing a Caddyfile: named matchers for browser create_guest
 
 	// Caddy's events app and this module's context, to emit to it
 	caddyEvents *caddyevents.App
@@ -419,6 +422,7 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		unconfirmed = time.Duration(*g.Browser.UnconfirmedGuestTTL)
 	}
 	g.activity = accounts.NewActivity(g.shared.store)
+	g.admission = g.admitLock()
 	g.svc, err = accounts.New(ctx, g.shared.store, g.shared.keys, accounts.Config{
 		Alg:             g.alg,
 		AccessTTL:       time.Duration(g.AccessTokenLifetime),
@@ -450,6 +454,7 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		Observer:      g.observe,
 		Stager:        g.stager(),
 		Throttles:     g.throttle,
+		AdmitLock:     g.admission,
 		SharedLimits:  g.sharedLimit,
 
 		BrowserUnconfirmed: unconfirmed,
