@@ -44,9 +44,15 @@ type Pages struct {
 	Accounts *accounts.Service
 	// Prefix is the pages' path prefix, ending in "/".
 	Prefix string
-	// CookieName is the session cookie's name (__Host- is prepended on
-	// HTTPS).
+	// CookieName is the session cookie's name (__Host- is prepended when
+	// it is Secure).
 	CookieName string
+	// CookieSecure is when the cookie is Secure, with the __Host- prefix:
+	// SecureAlways, SecureNever, or SecureAuto ("" too) when the site is
+	// HTTPS (see secure); SecureIssuer says the configured issuer is an
+	// https URL.
+	CookieSecure string
+	SecureIssuer bool
 	Templates  *Templates
 	// Issuer is the issuer for r; ClientIP the client's address as events
 	// report it; LimitKey the key of the per-IP limits for r.
