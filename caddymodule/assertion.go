@@ -19,7 +19,8 @@ import (
 // their lifetime is gone (internal/headers). Off when unset.
 type Assertion struct {
 	// Header carrying the JWT. Default: X-Auth-Assertion. Client copies
-	// are always stripped.
+	// are always stripped, and X-Auth-Assertion is stripped by every
+	// guest_auth handler, with or without an assertion.
 	Header string `json:"header,omitempty"`
 	// How long an assertion is valid, 1s to 60s. Default: 60s.
 	Lifetime caddy.Duration `json:"lifetime,omitempty"`
@@ -31,7 +32,7 @@ type Assertion struct {
 }
 
 func (a *Assertion) setDefaults() {
-	orDefault(&a.Header, "X-Auth-Assertion")
+	orDefault(&a.Header, headers.DefaultAssertion)
 	a.Header = http.CanonicalHeaderKey(a.Header)
 	orDefault(&a.Lifetime, caddy.Duration(time.Minute))
 }

@@ -23,8 +23,12 @@ import (
 // 256-bit MAC keyed by the session's random key) bound to a stored session,
 // never a token: signing out, revoking or deleting the user ends it on the
 // next request, and there is no refresh token to race over. It is
-// HttpOnly, SameSite=Lax, Path=/, host-only, and on HTTPS Secure with the
-// `__Host-` prefix. It lasts as long as its session: session_idle_timeout
+// HttpOnly, SameSite=Lax, Path=/, host-only, and on an HTTPS site Secure
+// with the `__Host-` prefix (see CookieSecure). Every privilege change (a
+// sign-in, a guest's sign-up, a password set or changed) replaces it with a
+// new session's, and the old one ends at once (no session fixation). It is
+// honoured under the issuer its session was started under only. It lasts
+// as long as its session: session_idle_timeout
 // (sliding; the store is written, and the cookie re-sent, at most every 5
 // minutes per session) and session_lifetime (absolute). It is removed from
 // the Cookie header sent upstream. An invalid, expired or revoked cookie is
@@ -34,8 +38,21 @@ import (
 // the JSON API never reads the cookie.
 type Browser struct {
 	// Name of the session cookie. Default: guestauth_session (sent as
-	// __Host-guestauth_session on HTTPS).
+	// __Host-guestauth_session when Secure, see cookie_secure).
 	CookieName string `json:"cookie_name,omitempty"`
+
+	// When the session cookie is Secure, with the `__Host-` prefix (which
+	// browsers accept only Secure, host-only and Path=/, so a sibling
+	// subdomain or a plain-HTTP response cannot plant one): `auto`
+	// (default) when the site is HTTPS — the configured issuer is an https
+	// URL, the request came over TLS, or a proxy the server's
+	// trusted_proxies trust says it arrived over HTTPS (its last
+	// X-Forwarded-Proto); `always`; or `never` (plain-HTTP development
+	// only). The cookie is read under the name the same rule gives for the
+	// request and no other: on an HTTPS site a cookie without the prefix is
+	// no session. Behind a TLS-terminating proxy set the issuer (or
+	// trusted_proxies), or the cookie loses both protections.
+	CookieSecure string `json:"cookie_secure,omitempty"`
 
 	// Path prefix of the built-in pages (signup, signin, signout, account,
 	// guest). Default: /auth/.
@@ -76,6 +93,7 @@ const defaultBrowserCookie = "guestauth_session"
 
 func (b *Browser) setDefaults() {
 	orDefault(&b.CookieName, defaultBrowserCookie)
+	orDefault(&b.CookieSecure, pages.SecureAuto)
 	orDefault(&b.PagesPrefix, "/auth/")
 	if !strings.HasSuffix(b.PagesPrefix, "/") {
 		b.PagesPrefix += "/"
@@ -110,6 +128,11 @@ func (b *Browser) validate() error {
 	if !pages.ValidCookieName(b.CookieName) || strings.HasPrefix(b.CookieName, "__") {
 		return errors.New("browser cookie_name must be a cookie token not starting with __")
 	}
+	switch b.CookieSecure {
+	case pages.SecureAuto, pages.SecureAlways, pages.SecureNever:
+	default:
+		return fmt.Errorf("browser cookie_secure must be auto, always or never, not %q", b.CookieSecure)
+	}
 	if *b.UnconfirmedGuestTTL < 0 {
 		return errors.New("browser unconfirmed_guest_ttl cannot be negative")
 	}
@@ -127,7 +150,7 @@ func parseBrowser(d *caddyfile.Dispenser, h *httpcaddyfile.Helper) (*Browser, er
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		key := d.Val()
 		switch key {
-		case "cookie_name", "pages_prefix", "templates", "merged_header":
+		case "cookie_name", "pages_prefix", "templates", "merged_header", "cookie_secure":
 			var v string
 			if !d.AllArgs(&v) {
 				return nil, d.ArgErr()
@@ -135,6 +158,7 @@ func parseBrowser(d *caddyfile.Dispenser, h *httpcaddyfile.Helper) (*Browser, er
 			*map[string]*string{
 				"cookie_name": &b.CookieName, "pages_prefix": &b.PagesPrefix,
 				"templates": &b.Templates, "merged_header": &b.MergedHeader,
+				"cookie_secure": &b.CookieSecure,
 			}[key] = v
 		case "unconfirmed_guest_ttl":
 			var v string

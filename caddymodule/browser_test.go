@@ -15,6 +15,8 @@ func TestParseBrowserErrors(t *testing.T) {
 		"guest_auth {\n browser {\n create_guest @page\n }\n}", // no helper: no named matchers
 		"guest_auth {\n browser {\n nope x\n }\n}",
 		"guest_auth {\n browser {\n cookie_name\n }\n}",
+		"guest_auth {\n browser {\n cookie_secure\n }\n}",
+		"guest_auth {\n browser {\n cookie_secure auto never\n }\n}",
 		"guest_auth {\n browser {\n unconfirmed_guest_ttl soon\n }\n}",
 		"guest_auth {\n browser\n browser\n}",
 		"guest_auth {\n browser x\n}",
@@ -31,6 +33,7 @@ func TestBrowserValidate(t *testing.T) {
 		"prefix":      {PagesPrefix: "auth/"},
 		"cookie":      {CookieName: "a b"},
 		"host prefix": {CookieName: "__Host-x"},
+		"secure":      {CookieSecure: "sometimes"},
 	} {
 		g := &GuestAuth{Browser: &b}
 		g.setDefaults()

@@ -101,6 +101,35 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Fatalf("gave up waiting for %s; goroutines:\n%s", what, buf[:runtime.Stack(buf, true)])
 }
 
+// Configs sharing the buckets (a reload's overlap: the same store and
+// issuer) share the admission lock pooled with them, so admission stays
+// all-or-nothing across their Services (accounts.Config.AdmitLock); a site
+// with another issuer has buckets and a lock of its own.
+func TestAdmissionLockPooledWithBuckets(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "g.db")
+	old := loadHandler(t, db, nil)
+	reloaded := loadHandler(t, db, nil)
+	other := loadHandler(t, db, func(g *GuestAuth) { g.Issuer = "https://other.example.com" })
+	if old.admission == nil || old.admission != reloaded.admission {
+		t.Fatalf("a reload's configs have admission locks %p and %p, want one", old.admission, reloaded.admission)
+	}
+	if other.admission == old.admission {
+		t.Fatal("another issuer shares the admission lock")
+	}
+	old.unload(t)
+	if again := loadHandler(t, db, nil); again.admission != reloaded.admission {
+		t.Fatal("the lock was not handed over")
+	} else {
+		again.unload(t)
+	}
+	reloaded.unload(t)
+	other.unload(t)
+	throttlePool.Range(func(k, _ any) bool {
+		t.Errorf("pool entry %q kept with no config using it", strings.ReplaceAll(k.(string), "\x00", " "))
+		return true
+	})
+}
+
 // The limits' buckets survive a reload (a new config provisioned, then the
 // old one unloaded): a spent budget stays spent. A changed limit starts
 // afresh, and once no config uses a bucket it is dropped.

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -225,7 +226,8 @@ type GuestAuth struct {
 
 	// Response header by which the upstream marks the requesting guest as
 	// kept (value `true`): kept guests own data and never expire. The
-	// header is removed before the response leaves Caddy.
+	// header is removed before the response leaves Caddy, and so is
+	// X-Guest-Auth-Keep when another name is set (it then marks nothing).
 	// Default: X-Guest-Auth-Keep.
 	KeepHeader string `json:"keep_header,omitempty"`
 
@@ -271,16 +273,18 @@ type GuestAuth struct {
 	shared   *sharedStore
 	// throttleKeys are this config's entries in throttlePool
 	throttleKeys []string
-	clients      map[string]*protocol.Client
-	routes       map[string]route  // see buildRoutes
-	headers      *headers.Identity // the identity headers: stripped, then set
-	logger       *zap.Logger
-	alg          jwa.SignatureAlgorithm
-	issuer       string // configured issuer, without trailing slash
-	origin       string // scheme://host of the configured issuer
-	now          func() time.Time
-	config       <-chan struct{}       // identifies the Caddy config this handler belongs to
-	helper       *httpcaddyfile.Helper // while parsing a Caddyfile: named matchers for browser create_guest
+	// admission is the admission lock pooled with its buckets (admitLock)
+	admission *sync.Mutex
+	clients   map[string]*protocol.Client
+	routes    map[string]route  // see buildRoutes
+	headers   *headers.Identity // the identity headers: stripped, then set
+	logger    *zap.Logger
+	alg       jwa.SignatureAlgorithm
+	issuer    string // configured issuer, without trailing slash
+	origin    string // scheme://host of the configured issuer
+	now       func() time.Time
+	config    <-chan struct{}       // identifies the Caddy config this handler belongs to
+	helper    *httpcaddyfile.Helper // while parsing a Caddyfile: named matchers for browser create_guest
 
 	// Caddy's events app and this module's context, to emit to it
 	caddyEvents *caddyevents.App
@@ -309,8 +313,10 @@ type Client struct {
 }
 
 // HeaderNames names the identity headers sent upstream. Every header of this
-// set, and of the default set, sent by the client is removed, in any
-// spelling (any case, `_` or `.` for `-`).
+// set, and of the default set (with X-Auth-Assertion and X-Auth-Merged-From,
+// and the configured assertion and merged-from names, whether or not this
+// handler sets them), sent by the client is removed, in any spelling (any
+// case, `_` or `.` for `-`).
 type HeaderNames struct {
 	// Default: X-Auth-User-Id (the user id, the token's `sub`).
 	UserID string `json:"user_id,omitempty"`
@@ -332,15 +338,12 @@ func (l *RateLimit) limit() accounts.Limit {
 	return accounts.Limit{Burst: l.Burst, Interval: time.Duration(l.Interval)}
 }
 
-var defaultHeaders = HeaderNames{"X-Auth-User-Id", "X-Auth-User-Name", "X-Auth-User-Tag", "X-Auth-User-Anonymous"}
+var defaultHeaders = HeaderNames{headers.DefaultUserID, headers.DefaultUserName, headers.DefaultUserTag, headers.DefaultUserAnonymous}
 
-// MergedFromHeader is reserved for an identity header guest_auth will inject
-// (the guest ids merged into a user): a client can never send it upstream.
-const MergedFromHeader = "X-Auth-Merged-From"
-
-// reservedHeaders are stripped from client requests like the identity
-// headers, though not (yet) injected.
-var reservedHeaders = []string{MergedFromHeader}
+// MergedFromHeader is the default header telling the upstream which guest
+// a session was merged from (Browser.MergedHeader); a client can never send
+// it upstream.
+const MergedFromHeader = headers.DefaultMergedFrom
 
 func (h HeaderNames) names() []string {
 	return []string{h.UserID, h.UserName, h.UserTag, h.UserAnonymous}
@@ -420,6 +423,7 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		unconfirmed = time.Duration(*g.Browser.UnconfirmedGuestTTL)
 	}
 	g.activity = accounts.NewActivity(g.shared.store)
+	g.admission = g.admitLock()
 	g.svc, err = accounts.New(ctx, g.shared.store, g.shared.keys, accounts.Config{
 		Alg:             g.alg,
 		AccessTTL:       time.Duration(g.AccessTokenLifetime),
@@ -451,6 +455,7 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		Observer:      g.observe,
 		Stager:        g.stager(),
 		Throttles:     g.throttle,
+		AdmitLock:     g.admission,
 		SharedLimits:  g.sharedLimit,
 
 		BrowserUnconfirmed: unconfirmed,
@@ -470,6 +475,7 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 	if g.Browser != nil {
 		g.pages = &pages.Pages{
 			Accounts: g.svc, Prefix: g.Browser.PagesPrefix, CookieName: g.Browser.CookieName, Templates: g.Browser.templates,
+			CookieSecure: g.Browser.CookieSecure, SecureIssuer: strings.HasPrefix(g.origin, "https://"),
 			Issuer: g.issuerFor, ClientIP: clientIP, LimitKey: g.limitKey, ReadTimeout: time.Duration(g.APIReadTimeout),
 			Logger: g.logger, Now: g.now,
 		}
@@ -517,19 +523,21 @@ func (g *GuestAuth) prepare(ctx caddy.Context) (storage.Module, error) {
 }
 
 // prepareHeaders makes the identity headers: the configured names, set
-// for the upstream; stripped from clients, with them the default names
-// (so nothing behind Caddy can be fooled by a forged X-Auth-User-Id when
-// others are configured) and the reserved ones.
+// for the upstream; stripped from clients, with them every default name,
+// the assertion and merged-from headers included whether or not this
+// config sets them (headers.NewIdentity), so nothing behind Caddy can be
+// fooled by a forged X-Auth-User-Id when others are configured, nor by a
+// captured assertion sent through a handler that signs none.
 func (g *GuestAuth) prepareHeaders() {
-	never := append(defaultHeaders.names(), reservedHeaders...)
+	h := g.Headers
+	n := headers.Names{UserID: h.UserID, UserName: h.UserName, UserTag: h.UserTag, UserAnonymous: h.UserAnonymous}
 	if g.Browser != nil {
-		never = append(never, g.Browser.MergedHeader)
+		n.MergedFrom = g.Browser.MergedHeader
 	}
 	if g.Assertion != nil {
-		never = append(never, g.Assertion.Header)
+		n.Assertion = g.Assertion.Header
 	}
-	h := g.Headers
-	g.headers = headers.NewIdentity(h.UserID, h.UserName, h.UserTag, h.UserAnonymous, never...)
+	g.headers = headers.NewIdentity(n)
 }
 
 func (g *GuestAuth) setDefaults() {
@@ -557,7 +565,7 @@ func (g *GuestAuth) setDefaults() {
 	orDefault(&g.SweepInterval, caddy.Duration(10*time.Minute))
 	orDefault(&g.APIReadTimeout, caddy.Duration(10*time.Second))
 	orDefault(&g.ActivityFlushInterval, caddy.Duration(time.Minute))
-	orDefault(&g.KeepHeader, "X-Guest-Auth-Keep")
+	orDefault(&g.KeepHeader, defaultKeepHeader)
 	g.KeepHeader = http.CanonicalHeaderKey(g.KeepHeader)
 	newDefault(&g.TokenCacheSize, tokens.DefaultCacheSize)
 	if g.Browser != nil {

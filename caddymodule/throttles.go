@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -21,6 +22,27 @@ var throttlePool = caddy.NewUsagePool()
 type pooledThrottle struct{ *accounts.Throttle }
 
 func (pooledThrottle) Destruct() error { return nil }
+
+// pooledLock is the admission lock of the buckets of one store and issuer
+// (accounts.Config.AdmitLock), pooled beside them: configs sharing the
+// buckets (a reload's overlap, two handlers of one site) share the lock,
+// so a password attempt's admission stays all-or-nothing across them.
+type pooledLock struct{ *sync.Mutex }
+
+func (pooledLock) Destruct() error { return nil }
+
+func admitLockKey(poolKey, issuer string) string {
+	return fmt.Sprintf("%s\x00%s\x00admission", poolKey, issuer)
+}
+
+// admitLock is accounts.Config.AdmitLock for g: the pooled lock of its
+// buckets, remembered for Cleanup like them.
+func (g *GuestAuth) admitLock() *sync.Mutex {
+	key := admitLockKey(g.poolKey, g.issuer)
+	v, _ := throttlePool.LoadOrStore(key, pooledLock{new(sync.Mutex)})
+	g.throttleKeys = append(g.throttleKeys, key)
+	return v.(pooledLock).Mutex
+}
 
 func throttleKey(poolKey, issuer, name string, l accounts.Limit) string {
 	return fmt.Sprintf("%s\x00%s\x00%s\x00%d/%d", poolKey, issuer, name, l.Burst, l.Interval)

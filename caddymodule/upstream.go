@@ -14,7 +14,9 @@ import (
 
 // keepWriter removes the keep header from the upstream's response and, when
 // it says "true" for a guest (or a passwordless normal user, who expires like
-// one), marks the user kept (never expired).
+// one), marks the user kept (never expired). With a custom keep_header the
+// default one is removed too (it marks nothing): it is for guest_auth, never
+// for the client.
 type keepWriter struct {
 	caddyhttp.ResponseWriterWrapper
 	g      *GuestAuth
@@ -33,8 +35,10 @@ func (k *keepWriter) WriteHeader(status int) {
 func (k *keepWriter) settle() {
 	h := k.Header()
 	v := h.Get(k.g.KeepHeader)
-	if _, ok := h[k.g.KeepHeader]; ok {
-		h.Del(k.g.KeepHeader)
+	for _, name := range [...]string{k.g.KeepHeader, defaultKeepHeader} {
+		if _, ok := h[name]; ok {
+			delete(h, name)
+		}
 	}
 	if !k.marked && k.user != nil && k.user.Ephemeral() && !k.user.Kept && strings.EqualFold(strings.TrimSpace(v), "true") {
 		k.marked = true
@@ -58,10 +62,17 @@ func (k *keepWriter) ReadFrom(r io.Reader) (int64, error) {
 
 // ensureHeader runs WriteHeader's check when the body starts without one.
 func (k *keepWriter) ensureHeader() {
-	if _, ok := k.Header()[k.g.KeepHeader]; ok {
+	h := k.Header()
+	_, custom := h[k.g.KeepHeader]
+	_, def := h[defaultKeepHeader]
+	if custom || def {
 		k.WriteHeader(http.StatusOK)
 	}
 }
+
+// defaultKeepHeader is keep_header's default (canonical, as the keys of a
+// response's header).
+const defaultKeepHeader = "X-Guest-Auth-Keep"
 
 // next passes the request on, watching the response for the keep header.
 func (g *GuestAuth) next(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, user *model.User) error {

@@ -85,6 +85,13 @@ type Config struct {
 	// limit it is (one of the Throttle* names), l its configured Limit;
 	// the clock is the caller's. It may return nil to disable the limit.
 	Throttles func(name string, l Limit) *Throttle
+	// AdmitLock, when set, is the lock that makes a password attempt's
+	// admission all-or-nothing across its budgets (see Service.admit).
+	// Services given the same throttles by Config.Throttles must share it
+	// (the Caddy module keeps it in the pool entry with the buckets), or
+	// two of them could each admit an attempt on a budget's last try. nil:
+	// a lock of the Service's own.
+	AdmitLock sync.Locker
 	// SharedLimits, when set, is asked for the limits that must hold
 	// across every process using the store — the account's guess budget
 	// (ThrottleSignInAccount), its hash budget (ThrottleSignInHash) and the
@@ -117,7 +124,8 @@ type Service struct {
 	cfg      Config
 	now      func() time.Time
 	// password budgets (see budget); admitMu makes admit all-or-nothing
-	admitMu sync.Mutex
+	// (Config.AdmitLock)
+	admitMu sync.Locker
 	byAcct  *Throttle
 	// byAcctShared, hashesShared and globalShared, when set, replace
 	// byAcct, hashesByAcct and global (see Config.SharedLimits).
@@ -127,6 +135,7 @@ type Service struct {
 	byIP                                     *Throttle
 	deviceKey                                []byte
 	hashHook                                 func() // tests: called before each password hash
+	admitHook                                func() // tests: called in admitLocal when it admits, before the take
 	// guest creation limits
 	byIPCreate *Throttle
 	global     *Throttle
@@ -174,10 +183,15 @@ func New(ctx context.Context, store Store, keys *tokens.Keyring, cfg Config, now
 		}
 		return mk(name, l)
 	}
+	admitMu := cfg.AdmitLock
+	if admitMu == nil {
+		admitMu = new(sync.Mutex)
+	}
 	byAcctShared := shared(ThrottleSignInAccount, cfg.AccountLimit)
 	hashesShared := shared(ThrottleSignInHash, cfg.AccountHashLimit)
 	globalShared := shared(ThrottleGuestGlobal, cfg.Guests.Global)
 	return &Service{
+		admitMu:       admitMu,
 		byAcctShared:  byAcctShared,
 		hashesShared:  hashesShared,
 		globalShared:  globalShared,
@@ -273,7 +287,7 @@ func (s *Service) createGuest(ctx context.Context, issuer, clientID string, dev 
 		dev.UserID = u.ID
 		u.DeviceKID = dev.KID
 	}
-	sess, err := s.newSession(u.ID, clientID, now)
+	sess, err := s.newSession(u.ID, clientID, issuer, now)
 	if err != nil {
 		return nil, err
 	}
@@ -288,7 +302,9 @@ func (s *Service) createGuest(ctx context.Context, issuer, clientID string, dev 
 	return &Issued{Tokens: *tok, User: u, Session: sess}, nil
 }
 
-func (s *Service) newSession(userID, clientID string, now time.Time) (*model.Session, error) {
+// newSession is a new session of userID through clientID, bound to issuer
+// (see model.Session.Issuer).
+func (s *Service) newSession(userID, clientID, issuer string, now time.Time) (*model.Session, error) {
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
 		return nil, err
@@ -301,6 +317,7 @@ func (s *Service) newSession(userID, clientID string, now time.Time) (*model.Ses
 		ID:            id.String(),
 		UserID:        userID,
 		ClientID:      clientID,
+		Issuer:        issuer,
 		AuthTime:      now,
 		CreatedAt:     now,
 		LastUsedAt:    now,
@@ -315,7 +332,7 @@ func (s *Service) newSession(userID, clientID string, now time.Time) (*model.Ses
 // ending the user's oldest sessions beyond Config.MaxSessionsPerUser.
 // model.ErrNotFound means the user was deleted meanwhile.
 func (s *Service) startSession(ctx context.Context, issuer, clientID string, u *model.User, now time.Time) (*Issued, error) {
-	sess, err := s.newSession(u.ID, clientID, now)
+	sess, err := s.newSession(u.ID, clientID, issuer, now)
 	if err != nil {
 		return nil, err
 	}

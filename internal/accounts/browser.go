@@ -72,16 +72,16 @@ func parseHandle(handle string) (sid, uid, mac string, ok bool) {
 	return sid, uid, mac, true
 }
 
-// CreateBrowserGuest creates a guest with a browser session, under the
-// guest creation limits for clientIP (a *ThrottledError when refused; then
-// nothing is written). The session starts unconfirmed: it ends after
-// Config.BrowserUnconfirmed unless its handle comes back on a later request
-// (BrowserAuthenticate), so guests of clients that never return the cookie
-// (crawlers, cookie-less clients) end up orphaned and are deleted by the
-// next sweeps.
-func (s *Service) CreateBrowserGuest(ctx context.Context, clientIP string) (*BrowserLogin, error) {
+// CreateBrowserGuest creates a guest with a browser session under issuer,
+// within the guest creation limits for clientIP (a *ThrottledError when
+// refused; then nothing is written). The session starts unconfirmed: it
+// ends after Config.BrowserUnconfirmed unless its handle comes back on a
+// later request (BrowserAuthenticate), so guests of clients that never
+// return the cookie (crawlers, cookie-less clients) end up orphaned and are
+// deleted by the next sweeps.
+func (s *Service) CreateBrowserGuest(ctx context.Context, issuer, clientIP string) (*BrowserLogin, error) {
 	p := s.browserGuestEvents(ctx)
-	login, err := s.createBrowserGuest(ctx, clientIP, p.tx())
+	login, err := s.createBrowserGuest(ctx, issuer, clientIP, p.tx())
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +95,7 @@ func (s *Service) browserGuestEvents(ctx context.Context) *pending {
 }
 
 // createBrowserGuest creates a browser guest, storing ev's events with it.
-func (s *Service) createBrowserGuest(ctx context.Context, clientIP string, ev storage.Events) (*BrowserLogin, error) {
+func (s *Service) createBrowserGuest(ctx context.Context, issuer, clientIP string, ev storage.Events) (*BrowserLogin, error) {
 	if err := s.admitGuest(ctx, clientIP); err != nil {
 		return nil, err
 	}
@@ -104,7 +104,7 @@ func (s *Service) createBrowserGuest(ctx context.Context, clientIP string, ev st
 	if err != nil {
 		return nil, err
 	}
-	sess, err := s.newSession(u.ID, BrowserClientID, now)
+	sess, err := s.newSession(u.ID, BrowserClientID, issuer, now)
 	if err != nil {
 		return nil, err
 	}
@@ -118,24 +118,73 @@ func (s *Service) createBrowserGuest(ctx context.Context, clientIP string, ev st
 	return &BrowserLogin{Handle: BrowserHandle(sess), User: u, Session: sess}, nil
 }
 
-// StartBrowserSession signs u in with a new browser session, ending u's
-// oldest sessions beyond Config.MaxSessionsPerUser.
-func (s *Service) StartBrowserSession(ctx context.Context, u *model.User) (*BrowserLogin, error) {
+// RotateBrowserSession gives a browser a new session of u under issuer,
+// and ends prev's (the browser's session until now; nil for a browser
+// without one) at once. It is the one way a browser's privilege changes:
+// every sign-in (the password today; providers, passkeys and email links
+// must sign in through it too), a guest's upgrade, a password set or
+// changed, any new way to sign in added. Whoever knew the old handle (a
+// cookie planted before the change, a handle seen on a shared machine:
+// session fixation) then holds no session, whatever they do.
+//
+// What must carry over does: a rotation of the same user's session keeps
+// its pending merge mark (MergedFrom); a guest's session replaced by
+// another user's is a merge (Service.BrowserSignIn): the new session
+// carries the guest's id for the app (TakeMerge) and guest.merged is
+// reported, stored with the end of the guest's session.
+//
+// The new session is stored first, then prev's is ended; if that fails,
+// the new one is removed again and the error returned, so the browser
+// keeps its session and nothing changed. A caller therefore rotates
+// before the write that raises the privilege (as UpdateBrowserProfile
+// does), so the old handle never holds more than it held before.
+// model.ErrNotFound means u was deleted meanwhile.
+func (s *Service) RotateBrowserSession(ctx context.Context, prev *Identity, u *model.User, issuer string) (*BrowserLogin, error) {
 	now := s.now().UTC()
-	sess, err := s.newSession(u.ID, BrowserClientID, now)
+	sess, err := s.newSession(u.ID, BrowserClientID, issuer, now)
 	if err != nil {
 		return nil, err
 	}
+	var merge *pending
+	if prev != nil {
+		switch {
+		case prev.User.ID == u.ID:
+			// Not yet told to the app: it is told on the new session.
+			sess.MergedFrom = prev.Session.MergedFrom
+		case prev.User.IsAnonymous():
+			sess.MergedFrom = prev.User.ID
+			merge = withEvents(s.cfg.Stager, one(events.Event{Type: events.GuestMerged, UserID: u.ID, Data: map[string]any{"guest_id": prev.User.ID, "user_id": u.ID}}))
+		}
+	}
 	if _, err := s.store.PutSessionLimit(ctx, sess, s.cfg.MaxSessionsPerUser); err != nil {
 		return nil, err
+	}
+	if prev != nil {
+		var ev storage.Events
+		if merge != nil {
+			ev = merge.tx()
+		}
+		// Gone already (signed out meanwhile, over the session cap) is
+		// ended all the same.
+		ended, err := s.endSession(ctx, prev.Session.ID, ev)
+		if err != nil {
+			if _, uerr := s.endSession(context.WithoutCancel(ctx), sess.ID, nil); uerr != nil {
+				err = errors.Join(err, fmt.Errorf("removing the new session: %w", uerr))
+			}
+			return nil, err
+		}
+		if merge != nil {
+			s.observeAll(ctx, merge.reported(ended, storage.TxResult{}))
+		}
 	}
 	s.cfg.Activity.Touch(u.ID, now)
 	return &BrowserLogin{Handle: BrowserHandle(sess), User: u, Session: sess}, nil
 }
 
 // BrowserAuthenticate resolves a browser session handle to the current user
-// and session, like Authenticate for access tokens: a deleted user or an
-// ended session is a *tokens.InvalidError (ReasonSessionEnded, or
+// and session under issuer, like Authenticate for access tokens: a deleted
+// user or an ended session is a *tokens.InvalidError (ReasonSessionEnded,
+// tokens.ReasonIssuer for a session started under another issuer, or
 // tokens.ReasonMalformed for anything not a handle of ours).
 //
 // Sliding expiry: when the session was last slid more than
@@ -146,7 +195,7 @@ func (s *Service) StartBrowserSession(ctx context.Context, u *model.User) (*Brow
 // Concurrent requests of one session slide it once; the others go on with
 // the stored session, which stays valid. Nothing here ends a session, so
 // any number of parallel requests and tabs keep it.
-func (s *Service) BrowserAuthenticate(ctx context.Context, handle string) (id *Identity, slid *BrowserLogin, err error) {
+func (s *Service) BrowserAuthenticate(ctx context.Context, handle, issuer string) (id *Identity, slid *BrowserLogin, err error) {
 	sid, uid, mac, ok := parseHandle(handle)
 	if !ok {
 		return nil, nil, &tokens.InvalidError{Reason: tokens.ReasonMalformed}
@@ -160,6 +209,10 @@ func (s *Service) BrowserAuthenticate(ctx context.Context, handle string) (id *I
 	}
 	if sess.ClientID != BrowserClientID || !ctcmp.Equal([]byte(browserMAC(sess)), []byte(mac)) {
 		return nil, nil, &tokens.InvalidError{Reason: tokens.ReasonSignature}
+	}
+	if !issuedBy(sess, issuer) {
+		// Another site's session, on a store they share.
+		return nil, nil, &tokens.InvalidError{Reason: tokens.ReasonIssuer}
 	}
 	now := s.now()
 	if !now.Before(sess.EndsAt()) {
@@ -179,14 +232,20 @@ func (s *Service) BrowserAuthenticate(ctx context.Context, handle string) (id *I
 	defer s.sliding.Delete(sid)
 	idle := s.cfg.SessionIdle
 	updated, err := s.store.UpdateSession(ctx, sid, func(cur *model.Session) error {
+		if !issuedBy(cur, issuer) {
+			return errOtherIssuer
+		}
+		cur.Issuer = issuer // binds a session stored without one
 		cur.LastUsedAt = now.UTC()
 		cur.IdleExpiresAt = now.UTC().Add(idle)
 		return nil
 	}, nil)
-	if errors.Is(err, model.ErrNotFound) {
+	switch {
+	case errors.Is(err, model.ErrNotFound):
 		return nil, nil, &tokens.InvalidError{Reason: ReasonSessionEnded}
-	}
-	if err != nil {
+	case errors.Is(err, errOtherIssuer):
+		return nil, nil, &tokens.InvalidError{Reason: tokens.ReasonIssuer}
+	case err != nil:
 		return nil, nil, err
 	}
 	id.Session = updated
@@ -205,32 +264,8 @@ func (s *Service) EndBrowserSession(ctx context.Context, id *Identity) error {
 	return nil
 }
 
-// ReplaceBrowserSession ends prev, the session the browser had before
-// signing in as login. When prev was a guest's and the sign-in is to
-// another account, it reports guest.merged (guest_id, user_id), so the app
-// can move the guest's data into the account, and returns true; the guest
-// then expires as usual unless kept.
-//
-// The merge is also stored on the new session (MergedFrom), so whichever
-// instance serves its first proxied request tells the app (TakeMerge).
-func (s *Service) ReplaceBrowserSession(ctx context.Context, prev *Identity, login *BrowserLogin) (merged bool, err error) {
-	_, err = s.endSession(ctx, prev.Session.ID, nil)
-	if !prev.User.IsAnonymous() || prev.User.ID == login.User.ID {
-		return false, err
-	}
-	p := withEvents(s.cfg.Stager, one(events.Event{Type: events.GuestMerged, UserID: login.User.ID, Data: map[string]any{"guest_id": prev.User.ID, "user_id": login.User.ID}}))
-	sess, uerr := s.store.UpdateSession(ctx, login.Session.ID, func(cur *model.Session) error {
-		cur.MergedFrom = prev.User.ID
-		return nil
-	}, p.tx())
-	if uerr == nil {
-		login.Session = sess
-	}
-	// Reported even when the session could not be marked: the app must
-	// hear of the merge all the same.
-	s.observeAll(ctx, p.reported(uerr == nil, storage.TxResult{}))
-	return true, errors.Join(err, uerr)
-}
+// errOtherIssuer: the session was bound to another issuer meanwhile.
+var errOtherIssuer = errors.New("session of another issuer")
 
 // errMergeTaken: another request already told the app of the merge.
 var errMergeTaken = errors.New("merge already told")
@@ -261,14 +296,16 @@ func (s *Service) TakeMerge(ctx context.Context, id *Identity) (string, error) {
 
 // BrowserSignIn is the password sign-in of the built-in pages: the same
 // budgets, answers and checks as SignIn (device tokens aside: a browser
-// session is the device), ending with a new browser session. The caller
-// ends the session the browser had before, if any.
-func (s *Service) BrowserSignIn(ctx context.Context, username, password, clientIP string) (*BrowserLogin, error) {
+// session is the device), ending with a new browser session under issuer
+// that replaces prev, the browser's session before (nil for none), through
+// RotateBrowserSession: prev's handle is no session any more, and a guest's
+// session signed in to an account is a merge.
+func (s *Service) BrowserSignIn(ctx context.Context, prev *Identity, issuer, username, password, clientIP string) (*BrowserLogin, error) {
 	u, err := s.checkSignIn(ctx, SignInRequest{Username: username, Password: password, ClientIP: clientIP})
 	if err != nil {
 		return nil, err
 	}
-	login, err := s.StartBrowserSession(ctx, u)
+	login, err := s.RotateBrowserSession(ctx, prev, u, issuer)
 	if errors.Is(err, model.ErrNotFound) {
 		return nil, errBadCredentials // deleted meanwhile
 	}
@@ -276,11 +313,12 @@ func (s *Service) BrowserSignIn(ctx context.Context, username, password, clientI
 }
 
 // RegisterBrowser registers a new normal user for a visitor without a
-// session: a guest created under the guest creation limits and upgraded at
+// session, with a browser session under issuer (a handle nobody knew
+// before): a guest created under the guest creation limits and upgraded at
 // once by UpdateProfile, so the name and password rules and messages are
 // exactly those of /api/update-user. A refused upgrade deletes the guest
 // again and returns UpdateProfile's error.
-func (s *Service) RegisterBrowser(ctx context.Context, username, password, clientIP string) (*BrowserLogin, error) {
+func (s *Service) RegisterBrowser(ctx context.Context, issuer, username, password, clientIP string) (*BrowserLogin, error) {
 	// Cheap refusals first, before any write.
 	if err := ValidateName(strings.TrimSpace(username)); err != nil {
 		return nil, err
@@ -289,7 +327,7 @@ func (s *Service) RegisterBrowser(ctx context.Context, username, password, clien
 		return nil, refuse(CodeInvalidPassword, "A password must be %d to %d characters.", MinPasswordLength, MaxPasswordLength)
 	}
 	p := s.browserGuestEvents(ctx)
-	login, err := s.createBrowserGuest(ctx, clientIP, p.tx())
+	login, err := s.createBrowserGuest(ctx, issuer, clientIP, p.tx())
 	if err != nil {
 		return nil, err
 	}

@@ -37,7 +37,7 @@ func flip(c string) string {
 
 func TestBrowserGuestHandle(t *testing.T) {
 	f := newFixture(t, browserConfig())
-	login, err := f.svc.CreateBrowserGuest(bg, "192.0.2.1")
+	login, err := f.svc.CreateBrowserGuest(bg, issuer, "192.0.2.1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func TestBrowserGuestHandle(t *testing.T) {
 	if got := login.Session.EndsAt(); !got.Equal(f.clock.Now().Add(time.Hour)) {
 		t.Fatalf("unconfirmed session ends at %v", got)
 	}
-	id, slid, err := f.svc.BrowserAuthenticate(bg, login.Handle)
+	id, slid, err := f.svc.BrowserAuthenticate(bg, login.Handle, issuer)
 	if err != nil || id.User.ID != login.User.ID {
 		t.Fatalf("authenticate: %v %v", id, err)
 	}
@@ -62,7 +62,7 @@ func TestBrowserGuestHandle(t *testing.T) {
 		t.Fatalf("first return did not confirm the session: %+v", slid)
 	}
 	// Forgeries: another MAC, another session's MAC, truncations.
-	other, _ := f.svc.CreateBrowserGuest(bg, "192.0.2.1")
+	other, _ := f.svc.CreateBrowserGuest(bg, issuer, "192.0.2.1")
 	op := strings.Split(other.Handle, ".")
 	for _, h := range []string{
 		parts[0] + "." + parts[1] + "." + op[2],
@@ -72,7 +72,7 @@ func TestBrowserGuestHandle(t *testing.T) {
 		"garbage",
 		"",
 	} {
-		if id, _, err := f.svc.BrowserAuthenticate(bg, h); err == nil {
+		if id, _, err := f.svc.BrowserAuthenticate(bg, h, issuer); err == nil {
 			t.Fatalf("handle %q accepted as %v", h, id.User.ID)
 		} else if errors.As(err, new(*tokens.InvalidError)) == false {
 			t.Fatalf("handle %q: %v, want an invalid error", h, err)
@@ -89,13 +89,13 @@ func TestBrowserGuestsHaveV7Ids(t *testing.T) {
 	f := newFixture(t, browserConfig())
 	var users []*model.User
 	for range 3 {
-		login, err := f.svc.CreateBrowserGuest(bg, "192.0.2.1")
+		login, err := f.svc.CreateBrowserGuest(bg, issuer, "192.0.2.1")
 		if err != nil {
 			t.Fatal(err)
 		}
 		users = append(users, login.User)
 	}
-	registered, err := f.svc.RegisterBrowser(bg, "alice", "correct horse battery", "192.0.2.2")
+	registered, err := f.svc.RegisterBrowser(bg, issuer, "alice", "correct horse battery", "192.0.2.2")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,34 +118,34 @@ func TestBrowserHandleOfClientSessionRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = f.svc.BrowserAuthenticate(bg, accounts.BrowserHandle(iss.Session))
+	_, _, err = f.svc.BrowserAuthenticate(bg, accounts.BrowserHandle(iss.Session), issuer)
 	wantInvalid(t, err, tokens.ReasonSignature)
 }
 
 func TestBrowserSessionEnds(t *testing.T) {
 	f := newFixture(t, browserConfig())
-	login, _ := f.svc.CreateBrowserGuest(bg, "192.0.2.1")
-	id, _, err := f.svc.BrowserAuthenticate(bg, login.Handle)
+	login, _ := f.svc.CreateBrowserGuest(bg, issuer, "192.0.2.1")
+	id, _, err := f.svc.BrowserAuthenticate(bg, login.Handle, issuer)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := f.svc.EndBrowserSession(bg, id); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = f.svc.BrowserAuthenticate(bg, login.Handle)
+	_, _, err = f.svc.BrowserAuthenticate(bg, login.Handle, issuer)
 	wantInvalid(t, err, accounts.ReasonSessionEnded)
 
 	// Deleting the user ends it too; an unconfirmed session ends after its
 	// window.
-	login2, _ := f.svc.CreateBrowserGuest(bg, "192.0.2.1")
-	login3, _ := f.svc.CreateBrowserGuest(bg, "192.0.2.1")
+	login2, _ := f.svc.CreateBrowserGuest(bg, issuer, "192.0.2.1")
+	login3, _ := f.svc.CreateBrowserGuest(bg, issuer, "192.0.2.1")
 	if err := f.store.DeleteUser(bg, login2.User.ID, nil); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = f.svc.BrowserAuthenticate(bg, login2.Handle)
+	_, _, err = f.svc.BrowserAuthenticate(bg, login2.Handle, issuer)
 	wantInvalid(t, err, accounts.ReasonSessionEnded)
 	f.clock.Advance(time.Hour)
-	_, _, err = f.svc.BrowserAuthenticate(bg, login3.Handle)
+	_, _, err = f.svc.BrowserAuthenticate(bg, login3.Handle, issuer)
 	wantInvalid(t, err, accounts.ReasonSessionEnded)
 }
 
@@ -154,8 +154,8 @@ func TestBrowserSessionEnds(t *testing.T) {
 // the session.
 func TestBrowserSlidingWritesRarely(t *testing.T) {
 	f := newFixture(t, browserConfig())
-	login, _ := f.svc.CreateBrowserGuest(bg, "192.0.2.1")
-	if _, slid, err := f.svc.BrowserAuthenticate(bg, login.Handle); err != nil || slid == nil {
+	login, _ := f.svc.CreateBrowserGuest(bg, issuer, "192.0.2.1")
+	if _, slid, err := f.svc.BrowserAuthenticate(bg, login.Handle, issuer); err != nil || slid == nil {
 		t.Fatalf("confirming: %v %v", slid, err)
 	}
 	writes := f.store.Writes()
@@ -163,7 +163,7 @@ func TestBrowserSlidingWritesRarely(t *testing.T) {
 	errs := make(chan error, 100)
 	for range 100 {
 		wg.Go(func() {
-			if _, slid, err := f.svc.BrowserAuthenticate(bg, login.Handle); err != nil || slid != nil {
+			if _, slid, err := f.svc.BrowserAuthenticate(bg, login.Handle, issuer); err != nil || slid != nil {
 				errs <- errors.Join(err, errors.New("slid within the interval"))
 			}
 		})
@@ -178,7 +178,7 @@ func TestBrowserSlidingWritesRarely(t *testing.T) {
 	}
 	// After the interval, one slide moves the idle expiry.
 	f.clock.Advance(accounts.BrowserSlideEvery)
-	_, slid, err := f.svc.BrowserAuthenticate(bg, login.Handle)
+	_, slid, err := f.svc.BrowserAuthenticate(bg, login.Handle, issuer)
 	if err != nil || slid == nil || !slid.Session.IdleExpiresAt.Equal(f.clock.Now().Add(24*time.Hour)) {
 		t.Fatalf("slide after the interval: %+v %v", slid, err)
 	}
@@ -189,12 +189,12 @@ func TestBrowserSlidingWritesRarely(t *testing.T) {
 	// lifetime (72h).
 	for range 3 {
 		f.clock.Advance(20 * time.Hour)
-		if _, _, err := f.svc.BrowserAuthenticate(bg, login.Handle); err != nil && f.clock.Now().Before(login.Session.ExpiresAt) {
+		if _, _, err := f.svc.BrowserAuthenticate(bg, login.Handle, issuer); err != nil && f.clock.Now().Before(login.Session.ExpiresAt) {
 			t.Fatalf("used session ended at %v: %v", f.clock.Now(), err)
 		}
 	}
 	f.clock.Advance(20 * time.Hour)
-	_, _, err = f.svc.BrowserAuthenticate(bg, login.Handle)
+	_, _, err = f.svc.BrowserAuthenticate(bg, login.Handle, issuer)
 	wantInvalid(t, err, accounts.ReasonSessionEnded)
 }
 
@@ -202,9 +202,9 @@ func TestBrowserSlidingWritesRarely(t *testing.T) {
 // session ends, and pruned as an orphan.
 func TestUnconfirmedBrowserGuestPruned(t *testing.T) {
 	f := newFixture(t, browserConfig())
-	gone, _ := f.svc.CreateBrowserGuest(bg, "192.0.2.1")
-	back, _ := f.svc.CreateBrowserGuest(bg, "192.0.2.1")
-	if _, _, err := f.svc.BrowserAuthenticate(bg, back.Handle); err != nil {
+	gone, _ := f.svc.CreateBrowserGuest(bg, issuer, "192.0.2.1")
+	back, _ := f.svc.CreateBrowserGuest(bg, issuer, "192.0.2.1")
+	if _, _, err := f.svc.BrowserAuthenticate(bg, back.Handle, issuer); err != nil {
 		t.Fatal(err)
 	}
 	f.clock.Advance(time.Hour)
@@ -218,7 +218,7 @@ func TestUnconfirmedBrowserGuestPruned(t *testing.T) {
 	if _, err := f.store.GetUser(bg, back.User.ID); err != nil {
 		t.Fatalf("confirmed guest pruned: %v", err)
 	}
-	if _, _, err := f.svc.BrowserAuthenticate(bg, back.Handle); err != nil {
+	if _, _, err := f.svc.BrowserAuthenticate(bg, back.Handle, issuer); err != nil {
 		t.Fatalf("confirmed guest's session: %v", err)
 	}
 }
@@ -227,27 +227,27 @@ func TestBrowserGuestLimits(t *testing.T) {
 	cfg := browserConfig()
 	cfg.Guests.PerIP = accounts.Limit{Burst: 1, Interval: time.Hour}
 	f := newFixture(t, cfg)
-	if _, err := f.svc.CreateBrowserGuest(bg, "192.0.2.1"); err != nil {
+	if _, err := f.svc.CreateBrowserGuest(bg, issuer, "192.0.2.1"); err != nil {
 		t.Fatal(err)
 	}
-	_, err := f.svc.CreateBrowserGuest(bg, "192.0.2.1")
+	_, err := f.svc.CreateBrowserGuest(bg, issuer, "192.0.2.1")
 	wantThrottled(t, err, accounts.LimitIP)
 	if live, _, _ := f.store.GuestCounts(bg); live != 1 {
 		t.Fatalf("%d guests after a refused creation", live)
 	}
 }
 
-func TestStartBrowserSession(t *testing.T) {
+func TestBrowserSessionWithoutPrevious(t *testing.T) {
 	f := newFixture(t, browserConfig())
 	u := &model.User{ID: "11111111-1111-1111-1111-111111111111", Name: "alice", Tag: model.TagNormal}
 	if err := f.store.CreateUser(bg, u, nil, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	login, err := f.svc.StartBrowserSession(bg, u)
+	login, err := f.svc.RotateBrowserSession(bg, nil, u, issuer)
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, _, err := f.svc.BrowserAuthenticate(bg, login.Handle)
+	id, _, err := f.svc.BrowserAuthenticate(bg, login.Handle, issuer)
 	if err != nil || id.User.Name != "alice" || !login.Session.EndsAt().Equal(f.clock.Now().Add(24*time.Hour)) {
 		t.Fatalf("%v %v %v", id, err, login.Session.EndsAt())
 	}
@@ -257,7 +257,7 @@ func TestRegisterAndSignInBrowser(t *testing.T) {
 	cfg := browserConfig()
 	cfg.ReservedNames = accounts.DefaultReservedNames
 	f := newFixture(t, cfg)
-	login, err := f.svc.RegisterBrowser(bg, "alice", "correct horse battery", "192.0.2.1")
+	login, err := f.svc.RegisterBrowser(bg, issuer, "alice", "correct horse battery", "192.0.2.1")
 	if err != nil || login.User.IsAnonymous() || login.User.Name != "alice" {
 		t.Fatalf("register: %+v %v", login, err)
 	}
@@ -269,7 +269,7 @@ func TestRegisterAndSignInBrowser(t *testing.T) {
 		{"admin", "correct horse battery", accounts.CodeInvalidName},
 		{"bob", "short", accounts.CodeInvalidPassword},
 	} {
-		_, err := f.svc.RegisterBrowser(bg, c.name, c.pw, "192.0.2.1")
+		_, err := f.svc.RegisterBrowser(bg, issuer, c.name, c.pw, "192.0.2.1")
 		var ae *accounts.Error
 		if !errors.As(err, &ae) || ae.Code != c.code {
 			t.Fatalf("register %q: %v, want %s", c.name, err, c.code)
@@ -278,14 +278,14 @@ func TestRegisterAndSignInBrowser(t *testing.T) {
 	if live, _, _ := f.store.GuestCounts(bg); live != 0 {
 		t.Fatalf("%d guests left behind by refused registrations", live)
 	}
-	if _, err := f.svc.BrowserSignIn(bg, "alice", "wrong password!!", "192.0.2.1"); err == nil {
+	if _, err := f.svc.BrowserSignIn(bg, nil, issuer, "alice", "wrong password!!", "192.0.2.1"); err == nil {
 		t.Fatal("wrong password accepted")
 	}
-	in, err := f.svc.BrowserSignIn(bg, "Alice", "correct horse battery", "192.0.2.1")
+	in, err := f.svc.BrowserSignIn(bg, nil, issuer, "Alice", "correct horse battery", "192.0.2.1")
 	if err != nil || in.User.ID != login.User.ID || in.Session.ID == login.Session.ID {
 		t.Fatalf("sign-in: %+v %v", in, err)
 	}
-	if id, _, err := f.svc.BrowserAuthenticate(bg, in.Handle); err != nil || id.User.ID != login.User.ID {
+	if id, _, err := f.svc.BrowserAuthenticate(bg, in.Handle, issuer); err != nil || id.User.ID != login.User.ID {
 		t.Fatalf("signed-in handle: %v %v", id, err)
 	}
 }
@@ -295,25 +295,22 @@ func TestRegisterAndSignInBrowser(t *testing.T) {
 // the app, exactly once however many requests race for it.
 func TestMergeStoredAndTakenOnce(t *testing.T) {
 	f := newFixture(t, browserConfig())
-	if _, err := f.svc.RegisterBrowser(bg, "alice", "correct horse battery", "192.0.2.1"); err != nil {
+	if _, err := f.svc.RegisterBrowser(bg, issuer, "alice", "correct horse battery", "192.0.2.1"); err != nil {
 		t.Fatal(err)
 	}
-	guest, err := f.svc.CreateBrowserGuest(bg, "192.0.2.2")
+	guest, err := f.svc.CreateBrowserGuest(bg, issuer, "192.0.2.2")
 	if err != nil {
 		t.Fatal(err)
 	}
-	prev, _, err := f.svc.BrowserAuthenticate(bg, guest.Handle)
+	prev, _, err := f.svc.BrowserAuthenticate(bg, guest.Handle, issuer)
 	if err != nil {
 		t.Fatal(err)
 	}
-	login, err := f.svc.BrowserSignIn(bg, "alice", "correct horse battery", "192.0.2.2")
+	login, err := f.svc.BrowserSignIn(bg, prev, issuer, "alice", "correct horse battery", "192.0.2.2")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if merged, err := f.svc.ReplaceBrowserSession(bg, prev, login); !merged || err != nil {
-		t.Fatalf("ReplaceBrowserSession = %v, %v", merged, err)
-	}
-	if _, _, err := f.svc.BrowserAuthenticate(bg, guest.Handle); err == nil {
+	if _, _, err := f.svc.BrowserAuthenticate(bg, guest.Handle, issuer); err == nil {
 		t.Fatal("the guest's browser session survived the sign-in")
 	}
 	// As another instance would: from the store, not from login.
@@ -321,7 +318,7 @@ func TestMergeStoredAndTakenOnce(t *testing.T) {
 	if err != nil || stored.MergedFrom != guest.User.ID {
 		t.Fatalf("stored session: %+v %v", stored, err)
 	}
-	id, _, err := f.svc.BrowserAuthenticate(bg, login.Handle)
+	id, _, err := f.svc.BrowserAuthenticate(bg, login.Handle, issuer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,15 +344,13 @@ func TestMergeStoredAndTakenOnce(t *testing.T) {
 	if told != 1 {
 		t.Fatalf("the app was told of the merge %d times, want once", told)
 	}
-	if id, _, err := f.svc.BrowserAuthenticate(bg, login.Handle); err != nil || id.Session.MergedFrom != "" {
-		t.Fatalf("after the merge was told: %+v %v", id, err)
+	told2, _, err := f.svc.BrowserAuthenticate(bg, login.Handle, issuer)
+	if err != nil || told2.Session.MergedFrom != "" {
+		t.Fatalf("after the merge was told: %+v %v", told2, err)
 	}
 	// A sign-in from a normal user's session is no merge.
-	again, err := f.svc.BrowserSignIn(bg, "alice", "correct horse battery", "192.0.2.2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if merged, err := f.svc.ReplaceBrowserSession(bg, id, again); merged || err != nil {
-		t.Fatalf("normal-user session: merged %v, %v", merged, err)
+	again, err := f.svc.BrowserSignIn(bg, told2, issuer, "alice", "correct horse battery", "192.0.2.2")
+	if err != nil || again.Session.MergedFrom != "" {
+		t.Fatalf("normal-user session: %+v, %v", again, err)
 	}
 }

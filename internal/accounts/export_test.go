@@ -31,3 +31,7 @@ func ThrottleKeys(t *Throttle) int {
 func (s *Service) PasswordSignIn(ctx context.Context, issuer, clientID, username, password, clientIP string) (*Issued, error) {
 	return s.SignIn(ctx, SignInRequest{Issuer: issuer, ClientID: clientID, Username: username, Password: password, ClientIP: clientIP})
 }
+
+// SetAdmitHook makes s call f each time it admits a password attempt, in
+// the critical section, just before it spends the tries.
+func SetAdmitHook(s *Service, f func()) { s.admitHook = f }

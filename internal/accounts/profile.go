@@ -63,7 +63,8 @@ type ProfileUpdate struct {
 	OldPassword *string
 	// ClientIP keys the per-IP limits on this request (Caddy's client IP).
 	ClientIP string
-	// Issuer is the iss of the token set re-issued after a password change.
+	// Issuer is the iss of the token set re-issued after a password change
+	// (UpdateProfile), or of the browser's new session (UpdateBrowserProfile).
 	Issuer string
 }
 
@@ -76,7 +77,8 @@ type UpdateResult struct {
 	EndedSessions int
 	// Tokens is the caller's new token set after a password change (its
 	// session's refresh token was rotated, so the old one is dead); nil
-	// otherwise, or when the session ended meanwhile.
+	// otherwise, or when the session ended meanwhile. Never for a browser
+	// session (UpdateBrowserProfile), which gets a new session instead.
 	Tokens *TokenResponse
 
 	newName string     // the name the update wrote
@@ -129,7 +131,7 @@ func (s *Service) admitNameChange(userID, clientIP string) error {
 // is hashed. Changing an existing password ends the user's other sessions
 // and rotates the caller's session, whose new tokens are in the result.
 func (s *Service) UpdateProfile(ctx context.Context, id *Identity, upd ProfileUpdate) (*UpdateResult, error) {
-	res, err := s.updateProfile(ctx, id, upd)
+	_, res, err := s.updateProfile(ctx, id, upd, false)
 	if err != nil {
 		return nil, err
 	}
@@ -137,9 +139,29 @@ func (s *Service) UpdateProfile(ctx context.Context, id *Identity, upd ProfileUp
 	return res, nil
 }
 
-func (s *Service) updateProfile(ctx context.Context, id *Identity, upd ProfileUpdate) (*UpdateResult, error) {
+// UpdateBrowserProfile is UpdateProfile for a browser session (id is the
+// browser's identity): an update that raises the browser's privilege — a
+// guest's upgrade, a password set or changed — first gives the browser a
+// new session under upd.Issuer (RotateBrowserSession: the old handle ends
+// at once), then writes; the other sessions end on a password change as
+// with UpdateProfile. login is the browser's new session: when it is not
+// nil, the caller sends its cookie whatever err says, since the session
+// before has ended (an update refused after the rotation, such as a name
+// taken meanwhile, leaves the user as it was with the new session).
+func (s *Service) UpdateBrowserProfile(ctx context.Context, id *Identity, upd ProfileUpdate) (login *BrowserLogin, res *UpdateResult, err error) {
+	login, res, err = s.updateProfile(ctx, id, upd, true)
+	if err != nil {
+		return login, nil, err
+	}
+	s.observeAll(ctx, res.events...)
+	return login, res, nil
+}
+
+// updateProfile is UpdateProfile, and UpdateBrowserProfile when browser;
+// login is the browser's new session when it was rotated (even with err).
+func (s *Service) updateProfile(ctx context.Context, id *Identity, upd ProfileUpdate, browser bool) (login *BrowserLogin, _ *UpdateResult, _ error) {
 	if upd.Name == nil && upd.Password == nil && upd.DisplayName == nil {
-		return nil, refuse(CodeInvalidRequest, "Give a name, a password or a display name to change.")
+		return login, nil, refuse(CodeInvalidRequest, "Give a name, a password or a display name to change.")
 	}
 	cur := id.User
 	var name, display string
@@ -149,11 +171,11 @@ func (s *Service) updateProfile(ctx context.Context, id *Identity, upd ProfileUp
 		// Sending one's current name (even guest_...) is not a change.
 		if name != cur.Name {
 			if err := ValidateName(name); err != nil {
-				return nil, err
+				return login, nil, err
 			}
 			// A case change of one's own name claims nothing new.
 			if key := model.NameKey(name); s.names.reserved[key] && key != model.NameKey(cur.Name) {
-				return nil, refuse(CodeInvalidName, "The username %q is reserved.", name)
+				return login, nil, refuse(CodeInvalidName, "The username %q is reserved.", name)
 			}
 			changeName = true
 		}
@@ -161,33 +183,33 @@ func (s *Service) updateProfile(ctx context.Context, id *Identity, upd ProfileUp
 	if upd.DisplayName != nil {
 		display = strings.TrimSpace(*upd.DisplayName)
 		if utf8.RuneCountInString(display) > MaxDisplayNameLength || !utf8.ValidString(display) || strings.IndexFunc(display, unicode.IsControl) >= 0 {
-			return nil, refuse(CodeInvalidRequest, "A display name must be at most %d printable characters.", MaxDisplayNameLength)
+			return login, nil, refuse(CodeInvalidRequest, "A display name must be at most %d printable characters.", MaxDisplayNameLength)
 		}
 	}
 	if upd.Password != nil {
 		if err := checkPasswordLength(*upd.Password); err != nil {
-			return nil, refuse(CodeInvalidPassword, "A password must be %d to %d characters.", MinPasswordLength, MaxPasswordLength)
+			return login, nil, refuse(CodeInvalidPassword, "A password must be %d to %d characters.", MinPasswordLength, MaxPasswordLength)
 		}
 	}
 	if changeName {
 		if err := s.admitNameChange(cur.ID, upd.ClientIP); err != nil {
-			return nil, err
+			return login, nil, err
 		}
 		// Cheap early answer; the store re-checks in its transaction.
 		owner, err := s.store.GetUserByName(ctx, name)
 		switch {
 		case err == nil && owner.ID != cur.ID:
-			return nil, refuse(CodeNameTaken, "The username %q is taken.", name)
+			return login, nil, refuse(CodeNameTaken, "The username %q is taken.", name)
 		case err != nil && !errors.Is(err, model.ErrNotFound):
-			return nil, err
+			return login, nil, err
 		}
 	}
 	if cur.PasswordHash != "" && (changeName || upd.Password != nil) {
 		if upd.Password == nil && (upd.OldPassword == nil || *upd.OldPassword == "") {
-			return nil, refuse(CodeWrongPassword, "Changing the username needs the current password (oldPassword).")
+			return login, nil, refuse(CodeWrongPassword, "Changing the username needs the current password (oldPassword).")
 		}
 		if err := s.checkOldPassword(ctx, id, upd.OldPassword, upd.ClientIP); err != nil {
-			return nil, err
+			return login, nil, err
 		}
 	}
 	var newHash string
@@ -195,9 +217,22 @@ func (s *Service) updateProfile(ctx context.Context, id *Identity, upd ProfileUp
 		// Hash outside any store transaction: it takes tens of milliseconds.
 		h, err := s.hashNewPassword(ctx, cur.Name, *upd.Password, upd.ClientIP)
 		if err != nil {
-			return nil, err
+			return login, nil, err
 		}
 		newHash = h
+	}
+
+	// A browser's privilege is raised on a session nobody can have known
+	// before: a new one, before the write (RotateBrowserSession).
+	if browser && (newHash != "" || (cur.IsAnonymous() && changeName)) {
+		l, err := s.RotateBrowserSession(ctx, id, cur, upd.Issuer)
+		if errors.Is(err, model.ErrNotFound) {
+			return nil, nil, refuse(CodeInvalidGrant, "The user no longer exists.")
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		login, id = l, &Identity{User: cur, Session: l.Session}
 	}
 
 	now := s.now().UTC()
@@ -237,13 +272,13 @@ func (s *Service) updateProfile(ctx context.Context, id *Identity, upd ProfileUp
 	}, up.tx())
 	switch {
 	case errors.Is(err, model.ErrNameTaken):
-		return nil, refuse(CodeNameTaken, "The username %q is taken.", name)
+		return login, nil, refuse(CodeNameTaken, "The username %q is taken.", name)
 	case errors.Is(err, errConflict):
-		return nil, refuse(CodeConflict, "The account changed during this request; try again.")
+		return login, nil, refuse(CodeConflict, "The account changed during this request; try again.")
 	case errors.Is(err, model.ErrNotFound):
-		return nil, refuse(CodeInvalidGrant, "The user no longer exists.")
+		return login, nil, refuse(CodeInvalidGrant, "The user no longer exists.")
 	case err != nil:
-		return nil, err
+		return login, nil, err
 	}
 	res.User = u
 	res.events = []outcomes{up.stored(storage.TxResult{})}
@@ -251,15 +286,17 @@ func (s *Service) updateProfile(ctx context.Context, id *Identity, upd ProfileUp
 		dp := withEvents(s.cfg.Stager, revoked(u.ID, "password_changed"))
 		n, err := s.store.DeleteUserSessions(ctx, u.ID, id.Session.ID, dp.tx())
 		if err != nil {
-			return nil, fmt.Errorf("ending other sessions: %w", err)
+			return login, nil, fmt.Errorf("ending other sessions: %w", err)
 		}
 		res.EndedSessions = n
 		res.events = append(res.events, dp.stored(storage.TxResult{Ended: n}))
-		if res.Tokens, err = s.reissue(ctx, upd.Issuer, id.Session.ID, u, now); err != nil {
-			return nil, fmt.Errorf("re-issuing tokens: %w", err)
+		if !browser {
+			if res.Tokens, err = s.reissue(ctx, upd.Issuer, id.Session.ID, u, now); err != nil {
+				return login, nil, fmt.Errorf("re-issuing tokens: %w", err)
+			}
 		}
 	}
-	return res, nil
+	return login, res, nil
 }
 
 // reissue rotates the caller's session after a password change: the next

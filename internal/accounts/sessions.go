@@ -52,10 +52,19 @@ func parseRefresh(ctx context.Context, token string, sess func(ctx context.Conte
 	return s, gen, true, nil
 }
 
+// issuedBy reports whether sess may be used under issuer: the one it was
+// started under, or any for a session stored before sessions had one (it
+// is bound to the issuer of its next write; see model.Session.Issuer).
+func issuedBy(sess *model.Session, issuer string) bool {
+	return sess.Issuer == "" || sess.Issuer == issuer
+}
+
 // Refresh is the refresh_token grant: it rotates the session's refresh token
 // and issues tokens carrying the user's current name, tag and is_anonymous.
 // Presenting an already-used refresh token ends the whole session (reuse
-// detection, OAuth 2.0 Security BCP).
+// detection, OAuth 2.0 Security BCP). A refresh token is honoured only
+// under the issuer its session was started under: another site sharing
+// the store answers invalid_grant, and the session goes on.
 func (s *Service) Refresh(ctx context.Context, issuer, clientID, token string) (*Issued, error) {
 	issued, err := s.refresh(ctx, issuer, clientID, token)
 	s.observeRefresh(ctx, clientID, err)
@@ -67,7 +76,7 @@ func (s *Service) refresh(ctx context.Context, issuer, clientID, token string) (
 	if err != nil {
 		return nil, err
 	}
-	if !ok || sess.ClientID != clientID {
+	if !ok || sess.ClientID != clientID || !issuedBy(sess, issuer) {
 		return nil, errBadRefresh
 	}
 	now := s.now().UTC()
@@ -89,12 +98,18 @@ func (s *Service) refresh(ctx context.Context, issuer, clientID, token string) (
 		if raced {
 			return ErrRefreshReuse
 		}
+		if !issuedBy(cur, issuer) {
+			return errBadRefresh
+		}
+		cur.Issuer = issuer // binds a session stored without one
 		cur.Generation++
 		cur.LastUsedAt = now
 		cur.IdleExpiresAt = now.Add(s.cfg.SessionIdle)
 		return nil
 	}, nil)
 	switch {
+	case errors.Is(err, errBadRefresh):
+		return nil, errBadRefresh
 	case raced:
 		// Two uses of one token: the other one won, so this is a reuse.
 		if _, err := s.endSession(ctx, sid, nil); err != nil {
@@ -134,11 +149,16 @@ func (s *Service) endSession(ctx context.Context, id string, ev storage.Events) 
 
 // Revoke implements RFC 7009 for clientID: a refresh token (any generation)
 // or an access token ends its session. Unknown, invalid and expired tokens
-// are not errors (RFC 7009 §2.2); a token of another client is refused.
+// are not errors (RFC 7009 §2.2), nor is a refresh token of another issuer
+// (it is not this site's: nothing is ended); a token of another client is
+// refused.
 func (s *Service) Revoke(ctx context.Context, issuer, clientID, token string) error {
 	sess, _, ok, err := parseRefresh(ctx, token, s.store.GetSession)
 	if err != nil {
 		return err
+	}
+	if ok && !issuedBy(sess, issuer) {
+		return nil
 	}
 	if ok {
 		if sess.ClientID != clientID {

@@ -149,6 +149,9 @@ func (s *Service) admitLocal(budgets []budget, now time.Time, take bool) error {
 		return &ThrottledError{Limit: LimitSignIn, RetryAfter: wait}
 	}
 	if take {
+		if s.admitHook != nil {
+			s.admitHook()
+		}
 		for _, b := range budgets {
 			if b.sh == nil {
 				b.t.take(b.key, now)

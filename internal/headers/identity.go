@@ -17,6 +17,32 @@ import (
 	"github.com/guestauth/caddy-guestauth/internal/model"
 )
 
+// The default names of the headers guest_auth sets for the upstream.
+const (
+	DefaultUserID        = "X-Auth-User-Id"
+	DefaultUserName      = "X-Auth-User-Name"
+	DefaultUserTag       = "X-Auth-User-Tag"
+	DefaultUserAnonymous = "X-Auth-User-Anonymous"
+	DefaultAssertion     = "X-Auth-Assertion"
+	DefaultMergedFrom    = "X-Auth-Merged-From"
+)
+
+// Names are one config's names of the headers guest_auth may set for the
+// upstream; "" is the default name. Assertion and MergedFrom name the
+// signed assertion's and the merge's headers whether or not the config
+// sets them.
+type Names struct {
+	UserID, UserName, UserTag, UserAnonymous string
+	Assertion, MergedFrom                    string
+}
+
+// defaults is Names with every default name.
+var defaults = Names{DefaultUserID, DefaultUserName, DefaultUserTag, DefaultUserAnonymous, DefaultAssertion, DefaultMergedFrom}
+
+func (n Names) all() []string {
+	return []string{n.UserID, n.UserName, n.UserTag, n.UserAnonymous, n.Assertion, n.MergedFrom}
+}
+
 // Identity is one config's identity headers.
 type Identity struct {
 	// canonical are the user id, name, tag and anonymous flag headers'
@@ -25,17 +51,28 @@ type Identity struct {
 	strip     []string // every name a client may not send, each as Normalize makes it
 }
 
-// NewIdentity makes the identity headers named id, name, tag and anonymous
-// (user id, username, tag, anonymous flag); a client may send none of
-// them, nor any of the names in reserved.
-func NewIdentity(id, name, tag, anonymous string, reserved ...string) *Identity {
+// NewIdentity makes the identity headers of a config naming n. It sets
+// n's user id, username, tag and anonymous flag headers; it strips every
+// header guest_auth could ever set, whatever this config sets: n's names
+// and every default name, the assertion and merged-from headers included.
+// So a config without an assertion still strips a captured one, and one
+// with custom names still strips a forged X-Auth-User-Id.
+func NewIdentity(n Names) *Identity {
+	or := func(v, d string) string {
+		if v == "" {
+			return d
+		}
+		return v
+	}
+	n = Names{or(n.UserID, DefaultUserID), or(n.UserName, DefaultUserName), or(n.UserTag, DefaultUserTag),
+		or(n.UserAnonymous, DefaultUserAnonymous), or(n.Assertion, DefaultAssertion), or(n.MergedFrom, DefaultMergedFrom)}
 	h := &Identity{canonical: [4]string{
-		textproto.CanonicalMIMEHeaderKey(id), textproto.CanonicalMIMEHeaderKey(name),
-		textproto.CanonicalMIMEHeaderKey(tag), textproto.CanonicalMIMEHeaderKey(anonymous),
+		textproto.CanonicalMIMEHeaderKey(n.UserID), textproto.CanonicalMIMEHeaderKey(n.UserName),
+		textproto.CanonicalMIMEHeaderKey(n.UserTag), textproto.CanonicalMIMEHeaderKey(n.UserAnonymous),
 	}}
-	for _, s := range append([]string{id, name, tag, anonymous}, reserved...) {
-		if n := Normalize(s); !slices.Contains(h.strip, n) {
-			h.strip = append(h.strip, n)
+	for _, s := range append(n.all(), defaults.all()...) {
+		if v := Normalize(s); !slices.Contains(h.strip, v) {
+			h.strip = append(h.strip, v)
 		}
 	}
 	return h

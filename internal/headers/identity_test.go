@@ -14,21 +14,10 @@ import (
 )
 
 // names are a config's identity header names ("" for the default).
-type names struct{ UserID, UserTag string }
+type names = Names
 
-// stripper is the identity headers of a config naming names, with the
-// default names and X-Auth-Merged-From never sent either, as the module
-// makes them.
-func stripper(n names) *Identity {
-	or := func(s, d string) string {
-		if s == "" {
-			return d
-		}
-		return s
-	}
-	return NewIdentity(or(n.UserID, "X-Auth-User-Id"), "X-Auth-User-Name", or(n.UserTag, "X-Auth-User-Tag"), "X-Auth-User-Anonymous",
-		"X-Auth-User-Id", "X-Auth-User-Name", "X-Auth-User-Tag", "X-Auth-User-Anonymous", "X-Auth-Merged-From")
-}
+// stripper is the identity headers of a config naming names.
+func stripper(n names) *Identity { return NewIdentity(n) }
 
 func TestStripConnectionTokens(t *testing.T) {
 	custom := names{UserID: "X-User", UserTag: "X-Role"}
@@ -47,6 +36,10 @@ func TestStripConnectionTokens(t *testing.T) {
 		{name: "several fields", in: []string{"X-Auth-User-Id", "Upgrade", "x_auth_user_tag, keep-alive"}, want: []string{"Upgrade", "keep-alive"}},
 		{name: "empty elements", in: []string{" , X-Auth-User-Tag,,"}},
 		{name: "merged-from", in: []string{"X-Auth-Merged-From, close"}, want: []string{"close"}},
+		// The config sets no assertion: a captured one is stripped anyway.
+		{name: "assertion", in: []string{"x_auth.ASSERTION, close"}, want: []string{"close"}},
+		{name: "custom assertion and merged-from, defaults too", headers: names{Assertion: "X-App-Assertion", MergedFrom: "X-App-Merged"},
+			in: []string{"x_app_assertion, X-Auth-Assertion, X-App-Merged, x-auth-merged-from, close"}, want: []string{"close"}},
 		{name: "look-alikes kept", in: []string{"X-Auth-User-Ids, X-Auth-User, close"}, want: []string{"X-Auth-User-Ids, X-Auth-User, close"}},
 		{name: "untouched", in: []string{"close"}, want: []string{"close"}},
 		{name: "custom names", headers: custom, in: []string{"x_user, X-ROLE, close, X-Auth-User-Id"}, want: []string{"close"}},
@@ -74,6 +67,21 @@ func TestStripConnectionTokens(t *testing.T) {
 				t.Fatalf("another header lost: %v", r.Header)
 			}
 		})
+	}
+}
+
+// TestStripSet: whatever a config names, the strip set is its names and
+// every default name (the assertion and merged-from headers included),
+// each once.
+func TestStripSet(t *testing.T) {
+	all := []string{"x-auth-user-id", "x-auth-user-name", "x-auth-user-tag", "x-auth-user-anonymous", "x-auth-assertion", "x-auth-merged-from"}
+	if got := NewIdentity(Names{}).Names(); !slices.Equal(got, all) {
+		t.Fatalf("defaults: %v", got)
+	}
+	got := NewIdentity(Names{UserID: "X-User", Assertion: "X_App_Assertion", MergedFrom: "x-auth-merged-from"}).Names()
+	want := append([]string{"x-user", "x-auth-user-name", "x-auth-user-tag", "x-auth-user-anonymous", "x-app-assertion", "x-auth-merged-from"}, "x-auth-user-id", "x-auth-assertion")
+	if !slices.Equal(got, want) {
+		t.Fatalf("custom names: %v, want %v", got, want)
 	}
 }
 
@@ -141,14 +149,14 @@ func TestStripIdentityTrailers(t *testing.T) {
 	g := stripper(names{})
 	srv := trailerEcho(t, g)
 	addr := strings.TrimPrefix(srv.URL, "http://")
-	spoofTrailers := "X-Auth-User-Id: spoof\r\nx_auth_user_tag: spoof\r\nX-Auth-Merged-From: spoof\r\n"
+	spoofTrailers := "X-Auth-User-Id: spoof\r\nx_auth_user_tag: spoof\r\nX-Auth-Merged-From: spoof\r\nx_auth_assertion: spoof\r\n"
 	for _, c := range []struct {
 		name, declared string
 		want           []string // trailers seen after EOF
 	}{
 		// net/http merges every trailer sent into a declared map.
 		{"declared other", "X-Checksum", []string{"X-Checksum"}},
-		{"declared identity", "X-Auth-User-Id, X-Checksum, X_Auth_User_Tag", []string{"X-Checksum"}},
+		{"declared identity", "X-Auth-User-Id, X-Checksum, X_Auth_User_Tag, X-Auth-Assertion", []string{"X-Checksum"}},
 		// Undeclared: net/http sets a new map on its own Request at EOF
 		// (here, the handler's).
 		{"none declared", "", []string{"X-Checksum"}},

@@ -98,6 +98,12 @@ type Session struct {
 	// guest's session, that guest's id until the app has been told of the
 	// merge (the first proxied request of the session clears it).
 	MergedFrom string `json:"merged_from,omitempty"`
+	// Issuer is the issuer the session was started under: its refresh
+	// token and its browser handle are honoured under that issuer only,
+	// so sites sharing a store do not accept each other's. A session
+	// stored before sessions had one has none, and takes the issuer of its
+	// next refresh or browser slide.
+	Issuer string `json:"issuer,omitempty"`
 }
 
 // EndsAt is when the session ends unless used again: the earlier of its

@@ -44,9 +44,15 @@ type Pages struct {
 	Accounts *accounts.Service
 	// Prefix is the pages' path prefix, ending in "/".
 	Prefix string
-	// CookieName is the session cookie's name (__Host- is prepended on
-	// HTTPS).
+	// CookieName is the session cookie's name (__Host- is prepended when
+	// it is Secure).
 	CookieName string
+	// CookieSecure is when the cookie is Secure, with the __Host- prefix:
+	// SecureAlways, SecureNever, or SecureAuto ("" too) when the site is
+	// HTTPS (see secure); SecureIssuer says the configured issuer is an
+	// https URL.
+	CookieSecure string
+	SecureIssuer bool
 	Templates  *Templates
 	// Issuer is the issuer for r; ClientIP the client's address as events
 	// report it; LimitKey the key of the per-IP limits for r.
@@ -200,8 +206,9 @@ func (p *Pages) Serve(w http.ResponseWriter, r *http.Request) error {
 	}
 	id, err := p.Identity(w, r)
 	if err != nil {
-		p.Logger.Error("authenticating browser session", zap.Error(err))
-		return caddyhttp.Error(http.StatusInternalServerError, err)
+		// A store out of reach is a 503 page, never a visitor without a
+		// session.
+		return p.Fault(w, r, err, "authenticating browser session")
 	}
 	d := p.pageData(r, name, id)
 	if r.Method == http.MethodPost {
@@ -255,28 +262,23 @@ func (p *Pages) postPage(w http.ResponseWriter, r *http.Request, d *PageData, id
 		}
 		p.clearSession(w, r)
 	case "signin":
-		login, err := p.Accounts.BrowserSignIn(ctx, form.Get("username"), form.Get("password"), ip)
+		// A new session replaces the browser's (a guest's is merged).
+		login, err := p.Accounts.BrowserSignIn(ctx, id, p.Issuer(r), form.Get("username"), form.Get("password"), ip)
 		if err != nil {
 			return p.formError(w, d, err)
-		}
-		if id != nil {
-			// The browser's previous session ends: one session per browser.
-			if _, err := p.Accounts.ReplaceBrowserSession(ctx, id, login); err != nil {
-				p.Logger.Error("ending the previous browser session", zap.Error(err))
-			}
 		}
 		p.setSession(w, r, login)
 	case "signup":
 		switch {
 		case id == nil:
-			login, err := p.Accounts.RegisterBrowser(ctx, form.Get("username"), form.Get("password"), ip)
+			login, err := p.Accounts.RegisterBrowser(ctx, p.Issuer(r), form.Get("username"), form.Get("password"), ip)
 			if err != nil {
 				return p.formError(w, d, err)
 			}
 			p.setSession(w, r, login)
 		case id.User.IsAnonymous():
 			name, pw := form.Get("username"), form.Get("password")
-			if _, err := p.Accounts.UpdateProfile(ctx, id, accounts.ProfileUpdate{Name: &name, Password: &pw, ClientIP: ip, Issuer: p.Issuer(r)}); err != nil {
+			if err := p.updateProfile(w, r, id, accounts.ProfileUpdate{Name: &name, Password: &pw, ClientIP: ip, Issuer: p.Issuer(r)}); err != nil {
 				return p.formError(w, d, err)
 			}
 		}
@@ -299,7 +301,7 @@ func (p *Pages) postPage(w http.ResponseWriter, r *http.Request, d *PageData, id
 		default:
 			return p.formError(w, d, &accounts.Error{Code: accounts.CodeInvalidRequest, Description: "Choose what to change."})
 		}
-		if _, err := p.Accounts.UpdateProfile(ctx, id, upd); err != nil {
+		if err := p.updateProfile(w, r, id, upd); err != nil {
 			return p.formError(w, d, err)
 		}
 		d.ReturnTo = p.Prefix + "account"
@@ -307,6 +309,18 @@ func (p *Pages) postPage(w http.ResponseWriter, r *http.Request, d *PageData, id
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, d.ReturnTo, http.StatusSeeOther) //nolint:gosec // G710: ReturnTo passed safeReturn (a same-origin path)
 	return nil
+}
+
+// updateProfile applies upd to the browser's user; a change raising its
+// privilege gives the browser a new session (accounts.UpdateBrowserProfile),
+// whose cookie is set whether or not the update then succeeded.
+func (p *Pages) updateProfile(w http.ResponseWriter, r *http.Request, id *accounts.Identity, upd accounts.ProfileUpdate) error {
+	ctx := accounts.WithClientIP(r.Context(), p.ClientIP(r))
+	login, _, err := p.Accounts.UpdateBrowserProfile(ctx, id, upd)
+	if login != nil {
+		p.setSession(w, r, login)
+	}
+	return err
 }
 
 // pageStatus is the HTTP status of a refused form: update-user's

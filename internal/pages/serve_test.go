@@ -23,6 +23,12 @@ import (
 // creation allows one guest per address at once.
 func newPages(t *testing.T) *Pages {
 	t.Helper()
+	return newPagesWith(t, 1)
+}
+
+// newPagesWith is newPages allowing guestBurst guests per address at once.
+func newPagesWith(t *testing.T, guestBurst int) *Pages {
+	t.Helper()
 	ctx := context.Background()
 	st, err := storage.Open(ctx, storage.Config{Kind: storage.KindBolt, Location: filepath.Join(t.TempDir(), "g.db")})
 	if err != nil {
@@ -35,7 +41,9 @@ func newPages(t *testing.T) *Pages {
 	}
 	svc, err := accounts.New(ctx, st, keys, accounts.Config{
 		Alg: jwa.ES256, AccessTTL: time.Hour, SessionIdle: time.Hour, SessionLifetime: 2 * time.Hour,
-		Guests: accounts.GuestLimits{PerIP: accounts.Limit{Burst: 1, Interval: time.Hour}},
+		Guests: accounts.GuestLimits{PerIP: accounts.Limit{Burst: guestBurst, Interval: time.Hour}},
+		// As the module's default: a guest's first session is unconfirmed.
+		BrowserUnconfirmed: 10 * time.Minute,
 		// Cheap hashes: these tests are about the pages, not the cost.
 		Argon2: accounts.Argon2Params{MemoryKiB: 8 * 1024, Time: 1, Threads: 1},
 	}, nil)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,11 +24,56 @@ import (
 	"github.com/guestauth/caddy-guestauth/internal/tokens"
 )
 
-// cookieName is the session cookie's name for r: with the __Host- prefix on
-// HTTPS, which browsers accept only Secure, host-only and Path=/, so a
-// sibling subdomain or a plain-HTTP response cannot plant one.
+// Cookie security modes (Pages.CookieSecure; the browser block's
+// cookie_secure).
+const (
+	SecureAuto   = "auto"
+	SecureAlways = "always"
+	SecureNever  = "never"
+)
+
+// secure reports whether the session cookie of r is Secure, with the
+// __Host- prefix: by CookieSecure, and under auto when the site is HTTPS —
+// its configured issuer is https (SecureIssuer), r came over TLS, or Caddy's
+// trusted_proxies trust the peer that says r arrived over HTTPS (its
+// X-Forwarded-Proto). A header from a peer Caddy does not trust counts for
+// nothing.
+func (p *Pages) secure(r *http.Request) bool {
+	switch p.CookieSecure {
+	case SecureAlways:
+		return true
+	case SecureNever:
+		return false
+	}
+	return p.SecureIssuer || r.TLS != nil || forwardedHTTPS(r)
+}
+
+// forwardedHTTPS reports whether a proxy Caddy trusts (its server's
+// trusted_proxies, which mark each request it serves) says the client
+// reached it over HTTPS: the last element of the last X-Forwarded-Proto
+// field, the one that proxy wrote, is https.
+func forwardedHTTPS(r *http.Request) bool {
+	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); !trusted {
+		return false
+	}
+	vs := r.Header.Values("X-Forwarded-Proto")
+	if len(vs) == 0 {
+		return false
+	}
+	last := vs[len(vs)-1]
+	if i := strings.LastIndexByte(last, ','); i >= 0 {
+		last = last[i+1:]
+	}
+	return strings.EqualFold(textproto.TrimString(last), "https")
+}
+
+// cookieName is the session cookie's name for r: with the __Host- prefix
+// when it is Secure, which browsers accept only Secure, host-only and
+// Path=/, so a sibling subdomain or a plain-HTTP response cannot plant one.
+// It is the only name read: on an HTTPS site a plain-named cookie (which
+// anyone able to plant cookies for the host could have set) is no session.
 func (p *Pages) cookieName(r *http.Request) string {
-	if r.TLS != nil {
+	if p.secure(r) {
 		return "__Host-" + p.CookieName
 	}
 	return p.CookieName
@@ -41,19 +87,37 @@ func (p *Pages) setSession(w http.ResponseWriter, r *http.Request, login *accoun
 	}
 	// Secure (with the __Host- prefix) whenever the site is HTTPS; a plain
 	// HTTP site (the demo, local development) cannot have it.
-	http.SetCookie(w, &http.Cookie{ //nolint:gosec // G124: Secure on HTTPS, see above
+	p.putCookie(w, &http.Cookie{ //nolint:gosec // G124: Secure on HTTPS, see secure
 		Name: p.cookieName(r), Value: login.Handle, Path: "/", MaxAge: maxAge,
-		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode,
+		HttpOnly: true, Secure: p.secure(r), SameSite: http.SameSiteLaxMode,
 	})
-	w.Header().Add("Cache-Control", `no-cache="Set-Cookie"`)
+	if !slices.Contains(w.Header().Values("Cache-Control"), noCacheCookie) {
+		w.Header().Add("Cache-Control", noCacheCookie)
+	}
 }
+
+const noCacheCookie = `no-cache="Set-Cookie"`
 
 // clearSession removes the cookie from the browser.
 func (p *Pages) clearSession(w http.ResponseWriter, r *http.Request) {
-	http.SetCookie(w, &http.Cookie{ //nolint:gosec // G124: Secure on HTTPS, as setSession
+	p.putCookie(w, &http.Cookie{ //nolint:gosec // G124: Secure on HTTPS, as setSession
 		Name: p.cookieName(r), Value: "", Path: "/", MaxAge: -1,
-		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode,
+		HttpOnly: true, Secure: p.secure(r), SameSite: http.SameSiteLaxMode,
 	})
+}
+
+// putCookie sets c in place of any cookie of its name this answer already
+// sets, so an answer sets the session cookie at most once (a request
+// that slid the session and then signed in sends only the new session).
+func (p *Pages) putCookie(w http.ResponseWriter, c *http.Cookie) {
+	h := w.Header()
+	if vs := h["Set-Cookie"]; len(vs) > 0 {
+		h["Set-Cookie"] = slices.DeleteFunc(slices.Clone(vs), func(v string) bool {
+			name, _, _ := strings.Cut(v, "=")
+			return textproto.TrimString(name) == c.Name
+		})
+	}
+	http.SetCookie(w, c)
 }
 
 // readSession reads the session cookie: the handle, and whether a cookie of
@@ -152,7 +216,7 @@ func (p *Pages) Identity(w http.ResponseWriter, r *http.Request) (*accounts.Iden
 	if handle == "" {
 		err = protocol.ErrDuplicateCookie
 	} else {
-		id, slid, err = p.Accounts.BrowserAuthenticate(r.Context(), handle)
+		id, slid, err = p.Accounts.BrowserAuthenticate(r.Context(), handle, p.Issuer(r))
 	}
 	if err != nil {
 		var inv *tokens.InvalidError
@@ -209,7 +273,7 @@ func (p *Pages) LazyGuest(w http.ResponseWriter, r *http.Request, required bool)
 
 // createGuest creates a guest for this browser and sets its cookie.
 func (p *Pages) createGuest(w http.ResponseWriter, r *http.Request) (*accounts.BrowserLogin, error) {
-	login, err := p.Accounts.CreateBrowserGuest(accounts.WithClientIP(r.Context(), p.ClientIP(r)), p.LimitKey(r))
+	login, err := p.Accounts.CreateBrowserGuest(accounts.WithClientIP(r.Context(), p.ClientIP(r)), p.Issuer(r), p.LimitKey(r))
 	if err != nil {
 		return nil, err
 	}

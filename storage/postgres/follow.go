@@ -22,10 +22,13 @@ import (
 // least every SyncInterval, it reads the rows of transactions that had not
 // finished at its previous read (by transaction id, so a transaction that
 // commits after a later one is not skipped) and drops those records from
-// the identity cache. A lost notification or a dropped connection delays a
-// change by at most SyncInterval (plus a reconnect); a node that could not
-// read the log for MaxStaleness stops trusting its cache and reads every
-// identity from the database until it can again.
+// the identity cache. A lost notification delays a change by at most
+// SyncInterval. A node that knows it cannot read the log (its connection
+// broke, a read or a reconnect failed) stops trusting its cache at once, and
+// one that has not read it for MaxStaleness (a connection hung without an
+// error) stops then; either way it reads every identity from the database
+// until a read of the log succeeds again. So while the database is down,
+// requests needing an identity get 503 (fail-safe), cached ones included.
 
 // Defaults of the coherence options.
 const (
@@ -45,6 +48,7 @@ type follower struct {
 	maxStale time.Duration
 
 	lastSync atomic.Int64 // unix ns when the last successful read began
+	cut      atomic.Bool  // the log cannot be read now: a failed read, a broken connection
 	xmin     string       // oldest transaction unfinished at that read (xid8)
 	applied  map[int64]bool
 	cleaned  time.Time
@@ -55,10 +59,10 @@ type follower struct {
 	polls  atomic.Int64 // successful reads, for tests
 }
 
-// synced reports whether the cache may be trusted: the log was read less
-// than MaxStaleness ago.
+// synced reports whether the cache may be trusted: the follower is not cut
+// off from the log, and read it less than MaxStaleness ago.
 func (f *follower) synced() bool {
-	return time.Since(time.Unix(0, f.lastSync.Load())) <= f.maxStale
+	return !f.cut.Load() && time.Since(time.Unix(0, f.lastSync.Load())) <= f.maxStale
 }
 
 // start takes the log's position (the cache is empty: nothing before it
@@ -92,12 +96,14 @@ func (f *follower) run() {
 		if conn == nil {
 			var err error
 			if conn, err = f.listen(); err != nil {
+				f.cut.Store(true)
 				conn = nil
 				f.sleep(f.interval)
 				continue
 			}
 		}
 		if err := f.poll(conn); err != nil {
+			f.cut.Store(true)
 			conn.Close(context.Background())
 			conn = nil
 			continue
@@ -106,7 +112,10 @@ func (f *follower) run() {
 		_, err := conn.WaitForNotification(wait)
 		cancel()
 		if err != nil && f.ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
-			conn.Close(context.Background()) // the connection broke
+			// The connection broke: changes may be missed until the
+			// next successful read.
+			f.cut.Store(true)
+			conn.Close(context.Background())
 			conn = nil
 		}
 	}
@@ -189,6 +198,7 @@ func (f *follower) poll(conn *pgx.Conn) error {
 	}
 	f.xmin, f.applied = xmin, applied
 	f.lastSync.Store(began.UnixNano())
+	f.cut.Store(false)
 	f.polls.Add(1)
 	if time.Since(f.cleaned) > time.Minute {
 		f.cleaned = time.Now()

@@ -53,10 +53,14 @@ type Module struct {
 	// this instance's identity cache within about this interval, at once
 	// when the notification arrives.
 	SyncInterval caddy.Duration `json:"sync_interval,omitempty"`
-	// MaxStaleness is how long an instance that could not read the change
-	// log keeps trusting its identity cache (default 5s); past it, every
-	// request reads its identity from the database (or gets 503 while the
-	// database is down).
+	// MaxStaleness bounds how long an instance trusts its identity cache
+	// without a successful read of the change log (default 5s): for a cut
+	// it cannot see (a connection hung without an error). A cut it sees (a
+	// broken connection, a failed read: the database down) stops the cache
+	// at once. Either way every request then reads its identity from the
+	// database until the log is read again, so during an outage requests
+	// that need an identity get 503 with Retry-After, cached ones included
+	// (fail-safe: never a stale identity, never anonymous).
 	MaxStaleness caddy.Duration `json:"max_staleness,omitempty"`
 
 	dsn string

@@ -82,7 +82,8 @@ type Options struct {
 	// SyncInterval is how often the change log is read when no
 	// notification came (DefaultSyncInterval when 0); MaxStaleness how long
 	// the identity cache is trusted without a successful read
-	// (DefaultMaxStaleness when 0). See follow.go.
+	// (DefaultMaxStaleness when 0), when no failure said the log cannot be
+	// read (then not at all). See follow.go.
 	SyncInterval time.Duration
 	MaxStaleness time.Duration
 }

@@ -499,6 +499,21 @@ func testSessionUpdateAndDelete(t *testing.T, st storage.Backend) {
 	if s, _ := st.GetSession(bg, "s1"); s.Generation != 2 || !s.LastUsedAt.Equal(later) {
 		t.Fatalf("update not persisted: %+v", s)
 	}
+	// The issuer a session is bound to and its merge mark are stored,
+	// and read back by both reads (Identity through the cache).
+	if _, err := st.UpdateSession(bg, "s1", func(s *model.Session) error {
+		s.Issuer, s.MergedFrom = "https://app.example", "g1"
+		return nil
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		got, _ := st.GetSession(bg, "s1")
+		_, cached, err := st.Identity(bg, "u1", "s1")
+		if err != nil || got.Issuer != "https://app.example" || cached.Issuer != got.Issuer || got.MergedFrom != "g1" || cached.MergedFrom != "g1" {
+			t.Fatalf("issuer and merge mark: %+v, %+v, %v", got, cached, err)
+		}
+	}
 	if _, err := st.UpdateSession(bg, "s1", func(s *model.Session) error { s.ID = "zz"; return nil }, nil); err == nil {
 		t.Fatal("changing a session id was accepted")
 	}
