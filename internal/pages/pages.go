@@ -448,6 +448,7 @@ func (p *Pages) postPage(w http.ResponseWriter, r *http.Request, d *PageData, id
 // cookie cleared, no guest made on this answer.
 func (p *Pages) deleteAccount(w http.ResponseWriter, r *http.Request, d *PageData, id *accounts.Identity) error {
 	form := r.PostForm
+	d.Form.Username = "" // the delete form's name is for password managers
 	if id.User.PasswordHash == "" && form.Get("confirm") != "yes" {
 		d.Status = http.StatusBadRequest
 		d.Invalid = []FieldError{{ID: "delete_confirm", Message: "Tick the box to confirm that the account is to be deleted."}}

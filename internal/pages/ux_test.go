@@ -94,7 +94,12 @@ func TestPagesNameTheSite(t *testing.T) {
 			if i == len(pages) {
 				b.do("POST", "/auth/guest", url.Values{}, "same-origin") // the same pages with a session
 			}
-			_, body := b.body("GET", path, nil)
+			w := b.do("GET", path, nil, "same-origin")
+			body := w.Body.String()
+			// CSP-strict: nothing inline the policy would refuse.
+			if !strings.HasPrefix(w.Header().Get("Content-Security-Policy"), "default-src 'none'") || regexp.MustCompile(`<script|<style|\sstyle=|\son[a-z]+=`).MatchString(body) {
+				t.Errorf("%s: CSP %q, or inline script or style:\n%s", path, w.Header().Get("Content-Security-Policy"), body)
+			}
 			title := regexp.MustCompile(`<title>([^<]*)</title>`).FindStringSubmatch(body)
 			if title == nil || !strings.HasSuffix(title[1], " · "+c.wantName) {
 				t.Errorf("%s: title %q, want it to end with the site name %q", path, title, c.wantName)
