@@ -121,7 +121,7 @@ func TestCheckNewAccount(t *testing.T) {
 			}
 			continue
 		}
-		var rs accounts.Refusals
+		var rs accounts.FieldErrors
 		if !errors.As(err, &rs) || len(rs) != len(c.codes) {
 			t.Errorf("%q/%q: %v, want %v", c.name, c.password, err, c.codes)
 			continue
@@ -136,7 +136,7 @@ func TestCheckNewAccount(t *testing.T) {
 			t.Errorf("%q/%q: errors.As found %v, want the first refusal", c.name, c.password, first)
 		}
 	}
-	var rs accounts.Refusals
+	var rs accounts.FieldErrors
 	errors.As(f.svc.CheckNewAccount("admin", "short"), &rs)
 	if rs[0].Description != `The username "admin" is reserved.` || rs[1].Description != fmt.Sprintf("A password must be %d to %d characters.", accounts.MinPasswordLength, accounts.MaxPasswordLength) {
 		t.Fatalf("messages %q", rs)

@@ -7,13 +7,13 @@ import (
 	"github.com/guestauth/caddy-guestauth/internal/model"
 )
 
-// Refusals is several refusals of one request, one per field at fault, so
+// FieldErrors is several refusals of one request, one per field at fault, so
 // a form can show every problem at once instead of one per submission. It
 // unwraps to each, in field order, so errors.As finds the first: a caller
 // that shows one message shows that one.
-type Refusals []*Error
+type FieldErrors []*Error
 
-func (r Refusals) Error() string {
+func (r FieldErrors) Error() string {
 	msgs := make([]string, len(r))
 	for i, e := range r {
 		msgs[i] = e.Error()
@@ -21,7 +21,7 @@ func (r Refusals) Error() string {
 	return strings.Join(msgs, "; ")
 }
 
-func (r Refusals) Unwrap() []error {
+func (r FieldErrors) Unwrap() []error {
 	out := make([]error, len(r))
 	for i, e := range r {
 		out[i] = e
@@ -31,11 +31,11 @@ func (r Refusals) Unwrap() []error {
 
 // CheckNewAccount is the part of a sign-up's checks that needs no store:
 // the username's form and whether it is reserved, and the password's
-// length. It returns nil, or Refusals with a refusal per field at fault
+// length. It returns nil, or FieldErrors with a refusal per field at fault
 // (invalid_name, then invalid_password). Whether the name is taken is known
 // only when it is claimed (UpdateProfile, RegisterBrowser).
 func (s *Service) CheckNewAccount(name, password string) error {
-	var out Refusals
+	var out FieldErrors
 	name = strings.TrimSpace(name)
 	var nameErr error
 	if nameErr = ValidateName(name); nameErr == nil && s.names.reserved[model.NameKey(name)] {

@@ -510,9 +510,9 @@ func (p *Pages) formError(w http.ResponseWriter, d *PageData, err error) error {
 		d.Status, d.Error = f.Status, f.Desc
 	case protocol.FailDomain:
 		d.Status = pageStatus(f.Code)
-		var all accounts.Refusals
+		var all accounts.FieldErrors
 		if !errors.As(err, &all) {
-			all = accounts.Refusals{{Code: f.Code, Description: f.Desc}}
+			all = accounts.FieldErrors{{Code: f.Code, Description: f.Desc}}
 		}
 		for _, e := range all {
 			if id := fieldOf(d, e.Code); id != "" {
