@@ -332,7 +332,11 @@ func continuePath(ret string) string {
 		return ""
 	}
 	if len(path) > maxContinue {
-		path = path[:maxContinue-1] + "…"
+		cut := maxContinue - 1
+		if i := strings.LastIndexByte(path[cut-2:cut], '%'); i >= 0 {
+			cut = cut - 2 + i // not within a %XX
+		}
+		path = path[:cut] + "…"
 	}
 	return path
 }

@@ -127,6 +127,7 @@ func TestPagesSayWhereTheVisitorWasGoing(t *testing.T) {
 		{"signup", "/members/<script>alert(1)</script>", "continue to <code>/members/%3Cscript%3Ealert%281%29%3C/script%3E</code>."},
 		{"signin", "/Your account is locked. Call 555-0100", "continue to <code>/Your%20account%20is%20locked.%20Call%20555-0100</code>."},
 		{"signin", long, "continue to <code>" + long[:maxContinue-1] + "…</code>."},
+		{"signin", "/" + strings.Repeat("a", 57) + "ü", "continue to <code>/" + strings.Repeat("a", 57) + "…</code>."},
 		{"signup", "https://evil.example/members/", ""},
 		{"signup", "//evil.example/members/", ""},
 		{"signin", "/", ""},
