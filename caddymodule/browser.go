@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -58,6 +60,16 @@ type Browser struct {
 	// guest). Default: /auth/.
 	PagesPrefix string `json:"pages_prefix,omitempty"`
 
+	// The site's name, shown in the title and at the top of every page, as
+	// a link to `home`. Default: the request's host name (without the
+	// port).
+	SiteName string `json:"site_name,omitempty"`
+
+	// The app's address, linked from every page, and where a browser goes
+	// after deleting its account: a path of this site (such as /app/) or
+	// an absolute http(s) URL. Default: /.
+	Home string `json:"home,omitempty"`
+
 	// Requests matching any of these matcher sets, from a visitor without
 	// a session, create a guest and set the cookie; that same request
 	// reaches the upstream with the new guest's identity. Unset: guests
@@ -95,6 +107,7 @@ func (b *Browser) setDefaults() {
 	orDefault(&b.CookieName, defaultBrowserCookie)
 	orDefault(&b.CookieSecure, pages.SecureAuto)
 	orDefault(&b.PagesPrefix, "/auth/")
+	orDefault(&b.Home, "/")
 	if !strings.HasSuffix(b.PagesPrefix, "/") {
 		b.PagesPrefix += "/"
 	}
@@ -136,7 +149,32 @@ func (b *Browser) validate() error {
 	if *b.UnconfirmedGuestTTL < 0 {
 		return errors.New("browser unconfirmed_guest_ttl cannot be negative")
 	}
+	if len(b.SiteName) > maxSiteName || strings.IndexFunc(b.SiteName, unicode.IsControl) >= 0 {
+		return fmt.Errorf("browser site_name must be at most %d characters, none of them a control character", maxSiteName)
+	}
+	if !validHome(b.Home) {
+		return fmt.Errorf("browser home %q must be a path of this site (/...) or an absolute http(s) URL", b.Home)
+	}
 	return nil
+}
+
+const maxSiteName = 100
+
+// validHome reports whether s can be the pages' link to the app: a path
+// of this site (not //host, no backslash, which browsers read as /), or an
+// absolute http(s) URL; no control character either way.
+func validHome(s string) bool {
+	if strings.IndexFunc(s, unicode.IsControl) >= 0 || strings.Contains(s, "\\") {
+		return false
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.User != nil {
+		return false
+	}
+	if u.Scheme == "" {
+		return u.Host == "" && strings.HasPrefix(s, "/") && !strings.HasPrefix(s, "//")
+	}
+	return (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
 
 // parseBrowser reads the `browser` block. create_guest takes a matcher
@@ -150,7 +188,7 @@ func parseBrowser(d *caddyfile.Dispenser, h *httpcaddyfile.Helper) (*Browser, er
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		key := d.Val()
 		switch key {
-		case "cookie_name", "pages_prefix", "templates", "merged_header", "cookie_secure":
+		case "cookie_name", "pages_prefix", "templates", "merged_header", "cookie_secure", "site_name", "home":
 			var v string
 			if !d.AllArgs(&v) {
 				return nil, d.ArgErr()
@@ -158,7 +196,7 @@ func parseBrowser(d *caddyfile.Dispenser, h *httpcaddyfile.Helper) (*Browser, er
 			*map[string]*string{
 				"cookie_name": &b.CookieName, "pages_prefix": &b.PagesPrefix,
 				"templates": &b.Templates, "merged_header": &b.MergedHeader,
-				"cookie_secure": &b.CookieSecure,
+				"cookie_secure": &b.CookieSecure, "site_name": &b.SiteName, "home": &b.Home,
 			}[key] = v
 		case "unconfirmed_guest_ttl":
 			var v string

@@ -70,6 +70,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    browser {
 //	        cookie_name           <name>
 //	        pages_prefix          <path>
+//	        site_name             <name>
+//	        home                  <path or url>
 //	        create_guest          <matcher>
 //	        unconfirmed_guest_ttl <duration>
 //	        templates             <dir>

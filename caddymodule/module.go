@@ -476,6 +476,7 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		g.pages = &pages.Pages{
 			Accounts: g.svc, Prefix: g.Browser.PagesPrefix, CookieName: g.Browser.CookieName, Templates: g.Browser.templates,
 			CookieSecure: g.Browser.CookieSecure, SecureIssuer: strings.HasPrefix(g.origin, "https://"),
+			SiteName: g.Browser.SiteName, Home: g.Browser.Home,
 			Issuer: g.issuerFor, ClientIP: clientIP, LimitKey: g.limitKey, ReadTimeout: time.Duration(g.APIReadTimeout),
 			Logger: g.logger, Now: g.now,
 		}

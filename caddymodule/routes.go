@@ -43,6 +43,7 @@ func (g *GuestAuth) buildRoutes() {
 		protocol.PathUpdateUser:       {methods: post, serve: p.UpdateUser, refuse: protocol.RefuseEnvelope},
 		protocol.PathGetAccount:       {methods: get, serve: p.GetAccount, refuse: protocol.RefuseGet},
 		protocol.PathLogout:           {methods: post, serve: p.Logout, refuse: protocol.RefuseEnvelope},
+		protocol.PathDeleteAccount:    {methods: post, serve: p.DeleteAccount, refuse: protocol.RefuseEnvelope},
 		protocol.PathUserInfo:         {methods: []string{http.MethodGet, http.MethodPost}, serve: p.UserInfo, refuse: protocol.RefuseUserInfo},
 		protocol.PathUserInfoOAuth:    {methods: []string{http.MethodGet, http.MethodPost}, serve: p.UserInfo, refuse: protocol.RefuseUserInfo},
 		base + protocol.PathDiscovery: {methods: get, serve: p.Discovery, refuse: protocol.RefuseGet},

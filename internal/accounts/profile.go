@@ -21,6 +21,9 @@ const (
 	MinNameLength        = 3
 	MaxNameLength        = 64
 	MaxDisplayNameLength = 100
+	// NameCharacters says which characters a username may use, as
+	// ValidateName's refusal and the sign-up page's hint put it.
+	NameCharacters = "letters, digits and . _ @ -"
 )
 
 // Profile error codes (the HTTP layer maps them to statuses).
@@ -46,7 +49,7 @@ func ValidateName(name string) error {
 			ok = true
 		}
 		if !ok {
-			return refuse(CodeInvalidName, "A username may use letters, digits and . _ @ - and must start with a letter or digit.")
+			return refuse(CodeInvalidName, "A username may use %s and must start with a letter or digit.", NameCharacters)
 		}
 	}
 	return nil
@@ -332,19 +335,32 @@ func (s *Service) checkOldPassword(ctx context.Context, id *Identity, old *strin
 	if old == nil || *old == "" {
 		return refuse(CodeWrongPassword, "Changing the password needs the current one (old_password).")
 	}
-	guesses := budget{t: s.byDevice, key: "sess:" + id.Session.ID}
-	if err := s.admit(ctx, guesses, s.accountHashes(id.User.Name), budget{t: s.byIP, key: ipKey(clientIP)}); err != nil {
-		return err
-	}
-	ok, err := s.verifyPassword(*old, id.User.PasswordHash)
+	ok, err := s.proveCurrentPassword(ctx, id, *old, clientIP)
 	if err != nil {
 		return err
 	}
 	if !ok {
 		return refuse(CodeWrongPassword, "The current password is incorrect.")
 	}
-	guesses.reset(ctx)
 	return nil
+}
+
+// proveCurrentPassword checks pw against the current password of id's user,
+// a signed-in user proving it again (a password change, a deletion). Its
+// guesses draw on the budget of the session making them (DeviceLimit), and
+// on the account's and client IP's hash budgets, spent before the hash. A
+// right password gives the session's guesses back.
+func (s *Service) proveCurrentPassword(ctx context.Context, id *Identity, pw, clientIP string) (bool, error) {
+	guesses := budget{t: s.byDevice, key: "sess:" + id.Session.ID}
+	if err := s.admit(ctx, guesses, s.accountHashes(id.User.Name), budget{t: s.byIP, key: ipKey(clientIP)}); err != nil {
+		return false, err
+	}
+	ok, err := s.verifyPassword(pw, id.User.PasswordHash)
+	if err != nil || !ok {
+		return false, err
+	}
+	guesses.reset(ctx)
+	return true, nil
 }
 
 // hashNewPassword hashes a new password of the user named name, within the

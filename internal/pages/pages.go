@@ -14,7 +14,9 @@ import (
 	"fmt"
 	"html/template"
 	"io/fs"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -53,7 +55,11 @@ type Pages struct {
 	// https URL.
 	CookieSecure string
 	SecureIssuer bool
-	Templates  *Templates
+	Templates    *Templates
+	// SiteName names the site on every page ("": the request's host
+	// name); Home is the app's address, linked from every page and where
+	// a deleted account's browser lands.
+	SiteName, Home string
 	// Issuer is the issuer for r; ClientIP the client's address as events
 	// report it; LimitKey the key of the per-IP limits for r.
 	Issuer, ClientIP, LimitKey func(r *http.Request) string
@@ -129,28 +135,77 @@ type PageData struct {
 	// Page is the page's name (signin, signup, signout, account, guest,
 	// error); Title its heading.
 	Page, Title string
+	// SiteName names the site (the `site_name` option, else the host);
+	// Home is the app's address (`home`, default /).
+	SiteName, Home string
 	// Prefix is the pages' path prefix, such as /auth/.
 	Prefix string
 	// ReturnTo is where the visitor goes after success: a same-origin
 	// path, "/" otherwise.
 	ReturnTo string
-	// Error is the message of a refused form (shown with the form
-	// refilled); Message a confirmation (the account page's).
+	// Continue is the path the visitor was sent from (ReturnTo's path,
+	// percent-encoded and shortened), shown on sign-in and sign-up as why
+	// they ask for an account; "" when ReturnTo is "/".
+	Continue string
+	// Action is the form the visitor sent (the account page's username,
+	// password or delete), "" for none.
+	Action string
+	// Error is the message of a refused form that belongs to no one
+	// field; Invalid the refusals of fields (FieldError finds a field's),
+	// each shown next to its field. The form is shown again refilled.
+	// Message is a confirmation (the account page's).
 	Error, Message string
+	Invalid        []FieldError
 	// Status is the HTTP status of the answer.
 	Status int
 	// User is the signed-in visitor, nil without a session.
 	User *PageUser
 	// Form holds the submitted values shown again (never a password).
 	Form struct{ Username string }
+	// Rules are the username and password rules, stated on the forms
+	// before they are sent.
+	Rules Rules
 	// SiteCSS is set when the templates directory has a style.css, served
 	// at Prefix + "site.css".
 	SiteCSS bool
 }
 
+// FieldError is the refusal of one form field: ID is the field's id
+// (username, password, current_password, current_password_name,
+// delete_password, delete_confirm).
+type FieldError struct{ ID, Message string }
+
+// FieldError is the message of the field with this id, "" when it is
+// fine.
+func (d *PageData) FieldError(id string) string {
+	for _, f := range d.Invalid {
+		if f.ID == id {
+			return f.Message
+		}
+	}
+	return ""
+}
+
+// Rules are the account rules the forms state (internal/accounts' limits).
+type Rules struct {
+	MinName, MaxName, MinPassword, MaxPassword int
+	// NameCharacters is which characters a username may use.
+	NameCharacters string
+}
+
+var accountRules = Rules{
+	MinName: accounts.MinNameLength, MaxName: accounts.MaxNameLength,
+	MinPassword: accounts.MinPasswordLength, MaxPassword: accounts.MaxPasswordLength,
+	NameCharacters: accounts.NameCharacters,
+}
+
 // PageUser is the signed-in visitor as the pages show it.
 type PageUser struct {
-	ID, Name, Tag          string
+	ID, Name, Tag string
+	// Display names the user: the username, or for a guest "Guest" and
+	// the last 8 characters of its id (random in a UUIDv7; its first ones
+	// are the creation time, shared by the guests of the same minute).
+	Display                string
 	Anonymous, HasPassword bool
 }
 
@@ -185,7 +240,13 @@ func (p *Pages) Serve(w http.ResponseWriter, r *http.Request) error {
 	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Cache-Control", "no-store")
 	if _, ok := pageTitles[name]; !ok {
-		return p.Error(w, r, http.StatusNotFound, "There is no such page.")
+		// Shown with the visitor's real session state: reading it changes
+		// nothing (but a slid session's renewed cookie).
+		id, err := p.Identity(w, r)
+		if err != nil {
+			return p.Fault(w, r, err, "authenticating browser session")
+		}
+		return p.errorPage(w, r, http.StatusNotFound, "There is no such page.", id)
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
@@ -225,20 +286,86 @@ func (p *Pages) pageData(r *http.Request, name string, id *accounts.Identity) *P
 	if r.Method == http.MethodPost {
 		ret = r.PostForm.Get("return_to")
 	}
-	d := &PageData{
-		Page: name, Title: pageTitles[name], Prefix: p.Prefix,
-		ReturnTo: safeReturn(ret), Status: http.StatusOK, SiteCSS: p.Templates.siteCSS != nil,
+	d := p.newPageData(r, name, pageTitles[name], http.StatusOK)
+	d.ReturnTo = safeReturn(ret)
+	if name == "signin" || name == "signup" {
+		d.Continue = continuePath(d.ReturnTo)
 	}
 	d.setUser(id)
 	return d
+}
+
+// newPageData is what every page has: the site, the prefix, the rules.
+func (p *Pages) newPageData(r *http.Request, name, title string, status int) *PageData {
+	site := p.SiteName
+	if site == "" {
+		site = hostName(r.Host)
+	}
+	return &PageData{
+		Page: name, Title: title, SiteName: site, Home: p.home(), Prefix: p.Prefix,
+		ReturnTo: "/", Status: status, Rules: accountRules, SiteCSS: p.Templates.siteCSS != nil,
+	}
+}
+
+func (p *Pages) home() string {
+	if p.Home == "" {
+		return "/"
+	}
+	return p.Home
+}
+
+// hostName is host without its port (and an IPv6 address without its
+// brackets).
+func hostName(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		return h
+	}
+	return strings.Trim(host, "[]")
+}
+
+// maxContinue bounds the path a page shows as where the visitor was going.
+const maxContinue = 60
+
+// continuePath is the path of ret (a safeReturn result) as a page shows it:
+// percent-encoded (so no text can pass for the page's own words), without
+// the query, shortened; "" for "/".
+func continuePath(ret string) string {
+	u, err := url.Parse(ret)
+	if err != nil {
+		return ""
+	}
+	path := u.EscapedPath()
+	if path == "" || path == "/" {
+		return ""
+	}
+	if len(path) > maxContinue {
+		cut := maxContinue - 1
+		if i := strings.LastIndexByte(path[cut-2:cut], '%'); i >= 0 {
+			cut = cut - 2 + i // not within a %XX
+		}
+		path = path[:cut] + "…"
+	}
+	return path
 }
 
 func (d *PageData) setUser(id *accounts.Identity) {
 	d.User = nil
 	if id != nil {
 		u := id.User
-		d.User = &PageUser{ID: u.ID, Name: u.Name, Tag: u.Tag, Anonymous: u.IsAnonymous(), HasPassword: u.PasswordHash != ""}
+		d.User = &PageUser{ID: u.ID, Name: u.Name, Tag: u.Tag, Display: displayName(u.ID, u.Name, u.IsAnonymous()), Anonymous: u.IsAnonymous(), HasPassword: u.PasswordHash != ""}
 	}
+}
+
+// displayName is how the pages name a user (see PageUser.Display).
+func displayName(id, name string, anonymous bool) string {
+	if !anonymous {
+		return name
+	}
+	short := strings.ReplaceAll(id, "-", "")
+	if len(short) > 8 {
+		short = short[len(short)-8:]
+	}
+	return "Guest " + short
 }
 
 // postPage handles a form; the request already passed the CSRF check.
@@ -246,6 +373,7 @@ func (p *Pages) postPage(w http.ResponseWriter, r *http.Request, d *PageData, id
 	ctx := accounts.WithClientIP(r.Context(), p.ClientIP(r))
 	form := r.PostForm
 	d.Form.Username = form.Get("username")
+	d.Action = form.Get("action")
 	ip := p.LimitKey(r)
 	switch d.Page {
 	case "guest":
@@ -269,6 +397,12 @@ func (p *Pages) postPage(w http.ResponseWriter, r *http.Request, d *PageData, id
 		}
 		p.setSession(w, r, login)
 	case "signup":
+		if id == nil || id.User.IsAnonymous() {
+			// Every field's fault at once, before any store work.
+			if err := p.Accounts.CheckNewAccount(form.Get("username"), form.Get("password")); err != nil {
+				return p.formError(w, d, err)
+			}
+		}
 		switch {
 		case id == nil:
 			login, err := p.Accounts.RegisterBrowser(ctx, p.Issuer(r), form.Get("username"), form.Get("password"), ip)
@@ -285,6 +419,9 @@ func (p *Pages) postPage(w http.ResponseWriter, r *http.Request, d *PageData, id
 	case "account":
 		if id == nil {
 			return p.Redirect(w, r, "signin")
+		}
+		if d.Action == "delete" {
+			return p.deleteAccount(w, r, d, id)
 		}
 		upd := accounts.ProfileUpdate{ClientIP: ip, Issuer: p.Issuer(r)}
 		if cur := form.Get("current_password"); cur != "" {
@@ -323,6 +460,48 @@ func (p *Pages) updateProfile(w http.ResponseWriter, r *http.Request, id *accoun
 	return err
 }
 
+// deleteAccount deletes the visitor's account (the account page's delete
+// form): with its password when it has one, else with the confirmation
+// box ticked. The browser then goes to the app as a new visitor: the
+// cookie cleared, no guest made on this answer.
+func (p *Pages) deleteAccount(w http.ResponseWriter, r *http.Request, d *PageData, id *accounts.Identity) error {
+	form := r.PostForm
+	d.Form.Username = "" // the delete form's name is for password managers
+	if id.User.PasswordHash == "" && form.Get("confirm") != "yes" {
+		d.Status = http.StatusBadRequest
+		d.Invalid = []FieldError{{ID: "delete_confirm", Message: "Tick the box to confirm that the account is to be deleted."}}
+		return p.render(w, d)
+	}
+	ctx := accounts.WithClientIP(r.Context(), p.ClientIP(r))
+	if err := p.Accounts.DeleteAccount(ctx, id, form.Get("current_password"), p.LimitKey(r)); err != nil {
+		return p.formError(w, d, err)
+	}
+	p.clearSession(w, r)
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, p.home(), http.StatusSeeOther)
+	return nil
+}
+
+// fieldOf is the id of the field a refusal (its code) is about on the form
+// d was sent from, "" when it is about no one field. A failed sign-in names
+// none: it must not say whether the name or the password was wrong.
+func fieldOf(d *PageData, code string) string {
+	switch d.Page + "/" + d.Action + "/" + code {
+	case "signup//" + accounts.CodeInvalidName, "signup//" + accounts.CodeNameTaken,
+		"account/username/" + accounts.CodeInvalidName, "account/username/" + accounts.CodeNameTaken:
+		return "username"
+	case "signup//" + accounts.CodeInvalidPassword, "account/password/" + accounts.CodeInvalidPassword:
+		return "password"
+	case "account/username/" + accounts.CodeWrongPassword:
+		return "current_password_name"
+	case "account/password/" + accounts.CodeWrongPassword:
+		return "current_password"
+	case "account/delete/" + accounts.CodeWrongPassword:
+		return "delete_password"
+	}
+	return ""
+}
+
 // pageStatus is the HTTP status of a refused form: update-user's
 // (protocol.AccountStatus), except that a failed sign-in (invalid_grant) is
 // a 400, as a form answer carries no WWW-Authenticate challenge.
@@ -348,7 +527,18 @@ func (p *Pages) formError(w http.ResponseWriter, d *PageData, err error) error {
 		protocol.SetRetryAfter(w, f)
 		d.Status, d.Error = f.Status, f.Desc
 	case protocol.FailDomain:
-		d.Status, d.Error = pageStatus(f.Code), f.Desc
+		d.Status = pageStatus(f.Code)
+		var all accounts.FieldErrors
+		if !errors.As(err, &all) {
+			all = accounts.FieldErrors{{Code: f.Code, Description: f.Desc}}
+		}
+		for _, e := range all {
+			if id := fieldOf(d, e.Code); id != "" {
+				d.Invalid = append(d.Invalid, FieldError{ID: id, Message: e.Description})
+			} else {
+				d.Error = e.Description
+			}
+		}
 	case protocol.FailHTTP, protocol.FailToken, protocol.FailAuth:
 		d.Status, d.Error = f.Status, f.Desc
 	default:
@@ -359,14 +549,18 @@ func (p *Pages) formError(w http.ResponseWriter, d *PageData, err error) error {
 
 // Error answers with the error page.
 func (p *Pages) Error(w http.ResponseWriter, r *http.Request, status int, msg string) error {
+	return p.errorPage(w, r, status, msg, nil)
+}
+
+// errorPage is the error page, showing id's session state when known.
+func (p *Pages) errorPage(w http.ResponseWriter, r *http.Request, status int, msg string, id *accounts.Identity) error {
 	h := w.Header()
 	h.Set("Content-Security-Policy", pageCSP)
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store")
-	d := &PageData{
-		Page: "error", Title: http.StatusText(status), Prefix: p.Prefix,
-		ReturnTo: "/", Error: msg, Status: status, SiteCSS: p.Templates.siteCSS != nil,
-	}
+	d := p.newPageData(r, "error", http.StatusText(status), status)
+	d.Error = msg
+	d.setUser(id)
 	return p.render(w, d)
 }
 

@@ -116,7 +116,7 @@ func TestPagesJourney(t *testing.T) {
 		{"account needs a session", "GET", "/auth/account", nil, "", 303, "/auth/signin?return_to=%2Fauth%2Faccount", "", false},
 		{"cross-site form", "POST", "/auth/guest", url.Values{"return_to": {"/app"}}, "cross-site", 403, "", "sent from another site", false},
 		{"continue as a guest", "POST", "/auth/guest", url.Values{"return_to": {"/app"}}, "same-origin", 303, "/app", "", true},
-		{"account of the guest", "GET", "/auth/account", nil, "", 200, "", "guest_", true},
+		{"account of the guest", "GET", "/auth/account", nil, "", 200, "", "a guest, with no username or password yet", true},
 		{"sign up keeps the guest", "POST", "/auth/signup", url.Values{"username": {"olive"}, "password": {"correct horse battery"}, "return_to": {"//evil.example"}}, "same-origin", 303, "/", "", true},
 		{"account of olive", "GET", "/auth/account", nil, "", 200, "", "olive", true},
 		{"nothing to change", "POST", "/auth/account", url.Values{"action": {"other"}}, "same-origin", 400, "", "Choose what to change.", true},
