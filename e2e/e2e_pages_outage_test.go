@@ -1,4 +1,4 @@
-package caddymodule_test
+package e2e
 
 import (
 	"net/http"
