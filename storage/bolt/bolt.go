@@ -780,6 +780,22 @@ func (b *Store) AddSigningKey(ctx context.Context, k model.SigningKey) error {
 	})
 }
 
+// SetSigningKeyCert implements storage.Backend.
+func (b *Store) SetSigningKeyCert(ctx context.Context, kid string, cert []byte) error {
+	return b.update(ctx, func(tx *bbolt.Tx) error {
+		bk := tx.Bucket(bucketKeys)
+		var k model.SigningKey
+		if err := getJSON(bk, kid, &k); err != nil {
+			return err
+		}
+		if len(k.Cert) > 0 {
+			return fmt.Errorf("certificate of signing key %s: %w", kid, model.ErrExists)
+		}
+		k.Cert = cert
+		return putJSON(bk, kid, k)
+	})
+}
+
 // DeleteSigningKey implements storage.Backend.
 func (b *Store) DeleteSigningKey(ctx context.Context, kid string) error {
 	return b.update(ctx, func(tx *bbolt.Tx) error {

@@ -42,6 +42,10 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Backend) {
 		{"ChallengeConsumedOnce", testChallengeConsumedOnce},
 		{"ChallengeConcurrentConsumeHasOneWinner", testChallengeConcurrentConsume},
 		{"ChallengeReissueRefused", testChallengeReissueRefused},
+		{"FlowStateTakenOnce", testFlowStateTakenOnce},
+		{"FlowStateKinds", testFlowStateKinds},
+		{"FlowStateConcurrentTakeHasOneWinner", testFlowStateConcurrentTake},
+		{"SigningKeyCert", testSigningKeyCert},
 		{"GuestCounts", testGuestCounts},
 		{"TouchUsers", testTouchUsers},
 		{"ScanIdleGuests", testScanIdleGuests},
@@ -1275,6 +1279,10 @@ func testCancelledContext(t *testing.T, st storage.Backend) {
 	_, calls["GetDevice"] = st.GetDevice(ctx, "kid")
 	calls["PutChallenge"] = st.PutChallenge(ctx, "tok", model.Challenge{CreatedAt: T0, ExpiresAt: T0.Add(time.Hour)})
 	_, calls["ConsumeChallenge"] = st.ConsumeChallenge(ctx, "tok", T0)
+	calls["PutFlowState"] = st.PutFlowState(ctx, "code", "h", model.FlowState{CreatedAt: T0, ExpiresAt: T0.Add(time.Hour), Data: []byte(`{}`)})
+	_, calls["GetFlowState"] = st.GetFlowState(ctx, "code", "h", T0)
+	_, calls["TakeFlowState"] = st.TakeFlowState(ctx, "code", "h", T0)
+	calls["SetSigningKeyCert"] = st.SetSigningKeyCert(ctx, "k", []byte{1})
 	_, _, calls["GuestCounts"] = st.GuestCounts(ctx)
 	_, calls["TouchUsers"] = st.TouchUsers(ctx, map[string]time.Time{"u1": T0.Add(time.Hour)})
 	calls["ScanIdleGuests"] = st.ScanIdleGuests(ctx, T0.Add(time.Hour), func(*model.User) bool { return true })
