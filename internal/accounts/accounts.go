@@ -199,6 +199,9 @@ func New(ctx context.Context, store Store, keys *tokens.Keyring, cfg Config, now
 	}, nil
 }
 
+// Now is the Service's clock.
+func (s *Service) Now() time.Time { return s.now() }
+
 // Error is a refusal the caller can show: Code is an OAuth 2.0 error code
 // (RFC 6749 §5.2), Description a human sentence with no secrets in it.
 type Error struct {

@@ -222,6 +222,10 @@ func (p *Pages) pageData(r *http.Request, name string, id *accounts.Identity) *P
 		Page: name, Title: pageTitles[name], Prefix: p.Prefix,
 		ReturnTo: safeReturn(ret), Status: http.StatusOK, SiteCSS: p.Templates.siteCSS != nil,
 	}
+	if hint := r.URL.Query().Get("login_hint"); r.Method != http.MethodPost && accounts.ValidateName(hint) == nil {
+		// The authorization endpoint passes a client's login_hint on.
+		d.Form.Username = hint
+	}
 	d.setUser(id)
 	return d
 }
