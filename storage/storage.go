@@ -119,6 +119,19 @@ type Backend interface {
 	PutFlowState(ctx context.Context, kind, handle string, f model.FlowState) error
 	GetFlowState(ctx context.Context, kind, handle string, now time.Time) (*model.FlowState, error)
 	TakeFlowState(ctx context.Context, kind, handle string, now time.Time) (*model.FlowState, error)
+	// RedeemFlowState is TakeFlowState for a ceremony that ends by signing
+	// someone in (an authorization code; a WebAuthn assertion or an email
+	// link are the same shape): in one transaction it takes the record and
+	// stores the session start makes of it, as PutSessionLimit does with
+	// keep, and reports how many sessions that ended. The record is spent
+	// exactly when its session exists, so whoever finds it spent finds the
+	// session too. start is called with the live unspent record (maybe
+	// more than once, with the same record); its error is returned and
+	// nothing is written, the record left unspent. A spent or unknown
+	// record is answered as TakeFlowState answers it, start not called and
+	// nothing written; ErrNotFound also when the session's user does not
+	// exist.
+	RedeemFlowState(ctx context.Context, kind, handle string, now time.Time, keep int, start func(f *model.FlowState) (*model.Session, error)) (*model.FlowState, int, error)
 
 	// Population queries. GuestCounts reports how many users have tag
 	// guest-user and how many of those are Kept.

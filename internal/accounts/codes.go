@@ -7,6 +7,7 @@ package accounts
 // redirect URI, PKCE challenge, nonce, scope, user and browser session.
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -91,30 +92,25 @@ var errBadCode = &Error{Code: CodeInvalidGrant, Description: "The authorization 
 // a second time: the session its first redemption made has been ended.
 var ErrCodeReuse = errors.New("authorization code reuse")
 
-// RedeemCode takes the code (once: a second redemption is refused and ends
-// the session the first one made), checks what it is bound to, and starts
-// a new session of the client for the code's user, separate from the
-// browser session, ending the user's oldest sessions beyond
-// Config.MaxSessionsPerUser. The code is spent by any redemption that
-// gets past client authentication, refused or not.
+// RedeemCode redeems the code (once: a second redemption is refused and
+// ends the session the first one made), after checking what it is bound
+// to, with a new session of the client for the code's user, separate from
+// the browser session; the user's oldest sessions beyond
+// Config.MaxSessionsPerUser end. A refused redemption leaves the code as it
+// was: only its client, with its redirect URI and PKCE verifier, can spend
+// it. The code is spent in the transaction that stores the session
+// (RedeemFlowState), so a replay always finds the session to end.
 func (s *Service) RedeemCode(ctx context.Context, r Redemption) (*Issued, error) {
 	now := s.now().UTC()
 	if !handleOK(r.Code) {
 		return nil, errBadCode
 	}
-	f, err := s.store.TakeFlowState(ctx, FlowCode, r.Code, now)
-	var rec codeRecord
-	if f != nil {
-		if derr := json.Unmarshal(f.Data, &rec); derr != nil {
-			return nil, derr
-		}
+	f, err := s.store.GetFlowState(ctx, FlowCode, r.Code, now)
+	if err != nil {
+		return nil, s.codeRefused(ctx, f, err)
 	}
-	switch {
-	case errors.Is(err, model.ErrSpent):
-		return nil, s.codeReplayed(ctx, &rec)
-	case errors.Is(err, model.ErrNotFound):
-		return nil, errBadCode
-	case err != nil:
+	var rec codeRecord
+	if err := json.Unmarshal(f.Data, &rec); err != nil {
 		return nil, err
 	}
 	if err := rec.check(r); err != nil {
@@ -139,14 +135,35 @@ func (s *Service) RedeemCode(ctx context.Context, r Redemption) (*Issued, error)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.store.PutSessionLimit(ctx, sess, s.cfg.MaxSessionsPerUser); err != nil {
-		if errors.Is(err, model.ErrNotFound) {
-			return nil, errBadCode // the user was deleted meanwhile
+	checked := f.Data
+	f, _, err = s.store.RedeemFlowState(ctx, FlowCode, r.Code, now, s.cfg.MaxSessionsPerUser, func(cur *model.FlowState) (*model.Session, error) {
+		if !bytes.Equal(cur.Data, checked) {
+			return nil, errBadCode // not the record checked (it cannot change; a new one under the same handle would be another code)
 		}
-		return nil, err
+		return sess, nil
+	})
+	if err != nil {
+		return nil, s.codeRefused(ctx, f, err)
 	}
 	s.cfg.Activity.Touch(u.ID, now)
 	return &Issued{Tokens: *tok, User: u, Session: sess}, nil
+}
+
+// codeRefused answers a code the store did not give: spent (a replay: the
+// session its redemption made is ended), unknown or expired, or the
+// store's error.
+func (s *Service) codeRefused(ctx context.Context, f *model.FlowState, err error) error {
+	switch {
+	case errors.Is(err, model.ErrSpent):
+		var rec codeRecord
+		if derr := json.Unmarshal(f.Data, &rec); derr != nil {
+			return derr
+		}
+		return s.codeReplayed(ctx, &rec)
+	case errors.Is(err, model.ErrNotFound):
+		return errBadCode
+	}
+	return err
 }
 
 // check compares a redemption with what the code is bound to.

@@ -31,6 +31,7 @@ type FlowStore interface {
 	PutFlowState(ctx context.Context, kind, handle string, f model.FlowState) error
 	GetFlowState(ctx context.Context, kind, handle string, now time.Time) (*model.FlowState, error)
 	TakeFlowState(ctx context.Context, kind, handle string, now time.Time) (*model.FlowState, error)
+	RedeemFlowState(ctx context.Context, kind, handle string, now time.Time, keep int, start func(f *model.FlowState) (*model.Session, error)) (*model.FlowState, int, error)
 }
 
 // newHandle is a flow state's handle: 256 random bits, base64url (43

@@ -16,9 +16,10 @@ import (
 
 var basicApp = "Basic " + base64.StdEncoding.EncodeToString([]byte("app:"+secretApp))
 
-// Every refusal of a code redemption, and what each leaves of the code: a
-// failed client authentication does not spend it (x/oauth2 retries with the
-// other method), any other refusal does.
+// Every refusal of a code redemption; none spends the code (x/oauth2
+// retries a failed client authentication with the other method, and a
+// code's own client, with its redirect URI and verifier, must still be
+// able to redeem it after someone else tried).
 func TestRedeemCodeRefusals(t *testing.T) {
 	t.Parallel()
 	s := newSite(t)
@@ -55,12 +56,12 @@ func TestRedeemCodeRefusals(t *testing.T) {
 		{"unknown code", func() string { return strings.Repeat("x", 43) }, ok, 400, "invalid_grant", false},
 		{"garbage code", func() string { return "not-a-code" }, ok, 400, "invalid_grant", false},
 		{"wrong secret", withPKCE, with("client_secret", "nope"), 401, "invalid_client", false},
-		{"another client", withPKCE, with("client_id", "other", "client_secret", "other-secret"), 400, "invalid_grant", true},
-		{"redirect_uri differs", withPKCE, with("redirect_uri", appCB2), 400, "invalid_grant", true},
-		{"verifier missing", withPKCE, with("code_verifier", "-"), 400, "invalid_request", true},
-		{"verifier wrong", withPKCE, with("code_verifier", strings.Repeat("w", 43)), 400, "invalid_grant", true},
-		{"verifier too short", withPKCE, with("code_verifier", verifier[:42]), 400, "invalid_grant", true},
-		{"verifier without a challenge", without, ok, 400, "invalid_grant", true},
+		{"another client", withPKCE, with("client_id", "other", "client_secret", "other-secret"), 400, "invalid_grant", false},
+		{"redirect_uri differs", withPKCE, with("redirect_uri", appCB2), 400, "invalid_grant", false},
+		{"verifier missing", withPKCE, with("code_verifier", "-"), 400, "invalid_request", false},
+		{"verifier wrong", withPKCE, with("code_verifier", strings.Repeat("w", 43)), 400, "invalid_grant", false},
+		{"verifier too short", withPKCE, with("code_verifier", verifier[:42]), 400, "invalid_grant", false},
+		{"verifier without a challenge", without, ok, 400, "invalid_grant", false},
 	} {
 		code := c.code()
 		r := s.redeem(with("code", code, "client_id", c.form.Get("client_id"), "client_secret", c.form.Get("client_secret"),

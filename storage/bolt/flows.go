@@ -180,3 +180,52 @@ func (b *Store) TakeFlowState(ctx context.Context, kind, handle string, now time
 	}
 	return out, nil
 }
+
+// RedeemFlowState implements storage.Backend: the take and the session
+// are one write transaction.
+func (b *Store) RedeemFlowState(ctx context.Context, kind, handle string, now time.Time, keep int, start func(f *model.FlowState) (*model.Session, error)) (*model.FlowState, int, error) {
+	key := storage.FlowKey(kind, handle)
+	var out *model.FlowState
+	var spent bool
+	var ended int
+	err := b.batch(ctx, func(tx *bbolt.Tx) error {
+		out, spent, ended = nil, false, 0 // a batched function may run twice
+		flows, ends, err := flowBuckets(tx)
+		if err != nil {
+			return err
+		}
+		if out, err = readFlow(flows, key, now); err != nil || out == nil {
+			return err
+		}
+		if spent = !out.SpentAt.IsZero(); spent {
+			return nil
+		}
+		sess, err := start(out)
+		if err != nil {
+			return err
+		}
+		f := *out
+		f.SpentAt = now.UTC()
+		raw, err := json.Marshal(&f)
+		if err != nil {
+			return err
+		}
+		if err := flows.Put(key, raw); err != nil {
+			return err
+		}
+		if ended, err = b.putSessionLimit(tx, sess, keep); err != nil {
+			return err
+		}
+		out = &f
+		return purgeFlows(flows, ends, now)
+	})
+	switch {
+	case err != nil:
+		return nil, 0, err
+	case out == nil:
+		return nil, 0, model.ErrNotFound
+	case spent:
+		return out, 0, model.ErrSpent
+	}
+	return out, ended, nil
+}

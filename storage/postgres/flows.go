@@ -119,6 +119,59 @@ func (p *Postgres) TakeFlowState(ctx context.Context, kind, handle string, now t
 	return f, nil
 }
 
+// RedeemFlowState implements storage.Backend: the UPDATE that takes the
+// row and the session's statements are one transaction (the row is locked
+// first, then the user, as PutSessionLimit locks it).
+func (p *Postgres) RedeemFlowState(ctx context.Context, kind, handle string, now time.Time, keep int, start func(f *model.FlowState) (*model.Session, error)) (*model.FlowState, int, error) {
+	key := storage.FlowKey(kind, handle)
+	var f *model.FlowState
+	var ended int
+	taken := false
+	err := p.write(ctx, nil, func(w *wtx) error {
+		f, ended, taken = nil, 0, false
+		var raw []byte
+		err := w.QueryRow(w.ctx, `UPDATE guestauth_flows SET spent_ns = $2 WHERE hash = $1 AND expires_ns > $2 AND spent_ns = 0 RETURNING data`,
+			key, ns(now)).Scan(&raw)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil // spent or unknown: told apart below, outside the transaction
+		}
+		if err != nil {
+			return err
+		}
+		if f, err = readFlow(raw, 0); err != nil {
+			return err
+		}
+		sess, err := start(f)
+		if err != nil {
+			return userError{err}
+		}
+		f.SpentAt = time.Unix(0, ns(now)).UTC()
+		taken = true
+		ended, err = w.putSessionLimit(sess, keep)
+		return err
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	if taken {
+		return f, ended, nil
+	}
+	err = p.read(ctx, func(ctx context.Context) error {
+		var err error
+		f, err = p.getFlow(ctx, key, now)
+		return err
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	if !f.SpentAt.IsZero() {
+		return f, 0, model.ErrSpent
+	}
+	// Unspent now, though the UPDATE found none: it expired or was taken
+	// and is being rolled back meanwhile; either way this take got nothing.
+	return nil, 0, model.ErrNotFound
+}
+
 // SetSigningKeyCert implements storage.Backend.
 func (p *Postgres) SetSigningKeyCert(ctx context.Context, kid string, cert []byte) error {
 	var has bool

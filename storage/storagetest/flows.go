@@ -169,3 +169,90 @@ func testSigningKeyCert(t *testing.T, st storage.Backend) {
 		t.Fatalf("keys after the certificates: %+v", keys)
 	}
 }
+
+// A redemption takes the record and stores its session in one
+// transaction: both or neither.
+func testFlowStateRedeem(t *testing.T, st storage.Backend) {
+	mustCreate(t, st, NewUser("u1", "ann"), NewSession("s0", "u1"), nil)
+	mustPutFlow(t, st, "code", "r1", flowState(T0, time.Minute, `{"session":"s1"}`))
+	calls := 0
+	start := func(id string) func(f *model.FlowState) (*model.Session, error) {
+		return func(f *model.FlowState) (*model.Session, error) {
+			calls++
+			if f.Kind != "code" || !f.SpentAt.IsZero() || !bytes.Contains(f.Data, []byte(id)) {
+				t.Errorf("start got %+v", f)
+			}
+			return NewSession(id, "u1"), nil
+		}
+	}
+	// start refuses: nothing written.
+	refused := errors.New("refused")
+	if _, _, err := st.RedeemFlowState(bg, "code", "r1", T0.Add(time.Second), 0, func(*model.FlowState) (*model.Session, error) { return nil, refused }); !errors.Is(err, refused) {
+		t.Fatalf("start's error: %v", err)
+	}
+	if f, err := st.GetFlowState(bg, "code", "r1", T0.Add(time.Second)); err != nil || !f.SpentAt.IsZero() {
+		t.Fatalf("after a refused start: %+v, %v; want it unspent", f, err)
+	}
+	// A user that does not exist: ErrNotFound, nothing written.
+	orphan := func(*model.FlowState) (*model.Session, error) { return NewSession("s9", "nobody"), nil }
+	if _, _, err := st.RedeemFlowState(bg, "code", "r1", T0.Add(time.Second), 0, orphan); !errors.Is(err, model.ErrNotFound) {
+		t.Fatalf("session of an unknown user: %v", err)
+	}
+	if f, err := st.GetFlowState(bg, "code", "r1", T0.Add(time.Second)); err != nil || !f.SpentAt.IsZero() {
+		t.Fatalf("after an unknown user: %+v, %v; want it unspent", f, err)
+	}
+	// The redemption: spent, the session stored, the cap applied.
+	f, ended, err := st.RedeemFlowState(bg, "code", "r1", T0.Add(2*time.Second), 1, start("s1"))
+	if err != nil || !f.SpentAt.Equal(T0.Add(2*time.Second)) || ended != 1 {
+		t.Fatalf("redeem: %+v, %d, %v", f, ended, err)
+	}
+	mustIdentity(t, st, "u1", "s1")
+	if _, err := st.GetSession(bg, "s0"); !errors.Is(err, model.ErrNotFound) {
+		t.Fatalf("the session beyond keep is still there: %v", err)
+	}
+	// Spent: as a take answers, start not called.
+	before := calls
+	again, _, err := st.RedeemFlowState(bg, "code", "r1", T0.Add(3*time.Second), 0, start("s2"))
+	if !errors.Is(err, model.ErrSpent) || again == nil || !bytes.Contains(again.Data, []byte("s1")) || calls != before {
+		t.Fatalf("redeem of a spent record: %+v, %v (start called %d times)", again, err, calls-before)
+	}
+	if _, err := st.TakeFlowState(bg, "code", "r1", T0.Add(3*time.Second)); !errors.Is(err, model.ErrSpent) {
+		t.Fatalf("take after the redemption: %v", err)
+	}
+	if _, _, err := st.RedeemFlowState(bg, "code", "never", T0, 0, start("s3")); !errors.Is(err, model.ErrNotFound) || calls != before {
+		t.Fatalf("redeem of an unknown handle: %v", err)
+	}
+	if _, _, err := st.RedeemFlowState(bg, "code", "r1", T0.Add(time.Minute), 0, start("s3")); !errors.Is(err, model.ErrNotFound) {
+		t.Fatalf("redeem after expiry: %v", err)
+	}
+	// Concurrent redemptions: one session.
+	mustPutFlow(t, st, "code", "r2", flowState(T0, time.Minute, `{"session":"c"}`))
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	won := 0
+	for i := range 8 {
+		wg.Go(func() {
+			_, _, err := st.RedeemFlowState(bg, "code", "r2", T0.Add(time.Second), 0, func(*model.FlowState) (*model.Session, error) {
+				return NewSession("c"+string(rune('0'+i)), "u1"), nil
+			})
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				won++
+			case !errors.Is(err, model.ErrSpent):
+				t.Errorf("concurrent redeem: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	n := 0
+	for i := range 8 {
+		if _, err := st.GetSession(bg, "c"+string(rune('0'+i))); err == nil {
+			n++
+		}
+	}
+	if won != 1 || n != 1 {
+		t.Fatalf("%d redemptions won, %d sessions stored; want 1 and 1", won, n)
+	}
+}
