@@ -196,8 +196,10 @@ type GuestAuth struct {
 	// 429 until guests upgrade or expire. Default: 100000. 0 means no cap.
 	MaxLiveGuests *int64 `json:"max_live_guests,omitempty"`
 
-	// Device challenges (POST /oauth2/challenge; each is a store write)
-	// allowed per client IP at once, then one more per interval.
+	// Store writes an unauthenticated visitor causes, allowed per client
+	// IP at once, then one more per interval: device challenges (POST
+	// /oauth2/challenge) and authorization requests stored while the
+	// visitor signs in (GET /oauth/authorize without a session).
 	// Default: 60, 1s.
 	ChallengeLimitIP *RateLimit `json:"challenge_limit_ip,omitempty"`
 
