@@ -38,6 +38,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    client                <client_id> [<client_secret>] {
 //	        public
 //	        guests            code|keypair|both|none
+//	        redirect_uri      <uri>...
+//	        post_logout_redirect_uri <uri>...
 //	    }
 //	    signing_alg           RS256|ES256|EdDSA
 //	    access_token_lifetime <duration>
@@ -82,7 +84,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // `client` may be repeated. Write secrets as `{env.NAME}` placeholders.
 // A client's block is optional: `public` marks a client without a secret
 // (such as a mobile app), `guests` says how it may create guests (default
-// `both`, or `keypair` for a public client).
+// `both`, or `keypair` for a public client), `redirect_uri` and
+// `post_logout_redirect_uri` (repeatable) register where the authorization
+// and end-session endpoints may send visitors back.
 func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {
@@ -262,7 +266,7 @@ func parseClient(d *caddyfile.Dispenser) (Client, error) {
 		return c, d.ArgErr()
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		switch d.Val() {
+		switch key := d.Val(); key {
 		case "public":
 			if d.NextArg() {
 				return c, d.ArgErr()
@@ -272,8 +276,19 @@ func parseClient(d *caddyfile.Dispenser) (Client, error) {
 			if !d.AllArgs(&c.Guests) {
 				return c, d.ArgErr()
 			}
+		case "redirect_uri", "post_logout_redirect_uri":
+			// Repeated lines add up.
+			uris := d.RemainingArgs()
+			if len(uris) == 0 {
+				return c, d.ArgErr()
+			}
+			if key == "redirect_uri" {
+				c.RedirectURIs = append(c.RedirectURIs, uris...)
+			} else {
+				c.PostLogoutRedirectURIs = append(c.PostLogoutRedirectURIs, uris...)
+			}
 		default:
-			return c, d.Errf("unknown client option %q (want public or guests)", d.Val())
+			return c, d.Errf("unknown client option %q (want public, guests, redirect_uri or post_logout_redirect_uri)", key)
 		}
 	}
 	return c, nil

@@ -198,8 +198,10 @@ type GuestAuth struct {
 	// 429 until guests upgrade or expire. Default: 100000. 0 means no cap.
 	MaxLiveGuests *int64 `json:"max_live_guests,omitempty"`
 
-	// Device challenges (POST /oauth2/challenge; each is a store write)
-	// allowed per client IP at once, then one more per interval.
+	// Store writes an unauthenticated visitor causes, allowed per client
+	// IP at once, then one more per interval: device challenges (POST
+	// /oauth2/challenge) and authorization requests stored while the
+	// visitor signs in (GET /oauth/authorize without a session).
 	// Default: 60, 1s.
 	ChallengeLimitIP *RateLimit `json:"challenge_limit_ip,omitempty"`
 
@@ -308,6 +310,16 @@ type Client struct {
 	// grant, which also signs a device's guest in again), `both` or `none`.
 	// Default: `both`, or `keypair` for a public client.
 	Guests string `json:"guests,omitempty"`
+	// RedirectURIs are where the authorization endpoint (/oauth/authorize)
+	// may send a visitor back with a code: absolute URIs without a
+	// fragment, compared as exact strings (RFC 9700), so list every one
+	// the client uses. A client without any cannot use the authorization
+	// code flow. Needs `browser` (the sign-in pages are its interface).
+	RedirectURIs []string `json:"redirect_uris,omitempty"`
+	// PostLogoutRedirectURIs are where the end-session endpoint
+	// (/oauth/logout) may send a visitor after signing them out, compared
+	// as exact strings. Needs `browser`.
+	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris,omitempty"`
 
 	secret []byte // the resolved ClientSecret
 }
@@ -480,6 +492,9 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 			Issuer: g.issuerFor, ClientIP: clientIP, LimitKey: g.limitKey, ReadTimeout: time.Duration(g.APIReadTimeout),
 			Logger: g.logger, Now: g.now,
 		}
+		// The authorization and end-session endpoints sign visitors in and
+		// out with the pages.
+		g.protocol.Browser = g.pages
 	}
 	g.buildRoutes()
 	g.startBackground(ctx)
@@ -502,7 +517,9 @@ func (g *GuestAuth) prepare(ctx caddy.Context) (storage.Module, error) {
 	for i := range g.Clients {
 		c := &g.Clients[i]
 		c.secret = []byte(repl.ReplaceKnown(c.ClientSecret, ""))
-		g.clients[c.ClientID] = protocol.NewClient(c.ClientID, c.secret, c.Public, c.Guests)
+		pc := protocol.NewClient(c.ClientID, c.secret, c.Public, c.Guests)
+		pc.RedirectURIs, pc.PostLogoutRedirectURIs = c.RedirectURIs, c.PostLogoutRedirectURIs
+		g.clients[c.ClientID] = pc
 	}
 
 	alg, err := tokens.ParseAlgorithm(g.SigningAlg)
@@ -633,6 +650,9 @@ func (g *GuestAuth) Validate() error {
 		}
 		if !c.Public && len(c.secret) == 0 {
 			return fmt.Errorf("client %q has an empty secret (is its environment variable set?)", c.ClientID)
+		}
+		if err := validateRedirects(c, g.Browser != nil); err != nil {
+			return err
 		}
 	}
 	if g.AccessTokenLifetime < caddy.Duration(time.Minute) || g.AccessTokenLifetime > caddy.Duration(24*time.Hour) {

@@ -48,7 +48,18 @@ func (g *GuestAuth) buildRoutes() {
 		protocol.PathUserInfoOAuth:    {methods: []string{http.MethodGet, http.MethodPost}, serve: p.UserInfo, refuse: protocol.RefuseUserInfo},
 		base + protocol.PathDiscovery: {methods: get, serve: p.Discovery, refuse: protocol.RefuseGet},
 		base + protocol.PathJWKS:      {methods: get, serve: p.JWKS, refuse: protocol.RefuseGet},
+		// Casdoor's jwks_uri serves the same set.
+		base + protocol.PathJWKSCasdoor: {methods: get, serve: p.JWKS, refuse: protocol.RefuseGet},
+
+		protocol.PathIntrospect:        {methods: post, serve: p.Introspect, refuse: protocol.RefuseIntrospect},
+		protocol.PathIntrospectCasdoor: {methods: post, serve: p.Introspect, refuse: protocol.RefuseIntrospect},
 	}
+	// The browser endpoints: a navigation (GET) or a form (POST).
+	browser := []string{http.MethodGet, http.MethodPost}
+	for _, path := range []string{protocol.PathAuthorize, protocol.PathAuthorizeCasdoor, protocol.PathAuthorizeAuthgear} {
+		g.routes[path] = route{methods: browser, serve: p.Authorize, refuse: protocol.RefuseBrowser}
+	}
+	g.routes[protocol.PathEndSession] = route{methods: browser, serve: p.EndSession, refuse: protocol.RefuseBrowser}
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler: it routes by the table

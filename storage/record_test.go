@@ -28,7 +28,7 @@ var (
 		AuthTime: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC), CreatedAt: time.Date(2030, 1, 2, 3, 4, 5, 1, time.UTC),
 		LastUsedAt: time.Date(2030, 1, 2, 4, 0, 0, 0, time.UTC), ExpiresAt: time.Date(2030, 2, 2, 3, 4, 5, 0, time.UTC),
 		IdleExpiresAt: time.Date(2030, 1, 9, 4, 0, 0, 0, time.UTC), RefreshKey: []byte("0123456789abcdef0123456789abcdef"),
-		Generation: 7, MergedFrom: "g1",
+		Generation: 7, MergedFrom: "g1", Scope: "openid profile",
 	}
 )
 
@@ -37,13 +37,13 @@ var (
 // full records set every field, so the test notices one it does not).
 func TestDecodeRecordReadsEveryField(t *testing.T) {
 	t.Parallel()
-	for _, v := range []any{&fullUser, &fullSession, &model.User{ID: "u"}, &model.Session{ID: "s", RefreshKey: []byte{}}, &fullDevice, &fullKey, &fullChallenge} {
+	for _, v := range []any{&fullUser, &fullSession, &model.User{ID: "u"}, &model.Session{ID: "s", RefreshKey: []byte{}}, &fullDevice, &fullKey, &fullChallenge, &fullFlow} {
 		raw, err := json.Marshal(v)
 		if err != nil {
 			t.Fatal(err)
 		}
 		typ := reflect.TypeOf(v).Elem()
-		if v == any(&fullUser) || v == any(&fullSession) || v == any(&fullDevice) || v == any(&fullKey) || v == any(&fullChallenge) {
+		if v == any(&fullUser) || v == any(&fullSession) || v == any(&fullDevice) || v == any(&fullKey) || v == any(&fullChallenge) || v == any(&fullFlow) {
 			rv := reflect.ValueOf(v).Elem()
 			for i := range rv.NumField() {
 				if rv.Field(i).IsZero() {
@@ -66,8 +66,10 @@ func TestDecodeRecordReadsEveryField(t *testing.T) {
 }
 
 var (
-	fullDevice    = model.Device{KID: "dk1", UserID: "u1", JWK: []byte(`{"kty":"OKP"}`), CreatedAt: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
-	fullKey       = model.SigningKey{KID: "k1", Alg: "ES256", CreatedAt: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC), JWK: []byte(`{"kty":"EC"}`)}
+	fullDevice = model.Device{KID: "dk1", UserID: "u1", JWK: []byte(`{"kty":"OKP"}`), CreatedAt: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+	fullKey    = model.SigningKey{KID: "k1", Alg: "ES256", CreatedAt: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC), JWK: []byte(`{"kty":"EC"}`), Cert: []byte{0x30, 0x82, 1, 2}}
+	fullFlow   = model.FlowState{Kind: "code", CreatedAt: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC), ExpiresAt: time.Date(2030, 1, 2, 3, 5, 5, 0, time.UTC),
+		SpentAt: time.Date(2030, 1, 2, 3, 4, 6, 0, time.UTC), Data: json.RawMessage(`{"client_id":"app","n":[1,2]}`)}
 	fullChallenge = model.Challenge{Purpose: "anonymous_request", CreatedAt: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC), ExpiresAt: time.Date(2030, 1, 2, 3, 9, 5, 0, time.UTC)}
 )
 

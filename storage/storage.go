@@ -17,6 +17,7 @@ package storage
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -102,6 +103,36 @@ type Backend interface {
 	// may also delete a bounded number of expired challenges.
 	ConsumeChallenge(ctx context.Context, token string, now time.Time) (*model.Challenge, error)
 
+	// Flow states (model.FlowState): single-use records that expire,
+	// stored under the SHA-256 of kind, a zero byte and handle, never under
+	// the handle, so a copy of the store cannot answer an outstanding code.
+	// A handle of one kind never finds a record of another.
+	//
+	// PutFlowState stores f (its Kind set to kind; ErrExists if the handle
+	// is stored). GetFlowState reads it without taking it (ErrNotFound if
+	// unknown or expired at now; a spent one is returned with ErrSpent).
+	// TakeFlowState marks it spent at now and returns it, at once, so of
+	// concurrent callers exactly one gets it without an error; every later
+	// take until it expires gets the record with its SpentAt and ErrSpent,
+	// and after that ErrNotFound, as for a handle never stored. Each of the
+	// three may also delete a bounded number of expired records.
+	PutFlowState(ctx context.Context, kind, handle string, f model.FlowState) error
+	GetFlowState(ctx context.Context, kind, handle string, now time.Time) (*model.FlowState, error)
+	TakeFlowState(ctx context.Context, kind, handle string, now time.Time) (*model.FlowState, error)
+	// RedeemFlowState is TakeFlowState for a ceremony that ends by signing
+	// someone in (an authorization code; a WebAuthn assertion or an email
+	// link are the same shape): in one transaction it takes the record and
+	// stores the session start makes of it, as PutSessionLimit does with
+	// keep, and reports how many sessions that ended. The record is spent
+	// exactly when its session exists, so whoever finds it spent finds the
+	// session too. start is called with the live unspent record (maybe
+	// more than once, with the same record); its error is returned and
+	// nothing is written, the record left unspent. A spent or unknown
+	// record is answered as TakeFlowState answers it, start not called and
+	// nothing written; ErrNotFound also when the session's user does not
+	// exist.
+	RedeemFlowState(ctx context.Context, kind, handle string, now time.Time, keep int, start func(f *model.FlowState) (*model.Session, error)) (*model.FlowState, int, error)
+
 	// Population queries. GuestCounts reports how many users have tag
 	// guest-user and how many of those are Kept.
 	GuestCounts(ctx context.Context) (live, kept int64, err error)
@@ -127,6 +158,10 @@ type Backend interface {
 	SigningKeys(ctx context.Context) ([]model.SigningKey, error)
 	// AddSigningKey stores a key (ErrExists if its kid is).
 	AddSigningKey(ctx context.Context, k model.SigningKey) error
+	// SetSigningKeyCert stores the certificate of a key stored without one
+	// (ErrNotFound if there is no such key; ErrExists if it has one: a
+	// certificate, once published, never changes).
+	SetSigningKeyCert(ctx context.Context, kid string, cert []byte) error
 	// DeleteSigningKey deletes a key no token can use any more (see
 	// tokens.Keyring.RetireKeys). Deleting an unknown kid is not an error.
 	DeleteSigningKey(ctx context.Context, kid string) error
@@ -287,4 +322,24 @@ type Stats struct {
 	LiveGuests  int64 `json:"live_guests"`
 	KeptGuests  int64 `json:"kept_guests"`
 	Sessions    int64 `json:"sessions"`
+}
+
+// FlowKey is the key a backend stores a flow state under: the SHA-256 of
+// kind, a zero byte and handle.
+func FlowKey(kind, handle string) []byte {
+	h := sha256.New()
+	h.Write([]byte(kind))
+	h.Write([]byte{0})
+	h.Write([]byte(handle))
+	return h.Sum(nil)
+}
+
+// CheckFlowState is what PutFlowState refuses in every backend: an empty
+// kind or handle, a record without its creation (the caller's now, which
+// the backend's purge of expired records goes by) or its expiry.
+func CheckFlowState(kind, handle string, f *model.FlowState) error {
+	if kind == "" || handle == "" || f.CreatedAt.IsZero() || f.ExpiresAt.IsZero() {
+		return errors.New("a flow state needs a kind, a handle, a creation and an expiry time")
+	}
+	return nil
 }

@@ -105,7 +105,7 @@ func main() {
 	flag.StringVar(&c.profileDir, "profile", "", "after the rounds, save Caddy CPU and allocation profiles of guest creation here")
 	flag.DurationVar(&c.phaseTimeout, "phase-timeout", 3*time.Minute, "bound on any one phase")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temporary directory (Caddyfile, logs, store)")
-	flag.StringVar(&c.only, "only", "", "comma-separated scenario groups to run: create,hit,miss,password (default all)")
+	flag.StringVar(&c.only, "only", "", "comma-separated scenario groups to run: create,hit,miss,password,authorize (default all)")
 	flag.IntVar(&c.prefillOffline, "prefill-offline", 0, "compare guest creation on a store of this many guests, built before Caddy starts, with a -fresh-size store (two more EdDSA sites)")
 	flag.IntVar(&c.freshSize, "fresh-size", 10000, "guests in the small store of the -prefill-offline comparison")
 	flag.IntVar(&c.soakKeep, "soak-clients", 20000, "guests of each store whose tokens the soak uses (spread through the store)")
@@ -162,6 +162,7 @@ type bench struct {
 	plain4   string
 	plain1   string            // the same identity in one header
 	guest    map[string]string // alg -> base URL
+	authz    map[string]string // alg -> base URL of a site with the pages (authorize.go)
 	upstream *http.Server
 	seen     atomic.Int64        // upstream requests carrying X-Auth-User-Id
 	missToks map[string][]string // alg -> the cache-miss scenario's tokens
@@ -181,7 +182,7 @@ func run(c config) error {
 	} else {
 		defer os.RemoveAll(dir)
 	}
-	b := &bench{cfg: c, dir: dir, guest: map[string]string{}}
+	b := &bench{cfg: c, dir: dir, guest: map[string]string{}, authz: map[string]string{}}
 	b.client = &http.Client{
 		Timeout:   c.phaseTimeout,
 		Transport: &http.Transport{MaxIdleConnsPerHost: c.conc * 2, DisableCompression: true},
@@ -243,7 +244,7 @@ func (b *bench) start() error {
 	go func() { _ = b.upstream.Serve(ln) }() // ends when stop closes it
 	up := ln.Addr().String()
 
-	ports := make([]int, 3+len(algs)+1)
+	ports := make([]int, 3+len(algs)+1+len(authzAlgs))
 	for i := range ports {
 		if ports[i], err = freePort(); err != nil {
 			return err
@@ -281,6 +282,10 @@ func (b *bench) start() error {
 		b.guest[alg] = fmt.Sprintf("http://127.0.0.1:%d", ports[3+i])
 		writeGuestSite(&cf, b.guest[alg], storageLine, "http://"+strings.ToLower(alg)+".bench.invalid", alg, b.cfg.cacheSize, up)
 	}
+	for i, alg := range authzAlgs {
+		b.authz[alg] = fmt.Sprintf("http://127.0.0.1:%d", ports[4+len(algs)+i])
+		writeAuthzSite(&cf, b.authz[alg], storageLine, "http://authz-"+strings.ToLower(alg)+".bench.invalid", alg, b.cfg.cacheSize, up)
+	}
 	if b.cfg.prefillOffline > 0 {
 		if err := b.prefillStores(&cf, up); err != nil {
 			return err
@@ -303,7 +308,7 @@ func (b *bench) start() error {
 	}
 	b.pid = b.caddy.Process.Pid
 	deadline := time.Now().Add(2 * time.Minute) // a large store takes a while to open
-	bases := append([]string{b.plain, b.plain4, b.plain1}, b.guest["RS256"], b.guest["ES256"], b.guest["EdDSA"])
+	bases := append([]string{b.plain, b.plain4, b.plain1}, b.guest["RS256"], b.guest["ES256"], b.guest["EdDSA"], b.authz["RS256"], b.authz["ES256"])
 	for _, base := range b.stores {
 		bases = append(bases, base)
 	}

@@ -142,6 +142,9 @@ func (r *results) rows() []row {
 			})
 		}
 	}
+	if r.groups["authorize"] {
+		rows = append(rows, r.authorizeRows()...)
+	}
 	if r.groups["password"] {
 		fl := r.floor(func(f floors) time.Duration { return f.argon2 })
 		for _, name := range []string{"upgrade", "signin"} {

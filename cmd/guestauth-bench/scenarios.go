@@ -157,6 +157,11 @@ func (b *bench) measure() (*results, error) {
 		)
 	}
 
+	if b.want("authorize") {
+		res.groups["authorize"] = true
+		sides = append(sides, b.authorizeSides()...)
+	}
+
 	// Warm up every side once (connections, caches, Caddy's heap).
 	for _, s := range sides {
 		w := s
@@ -247,6 +252,34 @@ func (b *bench) profile() error {
 			loads = append(loads, load{"miss-" + alg, func(ctx context.Context) error {
 				return b.proxied(ctx, b.guest[alg], mt[int(next.Add(1))%len(mt)])
 			}})
+		}
+	}
+	if b.want("authorize") {
+		// The code flow and refreshes, each with a session made beforehand.
+		for _, alg := range authzAlgs {
+			base := b.authz[alg]
+			const n = 3000
+			cookies, refresh, err := b.authorizeFixtures(base, n)
+			if err != nil {
+				return err
+			}
+			var nextCode, nextRefresh atomic.Int64
+			client := b.noRedirect()
+			loads = append(loads,
+				load{"authcode-" + alg, func(ctx context.Context) error {
+					i := int(nextCode.Add(1)) - 1
+					if i >= n {
+						return errEnough
+					}
+					return b.codeFlow(ctx, client, base, cookies[i])
+				}},
+				load{"refresh-" + alg, func(ctx context.Context) error {
+					i := int(nextRefresh.Add(1)) - 1
+					if i >= n {
+						return errEnough
+					}
+					return b.call(refreshReq(ctx, base, refresh[i]), nil)
+				}})
 		}
 	}
 	if b.want("password") {

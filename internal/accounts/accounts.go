@@ -213,6 +213,9 @@ func New(ctx context.Context, store Store, keys *tokens.Keyring, cfg Config, now
 	}, nil
 }
 
+// Now is the Service's clock.
+func (s *Service) Now() time.Time { return s.now() }
+
 // Error is a refusal the caller can show: Code is an OAuth 2.0 error code
 // (RFC 6749 §5.2), Description a human sentence with no secrets in it.
 type Error struct {
@@ -305,16 +308,22 @@ func (s *Service) createGuest(ctx context.Context, issuer, clientID string, dev 
 // newSession is a new session of userID through clientID, bound to issuer
 // (see model.Session.Issuer).
 func (s *Service) newSession(userID, clientID, issuer string, now time.Time) (*model.Session, error) {
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return nil, err
-	}
 	id, err := uuid.NewV7()
 	if err != nil {
 		return nil, err
 	}
+	return s.newSessionID(id.String(), userID, clientID, issuer, now)
+}
+
+// newSessionID is newSession with the id chosen beforehand (an
+// authorization code names the session its redemption makes).
+func (s *Service) newSessionID(id, userID, clientID, issuer string, now time.Time) (*model.Session, error) {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
 	return &model.Session{
-		ID:            id.String(),
+		ID:            id,
 		UserID:        userID,
 		ClientID:      clientID,
 		Issuer:        issuer,
@@ -349,8 +358,18 @@ func (s *Service) startSession(ctx context.Context, issuer, clientID string, u *
 
 // mint signs the token set of sess's current generation.
 func (s *Service) mint(issuer, clientID string, u *model.User, sess *model.Session, now time.Time) (*TokenResponse, error) {
+	return s.mintNonce(issuer, clientID, u, sess, now, "")
+}
+
+// mintNonce is mint with the nonce of an authorization request in the ID
+// token. The scope is the session's (an authorization code's), else Scope.
+func (s *Service) mintNonce(issuer, clientID string, u *model.User, sess *model.Session, now time.Time, nonce string) (*TokenResponse, error) {
+	scope := Scope
+	if sess.Scope != "" {
+		scope = sess.Scope
+	}
 	m, err := s.keys.Mint(tokens.Grant{
-		Alg: s.cfg.Alg, Issuer: issuer, ClientID: clientID, Scope: Scope,
+		Alg: s.cfg.Alg, Issuer: issuer, ClientID: clientID, Scope: scope, Nonce: nonce,
 		Now: now, AccessTTL: s.cfg.AccessTTL, IDTTL: s.cfg.AccessTTL,
 	}, tokens.Subject{
 		UserID: u.ID, Name: u.Name, Tag: u.Tag, Anonymous: u.IsAnonymous(),
@@ -365,7 +384,7 @@ func (s *Service) mint(issuer, clientID string, u *model.User, sess *model.Sessi
 		RefreshToken: refreshToken(sess, sess.Generation),
 		TokenType:    "Bearer",
 		ExpiresIn:    m.ExpiresIn,
-		Scope:        Scope,
+		Scope:        scope,
 	}, nil
 }
 

@@ -32,6 +32,7 @@ type Store interface {
 	GetDevice(ctx context.Context, kid string) (*model.Device, error)
 	PutChallenge(ctx context.Context, token string, c model.Challenge) error
 	ConsumeChallenge(ctx context.Context, token string, now time.Time) (*model.Challenge, error)
+	FlowStore
 
 	GuestCounts(ctx context.Context) (live, kept int64, err error)
 }

@@ -5,6 +5,7 @@
 package model
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"time"
@@ -32,6 +33,10 @@ var (
 	// retried later. The wrapped message never holds credentials, but it
 	// is for logs, not for clients.
 	ErrUnavailable = errors.New("storage unavailable")
+	// ErrSpent is returned when a single-use flow state is taken again
+	// before it expires (a replayed authorization code): the record comes
+	// with it, so the caller can undo what the first take did.
+	ErrSpent = errors.New("already used")
 )
 
 // User is one account. ID is the OIDC `sub` and never changes.
@@ -104,6 +109,9 @@ type Session struct {
 	// stored before sessions had one has none, and takes the issuer of its
 	// next refresh or browser slide.
 	Issuer string `json:"issuer,omitempty"`
+	// Scope is the scope granted to the session's client (an authorization
+	// code's); empty for the grants that carry the default scope.
+	Scope string `json:"scope,omitempty"`
 }
 
 // EndsAt is when the session ends unless used again: the earlier of its
@@ -121,6 +129,12 @@ type SigningKey struct {
 	Alg       string    `json:"alg"`
 	CreatedAt time.Time `json:"created_at"`
 	JWK       []byte    `json:"jwk"`
+	// Cert is a self-signed X.509 certificate (DER) of the key's public
+	// half, published as the JWK's x5c for SDKs that take a certificate.
+	// Made once with the key (or, for a key stored before certificates,
+	// once afterwards) and kept, so it never changes under a client that
+	// pinned it.
+	Cert []byte `json:"cert,omitempty"`
 }
 
 // Device is a device public key bound to an anonymous user.
@@ -137,6 +151,24 @@ type Challenge struct {
 	Purpose   string    `json:"purpose"`
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// FlowState is a single-use record that expires: an authorization code,
+// an authorization request waiting for the visitor to sign in, a logout
+// waiting for confirmation. It is stored under the SHA-256 of its kind and
+// a secret handle only its holder knows (the code itself, an id in a URL),
+// never under the handle. The first take marks it spent and returns it;
+// the spent record stays until it expires, so a second take is told apart
+// from an unknown handle (ErrSpent) and the caller can undo what the first
+// one did.
+type FlowState struct {
+	Kind      string    `json:"kind"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	// SpentAt is when it was first taken (zero until then).
+	SpentAt time.Time `json:"spent_at,omitzero"`
+	// Data is the caller's record, as JSON; the store does not read it.
+	Data json.RawMessage `json:"data"`
 }
 
 // NameKey is the unique-index key of a username: usernames are unique

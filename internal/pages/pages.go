@@ -291,6 +291,10 @@ func (p *Pages) pageData(r *http.Request, name string, id *accounts.Identity) *P
 	if name == "signin" || name == "signup" {
 		d.Continue = continuePath(d.ReturnTo)
 	}
+	if hint := r.URL.Query().Get("login_hint"); r.Method != http.MethodPost && accounts.ValidateName(hint) == nil {
+		// The authorization endpoint passes a client's login_hint on.
+		d.Form.Username = hint
+	}
 	d.setUser(id)
 	return d
 }

@@ -134,20 +134,53 @@ func (h *Handler) Revoke(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return h.writeOAuthError(w, err)
 	}
-	client, err := h.authenticateClient(r, params)
-	if err != nil {
+	token := params["token"]
+	var client *Client
+	if _, _, basic := r.BasicAuth(); !basic && params["client_id"] == "" && token != "" {
+		// No client named: a public client's token names its own (as
+		// Authgear's SDK revokes: token alone).
+		if client, err = h.tokenClient(r, token); err != nil || client == nil {
+			return h.revoked(w, err)
+		}
+	} else if client, err = h.authenticateClient(r, params); err != nil {
 		return h.writeOAuthError(w, err)
 	}
-	token := params["token"]
 	if token == "" {
 		return h.writeOAuthError(w, badRequest("The token parameter is missing."))
 	}
 	if err := h.Accounts.Revoke(r.Context(), h.Issuer(r), client.ID, token); err != nil {
 		return h.writeOAuthError(w, err)
 	}
+	return h.revoked(w, nil)
+}
+
+// revoked answers a revocation: 200 (RFC 7009 §2.2), or err.
+func (h *Handler) revoked(w http.ResponseWriter, err error) error {
+	if err != nil {
+		return h.writeOAuthError(w, err)
+	}
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	return nil
+}
+
+// tokenClient is the public client a token presented without client
+// authentication was issued to. A token of no client (unknown, invalid,
+// expired) is nil without an error: there is nothing to revoke (RFC 7009
+// §2.2). A confidential client's token needs that client's credentials.
+func (h *Handler) tokenClient(r *http.Request, token string) (*Client, error) {
+	id, err := h.Accounts.TokenClient(r.Context(), h.Issuer(r), token)
+	if err != nil || id == "" {
+		return nil, err
+	}
+	c := h.Clients[id]
+	switch {
+	case c == nil:
+		return nil, nil
+	case !c.Public:
+		return nil, clientError(false, "This token's client must authenticate to revoke it.")
+	}
+	return c, nil
 }
 
 // IPLimitKey is the key of every per-IP limit (sign-in, guest creation,

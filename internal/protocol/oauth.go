@@ -255,7 +255,7 @@ func (h *Handler) tokenGrant(w http.ResponseWriter, r *http.Request) (*accounts.
 			return nil, badRequest("The code parameter is missing.")
 		}
 		if code != GuestCode {
-			return nil, &accounts.Error{Code: accounts.CodeInvalidGrant, Description: "The authorization code is invalid."}
+			return h.redeemCode(r, client, params)
 		}
 		if err := client.allowGuests(GuestsCode); err != nil {
 			return nil, err
@@ -311,4 +311,25 @@ func SetReadDeadline(w http.ResponseWriter, d time.Duration, log *zap.Logger) {
 	if err != nil && !errors.Is(err, http.ErrNotSupported) {
 		log.Debug("setting the read deadline", zap.Error(err))
 	}
+}
+
+// redeemCode redeems an authorization code of the authorization endpoint.
+// A confidential client has proved its secret, so it may leave out
+// redirect_uri (Casdoor's server SDKs do); unknown parameters, such as
+// Casdoor's scope=read, are ignored.
+func (h *Handler) redeemCode(r *http.Request, client *Client, params map[string]string) (*accounts.Issued, error) {
+	opt := func(k string) *string {
+		if v, ok := params[k]; ok {
+			return &v
+		}
+		return nil
+	}
+	issued, err := h.Accounts.RedeemCode(r.Context(), accounts.Redemption{
+		Issuer: h.Issuer(r), ClientID: client.ID, Authenticated: !client.Public,
+		Code: params["code"], RedirectURI: opt("redirect_uri"), Verifier: opt("code_verifier"),
+	})
+	if errors.Is(err, accounts.ErrCodeReuse) {
+		h.Logger.Warn("authorization code reused; the session it started was ended", zap.String("client_id", client.ID))
+	}
+	return issued, err
 }

@@ -9,21 +9,34 @@ import (
 // Discovery is the OpenID Provider configuration document, GET.
 func (h *Handler) Discovery(w http.ResponseWriter, r *http.Request) error {
 	iss, origin := h.Issuer(r), h.Origin(r)
+	secretOnly := []string{"client_secret_basic", "client_secret_post"}
 	doc := map[string]any{
-		"issuer":                                     iss,
-		"jwks_uri":                                   iss + PathJWKS,
-		"token_endpoint":                             origin + PathToken,
-		"userinfo_endpoint":                          origin + PathUserInfoOAuth,
-		"revocation_endpoint":                        origin + PathRevoke,
-		"grant_types_supported":                      []string{"authorization_code", "password", "refresh_token", accounts.GrantAnonymousRequest},
-		"response_types_supported":                   []string{"code"},
-		"subject_types_supported":                    []string{"public"},
-		"id_token_signing_alg_values_supported":      []string{string(h.Alg)},
-		"token_endpoint_auth_methods_supported":      h.tokenAuthMethods(),
-		"revocation_endpoint_auth_methods_supported": h.tokenAuthMethods(),
-		"scopes_supported":                           []string{accounts.Scope},
-		"claims_supported":                           []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "sid", "name", "preferred_username", "tag", "is_anonymous"},
+		"issuer":                                        iss,
+		"jwks_uri":                                      iss + PathJWKS,
+		"token_endpoint":                                origin + PathToken,
+		"userinfo_endpoint":                             origin + PathUserInfoOAuth,
+		"revocation_endpoint":                           origin + PathRevoke,
+		"introspection_endpoint":                        origin + PathIntrospect,
+		"grant_types_supported":                         []string{"authorization_code", "password", "refresh_token", accounts.GrantAnonymousRequest},
+		"response_types_supported":                      []string{"code"},
+		"response_modes_supported":                      []string{"query"},
+		"subject_types_supported":                       []string{"public"},
+		"id_token_signing_alg_values_supported":         []string{string(h.Alg)},
+		"token_endpoint_auth_methods_supported":         h.tokenAuthMethods(),
+		"revocation_endpoint_auth_methods_supported":    h.tokenAuthMethods(),
+		"introspection_endpoint_auth_methods_supported": secretOnly,
+		"code_challenge_methods_supported":              []string{"S256"},
+		"scopes_supported":                              Scopes,
+		"claims_supported":                              []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "sid", "name", "preferred_username", "tag", "is_anonymous"},
+		"request_parameter_supported":                   false,
+		"request_uri_parameter_supported":               false,
 	}
+	// Always named (Discovery 1.0 requires authorization_endpoint); without
+	// browser sessions they answer 404 saying why.
+	doc["authorization_endpoint"] = origin + PathAuthorize
+	doc["end_session_endpoint"] = origin + PathEndSession
+	doc["authorization_response_iss_parameter_supported"] = true
+	doc["prompt_values_supported"] = []string{"none", "login", "consent", "select_account", "create"}
 	w.Header().Set("Access-Control-Allow-Origin", "*")
 	if !h.FixedIssuer {
 		// The document names the request's own origin: a shared cache must

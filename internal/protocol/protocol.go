@@ -10,6 +10,7 @@ package protocol
 
 import (
 	"net/http"
+	"slices"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"go.uber.org/zap"
@@ -34,6 +35,16 @@ const (
 	PathUserInfoOAuth = "/oauth/userinfo"
 	PathDiscovery     = "/.well-known/openid-configuration"
 	PathJWKS          = "/.well-known/jwks.json"
+	PathJWKSCasdoor   = "/.well-known/jwks" // Casdoor's jwks_uri: the same set
+
+	// The authorization endpoint, also at Casdoor's and Authgear's paths
+	// (Authgear's SDK takes its API origin from authorization_endpoint).
+	PathAuthorize         = "/oauth/authorize"
+	PathAuthorizeCasdoor  = "/login/oauth/authorize"
+	PathAuthorizeAuthgear = "/oauth2/authorize"
+	PathEndSession        = "/oauth/logout" // RP-Initiated Logout 1.0
+	PathIntrospect        = "/oauth/introspect"
+	PathIntrospectCasdoor = "/api/login/oauth/introspect"
 )
 
 // Handler serves the endpoints. Its fields are set once, in the module's
@@ -56,6 +67,10 @@ type Handler struct {
 	// key of every per-IP limit for r.
 	ClientIP, LimitKey func(r *http.Request) string
 	Logger             *zap.Logger
+	// Browser is the browser side the authorization and end-session
+	// endpoints sign visitors in and out with (internal/pages); nil
+	// without browser sessions, when those endpoints answer 404.
+	Browser Browser
 }
 
 // Client is a configured client as the endpoints see it.
@@ -64,7 +79,24 @@ type Client struct {
 	Public bool
 	// Guests is the effective guest policy (see GuestPolicy).
 	Guests string
-	secret ctcmp.Digest // what presented secrets are compared with
+	// RedirectURIs are where the authorization endpoint may send the
+	// visitor back with a code; PostLogoutRedirectURIs where the
+	// end-session endpoint may send them after signing out. Compared as
+	// exact strings (RFC 9700 §2.1).
+	RedirectURIs, PostLogoutRedirectURIs []string
+	secret                               ctcmp.Digest // what presented secrets are compared with
+}
+
+// redirectURI is the redirect URI of an authorization request for c: the
+// one given, if registered, or with none given the client's only one.
+func (c *Client) redirectURI(given string, present bool) (string, bool) {
+	if !present {
+		if len(c.RedirectURIs) == 1 {
+			return c.RedirectURIs[0], true
+		}
+		return "", false
+	}
+	return given, slices.Contains(c.RedirectURIs, given)
 }
 
 // NewClient makes the Client of a configured one: secret is its resolved
@@ -91,6 +123,16 @@ var (
 	})
 	RefuseUserInfo = refusal(func(w http.ResponseWriter) error {
 		return BearerError(w, http.StatusMethodNotAllowed, accounts.CodeInvalidRequest, "Use GET or POST.")
+	})
+	RefuseIntrospect = oauthRefusal("The introspection endpoint accepts POST only.")
+	// RefuseBrowser answers the browser endpoints (authorization, end
+	// session), which a person's browser reaches: plain text.
+	RefuseBrowser = refusal(func(w http.ResponseWriter) error {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(http.StatusMethodNotAllowed)
+		_, err := w.Write([]byte("Use GET or POST.\n"))
+		return err
 	})
 )
 

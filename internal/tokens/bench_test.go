@@ -38,6 +38,8 @@ func (m *benchKeys) AddSigningKey(_ context.Context, k model.SigningKey) error {
 
 func (m *benchKeys) DeleteSigningKey(context.Context, string) error { return nil }
 
+func (m *benchKeys) SetSigningKeyCert(context.Context, string, []byte) error { return nil }
+
 func (m *benchKeys) LockSigningKeys(ctx context.Context, fn func(context.Context) error) error {
 	return fn(ctx) // the benchmarks run one keyring
 }

@@ -127,6 +127,9 @@ type Rules struct {
 	// MaxLifetime, when positive, requires iat and exp after iat by at
 	// most this.
 	MaxLifetime time.Duration
+	// Expired accepts a token whose exp has passed (exp is still
+	// required): an ID token given back as a logout's id_token_hint.
+	Expired bool
 }
 
 func (r *Rules) alg(name string) (jwa.SignatureAlgorithm, bool) {
@@ -156,7 +159,7 @@ func (r *Rules) checkTimes(c *RegisteredClaims, now time.Time) error {
 		return invalidBecause(ReasonClaims, "iat is required")
 	case r.MaxLifetime > 0 && (!exp.Time.After(iat.Time) || exp.Time.Sub(iat.Time) > r.MaxLifetime):
 		return invalidBecause(ReasonClaims, fmt.Sprintf("exp must be after iat and at most %s later", r.MaxLifetime))
-	case !now.Before(exp.Time.Add(r.Skew)):
+	case !r.Expired && !now.Before(exp.Time.Add(r.Skew)):
 		return invalidBecause(ReasonExpired, "has expired")
 	case iat.Set && now.Add(r.Skew).Before(iat.Time):
 		return invalidBecause(ReasonClaims, "iat is in the future")

@@ -49,6 +49,7 @@ type KeyStore interface {
 	SigningKeys(ctx context.Context) ([]model.SigningKey, error)
 	AddSigningKey(ctx context.Context, k model.SigningKey) error
 	DeleteSigningKey(ctx context.Context, kid string) error
+	SetSigningKeyCert(ctx context.Context, kid string, cert []byte) error
 	LockSigningKeys(ctx context.Context, fn func(ctx context.Context) error) error
 }
 
@@ -66,6 +67,8 @@ type keyState struct {
 	signers map[jwa.SignatureAlgorithm]*signingKey // newest key of each alg
 	verify  map[string]Key                         // by kid
 	jwks    []byte
+	// uncertified: a stored key has no certificate yet (see EnsureCerts)
+	uncertified bool
 }
 
 // Keyring is safe for concurrent use. Keys are only ever added (by
@@ -146,28 +149,20 @@ func (k *Keyring) reload(ctx context.Context) error {
 	st := &keyState{signers: map[jwa.SignatureAlgorithm]*signingKey{}, verify: map[string]Key{}}
 	set := jwk.NewSet()
 	for _, sk := range stored { // oldest first, so the newest of each alg wins
-		priv, err := jwk.ParseKey(sk.JWK)
-		if err != nil {
-			return fmt.Errorf("signing key %s: %w", sk.KID, err)
-		}
 		alg, err := ParseAlgorithm(sk.Alg)
 		if err != nil {
 			return fmt.Errorf("signing key %s: %w", sk.KID, err)
 		}
-		var raw any
-		if err := priv.Raw(&raw); err != nil {
-			return fmt.Errorf("signing key %s: %w", sk.KID, err)
-		}
-		signer, ok := raw.(crypto.Signer)
-		if !ok {
-			return fmt.Errorf("signing key %s: %T is not a private key", sk.KID, raw)
+		signer, err := privateKey(sk)
+		if err != nil {
+			return err
 		}
 		if r, ok := signer.(*rsa.PrivateKey); ok {
 			r.Precompute()
 		}
 		st.signers[alg] = &signingKey{kid: sk.KID, alg: alg, raw: signer}
 		st.verify[sk.KID] = Key{Alg: alg, Public: signer.Public()}
-		pub, err := jwk.PublicKeyOf(priv)
+		pub, err := jwk.FromRaw(signer.Public())
 		if err != nil {
 			return err
 		}
@@ -175,6 +170,13 @@ func (k *Keyring) reload(ctx context.Context) error {
 			if err := pub.Set(name, v); err != nil {
 				return err
 			}
+		}
+		if len(sk.Cert) > 0 {
+			if err := setCertificate(pub, sk.Cert); err != nil {
+				return fmt.Errorf("signing key %s: %w", sk.KID, err)
+			}
+		} else {
+			st.uncertified = true
 		}
 		if err := set.AddKey(pub); err != nil {
 			return err
@@ -187,29 +189,52 @@ func (k *Keyring) reload(ctx context.Context) error {
 	return nil
 }
 
+// privateKey is the private key of a stored signing key.
+func privateKey(sk model.SigningKey) (crypto.Signer, error) {
+	priv, err := jwk.ParseKey(sk.JWK)
+	if err != nil {
+		return nil, fmt.Errorf("signing key %s: %w", sk.KID, err)
+	}
+	var raw any
+	if err := priv.Raw(&raw); err != nil {
+		return nil, fmt.Errorf("signing key %s: %w", sk.KID, err)
+	}
+	signer, ok := raw.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("signing key %s: %T is not a private key", sk.KID, raw)
+	}
+	return signer, nil
+}
+
 // JWKS is the public key set as JSON (RFC 7517).
 func (k *Keyring) JWKS() []byte { return k.state.Load().jwks }
 
 // EnsureSigner makes sure a signing key exists for alg, generating and
 // persisting one if needed. Call it at provisioning time, not per request.
+//
+// It also gives the stored keys without a certificate one (EnsureCerts).
 func (k *Keyring) EnsureSigner(ctx context.Context, alg jwa.SignatureAlgorithm) error {
 	if k.state.Load().signers[alg] != nil {
-		return nil
+		return k.EnsureCerts(ctx)
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.state.Load().signers[alg] != nil {
-		return nil
+		if !k.state.Load().uncertified {
+			return nil
+		}
+		return k.locked(ctx, k.ensureCerts)
 	}
 	return k.locked(ctx, func(ctx context.Context) error {
 		if err := k.reload(ctx); err != nil { // another process may have made one
 			return err
 		}
-		if k.state.Load().signers[alg] != nil {
-			return nil
+		if k.state.Load().signers[alg] == nil {
+			if _, err := k.addKey(ctx, alg); err != nil {
+				return err
+			}
 		}
-		_, err := k.addKey(ctx, alg)
-		return err
+		return k.ensureCerts(ctx)
 	})
 }
 
@@ -266,10 +291,17 @@ func (k *Keyring) RetireKeys(ctx context.Context, now time.Time, maxLifetime tim
 				retired = append(retired, keys[i].KID)
 			}
 		}
-		if len(retired) == 0 {
-			return nil
+		if len(retired) > 0 {
+			if err := k.reload(ctx); err != nil {
+				return err
+			}
 		}
-		return k.reload(ctx)
+		// A key another process of an older build stored lacks a
+		// certificate: it gets one here.
+		if k.state.Load().uncertified {
+			return k.ensureCerts(ctx)
+		}
+		return nil
 	})
 	return retired, err
 }
@@ -303,7 +335,12 @@ func (k *Keyring) addKey(ctx context.Context, alg jwa.SignatureAlgorithm) (strin
 	if err != nil {
 		return "", err
 	}
-	if err := k.store.AddSigningKey(ctx, model.SigningKey{KID: kid, Alg: string(alg), CreatedAt: time.Now().UTC(), JWK: raw}); err != nil {
+	created := time.Now().UTC()
+	der, err := selfSigned(priv, kid, created)
+	if err != nil {
+		return "", err
+	}
+	if err := k.store.AddSigningKey(ctx, model.SigningKey{KID: kid, Alg: string(alg), CreatedAt: created, JWK: raw, Cert: der}); err != nil {
 		return "", fmt.Errorf("persisting signing key: %w", err)
 	}
 	return kid, k.reload(ctx)

@@ -50,6 +50,10 @@ type Grant struct {
 	Now       time.Time
 	AccessTTL time.Duration
 	IDTTL     time.Duration
+	// Nonce is the authorization request's nonce, for the ID token of an
+	// authorization code ("" for the other grants, whose ID tokens carry
+	// none: a relying party refuses a nonce it did not send).
+	Nonce string
 }
 
 // Minted is a signed access and ID token pair.
@@ -86,6 +90,7 @@ type idClaims struct {
 	Expires           int64    `json:"exp"`
 	IssuedAt          int64    `json:"iat"`
 	AuthTime          int64    `json:"auth_time"`
+	Nonce             string   `json:"nonce,omitempty"`
 	SessionID         string   `json:"sid"`
 	Name              string   `json:"name"`
 	PreferredUsername string   `json:"preferred_username"`
@@ -114,7 +119,7 @@ func (k *Keyring) Mint(g Grant, sub Subject) (*Minted, error) {
 	}
 	id, err := sk.signCompact(TypeID, &idClaims{
 		Issuer: g.Issuer, Subject: sub.UserID, Audience: aud,
-		Expires: iat.Add(g.IDTTL.Round(time.Second)).Unix(), IssuedAt: iat.Unix(), AuthTime: sub.AuthTime.Unix(),
+		Expires: iat.Add(g.IDTTL.Round(time.Second)).Unix(), IssuedAt: iat.Unix(), AuthTime: sub.AuthTime.Unix(), Nonce: g.Nonce,
 		SessionID: sub.SessionID, Name: sub.Name, PreferredUsername: sub.Name, Tag: sub.Tag, Anonymous: sub.Anonymous,
 	})
 	if err != nil {
@@ -402,4 +407,41 @@ func pack(strs []string) {
 	for i, s := range strs {
 		strs[i], all = all[:len(s)], all[len(s):]
 	}
+}
+
+// IDTokenHint is what an ID token given back to the end-session endpoint
+// (id_token_hint) says: whom it was issued to and for which session.
+type IDTokenHint struct {
+	Subject   string
+	Audience  []string
+	SessionID string
+}
+
+// idHintPayload is an ID token's payload as VerifyIDTokenHint reads it.
+type idHintPayload struct {
+	RegisteredClaims
+	Issuer    string   `json:"iss"`
+	Subject   string   `json:"sub"`
+	Audience  Audience `json:"aud"`
+	SessionID string   `json:"sid"`
+}
+
+// VerifyIDTokenHint checks raw as an ID token this keyring signed for
+// issuer, as RP-Initiated Logout's id_token_hint: its signature with the
+// algorithm pinned to the key its kid names, typ, iss and sub; it may have
+// expired (a relying party logs out after its tokens ran out), but a token
+// whose key was retired no longer verifies.
+func (k *Keyring) VerifyIDTokenHint(raw, issuer string, skew time.Duration, now time.Time) (*IDTokenHint, error) {
+	rules := Rules{Typ: TypeID, Algs: Algorithms, Skew: skew, Expired: true}
+	var p idHintPayload
+	if err := VerifyJWT(raw, &rules, now, k, &p); err != nil {
+		return nil, err
+	}
+	if p.Issuer == "" || p.Issuer != issuer {
+		return nil, invalid(ReasonIssuer)
+	}
+	if p.Subject == "" || len(p.Audience) == 0 {
+		return nil, invalid(ReasonClaims)
+	}
+	return &IDTokenHint{Subject: p.Subject, Audience: p.Audience, SessionID: p.SessionID}, nil
 }

@@ -56,6 +56,21 @@ func (m *memKeys) DeleteSigningKey(_ context.Context, kid string) error {
 	return nil
 }
 
+func (m *memKeys) SetSigningKeyCert(_ context.Context, kid string, cert []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i := range m.keys {
+		if m.keys[i].KID == kid {
+			if len(m.keys[i].Cert) > 0 {
+				return model.ErrExists
+			}
+			m.keys[i].Cert = cert
+			return nil
+		}
+	}
+	return model.ErrNotFound
+}
+
 func (m *memKeys) LockSigningKeys(ctx context.Context, fn func(context.Context) error) error {
 	m.keyLock.Lock()
 	defer m.keyLock.Unlock()

@@ -615,49 +615,54 @@ func (b *Store) PutSession(ctx context.Context, s *model.Session) error {
 func (b *Store) PutSessionLimit(ctx context.Context, s *model.Session, keep int) (int, error) {
 	var ended int
 	err := b.batch(ctx, func(tx *bbolt.Tx) error {
-		ended = 0 // a batched function may run twice
-		if tx.Bucket(bucketUsers).Get([]byte(s.UserID)) == nil {
-			return model.ErrNotFound
-		}
-		if err := b.putSession(tx, s); err != nil {
-			return err
-		}
-		if keep <= 0 {
-			return nil
-		}
-		prefix := []byte(s.UserID + "/")
-		var others []model.Session
-		c := tx.Bucket(bucketUserSessions).Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			sid := string(k[len(prefix):])
-			if sid == s.ID {
-				continue
-			}
-			var o model.Session
-			if err := getJSON(tx.Bucket(bucketSessions), sid, &o); err != nil {
-				return err
-			}
-			others = append(others, o)
-		}
-		excess := len(others) + 1 - keep
-		if excess <= 0 {
-			return nil
-		}
-		slices.SortFunc(others, func(x, y model.Session) int {
-			if c := x.CreatedAt.Compare(y.CreatedAt); c != 0 {
-				return c
-			}
-			return strings.Compare(x.ID, y.ID)
-		})
-		for i := range others[:excess] {
-			if err := b.deleteSession(tx, &others[i]); err != nil {
-				return err
-			}
-		}
-		ended = excess
-		return nil
+		var err error
+		ended, err = b.putSessionLimit(tx, s, keep) // a batched function may run twice: ended is set anew
+		return err
 	})
 	return ended, err
+}
+
+// putSessionLimit is PutSessionLimit in tx.
+func (b *Store) putSessionLimit(tx *bbolt.Tx, s *model.Session, keep int) (int, error) {
+	if tx.Bucket(bucketUsers).Get([]byte(s.UserID)) == nil {
+		return 0, model.ErrNotFound
+	}
+	if err := b.putSession(tx, s); err != nil {
+		return 0, err
+	}
+	if keep <= 0 {
+		return 0, nil
+	}
+	prefix := []byte(s.UserID + "/")
+	var others []model.Session
+	c := tx.Bucket(bucketUserSessions).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		sid := string(k[len(prefix):])
+		if sid == s.ID {
+			continue
+		}
+		var o model.Session
+		if err := getJSON(tx.Bucket(bucketSessions), sid, &o); err != nil {
+			return 0, err
+		}
+		others = append(others, o)
+	}
+	excess := len(others) + 1 - keep
+	if excess <= 0 {
+		return 0, nil
+	}
+	slices.SortFunc(others, func(x, y model.Session) int {
+		if c := x.CreatedAt.Compare(y.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(x.ID, y.ID)
+	})
+	for i := range others[:excess] {
+		if err := b.deleteSession(tx, &others[i]); err != nil {
+			return 0, err
+		}
+	}
+	return excess, nil
 }
 
 // DeleteSession implements storage.Backend.
@@ -777,6 +782,22 @@ func (b *Store) AddSigningKey(ctx context.Context, k model.SigningKey) error {
 			return fmt.Errorf("signing key %s: %w", k.KID, model.ErrExists)
 		}
 		return putJSON(bk, k.KID, k)
+	})
+}
+
+// SetSigningKeyCert implements storage.Backend.
+func (b *Store) SetSigningKeyCert(ctx context.Context, kid string, cert []byte) error {
+	return b.update(ctx, func(tx *bbolt.Tx) error {
+		bk := tx.Bucket(bucketKeys)
+		var k model.SigningKey
+		if err := getJSON(bk, kid, &k); err != nil {
+			return err
+		}
+		if len(k.Cert) > 0 {
+			return fmt.Errorf("certificate of signing key %s: %w", kid, model.ErrExists)
+		}
+		k.Cert = cert
+		return putJSON(bk, kid, k)
 	})
 }
 

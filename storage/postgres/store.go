@@ -714,28 +714,34 @@ func (p *Postgres) PutSession(ctx context.Context, s *model.Session) error {
 func (p *Postgres) PutSessionLimit(ctx context.Context, s *model.Session, keep int) (int, error) {
 	var ended int
 	err := p.write(ctx, nil, func(w *wtx) error {
-		ended = 0
-		u, err := w.lockUser(s.UserID, false)
-		if err != nil {
-			return err
-		}
-		if err := w.putSession(u, s, false); err != nil {
-			return err
-		}
-		if keep <= 0 {
-			return nil
-		}
-		ended, err = w.endSessions(`DELETE FROM guestauth_sessions WHERE id IN (
-				SELECT id FROM guestauth_sessions WHERE user_id = $1 AND id <> $2 ORDER BY created_ns, id
-				LIMIT greatest((SELECT count(*) FROM guestauth_sessions WHERE user_id = $1) - $3, 0))
-			RETURNING id`, s.UserID, s.ID, keep)
-		if err != nil {
-			return err
-		}
-		w.ended = ended
-		return nil
+		var err error
+		ended, err = w.putSessionLimit(s, keep)
+		return err
 	})
 	return ended, err
+}
+
+// putSessionLimit is PutSessionLimit in w.
+func (w *wtx) putSessionLimit(s *model.Session, keep int) (int, error) {
+	u, err := w.lockUser(s.UserID, false)
+	if err != nil {
+		return 0, err
+	}
+	if err := w.putSession(u, s, false); err != nil {
+		return 0, err
+	}
+	if keep <= 0 {
+		return 0, nil
+	}
+	ended, err := w.endSessions(`DELETE FROM guestauth_sessions WHERE id IN (
+			SELECT id FROM guestauth_sessions WHERE user_id = $1 AND id <> $2 ORDER BY created_ns, id
+			LIMIT greatest((SELECT count(*) FROM guestauth_sessions WHERE user_id = $1) - $3, 0))
+		RETURNING id`, s.UserID, s.ID, keep)
+	if err != nil {
+		return 0, err
+	}
+	w.ended = ended
+	return ended, nil
 }
 
 // DeleteSession implements storage.Backend.

@@ -42,6 +42,11 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Backend) {
 		{"ChallengeConsumedOnce", testChallengeConsumedOnce},
 		{"ChallengeConcurrentConsumeHasOneWinner", testChallengeConcurrentConsume},
 		{"ChallengeReissueRefused", testChallengeReissueRefused},
+		{"FlowStateTakenOnce", testFlowStateTakenOnce},
+		{"FlowStateKinds", testFlowStateKinds},
+		{"FlowStateConcurrentTakeHasOneWinner", testFlowStateConcurrentTake},
+		{"FlowStateRedeem", testFlowStateRedeem},
+		{"SigningKeyCert", testSigningKeyCert},
 		{"GuestCounts", testGuestCounts},
 		{"TouchUsers", testTouchUsers},
 		{"ScanIdleGuests", testScanIdleGuests},
@@ -1290,6 +1295,11 @@ func testCancelledContext(t *testing.T, st storage.Backend) {
 	_, calls["GetDevice"] = st.GetDevice(ctx, "kid")
 	calls["PutChallenge"] = st.PutChallenge(ctx, "tok", model.Challenge{CreatedAt: T0, ExpiresAt: T0.Add(time.Hour)})
 	_, calls["ConsumeChallenge"] = st.ConsumeChallenge(ctx, "tok", T0)
+	calls["PutFlowState"] = st.PutFlowState(ctx, "code", "h", model.FlowState{CreatedAt: T0, ExpiresAt: T0.Add(time.Hour), Data: []byte(`{}`)})
+	_, calls["GetFlowState"] = st.GetFlowState(ctx, "code", "h", T0)
+	_, calls["TakeFlowState"] = st.TakeFlowState(ctx, "code", "h", T0)
+	_, _, calls["RedeemFlowState"] = st.RedeemFlowState(ctx, "code", "h", T0, 0, func(*model.FlowState) (*model.Session, error) { return NewSession("s9", "u1"), nil })
+	calls["SetSigningKeyCert"] = st.SetSigningKeyCert(ctx, "k", []byte{1})
 	_, _, calls["GuestCounts"] = st.GuestCounts(ctx)
 	_, calls["TouchUsers"] = st.TouchUsers(ctx, map[string]time.Time{"u1": T0.Add(time.Hour)})
 	calls["ScanIdleGuests"] = st.ScanIdleGuests(ctx, T0.Add(time.Hour), func(*model.User) bool { return true })
