@@ -93,7 +93,13 @@ type Config struct {
 	// other limits (per client IP, per device, challenges, name changes)
 	// always stay in this process, so N processes allow N times them.
 	SharedLimits func(name string, l Limit) Limiter
+	// Organization is the owner claim of the tokens and the owner of every
+	// user in Casdoor's user API (DefaultOrganization when empty).
+	Organization string
 }
+
+// DefaultOrganization is Casdoor's built-in organization's name.
+const DefaultOrganization = "built-in"
 
 // Names of the Service's throttles, as passed to Config.Throttles.
 const (
@@ -152,6 +158,9 @@ func New(ctx context.Context, store Store, keys *tokens.Keyring, cfg Config, now
 	}
 	if cfg.Argon2 == (Argon2Params{}) {
 		cfg.Argon2 = DefaultArgon2
+	}
+	if cfg.Organization == "" {
+		cfg.Organization = DefaultOrganization
 	}
 	deviceKey, err := keys.DeriveSecret(cfg.Alg, deviceTokenPurpose)
 	if err != nil {
@@ -334,9 +343,9 @@ func (s *Service) startSession(ctx context.Context, issuer, clientID string, u *
 func (s *Service) mint(issuer, clientID string, u *model.User, sess *model.Session, now time.Time) (*TokenResponse, error) {
 	m, err := s.keys.Mint(tokens.Grant{
 		Alg: s.cfg.Alg, Issuer: issuer, ClientID: clientID, Scope: Scope,
-		Now: now, AccessTTL: s.cfg.AccessTTL, IDTTL: s.cfg.AccessTTL,
+		Now: now, AccessTTL: s.cfg.AccessTTL, IDTTL: s.cfg.AccessTTL, Owner: s.cfg.Organization,
 	}, tokens.Subject{
-		UserID: u.ID, Name: u.Name, Tag: u.Tag, Anonymous: u.IsAnonymous(),
+		UserID: u.ID, Name: u.Name, Tag: u.Tag, Anonymous: u.IsAnonymous(), HasPassword: u.PasswordHash != "",
 		SessionID: sess.ID, AuthTime: sess.AuthTime,
 	})
 	if err != nil {
