@@ -34,6 +34,9 @@ type Store interface {
 	ConsumeChallenge(ctx context.Context, token string, now time.Time) (*model.Challenge, error)
 
 	GuestCounts(ctx context.Context) (live, kept int64, err error)
+	// ListUsers and Stats serve the managing clients (manage.go).
+	ListUsers(ctx context.Context, after, tag string, limit int) (users []model.User, next string, err error)
+	Stats(ctx context.Context) (*storage.Stats, error)
 }
 
 // ActivityStore is what Activity needs: one write of many activity times.
