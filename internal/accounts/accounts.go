@@ -258,10 +258,15 @@ const Scope = "openid"
 // no usable password) with its first session, and issues its tokens. The
 // guest creation limits apply to clientIP.
 func (s *Service) CreateGuest(ctx context.Context, issuer, clientID, clientIP string) (*Issued, error) {
+	return s.createGuestVia(ctx, issuer, clientID, clientIP, "code")
+}
+
+// createGuestVia is CreateGuest reporting via as the way the guest came.
+func (s *Service) createGuestVia(ctx context.Context, issuer, clientID, clientIP, via string) (*Issued, error) {
 	if err := s.admitGuest(ctx, clientIP); err != nil {
 		return nil, err
 	}
-	p := withEvents(s.cfg.Stager, created(events.Event{Type: events.GuestCreated, ClientID: clientID, Data: map[string]any{"via": "code"}}))
+	p := withEvents(s.cfg.Stager, created(events.Event{Type: events.GuestCreated, ClientID: clientID, Data: map[string]any{"via": via}}))
 	issued, err := s.createGuest(ctx, issuer, clientID, nil, p.tx())
 	if err != nil {
 		return nil, err
