@@ -64,7 +64,10 @@ type Client struct {
 	Public bool
 	// Guests is the effective guest policy (see GuestPolicy).
 	Guests string
-	secret ctcmp.Digest // what presented secrets are compared with
+	// ManageUsers lets the client use Casdoor's user API with its
+	// credentials (casdoor_users.go).
+	ManageUsers bool
+	secret      ctcmp.Digest // what presented secrets are compared with
 }
 
 // NewClient makes the Client of a configured one: secret is its resolved
