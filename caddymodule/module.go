@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
@@ -60,6 +61,21 @@ type GuestAuth struct {
 
 	// Clients allowed to use the token endpoint.
 	Clients []Client `json:"clients,omitempty"`
+
+	// The organization every user belongs to, as Casdoor's SDKs name it:
+	// the tokens' `owner` claim, and the <organization>/<name> of user ids
+	// in Casdoor's user API (give it to the SDKs as organizationName /
+	// orgName). Default: built-in.
+	Organization string `json:"organization,omitempty"`
+
+	// Origins (scheme://host[:port], exactly as browsers send them in
+	// Origin) whose pages may call the token, refresh, revocation, UserInfo
+	// and account endpoints, Casdoor's user API and Authgear's anonymous
+	// user API from the browser (CORS, with credentials). A preflight from
+	// another origin is answered 403, and its other requests get no CORS
+	// headers. Default: none. `*` is not allowed. Discovery and JWKS are
+	// open to every origin, as before.
+	CORSOrigins []string `json:"cors_origins,omitempty"`
 
 	// Token signing algorithm: RS256 (default), ES256 or EdDSA. Keys are
 	// generated on first start and persisted in the storage file.
@@ -272,6 +288,7 @@ type GuestAuth struct {
 	throttleKeys []string
 	clients      map[string]*protocol.Client
 	routes       map[string]route  // see buildRoutes
+	cors         *protocol.CORS    // the cors_origins; nil for none
 	headers      *headers.Identity // the identity headers: stripped, then set
 	logger       *zap.Logger
 	alg          jwa.SignatureAlgorithm
@@ -300,9 +317,20 @@ type Client struct {
 	Public bool `json:"public,omitempty"`
 	// Guests says how this client may create guests: `code` (the Casdoor
 	// `code=guest-user` request), `keypair` (the Authgear device key-pair
-	// grant, which also signs a device's guest in again), `both` or `none`.
-	// Default: `both`, or `keypair` for a public client.
+	// grant, which also signs a device's guest in again), `web` (the
+	// Authgear web SDK's anonymous sign-up, POST
+	// /api/anonymous_user/signup, which needs neither a key nor a secret,
+	// only the client_id, under the guest creation limits), several of
+	// these separated by spaces, `both` (code and keypair) or `none`.
+	// Default: `both`, or `keypair` for a public client, which cannot use
+	// `code`.
 	Guests string `json:"guests,omitempty"`
+	// ManageUsers lets this client, with its secret, call Casdoor's user
+	// API: /api/get-user, /api/get-users, /api/update-user (of any user),
+	// /api/add-user, /api/delete-user and /api/set-password. For a
+	// server-side app the site owner trusts: it can rename users, set
+	// their passwords and delete them. Not for a public client.
+	ManageUsers bool `json:"manage_users,omitempty"`
 
 	secret []byte // the resolved ClientSecret
 }
@@ -451,6 +479,7 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		Stager:        g.stager(),
 		Throttles:     g.throttle,
 		SharedLimits:  g.sharedLimit,
+		Organization:  g.Organization,
 
 		BrowserUnconfirmed: unconfirmed,
 	}, g.now)
@@ -495,7 +524,14 @@ func (g *GuestAuth) prepare(ctx caddy.Context) (StorageBackend, error) {
 		c := &g.Clients[i]
 		c.secret = []byte(repl.ReplaceKnown(c.ClientSecret, ""))
 		g.clients[c.ClientID] = protocol.NewClient(c.ClientID, c.secret, c.Public, c.Guests)
+		g.clients[c.ClientID].ManageUsers = c.ManageUsers
 	}
+	orDefault(&g.Organization, accounts.DefaultOrganization)
+	cors, err := protocol.NewCORS(g.CORSOrigins)
+	if err != nil {
+		return nil, err
+	}
+	g.cors = cors
 
 	alg, err := tokens.ParseAlgorithm(g.SigningAlg)
 	if err != nil {
@@ -624,6 +660,12 @@ func (g *GuestAuth) Validate() error {
 		if !c.Public && len(c.secret) == 0 {
 			return fmt.Errorf("client %q has an empty secret (is its environment variable set?)", c.ClientID)
 		}
+		if c.ManageUsers && c.Public {
+			return fmt.Errorf("client %q is public: it cannot manage users (manage_users needs a secret)", c.ClientID)
+		}
+	}
+	if o := g.Organization; strings.ContainsAny(o, "/ ") || len(o) > 100 || strings.IndexFunc(o, unicode.IsControl) >= 0 {
+		return fmt.Errorf("organization %q must be at most 100 characters, without / or spaces", o)
 	}
 	if g.AccessTokenLifetime < caddy.Duration(time.Minute) || g.AccessTokenLifetime > caddy.Duration(24*time.Hour) {
 		return errors.New("access_token_lifetime must be between 1m and 24h")
