@@ -59,6 +59,12 @@ func (r *recorded) take() []events.Event {
 // guests), in organization acme.
 func newSDKHandler(t *testing.T) (*Handler, *recorded) {
 	t.Helper()
+	return newSDKHandlerAlg(t, jwa.RS256)
+}
+
+// newSDKHandlerAlg is newSDKHandler signing with alg.
+func newSDKHandlerAlg(t *testing.T, alg jwa.SignatureAlgorithm) (*Handler, *recorded) {
+	t.Helper()
 	ctx := context.Background()
 	st, err := storage.Open(ctx, storage.Config{Kind: storage.KindBolt, Location: filepath.Join(t.TempDir(), "g.db")})
 	if err != nil {
@@ -71,7 +77,7 @@ func newSDKHandler(t *testing.T) (*Handler, *recorded) {
 	}
 	rec := &recorded{}
 	svc, err := accounts.New(ctx, st, keys, accounts.Config{
-		Alg: jwa.RS256, AccessTTL: time.Hour, SessionIdle: time.Hour, SessionLifetime: time.Hour, CacheSize: 10,
+		Alg: alg, AccessTTL: time.Hour, SessionIdle: time.Hour, SessionLifetime: time.Hour, CacheSize: 10,
 		Audiences: []string{"app", "backend", "spa"}, Organization: org, Observer: rec.observe,
 		Argon2: accounts.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1}, ReservedNames: accounts.DefaultReservedNames,
 	}, nil)
@@ -89,7 +95,7 @@ func newSDKHandler(t *testing.T) (*Handler, *recorded) {
 			"spa":     NewClient("spa", nil, true, "keypair web"),
 		},
 		Issuer: func(*http.Request) string { return testIssuer }, Origin: func(*http.Request) string { return testIssuer },
-		FixedIssuer: true, Alg: jwa.RS256, KeySet: keys.JWKS, ClientIP: ip, LimitKey: ip, Logger: zap.NewNop(),
+		FixedIssuer: true, Alg: alg, KeySet: keys.JWKS, ClientIP: ip, LimitKey: ip, Logger: zap.NewNop(),
 	}, rec
 }
 
