@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -35,12 +36,15 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        max_staleness     <duration>
 //	    }
 //	    issuer                <url>
+//	    organization          <name>
 //	    client                <client_id> [<client_secret>] {
 //	        public
-//	        guests            code|keypair|both|none
+//	        guests            code|keypair|web... | both|none
 //	        redirect_uri      <uri>...
 //	        post_logout_redirect_uri <uri>...
+//	        manage_users
 //	    }
+//	    cors_origins          <origin>...
 //	    signing_alg           RS256|ES256|EdDSA
 //	    access_token_lifetime <duration>
 //	    session_idle_timeout  <duration>
@@ -86,7 +90,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // (such as a mobile app), `guests` says how it may create guests (default
 // `both`, or `keypair` for a public client), `redirect_uri` and
 // `post_logout_redirect_uri` (repeatable) register where the authorization
-// and end-session endpoints may send visitors back.
+// and end-session endpoints may send visitors back, `manage_users` lets it
+// use Casdoor's user API with its secret. `cors_origins` lines add up.
 func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {
@@ -99,15 +104,21 @@ func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := g.Storage.unmarshalCaddyfile(d); err != nil {
 				return err
 			}
-		case "issuer", "signing_alg", "require", "cookie":
+		case "issuer", "signing_alg", "require", "cookie", "organization":
 			var v string
 			if !d.AllArgs(&v) {
 				return d.ArgErr()
 			}
 			*map[string]*string{
 				"issuer": &g.Issuer, "signing_alg": &g.SigningAlg,
-				"require": &g.Require, "cookie": &g.Cookie,
+				"require": &g.Require, "cookie": &g.Cookie, "organization": &g.Organization,
 			}[key] = v
+		case "cors_origins":
+			origins := d.RemainingArgs()
+			if len(origins) == 0 {
+				return d.ArgErr()
+			}
+			g.CORSOrigins = append(g.CORSOrigins, origins...)
 		case "access_token_lifetime", "session_idle_timeout", "session_lifetime", "sweep_interval", "activity_flush_interval", "api_read_timeout":
 			var v string
 			if !d.AllArgs(&v) {
@@ -253,7 +264,8 @@ func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 var _ caddyfile.Unmarshaler = (*GuestAuth)(nil)
 
-// parseClient reads `client <id> [<secret>] [{ public; guests <how> }]`;
+// parseClient reads `client <id> [<secret>] [{ public; guests <how>...;
+// manage_users }]`;
 // Validate checks the combination.
 func parseClient(d *caddyfile.Dispenser) (Client, error) {
 	var c Client
@@ -273,9 +285,11 @@ func parseClient(d *caddyfile.Dispenser) (Client, error) {
 			}
 			c.Public = true
 		case "guests":
-			if !d.AllArgs(&c.Guests) {
+			ways := d.RemainingArgs()
+			if len(ways) == 0 {
 				return c, d.ArgErr()
 			}
+			c.Guests = strings.Join(ways, " ")
 		case "redirect_uri", "post_logout_redirect_uri":
 			// Repeated lines add up.
 			uris := d.RemainingArgs()
@@ -287,8 +301,13 @@ func parseClient(d *caddyfile.Dispenser) (Client, error) {
 			} else {
 				c.PostLogoutRedirectURIs = append(c.PostLogoutRedirectURIs, uris...)
 			}
+		case "manage_users":
+			if d.NextArg() {
+				return c, d.ArgErr()
+			}
+			c.ManageUsers = true
 		default:
-			return c, d.Errf("unknown client option %q (want public, guests, redirect_uri or post_logout_redirect_uri)", key)
+			return c, d.Errf("unknown client option %q (want public, guests, redirect_uri, post_logout_redirect_uri or manage_users)", key)
 		}
 	}
 	return c, nil

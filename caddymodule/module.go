@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
@@ -62,6 +63,21 @@ type GuestAuth struct {
 
 	// Clients allowed to use the token endpoint.
 	Clients []Client `json:"clients,omitempty"`
+
+	// The organization every user belongs to, as Casdoor's SDKs name it:
+	// the tokens' `owner` claim, and the <organization>/<name> of user ids
+	// in Casdoor's user API (give it to the SDKs as organizationName /
+	// orgName). Default: built-in.
+	Organization string `json:"organization,omitempty"`
+
+	// Origins (scheme://host[:port], exactly as browsers send them in
+	// Origin) whose pages may call the token, refresh, revocation, UserInfo
+	// and account endpoints, Casdoor's user API and Authgear's anonymous
+	// user API from the browser (CORS, with credentials). A preflight from
+	// another origin is answered 403, and its other requests get no CORS
+	// headers. Default: none. `*` is not allowed. Discovery and JWKS are
+	// open to every origin, as before.
+	CORSOrigins []string `json:"cors_origins,omitempty"`
 
 	// Token signing algorithm: RS256 (default), ES256 or EdDSA. Keys are
 	// generated on first start and persisted in the storage file.
@@ -279,6 +295,7 @@ type GuestAuth struct {
 	admission *sync.Mutex
 	clients   map[string]*protocol.Client
 	routes    map[string]route  // see buildRoutes
+	cors      *protocol.CORS    // the cors_origins; nil for none
 	headers   *headers.Identity // the identity headers: stripped, then set
 	logger    *zap.Logger
 	alg       jwa.SignatureAlgorithm
@@ -307,8 +324,13 @@ type Client struct {
 	Public bool `json:"public,omitempty"`
 	// Guests says how this client may create guests: `code` (the Casdoor
 	// `code=guest-user` request), `keypair` (the Authgear device key-pair
-	// grant, which also signs a device's guest in again), `both` or `none`.
-	// Default: `both`, or `keypair` for a public client.
+	// grant, which also signs a device's guest in again), `web` (the
+	// Authgear web SDK's anonymous sign-up, POST
+	// /api/anonymous_user/signup, which needs neither a key nor a secret,
+	// only the client_id, under the guest creation limits), several of
+	// these separated by spaces, `both` (code and keypair) or `none`.
+	// Default: `both`, or `keypair` for a public client, which cannot use
+	// `code`.
 	Guests string `json:"guests,omitempty"`
 	// RedirectURIs are where the authorization endpoint (/oauth/authorize)
 	// may send a visitor back with a code: absolute URIs without a
@@ -320,6 +342,12 @@ type Client struct {
 	// (/oauth/logout) may send a visitor after signing them out, compared
 	// as exact strings. Needs `browser`.
 	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris,omitempty"`
+	// ManageUsers lets this client, with its secret, call Casdoor's user
+	// API: /api/get-user, /api/get-users, /api/update-user (of any user),
+	// /api/add-user, /api/delete-user and /api/set-password. For a
+	// server-side app the site owner trusts: it can rename users, set
+	// their passwords and delete them. Not for a public client.
+	ManageUsers bool `json:"manage_users,omitempty"`
 
 	secret []byte // the resolved ClientSecret
 }
@@ -469,6 +497,7 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		Throttles:     g.throttle,
 		AdmitLock:     g.admission,
 		SharedLimits:  g.sharedLimit,
+		Organization:  g.Organization,
 
 		BrowserUnconfirmed: unconfirmed,
 	}, g.now)
@@ -519,8 +548,15 @@ func (g *GuestAuth) prepare(ctx caddy.Context) (storage.Module, error) {
 		c.secret = []byte(repl.ReplaceKnown(c.ClientSecret, ""))
 		pc := protocol.NewClient(c.ClientID, c.secret, c.Public, c.Guests)
 		pc.RedirectURIs, pc.PostLogoutRedirectURIs = c.RedirectURIs, c.PostLogoutRedirectURIs
+		pc.ManageUsers = c.ManageUsers
 		g.clients[c.ClientID] = pc
 	}
+	orDefault(&g.Organization, accounts.DefaultOrganization)
+	cors, err := protocol.NewCORS(g.CORSOrigins)
+	if err != nil {
+		return nil, err
+	}
+	g.cors = cors
 
 	alg, err := tokens.ParseAlgorithm(g.SigningAlg)
 	if err != nil {
@@ -654,6 +690,12 @@ func (g *GuestAuth) Validate() error {
 		if err := validateRedirects(c, g.Browser != nil); err != nil {
 			return err
 		}
+		if c.ManageUsers && c.Public {
+			return fmt.Errorf("client %q is public: it cannot manage users (manage_users needs a secret)", c.ClientID)
+		}
+	}
+	if o := g.Organization; strings.ContainsAny(o, "/ ") || len(o) > 100 || strings.IndexFunc(o, unicode.IsControl) >= 0 {
+		return fmt.Errorf("organization %q must be at most 100 characters, without / or spaces", o)
 	}
 	if g.AccessTokenLifetime < caddy.Duration(time.Minute) || g.AccessTokenLifetime > caddy.Duration(24*time.Hour) {
 		return errors.New("access_token_lifetime must be between 1m and 24h")

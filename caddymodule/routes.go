@@ -19,6 +19,8 @@ type route struct {
 	methods []string
 	serve   func(http.ResponseWriter, *http.Request) error
 	refuse  protocol.Refusal
+	// cors: browsers on the cors_origins may call it (protocol.CORS).
+	cors bool
 }
 
 // buildRoutes is the one route table: the module's own paths (path →
@@ -36,23 +38,31 @@ func (g *GuestAuth) buildRoutes() {
 	get := []string{http.MethodGet, http.MethodHead}
 	p := g.protocol
 	g.routes = map[string]route{
-		protocol.PathToken:            {methods: post, serve: p.Token, refuse: protocol.RefuseToken},
-		protocol.PathTokenCasdoor:     {methods: post, serve: p.Token, refuse: protocol.RefuseToken},
-		protocol.PathRevoke:           {methods: post, serve: p.Revoke, refuse: protocol.RefuseRevoke},
+		protocol.PathToken:            {methods: post, serve: p.Token, refuse: protocol.RefuseToken, cors: true},
+		protocol.PathTokenCasdoor:     {methods: post, serve: p.Token, refuse: protocol.RefuseToken, cors: true},
+		protocol.PathRefreshCasdoor:   {methods: post, serve: p.RefreshCasdoor, refuse: protocol.RefuseToken, cors: true},
+		protocol.PathRevoke:           {methods: post, serve: p.Revoke, refuse: protocol.RefuseRevoke, cors: true},
 		protocol.PathChallenge:        {methods: post, serve: p.Challenge, refuse: protocol.RefuseChallenge},
-		protocol.PathUpdateUser:       {methods: post, serve: p.UpdateUser, refuse: protocol.RefuseEnvelope},
-		protocol.PathGetAccount:       {methods: get, serve: p.GetAccount, refuse: protocol.RefuseGet},
-		protocol.PathLogout:           {methods: post, serve: p.Logout, refuse: protocol.RefuseEnvelope},
-		protocol.PathDeleteAccount:    {methods: post, serve: p.DeleteAccount, refuse: protocol.RefuseEnvelope},
-		protocol.PathUserInfo:         {methods: []string{http.MethodGet, http.MethodPost}, serve: p.UserInfo, refuse: protocol.RefuseUserInfo},
-		protocol.PathUserInfoOAuth:    {methods: []string{http.MethodGet, http.MethodPost}, serve: p.UserInfo, refuse: protocol.RefuseUserInfo},
+		protocol.PathUpdateUser:       {methods: post, serve: p.UpdateUser, refuse: protocol.RefuseEnvelope, cors: true},
+		protocol.PathGetAccount:       {methods: get, serve: p.GetAccount, refuse: protocol.RefuseGet, cors: true},
+		protocol.PathLogout:           {methods: post, serve: p.Logout, refuse: protocol.RefuseEnvelope, cors: true},
+		protocol.PathDeleteAccount:    {methods: post, serve: p.DeleteAccount, refuse: protocol.RefuseEnvelope, cors: true},
+		protocol.PathGetUser:          {methods: get, serve: p.GetUser, refuse: protocol.RefuseGet, cors: true},
+		protocol.PathGetUsers:         {methods: get, serve: p.GetUsers, refuse: protocol.RefuseGet, cors: true},
+		protocol.PathAddUser:          {methods: post, serve: p.AddUser, refuse: protocol.RefuseEnvelope, cors: true},
+		protocol.PathDeleteUser:       {methods: post, serve: p.DeleteUser, refuse: protocol.RefuseEnvelope, cors: true},
+		protocol.PathSetPassword:      {methods: post, serve: p.SetPassword, refuse: protocol.RefuseEnvelope, cors: true},
+		protocol.PathAnonymousSignup:  {methods: post, serve: p.AnonymousSignup, refuse: protocol.RefuseChallenge, cors: true},
+		protocol.PathPromotionCode:    {methods: post, serve: p.AnonymousPromotionCode, refuse: protocol.RefuseChallenge, cors: true},
+		protocol.PathUserInfo:         {methods: []string{http.MethodGet, http.MethodPost}, serve: p.UserInfo, refuse: protocol.RefuseUserInfo, cors: true},
+		protocol.PathUserInfoOAuth:    {methods: []string{http.MethodGet, http.MethodPost}, serve: p.UserInfo, refuse: protocol.RefuseUserInfo, cors: true},
 		base + protocol.PathDiscovery: {methods: get, serve: p.Discovery, refuse: protocol.RefuseGet},
 		base + protocol.PathJWKS:      {methods: get, serve: p.JWKS, refuse: protocol.RefuseGet},
 		// Casdoor's jwks_uri serves the same set.
 		base + protocol.PathJWKSCasdoor: {methods: get, serve: p.JWKS, refuse: protocol.RefuseGet},
 
-		protocol.PathIntrospect:        {methods: post, serve: p.Introspect, refuse: protocol.RefuseIntrospect},
-		protocol.PathIntrospectCasdoor: {methods: post, serve: p.Introspect, refuse: protocol.RefuseIntrospect},
+		protocol.PathIntrospect:        {methods: post, serve: p.Introspect, refuse: protocol.RefuseIntrospect, cors: true},
+		protocol.PathIntrospectCasdoor: {methods: post, serve: p.Introspect, refuse: protocol.RefuseIntrospect, cors: true},
 	}
 	// The browser endpoints: a navigation (GET) or a form (POST).
 	browser := []string{http.MethodGet, http.MethodPost}
@@ -72,6 +82,13 @@ func (g *GuestAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 		// The body of the module's endpoints must arrive in time
 		// (api_read_timeout); proxied requests are not bounded.
 		protocol.SetReadDeadline(w, time.Duration(g.APIReadTimeout), g.logger)
+		if rt.cors && g.cors != nil {
+			if protocol.IsPreflight(r) {
+				g.cors.Preflight(w, r, rt.methods)
+				return nil
+			}
+			g.cors.Apply(w, r)
+		}
 		if !slices.Contains(rt.methods, r.Method) {
 			return rt.refuse(w, strings.Join(rt.methods, ", "))
 		}

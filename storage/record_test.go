@@ -28,7 +28,7 @@ var (
 		AuthTime: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC), CreatedAt: time.Date(2030, 1, 2, 3, 4, 5, 1, time.UTC),
 		LastUsedAt: time.Date(2030, 1, 2, 4, 0, 0, 0, time.UTC), ExpiresAt: time.Date(2030, 2, 2, 3, 4, 5, 0, time.UTC),
 		IdleExpiresAt: time.Date(2030, 1, 9, 4, 0, 0, 0, time.UTC), RefreshKey: []byte("0123456789abcdef0123456789abcdef"),
-		Generation: 7, MergedFrom: "g1", Scope: "openid profile",
+		Generation: 7, MergedFrom: "g1", Scope: "openid profile", Issuer: "https://a.example",
 	}
 )
 

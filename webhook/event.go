@@ -7,8 +7,8 @@ import "time"
 // new ones may be added.
 const (
 	// GuestCreated: a guest user was created (data: via, one of "code",
-	// "keypair" or "browser"; device_kid for a key pair; client_ip from a
-	// browser).
+	// "keypair", "browser" or "web" (Authgear's web anonymous sign-up);
+	// device_kid for a key pair; client_ip from a browser).
 	GuestCreated = "guest.created"
 	// GuestUpgraded: a guest became a named account, keeping its user id
 	// (data: old_name, new_name).
@@ -33,6 +33,10 @@ const (
 	// UserDeleted: a user was deleted (data: name, tag, cause such as
 	// "admin").
 	UserDeleted = "user.deleted"
+	// UserCreated: a named user was created directly, not as a guest: by
+	// a client with manage_users through Casdoor's /api/add-user (data:
+	// name, via "api"; client_id names the client).
+	UserCreated = "user.created"
 )
 
 // Event is one thing that happened: the JSON body of a delivery.

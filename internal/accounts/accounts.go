@@ -100,7 +100,13 @@ type Config struct {
 	// other limits (per client IP, per device, challenges, name changes)
 	// always stay in this process, so N processes allow N times them.
 	SharedLimits func(name string, l Limit) Limiter
+	// Organization is the owner claim of the tokens and the owner of every
+	// user in Casdoor's user API (DefaultOrganization when empty).
+	Organization string
 }
+
+// DefaultOrganization is Casdoor's built-in organization's name.
+const DefaultOrganization = "built-in"
 
 // Names of the Service's throttles, as passed to Config.Throttles.
 const (
@@ -161,6 +167,9 @@ func New(ctx context.Context, store Store, keys *tokens.Keyring, cfg Config, now
 	}
 	if cfg.Argon2 == (Argon2Params{}) {
 		cfg.Argon2 = DefaultArgon2
+	}
+	if cfg.Organization == "" {
+		cfg.Organization = DefaultOrganization
 	}
 	deviceKey, err := keys.DeriveSecret(cfg.Alg, deviceTokenPurpose)
 	if err != nil {
@@ -266,10 +275,15 @@ const Scope = "openid"
 // no usable password) with its first session, and issues its tokens. The
 // guest creation limits apply to clientIP.
 func (s *Service) CreateGuest(ctx context.Context, issuer, clientID, clientIP string) (*Issued, error) {
+	return s.createGuestVia(ctx, issuer, clientID, clientIP, "code")
+}
+
+// createGuestVia is CreateGuest reporting via as the way the guest came.
+func (s *Service) createGuestVia(ctx context.Context, issuer, clientID, clientIP, via string) (*Issued, error) {
 	if err := s.admitGuest(ctx, clientIP); err != nil {
 		return nil, err
 	}
-	p := withEvents(s.cfg.Stager, created(events.Event{Type: events.GuestCreated, ClientID: clientID, Data: map[string]any{"via": "code"}}))
+	p := withEvents(s.cfg.Stager, created(events.Event{Type: events.GuestCreated, ClientID: clientID, Data: map[string]any{"via": via}}))
 	issued, err := s.createGuest(ctx, issuer, clientID, nil, p.tx())
 	if err != nil {
 		return nil, err
@@ -370,9 +384,9 @@ func (s *Service) mintNonce(issuer, clientID string, u *model.User, sess *model.
 	}
 	m, err := s.keys.Mint(tokens.Grant{
 		Alg: s.cfg.Alg, Issuer: issuer, ClientID: clientID, Scope: scope, Nonce: nonce,
-		Now: now, AccessTTL: s.cfg.AccessTTL, IDTTL: s.cfg.AccessTTL,
+		Now: now, AccessTTL: s.cfg.AccessTTL, IDTTL: s.cfg.AccessTTL, Owner: s.cfg.Organization,
 	}, tokens.Subject{
-		UserID: u.ID, Name: u.Name, Tag: u.Tag, Anonymous: u.IsAnonymous(),
+		UserID: u.ID, Name: u.Name, Tag: u.Tag, Anonymous: u.IsAnonymous(), HasPassword: u.PasswordHash != "",
 		SessionID: sess.ID, AuthTime: sess.AuthTime,
 	})
 	if err != nil {

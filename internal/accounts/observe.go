@@ -51,11 +51,16 @@ func (s *Service) observe(ctx context.Context, ev events.Event) {
 // user.deleted with cause (such as "admin"): apps may need to delete the
 // user's data. model.ErrNotFound means there is no such user.
 func (s *Service) DeleteUser(ctx context.Context, id, cause string) (*model.User, error) {
+	return s.deleteUser(ctx, id, cause, "")
+}
+
+// deleteUser is DeleteUser through the client clientID ("" for none).
+func (s *Service) deleteUser(ctx context.Context, id, cause, clientID string) (*model.User, error) {
 	u, err := s.store.GetUser(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	p := withEvents(s.cfg.Stager, one(events.Event{Type: events.UserDeleted, UserID: id, Data: map[string]any{"name": u.Name, "tag": u.Tag, "cause": cause}}))
+	p := withEvents(s.cfg.Stager, one(events.Event{Type: events.UserDeleted, UserID: id, ClientID: clientID, Data: map[string]any{"name": u.Name, "tag": u.Tag, "cause": cause}}))
 	if err := s.store.DeleteUser(ctx, id, p.tx()); err != nil {
 		return nil, err
 	}

@@ -201,6 +201,10 @@ func UserInfo(u *model.User) map[string]any {
 		"preferred_username": u.Name,
 		"tag":                u.Tag,
 		"is_anonymous":       u.IsAnonymous(),
+		// Authgear's names, which its SDKs read (see tokens.Mint).
+		"https://authgear.com/claims/user/is_anonymous":       u.IsAnonymous(),
+		"https://authgear.com/claims/user/is_verified":        false,
+		"https://authgear.com/claims/user/can_reauthenticate": u.PasswordHash != "",
 	}
 	if u.DisplayName != "" {
 		info["nickname"] = u.DisplayName

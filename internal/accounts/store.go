@@ -35,6 +35,9 @@ type Store interface {
 	FlowStore
 
 	GuestCounts(ctx context.Context) (live, kept int64, err error)
+	// ListUsers and Stats serve the managing clients (manage.go).
+	ListUsers(ctx context.Context, after, tag string, limit int) (users []model.User, next string, err error)
+	Stats(ctx context.Context) (*storage.Stats, error)
 }
 
 // ActivityStore is what Activity needs: one write of many activity times.

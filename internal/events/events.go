@@ -21,7 +21,8 @@
 // # Noisy events
 //
 // Lifecycle and security events (guest.created, guest.upgraded,
-// guest.expired, user.deleted, session.revoked, refresh.reuse_detected) are
+// guest.expired, user.created, user.deleted, session.revoked,
+// refresh.reuse_detected) are
 // always delivered before noisy ones, so a flood cannot delay or evict
 // them. signin.throttled is noisy (see [Noisy]): anyone can cause one per
 // request. Per type, user, client and client IP, the first one of a burst
@@ -75,6 +76,7 @@ const (
 	SignInThrottled      = webhook.SignInThrottled
 	UserDeleted          = webhook.UserDeleted
 	GuestMerged          = webhook.GuestMerged
+	UserCreated          = webhook.UserCreated
 )
 
 // Event is one thing that happened, as logged and as sent to webhooks: the

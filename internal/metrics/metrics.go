@@ -67,7 +67,7 @@ const other = "other"
 var (
 	limits     = []string{LimitIP, LimitGlobal, LimitCap, LimitSignIn, LimitName}
 	reasons    = []string{ReasonMalformed, ReasonBadSignature, ReasonExpired, ReasonWrongIssuer, ReasonWrongAud, ReasonBadClaims, ReasonSessionEnded}
-	eventTypes = []string{events.GuestCreated, events.GuestUpgraded, events.GuestExpired, events.SessionRevoked, events.RefreshReuseDetected, events.SignInThrottled, events.UserDeleted, events.GuestMerged}
+	eventTypes = []string{events.GuestCreated, events.GuestUpgraded, events.GuestExpired, events.SessionRevoked, events.RefreshReuseDetected, events.SignInThrottled, events.UserDeleted, events.GuestMerged, events.UserCreated}
 )
 
 var (

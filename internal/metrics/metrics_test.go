@@ -119,10 +119,10 @@ func TestAllSeriesExportedAndLintClean(t *testing.T) {
 			t.Errorf("metric %s lacks the caddy_guest_auth_ prefix", f.GetName())
 		}
 	}
-	// 6 plain counters, 5 limits + other, 7 reasons + other, 8 event types
+	// 6 plain counters, 5 limits + other, 7 reasons + other, 9 event types
 	// + other, 2 gauges.
-	if len(families) != 11 || series != 6+6+8+9+2 {
-		t.Errorf("%d families, %d series; want 11 and 31", len(families), series)
+	if len(families) != 11 || series != 6+6+8+10+2 {
+		t.Errorf("%d families, %d series; want 11 and 32", len(families), series)
 	}
 	problems, err := promlint.NewWithMetricFamilies(families).Lint()
 	if err != nil {

@@ -145,12 +145,16 @@ type Device struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
-// Challenge is a stored single-use challenge of the device key-pair grant;
-// its token is not kept, only its hash.
+// Challenge is a stored single-use challenge of the device key-pair grant,
+// or an Authgear promotion code; its token is not kept, only its hash.
 type Challenge struct {
 	Purpose   string    `json:"purpose"`
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`
+	// UserID and ClientID bind a challenge to a user and client (an
+	// Authgear promotion code: the guest to promote, through which client).
+	UserID   string `json:"user_id,omitempty"`
+	ClientID string `json:"client_id,omitempty"`
 }
 
 // FlowState is a single-use record that expires: an authorization code,

@@ -48,8 +48,13 @@ func apiAuthError(w http.ResponseWriter, err error, write func(http.ResponseWrit
 }
 
 // UpdateUser upgrades or edits the caller's account (Casdoor's
-// update-user, as the seeds' upgradeGuestUser calls it), POST.
+// update-user, as the seeds' upgradeGuestUser calls it), POST; called
+// with a client's credentials instead of an access token, it is a
+// managing client's update of any user (manageUpdateUser).
 func (h *Handler) UpdateUser(w http.ResponseWriter, r *http.Request) error {
+	if isManagerCall(r) {
+		return h.manageUpdateUser(w, r)
+	}
 	id, err := h.identity(r)
 	if err != nil {
 		return apiAuthError(w, err, h.writeEnvelopeError)

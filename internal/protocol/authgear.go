@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -17,47 +19,61 @@ import (
 	"github.com/guestauth/caddy-guestauth/internal/accounts"
 )
 
-// Guest policies of a client (its `guests` option).
+// Guest policies of a client (its `guests` option): one of these words,
+// or several of code, keypair and web separated by spaces.
 const (
-	GuestsCode    = "code"
-	GuestsKeyPair = "keypair"
-	GuestsBoth    = "both"
+	GuestsCode    = "code"    // Casdoor's code=guest-user request
+	GuestsKeyPair = "keypair" // Authgear's device key-pair grant
+	GuestsWeb     = "web"     // Authgear's web anonymous sign-up (no key, no secret)
+	GuestsBoth    = "both"    // code and keypair
 	GuestsNone    = "none"
 )
 
 // GuestPolicy is the effective policy of a client configured with guests
-// ("" when unset) and public.
+// ("" when unset) and public: the ways it may create guests, separated by
+// spaces ("" for none).
 func GuestPolicy(guests string, public bool) string {
 	switch {
-	case guests != "":
-		return guests
-	case public:
+	case guests == "" && public:
 		return GuestsKeyPair
+	case guests == "", guests == GuestsBoth:
+		return GuestsCode + " " + GuestsKeyPair
+	case guests == GuestsNone:
+		return ""
 	}
-	return GuestsBoth
+	return strings.Join(strings.Fields(guests), " ")
 }
 
 // allowGuests refuses, as unauthorized_client, a way of creating guests the
 // client's policy does not include.
 func (c *Client) allowGuests(way string) error {
-	if p := c.Guests; p == GuestsBoth || p == way {
+	if slices.Contains(strings.Fields(c.Guests), way) {
 		return nil
 	}
 	what := map[string]string{
 		GuestsCode:    "create guests with code=guest-user",
 		GuestsKeyPair: "use the device key-pair grant",
+		GuestsWeb:     "sign up anonymous web users",
 	}[way]
 	return &accounts.Error{Code: accounts.CodeUnauthorizedClient, Description: fmt.Sprintf("This client may not %s.", what)}
 }
 
 // ValidateClient checks a client's guest policy and public flag (a
-// public client has no secret, and its guests must be bound to a device
-// key).
+// public client has no secret, and its code guests would need none: its
+// guests must be bound to a device key, or be web guests, which are under
+// the same limits as browser guests).
 func ValidateClient(id string, hasSecret, public bool, guests string) error {
-	switch guests {
-	case "", GuestsCode, GuestsKeyPair, GuestsBoth, GuestsNone:
-	default:
-		return fmt.Errorf("client %q: guests must be code, keypair, both or none, not %q", id, guests)
+	words := strings.Fields(guests)
+	for _, w := range words {
+		switch w {
+		case GuestsCode, GuestsKeyPair, GuestsWeb:
+		case GuestsBoth, GuestsNone:
+			if len(words) > 1 {
+				return fmt.Errorf("client %q: guests %s stands alone", id, w)
+			}
+		default:
+			return fmt.Errorf("client %q: guests must be code, keypair, web (or several of them), both or none, not %q", id, guests)
+		}
 	}
 	if !public {
 		return nil
@@ -65,8 +81,8 @@ func ValidateClient(id string, hasSecret, public bool, guests string) error {
 	if hasSecret {
 		return fmt.Errorf("client %q is public and cannot have a secret", id)
 	}
-	if p := GuestPolicy(guests, public); p == GuestsCode || p == GuestsBoth {
-		return fmt.Errorf("client %q is public, so its guests must be bound to a device key: use guests keypair or none", id)
+	if slices.Contains(strings.Fields(GuestPolicy(guests, public)), GuestsCode) {
+		return fmt.Errorf("client %q is public, so it cannot create guests with code=guest-user (which needs a secret): use guests keypair, web or none", id)
 	}
 	return nil
 }

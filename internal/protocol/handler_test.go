@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -39,7 +40,7 @@ func newHandler(t *testing.T) *Handler {
 	}
 	svc, err := accounts.New(ctx, st, keys, accounts.Config{
 		Alg: jwa.ES256, AccessTTL: time.Hour, SessionIdle: time.Hour, SessionLifetime: time.Hour, CacheSize: 10,
-		Audiences: []string{"app", "codes", "mobile"},
+		Audiences: []string{"app", "codes", "mobile", "odd"},
 	}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -51,6 +52,7 @@ func newHandler(t *testing.T) *Handler {
 			"app":    NewClient("app", []byte("app-secret"), false, ""),
 			"codes":  NewClient("codes", []byte("codes-secret"), false, GuestsCode),
 			"mobile": NewClient("mobile", nil, true, ""),
+			"odd":    NewClient("odd", []byte("a+b%c"), false, ""),
 		},
 		Issuer: func(*http.Request) string { return testIssuer }, Origin: func(*http.Request) string { return testIssuer },
 		FixedIssuer: true, Alg: jwa.ES256, KeySet: keys.JWKS, ClientIP: ip, LimitKey: ip, Logger: zap.NewNop(),
@@ -76,6 +78,8 @@ func call(t *testing.T, serve func(http.ResponseWriter, *http.Request) error, r 
 	}
 	return a
 }
+
+func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 
 func form(path string, v url.Values, header ...string) *http.Request {
 	r := httptest.NewRequest(http.MethodPost, path, strings.NewReader(v.Encode()))
@@ -121,7 +125,16 @@ func TestTokenEndpoint(t *testing.T) {
 		{"wrong secret", form(PathToken, with(guest, "client_secret", "nope")), 401, "invalid_client", ""},
 		{"wrong Basic secret", form(PathToken, with(guest, "client_id", "", "client_secret", ""), "Authorization", "Basic YXBwOm5vcGU="), 401, "invalid_client", `Basic realm="guest_auth"`},
 		{"unknown client", form(PathToken, with(guest, "client_id", "nobody")), 401, "invalid_client", ""},
-		{"two methods", form(PathToken, guest, "Authorization", basic), 400, "invalid_request", ""},
+		// Casdoor's SDKs send Basic and the body secret together.
+		{"Basic and the same body secret", form(PathToken, guest, "Authorization", basic), 200, "", ""},
+		{"Basic and another body secret", form(PathToken, with(guest, "client_secret", "app-secret2"), "Authorization", basic), 401, "invalid_client", `Basic realm="guest_auth"`},
+		{"Basic and another body client_id", form(PathToken, with(guest, "client_id", "codes"), "Authorization", basic), 400, "invalid_request", ""},
+		{"Basic with an unknown client", form(PathToken, with(guest, "client_id", "", "client_secret", ""), "Authorization", "Basic bm9ib2R5OmFwcC1zZWNyZXQ="), 401, "invalid_client", `Basic realm="guest_auth"`},
+		// Form-encoded as RFC 6749 §2.3.1 says, or raw as Casdoor's SDKs send them.
+		{"Basic, form-encoded", form(PathToken, with(guest, "client_id", "", "client_secret", ""), "Authorization", "Basic "+b64("odd:a%2Bb%25c")), 200, "", ""},
+		{"Basic, raw", form(PathToken, with(guest, "client_id", "", "client_secret", ""), "Authorization", "Basic "+b64("odd:a+b%c")), 200, "", ""},
+		{"Basic, raw, and the body secret", form(PathToken, with(guest, "client_id", "odd", "client_secret", "a+b%c"), "Authorization", "Basic "+b64("odd:a+b%c")), 200, "", ""},
+		{"Basic, wrongly decoded", form(PathToken, with(guest, "client_id", "", "client_secret", ""), "Authorization", "Basic "+b64("odd:a b%c")), 401, "invalid_client", `Basic realm="guest_auth"`},
 		{"no grant_type", form(PathToken, with(guest, "grant_type", "")), 400, "invalid_request", ""},
 		{"other code", form(PathToken, with(guest, "code", "abc")), 400, "invalid_grant", ""},
 		{"unsupported grant", form(PathToken, with(guest, "grant_type", "client_credentials")), 400, "unsupported_grant_type", ""},

@@ -178,38 +178,30 @@ func walkFlatJSON(body []byte, field func(k string, v *string)) error {
 // Secrets are compared in constant time as fixed-size digests (so neither
 // the secret nor its length shows in the timing), and an unknown client costs
 // the same comparison, so timing does not tell which client ids exist.
+// Casdoor's SDKs send Basic and client_secret together: accepted when the
+// two secrets are the same, invalid_client when they differ.
 func (h *Handler) authenticateClient(r *http.Request, params map[string]string) (*Client, error) {
-	id, secret, basic := r.BasicAuth()
-	if basic {
-		// RFC 6749 §2.3.1: form-encoded credentials in the Basic header.
-		var err1, err2 error
-		id, err1 = url.QueryUnescape(id)
-		secret, err2 = url.QueryUnescape(secret)
-		if err1 != nil || err2 != nil {
-			return nil, clientError(true, "The Basic credentials are malformed.")
+	if rawID, rawSecret, basic := r.BasicAuth(); basic {
+		c, secret, err := h.basicClient(rawID, rawSecret)
+		if err != nil {
+			return nil, err
 		}
-		if _, ok := params["client_secret"]; ok {
-			return nil, badRequest("Use one client authentication method, not both Basic and client_secret.")
+		if body, ok := params["client_secret"]; ok && !ctcmp.Equal([]byte(body), []byte(secret)) {
+			return nil, clientError(true, "The client_secret in the body differs from the Basic credentials.")
 		}
-		if bodyID, ok := params["client_id"]; ok && bodyID != id {
+		if bodyID, ok := params["client_id"]; ok && bodyID != c.ID {
 			return nil, badRequest("The client_id in the body does not match the Basic credentials.")
 		}
-	} else {
-		id, secret = params["client_id"], params["client_secret"]
-		if id == "" {
-			return nil, badRequest("The client_id parameter is missing.")
-		}
+		return c, nil
 	}
-	c := h.Clients[id]
-	want := &dummySecret
-	if c != nil {
-		want = &c.secret
+	id, secret := params["client_id"], params["client_secret"]
+	if id == "" {
+		return nil, badRequest("The client_id parameter is missing.")
 	}
-	ok := want.Matches([]byte(secret))
-	if c == nil || !ok {
-		return nil, clientError(basic, "Client authentication failed.")
+	if c := h.matchClient(id, secret); c != nil {
+		return c, nil
 	}
-	return c, nil
+	return nil, clientError(false, "Client authentication failed.")
 }
 
 // dummySecret is compared against for an unknown client_id.

@@ -7,7 +7,8 @@ package protocol
 // classification into that protocol's status, headers and body:
 //
 //   - writeOAuthError: RFC 6749 §5.2 JSON (token and revocation endpoints);
-//   - writeEnvelopeError: Casdoor's envelope (/api/update-user, get-account, logout);
+//   - writeEnvelopeError: Casdoor's envelope (/api/update-user, get-account,
+//     logout, and the user API of managing clients);
 //   - writeChallengeError: Authgear's envelope (/oauth2/challenge);
 //   - WriteBearerError: RFC 6750 (UserInfo, proxied requests);
 //
@@ -187,6 +188,9 @@ func (h *Handler) writeEnvelopeError(w http.ResponseWriter, err error) error {
 		w.WriteHeader(f.Status)
 		return nil
 	case FailHTTP:
+		if f.challenge != "" {
+			w.Header().Set("WWW-Authenticate", f.challenge)
+		}
 		return WriteJSON(w, f.Status, envelope{Status: "error", Msg: f.Desc, Data: f.Code})
 	case FailThrottled, FailUnavailable:
 		SetRetryAfter(w, f)

@@ -84,7 +84,10 @@ type Client struct {
 	// end-session endpoint may send them after signing out. Compared as
 	// exact strings (RFC 9700 §2.1).
 	RedirectURIs, PostLogoutRedirectURIs []string
-	secret                               ctcmp.Digest // what presented secrets are compared with
+	// ManageUsers lets the client use Casdoor's user API with its
+	// credentials (casdoor_users.go).
+	ManageUsers bool
+	secret      ctcmp.Digest // what presented secrets are compared with
 }
 
 // redirectURI is the redirect URI of an authorization request for c: the

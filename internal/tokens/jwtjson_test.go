@@ -264,7 +264,7 @@ func TestDecodeObjectRefusals(t *testing.T) {
 
 func TestMemberNames(t *testing.T) {
 	t.Parallel()
-	want := []string{"exp", "iat", "nbf", "iss", "sub", "aud", "jti", "client_id", "sid", "name", "tag", "is_anonymous", "scope"}
+	want := []string{"exp", "iat", "nbf", "iss", "sub", "aud", "jti", "client_id", "sid", "name", "tag", "is_anonymous", "scope", "owner", "id"}
 	if got := memberNames(reflect.TypeFor[accessPayload]()); !slices.Equal(got, want) {
 		t.Fatalf("%q, want %q", got, want)
 	}

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/google/uuid"
 	"github.com/lestrrat-go/jwx/v2/jwa"
 )
@@ -37,8 +38,11 @@ type Subject struct {
 	Name      string
 	Tag       string
 	Anonymous bool
-	SessionID string
-	AuthTime  time.Time
+	// HasPassword: the user can sign in again with a password (Authgear's
+	// can_reauthenticate).
+	HasPassword bool
+	SessionID   string
+	AuthTime    time.Time
 }
 
 // Grant describes one token issuance.
@@ -54,6 +58,9 @@ type Grant struct {
 	// authorization code ("" for the other grants, whose ID tokens carry
 	// none: a relying party refuses a nonce it did not send).
 	Nonce string
+	// Owner is the organization the user belongs to, as Casdoor's SDKs
+	// read it from the owner claim ("" leaves the claim out).
+	Owner string
 }
 
 // Minted is a signed access and ID token pair.
@@ -81,6 +88,12 @@ type accessClaims struct {
 	Tag       string   `json:"tag"`
 	Anonymous bool     `json:"is_anonymous"`
 	Scope     string   `json:"scope"`
+	// Casdoor's User fields, which its SDKs decode the claims into: the
+	// organization and the user id (= sub). Every claim of the token must
+	// decode into casdoorsdk.User, so none may be a non-string under a
+	// name it types otherwise.
+	Owner string `json:"owner,omitempty"`
+	ID    string `json:"id"`
 }
 
 type idClaims struct {
@@ -96,6 +109,14 @@ type idClaims struct {
 	PreferredUsername string   `json:"preferred_username"`
 	Tag               string   `json:"tag"`
 	Anonymous         bool     `json:"is_anonymous"`
+	Owner             string   `json:"owner,omitempty"`
+	ID                string   `json:"id"`
+	// Authgear's user claims, which its SDKs read from the ID token and
+	// UserInfo. Nobody here has a verified email or phone, so is_verified
+	// is false, as Authgear says for a user without one.
+	AuthgearAnonymous  bool `json:"https://authgear.com/claims/user/is_anonymous"`
+	AuthgearVerified   bool `json:"https://authgear.com/claims/user/is_verified"`
+	AuthgearCanReauthn bool `json:"https://authgear.com/claims/user/can_reauthenticate"`
 }
 
 // Mint signs an access token and an ID token for sub.
@@ -112,7 +133,7 @@ func (k *Keyring) Mint(g Grant, sub Subject) (*Minted, error) {
 		Issuer: g.Issuer, Subject: sub.UserID, Audience: aud,
 		Expires: accessExp.Unix(), IssuedAt: iat.Unix(), NotBefore: iat.Unix(), JTI: jti,
 		ClientID: g.ClientID, SessionID: sub.SessionID, Name: sub.Name, Tag: sub.Tag,
-		Anonymous: sub.Anonymous, Scope: g.Scope,
+		Anonymous: sub.Anonymous, Scope: g.Scope, Owner: g.Owner, ID: sub.UserID,
 	})
 	if err != nil {
 		return nil, err
@@ -121,6 +142,7 @@ func (k *Keyring) Mint(g Grant, sub Subject) (*Minted, error) {
 		Issuer: g.Issuer, Subject: sub.UserID, Audience: aud,
 		Expires: iat.Add(g.IDTTL.Round(time.Second)).Unix(), IssuedAt: iat.Unix(), AuthTime: sub.AuthTime.Unix(), Nonce: g.Nonce,
 		SessionID: sub.SessionID, Name: sub.Name, PreferredUsername: sub.Name, Tag: sub.Tag, Anonymous: sub.Anonymous,
+		Owner: g.Owner, ID: sub.UserID, AuthgearAnonymous: sub.Anonymous, AuthgearCanReauthn: sub.HasPassword,
 	})
 	if err != nil {
 		return nil, err
@@ -338,7 +360,17 @@ type accessPayload struct {
 	Tag       Member[string] `json:"tag"`
 	Anonymous Member[bool]   `json:"is_anonymous"`
 	Scope     string         `json:"scope"`
+	// Casdoor's copies of other claims, skipped rather than left unknown:
+	// an unknown member costs a miss two allocations.
+	Owner skipped `json:"owner"`
+	ID    skipped `json:"id"`
 }
+
+// skipped is a member read past without decoding it.
+type skipped struct{}
+
+// UnmarshalJSONFrom skips the value.
+func (skipped) UnmarshalJSONFrom(dec *jsontext.Decoder) error { return dec.SkipValue() }
 
 // VerificationKey makes the keyring the KeySource of access tokens: the
 // stored key kid names, whatever else the header says.

@@ -165,13 +165,19 @@ func TestMintAndVerifyEachAlgorithm(t *testing.T) {
 		t.Run(string(alg), func(t *testing.T) {
 			t.Parallel()
 			k := newKeyring(t, alg)
-			m := mint(t, k, grant(alg), subject)
+			g := grant(alg)
+			g.Owner = "acme"
+			m := mint(t, k, g, subject)
 			if m.ExpiresIn != 3600 || m.JTI == "" {
 				t.Fatalf("Minted = %+v", m)
 			}
-			hdr, _, _ := parts(t, m.AccessToken)
+			hdr, ac, _ := parts(t, m.AccessToken)
 			if hdr["alg"] != string(alg) || hdr["typ"] != tokens.TypeAccess || hdr["kid"] == "" {
 				t.Fatalf("access token header = %v", hdr)
+			}
+			// Casdoor's SDKs read the user from the access token.
+			if ac["owner"] != "acme" || ac["id"] != "user-1" || ac["name"] != "guest_user-1" {
+				t.Fatalf("access token claims = %v", ac)
 			}
 			idHdr, idClaims, _ := parts(t, m.IDToken)
 			if idHdr["alg"] != string(alg) || idHdr["typ"] != tokens.TypeID || idHdr["kid"] != hdr["kid"] || len(idHdr) != 3 {
@@ -181,6 +187,8 @@ func TestMintAndVerifyEachAlgorithm(t *testing.T) {
 				"iss": issuer, "sub": "user-1", "aud": []any{"app"}, "iat": float64(now0.Unix()),
 				"exp": float64(now0.Add(time.Hour).Unix()), "auth_time": float64(subject.AuthTime.Unix()),
 				"sid": "sess-1", "name": "guest_user-1", "preferred_username": "guest_user-1", "tag": "guest-user", "is_anonymous": true,
+				"owner": "acme", "id": "user-1", "https://authgear.com/claims/user/is_anonymous": true,
+				"https://authgear.com/claims/user/is_verified": false, "https://authgear.com/claims/user/can_reauthenticate": false,
 			}
 			if !reflect.DeepEqual(idClaims, wantID) {
 				t.Fatalf("ID token claims = %v\nwant %v", idClaims, wantID)
