@@ -95,7 +95,7 @@ func TestConfigErrors(t *testing.T) {
 		{"client", argCount},
 		{"client a b c", argCount},
 		{"client x x-secret {\n public yes\n}", argCount},
-		{"client x x-secret {\n private\n}", `unknown client option "private" (want public, guests or manage_users)`},
+		{"client x x-secret {\n private\n}", `unknown client option "private" (want public, guests, redirect_uri, post_logout_redirect_uri or manage_users)`},
 		{"client x x-secret {\n manage_users yes\n}", argCount},
 		{"organization", argCount},
 		{"organization a b", argCount},

@@ -94,7 +94,7 @@ func TestCaddyfileExample(t *testing.T) {
 		t.Fatalf("demo app without a token: %d %s", r.Status, r.Body)
 	}
 	// A page load in a browser gets a guest and its cookie at once (the
-	// demo upstream's page: e2e_s17b_demo_test.go); the members area sends
+	// demo upstream's page: e2e_demo_test.go); the members area sends
 	// it to sign-up.
 	v := newVisitor(t, s)
 	if page := v.page("/"); !strings.Contains(string(page.Body), "<dd><code>guest-user</code></dd>") || v.session() == nil {

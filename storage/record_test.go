@@ -70,7 +70,7 @@ var (
 	fullKey    = model.SigningKey{KID: "k1", Alg: "ES256", CreatedAt: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC), JWK: []byte(`{"kty":"EC"}`), Cert: []byte{0x30, 0x82, 1, 2}}
 	fullFlow   = model.FlowState{Kind: "code", CreatedAt: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC), ExpiresAt: time.Date(2030, 1, 2, 3, 5, 5, 0, time.UTC),
 		SpentAt: time.Date(2030, 1, 2, 3, 4, 6, 0, time.UTC), Data: json.RawMessage(`{"client_id":"app","n":[1,2]}`)}
-	fullChallenge = model.Challenge{Purpose: "anonymous_request", CreatedAt: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC), ExpiresAt: time.Date(2030, 1, 2, 3, 9, 5, 0, time.UTC)}
+	fullChallenge = model.Challenge{Purpose: "anonymous_request", CreatedAt: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC), ExpiresAt: time.Date(2030, 1, 2, 3, 9, 5, 0, time.UTC), UserID: "u1", ClientID: "spa"}
 )
 
 // A record that encoding/json could read two ways is not read one of them:

@@ -160,8 +160,8 @@ func TestAuthorizeCodeFlowThroughThePages(t *testing.T) {
 	}
 	// The client's session is its own, not the browser's.
 	page := a.get("/auth/account")
-	if page.status != 200 || !strings.Contains(page.body, "guest_") {
-		t.Fatalf("the browser session is gone: %d", page.status)
+	if page.status != 200 || !strings.Contains(page.body, "Guest ") {
+		t.Fatalf("the browser session is gone: %d %s", page.status, page.body)
 	}
 	info := s.userinfo(set["access_token"].(string))
 	if info.status != 200 || info.json(t)["sub"] != id["sub"] {

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"net/http"
 	"net/url"
@@ -25,7 +26,12 @@ func certificatePEM(t *testing.T, set []byte) string {
 	}
 	key, _ := keys.Key(keys.Len() - 1)
 	if chain := key.X509CertChain(); chain != nil && chain.Len() > 0 {
-		der, _ := chain.Get(0)
+		// jwx keeps each certificate as its base64 text (x5c).
+		b64, _ := chain.Get(0)
+		der, err := base64.StdEncoding.DecodeString(string(b64))
+		if err != nil {
+			t.Fatal(err)
+		}
 		return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 	}
 	var raw any
