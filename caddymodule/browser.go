@@ -13,6 +13,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/guestauth/caddy-guestauth/internal/caddyopt"
 	"github.com/guestauth/caddy-guestauth/internal/pages"
 )
 
@@ -185,51 +187,56 @@ func parseBrowser(d *caddyfile.Dispenser, h *httpcaddyfile.Helper) (*Browser, er
 	if d.NextArg() {
 		return nil, d.ArgErr()
 	}
+	var opts caddyopt.Block
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		key := d.Val()
-		switch key {
-		case "cookie_name", "pages_prefix", "templates", "merged_header", "cookie_secure", "site_name", "home":
-			var v string
-			if !d.AllArgs(&v) {
-				return nil, d.ArgErr()
-			}
-			*map[string]*string{
-				"cookie_name": &b.CookieName, "pages_prefix": &b.PagesPrefix,
-				"templates": &b.Templates, "merged_header": &b.MergedHeader,
-				"cookie_secure": &b.CookieSecure, "site_name": &b.SiteName, "home": &b.Home,
-			}[key] = v
+		var err error
+		switch key := d.Val(); key {
+		case "cookie_name":
+			err = opts.String(d, &b.CookieName)
+		case "cookie_secure":
+			err = opts.String(d, &b.CookieSecure)
+		case "pages_prefix":
+			err = opts.String(d, &b.PagesPrefix)
+		case "site_name":
+			err = opts.String(d, &b.SiteName)
+		case "home":
+			err = opts.String(d, &b.Home)
+		case "templates":
+			err = opts.String(d, &b.Templates)
+		case "merged_header":
+			err = opts.String(d, &b.MergedHeader)
 		case "unconfirmed_guest_ttl":
-			var v string
-			if !d.AllArgs(&v) {
-				return nil, d.ArgErr()
-			}
-			dur, err := caddy.ParseDuration(v)
-			if err != nil {
-				return nil, d.Errf("%s: %v", key, err)
-			}
-			cd := caddy.Duration(dur)
-			b.UnconfirmedGuestTTL = &cd
-		case "create_guest":
-			if h == nil {
-				return nil, d.Err("create_guest needs a Caddyfile site (named matchers)")
-			}
-			set, ok, err := h.MatcherToken()
-			if err != nil {
-				return nil, err
-			}
-			if !ok {
-				return nil, d.Err("create_guest needs a matcher: @name, * or a path")
-			}
-			if d.NextArg() {
-				return nil, d.ArgErr()
-			}
-			if set == nil {
-				set = caddy.ModuleMap{} // `*`: every request
-			}
-			b.CreateGuestRaw = append(b.CreateGuestRaw, set)
+			err = opts.DurationPtr(d, &b.UnconfirmedGuestTTL)
+		case "create_guest": // repeatable: any of the matchers
+			err = b.unmarshalCreateGuest(d, h)
 		default:
-			return nil, d.Errf("unknown browser option %q", key)
+			err = d.Errf("unknown browser option %q", key)
+		}
+		if err != nil {
+			return nil, err
 		}
 	}
 	return b, nil
+}
+
+// unmarshalCreateGuest reads one `create_guest <matcher>` line.
+func (b *Browser) unmarshalCreateGuest(d *caddyfile.Dispenser, h *httpcaddyfile.Helper) error {
+	if h == nil {
+		return d.Err("create_guest needs a Caddyfile site (named matchers)")
+	}
+	set, ok, err := h.MatcherToken()
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return d.Err("create_guest needs a matcher: @name, * or a path")
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	if set == nil {
+		set = caddy.ModuleMap{} // `*`: every request
+	}
+	b.CreateGuestRaw = append(b.CreateGuestRaw, set)
+	return nil
 }

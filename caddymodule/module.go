@@ -17,6 +17,7 @@ import (
 	"unicode"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyevents"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -129,40 +130,16 @@ type GuestAuth struct {
 	// unset.
 	Assertion *Assertion `json:"assertion,omitempty"`
 
-	// Password sign-ins allowed per account name from clients without a
-	// valid device token, at once, then one more per interval. An attempt
-	// counts from when it starts (so concurrent guesses cannot overrun it);
-	// a failure stays counted and a success gives the budget back. Failures
-	// from every address add up here. Default: 5, 1m. A burst of 0 disables
-	// a limit (this one or any of the others).
-	//
-	// With a PostgreSQL store this budget, the account's hash budget
-	// (signin_hash_limit) and the global guest rate (guest_limit_global)
-	// are kept in the database and hold across every Caddy using it; the
-	// other limits stay per process, so N nodes allow N times them.
-	SignInAccountLimit *RateLimit `json:"signin_account_limit,omitempty"`
-
-	// The same for each client holding a device token (the `device_token`
-	// returned by an earlier successful sign-in to the account, sent back
-	// with the password grant), instead of the account's: failures from
-	// elsewhere cannot lock it out. The same budget bounds each session's
-	// `oldPassword` checks, so failed sign-ins cannot block a signed-in
-	// owner's password change. Default: 5, 1m.
-	SignInDeviceLimit *RateLimit `json:"signin_device_limit,omitempty"`
-
-	// Password hashes allowed per account name whatever the outcome:
-	// sign-ins with or without a device token, `oldPassword` checks and new
-	// passwords. It bounds the work and the sessions a known password can
-	// buy. Keep its burst and rate above the account limit's, so guesses
-	// without a device token cannot use it up. Default: 10, 20s. Kept in
-	// the database with a PostgreSQL store (cluster-wide).
-	SignInHashLimit *RateLimit `json:"signin_hash_limit,omitempty"`
-
-	// Password hashes allowed per client IP (Caddy's client IP, which
-	// honours the server's trusted_proxies) whatever the outcome, counted
-	// like the hash limit. Default: 20, 10s. Per Caddy process, also with
-	// PostgreSQL: N nodes allow N times it.
-	SignInIPLimit *RateLimit `json:"signin_ip_limit,omitempty"`
+	// The rate limits (see Limits), in one object:
+	// `"limits": {"signin_account": {"burst": 5, "interval": "1m"}, ...}`.
+	// Each limit's former top-level name (signin_account_limit,
+	// signin_device_limit, signin_hash_limit, signin_ip_limit,
+	// guest_limit_ip, guest_limit_global, name_change_user_limit,
+	// name_change_ip_limit, challenge_limit_ip, challenge_limit_global) is
+	// still read when `limits` leaves that limit unset; setting both is a
+	// config error.
+	Limits Limits `json:"limits,omitzero"`
+	flatLimits
 
 	// Most live sessions a user may have: a sign-in beyond it ends the
 	// user's oldest sessions (by sign-in time). Default: 10. 0 means no cap.
@@ -176,28 +153,6 @@ type GuestAuth struct {
 	// IPv4-mapped IPv6 address counts as IPv4.
 	IPPrefixV4 int `json:"ip_prefix_v4,omitempty"`
 	IPPrefixV6 int `json:"ip_prefix_v6,omitempty"`
-
-	// Guest creations allowed per client IP at once, then one more per
-	// interval. Default: 30, 1m (about 60 an hour sustained). Per Caddy
-	// process, also with PostgreSQL: N nodes allow N times it.
-	GuestLimitIP *RateLimit `json:"guest_limit_ip,omitempty"`
-
-	// Guest creations allowed for the whole site at once, then one more per
-	// interval. Default: 100, 100ms (10 a second sustained, 36000 an hour).
-	// Kept in the database with a PostgreSQL store, so it is the whole
-	// cluster's.
-	GuestLimitGlobal *RateLimit `json:"guest_limit_global,omitempty"`
-
-	// Username changes allowed per user at once, then one more per
-	// interval (429 beyond). Every attempt counts, refused ones included,
-	// so answering 409 for a taken name cannot be used to list which names
-	// exist. Default: 5, 2m (5 per 10 minutes).
-	NameChangeUserLimit *RateLimit `json:"name_change_user_limit,omitempty"`
-
-	// The same per client IP, across users (many guests from one address).
-	// Default: 30, 20s (30 per 10 minutes, enough for a class signing up
-	// behind one NAT at once).
-	NameChangeIPLimit *RateLimit `json:"name_change_ip_limit,omitempty"`
 
 	// Usernames nobody may take by a rename (400 invalid_name), compared
 	// case-insensitively after trimming, like the unique-name index. The
@@ -213,17 +168,6 @@ type GuestAuth struct {
 	// Most guests that may exist at once; further creations are answered
 	// 429 until guests upgrade or expire. Default: 100000. 0 means no cap.
 	MaxLiveGuests *int64 `json:"max_live_guests,omitempty"`
-
-	// Store writes an unauthenticated visitor causes, allowed per client
-	// IP at once, then one more per interval: device challenges (POST
-	// /oauth2/challenge) and authorization requests stored while the
-	// visitor signs in (GET /oauth/authorize without a session).
-	// Default: 60, 1s.
-	ChallengeLimitIP *RateLimit `json:"challenge_limit_ip,omitempty"`
-
-	// The same for the whole site. Default: 200, 50ms (20 a second
-	// sustained).
-	ChallengeLimitGlobal *RateLimit `json:"challenge_limit_global,omitempty"`
 
 	// Guests with no activity for this long are deleted, with their
 	// sessions, unless kept. Orphaned guests (no device key and no session
@@ -310,6 +254,15 @@ type GuestAuth struct {
 	caddyCtx    caddy.Context
 }
 
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*GuestAuth)(nil)
+	_ caddy.Validator             = (*GuestAuth)(nil)
+	_ caddy.CleanerUpper          = (*GuestAuth)(nil)
+	_ caddyhttp.MiddlewareHandler = (*GuestAuth)(nil)
+	_ caddyfile.Unmarshaler       = (*GuestAuth)(nil)
+)
+
 // Client is an application that may request tokens.
 type Client struct {
 	// The client_id.
@@ -366,16 +319,6 @@ type HeaderNames struct {
 	UserTag string `json:"user_tag,omitempty"`
 	// Default: X-Auth-User-Anonymous (`true` or `false`).
 	UserAnonymous string `json:"user_anonymous,omitempty"`
-}
-
-// RateLimit is a token bucket: Burst at once, then one per Interval.
-type RateLimit struct {
-	Burst    int            `json:"burst"`
-	Interval caddy.Duration `json:"interval"`
-}
-
-func (l *RateLimit) limit() accounts.Limit {
-	return accounts.Limit{Burst: l.Burst, Interval: time.Duration(l.Interval)}
 }
 
 var defaultHeaders = HeaderNames{headers.DefaultUserID, headers.DefaultUserName, headers.DefaultUserTag, headers.DefaultUserAnonymous}
@@ -472,25 +415,25 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		Skew:            time.Duration(*g.ClockSkew),
 		Audiences:       slices.Collect(maps.Keys(g.clients)),
 		CacheSize:       *g.TokenCacheSize,
-		AccountLimit:    g.SignInAccountLimit.limit(),
-		IPLimit:         g.SignInIPLimit.limit(),
+		AccountLimit:    g.Limits.SignInAccount.limit(),
+		IPLimit:         g.Limits.SignInIP.limit(),
 
-		DeviceLimit:        g.SignInDeviceLimit.limit(),
-		AccountHashLimit:   g.SignInHashLimit.limit(),
+		DeviceLimit:        g.Limits.SignInDevice.limit(),
+		AccountHashLimit:   g.Limits.SignInHashes.limit(),
 		MaxSessionsPerUser: *g.MaxSessionsPerUser,
 
 		Guests: accounts.GuestLimits{
-			PerIP:   g.GuestLimitIP.limit(),
-			Global:  g.GuestLimitGlobal.limit(),
+			PerIP:   g.Limits.GuestIP.limit(),
+			Global:  g.Limits.GuestGlobal.limit(),
 			MaxLive: *g.MaxLiveGuests,
 		},
 		Challenges: accounts.ChallengeLimits{
-			PerIP:  g.ChallengeLimitIP.limit(),
-			Global: g.ChallengeLimitGlobal.limit(),
+			PerIP:  g.Limits.ChallengeIP.limit(),
+			Global: g.Limits.ChallengeGlobal.limit(),
 		},
 		Activity:      g.activity,
-		NameUserLimit: g.NameChangeUserLimit.limit(),
-		NameIPLimit:   g.NameChangeIPLimit.limit(),
+		NameUserLimit: g.Limits.NameChangeUser.limit(),
+		NameIPLimit:   g.Limits.NameChangeIP.limit(),
 		ReservedNames: reservedNames(g.ReservedNames),
 		Observer:      g.observe,
 		Stager:        g.stager(),
@@ -538,6 +481,9 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 func (g *GuestAuth) prepare(ctx caddy.Context) (storage.Module, error) {
 	if g.now == nil {
 		g.now = time.Now
+	}
+	if err := g.Limits.adoptFlat(&g.flatLimits); err != nil {
+		return nil, err
 	}
 	g.setDefaults()
 
@@ -601,20 +547,11 @@ func (g *GuestAuth) setDefaults() {
 	orDefault(&g.SessionLifetime, caddy.Duration(90*24*time.Hour))
 	newDefault(&g.ClockSkew, caddy.Duration(30*time.Second))
 	orDefault(&g.Require, RequireNone)
-	limitDefault(&g.SignInAccountLimit, 5, time.Minute)
-	limitDefault(&g.SignInDeviceLimit, 5, time.Minute)
-	limitDefault(&g.SignInHashLimit, 10, 20*time.Second)
-	limitDefault(&g.SignInIPLimit, 20, 10*time.Second)
+	g.Limits.setDefaults()
 	newDefault(&g.MaxSessionsPerUser, 10)
 	orDefault(&g.IPPrefixV4, 32)
 	orDefault(&g.IPPrefixV6, 64)
-	limitDefault(&g.GuestLimitIP, 30, time.Minute)
-	limitDefault(&g.NameChangeUserLimit, 5, 2*time.Minute)
-	limitDefault(&g.NameChangeIPLimit, 30, 20*time.Second)
-	limitDefault(&g.GuestLimitGlobal, 100, 100*time.Millisecond)
 	newDefault(&g.MaxLiveGuests, 100_000)
-	limitDefault(&g.ChallengeLimitIP, 60, time.Second)
-	limitDefault(&g.ChallengeLimitGlobal, 200, 50*time.Millisecond)
 	newDefault(&g.GuestTTL, caddy.Duration(30*24*time.Hour))
 	orDefault(&g.SweepInterval, caddy.Duration(10*time.Minute))
 	orDefault(&g.APIReadTimeout, caddy.Duration(10*time.Second))
@@ -660,11 +597,6 @@ func newDefault[T any](p **T, d T) {
 	}
 }
 
-// limitDefault sets an unset limit to burst, then one per every.
-func limitDefault(l **RateLimit, burst int, every time.Duration) {
-	newDefault(l, RateLimit{Burst: burst, Interval: caddy.Duration(every)})
-}
-
 // Validate checks the provisioned config.
 func (g *GuestAuth) Validate() error {
 	switch g.Require {
@@ -706,10 +638,8 @@ func (g *GuestAuth) Validate() error {
 	if *g.ClockSkew < 0 || *g.ClockSkew > caddy.Duration(5*time.Minute) {
 		return errors.New("clock_skew must be between 0 and 5m")
 	}
-	for _, l := range []*RateLimit{g.SignInAccountLimit, g.SignInDeviceLimit, g.SignInHashLimit, g.SignInIPLimit, g.GuestLimitIP, g.GuestLimitGlobal, g.NameChangeUserLimit, g.NameChangeIPLimit, g.ChallengeLimitIP, g.ChallengeLimitGlobal} {
-		if l.Burst < 0 || (l.Burst > 0 && l.Interval <= 0) {
-			return errors.New("a limit needs a burst >= 0 and a positive interval")
-		}
+	if err := g.Limits.validate(); err != nil {
+		return err
 	}
 	if *g.MaxLiveGuests < 0 || *g.GuestTTL < 0 || g.SweepInterval <= 0 || g.ActivityFlushInterval <= 0 {
 		return errors.New("max_live_guests and guest_ttl cannot be negative; sweep_interval and activity_flush_interval must be positive")
@@ -768,11 +698,3 @@ func (g *GuestAuth) Cleanup() error {
 	_, err := storePool.Delete(g.poolKey)
 	return err
 }
-
-// Interface guards
-var (
-	_ caddy.Provisioner           = (*GuestAuth)(nil)
-	_ caddy.Validator             = (*GuestAuth)(nil)
-	_ caddy.CleanerUpper          = (*GuestAuth)(nil)
-	_ caddyhttp.MiddlewareHandler = (*GuestAuth)(nil)
-)
