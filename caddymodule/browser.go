@@ -4,10 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -137,46 +135,10 @@ func (b *Browser) provision(ctx caddy.Context) error {
 }
 
 func (b *Browser) validate() error {
-	if !strings.HasPrefix(b.PagesPrefix, "/") || strings.ContainsAny(b.PagesPrefix, "?#") {
-		return errors.New("browser pages_prefix must be a path starting with /")
-	}
-	if !pages.ValidCookieName(b.CookieName) || strings.HasPrefix(b.CookieName, "__") {
-		return errors.New("browser cookie_name must be a cookie token not starting with __")
-	}
-	switch b.CookieSecure {
-	case pages.SecureAuto, pages.SecureAlways, pages.SecureNever:
-	default:
-		return fmt.Errorf("browser cookie_secure must be auto, always or never, not %q", b.CookieSecure)
-	}
 	if *b.UnconfirmedGuestTTL < 0 {
 		return errors.New("browser unconfirmed_guest_ttl cannot be negative")
 	}
-	if len(b.SiteName) > maxSiteName || strings.IndexFunc(b.SiteName, unicode.IsControl) >= 0 {
-		return fmt.Errorf("browser site_name must be at most %d characters, none of them a control character", maxSiteName)
-	}
-	if !validHome(b.Home) {
-		return fmt.Errorf("browser home %q must be a path of this site (/...) or an absolute http(s) URL", b.Home)
-	}
-	return nil
-}
-
-const maxSiteName = 100
-
-// validHome reports whether s can be the pages' link to the app: a path
-// of this site (not //host, no backslash, which browsers read as /), or an
-// absolute http(s) URL; no control character either way.
-func validHome(s string) bool {
-	if strings.IndexFunc(s, unicode.IsControl) >= 0 || strings.Contains(s, "\\") {
-		return false
-	}
-	u, err := url.Parse(s)
-	if err != nil || u.User != nil {
-		return false
-	}
-	if u.Scheme == "" {
-		return u.Host == "" && strings.HasPrefix(s, "/") && !strings.HasPrefix(s, "//")
-	}
-	return (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+	return (&pages.Pages{Prefix: b.PagesPrefix, CookieName: b.CookieName, CookieSecure: b.CookieSecure, SiteName: b.SiteName, Home: b.Home}).CheckConfig()
 }
 
 // parseBrowser reads the `browser` block. create_guest takes a matcher

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -238,16 +237,18 @@ type GuestAuth struct {
 	// admission is the admission lock pooled with its buckets (admitLock)
 	admission *sync.Mutex
 	clients   map[string]*protocol.Client
-	routes    map[string]route  // see buildRoutes
-	cors      *protocol.CORS    // the cors_origins; nil for none
-	headers   *headers.Identity // the identity headers: stripped, then set
-	logger    *zap.Logger
-	alg       jwa.SignatureAlgorithm
-	issuer    string // configured issuer, without trailing slash
-	origin    string // scheme://host of the configured issuer
-	now       func() time.Time
-	config    <-chan struct{}       // identifies the Caddy config this handler belongs to
-	helper    *httpcaddyfile.Helper // while parsing a Caddyfile: named matchers for browser create_guest
+	// clientConfigs are the Clients, their secrets resolved
+	clientConfigs []protocol.ClientConfig
+	routes        map[string]route  // see buildRoutes
+	cors          *protocol.CORS    // the cors_origins; nil for none
+	headers       *headers.Identity // the identity headers: stripped, then set
+	logger        *zap.Logger
+	alg           jwa.SignatureAlgorithm
+	issuer        string // configured issuer, without trailing slash
+	origin        string // scheme://host of the configured issuer
+	now           func() time.Time
+	config        <-chan struct{}       // identifies the Caddy config this handler belongs to
+	helper        *httpcaddyfile.Helper // while parsing a Caddyfile: named matchers for browser create_guest
 
 	// Caddy's events app and this module's context, to emit to it
 	caddyEvents *caddyevents.App
@@ -301,8 +302,6 @@ type Client struct {
 	// server-side app the site owner trusts: it can rename users, set
 	// their passwords and delete them. Not for a public client.
 	ManageUsers bool `json:"manage_users,omitempty"`
-
-	secret []byte // the resolved ClientSecret
 }
 
 // HeaderNames names the identity headers sent upstream. Every header of this
@@ -330,31 +329,6 @@ const MergedFromHeader = headers.DefaultMergedFrom
 
 func (h HeaderNames) names() []string {
 	return []string{h.UserID, h.UserName, h.UserTag, h.UserAnonymous}
-}
-
-// Special entries of ReservedNames.
-const (
-	reservedDefault = "default"
-	reservedOff     = "off"
-)
-
-// reservedNames expands the configured reserved names: unset is the
-// built-in list, `default` stands for it, `off` alone reserves nothing.
-func reservedNames(names []string) []string {
-	if names == nil {
-		return accounts.DefaultReservedNames
-	}
-	var out []string
-	for _, n := range names {
-		switch n {
-		case reservedOff:
-		case reservedDefault:
-			out = append(out, accounts.DefaultReservedNames...)
-		default:
-			out = append(out, n)
-		}
-	}
-	return out
 }
 
 // Access policies.
@@ -434,7 +408,7 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		Activity:      g.activity,
 		NameUserLimit: g.Limits.NameChangeUser.limit(),
 		NameIPLimit:   g.Limits.NameChangeIP.limit(),
-		ReservedNames: reservedNames(g.ReservedNames),
+		ReservedNames: accounts.ExpandReservedNames(g.ReservedNames),
 		Observer:      g.observe,
 		Stager:        g.stager(),
 		Throttles:     g.throttle,
@@ -488,15 +462,14 @@ func (g *GuestAuth) prepare(ctx caddy.Context) (storage.Module, error) {
 	g.setDefaults()
 
 	repl := caddy.NewReplacer()
-	g.clients = make(map[string]*protocol.Client, len(g.Clients))
-	for i := range g.Clients {
-		c := &g.Clients[i]
-		c.secret = []byte(repl.ReplaceKnown(c.ClientSecret, ""))
-		pc := protocol.NewClient(c.ClientID, c.secret, c.Public, c.Guests)
-		pc.RedirectURIs, pc.PostLogoutRedirectURIs = c.RedirectURIs, c.PostLogoutRedirectURIs
-		pc.ManageUsers = c.ManageUsers
-		g.clients[c.ClientID] = pc
+	g.clientConfigs = make([]protocol.ClientConfig, len(g.Clients))
+	for i, c := range g.Clients {
+		g.clientConfigs[i] = protocol.ClientConfig{
+			ID: c.ClientID, SecretGiven: c.ClientSecret != "", Secret: []byte(repl.ReplaceKnown(c.ClientSecret, "")), Public: c.Public,
+			Guests: c.Guests, RedirectURIs: c.RedirectURIs, PostLogoutRedirectURIs: c.PostLogoutRedirectURIs, ManageUsers: c.ManageUsers,
+		}
 	}
+	g.clients = protocol.NewClients(g.clientConfigs)
 	orDefault(&g.Organization, accounts.DefaultOrganization)
 	cors, err := protocol.NewCORS(g.CORSOrigins)
 	if err != nil {
@@ -511,12 +484,9 @@ func (g *GuestAuth) prepare(ctx caddy.Context) (storage.Module, error) {
 	g.alg = alg
 
 	if g.Issuer != "" {
-		u, err := url.Parse(g.Issuer)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-			return nil, fmt.Errorf("issuer %q must be an absolute http(s) URL without query or fragment", g.Issuer)
+		if g.issuer, g.origin, err = protocol.ParseIssuer(g.Issuer); err != nil {
+			return nil, err
 		}
-		g.issuer = strings.TrimSuffix(g.Issuer, "/")
-		g.origin = u.Scheme + "://" + u.Host
 	}
 
 	return g.Storage.load(ctx)
@@ -604,27 +574,8 @@ func (g *GuestAuth) Validate() error {
 	default:
 		return fmt.Errorf("require must be none, any or user, not %q", g.Require)
 	}
-	seen := map[string]bool{}
-	for _, c := range g.Clients {
-		if c.ClientID == "" {
-			return errors.New("a client needs a client_id")
-		}
-		if seen[c.ClientID] {
-			return fmt.Errorf("client %q is configured twice", c.ClientID)
-		}
-		seen[c.ClientID] = true
-		if err := protocol.ValidateClient(c.ClientID, c.ClientSecret != "", c.Public, c.Guests); err != nil {
-			return err
-		}
-		if !c.Public && len(c.secret) == 0 {
-			return fmt.Errorf("client %q has an empty secret (is its environment variable set?)", c.ClientID)
-		}
-		if err := validateRedirects(c, g.Browser != nil); err != nil {
-			return err
-		}
-		if c.ManageUsers && c.Public {
-			return fmt.Errorf("client %q is public: it cannot manage users (manage_users needs a secret)", c.ClientID)
-		}
+	if err := protocol.CheckClients(g.clientConfigs, g.Browser != nil); err != nil {
+		return err
 	}
 	if o := g.Organization; strings.ContainsAny(o, "/ ") || len(o) > 100 || strings.IndexFunc(o, unicode.IsControl) >= 0 {
 		return fmt.Errorf("organization %q must be at most 100 characters, without / or spaces", o)
@@ -645,7 +596,7 @@ func (g *GuestAuth) Validate() error {
 		return errors.New("max_live_guests and guest_ttl cannot be negative; sweep_interval and activity_flush_interval must be positive")
 	}
 	for _, n := range g.ReservedNames {
-		if model.NameKey(n) == "" || (n == reservedOff && len(g.ReservedNames) > 1) {
+		if model.NameKey(n) == "" || (n == accounts.ReservedOff && len(g.ReservedNames) > 1) {
 			return errors.New("reserved_names: names must be non-empty, and off must stand alone")
 		}
 	}

@@ -35,7 +35,7 @@ func TestNameOptionsCaddyfile(t *testing.T) {
 	if !slices.Equal(g.ReservedNames, []string{"default", "acme", "Acme-Support"}) {
 		t.Fatalf("reserved_names: %v", g.ReservedNames)
 	}
-	got := reservedNames(g.ReservedNames)
+	got := accounts.ExpandReservedNames(g.ReservedNames)
 	if len(got) != len(accounts.DefaultReservedNames)+2 || !slices.Contains(got, "admin") || !slices.Contains(got, "Acme-Support") {
 		t.Fatalf("expanded: %v", got)
 	}
@@ -57,10 +57,10 @@ func TestNameOptionDefaults(t *testing.T) {
 		*g.Limits.NameChangeIP != (RateLimit{Burst: 30, Interval: caddy.Duration(20 * time.Second)}) {
 		t.Fatalf("default limits: %+v %+v", g.Limits.NameChangeUser, g.Limits.NameChangeIP)
 	}
-	if !slices.Equal(reservedNames(nil), accounts.DefaultReservedNames) {
+	if !slices.Equal(accounts.ExpandReservedNames(nil), accounts.DefaultReservedNames) {
 		t.Fatal("unset reserved_names is not the built-in list")
 	}
-	if got := reservedNames([]string{"off"}); len(got) != 0 {
+	if got := accounts.ExpandReservedNames([]string{"off"}); len(got) != 0 {
 		t.Fatalf("off: %v", got)
 	}
 	if err := g.Validate(); err != nil {
