@@ -320,16 +320,10 @@ type HeaderNames struct {
 	UserAnonymous string `json:"user_anonymous,omitempty"`
 }
 
-var defaultHeaders = HeaderNames{headers.DefaultUserID, headers.DefaultUserName, headers.DefaultUserTag, headers.DefaultUserAnonymous}
-
 // MergedFromHeader is the default header telling the upstream which guest
 // a session was merged from (Browser.MergedHeader); a client can never send
 // it upstream.
 const MergedFromHeader = headers.DefaultMergedFrom
-
-func (h HeaderNames) names() []string {
-	return []string{h.UserID, h.UserName, h.UserTag, h.UserAnonymous}
-}
 
 // Access policies.
 const (
@@ -499,6 +493,12 @@ func (g *GuestAuth) prepare(ctx caddy.Context) (storage.Module, error) {
 // fooled by a forged X-Auth-User-Id when others are configured, nor by a
 // captured assertion sent through a handler that signs none.
 func (g *GuestAuth) prepareHeaders() {
+	g.headers = headers.NewIdentity(g.headerNames())
+}
+
+// headerNames are the configured identity headers' names ("": the
+// default, which headers.Names fills in).
+func (g *GuestAuth) headerNames() headers.Names {
 	h := g.Headers
 	n := headers.Names{UserID: h.UserID, UserName: h.UserName, UserTag: h.UserTag, UserAnonymous: h.UserAnonymous}
 	if g.Browser != nil {
@@ -507,7 +507,7 @@ func (g *GuestAuth) prepareHeaders() {
 	if g.Assertion != nil {
 		n.Assertion = g.Assertion.Header
 	}
-	g.headers = headers.NewIdentity(n)
+	return n
 }
 
 func (g *GuestAuth) setDefaults() {
@@ -534,20 +534,6 @@ func (g *GuestAuth) setDefaults() {
 	}
 	if g.Assertion != nil {
 		g.Assertion.setDefaults()
-	}
-	defaults := defaultHeaders
-	for _, p := range []struct {
-		v *string
-		d string
-	}{
-		{&g.Headers.UserID, defaults.UserID}, {&g.Headers.UserName, defaults.UserName},
-		{&g.Headers.UserTag, defaults.UserTag}, {&g.Headers.UserAnonymous, defaults.UserAnonymous},
-	} {
-		if *p.v == "" {
-			*p.v = p.d
-		} else {
-			*p.v = http.CanonicalHeaderKey(*p.v)
-		}
 	}
 }
 
@@ -625,13 +611,8 @@ func (g *GuestAuth) Validate() error {
 			return err
 		}
 	}
-	names := map[string]bool{}
-	for _, h := range g.Headers.names() {
-		h = headers.Normalize(h)
-		if h == "" || names[h] {
-			return errors.New("identity header names must be distinct and non-empty")
-		}
-		names[h] = true
+	if err := g.headerNames().CheckUserNames(); err != nil {
+		return err
 	}
 	return nil
 }
