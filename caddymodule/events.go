@@ -16,7 +16,6 @@ import (
 	"github.com/guestauth/caddy-guestauth/internal/events"
 	"github.com/guestauth/caddy-guestauth/internal/metrics"
 	"github.com/guestauth/caddy-guestauth/internal/outbox"
-	"github.com/guestauth/caddy-guestauth/webhook"
 )
 
 // Webhook sends the module's events to an HTTP endpoint, one POST per
@@ -74,36 +73,15 @@ type Webhook struct {
 // registers the metrics with this config's registry.
 func (g *GuestAuth) setupEvents(ctx caddy.Context) error {
 	var sinks []events.Sink
-	if g.Webhook != nil {
-		// An unset placeholder leaves an empty secret: refused below.
-		var key webhook.Key
-		if secret := caddy.NewReplacer().ReplaceKnown(g.Webhook.Secret, ""); secret != "" {
-			var err error
-			if key, err = webhook.ParseSecret(secret); err != nil {
-				return err
-			}
-		}
-		wh, err := events.NewWebhook(events.WebhookConfig{
-			URL:         g.Webhook.URL,
-			Secret:      key,
-			MaxAttempts: g.Webhook.MaxAttempts,
-			Timeout:     webhookTimeout,
-			Now:         g.now,
-		}, g.logger.Named("webhook"))
+	if w := g.Webhook; w != nil {
+		// An unset placeholder leaves an empty secret: refused.
+		ob, err := outbox.ForWebhook(
+			events.WebhookConfig{URL: w.URL, MaxAttempts: w.MaxAttempts, Timeout: webhookTimeout, Now: g.now},
+			caddy.NewReplacer().ReplaceKnown(w.Secret, ""), g.logger.Named("webhook"),
+			outbox.Config{Store: g.shared.store, Now: g.now, OnDrop: metrics.WebhookDropped, MaxRows: w.QueueSize})
 		if err != nil {
 			return err
 		}
-		ob, err := outbox.New(outbox.Config{
-			Store:   g.shared.store,
-			Webhook: wh,
-			Now:     g.now,
-			OnDrop:  metrics.WebhookDropped,
-			MaxRows: g.Webhook.QueueSize,
-		})
-		if err != nil {
-			return err
-		}
-		ob.Start()
 		g.outbox = ob
 		// The outbox stops with the config: when Caddy cancels its context
 		// (unload or reload), or at Cleanup, whichever comes first.
