@@ -171,9 +171,9 @@ func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				g.Clients = append(g.Clients, c)
 			}
 		case "cors_origins":
-			err = appendArgs(d, &g.CORSOrigins)
+			err = caddyopt.Append(d, &g.CORSOrigins)
 		case "reserved_names":
-			err = appendArgs(d, &g.ReservedNames)
+			err = caddyopt.Append(d, &g.ReservedNames)
 		default:
 			err = d.Errf("unknown guest_auth option %q", key)
 		}
@@ -181,16 +181,6 @@ func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
-	return nil
-}
-
-// appendArgs adds a repeatable option's arguments (at least one) to list.
-func appendArgs(d *caddyfile.Dispenser, list *[]string) error {
-	args := d.RemainingArgs()
-	if len(args) == 0 {
-		return d.ArgErr()
-	}
-	*list = append(*list, args...)
 	return nil
 }
 
@@ -271,9 +261,9 @@ func parseClient(d *caddyfile.Dispenser) (Client, error) {
 			}
 		// Repeatable: each line adds to the list.
 		case "redirect_uri":
-			err = appendArgs(d, &c.RedirectURIs)
+			err = caddyopt.Append(d, &c.RedirectURIs)
 		case "post_logout_redirect_uri":
-			err = appendArgs(d, &c.PostLogoutRedirectURIs)
+			err = caddyopt.Append(d, &c.PostLogoutRedirectURIs)
 		default:
 			err = d.Errf("unknown client option %q (want public, guests, redirect_uri, post_logout_redirect_uri or manage_users)", key)
 		}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -137,18 +136,6 @@ func (g *GuestAuth) stager() accounts.Stager {
 	return g.outbox.Stage
 }
 
-// Caddy event names: each guest_auth event is also emitted to Caddy's
-// events app as guest_auth_ followed by its type with "." as "_", so a
-// site's `events` handlers can subscribe to it (origin module
-// http.handlers.guest_auth; the event's data is the guest_auth event's data
-// plus user_id and client_id when set).
-const caddyEventPrefix = "guest_auth_"
-
-// caddyEventName is the Caddy event name of a guest_auth event type.
-func caddyEventName(typ string) string {
-	return caddyEventPrefix + strings.ReplaceAll(typ, ".", "_")
-}
-
 // observe is the accounts.Observer of this handler: the one place where a
 // domain outcome is counted (metrics), logged and sent to the webhook
 // (events), and emitted to Caddy's events app. user.kept is only logged;
@@ -175,12 +162,14 @@ func (g *GuestAuth) observe(_ context.Context, ev events.Event, stored bool) {
 	g.emitCaddyEvent(ev)
 }
 
-// emitCaddyEvent emits ev to Caddy's events app, when anything listens.
+// emitCaddyEvent emits ev to Caddy's events app, when anything listens,
+// named by events.CaddyName, from module http.handlers.guest_auth, with
+// the event's data plus user_id and client_id when set.
 func (g *GuestAuth) emitCaddyEvent(ev events.Event) {
 	if g.caddyEvents == nil {
 		return
 	}
-	name := caddyEventName(ev.Type)
+	name := events.CaddyName(ev.Type)
 	if !g.caddyEvents.ShouldEmit(name) {
 		return
 	}

@@ -87,28 +87,19 @@ type Limits struct {
 }
 
 // flatLimits are the limits' JSON names before they were grouped in
-// `limits`, still read: each fills its limit when `limits` leaves it
-// unset, and a limit given both ways is a config error.
+// `limits` (deprecated; Limits.each pairs them), still read: each fills
+// its limit when `limits` leaves it unset, and a limit given both ways is
+// a config error.
 type flatLimits struct {
-	// Deprecated: limits.signin_account.
-	FlatSignInAccount *RateLimit `json:"signin_account_limit,omitempty"`
-	// Deprecated: limits.signin_device.
-	FlatSignInDevice *RateLimit `json:"signin_device_limit,omitempty"`
-	// Deprecated: limits.signin_hashes.
-	FlatSignInHashes *RateLimit `json:"signin_hash_limit,omitempty"`
-	// Deprecated: limits.signin_ip.
-	FlatSignInIP *RateLimit `json:"signin_ip_limit,omitempty"`
-	// Deprecated: limits.guest_ip.
-	FlatGuestIP *RateLimit `json:"guest_limit_ip,omitempty"`
-	// Deprecated: limits.guest_global.
-	FlatGuestGlobal *RateLimit `json:"guest_limit_global,omitempty"`
-	// Deprecated: limits.name_change_user.
-	FlatNameChangeUser *RateLimit `json:"name_change_user_limit,omitempty"`
-	// Deprecated: limits.name_change_ip.
-	FlatNameChangeIP *RateLimit `json:"name_change_ip_limit,omitempty"`
-	// Deprecated: limits.challenge_ip.
-	FlatChallengeIP *RateLimit `json:"challenge_limit_ip,omitempty"`
-	// Deprecated: limits.challenge_global.
+	FlatSignInAccount   *RateLimit `json:"signin_account_limit,omitempty"`
+	FlatSignInDevice    *RateLimit `json:"signin_device_limit,omitempty"`
+	FlatSignInHashes    *RateLimit `json:"signin_hash_limit,omitempty"`
+	FlatSignInIP        *RateLimit `json:"signin_ip_limit,omitempty"`
+	FlatGuestIP         *RateLimit `json:"guest_limit_ip,omitempty"`
+	FlatGuestGlobal     *RateLimit `json:"guest_limit_global,omitempty"`
+	FlatNameChangeUser  *RateLimit `json:"name_change_user_limit,omitempty"`
+	FlatNameChangeIP    *RateLimit `json:"name_change_ip_limit,omitempty"`
+	FlatChallengeIP     *RateLimit `json:"challenge_limit_ip,omitempty"`
 	FlatChallengeGlobal *RateLimit `json:"challenge_limit_global,omitempty"`
 }
 
@@ -122,16 +113,15 @@ func (l *RateLimit) limit() accounts.Limit {
 	return accounts.Limit{Burst: l.Burst, Interval: time.Duration(l.Interval)}
 }
 
-// each lists every limit with its JSON name in `limits` and its flat
-// JSON name.
-func (l *Limits) each(flat *flatLimits) []struct {
+type limitField struct {
 	name, flatName string
 	group, flat    **RateLimit
-} {
-	return []struct {
-		name, flatName string
-		group, flat    **RateLimit
-	}{
+}
+
+// each lists every limit with its JSON name in `limits` and its flat
+// JSON name.
+func (l *Limits) each(flat *flatLimits) []limitField {
+	return []limitField{
 		{"signin_account", "signin_account_limit", &l.SignInAccount, &flat.FlatSignInAccount},
 		{"signin_device", "signin_device_limit", &l.SignInDevice, &flat.FlatSignInDevice},
 		{"signin_hashes", "signin_hash_limit", &l.SignInHashes, &flat.FlatSignInHashes},

@@ -129,14 +129,9 @@ type GuestAuth struct {
 	// unset.
 	Assertion *Assertion `json:"assertion,omitempty"`
 
-	// The rate limits (see Limits), in one object:
-	// `"limits": {"signin_account": {"burst": 5, "interval": "1m"}, ...}`.
-	// Each limit's former top-level name (signin_account_limit,
-	// signin_device_limit, signin_hash_limit, signin_ip_limit,
-	// guest_limit_ip, guest_limit_global, name_change_user_limit,
-	// name_change_ip_limit, challenge_limit_ip, challenge_limit_global) is
-	// still read when `limits` leaves that limit unset; setting both is a
-	// config error.
+	// The rate limits (see Limits), in one object: `"limits":
+	// {"signin_account": {"burst": 5, "interval": "1m"}, ...}`. Their
+	// former top-level names (signin_account_limit, ...) are still read.
 	Limits Limits `json:"limits,omitzero"`
 	flatLimits
 
@@ -526,7 +521,7 @@ func (g *GuestAuth) setDefaults() {
 	orDefault(&g.SweepInterval, caddy.Duration(10*time.Minute))
 	orDefault(&g.APIReadTimeout, caddy.Duration(10*time.Second))
 	orDefault(&g.ActivityFlushInterval, caddy.Duration(time.Minute))
-	orDefault(&g.KeepHeader, defaultKeepHeader)
+	orDefault(&g.KeepHeader, headers.DefaultKeep)
 	g.KeepHeader = http.CanonicalHeaderKey(g.KeepHeader)
 	newDefault(&g.TokenCacheSize, tokens.DefaultCacheSize)
 	if g.Browser != nil {

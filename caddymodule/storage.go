@@ -4,14 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/guestauth/caddy-guestauth/internal/accounts"
+	"github.com/guestauth/caddy-guestauth/internal/admin"
 	"github.com/guestauth/caddy-guestauth/internal/caddyopt"
-	"github.com/guestauth/caddy-guestauth/internal/model"
 	"github.com/guestauth/caddy-guestauth/internal/outbox"
 	"github.com/guestauth/caddy-guestauth/internal/tokens"
 	"github.com/guestauth/caddy-guestauth/storage"
@@ -90,12 +89,11 @@ type store interface {
 	accounts.LimitStore
 	tokens.KeyStore
 	outbox.Store
-	sweepLocker
+	admin.Store
 
-	ListUsers(ctx context.Context, after, tag string, limit int) (users []model.User, next string, err error)
-	Stats(ctx context.Context) (*storage.Stats, error)
-	Backup(ctx context.Context, w io.Writer, size func(n int64)) (int64, error)
-	Describe() string
+	// TryLockSweep is the store's sweep lock: a periodic sweep runs in one
+	// place at a time of all the processes and configs using the store.
+	TryLockSweep(ctx context.Context, name string, fn func(ctx context.Context) error) (bool, error)
 	Shared() bool
 	Close() error
 }

@@ -46,6 +46,17 @@ func (b *Block) String(d *caddyfile.Dispenser, v *string) error {
 	return nil
 }
 
+// Append reads a repeatable option (at least one argument) and adds its
+// arguments to list.
+func Append(d *caddyfile.Dispenser, list *[]string) error {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return d.ArgErr()
+	}
+	*list = append(*list, args...)
+	return nil
+}
+
 // Flag reads a single-valued option without arguments: it sets v.
 func (b *Block) Flag(d *caddyfile.Dispenser, v *bool) error {
 	if err := b.Once(d, d.Val()); err != nil {

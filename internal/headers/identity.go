@@ -28,6 +28,29 @@ const (
 	DefaultMergedFrom    = "X-Auth-Merged-From"
 )
 
+// DefaultKeep is the keep header's default name: the upstream's response
+// header marking the requesting guest kept (canonical, as the keys of a
+// response's header).
+const DefaultKeep = "X-Guest-Auth-Keep"
+
+// HasKeep reports whether a response's h carries the keep header, under
+// name (canonical) or DefaultKeep.
+func HasKeep(h http.Header, name string) bool {
+	_, custom := h[name]
+	_, def := h[DefaultKeep]
+	return custom || def
+}
+
+// TakeKeep removes the keep header from a response's h, under name
+// (canonical) and DefaultKeep (which under another name marks nothing),
+// and reports whether it said "true" under name.
+func TakeKeep(h http.Header, name string) bool {
+	v := h.Get(name)
+	delete(h, name)
+	delete(h, DefaultKeep)
+	return strings.EqualFold(strings.TrimSpace(v), "true")
+}
+
 // Names are one config's names of the headers guest_auth may set for the
 // upstream; "" is the default name. Assertion and MergedFrom name the
 // signed assertion's and the merge's headers whether or not the config

@@ -3,6 +3,7 @@ package protocol
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 )
@@ -122,4 +123,13 @@ func ParseIssuer(issuer string) (trimmed, origin string, err error) {
 		return "", "", fmt.Errorf("issuer %q must be an absolute http(s) URL without query or fragment", issuer)
 	}
 	return strings.TrimSuffix(issuer, "/"), u.Scheme + "://" + u.Host, nil
+}
+
+// RequestOrigin is the scheme://host r came to, the issuer and origin of
+// a config without an issuer.
+func RequestOrigin(r *http.Request) string {
+	if r.TLS != nil {
+		return "https://" + r.Host
+	}
+	return "http://" + r.Host
 }
