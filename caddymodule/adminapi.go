@@ -2,9 +2,8 @@ package caddymodule
 
 import (
 	"context"
-	"fmt"
-	"net/http"
-	"path/filepath"
+	"maps"
+	"slices"
 
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
@@ -21,6 +20,8 @@ func init() {
 // keep, revoke, prune, stats, backup, key rotation) on Caddy's admin
 // endpoint, on the stores this process has open.
 type AdminAPI struct{}
+
+var _ caddy.AdminRouter = (*AdminAPI)(nil)
 
 // CaddyModule returns the Caddy module information.
 func (AdminAPI) CaddyModule() caddy.ModuleInfo {
@@ -50,33 +51,17 @@ func adminTarget(path string) (admin.Target, error) {
 	return t, nil
 }
 
-// adminStore finds the open store named by the storage parameter: a bbolt
-// file's path, resolved like the config's (relative to Caddy's working
-// directory), or another kind's "<kind>:<location>".
-func adminStore(path string) (*sharedStore, error) {
-	if _, ok := storePool.References(path); ok {
-		return findStore(path)
+// adminStore finds the open store named by the storage parameter
+// (admin.PickStore).
+func adminStore(param string) (*sharedStore, error) {
+	open := map[string]*sharedStore{}
+	storePool.Range(func(k, v any) bool {
+		open[k.(string)] = v.(*sharedStore)
+		return true
+	})
+	key, err := admin.PickStore(slices.Collect(maps.Keys(open)), param)
+	if err != nil {
+		return nil, err
 	}
-	if path != "" {
-		abs, err := filepath.Abs(path)
-		if err != nil {
-			return nil, caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("storage %q: %v", path, err)}
-		}
-		path = abs
-	}
-	sh, err := findStore(path)
-	if err == nil {
-		return sh, nil
-	}
-	status := http.StatusNotFound
-	if path == "" {
-		open := 0
-		storePool.Range(func(any, any) bool { open++; return true })
-		if open > 1 {
-			status = http.StatusBadRequest // ambiguous: the caller must choose
-		}
-	}
-	return nil, caddy.APIError{HTTPStatus: status, Err: err}
+	return open[key], nil
 }
-
-var _ caddy.AdminRouter = (*AdminAPI)(nil)

@@ -7,6 +7,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/guestauth/caddy-guestauth/internal/caddyopt"
 	"github.com/guestauth/caddy-guestauth/internal/headers"
 )
 
@@ -50,25 +52,21 @@ func parseAssertion(d *caddyfile.Dispenser) (*Assertion, error) {
 	if d.NextArg() {
 		return nil, d.ArgErr()
 	}
+	var opts caddyopt.Block
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		key := d.Val()
-		var v string
-		if !d.AllArgs(&v) {
-			return nil, d.ArgErr()
-		}
-		switch key {
+		var err error
+		switch key := d.Val(); key {
 		case "header":
-			a.Header = v
+			err = opts.String(d, &a.Header)
 		case "audience":
-			a.Audience = v
+			err = opts.String(d, &a.Audience)
 		case "lifetime":
-			dur, err := caddy.ParseDuration(v)
-			if err != nil {
-				return nil, d.Errf("%s: %v", key, err)
-			}
-			a.Lifetime = caddy.Duration(dur)
+			err = opts.Duration(d, &a.Lifetime)
 		default:
-			return nil, d.Errf("unknown assertion option %q", key)
+			err = d.Errf("unknown assertion option %q", key)
+		}
+		if err != nil {
+			return nil, err
 		}
 	}
 	return a, nil

@@ -4,15 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/guestauth/caddy-guestauth/internal/caddyopt"
 	"github.com/guestauth/caddy-guestauth/internal/pages"
 )
 
@@ -135,46 +135,10 @@ func (b *Browser) provision(ctx caddy.Context) error {
 }
 
 func (b *Browser) validate() error {
-	if !strings.HasPrefix(b.PagesPrefix, "/") || strings.ContainsAny(b.PagesPrefix, "?#") {
-		return errors.New("browser pages_prefix must be a path starting with /")
-	}
-	if !pages.ValidCookieName(b.CookieName) || strings.HasPrefix(b.CookieName, "__") {
-		return errors.New("browser cookie_name must be a cookie token not starting with __")
-	}
-	switch b.CookieSecure {
-	case pages.SecureAuto, pages.SecureAlways, pages.SecureNever:
-	default:
-		return fmt.Errorf("browser cookie_secure must be auto, always or never, not %q", b.CookieSecure)
-	}
 	if *b.UnconfirmedGuestTTL < 0 {
 		return errors.New("browser unconfirmed_guest_ttl cannot be negative")
 	}
-	if len(b.SiteName) > maxSiteName || strings.IndexFunc(b.SiteName, unicode.IsControl) >= 0 {
-		return fmt.Errorf("browser site_name must be at most %d characters, none of them a control character", maxSiteName)
-	}
-	if !validHome(b.Home) {
-		return fmt.Errorf("browser home %q must be a path of this site (/...) or an absolute http(s) URL", b.Home)
-	}
-	return nil
-}
-
-const maxSiteName = 100
-
-// validHome reports whether s can be the pages' link to the app: a path
-// of this site (not //host, no backslash, which browsers read as /), or an
-// absolute http(s) URL; no control character either way.
-func validHome(s string) bool {
-	if strings.IndexFunc(s, unicode.IsControl) >= 0 || strings.Contains(s, "\\") {
-		return false
-	}
-	u, err := url.Parse(s)
-	if err != nil || u.User != nil {
-		return false
-	}
-	if u.Scheme == "" {
-		return u.Host == "" && strings.HasPrefix(s, "/") && !strings.HasPrefix(s, "//")
-	}
-	return (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+	return (&pages.Pages{Prefix: b.PagesPrefix, CookieName: b.CookieName, CookieSecure: b.CookieSecure, SiteName: b.SiteName, Home: b.Home}).CheckConfig()
 }
 
 // parseBrowser reads the `browser` block. create_guest takes a matcher
@@ -185,51 +149,56 @@ func parseBrowser(d *caddyfile.Dispenser, h *httpcaddyfile.Helper) (*Browser, er
 	if d.NextArg() {
 		return nil, d.ArgErr()
 	}
+	var opts caddyopt.Block
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		key := d.Val()
-		switch key {
-		case "cookie_name", "pages_prefix", "templates", "merged_header", "cookie_secure", "site_name", "home":
-			var v string
-			if !d.AllArgs(&v) {
-				return nil, d.ArgErr()
-			}
-			*map[string]*string{
-				"cookie_name": &b.CookieName, "pages_prefix": &b.PagesPrefix,
-				"templates": &b.Templates, "merged_header": &b.MergedHeader,
-				"cookie_secure": &b.CookieSecure, "site_name": &b.SiteName, "home": &b.Home,
-			}[key] = v
+		var err error
+		switch key := d.Val(); key {
+		case "cookie_name":
+			err = opts.String(d, &b.CookieName)
+		case "cookie_secure":
+			err = opts.String(d, &b.CookieSecure)
+		case "pages_prefix":
+			err = opts.String(d, &b.PagesPrefix)
+		case "site_name":
+			err = opts.String(d, &b.SiteName)
+		case "home":
+			err = opts.String(d, &b.Home)
+		case "templates":
+			err = opts.String(d, &b.Templates)
+		case "merged_header":
+			err = opts.String(d, &b.MergedHeader)
 		case "unconfirmed_guest_ttl":
-			var v string
-			if !d.AllArgs(&v) {
-				return nil, d.ArgErr()
-			}
-			dur, err := caddy.ParseDuration(v)
-			if err != nil {
-				return nil, d.Errf("%s: %v", key, err)
-			}
-			cd := caddy.Duration(dur)
-			b.UnconfirmedGuestTTL = &cd
-		case "create_guest":
-			if h == nil {
-				return nil, d.Err("create_guest needs a Caddyfile site (named matchers)")
-			}
-			set, ok, err := h.MatcherToken()
-			if err != nil {
-				return nil, err
-			}
-			if !ok {
-				return nil, d.Err("create_guest needs a matcher: @name, * or a path")
-			}
-			if d.NextArg() {
-				return nil, d.ArgErr()
-			}
-			if set == nil {
-				set = caddy.ModuleMap{} // `*`: every request
-			}
-			b.CreateGuestRaw = append(b.CreateGuestRaw, set)
+			err = opts.DurationPtr(d, &b.UnconfirmedGuestTTL)
+		case "create_guest": // repeatable: any of the matchers
+			err = b.unmarshalCreateGuest(d, h)
 		default:
-			return nil, d.Errf("unknown browser option %q", key)
+			err = d.Errf("unknown browser option %q", key)
+		}
+		if err != nil {
+			return nil, err
 		}
 	}
 	return b, nil
+}
+
+// unmarshalCreateGuest reads one `create_guest <matcher>` line.
+func (b *Browser) unmarshalCreateGuest(d *caddyfile.Dispenser, h *httpcaddyfile.Helper) error {
+	if h == nil {
+		return d.Err("create_guest needs a Caddyfile site (named matchers)")
+	}
+	set, ok, err := h.MatcherToken()
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return d.Err("create_guest needs a matcher: @name, * or a path")
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	if set == nil {
+		set = caddy.ModuleMap{} // `*`: every request
+	}
+	b.CreateGuestRaw = append(b.CreateGuestRaw, set)
+	return nil
 }

@@ -4,10 +4,11 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/guestauth/caddy-guestauth/internal/caddyopt"
 )
 
 func init() {
@@ -91,178 +92,143 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // `both`, or `keypair` for a public client), `redirect_uri` and
 // `post_logout_redirect_uri` (repeatable) register where the authorization
 // and end-session endpoints may send visitors back, `manage_users` lets it
-// use Casdoor's user API with its secret. `cors_origins` lines add up.
+// use Casdoor's user API with its secret. `cors_origins` and
+// `reserved_names` lines add up, and so do a browser block's
+// `create_guest` lines; every other option may be given once per block (a
+// second one is an error naming both lines).
 func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	var opts caddyopt.Block // the single-valued options: each at most once
 	for d.NextBlock(0) {
-		key := d.Val()
-		switch key {
+		var err error
+		switch key := d.Val(); key {
 		case "storage":
-			if err := g.Storage.unmarshalCaddyfile(d); err != nil {
-				return err
+			if err = opts.Once(d, key); err == nil {
+				err = g.Storage.unmarshalCaddyfile(d)
 			}
-		case "issuer", "signing_alg", "require", "cookie", "organization":
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
-			}
-			*map[string]*string{
-				"issuer": &g.Issuer, "signing_alg": &g.SigningAlg,
-				"require": &g.Require, "cookie": &g.Cookie, "organization": &g.Organization,
-			}[key] = v
-		case "cors_origins":
-			origins := d.RemainingArgs()
-			if len(origins) == 0 {
-				return d.ArgErr()
-			}
-			g.CORSOrigins = append(g.CORSOrigins, origins...)
-		case "access_token_lifetime", "session_idle_timeout", "session_lifetime", "sweep_interval", "activity_flush_interval", "api_read_timeout":
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
-			}
-			dur, err := caddy.ParseDuration(v)
-			if err != nil {
-				return d.Errf("%s: %v", key, err)
-			}
-			*map[string]*caddy.Duration{
-				"access_token_lifetime": &g.AccessTokenLifetime, "session_idle_timeout": &g.SessionIdleTimeout,
-				"session_lifetime": &g.SessionLifetime, "sweep_interval": &g.SweepInterval,
-				"activity_flush_interval": &g.ActivityFlushInterval, "api_read_timeout": &g.APIReadTimeout,
-			}[key] = caddy.Duration(dur)
-		case "client":
-			c, err := parseClient(d)
-			if err != nil {
-				return err
-			}
-			g.Clients = append(g.Clients, c)
-		case "header":
-			var which, name string
-			if !d.AllArgs(&which, &name) {
-				return d.ArgErr()
-			}
-			field, ok := map[string]*string{
-				"user_id": &g.Headers.UserID, "user_name": &g.Headers.UserName,
-				"user_tag": &g.Headers.UserTag, "user_anonymous": &g.Headers.UserAnonymous,
-			}[which]
-			if !ok {
-				return d.Errf("unknown header %q (want user_id, user_name, user_tag or user_anonymous)", which)
-			}
-			*field = name
-		case "signin_limit", "guest_limit", "name_change_limit", "challenge_limit":
-			var which, burst, interval string
-			if !d.AllArgs(&which, &burst, &interval) {
-				return d.ArgErr()
-			}
-			n, err := strconv.Atoi(burst)
-			if err != nil {
-				return d.Errf("%s burst: %v", key, err)
-			}
-			dur, err := caddy.ParseDuration(interval)
-			if err != nil {
-				return d.Errf("%s interval: %v", key, err)
-			}
-			l := &RateLimit{Burst: n, Interval: caddy.Duration(dur)}
-			targets := map[string]map[string]**RateLimit{
-				"signin_limit":      {"account": &g.SignInAccountLimit, "device": &g.SignInDeviceLimit, "hashes": &g.SignInHashLimit, "ip": &g.SignInIPLimit},
-				"guest_limit":       {"ip": &g.GuestLimitIP, "global": &g.GuestLimitGlobal},
-				"name_change_limit": {"user": &g.NameChangeUserLimit, "ip": &g.NameChangeIPLimit},
-				"challenge_limit":   {"ip": &g.ChallengeLimitIP, "global": &g.ChallengeLimitGlobal},
-			}[key]
-			target, ok := targets[which]
-			if !ok {
-				return d.Errf("%s: unknown limit %q", key, which)
-			}
-			*target = l
-		case "ip_key_prefix":
-			var v4, v6 string
-			if !d.AllArgs(&v4, &v6) {
-				return d.ArgErr()
-			}
-			var err error
-			if g.IPPrefixV4, err = strconv.Atoi(v4); err != nil {
-				return d.Errf("ip_key_prefix IPv4 bits: %v", err)
-			}
-			if g.IPPrefixV6, err = strconv.Atoi(v6); err != nil {
-				return d.Errf("ip_key_prefix IPv6 bits: %v", err)
-			}
-		case "max_live_guests":
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
-			}
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				return d.Errf("max_live_guests: %v", err)
-			}
-			g.MaxLiveGuests = &n
-		case "guest_ttl", "clock_skew":
-			// Pointers: an explicit 0 (no expiry, no skew) differs from unset.
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
-			}
-			dur, err := caddy.ParseDuration(v)
-			if err != nil {
-				return d.Errf("%s: %v", key, err)
-			}
-			cd := caddy.Duration(dur)
-			*map[string]**caddy.Duration{"guest_ttl": &g.GuestTTL, "clock_skew": &g.ClockSkew}[key] = &cd
-		case "reserved_names":
-			names := d.RemainingArgs()
-			if len(names) == 0 {
-				return d.ArgErr()
-			}
-			// Repeated lines add up.
-			g.ReservedNames = append(g.ReservedNames, names...)
+		case "issuer":
+			err = opts.String(d, &g.Issuer)
+		case "organization":
+			err = opts.String(d, &g.Organization)
+		case "signing_alg":
+			err = opts.String(d, &g.SigningAlg)
+		case "require":
+			err = opts.String(d, &g.Require)
+		case "cookie":
+			err = opts.String(d, &g.Cookie)
 		case "keep_header":
-			if !d.AllArgs(&g.KeepHeader) {
-				return d.ArgErr()
-			}
+			err = opts.String(d, &g.KeepHeader)
+		case "access_token_lifetime":
+			err = opts.Duration(d, &g.AccessTokenLifetime)
+		case "session_idle_timeout":
+			err = opts.Duration(d, &g.SessionIdleTimeout)
+		case "session_lifetime":
+			err = opts.Duration(d, &g.SessionLifetime)
+		case "sweep_interval":
+			err = opts.Duration(d, &g.SweepInterval)
+		case "activity_flush_interval":
+			err = opts.Duration(d, &g.ActivityFlushInterval)
+		case "api_read_timeout":
+			err = opts.Duration(d, &g.APIReadTimeout)
+		// Pointers: an explicit 0 (no expiry, no skew, no cap, no cache)
+		// differs from unset.
+		case "clock_skew":
+			err = opts.DurationPtr(d, &g.ClockSkew)
+		case "guest_ttl":
+			err = opts.DurationPtr(d, &g.GuestTTL)
+		case "token_cache_size":
+			err = opts.IntPtr(d, &g.TokenCacheSize)
+		case "max_sessions_per_user":
+			err = opts.IntPtr(d, &g.MaxSessionsPerUser)
+		case "max_live_guests":
+			err = opts.Int64Ptr(d, &g.MaxLiveGuests)
+		case "header":
+			err = g.Headers.unmarshalCaddyfile(d, &opts)
+		case "signin_limit", "guest_limit", "name_change_limit", "challenge_limit":
+			err = g.Limits.unmarshalCaddyfile(d, &opts)
+		case "ip_key_prefix":
+			err = g.unmarshalIPKeyPrefix(d, &opts)
 		case "webhook":
 			g.Webhook = new(Webhook)
-			if !d.AllArgs(&g.Webhook.URL, &g.Webhook.Secret) {
-				return d.ArgErr()
+			if err = opts.Once(d, key); err == nil && !d.AllArgs(&g.Webhook.URL, &g.Webhook.Secret) {
+				err = d.ArgErr()
 			}
-		case "token_cache_size", "max_sessions_per_user":
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
-			}
-			n, err := strconv.Atoi(v)
-			if err != nil {
-				return d.Errf("%s: %v", key, err)
-			}
-			*map[string]**int{"token_cache_size": &g.TokenCacheSize, "max_sessions_per_user": &g.MaxSessionsPerUser}[key] = &n
 		case "assertion":
-			if g.Assertion != nil {
-				return d.Err("assertion is set twice")
+			if err = opts.Once(d, key); err == nil {
+				g.Assertion, err = parseAssertion(d)
 			}
-			a, err := parseAssertion(d)
-			if err != nil {
-				return err
-			}
-			g.Assertion = a
 		case "browser":
-			if g.Browser != nil {
-				return d.Err("browser is set twice")
+			if err = opts.Once(d, key); err == nil {
+				g.Browser, err = parseBrowser(d, g.helper)
 			}
-			b, err := parseBrowser(d, g.helper)
-			if err != nil {
-				return err
+		// Repeatable: each line adds to the list.
+		case "client":
+			var c Client
+			if c, err = parseClient(d); err == nil {
+				g.Clients = append(g.Clients, c)
 			}
-			g.Browser = b
+		case "cors_origins":
+			err = caddyopt.Append(d, &g.CORSOrigins)
+		case "reserved_names":
+			err = caddyopt.Append(d, &g.ReservedNames)
 		default:
-			return d.Errf("unknown guest_auth option %q", key)
+			err = d.Errf("unknown guest_auth option %q", key)
+		}
+		if err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-var _ caddyfile.Unmarshaler = (*GuestAuth)(nil)
+// unmarshalCaddyfile reads `header <which> <Header-Name>`: each header
+// at most once.
+func (h *HeaderNames) unmarshalCaddyfile(d *caddyfile.Dispenser, opts *caddyopt.Block) error {
+	var which, name string
+	if !d.AllArgs(&which, &name) {
+		return d.ArgErr()
+	}
+	var field *string
+	switch which {
+	case "user_id":
+		field = &h.UserID
+	case "user_name":
+		field = &h.UserName
+	case "user_tag":
+		field = &h.UserTag
+	case "user_anonymous":
+		field = &h.UserAnonymous
+	default:
+		return d.Errf("unknown header %q (want user_id, user_name, user_tag or user_anonymous)", which)
+	}
+	if err := opts.Once(d, "header "+which); err != nil {
+		return err
+	}
+	*field = name
+	return nil
+}
+
+// unmarshalIPKeyPrefix reads `ip_key_prefix <ipv4 bits> <ipv6 bits>`.
+func (g *GuestAuth) unmarshalIPKeyPrefix(d *caddyfile.Dispenser, opts *caddyopt.Block) error {
+	if err := opts.Once(d, d.Val()); err != nil {
+		return err
+	}
+	var v4, v6 string
+	if !d.AllArgs(&v4, &v6) {
+		return d.ArgErr()
+	}
+	var err error
+	if g.IPPrefixV4, err = strconv.Atoi(v4); err != nil {
+		return d.Errf("ip_key_prefix IPv4 bits: %v", err)
+	}
+	if g.IPPrefixV6, err = strconv.Atoi(v6); err != nil {
+		return d.Errf("ip_key_prefix IPv6 bits: %v", err)
+	}
+	return nil
+}
 
 // parseClient reads `client <id> [<secret>] [{ public; guests <how>...;
 // manage_users }]`;
@@ -277,37 +243,32 @@ func parseClient(d *caddyfile.Dispenser) (Client, error) {
 	default:
 		return c, d.ArgErr()
 	}
+	var opts caddyopt.Block
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
 		switch key := d.Val(); key {
 		case "public":
-			if d.NextArg() {
-				return c, d.ArgErr()
-			}
-			c.Public = true
-		case "guests":
-			ways := d.RemainingArgs()
-			if len(ways) == 0 {
-				return c, d.ArgErr()
-			}
-			c.Guests = strings.Join(ways, " ")
-		case "redirect_uri", "post_logout_redirect_uri":
-			// Repeated lines add up.
-			uris := d.RemainingArgs()
-			if len(uris) == 0 {
-				return c, d.ArgErr()
-			}
-			if key == "redirect_uri" {
-				c.RedirectURIs = append(c.RedirectURIs, uris...)
-			} else {
-				c.PostLogoutRedirectURIs = append(c.PostLogoutRedirectURIs, uris...)
-			}
+			err = opts.Flag(d, &c.Public)
 		case "manage_users":
-			if d.NextArg() {
-				return c, d.ArgErr()
+			err = opts.Flag(d, &c.ManageUsers)
+		case "guests":
+			if err = opts.Once(d, key); err == nil {
+				ways := d.RemainingArgs()
+				c.Guests = strings.Join(ways, " ")
+				if len(ways) == 0 {
+					err = d.ArgErr()
+				}
 			}
-			c.ManageUsers = true
+		// Repeatable: each line adds to the list.
+		case "redirect_uri":
+			err = caddyopt.Append(d, &c.RedirectURIs)
+		case "post_logout_redirect_uri":
+			err = caddyopt.Append(d, &c.PostLogoutRedirectURIs)
 		default:
-			return c, d.Errf("unknown client option %q (want public, guests, redirect_uri, post_logout_redirect_uri or manage_users)", key)
+			err = d.Errf("unknown client option %q (want public, guests, redirect_uri, post_logout_redirect_uri or manage_users)", key)
+		}
+		if err != nil {
+			return c, err
 		}
 	}
 	return c, nil

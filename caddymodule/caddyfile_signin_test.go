@@ -30,10 +30,10 @@ func TestCaddyfileSignInLimits(t *testing.T) {
 		burst int
 		every time.Duration
 	}{
-		"account": {g.SignInAccountLimit, 3, 2 * time.Minute},
-		"device":  {g.SignInDeviceLimit, 7, 30 * time.Second},
-		"hashes":  {g.SignInHashLimit, 12, 15 * time.Second},
-		"ip":      {g.SignInIPLimit, 40, 5 * time.Second},
+		"account": {g.Limits.SignInAccount, 3, 2 * time.Minute},
+		"device":  {g.Limits.SignInDevice, 7, 30 * time.Second},
+		"hashes":  {g.Limits.SignInHashes, 12, 15 * time.Second},
+		"ip":      {g.Limits.SignInIP, 40, 5 * time.Second},
 	} {
 		if c.got == nil || c.got.Burst != c.burst || c.got.Interval != caddy.Duration(c.every) {
 			t.Fatalf("signin_limit %s = %+v", name, c.got)
@@ -46,7 +46,7 @@ func TestCaddyfileSignInLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, field := range []string{`"signin_device_limit":{"burst":7`, `"signin_hash_limit":{"burst":12`, `"max_sessions_per_user":4`} {
+	for _, field := range []string{`"limits":{"signin_account":{"burst":3`, `"signin_device":{"burst":7`, `"signin_hashes":{"burst":12`, `"max_sessions_per_user":4`} {
 		if !strings.Contains(string(raw), field) {
 			t.Fatalf("JSON config lacks %s: %s", field, raw)
 		}

@@ -168,6 +168,70 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
+// TestCaddyfileRepeatedOptions: a single-valued option given twice in one
+// block is refused, naming both lines (the block's first line is
+// Testfile:1, so the config's first line is Testfile:2); the repeatable
+// ones add up (TestConfigAccepted).
+func TestCaddyfileRepeatedOptions(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ config, err string }{
+		{"issuer https://a.example\nrequire any\nissuer https://b.example", "issuer given twice: at Testfile:2 and Testfile:4"},
+		{"signing_alg ES256\nsigning_alg EdDSA", "signing_alg given twice: at Testfile:2 and Testfile:3"},
+		{"organization a\norganization b", "organization given twice: at Testfile:2 and Testfile:3"},
+		{"require any\nrequire user", "require given twice: at Testfile:2 and Testfile:3"},
+		{"cookie a\ncookie b", "cookie given twice: at Testfile:2 and Testfile:3"},
+		{"storage /a.db\nstorage /b.db", "storage given twice: at Testfile:2 and Testfile:3"},
+		{"storage bolt /a.db\nstorage postgres x", "storage given twice: at Testfile:2 and Testfile:3"},
+		{"access_token_lifetime 1h\naccess_token_lifetime 2h", "access_token_lifetime given twice: at Testfile:2 and Testfile:3"},
+		{"session_idle_timeout 1h\nsession_idle_timeout 2h", "session_idle_timeout given twice"},
+		{"session_lifetime 1h\nsession_lifetime 2h", "session_lifetime given twice"},
+		{"clock_skew 1s\nclock_skew 0s", "clock_skew given twice: at Testfile:2 and Testfile:3"},
+		{"guest_ttl 1h\nguest_ttl 0", "guest_ttl given twice"},
+		{"sweep_interval 1m\nsweep_interval 2m", "sweep_interval given twice"},
+		{"activity_flush_interval 1m\nactivity_flush_interval 2m", "activity_flush_interval given twice"},
+		{"api_read_timeout 1s\napi_read_timeout 2s", "api_read_timeout given twice"},
+		{"token_cache_size 1\ntoken_cache_size 2", "token_cache_size given twice"},
+		{"max_sessions_per_user 1\nmax_sessions_per_user 2", "max_sessions_per_user given twice"},
+		{"max_live_guests 1\nmax_live_guests 2", "max_live_guests given twice"},
+		{"ip_key_prefix 24 64\nip_key_prefix 32 64", "ip_key_prefix given twice: at Testfile:2 and Testfile:3"},
+		{"keep_header A\nkeep_header B", "keep_header given twice"},
+		{"webhook https://h.example/a s\nwebhook https://h.example/b s", "webhook given twice: at Testfile:2 and Testfile:3"},
+		{"header user_id X-A\nheader user_name X-B\nheader user_id X-C", "header user_id given twice: at Testfile:2 and Testfile:4"},
+		{"signin_limit account 1 1m\nsignin_limit ip 1 1m\nsignin_limit account 2 1m", "signin_limit account given twice: at Testfile:2 and Testfile:4"},
+		{"guest_limit ip 1 1m\nguest_limit ip 2 1m", "guest_limit ip given twice"},
+		{"name_change_limit user 1 1m\nname_change_limit user 2 1m", "name_change_limit user given twice"},
+		{"challenge_limit global 1 1s\nchallenge_limit global 2 1s", "challenge_limit global given twice"},
+		{"assertion\nassertion {\nheader X-A\n}", "assertion given twice: at Testfile:2 and Testfile:3"},
+		{"assertion {\nheader X-A\nlifetime 10s\nheader X-B\n}", "header given twice: at Testfile:3 and Testfile:5"},
+		{"assertion {\nlifetime 10s\nlifetime 20s\n}", "lifetime given twice: at Testfile:3 and Testfile:4"},
+		{"assertion {\naudience a\naudience b\n}", "audience given twice"},
+		{"browser\nbrowser", "browser given twice: at Testfile:2 and Testfile:3"},
+		{"browser {\ncookie_name a\ncookie_name b\n}", "cookie_name given twice: at Testfile:3 and Testfile:4"},
+		{"browser {\npages_prefix /a/\npages_prefix /b/\n}", "pages_prefix given twice"},
+		{"browser {\nsite_name A\nsite_name B\n}", "site_name given twice"},
+		{"browser {\nhome /a\nhome /b\n}", "home given twice"},
+		{"browser {\ntemplates /a\ntemplates /b\n}", "templates given twice"},
+		{"browser {\nmerged_header X-A\nmerged_header X-B\n}", "merged_header given twice"},
+		{"browser {\ncookie_secure always\ncookie_secure never\n}", "cookie_secure given twice"},
+		{"browser {\nunconfirmed_guest_ttl 1h\nunconfirmed_guest_ttl 0\n}", "unconfirmed_guest_ttl given twice: at Testfile:3 and Testfile:4"},
+		{"client a {\npublic\npublic\n}", "public given twice: at Testfile:3 and Testfile:4"},
+		{"client a s {\nguests code\nguests keypair\n}", "guests given twice: at Testfile:3 and Testfile:4"},
+		{"client a s {\nmanage_users\nmanage_users\n}", "manage_users given twice"},
+		{"storage postgres x {\nmax_conns 3\nmax_conns 4\n}", "max_conns given twice: at Testfile:3 and Testfile:4"},
+		{"storage postgres x {\nstatement_timeout 1s\nstatement_timeout 2s\n}", "statement_timeout given twice"},
+		{"storage postgres x {\nsync_interval 1s\nsync_interval 2s\n}", "sync_interval given twice"},
+		{"storage postgres x {\nmax_staleness 1s\nmax_staleness 2s\n}", "max_staleness given twice"},
+		{"storage postgres x {\nskip_migrate\nskip_migrate\n}", "skip_migrate given twice: at Testfile:3 and Testfile:4"},
+		// A bbolt store has no options: a block is refused, not ignored.
+		{"storage bolt /a.db {\nmax_conns 3\n}", "bolt storage takes no options"},
+	} {
+		err := new(GuestAuth).UnmarshalCaddyfile(caddyfile.NewTestDispenser("guest_auth {\n" + c.config + "\n}"))
+		if err == nil || !strings.Contains(err.Error(), c.err) {
+			t.Errorf("%q:\n got error %v\nwant one containing %q", c.config, err, c.err)
+		}
+	}
+}
+
 // TestConfigAccepted: the limits of the ranges TestConfigErrors refuses
 // are accepted, so the rows there fail for the reason they name.
 func TestConfigAccepted(t *testing.T) {
@@ -187,7 +251,12 @@ func TestConfigAccepted(t *testing.T) {
 		"max_live_guests 0\nguest_ttl 0\ntoken_cache_size 0\nmax_sessions_per_user 0\napi_read_timeout 0s",
 		"reserved_names off",
 		"reserved_names default acme",
-		"ip_key_prefix 1 1\nip_key_prefix 32 128",
+		"ip_key_prefix 1 1",
+		"ip_key_prefix 32 128",
+		// The repeatable options add up.
+		"client a a-secret {\n redirect_uri https://a.example/1\n redirect_uri https://a.example/2\n post_logout_redirect_uri https://a.example/\n post_logout_redirect_uri https://a.example/bye\n}\nclient b b-secret\nbrowser",
+		"reserved_names default\nreserved_names acme",
+		"header user_id X-A\nheader user_name X-B\nsignin_limit account 1 1m\nsignin_limit ip 1 1m",
 		"header user_id X-User\nheader user_name X-User-Name\nheader user_tag X-User-Tag\nheader user_anonymous X-User-Anon",
 		"issuer https://auth.example.com/tenant/",
 		"signing_alg EdDSA",

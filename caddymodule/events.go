@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -16,7 +15,6 @@ import (
 	"github.com/guestauth/caddy-guestauth/internal/events"
 	"github.com/guestauth/caddy-guestauth/internal/metrics"
 	"github.com/guestauth/caddy-guestauth/internal/outbox"
-	"github.com/guestauth/caddy-guestauth/webhook"
 )
 
 // Webhook sends the module's events to an HTTP endpoint, one POST per
@@ -74,36 +72,15 @@ type Webhook struct {
 // registers the metrics with this config's registry.
 func (g *GuestAuth) setupEvents(ctx caddy.Context) error {
 	var sinks []events.Sink
-	if g.Webhook != nil {
-		// An unset placeholder leaves an empty secret: refused below.
-		var key webhook.Key
-		if secret := caddy.NewReplacer().ReplaceKnown(g.Webhook.Secret, ""); secret != "" {
-			var err error
-			if key, err = webhook.ParseSecret(secret); err != nil {
-				return err
-			}
-		}
-		wh, err := events.NewWebhook(events.WebhookConfig{
-			URL:         g.Webhook.URL,
-			Secret:      key,
-			MaxAttempts: g.Webhook.MaxAttempts,
-			Timeout:     webhookTimeout,
-			Now:         g.now,
-		}, g.logger.Named("webhook"))
+	if w := g.Webhook; w != nil {
+		// An unset placeholder leaves an empty secret: refused.
+		ob, err := outbox.ForWebhook(
+			events.WebhookConfig{URL: w.URL, MaxAttempts: w.MaxAttempts, Timeout: webhookTimeout, Now: g.now},
+			caddy.NewReplacer().ReplaceKnown(w.Secret, ""), g.logger.Named("webhook"),
+			outbox.Config{Store: g.shared.store, Now: g.now, OnDrop: metrics.WebhookDropped, MaxRows: w.QueueSize})
 		if err != nil {
 			return err
 		}
-		ob, err := outbox.New(outbox.Config{
-			Store:   g.shared.store,
-			Webhook: wh,
-			Now:     g.now,
-			OnDrop:  metrics.WebhookDropped,
-			MaxRows: g.Webhook.QueueSize,
-		})
-		if err != nil {
-			return err
-		}
-		ob.Start()
 		g.outbox = ob
 		// The outbox stops with the config: when Caddy cancels its context
 		// (unload or reload), or at Cleanup, whichever comes first.
@@ -159,18 +136,6 @@ func (g *GuestAuth) stager() accounts.Stager {
 	return g.outbox.Stage
 }
 
-// Caddy event names: each guest_auth event is also emitted to Caddy's
-// events app as guest_auth_ followed by its type with "." as "_", so a
-// site's `events` handlers can subscribe to it (origin module
-// http.handlers.guest_auth; the event's data is the guest_auth event's data
-// plus user_id and client_id when set).
-const caddyEventPrefix = "guest_auth_"
-
-// caddyEventName is the Caddy event name of a guest_auth event type.
-func caddyEventName(typ string) string {
-	return caddyEventPrefix + strings.ReplaceAll(typ, ".", "_")
-}
-
 // observe is the accounts.Observer of this handler: the one place where a
 // domain outcome is counted (metrics), logged and sent to the webhook
 // (events), and emitted to Caddy's events app. user.kept is only logged;
@@ -197,12 +162,14 @@ func (g *GuestAuth) observe(_ context.Context, ev events.Event, stored bool) {
 	g.emitCaddyEvent(ev)
 }
 
-// emitCaddyEvent emits ev to Caddy's events app, when anything listens.
+// emitCaddyEvent emits ev to Caddy's events app, when anything listens,
+// named by events.CaddyName, from module http.handlers.guest_auth, with
+// the event's data plus user_id and client_id when set.
 func (g *GuestAuth) emitCaddyEvent(ev events.Event) {
 	if g.caddyEvents == nil {
 		return
 	}
-	name := caddyEventName(ev.Type)
+	name := events.CaddyName(ev.Type)
 	if !g.caddyEvents.ShouldEmit(name) {
 		return
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/guestauth/caddy-guestauth/internal/accounts"
+	"github.com/guestauth/caddy-guestauth/internal/headers"
 	"github.com/guestauth/caddy-guestauth/internal/model"
 )
 
@@ -27,8 +28,8 @@ func TestIdentityHeadersAndPlaceholdersAllocations(t *testing.T) {
 	want := http.Header{}
 	want.Set("x-user-id", "u1")
 	want.Set("X-USER-NAME", "guest_u1")
-	want.Set(defaultHeaders.UserTag, model.TagGuest)
-	want.Set(defaultHeaders.UserAnonymous, "true")
+	want.Set(headers.DefaultUserTag, model.TagGuest)
+	want.Set(headers.DefaultUserAnonymous, "true")
 	if len(r.Header) != len(want) {
 		t.Fatalf("headers %v, want %v", r.Header, want)
 	}

@@ -136,7 +136,7 @@ func TestAdmissionLockPooledWithBuckets(t *testing.T) {
 func TestThrottlesSurviveReload(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "g.db")
 	limit := func(burst int) func(*GuestAuth) {
-		return func(g *GuestAuth) { g.GuestLimitIP = &RateLimit{Burst: burst, Interval: caddy.Duration(time.Hour)} }
+		return func(g *GuestAuth) { g.Limits.GuestIP = &RateLimit{Burst: burst, Interval: caddy.Duration(time.Hour)} }
 	}
 	create := func(l *loaded) error {
 		_, err := l.svc.CreateGuest(context.Background(), l.issuer, "app", "192.0.2.1")

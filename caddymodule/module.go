@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +16,7 @@ import (
 	"unicode"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyevents"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -129,40 +129,11 @@ type GuestAuth struct {
 	// unset.
 	Assertion *Assertion `json:"assertion,omitempty"`
 
-	// Password sign-ins allowed per account name from clients without a
-	// valid device token, at once, then one more per interval. An attempt
-	// counts from when it starts (so concurrent guesses cannot overrun it);
-	// a failure stays counted and a success gives the budget back. Failures
-	// from every address add up here. Default: 5, 1m. A burst of 0 disables
-	// a limit (this one or any of the others).
-	//
-	// With a PostgreSQL store this budget, the account's hash budget
-	// (signin_hash_limit) and the global guest rate (guest_limit_global)
-	// are kept in the database and hold across every Caddy using it; the
-	// other limits stay per process, so N nodes allow N times them.
-	SignInAccountLimit *RateLimit `json:"signin_account_limit,omitempty"`
-
-	// The same for each client holding a device token (the `device_token`
-	// returned by an earlier successful sign-in to the account, sent back
-	// with the password grant), instead of the account's: failures from
-	// elsewhere cannot lock it out. The same budget bounds each session's
-	// `oldPassword` checks, so failed sign-ins cannot block a signed-in
-	// owner's password change. Default: 5, 1m.
-	SignInDeviceLimit *RateLimit `json:"signin_device_limit,omitempty"`
-
-	// Password hashes allowed per account name whatever the outcome:
-	// sign-ins with or without a device token, `oldPassword` checks and new
-	// passwords. It bounds the work and the sessions a known password can
-	// buy. Keep its burst and rate above the account limit's, so guesses
-	// without a device token cannot use it up. Default: 10, 20s. Kept in
-	// the database with a PostgreSQL store (cluster-wide).
-	SignInHashLimit *RateLimit `json:"signin_hash_limit,omitempty"`
-
-	// Password hashes allowed per client IP (Caddy's client IP, which
-	// honours the server's trusted_proxies) whatever the outcome, counted
-	// like the hash limit. Default: 20, 10s. Per Caddy process, also with
-	// PostgreSQL: N nodes allow N times it.
-	SignInIPLimit *RateLimit `json:"signin_ip_limit,omitempty"`
+	// The rate limits (see Limits), in one object: `"limits":
+	// {"signin_account": {"burst": 5, "interval": "1m"}, ...}`. Their
+	// former top-level names (signin_account_limit, ...) are still read.
+	Limits Limits `json:"limits,omitzero"`
+	flatLimits
 
 	// Most live sessions a user may have: a sign-in beyond it ends the
 	// user's oldest sessions (by sign-in time). Default: 10. 0 means no cap.
@@ -176,28 +147,6 @@ type GuestAuth struct {
 	// IPv4-mapped IPv6 address counts as IPv4.
 	IPPrefixV4 int `json:"ip_prefix_v4,omitempty"`
 	IPPrefixV6 int `json:"ip_prefix_v6,omitempty"`
-
-	// Guest creations allowed per client IP at once, then one more per
-	// interval. Default: 30, 1m (about 60 an hour sustained). Per Caddy
-	// process, also with PostgreSQL: N nodes allow N times it.
-	GuestLimitIP *RateLimit `json:"guest_limit_ip,omitempty"`
-
-	// Guest creations allowed for the whole site at once, then one more per
-	// interval. Default: 100, 100ms (10 a second sustained, 36000 an hour).
-	// Kept in the database with a PostgreSQL store, so it is the whole
-	// cluster's.
-	GuestLimitGlobal *RateLimit `json:"guest_limit_global,omitempty"`
-
-	// Username changes allowed per user at once, then one more per
-	// interval (429 beyond). Every attempt counts, refused ones included,
-	// so answering 409 for a taken name cannot be used to list which names
-	// exist. Default: 5, 2m (5 per 10 minutes).
-	NameChangeUserLimit *RateLimit `json:"name_change_user_limit,omitempty"`
-
-	// The same per client IP, across users (many guests from one address).
-	// Default: 30, 20s (30 per 10 minutes, enough for a class signing up
-	// behind one NAT at once).
-	NameChangeIPLimit *RateLimit `json:"name_change_ip_limit,omitempty"`
 
 	// Usernames nobody may take by a rename (400 invalid_name), compared
 	// case-insensitively after trimming, like the unique-name index. The
@@ -213,17 +162,6 @@ type GuestAuth struct {
 	// Most guests that may exist at once; further creations are answered
 	// 429 until guests upgrade or expire. Default: 100000. 0 means no cap.
 	MaxLiveGuests *int64 `json:"max_live_guests,omitempty"`
-
-	// Store writes an unauthenticated visitor causes, allowed per client
-	// IP at once, then one more per interval: device challenges (POST
-	// /oauth2/challenge) and authorization requests stored while the
-	// visitor signs in (GET /oauth/authorize without a session).
-	// Default: 60, 1s.
-	ChallengeLimitIP *RateLimit `json:"challenge_limit_ip,omitempty"`
-
-	// The same for the whole site. Default: 200, 50ms (20 a second
-	// sustained).
-	ChallengeLimitGlobal *RateLimit `json:"challenge_limit_global,omitempty"`
 
 	// Guests with no activity for this long are deleted, with their
 	// sessions, unless kept. Orphaned guests (no device key and no session
@@ -294,21 +232,32 @@ type GuestAuth struct {
 	// admission is the admission lock pooled with its buckets (admitLock)
 	admission *sync.Mutex
 	clients   map[string]*protocol.Client
-	routes    map[string]route  // see buildRoutes
-	cors      *protocol.CORS    // the cors_origins; nil for none
-	headers   *headers.Identity // the identity headers: stripped, then set
-	logger    *zap.Logger
-	alg       jwa.SignatureAlgorithm
-	issuer    string // configured issuer, without trailing slash
-	origin    string // scheme://host of the configured issuer
-	now       func() time.Time
-	config    <-chan struct{}       // identifies the Caddy config this handler belongs to
-	helper    *httpcaddyfile.Helper // while parsing a Caddyfile: named matchers for browser create_guest
+	// clientConfigs are the Clients, their secrets resolved
+	clientConfigs []protocol.ClientConfig
+	routes        map[string]route  // see buildRoutes
+	cors          *protocol.CORS    // the cors_origins; nil for none
+	headers       *headers.Identity // the identity headers: stripped, then set
+	logger        *zap.Logger
+	alg           jwa.SignatureAlgorithm
+	issuer        string // configured issuer, without trailing slash
+	origin        string // scheme://host of the configured issuer
+	now           func() time.Time
+	config        <-chan struct{}       // identifies the Caddy config this handler belongs to
+	helper        *httpcaddyfile.Helper // while parsing a Caddyfile: named matchers for browser create_guest
 
 	// Caddy's events app and this module's context, to emit to it
 	caddyEvents *caddyevents.App
 	caddyCtx    caddy.Context
 }
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*GuestAuth)(nil)
+	_ caddy.Validator             = (*GuestAuth)(nil)
+	_ caddy.CleanerUpper          = (*GuestAuth)(nil)
+	_ caddyhttp.MiddlewareHandler = (*GuestAuth)(nil)
+	_ caddyfile.Unmarshaler       = (*GuestAuth)(nil)
+)
 
 // Client is an application that may request tokens.
 type Client struct {
@@ -348,8 +297,6 @@ type Client struct {
 	// server-side app the site owner trusts: it can rename users, set
 	// their passwords and delete them. Not for a public client.
 	ManageUsers bool `json:"manage_users,omitempty"`
-
-	secret []byte // the resolved ClientSecret
 }
 
 // HeaderNames names the identity headers sent upstream. Every header of this
@@ -368,51 +315,10 @@ type HeaderNames struct {
 	UserAnonymous string `json:"user_anonymous,omitempty"`
 }
 
-// RateLimit is a token bucket: Burst at once, then one per Interval.
-type RateLimit struct {
-	Burst    int            `json:"burst"`
-	Interval caddy.Duration `json:"interval"`
-}
-
-func (l *RateLimit) limit() accounts.Limit {
-	return accounts.Limit{Burst: l.Burst, Interval: time.Duration(l.Interval)}
-}
-
-var defaultHeaders = HeaderNames{headers.DefaultUserID, headers.DefaultUserName, headers.DefaultUserTag, headers.DefaultUserAnonymous}
-
 // MergedFromHeader is the default header telling the upstream which guest
 // a session was merged from (Browser.MergedHeader); a client can never send
 // it upstream.
 const MergedFromHeader = headers.DefaultMergedFrom
-
-func (h HeaderNames) names() []string {
-	return []string{h.UserID, h.UserName, h.UserTag, h.UserAnonymous}
-}
-
-// Special entries of ReservedNames.
-const (
-	reservedDefault = "default"
-	reservedOff     = "off"
-)
-
-// reservedNames expands the configured reserved names: unset is the
-// built-in list, `default` stands for it, `off` alone reserves nothing.
-func reservedNames(names []string) []string {
-	if names == nil {
-		return accounts.DefaultReservedNames
-	}
-	var out []string
-	for _, n := range names {
-		switch n {
-		case reservedOff:
-		case reservedDefault:
-			out = append(out, accounts.DefaultReservedNames...)
-		default:
-			out = append(out, n)
-		}
-	}
-	return out
-}
 
 // Access policies.
 const (
@@ -472,26 +378,26 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		Skew:            time.Duration(*g.ClockSkew),
 		Audiences:       slices.Collect(maps.Keys(g.clients)),
 		CacheSize:       *g.TokenCacheSize,
-		AccountLimit:    g.SignInAccountLimit.limit(),
-		IPLimit:         g.SignInIPLimit.limit(),
+		AccountLimit:    g.Limits.SignInAccount.limit(),
+		IPLimit:         g.Limits.SignInIP.limit(),
 
-		DeviceLimit:        g.SignInDeviceLimit.limit(),
-		AccountHashLimit:   g.SignInHashLimit.limit(),
+		DeviceLimit:        g.Limits.SignInDevice.limit(),
+		AccountHashLimit:   g.Limits.SignInHashes.limit(),
 		MaxSessionsPerUser: *g.MaxSessionsPerUser,
 
 		Guests: accounts.GuestLimits{
-			PerIP:   g.GuestLimitIP.limit(),
-			Global:  g.GuestLimitGlobal.limit(),
+			PerIP:   g.Limits.GuestIP.limit(),
+			Global:  g.Limits.GuestGlobal.limit(),
 			MaxLive: *g.MaxLiveGuests,
 		},
 		Challenges: accounts.ChallengeLimits{
-			PerIP:  g.ChallengeLimitIP.limit(),
-			Global: g.ChallengeLimitGlobal.limit(),
+			PerIP:  g.Limits.ChallengeIP.limit(),
+			Global: g.Limits.ChallengeGlobal.limit(),
 		},
 		Activity:      g.activity,
-		NameUserLimit: g.NameChangeUserLimit.limit(),
-		NameIPLimit:   g.NameChangeIPLimit.limit(),
-		ReservedNames: reservedNames(g.ReservedNames),
+		NameUserLimit: g.Limits.NameChangeUser.limit(),
+		NameIPLimit:   g.Limits.NameChangeIP.limit(),
+		ReservedNames: accounts.ExpandReservedNames(g.ReservedNames),
 		Observer:      g.observe,
 		Stager:        g.stager(),
 		Throttles:     g.throttle,
@@ -539,18 +445,20 @@ func (g *GuestAuth) prepare(ctx caddy.Context) (storage.Module, error) {
 	if g.now == nil {
 		g.now = time.Now
 	}
+	if err := g.Limits.adoptFlat(&g.flatLimits); err != nil {
+		return nil, err
+	}
 	g.setDefaults()
 
 	repl := caddy.NewReplacer()
-	g.clients = make(map[string]*protocol.Client, len(g.Clients))
-	for i := range g.Clients {
-		c := &g.Clients[i]
-		c.secret = []byte(repl.ReplaceKnown(c.ClientSecret, ""))
-		pc := protocol.NewClient(c.ClientID, c.secret, c.Public, c.Guests)
-		pc.RedirectURIs, pc.PostLogoutRedirectURIs = c.RedirectURIs, c.PostLogoutRedirectURIs
-		pc.ManageUsers = c.ManageUsers
-		g.clients[c.ClientID] = pc
+	g.clientConfigs = make([]protocol.ClientConfig, len(g.Clients))
+	for i, c := range g.Clients {
+		g.clientConfigs[i] = protocol.ClientConfig{
+			ID: c.ClientID, SecretGiven: c.ClientSecret != "", Secret: []byte(repl.ReplaceKnown(c.ClientSecret, "")), Public: c.Public,
+			Guests: c.Guests, RedirectURIs: c.RedirectURIs, PostLogoutRedirectURIs: c.PostLogoutRedirectURIs, ManageUsers: c.ManageUsers,
+		}
 	}
+	g.clients = protocol.NewClients(g.clientConfigs)
 	orDefault(&g.Organization, accounts.DefaultOrganization)
 	cors, err := protocol.NewCORS(g.CORSOrigins)
 	if err != nil {
@@ -565,12 +473,9 @@ func (g *GuestAuth) prepare(ctx caddy.Context) (storage.Module, error) {
 	g.alg = alg
 
 	if g.Issuer != "" {
-		u, err := url.Parse(g.Issuer)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-			return nil, fmt.Errorf("issuer %q must be an absolute http(s) URL without query or fragment", g.Issuer)
+		if g.issuer, g.origin, err = protocol.ParseIssuer(g.Issuer); err != nil {
+			return nil, err
 		}
-		g.issuer = strings.TrimSuffix(g.Issuer, "/")
-		g.origin = u.Scheme + "://" + u.Host
 	}
 
 	return g.Storage.load(ctx)
@@ -583,6 +488,12 @@ func (g *GuestAuth) prepare(ctx caddy.Context) (storage.Module, error) {
 // fooled by a forged X-Auth-User-Id when others are configured, nor by a
 // captured assertion sent through a handler that signs none.
 func (g *GuestAuth) prepareHeaders() {
+	g.headers = headers.NewIdentity(g.headerNames())
+}
+
+// headerNames are the configured identity headers' names ("": the
+// default, which headers.Names fills in).
+func (g *GuestAuth) headerNames() headers.Names {
 	h := g.Headers
 	n := headers.Names{UserID: h.UserID, UserName: h.UserName, UserTag: h.UserTag, UserAnonymous: h.UserAnonymous}
 	if g.Browser != nil {
@@ -591,7 +502,7 @@ func (g *GuestAuth) prepareHeaders() {
 	if g.Assertion != nil {
 		n.Assertion = g.Assertion.Header
 	}
-	g.headers = headers.NewIdentity(n)
+	return n
 }
 
 func (g *GuestAuth) setDefaults() {
@@ -601,25 +512,16 @@ func (g *GuestAuth) setDefaults() {
 	orDefault(&g.SessionLifetime, caddy.Duration(90*24*time.Hour))
 	newDefault(&g.ClockSkew, caddy.Duration(30*time.Second))
 	orDefault(&g.Require, RequireNone)
-	limitDefault(&g.SignInAccountLimit, 5, time.Minute)
-	limitDefault(&g.SignInDeviceLimit, 5, time.Minute)
-	limitDefault(&g.SignInHashLimit, 10, 20*time.Second)
-	limitDefault(&g.SignInIPLimit, 20, 10*time.Second)
+	g.Limits.setDefaults()
 	newDefault(&g.MaxSessionsPerUser, 10)
 	orDefault(&g.IPPrefixV4, 32)
 	orDefault(&g.IPPrefixV6, 64)
-	limitDefault(&g.GuestLimitIP, 30, time.Minute)
-	limitDefault(&g.NameChangeUserLimit, 5, 2*time.Minute)
-	limitDefault(&g.NameChangeIPLimit, 30, 20*time.Second)
-	limitDefault(&g.GuestLimitGlobal, 100, 100*time.Millisecond)
 	newDefault(&g.MaxLiveGuests, 100_000)
-	limitDefault(&g.ChallengeLimitIP, 60, time.Second)
-	limitDefault(&g.ChallengeLimitGlobal, 200, 50*time.Millisecond)
 	newDefault(&g.GuestTTL, caddy.Duration(30*24*time.Hour))
 	orDefault(&g.SweepInterval, caddy.Duration(10*time.Minute))
 	orDefault(&g.APIReadTimeout, caddy.Duration(10*time.Second))
 	orDefault(&g.ActivityFlushInterval, caddy.Duration(time.Minute))
-	orDefault(&g.KeepHeader, defaultKeepHeader)
+	orDefault(&g.KeepHeader, headers.DefaultKeep)
 	g.KeepHeader = http.CanonicalHeaderKey(g.KeepHeader)
 	newDefault(&g.TokenCacheSize, tokens.DefaultCacheSize)
 	if g.Browser != nil {
@@ -627,20 +529,6 @@ func (g *GuestAuth) setDefaults() {
 	}
 	if g.Assertion != nil {
 		g.Assertion.setDefaults()
-	}
-	defaults := defaultHeaders
-	for _, p := range []struct {
-		v *string
-		d string
-	}{
-		{&g.Headers.UserID, defaults.UserID}, {&g.Headers.UserName, defaults.UserName},
-		{&g.Headers.UserTag, defaults.UserTag}, {&g.Headers.UserAnonymous, defaults.UserAnonymous},
-	} {
-		if *p.v == "" {
-			*p.v = p.d
-		} else {
-			*p.v = http.CanonicalHeaderKey(*p.v)
-		}
 	}
 }
 
@@ -660,11 +548,6 @@ func newDefault[T any](p **T, d T) {
 	}
 }
 
-// limitDefault sets an unset limit to burst, then one per every.
-func limitDefault(l **RateLimit, burst int, every time.Duration) {
-	newDefault(l, RateLimit{Burst: burst, Interval: caddy.Duration(every)})
-}
-
 // Validate checks the provisioned config.
 func (g *GuestAuth) Validate() error {
 	switch g.Require {
@@ -672,27 +555,8 @@ func (g *GuestAuth) Validate() error {
 	default:
 		return fmt.Errorf("require must be none, any or user, not %q", g.Require)
 	}
-	seen := map[string]bool{}
-	for _, c := range g.Clients {
-		if c.ClientID == "" {
-			return errors.New("a client needs a client_id")
-		}
-		if seen[c.ClientID] {
-			return fmt.Errorf("client %q is configured twice", c.ClientID)
-		}
-		seen[c.ClientID] = true
-		if err := protocol.ValidateClient(c.ClientID, c.ClientSecret != "", c.Public, c.Guests); err != nil {
-			return err
-		}
-		if !c.Public && len(c.secret) == 0 {
-			return fmt.Errorf("client %q has an empty secret (is its environment variable set?)", c.ClientID)
-		}
-		if err := validateRedirects(c, g.Browser != nil); err != nil {
-			return err
-		}
-		if c.ManageUsers && c.Public {
-			return fmt.Errorf("client %q is public: it cannot manage users (manage_users needs a secret)", c.ClientID)
-		}
+	if err := protocol.CheckClients(g.clientConfigs, g.Browser != nil); err != nil {
+		return err
 	}
 	if o := g.Organization; strings.ContainsAny(o, "/ ") || len(o) > 100 || strings.IndexFunc(o, unicode.IsControl) >= 0 {
 		return fmt.Errorf("organization %q must be at most 100 characters, without / or spaces", o)
@@ -706,16 +570,14 @@ func (g *GuestAuth) Validate() error {
 	if *g.ClockSkew < 0 || *g.ClockSkew > caddy.Duration(5*time.Minute) {
 		return errors.New("clock_skew must be between 0 and 5m")
 	}
-	for _, l := range []*RateLimit{g.SignInAccountLimit, g.SignInDeviceLimit, g.SignInHashLimit, g.SignInIPLimit, g.GuestLimitIP, g.GuestLimitGlobal, g.NameChangeUserLimit, g.NameChangeIPLimit, g.ChallengeLimitIP, g.ChallengeLimitGlobal} {
-		if l.Burst < 0 || (l.Burst > 0 && l.Interval <= 0) {
-			return errors.New("a limit needs a burst >= 0 and a positive interval")
-		}
+	if err := g.Limits.validate(); err != nil {
+		return err
 	}
 	if *g.MaxLiveGuests < 0 || *g.GuestTTL < 0 || g.SweepInterval <= 0 || g.ActivityFlushInterval <= 0 {
 		return errors.New("max_live_guests and guest_ttl cannot be negative; sweep_interval and activity_flush_interval must be positive")
 	}
 	for _, n := range g.ReservedNames {
-		if model.NameKey(n) == "" || (n == reservedOff && len(g.ReservedNames) > 1) {
+		if model.NameKey(n) == "" || (n == accounts.ReservedOff && len(g.ReservedNames) > 1) {
 			return errors.New("reserved_names: names must be non-empty, and off must stand alone")
 		}
 	}
@@ -744,13 +606,8 @@ func (g *GuestAuth) Validate() error {
 			return err
 		}
 	}
-	names := map[string]bool{}
-	for _, h := range g.Headers.names() {
-		h = headers.Normalize(h)
-		if h == "" || names[h] {
-			return errors.New("identity header names must be distinct and non-empty")
-		}
-		names[h] = true
+	if err := g.headerNames().CheckUserNames(); err != nil {
+		return err
 	}
 	return nil
 }
@@ -768,11 +625,3 @@ func (g *GuestAuth) Cleanup() error {
 	_, err := storePool.Delete(g.poolKey)
 	return err
 }
-
-// Interface guards
-var (
-	_ caddy.Provisioner           = (*GuestAuth)(nil)
-	_ caddy.Validator             = (*GuestAuth)(nil)
-	_ caddy.CleanerUpper          = (*GuestAuth)(nil)
-	_ caddyhttp.MiddlewareHandler = (*GuestAuth)(nil)
-)

@@ -33,7 +33,7 @@ func (recorder) CaddyModule() caddy.ModuleInfo {
 }
 
 func (recorder) Handle(_ context.Context, e caddy.Event) error {
-	if strings.HasPrefix(e.Name(), caddyEventPrefix) {
+	if strings.HasPrefix(e.Name(), "guest_auth_") {
 		recorded.mu.Lock()
 		recorded.evs = append(recorded.evs, e)
 		recorded.mu.Unlock()
@@ -62,8 +62,8 @@ func TestCaddyEventNames(t *testing.T) {
 		events.GuestMerged:          "guest_auth_guest_merged",
 		"user.kept":                 "guest_auth_user_kept",
 	} {
-		if got := caddyEventName(typ); got != want {
-			t.Errorf("caddyEventName(%q) = %q, want %q", typ, got, want)
+		if got := events.CaddyName(typ); got != want {
+			t.Errorf("events.CaddyName(%q) = %q, want %q", typ, got, want)
 		}
 	}
 }

@@ -2,10 +2,8 @@ package caddymodule
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -85,29 +83,6 @@ func (s *sharedStore) handler() *GuestAuth {
 	return s.handlers[len(s.handlers)-1]
 }
 
-// findStore returns the open store with key path, or the only open store
-// when path is empty.
-func findStore(path string) (*sharedStore, error) {
-	var found []*sharedStore
-	var paths []string
-	storePool.Range(func(k, v any) bool {
-		if path == "" || k.(string) == path {
-			found = append(found, v.(*sharedStore))
-			paths = append(paths, k.(string))
-		}
-		return true
-	})
-	switch {
-	case len(found) == 1:
-		return found[0], nil
-	case len(found) == 0 && path != "":
-		return nil, fmt.Errorf("no guest_auth storage is open at %q", path)
-	case len(found) == 0:
-		return nil, errors.New("no guest_auth storage is open (is guest_auth in the running config?)")
-	}
-	return nil, fmt.Errorf("several guest_auth storage files are open; name one (the storage parameter, or --storage on the command line): %s", strings.Join(paths, ", "))
-}
-
 // Destruct stops the sweeper, then closes the file.
 func (s *sharedStore) Destruct() error {
 	s.cancel()
@@ -126,21 +101,13 @@ const (
 func (s *sharedStore) sweep() {
 	defer close(s.done)
 	log := caddy.Log().Named("guest_auth.sweeper")
-	t := time.NewTicker(sweepInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-t.C:
-		}
-		n, err := accounts.SweepSessions(s.ctx, s.store, time.Now, sweepBatch)
+	accounts.SweepSessionsEvery(s.ctx, s.store, sweepInterval, sweepBatch, func(n int, err error) {
 		if err != nil {
 			log.Error("sweeping sessions", zap.Error(err))
 		} else if n > 0 {
 			log.Info("sessions.expired", zap.Int("count", n))
 		}
-	}
+	})
 }
 
 // openShared opens the store with open, or shares the one open under key.

@@ -62,13 +62,6 @@ func (g *GuestAuth) stopBackground() {
 	}
 }
 
-// sweepLocker is the store's sweep lock (storage.Backend.TryLockSweep):
-// a periodic sweep runs in one place at a time of all the processes and
-// configs using the store.
-type sweepLocker interface {
-	TryLockSweep(ctx context.Context, name string, fn func(ctx context.Context) error) (bool, error)
-}
-
 // autoPrune is the periodic sweep, skipped while another instance (or
 // another config of this one) runs it.
 func (g *GuestAuth) autoPrune(ctx context.Context) error {

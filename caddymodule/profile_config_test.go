@@ -28,14 +28,14 @@ func TestNameOptionsCaddyfile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *g.NameChangeUserLimit != (RateLimit{Burst: 3, Interval: caddy.Duration(time.Minute)}) ||
-		*g.NameChangeIPLimit != (RateLimit{Burst: 10, Interval: caddy.Duration(30 * time.Second)}) {
-		t.Fatalf("limits: %+v %+v", g.NameChangeUserLimit, g.NameChangeIPLimit)
+	if *g.Limits.NameChangeUser != (RateLimit{Burst: 3, Interval: caddy.Duration(time.Minute)}) ||
+		*g.Limits.NameChangeIP != (RateLimit{Burst: 10, Interval: caddy.Duration(30 * time.Second)}) {
+		t.Fatalf("limits: %+v %+v", g.Limits.NameChangeUser, g.Limits.NameChangeIP)
 	}
 	if !slices.Equal(g.ReservedNames, []string{"default", "acme", "Acme-Support"}) {
 		t.Fatalf("reserved_names: %v", g.ReservedNames)
 	}
-	got := reservedNames(g.ReservedNames)
+	got := accounts.ExpandReservedNames(g.ReservedNames)
 	if len(got) != len(accounts.DefaultReservedNames)+2 || !slices.Contains(got, "admin") || !slices.Contains(got, "Acme-Support") {
 		t.Fatalf("expanded: %v", got)
 	}
@@ -53,14 +53,14 @@ func TestNameOptionsCaddyfile(t *testing.T) {
 func TestNameOptionDefaults(t *testing.T) {
 	g := new(GuestAuth)
 	g.setDefaults()
-	if *g.NameChangeUserLimit != (RateLimit{Burst: 5, Interval: caddy.Duration(2 * time.Minute)}) ||
-		*g.NameChangeIPLimit != (RateLimit{Burst: 30, Interval: caddy.Duration(20 * time.Second)}) {
-		t.Fatalf("default limits: %+v %+v", g.NameChangeUserLimit, g.NameChangeIPLimit)
+	if *g.Limits.NameChangeUser != (RateLimit{Burst: 5, Interval: caddy.Duration(2 * time.Minute)}) ||
+		*g.Limits.NameChangeIP != (RateLimit{Burst: 30, Interval: caddy.Duration(20 * time.Second)}) {
+		t.Fatalf("default limits: %+v %+v", g.Limits.NameChangeUser, g.Limits.NameChangeIP)
 	}
-	if !slices.Equal(reservedNames(nil), accounts.DefaultReservedNames) {
+	if !slices.Equal(accounts.ExpandReservedNames(nil), accounts.DefaultReservedNames) {
 		t.Fatal("unset reserved_names is not the built-in list")
 	}
-	if got := reservedNames([]string{"off"}); len(got) != 0 {
+	if got := accounts.ExpandReservedNames([]string{"off"}); len(got) != 0 {
 		t.Fatalf("off: %v", got)
 	}
 	if err := g.Validate(); err != nil {
@@ -73,7 +73,7 @@ func TestNameOptionDefaults(t *testing.T) {
 		}
 	}
 	g.ReservedNames = nil
-	g.NameChangeIPLimit = &RateLimit{Burst: 3}
+	g.Limits.NameChangeIP = &RateLimit{Burst: 3}
 	if err := g.Validate(); err == nil {
 		t.Error("accepted a limit without an interval")
 	}

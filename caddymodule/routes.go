@@ -105,7 +105,7 @@ func (g *GuestAuth) issuerFor(r *http.Request) string {
 	if g.issuer != "" {
 		return g.issuer
 	}
-	return requestOrigin(r)
+	return protocol.RequestOrigin(r)
 }
 
 // originFor is the scheme://host the endpoints are served under.
@@ -113,15 +113,7 @@ func (g *GuestAuth) originFor(r *http.Request) string {
 	if g.origin != "" {
 		return g.origin
 	}
-	return requestOrigin(r)
-}
-
-func requestOrigin(r *http.Request) string {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host
+	return protocol.RequestOrigin(r)
 }
 
 // clientIP is Caddy's client IP for r (which honours the server's

@@ -1,26 +1,22 @@
 package caddymodule
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"slices"
-	"strings"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/guestauth/caddy-guestauth/internal/accounts"
-	"github.com/guestauth/caddy-guestauth/internal/model"
+	"github.com/guestauth/caddy-guestauth/internal/admin"
+	"github.com/guestauth/caddy-guestauth/internal/caddyopt"
 	"github.com/guestauth/caddy-guestauth/internal/outbox"
 	"github.com/guestauth/caddy-guestauth/internal/tokens"
 	"github.com/guestauth/caddy-guestauth/storage"
-	"github.com/guestauth/caddy-guestauth/storage/bolt"
-	// The postgres storage module (guest_auth.storage.postgres) registers
-	// itself: a build with this handler has both kinds.
+	// The storage modules (guest_auth.storage.bolt, .postgres) register
+	// themselves: a build with this handler has both kinds.
+	_ "github.com/guestauth/caddy-guestauth/storage/bolt"
 	_ "github.com/guestauth/caddy-guestauth/storage/postgres"
 )
 
@@ -48,92 +44,21 @@ var defaultStorage = json.RawMessage(`{"kind":"bolt"}`)
 
 // MarshalJSON writes a bbolt store of only a path as the plain path
 // string, the form every existing config uses, and anything else as the
-// module's object.
-func (c StorageConfig) MarshalJSON() ([]byte, error) {
-	if len(c.BackendRaw) == 0 {
-		return []byte(`""`), nil
-	}
-	var plain struct {
-		Kind string `json:"kind"`
-		Path string `json:"path"`
-	}
-	dec := json.NewDecoder(bytes.NewReader(c.BackendRaw))
-	dec.DisallowUnknownFields()
-	if dec.Decode(&plain) == nil && plain.Kind == storage.KindBolt {
-		return json.Marshal(plain.Path)
-	}
-	return c.BackendRaw, nil
+// module's object (caddyopt.MarshalStorage).
+func (c StorageConfig) MarshalJSON() ([]byte, error) { return caddyopt.MarshalStorage(c.BackendRaw) }
+
+// UnmarshalJSON reads either form, and refuses a kind no module provides
+// (caddyopt.UnmarshalStorage).
+func (c *StorageConfig) UnmarshalJSON(b []byte) (err error) {
+	c.BackendRaw, err = caddyopt.UnmarshalStorage(b)
+	return err
 }
 
-// UnmarshalJSON reads either form, and refuses a kind no module provides.
-func (c *StorageConfig) UnmarshalJSON(b []byte) error {
-	*c = StorageConfig{}
-	if b = bytes.TrimSpace(b); len(b) > 0 && b[0] == '"' {
-		var path string
-		if err := json.Unmarshal(b, &path); err != nil {
-			return err
-		}
-		if path != "" {
-			c.BackendRaw = caddyconfig.JSONModuleObject(bolt.Module{Path: path}, "kind", storage.KindBolt, nil)
-		}
-		return nil
-	}
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(b, &obj); err != nil || obj == nil {
-		return fmt.Errorf("storage: want a bbolt file path or {\"kind\": ..., ...}: %s", b)
-	}
-	kind := storage.KindBolt
-	if raw, ok := obj["kind"]; ok {
-		if err := json.Unmarshal(raw, &kind); err != nil {
-			return fmt.Errorf("storage: kind: %w", err)
-		}
-	} else {
-		obj["kind"], _ = json.Marshal(kind)
-	}
-	if _, err := caddy.GetModule(storage.ModuleNamespace + "." + kind); err != nil {
-		return unknownKind(kind)
-	}
-	raw, err := json.Marshal(obj)
-	if err != nil {
-		return err
-	}
-	c.BackendRaw = raw
-	return nil
-}
-
-func unknownKind(kind string) error {
-	var known []string
-	for _, m := range caddy.GetModules(storage.ModuleNamespace) {
-		known = append(known, m.ID.Name())
-	}
-	slices.Sort(known)
-	return fmt.Errorf("unknown storage kind %q (known: %s)", kind, strings.Join(known, ", "))
-}
-
-// unmarshalCaddyfile reads the `storage` option, d at its name.
-func (c *StorageConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	if !d.NextArg() {
-		return d.ArgErr()
-	}
-	seg := d.NextSegment()
-	if len(seg) == 1 {
-		*c = StorageConfig{BackendRaw: caddyconfig.JSONModuleObject(bolt.Module{Path: seg[0].Text}, "kind", storage.KindBolt, nil)}
-		return nil
-	}
-	kind := seg[0].Text
-	info, err := caddy.GetModule(storage.ModuleNamespace + "." + kind)
-	if err != nil {
-		return d.Err(unknownKind(kind).Error())
-	}
-	unm, ok := info.New().(caddyfile.Unmarshaler)
-	if !ok {
-		return d.Errf("storage kind %q has no Caddyfile syntax; configure it in JSON", kind)
-	}
-	if err := unm.UnmarshalCaddyfile(caddyfile.NewDispenser(seg)); err != nil {
-		return err
-	}
-	*c = StorageConfig{BackendRaw: caddyconfig.JSONModuleObject(unm, "kind", kind, nil)}
-	return nil
+// unmarshalCaddyfile reads the `storage` option, d at its name
+// (caddyopt.StorageCaddyfile).
+func (c *StorageConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) (err error) {
+	c.BackendRaw, err = caddyopt.StorageCaddyfile(d)
+	return err
 }
 
 // load loads and provisions the store's module (the default store when
@@ -164,12 +89,11 @@ type store interface {
 	accounts.LimitStore
 	tokens.KeyStore
 	outbox.Store
-	sweepLocker
+	admin.Store
 
-	ListUsers(ctx context.Context, after, tag string, limit int) (users []model.User, next string, err error)
-	Stats(ctx context.Context) (*storage.Stats, error)
-	Backup(ctx context.Context, w io.Writer, size func(n int64)) (int64, error)
-	Describe() string
+	// TryLockSweep is the store's sweep lock: a periodic sweep runs in one
+	// place at a time of all the processes and configs using the store.
+	TryLockSweep(ctx context.Context, name string, fn func(ctx context.Context) error) (bool, error)
 	Shared() bool
 	Close() error
 }

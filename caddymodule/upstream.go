@@ -4,11 +4,11 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/guestauth/caddy-guestauth/internal/headers"
 	"github.com/guestauth/caddy-guestauth/internal/model"
 )
 
@@ -33,14 +33,8 @@ func (k *keepWriter) WriteHeader(status int) {
 // settle removes the keep header and acts on it; it runs before the status
 // is written and again when the handler returns, in case it never was.
 func (k *keepWriter) settle() {
-	h := k.Header()
-	v := h.Get(k.g.KeepHeader)
-	for _, name := range [...]string{k.g.KeepHeader, defaultKeepHeader} {
-		if _, ok := h[name]; ok {
-			delete(h, name)
-		}
-	}
-	if !k.marked && k.user != nil && k.user.Ephemeral() && !k.user.Kept && strings.EqualFold(strings.TrimSpace(v), "true") {
+	keep := headers.TakeKeep(k.Header(), k.g.KeepHeader)
+	if !k.marked && k.user != nil && k.user.Ephemeral() && !k.user.Kept && keep {
 		k.marked = true
 		// The mark is the upstream's decision: it is written even if the
 		// client has gone by then.
@@ -62,17 +56,10 @@ func (k *keepWriter) ReadFrom(r io.Reader) (int64, error) {
 
 // ensureHeader runs WriteHeader's check when the body starts without one.
 func (k *keepWriter) ensureHeader() {
-	h := k.Header()
-	_, custom := h[k.g.KeepHeader]
-	_, def := h[defaultKeepHeader]
-	if custom || def {
+	if headers.HasKeep(k.Header(), k.g.KeepHeader) {
 		k.WriteHeader(http.StatusOK)
 	}
 }
-
-// defaultKeepHeader is keep_header's default (canonical, as the keys of a
-// response's header).
-const defaultKeepHeader = "X-Guest-Auth-Keep"
 
 // next passes the request on, watching the response for the keep header.
 func (g *GuestAuth) next(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, user *model.User) error {

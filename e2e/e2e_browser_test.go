@@ -25,9 +25,7 @@ func (s *server) browserSite(extra string, outer ...string) string {
 			storage %s
 			issuer %s
 			client demo-app demo-secret
-			guest_limit ip 100000 1ms
-			guest_limit global 500 20ms
-			max_live_guests 0
+			%s
 			require %s
 			%s
 			browser {
@@ -35,7 +33,7 @@ func (s *server) browserSite(extra string, outer ...string) string {
 				%s
 			}
 		}
-		reverse_proxy %s`, s.DB, s.Base, require, strings.Join(outer, "\n"), extra, strings.TrimPrefix(s.Upstream.URL, "http://"))
+		reverse_proxy %s`, s.DB, s.Base, testLimits(strings.Join(outer, "\n")), require, strings.Join(outer, "\n"), extra, strings.TrimPrefix(s.Upstream.URL, "http://"))
 	}
 	return fmt.Sprintf(`{
 	admin %s

@@ -164,16 +164,35 @@ http://127.0.0.1:%d {
 		storage %s
 		client demo-app demo-secret
 		client other-app other-secret
-		# Every test client is 127.0.0.1; tests of the limits set their own.
-		guest_limit ip 100000 1ms
-		# The defaults before they were lowered, which some tests rely on.
-		guest_limit global 500 20ms
-		max_live_guests 0
+		%s
 		%s
 	}
 	reverse_proxy %s
 }
-`, s.Admin, s.Port, s.DB, options, strings.TrimPrefix(s.Upstream.URL, "http://"))
+`, s.Admin, s.Port, s.DB, testLimits(options), options, strings.TrimPrefix(s.Upstream.URL, "http://"))
+}
+
+// testLimits are the limit lines of every test site, less those the
+// test's options set themselves (a Caddyfile refuses an option given
+// twice): every test client is 127.0.0.1, so the per-IP guest limit is
+// lifted; the global one is the default from before it was lowered, which
+// some tests rely on; no cap on live guests.
+func testLimits(options string) string {
+	var lines []string
+	for _, l := range [][2]string{ // the option, the line
+		{"guest_limit ip", "guest_limit ip 100000 1ms"},
+		{"guest_limit global", "guest_limit global 500 20ms"},
+		{"max_live_guests", "max_live_guests 0"},
+	} {
+		set := false
+		for _, o := range strings.Split(options, "\n") {
+			set = set || strings.HasPrefix(strings.TrimSpace(o)+" ", l[0]+" ")
+		}
+		if !set {
+			lines = append(lines, l[1])
+		}
+	}
+	return strings.Join(lines, "\n\t\t")
 }
 
 // newServer prepares (but does not start) a server with a fresh data dir.

@@ -97,6 +97,32 @@ var DefaultReservedNames = []string{
 	"help", "info", "staff", "moderator", "owner", "superuser", "sysadmin",
 }
 
+// Special entries of a configured reserved-name list.
+const (
+	ReservedDefault = "default" // stands for DefaultReservedNames
+	ReservedOff     = "off"     // alone: reserve nothing
+)
+
+// ExpandReservedNames expands a configured list of reserved names: unset
+// (nil) is the built-in list, `default` stands for it, `off` alone
+// reserves nothing.
+func ExpandReservedNames(names []string) []string {
+	if names == nil {
+		return DefaultReservedNames
+	}
+	var out []string
+	for _, n := range names {
+		switch n {
+		case ReservedOff:
+		case ReservedDefault:
+			out = append(out, DefaultReservedNames...)
+		default:
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // nameRules are the limits on username changes.
 type nameRules struct {
 	byUser, byIP *Throttle

@@ -212,6 +212,21 @@ func UserInfo(u *model.User) map[string]any {
 	return info
 }
 
+// SweepSessionsEvery runs SweepSessions every interval until ctx ends,
+// telling report of each sweep (how many it deleted, or its error).
+func SweepSessionsEvery(ctx context.Context, st SessionSweeper, interval time.Duration, batch int, report func(int, error)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		report(SweepSessions(ctx, st, time.Now, batch))
+	}
+}
+
 // SweepSessions deletes sessions that ended (idle or absolute) in batches of
 // batch, each its own short write transaction, marking guests left without a
 // session orphaned. It returns how many it deleted.

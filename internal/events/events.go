@@ -90,6 +90,14 @@ const (
 // zero Time.
 type Event = webhook.Event
 
+// CaddyName is the name under which an event of type typ is also emitted
+// to Caddy's events app: guest_auth_ followed by the type with "." as "_"
+// (guest_auth_guest_created), so a site's `events` handlers can subscribe
+// to it.
+func CaddyName(typ string) string {
+	return "guest_auth_" + strings.ReplaceAll(typ, ".", "_")
+}
+
 // Sink receives emitted events, such as the webhook outbox
 // (internal/outbox), which stores them for delivery.
 type Sink interface {

@@ -7,6 +7,7 @@
 package headers
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"net/textproto"
@@ -27,6 +28,29 @@ const (
 	DefaultMergedFrom    = "X-Auth-Merged-From"
 )
 
+// DefaultKeep is the keep header's default name: the upstream's response
+// header marking the requesting guest kept (canonical, as the keys of a
+// response's header).
+const DefaultKeep = "X-Guest-Auth-Keep"
+
+// HasKeep reports whether a response's h carries the keep header, under
+// name (canonical) or DefaultKeep.
+func HasKeep(h http.Header, name string) bool {
+	_, custom := h[name]
+	_, def := h[DefaultKeep]
+	return custom || def
+}
+
+// TakeKeep removes the keep header from a response's h, under name
+// (canonical) and DefaultKeep (which under another name marks nothing),
+// and reports whether it said "true" under name.
+func TakeKeep(h http.Header, name string) bool {
+	v := h.Get(name)
+	delete(h, name)
+	delete(h, DefaultKeep)
+	return strings.EqualFold(strings.TrimSpace(v), "true")
+}
+
 // Names are one config's names of the headers guest_auth may set for the
 // upstream; "" is the default name. Assertion and MergedFrom name the
 // signed assertion's and the merge's headers whether or not the config
@@ -38,6 +62,33 @@ type Names struct {
 
 // defaults is Names with every default name.
 var defaults = Names{DefaultUserID, DefaultUserName, DefaultUserTag, DefaultUserAnonymous, DefaultAssertion, DefaultMergedFrom}
+
+// withDefaults is n with the default name for each "".
+func (n Names) withDefaults() Names {
+	or := func(v, d string) string {
+		if v == "" {
+			return d
+		}
+		return v
+	}
+	return Names{or(n.UserID, DefaultUserID), or(n.UserName, DefaultUserName), or(n.UserTag, DefaultUserTag),
+		or(n.UserAnonymous, DefaultUserAnonymous), or(n.Assertion, DefaultAssertion), or(n.MergedFrom, DefaultMergedFrom)}
+}
+
+// CheckUserNames checks that the four user headers' names (the default
+// for each "") are distinct in every spelling (Normalize) and non-empty.
+func (n Names) CheckUserNames() error {
+	n = n.withDefaults()
+	seen := map[string]bool{}
+	for _, h := range []string{n.UserID, n.UserName, n.UserTag, n.UserAnonymous} {
+		h = Normalize(h)
+		if h == "" || seen[h] {
+			return errors.New("identity header names must be distinct and non-empty")
+		}
+		seen[h] = true
+	}
+	return nil
+}
 
 func (n Names) all() []string {
 	return []string{n.UserID, n.UserName, n.UserTag, n.UserAnonymous, n.Assertion, n.MergedFrom}
@@ -58,14 +109,7 @@ type Identity struct {
 // So a config without an assertion still strips a captured one, and one
 // with custom names still strips a forged X-Auth-User-Id.
 func NewIdentity(n Names) *Identity {
-	or := func(v, d string) string {
-		if v == "" {
-			return d
-		}
-		return v
-	}
-	n = Names{or(n.UserID, DefaultUserID), or(n.UserName, DefaultUserName), or(n.UserTag, DefaultUserTag),
-		or(n.UserAnonymous, DefaultUserAnonymous), or(n.Assertion, DefaultAssertion), or(n.MergedFrom, DefaultMergedFrom)}
+	n = n.withDefaults()
 	h := &Identity{canonical: [4]string{
 		textproto.CanonicalMIMEHeaderKey(n.UserID), textproto.CanonicalMIMEHeaderKey(n.UserName),
 		textproto.CanonicalMIMEHeaderKey(n.UserTag), textproto.CanonicalMIMEHeaderKey(n.UserAnonymous),

@@ -26,6 +26,7 @@ import (
 
 	"github.com/guestauth/caddy-guestauth/internal/events"
 	"github.com/guestauth/caddy-guestauth/storage"
+	"github.com/guestauth/caddy-guestauth/webhook"
 )
 
 // Store is what the outbox needs from a store; every storage.Backend has
@@ -138,6 +139,30 @@ type Outbox struct {
 }
 
 var _ events.Sink = (*Outbox)(nil)
+
+// ForWebhook makes and starts the outbox of cfg delivering to the webhook
+// wh describes, keyed by secret as configured (webhook.ParseSecret; an
+// empty one is refused: events.NewWebhook).
+func ForWebhook(wh events.WebhookConfig, secret string, logger *zap.Logger, cfg Config) (*Outbox, error) {
+	if secret != "" {
+		key, err := webhook.ParseSecret(secret)
+		if err != nil {
+			return nil, err
+		}
+		wh.Secret = key
+	}
+	w, err := events.NewWebhook(wh, logger)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Webhook = w
+	ob, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ob.Start()
+	return ob, nil
+}
 
 // New returns an Outbox that is not yet started.
 func New(cfg Config) (*Outbox, error) {

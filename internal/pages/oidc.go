@@ -10,10 +10,7 @@ import (
 	"strings"
 
 	"github.com/guestauth/caddy-guestauth/internal/accounts"
-	"github.com/guestauth/caddy-guestauth/internal/protocol"
 )
-
-var _ protocol.Browser = (*Pages)(nil)
 
 // PageURL is the path of page that returns to returnTo (a path of this
 // site) when done, with loginHint as the username when it can be one.

@@ -69,6 +69,10 @@ type Pages struct {
 	Now         func() time.Time
 }
 
+// Pages is the browser side of the authorization and end-session
+// endpoints (oidc.go).
+var _ protocol.Browser = (*Pages)(nil)
+
 // Templates is the parsed templates and stylesheets of the pages.
 type Templates struct {
 	tmpl    map[string]*template.Template

@@ -65,11 +65,15 @@ func (m *Module) OpenStore(context.Context) (storage.Backend, error) {
 	return Open(m.abs, Options{LockTimeout: lockTimeout})
 }
 
-// UnmarshalCaddyfile reads `bolt <path>`.
+// UnmarshalCaddyfile reads `bolt <path>`; a block after it is refused
+// rather than ignored.
 func (m *Module) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the kind
 	if !d.AllArgs(&m.Path) {
 		return d.ArgErr()
+	}
+	if d.NextBlock(d.Nesting()) {
+		return d.Errf("bolt storage takes no options (%q): only a path", d.Val())
 	}
 	return nil
 }

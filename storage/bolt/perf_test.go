@@ -262,7 +262,21 @@ func TestLoneWriteCommitsAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
+	defer func() {
+		// A write stuck inside its commit holds the file's write lock, and
+		// Close would wait for it: the test's end is bounded too, so it
+		// fails fast rather than hanging until the suite's timeout.
+		closed := make(chan error, 1)
+		go func() { closed <- b.Close() }()
+		select {
+		case err := <-closed:
+			if err != nil {
+				t.Error(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("closing the file: not done after 10s (a write is stuck in its commit)")
+		}
+	}()
 	for i := range 3 {
 		u, s := perfGuest(i)
 		bolt.Within(t, 10*time.Second, fmt.Sprintf("lone write %d with a batch delay of an hour", i), func() error {

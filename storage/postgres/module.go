@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
+	"github.com/guestauth/caddy-guestauth/internal/caddyopt"
 	"github.com/guestauth/caddy-guestauth/storage"
 )
 
@@ -117,36 +118,46 @@ func (m *Module) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if !d.AllArgs(&m.DSN) {
 		return d.ArgErr()
 	}
+	var opts caddyopt.Block // each option at most once
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
 		switch opt := d.Val(); opt {
 		case "max_conns":
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
-			}
-			n, err := strconv.Atoi(v)
-			if err != nil || n <= 0 {
-				return d.Errf("max_conns must be a positive number, not %q", v)
-			}
-			m.MaxConns = n
-		case "statement_timeout", "sync_interval", "max_staleness":
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
-			}
-			dur, err := caddy.ParseDuration(v)
-			if err != nil || dur <= 0 {
-				return d.Errf("%s must be a positive duration, not %q", opt, v)
-			}
-			*map[string]*caddy.Duration{"statement_timeout": &m.StatementTimeout, "sync_interval": &m.SyncInterval, "max_staleness": &m.MaxStaleness}[opt] = caddy.Duration(dur)
+			err = unmarshalPositive(d, &opts, &m.MaxConns, strconv.Atoi, "number")
+		case "statement_timeout":
+			err = unmarshalPositive(d, &opts, &m.StatementTimeout, parseDuration, "duration")
+		case "sync_interval":
+			err = unmarshalPositive(d, &opts, &m.SyncInterval, parseDuration, "duration")
+		case "max_staleness":
+			err = unmarshalPositive(d, &opts, &m.MaxStaleness, parseDuration, "duration")
 		case "skip_migrate":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			m.SkipMigrate = true
+			err = opts.Flag(d, &m.SkipMigrate)
 		default:
-			return d.Errf("unknown postgres storage option %q", opt)
+			err = d.Errf("unknown postgres storage option %q", opt)
+		}
+		if err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// unmarshalPositive reads an option of one positive number or duration.
+func unmarshalPositive[T int | caddy.Duration](d *caddyfile.Dispenser, opts *caddyopt.Block, v *T, parse func(string) (T, error), what string) error {
+	opt := d.Val()
+	var s string
+	if err := opts.String(d, &s); err != nil {
+		return err
+	}
+	x, err := parse(s)
+	if err != nil || x <= 0 {
+		return d.Errf("%s must be a positive %s, not %q", opt, what, s)
+	}
+	*v = x
+	return nil
+}
+
+func parseDuration(s string) (caddy.Duration, error) {
+	d, err := caddy.ParseDuration(s)
+	return caddy.Duration(d), err
 }
