@@ -163,3 +163,18 @@ func TestS18cCasdoorNodeSDK(t *testing.T) {
 		"ENDPOINT="+s.Base, "ORGANIZATION="+sdkOrg, "CLIENT_ID="+sdkApp, "CLIENT_SECRET="+sdkAppSecret,
 		"PLAIN_CLIENT_ID="+sdkPlain, "PLAIN_CLIENT_SECRET="+sdkPlainSec, "REDIRECT_URI="+sdkAppCB)
 }
+
+// casdoor-js-sdk in Node, as a page at sdkOrigin (hand-written window,
+// location, storage; fetch with the browser's CORS checks, so cors_origins
+// is exercised): signin_redirect to /login/oauth/authorize with PKCE, the
+// pages as a guest, exchangeForAccessToken as a public client,
+// parseAccessToken (owner, id, tag), getUserInfo (preflighted),
+// refreshAccessToken with client_id only, and a forged state refused.
+func TestS18cCasdoorJSSDK(t *testing.T) {
+	t.Parallel()
+	node := needClientPackages(t, "casdoor-js-sdk")
+	s := newServer(t)
+	s.Start(s.clientsSite())
+	runClientScript(t, node, "casdoor-js-sdk.mjs",
+		"APP_ORIGIN="+sdkOrigin, "SERVER_URL="+s.Base, "CLIENT_ID="+sdkSpa, "ORGANIZATION="+sdkOrg)
+}

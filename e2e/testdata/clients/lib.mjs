@@ -4,6 +4,10 @@
 // would use them), the browser globals the browser SDKs read (hand stubs:
 // no jsdom), and the step reporting the Go test reads.
 
+// Node's own fetch: the page browser's (top-level navigations, no CORS),
+// before installBrowserGlobals puts the page's in its place.
+const nodeFetch = globalThis.fetch;
+
 // env is a required environment variable set by the Go test.
 export function env(name) {
   const v = process.env[name];
@@ -62,7 +66,7 @@ export class PageBrowser {
       headers.origin = u.origin;
       headers['sec-fetch-site'] = 'same-origin';
     }
-    const res = await fetch(url, { method, headers, body, redirect: 'manual' });
+    const res = await nodeFetch(url, { method, headers, body, redirect: 'manual' });
     for (const sc of res.headers.getSetCookie()) {
       const [pair, ...rest] = sc.split(';');
       const i = pair.indexOf('=');
@@ -142,7 +146,8 @@ class MemoryStorage {
 }
 
 // installBrowserGlobals gives Node what a browser SDK reads of a page at
-// appURL: window (globalThis, with Node's own fetch and crypto),
+// appURL: window (globalThis, with Node's crypto and a fetch that makes
+// the browser's CORS checks for the page's origin),
 // location, localStorage, sessionStorage, a dummy document. A navigation
 // (location.href = …, assign, replace) does not leave the page: it is
 // recorded in navigations. arrive(url) is the page loading at url (the
@@ -167,6 +172,7 @@ export function installBrowserGlobals(appURL) {
   location.reload = () => {};
   location.toString = () => state.href;
   Object.assign(globalThis, {
+    fetch: corsFetch(new URL(appURL).origin, nodeFetch),
     window: globalThis,
     self: globalThis,
     location,
@@ -182,4 +188,50 @@ export function installBrowserGlobals(appURL) {
 // jwtPayload decodes a JWT's claims without verifying them.
 export function jwtPayload(jwt) {
   return JSON.parse(Buffer.from(String(jwt).split('.')[1], 'base64url').toString('utf8'));
+}
+
+// corsFetch is fetch as a page at origin makes it, with the browser's CORS
+// checks (the Fetch standard, reduced to what these SDKs send): a
+// cross-origin request carries Origin; one that is not simple (a method
+// other than GET, HEAD or POST, a header other than the safelisted ones,
+// or a Content-Type other than a form's or text/plain) is preceded by a
+// preflight that must allow it; the answer must name origin in
+// Access-Control-Allow-Origin (and allow credentials when they were
+// included). A failed check is a TypeError, as in a browser.
+export function corsFetch(origin, realFetch = globalThis.fetch) {
+  const safelisted = new Set(['accept', 'accept-language', 'content-language', 'content-type']);
+  const simpleTypes = ['application/x-www-form-urlencoded', 'multipart/form-data', 'text/plain'];
+  const allows = (res, credentials) => {
+    const acao = res.headers.get('access-control-allow-origin');
+    if (acao !== origin && !(acao === '*' && !credentials)) return false;
+    return !credentials || res.headers.get('access-control-allow-credentials') === 'true';
+  };
+  return async (input, init = {}) => {
+    const req = new Request(input, init);
+    if (new URL(req.url).origin === origin) return realFetch(req);
+    const credentials = init.credentials === 'include';
+    const method = req.method.toUpperCase();
+    const names = [...req.headers.keys()];
+    const type = (req.headers.get('content-type') ?? '').split(';')[0].trim().toLowerCase();
+    const unsafe = names.filter((n) => !safelisted.has(n) || (n === 'content-type' && !simpleTypes.includes(type)));
+    if (!['GET', 'HEAD', 'POST'].includes(method) || unsafe.length) {
+      const pre = await realFetch(req.url, {
+        method: 'OPTIONS',
+        headers: { origin, 'access-control-request-method': method, ...(unsafe.length ? { 'access-control-request-headers': unsafe.sort().join(',') } : {}) },
+      });
+      const allowedHeaders = (pre.headers.get('access-control-allow-headers') ?? '').toLowerCase().split(',').map((s) => s.trim());
+      const allowedMethods = (pre.headers.get('access-control-allow-methods') ?? '').toUpperCase().split(',').map((s) => s.trim());
+      if (!pre.ok || !allows(pre, credentials) || !(['GET', 'HEAD', 'POST'].includes(method) || allowedMethods.includes(method))
+        || unsafe.some((h) => !allowedHeaders.includes(h))) {
+        throw new TypeError(`CORS preflight for ${method} ${req.url} from ${origin} refused: ${pre.status}, allow-origin ${pre.headers.get('access-control-allow-origin')}, allow-headers ${pre.headers.get('access-control-allow-headers')}`);
+      }
+    }
+    const headers = new Headers(req.headers);
+    headers.set('origin', origin);
+    const res = await realFetch(req.url, { method, headers, body: init.body, redirect: init.redirect });
+    if (!allows(res, credentials)) {
+      throw new TypeError(`CORS: ${method} ${req.url} from ${origin}: allow-origin ${res.headers.get('access-control-allow-origin')}, allow-credentials ${res.headers.get('access-control-allow-credentials')}`);
+    }
+    return res;
+  };
 }
