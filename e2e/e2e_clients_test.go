@@ -178,3 +178,20 @@ func TestS18cCasdoorJSSDK(t *testing.T) {
 	runClientScript(t, node, "casdoor-js-sdk.mjs",
 		"APP_ORIGIN="+sdkOrigin, "SERVER_URL="+s.Base, "CLIENT_ID="+sdkSpa, "ORGANIZATION="+sdkOrg)
 }
+
+// @authgear/web in Node, as a page at sdkOrigin (hand-written globals
+// installed before the import; fetch with the browser's CORS checks):
+// configure (discovery), authenticateAnonymously (web anonymous sign-up,
+// is_anonymous true), refreshAccessToken and fetchUserInfo,
+// startPromoteAnonymousUser (a promotion code, then the authorization
+// endpoint with the anonymous login_hint, signing up on the pages) and
+// finishPromoteAnonymousUser keeping the sub with is_anonymous false,
+// logout (the refresh token revoked at the server), and a sign-in with the
+// promoted account through startAuthentication.
+func TestS18cAuthgearWeb(t *testing.T) {
+	t.Parallel()
+	node := needClientPackages(t, "@authgear/web")
+	s := newServer(t)
+	s.Start(s.clientsSite())
+	runClientScript(t, node, "authgear-web.mjs", "APP_ORIGIN="+sdkOrigin, "ENDPOINT="+s.Base, "CLIENT_ID="+sdkSpa)
+}

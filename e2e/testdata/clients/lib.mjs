@@ -209,7 +209,7 @@ export function corsFetch(origin, realFetch = globalThis.fetch) {
   return async (input, init = {}) => {
     const req = new Request(input, init);
     if (new URL(req.url).origin === origin) return realFetch(req);
-    const credentials = init.credentials === 'include';
+    const credentials = req.credentials === 'include';
     const method = req.method.toUpperCase();
     const names = [...req.headers.keys()];
     const type = (req.headers.get('content-type') ?? '').split(';')[0].trim().toLowerCase();
@@ -228,7 +228,8 @@ export function corsFetch(origin, realFetch = globalThis.fetch) {
     }
     const headers = new Headers(req.headers);
     headers.set('origin', origin);
-    const res = await realFetch(req.url, { method, headers, body: init.body, redirect: init.redirect });
+    const body = ['GET', 'HEAD'].includes(method) ? undefined : await req.arrayBuffer();
+    const res = await realFetch(req.url, { method, headers, body, redirect: req.redirect });
     if (!allows(res, credentials)) {
       throw new TypeError(`CORS: ${method} ${req.url} from ${origin}: allow-origin ${res.headers.get('access-control-allow-origin')}, allow-credentials ${res.headers.get('access-control-allow-credentials')}`);
     }
