@@ -10,6 +10,9 @@ import (
 	"encoding/pem"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -42,6 +45,40 @@ func (s *server) sdkCertificate() string {
 		s.t.Fatalf("certificate: no RS256 key with x5c in %s (%v)", r.Body, err)
 	}
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+}
+
+// docCertificate runs the command docs/sdks.md gives for the certificate
+// (curl, jq, fold) against base and returns the PEM it writes. Without
+// those tools it returns "" (and fails under CI).
+func (s *server) docCertificate(t *testing.T) string {
+	t.Helper()
+	for _, tool := range []string{"bash", "curl", "jq", "fold"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("CI: %s is required for docs/sdks.md's certificate command (.ci/run installs curl and jq)", tool)
+			}
+			t.Logf("docs/sdks.md's certificate command not run: %v", err)
+			return ""
+		}
+	}
+	doc, err := os.ReadFile("../docs/sdks.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)```sh\n(curl -s http://localhost:8080/\\.well-known/jwks.*?)\n```").FindSubmatch(doc)
+	if m == nil {
+		t.Fatal("docs/sdks.md: no certificate command (```sh curl -s http://localhost:8080/.well-known/jwks ...)")
+	}
+	cmd := exec.Command("bash", "-euo", "pipefail", "-c", strings.Replace(string(m[1]), "http://localhost:8080", s.Base, 1))
+	cmd.Dir = t.TempDir()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("docs/sdks.md's certificate command: %v\n%s", err, out)
+	}
+	pemText, err := os.ReadFile(cmd.Dir + "/guestauth-cert.pem")
+	if err != nil {
+		t.Fatalf("docs/sdks.md's certificate command wrote no guestauth-cert.pem: %v", err)
+	}
+	return string(pemText)
 }
 
 // codeThroughPages follows a sign-in URL in browser b: the authorization
@@ -77,6 +114,9 @@ func TestS18cCasdoorGoSDK(t *testing.T) {
 	s := newServer(t)
 	s.Start(s.clientsSite())
 	cert := s.sdkCertificate()
+	if doc := s.docCertificate(t); doc != "" && doc != cert {
+		t.Fatalf("docs/sdks.md's certificate command made\n%s\nwant\n%s", doc, cert)
+	}
 	const app = "my-app"
 	sdk := casdoorsdk.NewClient(s.Base, sdkApp, sdkAppSecret, cert, sdkOrg, app)
 
