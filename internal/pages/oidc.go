@@ -53,7 +53,7 @@ func (p *Pages) StartSession(w http.ResponseWriter, r *http.Request, prev *accou
 // SignedOut shows the sign-out page to a visitor just signed out.
 func (p *Pages) SignedOut(w http.ResponseWriter, r *http.Request) error {
 	h := w.Header()
-	h.Set("Content-Security-Policy", pageCSP)
+	h.Set("Content-Security-Policy", p.csp())
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Cache-Control", "no-store")
