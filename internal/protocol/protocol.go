@@ -118,8 +118,8 @@ func RedirectSources(clients map[string]*Client) []string {
 				if err != nil || !cspScheme.MatchString(u.Scheme) {
 					continue
 				}
-				switch src := strings.ToLower(u.Scheme) + ":"; {
-				case src == "http:" || src == "https:":
+				switch src := strings.ToLower(u.Scheme) + ":"; src {
+				case "http:", "https:":
 					if cspHost.MatchString(u.Host) {
 						seen[src+"//"+strings.ToLower(u.Host)] = true
 					}
