@@ -178,8 +178,8 @@ func TestS18cCasdoorGoSDK(t *testing.T) {
 	if ok, err := sdk.UpdateUserById(sdkOrg+"/"+gc.Name, g); err != nil || !ok {
 		t.Fatalf("UpdateUserById (rename): %v, %v", ok, err)
 	}
-	if u, err := sdk.GetUser("greta"); err != nil || u == nil || u.Id != gc.Id {
-		t.Fatalf("GetUser(greta) after the rename: %+v, %v", u, err)
+	if u, err := sdk.GetUser("greta"); err != nil || u == nil || u.Id != gc.Id || u.Tag != "normal-user" {
+		t.Fatalf("GetUser(greta) after the rename: want the guest's id %s, tag normal-user: %+v, %v", gc.Id, u, err)
 	}
 
 	if ok, err := sdk.AddUser(&casdoorsdk.User{Owner: sdkOrg, Name: "bruno", DisplayName: "Bruno"}); err != nil || !ok {
