@@ -337,7 +337,7 @@ func (h *Handler) decide(w http.ResponseWriter, r *http.Request, req *authzReque
 	if err != nil {
 		return h.authzRedirect(w, r, req, h.authzFault(err, "reading the browser session"))
 	}
-	if handle == "" {
+	if handle == "" && !req.None { // prompt=none cannot show the sign-up page
 		var answered bool
 		if id, answered, err = h.promote(w, r, req, id); answered {
 			return err

@@ -30,6 +30,13 @@ func TestAuthorizePromotesTheAnonymousUser(t *testing.T) {
 	hint := "https://authgear.com/login_hint?" + url.Values{"type": {"anonymous"}, "promotion_code": {pc.Code}}.Encode()
 	auth := authorizeURL("spa", spaCB, "prompt", "login", "login_hint", hint, "scope", "openid offline_access")
 
+	// prompt=none cannot promote (no page may be shown): login_required,
+	// no session, and the code stays for the real request.
+	none := s.agent().get(authorizeURL("spa", spaCB, "prompt", "none", "login_hint", hint))
+	if q := callback(t, none, spaCB); q.Get("error") != "login_required" || len(none.header.Values("Set-Cookie")) != 0 {
+		t.Fatalf("prompt=none with a promotion code: %v %v", q, none.header.Values("Set-Cookie"))
+	}
+
 	b := s.agent()
 	back := b.signUp(b.get(auth), "paula")
 	q := callback(t, back, spaCB)
