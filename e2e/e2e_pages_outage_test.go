@@ -61,7 +61,7 @@ func TestPagesDuringPostgresOutage(t *testing.T) {
 				}
 				// The error page, not the page itself as a visitor without
 				// a session would see it.
-				if !strings.Contains(string(r.Body), "<title>Service Unavailable</title>") || strings.Contains(string(r.Body), "<form") {
+				if !strings.Contains(string(r.Body), "<title>Service Unavailable") || strings.Contains(string(r.Body), "<form") {
 					t.Fatalf("%s: not the error page:\n%s", what, r.Body)
 				}
 				if c := sessionSetCookie(t, &response{Header: r.Header}); c != nil {
