@@ -36,9 +36,7 @@ func (k *keepWriter) settle() {
 	h := k.Header()
 	v := h.Get(k.g.KeepHeader)
 	for _, name := range [...]string{k.g.KeepHeader, defaultKeepHeader} {
-		if _, ok := h[name]; ok {
-			delete(h, name)
-		}
+		delete(h, name)
 	}
 	if !k.marked && k.user != nil && k.user.Ephemeral() && !k.user.Kept && strings.EqualFold(strings.TrimSpace(v), "true") {
 		k.marked = true
