@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/base64"
 	"net/http"
 	"os"
 	"regexp"
@@ -110,6 +111,19 @@ func TestCaddyfileExample(t *testing.T) {
 	r := s.postJSON("/oauth/token", map[string]string{"grant_type": "authorization_code", "client_id": "mobile-app", "code": "guest-user"})
 	if r.Status == http.StatusOK {
 		t.Fatalf("public client created a code guest: %s", r.Body)
+	}
+	// demo-app manages users (Casdoor's user API); demo-spa makes Authgear
+	// web anonymous users; the app's origin may call the token endpoint.
+	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("demo-app:demo-secret"))
+	if r := s.get("/api/get-user?id=built-in/"+claims["name"].(string), "", "Authorization", basic); r.Status != http.StatusOK || r.JSON(t)["status"] != "ok" {
+		t.Fatalf("demo-app's get-user: %d %s", r.Status, r.Body)
+	}
+	if r := s.postJSON("/api/anonymous_user/signup", map[string]string{"client_id": "demo-spa", "session_type": "refresh_token"}); r.Status != http.StatusOK {
+		t.Fatalf("demo-spa's anonymous sign-up: %d %s", r.Status, r.Body)
+	}
+	pre := s.do(http.MethodOptions, "/oauth/token", nil, "Origin", "http://localhost:3000", "Access-Control-Request-Method", "POST", "Access-Control-Request-Headers", "content-type")
+	if pre.Header.Get("Access-Control-Allow-Origin") != "http://localhost:3000" {
+		t.Fatalf("CORS preflight from the demo app's origin: %d %v", pre.Status, pre.Header)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/guestauth/caddy-guestauth/internal/accounts"
+	"github.com/guestauth/caddy-guestauth/internal/model"
 )
 
 // PageURL is the path of page that returns to returnTo (a path of this
@@ -33,10 +34,23 @@ func (p *Pages) EndSession(w http.ResponseWriter, r *http.Request, id *accounts.
 	return nil
 }
 
+// StartSession gives the browser a new session of u (the guest an
+// authorization request promotes), replacing prev's (nil for none), and
+// sets its cookie.
+func (p *Pages) StartSession(w http.ResponseWriter, r *http.Request, prev *accounts.Identity, u *model.User) (*accounts.Identity, error) {
+	ctx := accounts.WithClientIP(r.Context(), p.ClientIP(r))
+	login, err := p.Accounts.RotateBrowserSession(ctx, prev, u, p.Issuer(r))
+	if err != nil {
+		return nil, err
+	}
+	p.setSession(w, r, login)
+	return &accounts.Identity{User: login.User, Session: login.Session}, nil
+}
+
 // SignedOut shows the sign-out page to a visitor just signed out.
 func (p *Pages) SignedOut(w http.ResponseWriter, r *http.Request) error {
 	h := w.Header()
-	h.Set("Content-Security-Policy", pageCSP)
+	h.Set("Content-Security-Policy", p.csp())
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Cache-Control", "no-store")

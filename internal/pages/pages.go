@@ -65,6 +65,11 @@ type Pages struct {
 	Issuer, ClientIP, LimitKey func(r *http.Request) string
 	// ReadTimeout bounds the reading of a form (api_read_timeout).
 	ReadTimeout time.Duration
+	// FormActions are CSP sources (scheme://host[:port], or scheme: for
+	// an app's own scheme) the pages' forms may end at after redirects:
+	// where the authorization and end-session endpoints send visitors
+	// back (protocol.RedirectSources).
+	FormActions []string
 	Logger      *zap.Logger
 	Now         func() time.Time
 }
@@ -213,9 +218,19 @@ type PageUser struct {
 	Anonymous, HasPassword bool
 }
 
-// pageCSP: nothing but this origin's stylesheets and form targets; no
-// script at all, no framing.
-const pageCSP = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+// csp is the pages' Content-Security-Policy: nothing but this origin's
+// stylesheets and form targets; no script at all, no framing. A form's
+// target is this origin, and FormActions: browsers apply form-action to
+// every redirect that follows a form's submission too (Chromium does), and
+// a sign-in through the authorization endpoint ends in a redirect to the
+// app.
+func (p *Pages) csp() string {
+	actions := "'self'"
+	for _, src := range p.FormActions {
+		actions += " " + src
+	}
+	return "default-src 'none'; style-src 'self'; img-src 'self'; form-action " + actions + "; frame-ancestors 'none'; base-uri 'none'"
+}
 
 const maxPageForm = 16 << 10
 
@@ -239,7 +254,7 @@ func (p *Pages) Serve(w http.ResponseWriter, r *http.Request) error {
 		_, err := w.Write(css)
 		return err
 	}
-	h.Set("Content-Security-Policy", pageCSP)
+	h.Set("Content-Security-Policy", p.csp())
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Cache-Control", "no-store")
@@ -563,7 +578,7 @@ func (p *Pages) Error(w http.ResponseWriter, r *http.Request, status int, msg st
 // errorPage is the error page, showing id's session state when known.
 func (p *Pages) errorPage(w http.ResponseWriter, r *http.Request, status int, msg string, id *accounts.Identity) error {
 	h := w.Header()
-	h.Set("Content-Security-Policy", pageCSP)
+	h.Set("Content-Security-Policy", p.csp())
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store")
 	d := p.newPageData(r, "error", http.StatusText(status), status)

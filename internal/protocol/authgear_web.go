@@ -187,11 +187,9 @@ func PromotionCode(loginHint string) (code string, ok bool) {
 // it is (model.ErrUnavailable: a 503).
 //
 // The authorization endpoint calls it once, when the request arrives
-// (prompt=login comes with it: no session is reused), stores the guest's
-// id with the authorization request it keeps for the sign-up page, and
-// on the sign-up form's submission calls accounts.Service.PromoteGuest
-// with that id instead of registering a new user; the user that returns
-// (the same id, now normal-user) is signed in and gets the code.
+// (Handler.promote): the browser gets a session of the guest and is sent
+// to the sign-up page, where the guest's upgrade (the same id, now
+// normal-user, a new session) is the sign-in the request waits for.
 func (h *Handler) Promotion(ctx context.Context, loginHint, clientID string) (guest *model.User, promote bool, err error) {
 	code, ok := PromotionCode(loginHint)
 	if !ok {

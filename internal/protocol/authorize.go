@@ -46,6 +46,9 @@ type Browser interface {
 	PageURL(page, returnTo, loginHint string) string
 	// EndSession ends the browser session id and clears its cookie.
 	EndSession(w http.ResponseWriter, r *http.Request, id *accounts.Identity) error
+	// StartSession gives the browser a new session of u, replacing prev
+	// (the browser's session; nil for none), and sets its cookie.
+	StartSession(w http.ResponseWriter, r *http.Request, prev *accounts.Identity, u *model.User) (*accounts.Identity, error)
 	// Error answers an HTML error page; Fault one for a failed store
 	// operation (503 with Retry-After when the store is out of reach);
 	// SignedOut the page telling the visitor they are signed out.
@@ -334,6 +337,12 @@ func (h *Handler) decide(w http.ResponseWriter, r *http.Request, req *authzReque
 	if err != nil {
 		return h.authzRedirect(w, r, req, h.authzFault(err, "reading the browser session"))
 	}
+	if handle == "" && !req.None { // prompt=none cannot show the sign-up page
+		var answered bool
+		if id, answered, err = h.promote(w, r, req, id); answered {
+			return err
+		}
+	}
 	if req.satisfied(id, created, h.Accounts.Now()) {
 		return h.issueCode(w, r, req, id, handle)
 	}
@@ -356,6 +365,38 @@ func (h *Handler) decide(w http.ResponseWriter, r *http.Request, req *authzReque
 	back := r.URL.Path + "?" + url.Values{"resume": {handle}}.Encode()
 	http.Redirect(w, r, h.Browser.PageURL(page, back, req.LoginHint), http.StatusSeeOther) //nolint:gosec // G710: PageURL's target is the pages' prefix, a path of this site; request values are only in its query
 	return nil
+}
+
+// promote serves Authgear's anonymous login_hint (Promotion) on a new
+// request: the promotion code is taken, once; the browser gets a session
+// of its guest, replacing the browser's own (except another guest's, which
+// keeps its session but loses the cookie here: two guests are not
+// merged); and the request asks for the sign-up page, where that guest
+// takes a name and password, keeping its id, and so signs in. The code
+// then issued is the promoted user's. A bad code goes back to the client
+// as invalid_request. answered is true when the answer was written (err
+// is then its result); otherwise id is the browser's identity from now on.
+func (h *Handler) promote(w http.ResponseWriter, r *http.Request, req *authzRequest, id *accounts.Identity) (_ *accounts.Identity, answered bool, err error) {
+	guest, promote, err := h.Promotion(r.Context(), req.LoginHint, req.ClientID)
+	if !promote {
+		return id, false, nil
+	}
+	if err != nil {
+		var ae *accounts.Error
+		if errors.As(err, &ae) {
+			return nil, true, h.authzRedirect(w, r, req, authzErr(accounts.CodeInvalidRequest, "%s", ae.Description))
+		}
+		return nil, true, h.authzRedirect(w, r, req, h.authzFault(err, "taking a promotion code"))
+	}
+	prev := id
+	if prev != nil && prev.User.ID != guest.ID && prev.User.IsAnonymous() {
+		prev = nil
+	}
+	if id, err = h.Browser.StartSession(w, r, prev, guest); err != nil {
+		return nil, true, h.authzRedirect(w, r, req, h.authzFault(err, "starting the promoted guest's browser session"))
+	}
+	req.Create = true
+	return id, false, nil
 }
 
 // issueCode sends the visitor back to the client with a code.

@@ -10,7 +10,10 @@ package protocol
 
 import (
 	"net/http"
+	"net/url"
+	"regexp"
 	"slices"
+	"strings"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"go.uber.org/zap"
@@ -101,6 +104,44 @@ func (c *Client) redirectURI(given string, present bool) (string, bool) {
 	}
 	return given, slices.Contains(c.RedirectURIs, given)
 }
+
+// RedirectSources are the CSP sources of every redirect and post-logout
+// redirect URI of clients, sorted and without repeats: scheme://host[:port]
+// for http and https, scheme: for an app's own scheme. A URI whose host a
+// CSP source cannot spell is left out.
+func RedirectSources(clients map[string]*Client) []string {
+	seen := map[string]bool{}
+	for _, c := range clients {
+		for _, list := range [][]string{c.RedirectURIs, c.PostLogoutRedirectURIs} {
+			for _, raw := range list {
+				u, err := url.Parse(raw)
+				if err != nil || !cspScheme.MatchString(u.Scheme) {
+					continue
+				}
+				switch src := strings.ToLower(u.Scheme) + ":"; src {
+				case "http:", "https:":
+					if cspHost.MatchString(u.Host) {
+						seen[src+"//"+strings.ToLower(u.Host)] = true
+					}
+				default:
+					seen[src] = true
+				}
+			}
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for src := range seen {
+		out = append(out, src)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// The characters a CSP scheme-source and host-source may have.
+var (
+	cspScheme = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*$`)
+	cspHost   = regexp.MustCompile(`^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]+)?$`)
+)
 
 // NewClient makes the Client of a configured one: secret is its resolved
 // client_secret, guests its configured policy ("" for the default).
