@@ -1,10 +1,8 @@
 package bolt
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,52 +23,9 @@ var (
 	bucketChallengeEnds = []byte("challenge_ends") // ExpiresAt (8-byte big-endian unix ns) + SHA-256(token) -> ""
 )
 
-// challengePurgeLimit bounds the expired challenges one write deletes: the
-// work per request stays small, and since each request adds at most one
-// challenge, cleanup still outpaces creation.
-const challengePurgeLimit = 16
-
 func challengeHash(token string) []byte {
 	h := sha256.Sum256([]byte(token))
 	return h[:]
-}
-
-func challengeEndKey(hash []byte, expires time.Time) []byte {
-	k := make([]byte, 8, 8+len(hash))
-	binary.BigEndian.PutUint64(k, uint64(max(expires.UnixNano(), 0)))
-	return append(k, hash...)
-}
-
-func challengeBuckets(tx *bbolt.Tx) (challenges, ends *bbolt.Bucket, err error) {
-	if challenges, err = tx.CreateBucketIfNotExists(bucketChallenges); err != nil {
-		return nil, nil, err
-	}
-	if ends, err = tx.CreateBucketIfNotExists(bucketChallengeEnds); err != nil {
-		return nil, nil, err
-	}
-	return challenges, ends, nil
-}
-
-// purgeChallenges deletes up to challengePurgeLimit challenges expired at
-// now, oldest first, reading only the expiry index.
-func purgeChallenges(challenges, ends *bbolt.Bucket, now time.Time) error {
-	var keys [][]byte
-	c := ends.Cursor()
-	for k, _ := c.First(); k != nil && len(keys) < challengePurgeLimit; k, _ = c.Next() {
-		if len(k) < 8 || int64(binary.BigEndian.Uint64(k[:8])) > now.UnixNano() {
-			break
-		}
-		keys = append(keys, bytes.Clone(k))
-	}
-	for _, k := range keys {
-		if err := challenges.Delete(k[8:]); err != nil {
-			return err
-		}
-		if err := ends.Delete(k); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // PutChallenge implements storage.Backend.
@@ -85,11 +40,11 @@ func (b *Store) PutChallenge(ctx context.Context, token string, c model.Challeng
 	h := challengeHash(token)
 	// Batched: a burst of challenge requests shares one fsync.
 	return b.batch(ctx, func(tx *bbolt.Tx) error {
-		challenges, ends, err := challengeBuckets(tx)
+		challenges, ends, err := expiringBuckets(tx, bucketChallenges, bucketChallengeEnds)
 		if err != nil {
 			return err
 		}
-		if err := purgeChallenges(challenges, ends, c.CreatedAt); err != nil {
+		if err := purgeExpired(challenges, ends, c.CreatedAt); err != nil {
 			return err
 		}
 		if challenges.Get(h) != nil {
@@ -98,7 +53,7 @@ func (b *Store) PutChallenge(ctx context.Context, token string, c model.Challeng
 		if err := challenges.Put(h, raw); err != nil {
 			return err
 		}
-		return ends.Put(challengeEndKey(h, c.ExpiresAt), nil)
+		return ends.Put(expiryKey(h, c.ExpiresAt), nil)
 	})
 }
 
@@ -111,11 +66,11 @@ func (b *Store) ConsumeChallenge(ctx context.Context, token string, now time.Tim
 	// function returns nil when the token is unknown so the purge commits.
 	err := b.batch(ctx, func(tx *bbolt.Tx) error {
 		out = nil
-		challenges, ends, err := challengeBuckets(tx)
+		challenges, ends, err := expiringBuckets(tx, bucketChallenges, bucketChallengeEnds)
 		if err != nil {
 			return err
 		}
-		if err := purgeChallenges(challenges, ends, now); err != nil {
+		if err := purgeExpired(challenges, ends, now); err != nil {
 			return err
 		}
 		raw := challenges.Get(h)
@@ -129,7 +84,7 @@ func (b *Store) ConsumeChallenge(ctx context.Context, token string, now time.Tim
 		if err := challenges.Delete(h); err != nil {
 			return err
 		}
-		if err := ends.Delete(challengeEndKey(h, c.ExpiresAt)); err != nil {
+		if err := ends.Delete(expiryKey(h, c.ExpiresAt)); err != nil {
 			return err
 		}
 		if now.Before(c.ExpiresAt) {

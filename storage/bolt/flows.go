@@ -22,40 +22,48 @@ var (
 	bucketFlowEnds = []byte("flow_ends") // ExpiresAt (8-byte big-endian unix ns) + key -> ""
 )
 
-// flowPurgeLimit bounds the expired records one write deletes: each write
+// Challenges and flow states are expiring records: each lives in its
+// bucket under its key, and in an expiry index (a second bucket) under
+// the big-endian expiry time followed by the key, which a write walks
+// from its start to delete what has expired.
+
+// purgeLimit bounds the expired records one write deletes: each write
 // adds at most one, so cleanup outpaces creation while the work per
 // request stays small.
-const flowPurgeLimit = 16
+const purgeLimit = 16
 
-func flowEndKey(key []byte, expires time.Time) []byte {
+// expiryKey is key's entry in an expiry index.
+func expiryKey(key []byte, expires time.Time) []byte {
 	k := make([]byte, 8, 8+len(key))
 	binary.BigEndian.PutUint64(k, uint64(max(expires.UnixNano(), 0)))
 	return append(k, key...)
 }
 
-func flowBuckets(tx *bbolt.Tx) (flows, ends *bbolt.Bucket, err error) {
-	if flows, err = tx.CreateBucketIfNotExists(bucketFlows); err != nil {
+// expiringBuckets opens (creating them if need be) the records bucket and
+// its expiry index.
+func expiringBuckets(tx *bbolt.Tx, name, index []byte) (records, ends *bbolt.Bucket, err error) {
+	if records, err = tx.CreateBucketIfNotExists(name); err != nil {
 		return nil, nil, err
 	}
-	if ends, err = tx.CreateBucketIfNotExists(bucketFlowEnds); err != nil {
+	if ends, err = tx.CreateBucketIfNotExists(index); err != nil {
 		return nil, nil, err
 	}
-	return flows, ends, nil
+	return records, ends, nil
 }
 
-// purgeFlows deletes up to flowPurgeLimit records expired at now, oldest
+// purgeExpired deletes up to purgeLimit records expired at now, oldest
 // first, reading only the expiry index.
-func purgeFlows(flows, ends *bbolt.Bucket, now time.Time) error {
+func purgeExpired(records, ends *bbolt.Bucket, now time.Time) error {
 	var keys [][]byte
 	c := ends.Cursor()
-	for k, _ := c.First(); k != nil && len(keys) < flowPurgeLimit; k, _ = c.Next() {
+	for k, _ := c.First(); k != nil && len(keys) < purgeLimit; k, _ = c.Next() {
 		if len(k) < 8 || int64(binary.BigEndian.Uint64(k[:8])) > now.UnixNano() {
 			break
 		}
 		keys = append(keys, bytes.Clone(k))
 	}
 	for _, k := range keys {
-		if err := flows.Delete(k[8:]); err != nil {
+		if err := records.Delete(k[8:]); err != nil {
 			return err
 		}
 		if err := ends.Delete(k); err != nil {
@@ -78,13 +86,13 @@ func (b *Store) PutFlowState(ctx context.Context, kind, handle string, f model.F
 	key := storage.FlowKey(kind, handle)
 	// Batched: a burst of sign-ins shares one fsync.
 	return b.batch(ctx, func(tx *bbolt.Tx) error {
-		flows, ends, err := flowBuckets(tx)
+		flows, ends, err := expiringBuckets(tx, bucketFlows, bucketFlowEnds)
 		if err != nil {
 			return err
 		}
 		// The record's creation is the caller's now (the clock every
 		// other flow method is given).
-		if err := purgeFlows(flows, ends, f.CreatedAt); err != nil {
+		if err := purgeExpired(flows, ends, f.CreatedAt); err != nil {
 			return err
 		}
 		if flows.Get(key) != nil {
@@ -93,7 +101,7 @@ func (b *Store) PutFlowState(ctx context.Context, kind, handle string, f model.F
 		if err := flows.Put(key, raw); err != nil {
 			return err
 		}
-		return ends.Put(flowEndKey(key, f.ExpiresAt), nil)
+		return ends.Put(expiryKey(key, f.ExpiresAt), nil)
 	})
 }
 
@@ -147,7 +155,7 @@ func (b *Store) TakeFlowState(ctx context.Context, kind, handle string, now time
 	// result from scratch.
 	err := b.batch(ctx, func(tx *bbolt.Tx) error {
 		out, spent = nil, false
-		flows, ends, err := flowBuckets(tx)
+		flows, ends, err := expiringBuckets(tx, bucketFlows, bucketFlowEnds)
 		if err != nil {
 			return err
 		}
@@ -168,7 +176,7 @@ func (b *Store) TakeFlowState(ctx context.Context, kind, handle string, now time
 		}
 		out = &f
 		// The purge goes last: the record taken is live, so it stays.
-		return purgeFlows(flows, ends, now)
+		return purgeExpired(flows, ends, now)
 	})
 	switch {
 	case err != nil:
@@ -190,7 +198,7 @@ func (b *Store) RedeemFlowState(ctx context.Context, kind, handle string, now ti
 	var ended int
 	err := b.batch(ctx, func(tx *bbolt.Tx) error {
 		out, spent, ended = nil, false, 0 // a batched function may run twice
-		flows, ends, err := flowBuckets(tx)
+		flows, ends, err := expiringBuckets(tx, bucketFlows, bucketFlowEnds)
 		if err != nil {
 			return err
 		}
@@ -217,7 +225,7 @@ func (b *Store) RedeemFlowState(ctx context.Context, kind, handle string, now ti
 			return err
 		}
 		out = &f
-		return purgeFlows(flows, ends, now)
+		return purgeExpired(flows, ends, now)
 	})
 	switch {
 	case err != nil:
