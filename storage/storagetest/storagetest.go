@@ -29,6 +29,8 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Backend) {
 		{"CreateUserIsAtomic", testCreateUserIsAtomic},
 		{"UniqueNameUnderConcurrency", testUniqueNameUnderConcurrency},
 		{"UpdateUserMovesNameIndex", testUpdateUserMovesNameIndex},
+		{"VerifiedEmailIndex", testVerifiedEmailIndex},
+		{"UniqueEmailUnderConcurrency", testUniqueEmailUnderConcurrency},
 		{"UpdateFunctionsRunOncePerVersion", testUpdateFunctionsRunOncePerVersion},
 		{"ConcurrentUpdatesAllApply", testConcurrentUpdatesAllApply},
 		{"DeleteUserRemovesEverything", testDeleteUserRemovesEverything},
