@@ -86,11 +86,14 @@ func (u *User) IsAnonymous() bool { return u.Tag == TagGuest }
 
 // Ephemeral reports whether u has no credential that outlives its sessions
 // and device key: a guest, or a normal user who never set a password (a
-// name-only upgrade). Ephemeral users expire like guests, after the guest
+// name-only upgrade), without a verified email address (with one, a
+// sign-in link brings it back). Ephemeral users expire like guests, after the guest
 // idle TTL or once orphaned, unless kept. This is the one place the rule
 // lives: the store's expiry indexes, the prune re-check and the keep header
 // all use it.
-func (u *User) Ephemeral() bool { return u.IsAnonymous() || u.PasswordHash == "" }
+func (u *User) Ephemeral() bool {
+	return (u.IsAnonymous() || u.PasswordHash == "") && !u.EmailVerified
+}
 
 // ActiveAt is the user's last recorded activity (its creation at least).
 func (u *User) ActiveAt() time.Time {
