@@ -83,6 +83,15 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        templates             <dir>
 //	        merged_header         <Header-Name>
 //	    }
+//	    email {
+//	        smtp                  <host:port>
+//	        from                  "<Name> <address>"
+//	        username              <user>
+//	        password              <secret>
+//	        starttls              auto|always|never
+//	        templates             <dir>
+//	        limit                 address|ip <burst> <interval>
+//	    }
 //	}
 //
 // `client` may be repeated. Write secrets as `{env.NAME}` placeholders.
@@ -246,6 +255,15 @@ func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			g.Assertion = a
+		case "email":
+			if g.Email != nil {
+				return d.Err("email is set twice")
+			}
+			e, err := parseEmail(d)
+			if err != nil {
+				return err
+			}
+			g.Email = e
 		case "browser":
 			if g.Browser != nil {
 				return d.Err("browser is set twice")

@@ -26,6 +26,7 @@ import (
 	"github.com/guestauth/caddy-guestauth/internal/accounts"
 	"github.com/guestauth/caddy-guestauth/internal/events"
 	"github.com/guestauth/caddy-guestauth/internal/headers"
+	"github.com/guestauth/caddy-guestauth/internal/mail"
 	"github.com/guestauth/caddy-guestauth/internal/model"
 	"github.com/guestauth/caddy-guestauth/internal/outbox"
 	"github.com/guestauth/caddy-guestauth/internal/pages"
@@ -128,6 +129,10 @@ type GuestAuth struct {
 	// A signed identity header for the upstream (see Assertion); off when
 	// unset.
 	Assertion *Assertion `json:"assertion,omitempty"`
+
+	// Email addresses, password recovery and sign-in links (see Email);
+	// off when unset.
+	Email *Email `json:"email,omitempty"`
 
 	// Password sign-ins allowed per account name from clients without a
 	// valid device token, at once, then one more per interval. An attempt
@@ -286,6 +291,7 @@ type GuestAuth struct {
 	activity *accounts.Activity
 	events   *events.Emitter
 	outbox   *outbox.Outbox // with a webhook
+	mailer   *mail.Mailer   // with email
 	bg       *background
 	poolKey  string
 	shared   *sharedStore
@@ -464,6 +470,15 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 	}
 	g.activity = accounts.NewActivity(g.shared.store)
 	g.admission = g.admitLock()
+	if g.mailer, err = g.setupMail(); err != nil {
+		return err
+	}
+	var mailer accounts.Mailer
+	var mailAddr, mailIP accounts.Limit
+	if g.mailer != nil {
+		mailer = g.mailer
+		mailAddr, mailIP = g.Email.AddressLimit.limit(), g.Email.IPLimit.limit()
+	}
 	g.svc, err = accounts.New(ctx, g.shared.store, g.shared.keys, accounts.Config{
 		Alg:             g.alg,
 		AccessTTL:       time.Duration(g.AccessTokenLifetime),
@@ -499,6 +514,10 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		SharedLimits:  g.sharedLimit,
 		Organization:  g.Organization,
 
+		Mailer:           mailer,
+		MailAddressLimit: mailAddr,
+		MailIPLimit:      mailIP,
+
 		BrowserUnconfirmed: unconfirmed,
 	}, g.now)
 	if err != nil {
@@ -526,6 +545,9 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		g.protocol.Browser = g.pages
 	}
 	g.buildRoutes()
+	if g.mailer != nil {
+		g.mailer.Start()
+	}
 	g.startBackground(ctx)
 	g.shared.attach(g)
 	return nil
@@ -627,6 +649,9 @@ func (g *GuestAuth) setDefaults() {
 	}
 	if g.Assertion != nil {
 		g.Assertion.setDefaults()
+	}
+	if g.Email != nil {
+		g.Email.setDefaults()
 	}
 	defaults := defaultHeaders
 	for _, p := range []struct {
@@ -731,6 +756,11 @@ func (g *GuestAuth) Validate() error {
 	if *g.MaxSessionsPerUser < 0 {
 		return errors.New("max_sessions_per_user cannot be negative")
 	}
+	if g.Email != nil {
+		if err := g.Email.validate(); err != nil {
+			return err
+		}
+	}
 	if g.Browser != nil {
 		if g.Cookie != "" {
 			return errors.New("cookie (an access token in a cookie) and browser (session cookies) cannot both be set")
@@ -758,6 +788,9 @@ func (g *GuestAuth) Validate() error {
 // Cleanup releases this config's use of the shared store; the file closes
 // when no config uses it any more.
 func (g *GuestAuth) Cleanup() error {
+	if g.mailer != nil {
+		g.mailer.Stop() // a mail being sent is sent again after its lease
+	}
 	g.stopBackground()
 	g.stopEvents()
 	g.releaseThrottles()

@@ -1,0 +1,154 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/guestauth/caddy-guestauth/internal/mail"
+	"github.com/guestauth/caddy-guestauth/internal/metrics"
+)
+
+// Email turns on verified email addresses, password recovery and email
+// sign-in links (docs/email.md). Without it nothing about email is
+// offered, and the pages say nothing of it. Mail is queued in the store
+// (the outbox every instance using the store sends from), so a restart or
+// an SMTP outage loses none: it is retried with backoff for up to a day.
+type Email struct {
+	// SMTP server, host:port. Port 465 is implicit TLS; any other port
+	// speaks STARTTLS as StartTLS says.
+	SMTP string `json:"smtp"`
+	// Sender of the mail: `"Name <address>"` or an address.
+	From string `json:"from"`
+	// Username and Password for SMTP AUTH (optional; write them as
+	// {env.NAME} placeholders, resolved when the config loads).
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+	// StartTLS is auto (default: STARTTLS when the server offers it, and
+	// its certificate must then verify), always (refuse a server without
+	// it) or never (plain SMTP, for a relay or catcher on the same host).
+	StartTLS string `json:"starttls,omitempty"`
+	// Templates is a directory of mail templates overriding the built-in
+	// ones file by file: verify, changed, reset, signin, each as .txt
+	// (text/template, with {{define "subject"}}) and .html (html/template).
+	Templates string `json:"templates,omitempty"`
+	// Mail a visitor can have sent (verification, reset and sign-in
+	// links) per address and per client network (see ip_key_prefix);
+	// every request counts, answered or not. Defaults: 3 then one per
+	// 20m per address; 10 then one per 1m per network.
+	AddressLimit *RateLimit `json:"address_limit,omitempty"`
+	IPLimit      *RateLimit `json:"ip_limit,omitempty"`
+}
+
+func (e *Email) setDefaults() {
+	if e.StartTLS == "" {
+		e.StartTLS = mail.StartTLSAuto
+	}
+	if e.AddressLimit == nil {
+		e.AddressLimit = &RateLimit{Burst: 3, Interval: caddy.Duration(20 * time.Minute)}
+	}
+	if e.IPLimit == nil {
+		e.IPLimit = &RateLimit{Burst: 10, Interval: caddy.Duration(time.Minute)}
+	}
+}
+
+func (e *Email) validate() error {
+	host, port, err := net.SplitHostPort(e.SMTP)
+	if err != nil || host == "" {
+		return fmt.Errorf("email: smtp must be host:port, got %q", e.SMTP)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
+		return fmt.Errorf("email: bad smtp port %q", port)
+	}
+	if err := mail.CheckFrom(e.From); err != nil {
+		return fmt.Errorf("email: %w", err)
+	}
+	switch e.StartTLS {
+	case mail.StartTLSAuto, mail.StartTLSAlways, mail.StartTLSNever:
+	default:
+		return fmt.Errorf("email: starttls must be auto, always or never, got %q", e.StartTLS)
+	}
+	for name, l := range map[string]*RateLimit{"address_limit": e.AddressLimit, "ip_limit": e.IPLimit} {
+		if l.Burst <= 0 || l.Interval <= 0 {
+			return fmt.Errorf("email: %s needs a positive burst and interval", name)
+		}
+	}
+	return nil
+}
+
+// parseEmail reads `email { smtp; from; username; password; starttls;
+// templates; limit address|ip <burst> <interval> }`.
+func parseEmail(d *caddyfile.Dispenser) (*Email, error) {
+	e := &Email{}
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		key := d.Val()
+		switch key {
+		case "smtp", "from", "username", "password", "starttls", "templates":
+			var v string
+			if !d.AllArgs(&v) {
+				return nil, d.ArgErr()
+			}
+			*map[string]*string{"smtp": &e.SMTP, "from": &e.From, "username": &e.Username, "password": &e.Password,
+				"starttls": &e.StartTLS, "templates": &e.Templates}[key] = v
+		case "limit":
+			var which, burst, interval string
+			if !d.AllArgs(&which, &burst, &interval) {
+				return nil, d.ArgErr()
+			}
+			n, err := strconv.Atoi(burst)
+			if err != nil {
+				return nil, d.Errf("limit burst: %v", err)
+			}
+			dur, err := caddy.ParseDuration(interval)
+			if err != nil {
+				return nil, d.Errf("limit interval: %v", err)
+			}
+			l := &RateLimit{Burst: n, Interval: caddy.Duration(dur)}
+			switch which {
+			case "address":
+				e.AddressLimit = l
+			case "ip":
+				e.IPLimit = l
+			default:
+				return nil, d.Errf("email limit: unknown limit %q (address or ip)", which)
+			}
+		default:
+			return nil, d.Errf("unknown email option %q", key)
+		}
+	}
+	return e, nil
+}
+
+// setupMail makes the mailer of the email option (nil without it). Its
+// site name is the browser's site_name, else the issuer's host.
+func (g *GuestAuth) setupMail() (*mail.Mailer, error) {
+	e := g.Email
+	if e == nil {
+		return nil, nil
+	}
+	repl := caddy.NewReplacer()
+	site := ""
+	if g.Browser != nil {
+		site = g.Browser.SiteName
+	}
+	if site == "" && g.issuer != "" {
+		if u, err := url.Parse(g.issuer); err == nil {
+			site = u.Host
+		}
+	}
+	return mail.New(mail.Config{
+		Store: g.shared.store, SMTP: e.SMTP, From: e.From,
+		Username: repl.ReplaceKnown(e.Username, ""), Password: repl.ReplaceKnown(e.Password, ""),
+		StartTLS: e.StartTLS, Site: site, TemplatesDir: e.Templates,
+		Logger: g.logger.Named("mail"), Now: g.now,
+		OnQueued: metrics.MailQueued, OnSent: metrics.MailSent, OnFailed: metrics.MailFailed,
+	})
+}
