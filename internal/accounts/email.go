@@ -40,9 +40,9 @@ const (
 // Link paths, under the link base the caller gives (the site's origin and
 // the pages' prefix): the pages serve them.
 const (
-	LinkVerify = "email/verify"
-	LinkReset  = "password/reset"
-	LinkSignIn = "email/signin"
+	LinkVerify = "verify-email"
+	LinkReset  = "reset-password"
+	LinkSignIn = "email-signin"
 )
 
 // Kinds of mail (Mail.Kind): each has its templates.

@@ -74,7 +74,7 @@ func newMailer(t *testing.T, st storage.Backend, srv *smtptest.Server, mod func(
 }
 
 func resetMail(to string) accounts.Mail {
-	return accounts.Mail{Kind: accounts.MailReset, To: to, Name: "Alice", Link: "https://example.test/auth/password/reset?token=abc", ExpiresIn: time.Hour}
+	return accounts.Mail{Kind: accounts.MailReset, To: to, Name: "Alice", Link: "https://example.test/auth/reset-password?token=abc", ExpiresIn: time.Hour}
 }
 
 // A queued mail reaches a real SMTP server, over STARTTLS with AUTH,
@@ -98,11 +98,11 @@ func TestQueuedMailIsSentOverSTARTTLSWithAuth(t *testing.T) {
 	if got.Subject != "Reset your password for example.test" {
 		t.Fatalf("subject %q", got.Subject)
 	}
-	if smtptest.Link(got, "https://example.test/") != "https://example.test/auth/password/reset?token=abc" ||
+	if smtptest.Link(got, "https://example.test/") != "https://example.test/auth/reset-password?token=abc" ||
 		!strings.Contains(got.Text, "Hello Alice") || !strings.Contains(got.Text, "1 hour") {
 		t.Fatalf("text: %q", got.Text)
 	}
-	if !strings.Contains(got.HTML, `<a href="https://example.test/auth/password/reset?token=abc">`) {
+	if !strings.Contains(got.HTML, `<a href="https://example.test/auth/reset-password?token=abc">`) {
 		t.Fatalf("html: %q", got.HTML)
 	}
 	waitFor(t, func() bool { n, _ := m.Pending(bg); return n == 0 })
