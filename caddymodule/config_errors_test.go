@@ -64,6 +64,7 @@ func TestConfigErrors(t *testing.T) {
 		{"email {\nsmtp mail.example.com:587\nfrom a@example.com\nlimit user 1 1m\n}", `unknown limit "user"`},
 		{"email {\nsmtp mail.example.com:587\nfrom a@example.com\nlimit ip 0 1m\n}", "ip_limit needs a positive burst"},
 		{`{"email": {"smtp": "mail.example.com:587", "from": "a@example.com", "starttls": "sometimes"}}`, "starttls must be"},
+		{"email {\nsmtp mail.example.com:587\nfrom a@example.com\n}", "email needs browser"},
 		{"issuer", argCount},
 		{"issuer https://a.example https://b.example", argCount},
 		{"signing_alg", argCount},

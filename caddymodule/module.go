@@ -543,6 +543,9 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		// The authorization and end-session endpoints sign visitors in and
 		// out with the pages.
 		g.protocol.Browser = g.pages
+		if g.mailer != nil {
+			g.protocol.LinkBase = g.pages.LinkBase
+		}
 	}
 	g.buildRoutes()
 	if g.mailer != nil {
@@ -759,6 +762,9 @@ func (g *GuestAuth) Validate() error {
 	if g.Email != nil {
 		if err := g.Email.validate(); err != nil {
 			return err
+		}
+		if g.Browser == nil {
+			return errors.New("email needs browser: its links open the built-in pages")
 		}
 	}
 	if g.Browser != nil {

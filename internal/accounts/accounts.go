@@ -401,7 +401,7 @@ func (s *Service) mintNonce(issuer, clientID string, u *model.User, sess *model.
 		Now: now, AccessTTL: s.cfg.AccessTTL, IDTTL: s.cfg.AccessTTL, Owner: s.cfg.Organization,
 	}, tokens.Subject{
 		UserID: u.ID, Name: u.Name, Tag: u.Tag, Anonymous: u.IsAnonymous(), HasPassword: u.PasswordHash != "",
-		SessionID: sess.ID, AuthTime: sess.AuthTime,
+		SessionID: sess.ID, AuthTime: sess.AuthTime, Email: u.Email, EmailVerified: u.EmailVerified,
 	})
 	if err != nil {
 		return nil, err

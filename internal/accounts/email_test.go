@@ -489,3 +489,15 @@ func TestNoMailer(t *testing.T) {
 	_, err = f.svc.SetEmail(context.Background(), &accounts.Identity{User: g.User, Session: g.Session}, accounts.SetEmailRequest{Email: "a@example.test"})
 	wantEmailCode(t, "set", err, accounts.CodeNoEmail, "not configured")
 }
+
+// UserInfo carries the address with scope email only.
+func TestUserInfoEmail(t *testing.T) {
+	u := &model.User{ID: "u1", Name: "alice", Tag: model.TagNormal, Email: "alice@example.test", EmailVerified: true}
+	if info := accounts.UserInfo(u, "openid"); info["email"] != nil || info["email_verified"] != nil {
+		t.Fatalf("without scope email: %v", info)
+	}
+	info := accounts.UserInfo(u, "openid email")
+	if info["email"] != "alice@example.test" || info["email_verified"] != true || info["https://authgear.com/claims/user/is_verified"] != true {
+		t.Fatalf("with scope email: %v", info)
+	}
+}

@@ -470,14 +470,14 @@ func (p *Pages) postPage(w http.ResponseWriter, r *http.Request, d *PageData, id
 		if now != nil && d.Email && addr != "" {
 			// The account exists: a refused mail (a limit, an outage) is
 			// said on the account page, where the address can be sent again.
-			if _, err := p.Accounts.SetEmail(ctx, now, accounts.SetEmailRequest{Email: addr, LinkBase: p.linkBase(r), ClientIP: ip}); err != nil {
+			if _, err := p.Accounts.SetEmail(ctx, now, accounts.SetEmailRequest{Email: addr, LinkBase: p.LinkBase(r), ClientIP: ip}); err != nil {
 				d.ReturnTo = p.Prefix + "account"
 				p.Logger.Info("sign-up: the confirmation mail was not queued", zap.Error(err))
 			}
 		}
 	case "forgot-password", "email-link":
 		d.Form.Email = form.Get("email")
-		req := accounts.EmailLinkRequest{Email: d.Form.Email, LinkBase: p.linkBase(r), ClientIP: ip}
+		req := accounts.EmailLinkRequest{Email: d.Form.Email, LinkBase: p.LinkBase(r), ClientIP: ip}
 		var err error
 		if d.Page == "forgot-password" {
 			err = p.Accounts.ForgotPassword(ctx, req)
@@ -539,7 +539,7 @@ func (p *Pages) postPage(w http.ResponseWriter, r *http.Request, d *PageData, id
 			if !d.Email {
 				return p.formError(w, d, &accounts.Error{Code: accounts.CodeNoEmail, Description: "Email is not configured on this site."})
 			}
-			u, err := p.Accounts.SetEmail(ctx, id, accounts.SetEmailRequest{Email: d.Form.Email, LinkBase: p.linkBase(r), ClientIP: ip})
+			u, err := p.Accounts.SetEmail(ctx, id, accounts.SetEmailRequest{Email: d.Form.Email, LinkBase: p.LinkBase(r), ClientIP: ip})
 			if err != nil {
 				return p.formError(w, d, err)
 			}
@@ -686,9 +686,9 @@ func (p *Pages) linkError(w http.ResponseWriter, r *http.Request, err error, id 
 	return p.Fault(w, r, err, "using a mailed link")
 }
 
-// linkBase is where the mailed links point: the issuer's origin and the
+// LinkBase is where the mailed links point: the issuer's origin and the
 // pages' prefix.
-func (p *Pages) linkBase(r *http.Request) string {
+func (p *Pages) LinkBase(r *http.Request) string {
 	u, err := url.Parse(p.Issuer(r))
 	if err != nil || u.Host == "" {
 		return p.Prefix
