@@ -49,7 +49,7 @@ const (
 // Defaults of Config.
 const (
 	DefaultTimeout     = 15 * time.Second
-	DefaultMaxAttempts = 12 // with the backoff below, about 7 hours of retries
+	DefaultMaxAttempts = 16 // with the backoff below, about 8 hours of retries
 	DefaultMaxAge      = 24 * time.Hour
 	DefaultBatch       = 4
 	DefaultPoll        = time.Second
@@ -207,12 +207,13 @@ func CheckFrom(from string) error {
 	return nil
 }
 
-// DefaultBackoff waits 30s after the first failure, doubling up to an
-// hour, with jitter (half to all of it).
+// DefaultBackoff waits 5s after the first failure, doubling up to an
+// hour, with jitter (half to all of it): a short SMTP hiccup delays a
+// reset link by seconds, a long outage costs few attempts.
 func DefaultBackoff(n int) time.Duration {
 	d := maxBackoff
-	if n < 8 {
-		d = min(30*time.Second<<max(n-1, 0), maxBackoff)
+	if n < 11 {
+		d = min(5*time.Second<<max(n-1, 0), maxBackoff)
 	}
 	return d/2 + rand.N(d/2+1) //nolint:gosec // G404: retry jitter needs no cryptographic randomness
 }
