@@ -40,7 +40,7 @@ var pageNames = []string{"signin", "signup", "signout", "account", "guest", "err
 // without it they do not exist.
 var emailPages = map[string]bool{"forgot-password": true, "reset-password": true, "email-link": true, "email-signin": true, "verify-email": true}
 
-var pageTitles = map[string]string{
+var pageTitles = map[string]string{ //nolint:gosec // G101: page names and titles, no credentials
 	"signin": "Sign in", "signup": "Sign up", "signout": "Sign out",
 	"account": "Your account", "guest": "Continue as a guest",
 	"forgot-password": "Forgot password", "reset-password": "Choose a new password",

@@ -110,7 +110,7 @@ func (h *Handler) UpdateUser(w http.ResponseWriter, r *http.Request) error {
 // Paths of the email API (with email configured).
 const (
 	PathForgotPassword = "/api/forgot-password"
-	PathResetPassword  = "/api/reset-password"
+	PathResetPassword  = "/api/reset-password" //nolint:gosec // G101: a path, no credentials
 )
 
 // ForgotPassword mails a reset link to the user whose verified address
