@@ -501,3 +501,31 @@ func TestUserInfoEmail(t *testing.T) {
 		t.Fatalf("with scope email: %v", info)
 	}
 }
+
+// Usernames may hold @: a username is looked up first, then a verified
+// address; the sign-in budget is the account's, whichever way it was
+// named, so the name and the address do not give twice the guesses.
+func TestSignInNameBeforeAddress(t *testing.T) {
+	f := newEmailFixture(t, func(cfg *accounts.Config) {
+		cfg.AccountLimit = accounts.Limit{Burst: 2, Interval: time.Hour}
+	})
+	named := f.register(t, "x@example.test", "password of x")
+	other := f.register(t, "yves", "password of yves")
+	f.verified(t, other, "x@example.test")
+	issued, err := f.svc.SignIn(bg, accounts.SignInRequest{Issuer: "https://example.test", ClientID: "app", Username: "x@example.test", Password: "password of x"})
+	if err != nil || issued.User.ID != named.User.ID {
+		t.Fatalf("the username first: %+v, %v", issued, err)
+	}
+	if _, err := f.svc.SignIn(bg, accounts.SignInRequest{Issuer: "https://example.test", ClientID: "app", Username: "x@example.test", Password: "password of yves"}); err == nil {
+		t.Fatal("the address shadowed a username")
+	}
+	// zoe by address and by name share one guess budget (2).
+	f.verified(t, f.register(t, "zoe", "password of zoe"), "zoe@example.test")
+	for i, name := range []string{"zoe@example.test", "zoe", "ZOE@example.test"} {
+		_, err := f.svc.SignIn(bg, accounts.SignInRequest{Issuer: "https://example.test", ClientID: "app", Username: name, Password: "wrong password", ClientIP: "10.9.0.1"})
+		var te *accounts.ThrottledError
+		if i < 2 && errors.As(err, &te) || i == 2 && !errors.As(err, &te) {
+			t.Fatalf("guess %d (%s): %v", i, name, err)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/guestauth/caddy-guestauth/internal/model"
 	"github.com/guestauth/caddy-guestauth/storage"
@@ -137,5 +138,34 @@ func testUniqueEmailUnderConcurrency(t *testing.T, st storage.Backend) {
 	owner, err := st.GetUserByEmail(bg, "shared@example.test")
 	if err != nil || !owner.EmailVerified {
 		t.Fatalf("owner = %+v, %v", owner, err)
+	}
+}
+
+// A verified address is a way back to the account: a guest or
+// passwordless user with one is not ephemeral, so neither idle scans nor
+// orphan scans list it.
+func testVerifiedEmailKeepsUser(t *testing.T, st storage.Backend) {
+	plain := NewUser("g1", "guest_g1")
+	mustCreate(t, st, plain, NewSession("s1", "g1"), nil)
+	kept := withEmail(NewUser("g2", "guest_g2"), "g2@example.test", true)
+	mustCreate(t, st, kept, NewSession("s2", "g2"), nil)
+	idle := scanIdle(t, st, T0.Add(time.Hour), 10)
+	if len(idle) != 1 || idle[0] != "g1" {
+		t.Fatalf("idle scan = %v, want [g1]", idle)
+	}
+	for _, s := range []string{"s1", "s2"} {
+		if err := st.DeleteSession(bg, s, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if o := scanOrphans(t, st); !o["g1"] || o["g2"] {
+		t.Fatalf("orphans = %v, want g1 only", o)
+	}
+	// Unverified again (a changed address): ephemeral again.
+	if _, err := st.UpdateUser(bg, "g2", func(u *model.User) error { u.Email, u.EmailVerified = "new@example.test", false; return nil }, nil); err != nil {
+		t.Fatal(err)
+	}
+	if idle := scanIdle(t, st, T0.Add(time.Hour), 10); len(idle) != 2 {
+		t.Fatalf("idle scan after the change = %v", idle)
 	}
 }

@@ -31,6 +31,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Backend) {
 		{"UpdateUserMovesNameIndex", testUpdateUserMovesNameIndex},
 		{"VerifiedEmailIndex", testVerifiedEmailIndex},
 		{"UniqueEmailUnderConcurrency", testUniqueEmailUnderConcurrency},
+		{"VerifiedEmailKeepsUser", testVerifiedEmailKeepsUser},
 		{"UpdateFunctionsRunOncePerVersion", testUpdateFunctionsRunOncePerVersion},
 		{"ConcurrentUpdatesAllApply", testConcurrentUpdatesAllApply},
 		{"DeleteUserRemovesEverything", testDeleteUserRemovesEverything},
