@@ -84,6 +84,15 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        templates             <dir>
 //	        merged_header         <Header-Name>
 //	    }
+//	    email {
+//	        smtp                  <host:port>
+//	        from                  "<Name> <address>"
+//	        username              <user>
+//	        password              <secret>
+//	        starttls              auto|always|never
+//	        templates             <dir>
+//	        limit                 address|ip <burst> <interval>
+//	    }
 //	}
 //
 // `client` may be repeated. Write secrets as `{env.NAME}` placeholders.
@@ -159,6 +168,10 @@ func (g *GuestAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "assertion":
 			if err = opts.Once(d, key); err == nil {
 				g.Assertion, err = parseAssertion(d)
+			}
+		case "email":
+			if err = opts.Once(d, key); err == nil {
+				g.Email, err = parseEmail(d)
 			}
 		case "browser":
 			if err = opts.Once(d, key); err == nil {

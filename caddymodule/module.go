@@ -26,6 +26,7 @@ import (
 	"github.com/guestauth/caddy-guestauth/internal/accounts"
 	"github.com/guestauth/caddy-guestauth/internal/events"
 	"github.com/guestauth/caddy-guestauth/internal/headers"
+	"github.com/guestauth/caddy-guestauth/internal/mail"
 	"github.com/guestauth/caddy-guestauth/internal/model"
 	"github.com/guestauth/caddy-guestauth/internal/outbox"
 	"github.com/guestauth/caddy-guestauth/internal/pages"
@@ -135,6 +136,10 @@ type GuestAuth struct {
 	Limits Limits `json:"limits,omitzero"`
 	flatLimits
 
+	// Email addresses, password recovery and sign-in links (see Email);
+	// off when unset.
+	Email *Email `json:"email,omitempty"`
+
 	// Most live sessions a user may have: a sign-in beyond it ends the
 	// user's oldest sessions (by sign-in time). Default: 10. 0 means no cap.
 	MaxSessionsPerUser *int `json:"max_sessions_per_user,omitempty"`
@@ -224,6 +229,7 @@ type GuestAuth struct {
 	activity *accounts.Activity
 	events   *events.Emitter
 	outbox   *outbox.Outbox // with a webhook
+	mailer   *mail.Mailer   // with email
 	bg       *background
 	poolKey  string
 	shared   *sharedStore
@@ -370,6 +376,15 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 	}
 	g.activity = accounts.NewActivity(g.shared.store)
 	g.admission = g.admitLock()
+	if g.mailer, err = g.setupMail(); err != nil {
+		return err
+	}
+	var mailer accounts.Mailer
+	var mailAddr, mailIP accounts.Limit
+	if g.mailer != nil {
+		mailer = g.mailer
+		mailAddr, mailIP = g.Email.AddressLimit.limit(), g.Email.IPLimit.limit()
+	}
 	g.svc, err = accounts.New(ctx, g.shared.store, g.shared.keys, accounts.Config{
 		Alg:             g.alg,
 		AccessTTL:       time.Duration(g.AccessTokenLifetime),
@@ -405,6 +420,10 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		SharedLimits:  g.sharedLimit,
 		Organization:  g.Organization,
 
+		Mailer:           mailer,
+		MailAddressLimit: mailAddr,
+		MailIPLimit:      mailIP,
+
 		BrowserUnconfirmed: unconfirmed,
 	}, g.now)
 	if err != nil {
@@ -430,8 +449,14 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		// The authorization and end-session endpoints sign visitors in and
 		// out with the pages.
 		g.protocol.Browser = g.pages
+		if g.mailer != nil {
+			g.protocol.LinkBase = g.pages.LinkBase
+		}
 	}
 	g.buildRoutes()
+	if g.mailer != nil {
+		g.mailer.Start()
+	}
 	g.startBackground(ctx)
 	g.shared.attach(g)
 	return nil
@@ -530,6 +555,9 @@ func (g *GuestAuth) setDefaults() {
 	if g.Assertion != nil {
 		g.Assertion.setDefaults()
 	}
+	if g.Email != nil {
+		g.Email.setDefaults()
+	}
 }
 
 // orDefault sets *v to d when it is unset (the zero value).
@@ -593,6 +621,14 @@ func (g *GuestAuth) Validate() error {
 	if *g.MaxSessionsPerUser < 0 {
 		return errors.New("max_sessions_per_user cannot be negative")
 	}
+	if g.Email != nil {
+		if err := g.Email.validate(); err != nil {
+			return err
+		}
+		if g.Browser == nil {
+			return errors.New("email needs browser: its links open the built-in pages")
+		}
+	}
 	if g.Browser != nil {
 		if g.Cookie != "" {
 			return errors.New("cookie (an access token in a cookie) and browser (session cookies) cannot both be set")
@@ -615,6 +651,9 @@ func (g *GuestAuth) Validate() error {
 // Cleanup releases this config's use of the shared store; the file closes
 // when no config uses it any more.
 func (g *GuestAuth) Cleanup() error {
+	if g.mailer != nil {
+		g.mailer.Stop() // a mail being sent is sent again after its lease
+	}
 	g.stopBackground()
 	g.stopEvents()
 	g.releaseThrottles()

@@ -21,7 +21,7 @@ var (
 		PasswordHash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA", DeviceKID: "dk1",
 		CreatedAt: time.Date(2030, 1, 2, 3, 4, 5, 6, time.UTC), UpdatedAt: time.Date(2030, 1, 2, 3, 4, 6, 0, time.UTC),
 		OrphanedAt: time.Date(2030, 2, 1, 0, 0, 0, 0, time.FixedZone("", 3600)), LastActiveAt: time.Date(2030, 1, 3, 0, 0, 0, 123, time.UTC),
-		Kept: true,
+		Kept: true, Email: "a@example.test", EmailVerified: true,
 	}
 	fullSession = model.Session{
 		ID: "s1", UserID: fullUser.ID, ClientID: "app",

@@ -50,6 +50,12 @@ type Backend interface {
 	GetUser(ctx context.Context, id string) (*model.User, error)
 	// GetUserByName finds a user by NameKey(name).
 	GetUserByName(ctx context.Context, name string) (*model.User, error)
+	// GetUserByEmail finds the user whose verified address
+	// (User.VerifiedEmailKey) is model.EmailKey(email); an unverified
+	// address finds nobody. Verified addresses are unique: every write
+	// of a user (CreateUser, UpdateUser) refuses with ErrEmailTaken,
+	// writing nothing, a verified address another user has verified.
+	GetUserByEmail(ctx context.Context, email string) (*model.User, error)
 	// UpdateUser applies fn to the stored user and saves the result, moving
 	// the name index entry if the name changed (ErrNameTaken if taken). An
 	// error from fn is returned and nothing is written. Its TxResult is

@@ -37,6 +37,10 @@ const (
 	// a client with manage_users through Casdoor's /api/add-user (data:
 	// name, via "api"; client_id names the client).
 	UserCreated = "user.created"
+	// PasswordReset: a user set a new password with a reset link mailed
+	// to their verified address; every session of the user ended (data:
+	// via "email", client_ip).
+	PasswordReset = "password.reset"
 )
 
 // Event is one thing that happened: the JSON body of a delivery.

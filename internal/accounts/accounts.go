@@ -100,6 +100,14 @@ type Config struct {
 	// other limits (per client IP, per device, challenges, name changes)
 	// always stay in this process, so N processes allow N times them.
 	SharedLimits func(name string, l Limit) Limiter
+	// Mailer, when set, sends the Service's mail (email.go): without it,
+	// nothing about email is offered.
+	Mailer Mailer
+	// MailAddressLimit and MailIPLimit bound the mail a visitor can have
+	// sent (verification, reset and sign-in links) per address and per
+	// client network; every request counts, before any lookup.
+	MailAddressLimit Limit
+	MailIPLimit      Limit
 	// Organization is the owner claim of the tokens and the owner of every
 	// user in Casdoor's user API (DefaultOrganization when empty).
 	Organization string
@@ -120,6 +128,8 @@ const (
 	ThrottleChallengeGlobal = "challenge_global"
 	ThrottleNameUser        = "name_user"
 	ThrottleNameIP          = "name_ip"
+	ThrottleMailAddress     = "mail_address"
+	ThrottleMailIP          = "mail_ip"
 )
 
 // Service is safe for concurrent use.
@@ -150,6 +160,8 @@ type Service struct {
 	challengeAll  *Throttle
 	// username changes (profile.go)
 	names nameRules
+	// mail sent at a visitor's request (email.go)
+	mailByAddr, mailByIP *Throttle
 	// browser sessions being slid (browser.go), by session id
 	sliding sync.Map
 }
@@ -219,6 +231,8 @@ func New(ctx context.Context, store Store, keys *tokens.Keyring, cfg Config, now
 		byIPChallenge: mk(ThrottleChallengeIP, cfg.Challenges.PerIP),
 		challengeAll:  mk(ThrottleChallengeGlobal, cfg.Challenges.Global),
 		names:         newNameRules(cfg, mk),
+		mailByAddr:    mk(ThrottleMailAddress, cfg.MailAddressLimit),
+		mailByIP:      mk(ThrottleMailIP, cfg.MailIPLimit),
 	}, nil
 }
 
@@ -387,7 +401,7 @@ func (s *Service) mintNonce(issuer, clientID string, u *model.User, sess *model.
 		Now: now, AccessTTL: s.cfg.AccessTTL, IDTTL: s.cfg.AccessTTL, Owner: s.cfg.Organization,
 	}, tokens.Subject{
 		UserID: u.ID, Name: u.Name, Tag: u.Tag, Anonymous: u.IsAnonymous(), HasPassword: u.PasswordHash != "",
-		SessionID: sess.ID, AuthTime: sess.AuthTime,
+		SessionID: sess.ID, AuthTime: sess.AuthTime, Email: u.Email, EmailVerified: u.EmailVerified,
 	})
 	if err != nil {
 		return nil, err

@@ -43,7 +43,12 @@ type fixture struct {
 
 func newFixture(t *testing.T, cfg accounts.Config) *fixture {
 	t.Helper()
-	st := openStore(t)
+	return newFixtureOn(t, openStore(t), cfg)
+}
+
+// newFixtureOn is newFixture on a store the test opened.
+func newFixtureOn(t *testing.T, st *countingStore, cfg accounts.Config) *fixture {
+	t.Helper()
 	keys, err := tokens.LoadKeyring(bg, st)
 	if err != nil {
 		t.Fatal(err)

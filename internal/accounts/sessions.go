@@ -194,7 +194,7 @@ func (s *Service) Logout(ctx context.Context, id *Identity) error {
 }
 
 // UserInfo is the OIDC UserInfo response (OIDC Core §5.3) for id.
-func UserInfo(u *model.User) map[string]any {
+func UserInfo(u *model.User, scope string) map[string]any {
 	info := map[string]any{
 		"sub":                u.ID,
 		"name":               u.Name,
@@ -203,11 +203,14 @@ func UserInfo(u *model.User) map[string]any {
 		"is_anonymous":       u.IsAnonymous(),
 		// Authgear's names, which its SDKs read (see tokens.Mint).
 		"https://authgear.com/claims/user/is_anonymous":       u.IsAnonymous(),
-		"https://authgear.com/claims/user/is_verified":        false,
+		"https://authgear.com/claims/user/is_verified":        u.EmailVerified && u.Email != "",
 		"https://authgear.com/claims/user/can_reauthenticate": u.PasswordHash != "",
 	}
 	if u.DisplayName != "" {
 		info["nickname"] = u.DisplayName
+	}
+	if u.Email != "" && tokens.HasScope(scope, "email") {
+		info["email"], info["email_verified"] = u.Email, u.EmailVerified
 	}
 	return info
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/guestauth/caddy-guestauth/internal/events"
@@ -26,6 +27,8 @@ func (e *ThrottledError) Error() string {
 		return fmt.Sprintf("The site has reached its limit of guest accounts; retry in %d seconds.", e.RetrySeconds())
 	case LimitName:
 		return fmt.Sprintf("Too many username changes; retry in %d seconds.", e.RetrySeconds())
+	case LimitEmail:
+		return fmt.Sprintf("Too many emails were asked for; retry in %d seconds.", e.RetrySeconds())
 	}
 	return fmt.Sprintf("Too many guest accounts were created; retry in %d seconds.", e.RetrySeconds())
 }
@@ -36,7 +39,8 @@ const (
 	LimitIP     = "ip"
 	LimitGlobal = "global"
 	LimitCap    = "cap"
-	LimitName   = "name" // username changes (per user or per client IP)
+	LimitName   = "name"  // username changes (per user or per client IP)
+	LimitEmail  = "email" // mail sent at a visitor's request (per address or per client network)
 )
 
 // RetrySeconds is RetryAfter rounded up to whole seconds (at least 1).
@@ -218,17 +222,27 @@ func (s *Service) SignIn(ctx context.Context, req SignInRequest) (*Issued, error
 // errBadCredentials, or a *ThrottledError.
 func (s *Service) checkSignIn(ctx context.Context, req SignInRequest) (*model.User, error) {
 	u, err := s.store.GetUserByName(ctx, req.Username)
+	if errors.Is(err, model.ErrNotFound) && strings.Contains(req.Username, "@") {
+		// A username first (names may hold @), then a verified address.
+		u, err = s.store.GetUserByEmail(ctx, req.Username)
+	}
 	if err != nil && !errors.Is(err, model.ErrNotFound) {
 		return nil, err
 	}
 	usable := err == nil && !u.IsAnonymous() && u.PasswordHash != ""
-	guesses := s.accountGuesses(req.Username)
+	// The budgets are the account's, whichever way it was named, so the
+	// name and the address do not give twice the guesses.
+	budgetName := req.Username
+	if err == nil {
+		budgetName = u.Name
+	}
+	guesses := s.accountGuesses(budgetName)
 	if usable && req.DeviceToken != "" {
 		if id, ok := s.checkDeviceToken(req.DeviceToken, u.ID); ok {
 			guesses = budget{t: s.byDevice, key: "dev:" + id}
 		}
 	}
-	if err := s.admit(ctx, guesses, s.accountHashes(req.Username), budget{t: s.byIP, key: ipKey(req.ClientIP)}); err != nil {
+	if err := s.admit(ctx, guesses, s.accountHashes(budgetName), budget{t: s.byIP, key: ipKey(req.ClientIP)}); err != nil {
 		var te *ThrottledError
 		if errors.As(err, &te) {
 			s.observe(ctx, events.Event{Type: events.SignInThrottled, ClientID: req.ClientID, Data: map[string]any{"client_ip": clientIPOf(ctx), "retry_after_s": te.RetrySeconds()}})

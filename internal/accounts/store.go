@@ -16,6 +16,7 @@ type Store interface {
 	CreateUser(ctx context.Context, u *model.User, s *model.Session, dev *model.Device, ev storage.Events) error
 	GetUser(ctx context.Context, id string) (*model.User, error)
 	GetUserByName(ctx context.Context, name string) (*model.User, error)
+	GetUserByEmail(ctx context.Context, email string) (*model.User, error)
 	UpdateUser(ctx context.Context, id string, fn func(u *model.User) error, ev storage.Events) (*model.User, error)
 	DeleteUser(ctx context.Context, id string, ev storage.Events) error
 

@@ -36,7 +36,7 @@ func TestThrottlesFromConfig(t *testing.T) {
 	slices.Sort(names)
 	want := []string{
 		accounts.ThrottleChallengeGlobal, accounts.ThrottleChallengeIP, accounts.ThrottleGuestGlobal, accounts.ThrottleGuestIP,
-		accounts.ThrottleNameIP, accounts.ThrottleNameUser, accounts.ThrottleSignInAccount, accounts.ThrottleSignInDevice,
+		accounts.ThrottleMailAddress, accounts.ThrottleMailIP, accounts.ThrottleNameIP, accounts.ThrottleNameUser, accounts.ThrottleSignInAccount, accounts.ThrottleSignInDevice,
 		accounts.ThrottleSignInHash, accounts.ThrottleSignInIP,
 	}
 	if !slices.Equal(names, want) {

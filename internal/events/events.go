@@ -77,6 +77,7 @@ const (
 	UserDeleted          = webhook.UserDeleted
 	GuestMerged          = webhook.GuestMerged
 	UserCreated          = webhook.UserCreated
+	PasswordReset        = webhook.PasswordReset
 )
 
 // Event is one thing that happened, as logged and as sent to webhooks: the

@@ -16,6 +16,10 @@
 //	caddy_guest_auth_signin_failures_total
 //	caddy_guest_auth_token_cache_hits_total                   verified-token cache hits
 //	caddy_guest_auth_token_cache_misses_total                 lookups that had to verify the signature
+//	caddy_guest_auth_mail_queued_total{kind}                  verify, changed, reset, signin: stored in the outbox
+//	caddy_guest_auth_mail_sent_total{kind}                    accepted by the SMTP server
+//	caddy_guest_auth_mail_failed_total{kind}                  attempts that failed (retried, or given up: mail_given_up_total)
+//	caddy_guest_auth_mail_given_up_total{kind}                mail dropped after its last attempt or too old
 //	caddy_guest_auth_webhook_dropped_total{type}              guest.created, guest.upgraded, guest.expired, session.revoked, refresh.reuse_detected, signin.throttled, user.deleted
 //
 // Gauges, read from the store at scrape time (see SetGaugeSource):
@@ -46,6 +50,7 @@ const (
 	LimitCap    = "cap"    // the guest population cap was reached
 	LimitSignIn = "signin" // sign-in throttled after failed passwords
 	LimitName   = "name"   // too many username changes (per user or IP)
+	LimitEmail  = "email"  // too many mails asked for (per address or IP)
 )
 
 // Values of the reason label of
@@ -65,7 +70,8 @@ const (
 const other = "other"
 
 var (
-	limits     = []string{LimitIP, LimitGlobal, LimitCap, LimitSignIn, LimitName}
+	limits     = []string{LimitIP, LimitGlobal, LimitCap, LimitSignIn, LimitName, LimitEmail}
+	mailKinds  = []string{"verify", "changed", "reset", "signin"}
 	reasons    = []string{ReasonMalformed, ReasonBadSignature, ReasonExpired, ReasonWrongIssuer, ReasonWrongAud, ReasonBadClaims, ReasonSessionEnded}
 	eventTypes = []string{events.GuestCreated, events.GuestUpgraded, events.GuestExpired, events.SessionRevoked, events.RefreshReuseDetected, events.SignInThrottled, events.UserDeleted, events.GuestMerged, events.UserCreated}
 )
@@ -84,12 +90,18 @@ var (
 	// lifecycle events that must never be dropped.
 	webhookDropped = counterVec("webhook_dropped_total", "Webhook events dropped before their delivery (outbox full or too old, or not stored), by event type.", "type", eventTypes)
 
+	mailQueued = counterVec("mail_queued_total", "Mail queued in the store's outbox, by kind.", "kind", mailKinds)
+	mailSent   = counterVec("mail_sent_total", "Mail accepted by the SMTP server, by kind.", "kind", mailKinds)
+	mailFailed = counterVec("mail_failed_total", "Attempts to send mail that failed, by kind.", "kind", mailKinds)
+	mailGaveUp = counterVec("mail_given_up_total", "Mail dropped unsent (its last attempt failed, or it waited too long), by kind.", "kind", mailKinds)
+
 	guestGauges = &gauges{
 		live: prometheus.NewDesc(prometheus.BuildFQName(namespace, subsystem, "live_guests"), "Guest users that currently exist.", nil, nil),
 		kept: prometheus.NewDesc(prometheus.BuildFQName(namespace, subsystem, "kept_guests"), "Guest users kept past their idle expiry.", nil, nil),
 	}
 
-	collectors = []prometheus.Collector{guestsCreated, guestsUpgraded, guestsExpired, signInFailures, cacheHits, cacheMisses, webhookDropped, rateLimited, tokenFails, guestGauges}
+	collectors = []prometheus.Collector{guestsCreated, guestsUpgraded, guestsExpired, signInFailures, cacheHits, cacheMisses, webhookDropped, rateLimited, tokenFails, guestGauges,
+		mailQueued, mailSent, mailFailed, mailGaveUp}
 )
 
 func counter(name, help string) prometheus.Counter {
@@ -161,6 +173,21 @@ func SignInFailed() { signInFailures.Inc() }
 // listed above is counted as "other".
 func WebhookDropped(eventType string) {
 	webhookDropped.WithLabelValues(known(eventType, eventTypes)).Inc()
+}
+
+// MailQueued, MailSent and MailFailed count mail of kind (mail.Config's
+// OnQueued, OnSent, OnFailed); gaveUp also counts it given up.
+func MailQueued(kind string) { mailQueued.WithLabelValues(known(kind, mailKinds)).Inc() }
+
+// MailSent: see MailQueued.
+func MailSent(kind string) { mailSent.WithLabelValues(known(kind, mailKinds)).Inc() }
+
+// MailFailed: see MailQueued.
+func MailFailed(kind string, gaveUp bool) {
+	mailFailed.WithLabelValues(known(kind, mailKinds)).Inc()
+	if gaveUp {
+		mailGaveUp.WithLabelValues(known(kind, mailKinds)).Inc()
+	}
 }
 
 func known(v string, values []string) string {

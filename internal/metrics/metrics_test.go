@@ -106,6 +106,25 @@ func TestUnknownLabelCountsAsOther(t *testing.T) {
 	}
 }
 
+// Mail is counted by kind; a failure that gives up counts in both.
+func TestMailCounters(t *testing.T) {
+	reg := newRegistry(t)
+	q := value(t, reg, "caddy_guest_auth_mail_queued_total", "kind", "reset")
+	s := value(t, reg, "caddy_guest_auth_mail_sent_total", "kind", "reset")
+	f := value(t, reg, "caddy_guest_auth_mail_failed_total", "kind", "signin")
+	g := value(t, reg, "caddy_guest_auth_mail_given_up_total", "kind", "signin")
+	metrics.MailQueued("reset")
+	metrics.MailSent("reset")
+	metrics.MailFailed("signin", false)
+	metrics.MailFailed("signin", true)
+	if value(t, reg, "caddy_guest_auth_mail_queued_total", "kind", "reset") != q+1 ||
+		value(t, reg, "caddy_guest_auth_mail_sent_total", "kind", "reset") != s+1 ||
+		value(t, reg, "caddy_guest_auth_mail_failed_total", "kind", "signin") != f+2 ||
+		value(t, reg, "caddy_guest_auth_mail_given_up_total", "kind", "signin") != g+1 {
+		t.Fatal("mail counters did not count")
+	}
+}
+
 func TestAllSeriesExportedAndLintClean(t *testing.T) {
 	reg := newRegistry(t)
 	families, err := reg.Gather()
@@ -119,10 +138,10 @@ func TestAllSeriesExportedAndLintClean(t *testing.T) {
 			t.Errorf("metric %s lacks the caddy_guest_auth_ prefix", f.GetName())
 		}
 	}
-	// 6 plain counters, 5 limits + other, 7 reasons + other, 9 event types
-	// + other, 2 gauges.
-	if len(families) != 11 || series != 6+6+8+10+2 {
-		t.Errorf("%d families, %d series; want 11 and 32", len(families), series)
+	// 6 plain counters, 6 limits + other, 7 reasons + other, 9 event types
+	// + other, 2 gauges, 4 mail counters of 4 kinds + other.
+	if len(families) != 15 || series != 6+7+8+10+2+4*5 {
+		t.Errorf("%d families, %d series; want 15 and 53", len(families), series)
 	}
 	problems, err := promlint.NewWithMetricFamilies(families).Lint()
 	if err != nil {

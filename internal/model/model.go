@@ -37,6 +37,9 @@ var (
 	// before it expires (a replayed authorization code): the record comes
 	// with it, so the caller can undo what the first take did.
 	ErrSpent = errors.New("already used")
+	// ErrEmailTaken is returned when a user's verified email address is
+	// already another user's verified address (compared by EmailKey).
+	ErrEmailTaken = errors.New("email address already taken")
 )
 
 // User is one account. ID is the OIDC `sub` and never changes.
@@ -61,6 +64,21 @@ type User struct {
 	LastActiveAt time.Time `json:"last_active_at,omitzero"`
 	// Kept guests never expire: the app said they own data.
 	Kept bool `json:"kept,omitempty"`
+	// Email is the address the user gave, as given; it counts (sign-in
+	// by email, sign-in links, password recovery, the email_verified
+	// claim) only once EmailVerified, and verified addresses are unique
+	// by EmailKey. A changed address starts unverified.
+	Email         string `json:"email,omitempty"`
+	EmailVerified bool   `json:"email_verified,omitempty"`
+}
+
+// VerifiedEmailKey is the EmailKey of u's verified address, or "" when it
+// has none: the key of the store's unique verified-email index.
+func (u *User) VerifiedEmailKey() string {
+	if u == nil || !u.EmailVerified || u.Email == "" {
+		return ""
+	}
+	return EmailKey(u.Email)
 }
 
 // IsAnonymous reports whether the user is still a guest.
@@ -68,11 +86,14 @@ func (u *User) IsAnonymous() bool { return u.Tag == TagGuest }
 
 // Ephemeral reports whether u has no credential that outlives its sessions
 // and device key: a guest, or a normal user who never set a password (a
-// name-only upgrade). Ephemeral users expire like guests, after the guest
+// name-only upgrade), without a verified email address (with one, a
+// sign-in link brings it back). Ephemeral users expire like guests, after the guest
 // idle TTL or once orphaned, unless kept. This is the one place the rule
 // lives: the store's expiry indexes, the prune re-check and the keep header
 // all use it.
-func (u *User) Ephemeral() bool { return u.IsAnonymous() || u.PasswordHash == "" }
+func (u *User) Ephemeral() bool {
+	return (u.IsAnonymous() || u.PasswordHash == "") && !u.EmailVerified
+}
 
 // ActiveAt is the user's last recorded activity (its creation at least).
 func (u *User) ActiveAt() time.Time {
@@ -178,3 +199,10 @@ type FlowState struct {
 // NameKey is the unique-index key of a username: usernames are unique
 // case-insensitively and compared after trimming.
 func NameKey(name string) string { return strings.ToLower(strings.TrimSpace(name)) }
+
+// EmailKey is the unique-index key of an email address: addresses are
+// compared case-insensitively (as every provider we interoperate with
+// treats them) after trimming. The accounts package stores an address with
+// its domain already normalised (lowercase ASCII, IDNA), so one domain
+// has one key whichever way it was typed.
+func EmailKey(addr string) string { return strings.ToLower(strings.TrimSpace(addr)) }

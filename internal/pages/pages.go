@@ -33,11 +33,19 @@ import (
 var builtinTemplates embed.FS
 
 // Page names, each served at the pages prefix + name.
-var pageNames = []string{"signin", "signup", "signout", "account", "guest", "error"}
+var pageNames = []string{"signin", "signup", "signout", "account", "guest", "error",
+	"forgot-password", "reset-password", "email-link", "email-signin", "verify-email"}
 
-var pageTitles = map[string]string{
+// emailPages are the pages of email (accounts.Service.EmailEnabled):
+// without it they do not exist.
+var emailPages = map[string]bool{"forgot-password": true, "reset-password": true, "email-link": true, "email-signin": true, "verify-email": true}
+
+var pageTitles = map[string]string{ //nolint:gosec // G101: page names and titles, no credentials
 	"signin": "Sign in", "signup": "Sign up", "signout": "Sign out",
 	"account": "Your account", "guest": "Continue as a guest",
+	"forgot-password": "Forgot password", "reset-password": "Choose a new password",
+	"email-link": "Email me a sign-in link", "email-signin": "Sign in with your link",
+	"verify-email": "Confirm your email address",
 }
 
 // Pages serves the pages and keeps the session cookie. Its fields are set
@@ -170,7 +178,13 @@ type PageData struct {
 	// User is the signed-in visitor, nil without a session.
 	User *PageUser
 	// Form holds the submitted values shown again (never a password).
-	Form struct{ Username string }
+	Form struct{ Username, Email string }
+	// Email is set when the site sends mail: the email fields and pages
+	// are shown only then.
+	Email bool
+	// Token is the mailed link's token, carried by the reset, verify and
+	// sign-in link pages' forms.
+	Token string
 	// Rules are the username and password rules, stated on the forms
 	// before they are sent.
 	Rules Rules
@@ -216,6 +230,9 @@ type PageUser struct {
 	// are the creation time, shared by the guests of the same minute).
 	Display                string
 	Anonymous, HasPassword bool
+	// Email is the user's address (EmailVerified once its link was opened).
+	Email         string
+	EmailVerified bool
 }
 
 // csp is the pages' Content-Security-Policy: nothing but this origin's
@@ -258,7 +275,7 @@ func (p *Pages) Serve(w http.ResponseWriter, r *http.Request) error {
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Cache-Control", "no-store")
-	if _, ok := pageTitles[name]; !ok {
+	if _, ok := pageTitles[name]; !ok || emailPages[name] && !p.Accounts.EmailEnabled() {
 		// Shown with the visitor's real session state: reading it changes
 		// nothing (but a slid session's renewed cookie).
 		id, err := p.Identity(w, r)
@@ -297,6 +314,12 @@ func (p *Pages) Serve(w http.ResponseWriter, r *http.Request) error {
 	if name == "account" && id == nil {
 		return p.Redirect(w, r, "signin")
 	}
+	if name == "reset-password" {
+		// Only checked, not taken: the link is taken with the new password.
+		if err := p.Accounts.ResetLink(r.Context(), d.Token); err != nil {
+			return p.linkError(w, r, err, id)
+		}
+	}
 	return p.render(w, d)
 }
 
@@ -315,6 +338,14 @@ func (p *Pages) pageData(r *http.Request, name string, id *accounts.Identity) *P
 		d.Form.Username = hint
 	}
 	d.setUser(id)
+	d.Email = p.Accounts.EmailEnabled()
+	if emailPages[name] {
+		if r.Method == http.MethodPost {
+			d.Token = r.PostForm.Get("token")
+		} else {
+			d.Token = r.URL.Query().Get("token")
+		}
+	}
 	return d
 }
 
@@ -375,7 +406,8 @@ func (d *PageData) setUser(id *accounts.Identity) {
 	d.User = nil
 	if id != nil {
 		u := id.User
-		d.User = &PageUser{ID: u.ID, Name: u.Name, Tag: u.Tag, Display: displayName(u.ID, u.Name, u.IsAnonymous()), Anonymous: u.IsAnonymous(), HasPassword: u.PasswordHash != ""}
+		d.User = &PageUser{ID: u.ID, Name: u.Name, Tag: u.Tag, Display: displayName(u.ID, u.Name, u.IsAnonymous()), Anonymous: u.IsAnonymous(), HasPassword: u.PasswordHash != "",
+			Email: u.Email, EmailVerified: u.EmailVerified}
 	}
 }
 
@@ -420,12 +452,21 @@ func (p *Pages) postPage(w http.ResponseWriter, r *http.Request, d *PageData, id
 		}
 		p.setSession(w, r, login)
 	case "signup":
+		d.Form.Email = form.Get("email")
+		addr := strings.TrimSpace(d.Form.Email)
 		if id == nil || id.User.IsAnonymous() {
 			// Every field's fault at once, before any store work.
-			if err := p.Accounts.CheckNewAccount(form.Get("username"), form.Get("password")); err != nil {
+			err := p.Accounts.CheckNewAccount(form.Get("username"), form.Get("password"))
+			if d.Email && addr != "" {
+				if _, eerr := accounts.NormalizeEmail(addr); eerr != nil {
+					err = joinFieldErrors(err, eerr)
+				}
+			}
+			if err != nil {
 				return p.formError(w, d, err)
 			}
 		}
+		var now *accounts.Identity
 		switch {
 		case id == nil:
 			login, err := p.Accounts.RegisterBrowser(ctx, p.Issuer(r), form.Get("username"), form.Get("password"), ip)
@@ -433,12 +474,73 @@ func (p *Pages) postPage(w http.ResponseWriter, r *http.Request, d *PageData, id
 				return p.formError(w, d, err)
 			}
 			p.setSession(w, r, login)
+			now = &accounts.Identity{User: login.User, Session: login.Session}
 		case id.User.IsAnonymous():
 			name, pw := form.Get("username"), form.Get("password")
-			if err := p.updateProfile(w, r, id, accounts.ProfileUpdate{Name: &name, Password: &pw, ClientIP: ip, Issuer: p.Issuer(r)}); err != nil {
+			login, _, err := p.Accounts.UpdateBrowserProfile(ctx, id, accounts.ProfileUpdate{Name: &name, Password: &pw, ClientIP: ip, Issuer: p.Issuer(r)})
+			if login != nil {
+				p.setSession(w, r, login)
+				now = &accounts.Identity{User: login.User, Session: login.Session}
+			}
+			if err != nil {
 				return p.formError(w, d, err)
 			}
 		}
+		if now != nil && d.Email && addr != "" {
+			// The account exists: a refused mail (a limit, an outage) is
+			// said on the account page, where the address can be sent again.
+			if _, err := p.Accounts.SetEmail(ctx, now, accounts.SetEmailRequest{Email: addr, LinkBase: p.LinkBase(r), ClientIP: ip}); err != nil {
+				d.ReturnTo = p.Prefix + "account"
+				p.Logger.Info("sign-up: the confirmation mail was not queued", zap.Error(err))
+			}
+		}
+	case "forgot-password", "email-link":
+		d.Form.Email = form.Get("email")
+		req := accounts.EmailLinkRequest{Email: d.Form.Email, LinkBase: p.LinkBase(r), ClientIP: ip}
+		var err error
+		if d.Page == "forgot-password" {
+			err = p.Accounts.ForgotPassword(ctx, req)
+		} else {
+			err = p.Accounts.RequestSignInLink(ctx, req)
+		}
+		if err != nil {
+			return p.formError(w, d, err)
+		}
+		// The same answer whether or not the address has an account.
+		d.Form.Email = ""
+		d.Message = "If an account has this verified address, a link is on its way to it."
+		return p.render(w, d)
+	case "reset-password":
+		login, err := p.Accounts.ResetPassword(ctx, id, accounts.ResetRequest{Handle: d.Token, Password: form.Get("password"), Issuer: p.Issuer(r), ClientIP: ip})
+		if err != nil {
+			var e *accounts.Error
+			if errors.As(err, &e) && e.Code == accounts.CodeInvalidGrant {
+				return p.linkError(w, r, err, id)
+			}
+			return p.formError(w, d, err)
+		}
+		p.setSession(w, r, login)
+	case "email-signin":
+		login, err := p.Accounts.SignInWithLink(ctx, id, d.Token, p.Issuer(r))
+		if err != nil {
+			return p.linkError(w, r, err, id)
+		}
+		p.setSession(w, r, login)
+	case "verify-email":
+		u, login, err := p.Accounts.VerifyEmail(ctx, id, d.Token, p.Issuer(r))
+		if login != nil {
+			p.setSession(w, r, login)
+			id = &accounts.Identity{User: login.User, Session: login.Session}
+		}
+		if err != nil {
+			return p.linkError(w, r, err, id)
+		}
+		if id != nil && id.User.ID == u.ID {
+			id = &accounts.Identity{User: u, Session: id.Session}
+		}
+		d.setUser(id)
+		d.Message = "Your email address " + u.Email + " is confirmed."
+		return p.render(w, d)
 	case "account":
 		if id == nil {
 			return p.Redirect(w, r, "signin")
@@ -451,6 +553,23 @@ func (p *Pages) postPage(w http.ResponseWriter, r *http.Request, d *PageData, id
 			upd.OldPassword = &cur
 		}
 		switch form.Get("action") {
+		case "email":
+			d.Form.Email = form.Get("email")
+			if !d.Email {
+				return p.formError(w, d, &accounts.Error{Code: accounts.CodeNoEmail, Description: "Email is not configured on this site."})
+			}
+			u, err := p.Accounts.SetEmail(ctx, id, accounts.SetEmailRequest{Email: d.Form.Email, LinkBase: p.LinkBase(r), ClientIP: ip})
+			if err != nil {
+				return p.formError(w, d, err)
+			}
+			d.setUser(&accounts.Identity{User: u, Session: id.Session})
+			d.Form.Email = ""
+			if u.EmailVerified {
+				d.Message = "This address is already confirmed."
+			} else {
+				d.Message = "We mailed a confirmation link to " + u.Email + "."
+			}
+			return p.render(w, d)
 		case "username":
 			name := form.Get("username")
 			upd.Name = &name
@@ -521,6 +640,11 @@ func fieldOf(d *PageData, code string) string {
 		return "current_password"
 	case "account/delete/" + accounts.CodeWrongPassword:
 		return "delete_password"
+	case "signup//" + accounts.CodeInvalidEmail, "account/email/" + accounts.CodeInvalidEmail,
+		"forgot-password//" + accounts.CodeInvalidEmail, "email-link//" + accounts.CodeInvalidEmail:
+		return "email"
+	case "reset-password//" + accounts.CodeInvalidPassword:
+		return "password"
 	}
 	return ""
 }
@@ -568,6 +692,47 @@ func (p *Pages) formError(w http.ResponseWriter, d *PageData, err error) error {
 		d.Status, d.Error = http.StatusInternalServerError, "Something went wrong; try again."
 	}
 	return p.render(w, d)
+}
+
+// linkError answers a mailed link that cannot be used (unknown, expired,
+// used, for an address since changed) with the error page, saying which;
+// an outage is a 503 as anywhere.
+func (p *Pages) linkError(w http.ResponseWriter, r *http.Request, err error, id *accounts.Identity) error {
+	var e *accounts.Error
+	if errors.As(err, &e) {
+		return p.errorPage(w, r, pageStatus(e.Code), e.Description, id)
+	}
+	return p.Fault(w, r, err, "using a mailed link")
+}
+
+// LinkBase is where the mailed links point: the issuer's origin and the
+// pages' prefix.
+func (p *Pages) LinkBase(r *http.Request) string {
+	u, err := url.Parse(p.Issuer(r))
+	if err != nil || u.Host == "" {
+		return p.Prefix
+	}
+	return u.Scheme + "://" + u.Host + p.Prefix
+}
+
+// joinFieldErrors is a and b as one refusal of several fields.
+func joinFieldErrors(a, b error) error {
+	if a == nil {
+		return b
+	}
+	var all accounts.FieldErrors
+	if !errors.As(a, &all) {
+		var e *accounts.Error
+		if !errors.As(a, &e) {
+			return a
+		}
+		all = accounts.FieldErrors{e}
+	}
+	var e *accounts.Error
+	if errors.As(b, &e) {
+		all = append(all, e)
+	}
+	return all
 }
 
 // Error answers with the error page.

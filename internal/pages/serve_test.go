@@ -29,6 +29,12 @@ func newPages(t *testing.T) *Pages {
 // newPagesWith is newPages allowing guestBurst guests per address at once.
 func newPagesWith(t *testing.T, guestBurst int) *Pages {
 	t.Helper()
+	return newPagesCfg(t, guestBurst, nil)
+}
+
+// newPagesCfg is newPagesWith with mod applied to the Service's config.
+func newPagesCfg(t *testing.T, guestBurst int, mod func(st storage.Backend, cfg *accounts.Config)) *Pages {
+	t.Helper()
 	ctx := context.Background()
 	st, err := storage.Open(ctx, storage.Config{Kind: storage.KindBolt, Location: filepath.Join(t.TempDir(), "g.db")})
 	if err != nil {
@@ -39,14 +45,18 @@ func newPagesWith(t *testing.T, guestBurst int) *Pages {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := accounts.New(ctx, st, keys, accounts.Config{
+	cfg := accounts.Config{
 		Alg: jwa.ES256, AccessTTL: time.Hour, SessionIdle: time.Hour, SessionLifetime: 2 * time.Hour,
 		Guests: accounts.GuestLimits{PerIP: accounts.Limit{Burst: guestBurst, Interval: time.Hour}},
 		// As the module's default: a guest's first session is unconfirmed.
 		BrowserUnconfirmed: 10 * time.Minute,
 		// Cheap hashes: these tests are about the pages, not the cost.
 		Argon2: accounts.Argon2Params{MemoryKiB: 8 * 1024, Time: 1, Threads: 1},
-	}, nil)
+	}
+	if mod != nil {
+		mod(st, &cfg)
+	}
+	svc, err := accounts.New(ctx, st, keys, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

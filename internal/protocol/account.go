@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/netip"
+	"strings"
 
 	"github.com/guestauth/caddy-guestauth/internal/accounts"
 	"github.com/guestauth/caddy-guestauth/internal/model"
@@ -71,11 +72,83 @@ func (h *Handler) UpdateUser(w http.ResponseWriter, r *http.Request) error {
 		ClientIP:    h.LimitKey(r),
 		Issuer:      h.Issuer(r),
 	}
-	res, err := h.Accounts.UpdateProfile(r.Context(), id, upd)
+	// Casdoor's SDKs send the whole user: an empty or unchanged address
+	// is no change (and mails nothing).
+	email := param(params, "email")
+	if email != nil && (strings.TrimSpace(*email) == "" || model.EmailKey(*email) == model.EmailKey(id.User.Email)) {
+		email = nil
+	}
+	if email != nil && (!h.Accounts.EmailEnabled() || h.LinkBase == nil) {
+		return h.writeEnvelopeError(w, &accounts.Error{Code: accounts.CodeNoEmail, Description: "Email is not configured on this site."})
+	}
+	if email != nil {
+		// Checked before any other change is written.
+		if _, err := accounts.NormalizeEmail(*email); err != nil {
+			return h.writeEnvelopeError(w, err)
+		}
+	}
+	u := id.User
+	var issued *accounts.TokenResponse
+	if upd.Name != nil || upd.DisplayName != nil || upd.Password != nil || email == nil {
+		res, err := h.Accounts.UpdateProfile(r.Context(), id, upd)
+		if err != nil {
+			return h.writeEnvelopeError(w, err)
+		}
+		u, issued = res.User, res.Tokens
+	}
+	if email != nil {
+		var err error
+		u, err = h.Accounts.SetEmail(r.Context(), &accounts.Identity{User: u, Session: id.Session, Claims: id.Claims},
+			accounts.SetEmailRequest{Email: *email, LinkBase: h.LinkBase(r), ClientIP: h.LimitKey(r)})
+		if err != nil {
+			return h.writeEnvelopeError(w, err)
+		}
+	}
+	return WriteJSON(w, http.StatusOK, envelope{Status: "ok", Data: "Affected", Data2: accountView(u), Tokens: issued})
+}
+
+// Paths of the email API (with email configured).
+const (
+	PathForgotPassword = "/api/forgot-password"
+	PathResetPassword  = "/api/reset-password" //nolint:gosec // G101: a path, no credentials
+)
+
+// ForgotPassword mails a reset link to the user whose verified address
+// the email parameter is, POST; the answer is the same whether or not
+// there is one (Casdoor's envelope, status ok), except for a malformed
+// address (400) and the limits (429).
+func (h *Handler) ForgotPassword(w http.ResponseWriter, r *http.Request) error {
+	if !h.Accounts.EmailEnabled() || h.LinkBase == nil {
+		return h.writeEnvelopeError(w, &accounts.Error{Code: accounts.CodeNoEmail, Description: "Email is not configured on this site."})
+	}
+	params, err := readParams(w, r)
 	if err != nil {
 		return h.writeEnvelopeError(w, err)
 	}
-	return WriteJSON(w, http.StatusOK, envelope{Status: "ok", Data: "Affected", Data2: accountView(res.User), Tokens: res.Tokens})
+	ctx := accounts.WithClientIP(r.Context(), h.ClientIP(r))
+	if err := h.Accounts.ForgotPassword(ctx, accounts.EmailLinkRequest{Email: params["email"], LinkBase: h.LinkBase(r), ClientIP: h.LimitKey(r)}); err != nil {
+		return h.writeEnvelopeError(w, err)
+	}
+	return WriteJSON(w, http.StatusOK, envelope{Status: "ok", Data: "If an account has this verified address, a link is on its way to it."})
+}
+
+// ResetPassword sets a new password with a reset link's token (the token
+// and password parameters), POST; every session of the user ends, and the
+// client signs in again with the new password.
+func (h *Handler) ResetPassword(w http.ResponseWriter, r *http.Request) error {
+	if !h.Accounts.EmailEnabled() {
+		return h.writeEnvelopeError(w, &accounts.Error{Code: accounts.CodeNoEmail, Description: "Email is not configured on this site."})
+	}
+	params, err := readParams(w, r)
+	if err != nil {
+		return h.writeEnvelopeError(w, err)
+	}
+	ctx := accounts.WithClientIP(r.Context(), h.ClientIP(r))
+	u, err := h.Accounts.ResetPasswordAPI(ctx, accounts.ResetRequest{Handle: params["token"], Password: params["password"], Issuer: h.Issuer(r), ClientIP: h.LimitKey(r)})
+	if err != nil {
+		return h.writeEnvelopeError(w, err)
+	}
+	return WriteJSON(w, http.StatusOK, envelope{Status: "ok", Data: "Affected", Data2: accountView(u)})
 }
 
 // param returns the first present parameter among names.
@@ -98,8 +171,11 @@ func accountView(u *model.User) map[string]any {
 		"tag":         u.Tag,
 		"isAnonymous": u.IsAnonymous(),
 		"hasPassword": u.PasswordHash != "",
-		"createdTime": u.CreatedAt,
-		"updatedTime": u.UpdatedAt,
+		// Casdoor's names; the address counts once emailVerified.
+		"email":         u.Email,
+		"emailVerified": u.EmailVerified,
+		"createdTime":   u.CreatedAt,
+		"updatedTime":   u.UpdatedAt,
 	}
 }
 
@@ -130,7 +206,11 @@ func (h *Handler) UserInfo(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return apiAuthError(w, err, h.WriteBearerError)
 	}
-	return WriteJSON(w, http.StatusOK, accounts.UserInfo(id.User))
+	scope := ""
+	if id.Claims != nil {
+		scope = id.Claims.Scope
+	}
+	return WriteJSON(w, http.StatusOK, accounts.UserInfo(id.User, scope))
 }
 
 // Revoke is RFC 7009 token revocation, POST.

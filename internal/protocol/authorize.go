@@ -59,7 +59,7 @@ type Browser interface {
 
 // Scopes the authorization endpoint grants; others are ignored (Casdoor's
 // SDKs ask for "read").
-var Scopes = []string{accounts.Scope, "profile", "offline_access"}
+var Scopes = []string{accounts.Scope, "profile", "email", "offline_access"}
 
 // authorizeTTL is how long a request waits for the visitor to sign in.
 const authorizeTTL = 15 * time.Minute

@@ -28,6 +28,12 @@ const testIssuer = "https://id.example.com"
 // (codes) and a public one (mobile).
 func newHandler(t *testing.T) *Handler {
 	t.Helper()
+	return newHandlerCfg(t, nil)
+}
+
+// newHandlerCfg is newHandler with mod applied to the Service's config.
+func newHandlerCfg(t *testing.T, mod func(st storage.Backend, cfg *accounts.Config)) *Handler {
+	t.Helper()
 	ctx := context.Background()
 	st, err := storage.Open(ctx, storage.Config{Kind: storage.KindBolt, Location: filepath.Join(t.TempDir(), "g.db")})
 	if err != nil {
@@ -38,10 +44,14 @@ func newHandler(t *testing.T) *Handler {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := accounts.New(ctx, st, keys, accounts.Config{
+	cfg := accounts.Config{
 		Alg: jwa.ES256, AccessTTL: time.Hour, SessionIdle: time.Hour, SessionLifetime: time.Hour, CacheSize: 10,
 		Audiences: []string{"app", "codes", "mobile", "odd"},
-	}, nil)
+	}
+	if mod != nil {
+		mod(st, &cfg)
+	}
+	svc, err := accounts.New(ctx, st, keys, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

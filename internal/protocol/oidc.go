@@ -27,7 +27,7 @@ func (h *Handler) Discovery(w http.ResponseWriter, r *http.Request) error {
 		"introspection_endpoint_auth_methods_supported": secretOnly,
 		"code_challenge_methods_supported":              []string{"S256"},
 		"scopes_supported":                              Scopes,
-		"claims_supported":                              []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "sid", "name", "preferred_username", "tag", "is_anonymous"},
+		"claims_supported":                              []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "sid", "name", "preferred_username", "tag", "is_anonymous", "email", "email_verified"},
 		"request_parameter_supported":                   false,
 		"request_uri_parameter_supported":               false,
 	}

@@ -176,6 +176,9 @@ var profileStatus = map[string]int{
 	accounts.CodeNameTaken:       http.StatusConflict,
 	accounts.CodeConflict:        http.StatusConflict,
 	accounts.CodeInvalidGrant:    http.StatusUnauthorized,
+	accounts.CodeInvalidEmail:    http.StatusBadRequest,
+	accounts.CodeEmailTaken:      http.StatusConflict,
+	accounts.CodeNoEmail:         http.StatusNotFound,
 }
 
 // writeEnvelopeError answers err in Casdoor's envelope; the HTTP status

@@ -74,6 +74,9 @@ type Handler struct {
 	// endpoints sign visitors in and out with (internal/pages); nil
 	// without browser sessions, when those endpoints answer 404.
 	Browser Browser
+	// LinkBase is where mailed links point for r (the issuer's origin and
+	// the pages' prefix); nil without email.
+	LinkBase func(r *http.Request) string
 }
 
 // Client is a configured client as the endpoints see it.

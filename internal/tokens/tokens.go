@@ -43,6 +43,20 @@ type Subject struct {
 	HasPassword bool
 	SessionID   string
 	AuthTime    time.Time
+	// Email and EmailVerified are the user's address, in the ID token of
+	// a grant whose scope has "email".
+	Email         string
+	EmailVerified bool
+}
+
+// HasScope reports whether the space-separated scope holds s.
+func HasScope(scope, s string) bool {
+	for f := range strings.FieldsSeq(scope) {
+		if f == s {
+			return true
+		}
+	}
+	return false
 }
 
 // Grant describes one token issuance.
@@ -111,9 +125,12 @@ type idClaims struct {
 	Anonymous         bool     `json:"is_anonymous"`
 	Owner             string   `json:"owner,omitempty"`
 	ID                string   `json:"id"`
+	// The standard email claims, with scope email and an address.
+	Email         string `json:"email,omitempty"`
+	EmailVerified *bool  `json:"email_verified,omitempty"`
 	// Authgear's user claims, which its SDKs read from the ID token and
-	// UserInfo. Nobody here has a verified email or phone, so is_verified
-	// is false, as Authgear says for a user without one.
+	// UserInfo: is_verified is whether the user has a verified email
+	// address (nobody here has a phone), as Authgear says it.
 	AuthgearAnonymous  bool `json:"https://authgear.com/claims/user/is_anonymous"`
 	AuthgearVerified   bool `json:"https://authgear.com/claims/user/is_verified"`
 	AuthgearCanReauthn bool `json:"https://authgear.com/claims/user/can_reauthenticate"`
@@ -138,12 +155,18 @@ func (k *Keyring) Mint(g Grant, sub Subject) (*Minted, error) {
 	if err != nil {
 		return nil, err
 	}
-	id, err := sk.signCompact(TypeID, &idClaims{
+	idc := &idClaims{
 		Issuer: g.Issuer, Subject: sub.UserID, Audience: aud,
 		Expires: iat.Add(g.IDTTL.Round(time.Second)).Unix(), IssuedAt: iat.Unix(), AuthTime: sub.AuthTime.Unix(), Nonce: g.Nonce,
 		SessionID: sub.SessionID, Name: sub.Name, PreferredUsername: sub.Name, Tag: sub.Tag, Anonymous: sub.Anonymous,
 		Owner: g.Owner, ID: sub.UserID, AuthgearAnonymous: sub.Anonymous, AuthgearCanReauthn: sub.HasPassword,
-	})
+		AuthgearVerified: sub.EmailVerified && sub.Email != "",
+	}
+	if sub.Email != "" && HasScope(g.Scope, "email") {
+		v := sub.EmailVerified
+		idc.Email, idc.EmailVerified = sub.Email, &v
+	}
+	id, err := sk.signCompact(TypeID, idc)
 	if err != nil {
 		return nil, err
 	}

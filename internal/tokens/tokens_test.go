@@ -588,3 +588,42 @@ func TestMintHeadersPerKeyAndType(t *testing.T) {
 		t.Fatalf("kids over the rounds (rotation before the last): %v", kids)
 	}
 }
+
+// The ID token carries email and email_verified with scope email only;
+// Authgear's is_verified says whether the address is verified, whatever
+// the scope. The access token never carries the address.
+func TestIDTokenEmailClaims(t *testing.T) {
+	t.Parallel()
+	k := newKeyring(t, jwa.ES256)
+	sub := subject
+	sub.Email, sub.EmailVerified = "alice@example.test", true
+	for _, c := range []struct {
+		scope    string
+		verified bool
+		email    any
+	}{
+		{"openid", true, nil},
+		{"openid email", true, "alice@example.test"},
+		{"openid email", false, "alice@example.test"},
+	} {
+		g := grant(jwa.ES256)
+		g.Scope = c.scope
+		s := sub
+		s.EmailVerified = c.verified
+		m := mint(t, k, g, s)
+		_, id, _ := parts(t, m.IDToken)
+		if id["email"] != c.email {
+			t.Fatalf("%q: email = %v, want %v", c.scope, id["email"], c.email)
+		}
+		if c.email != nil && id["email_verified"] != c.verified || c.email == nil && id["email_verified"] != nil {
+			t.Fatalf("%q: email_verified = %v", c.scope, id["email_verified"])
+		}
+		if id["https://authgear.com/claims/user/is_verified"] != c.verified {
+			t.Fatalf("%q: is_verified = %v", c.scope, id["https://authgear.com/claims/user/is_verified"])
+		}
+		_, ac, _ := parts(t, m.AccessToken)
+		if _, ok := ac["email"]; ok {
+			t.Fatalf("%q: the access token carries the address", c.scope)
+		}
+	}
+}

@@ -38,6 +38,7 @@ import (
 var (
 	bucketUsers        = []byte("users")         // user id -> model.User JSON
 	bucketNames        = []byte("names")         // model.NameKey(name) -> user id
+	bucketEmails       = []byte("emails")        // User.VerifiedEmailKey() -> user id
 	bucketSessions     = []byte("sessions")      // session id -> model.Session JSON
 	bucketUserSessions = []byte("user_sessions") // user id + "/" + session id -> ""
 	bucketKeys         = []byte("keys")          // kid -> model.SigningKey JSON
@@ -45,7 +46,7 @@ var (
 	bucketSessionEnds  = []byte("session_ends")  // EndsAt (8-byte big-endian unix ns) + session id -> ""
 	bucketMeta         = []byte("meta")
 
-	allBuckets = [][]byte{bucketUsers, bucketNames, bucketSessions, bucketUserSessions, bucketSessionEnds, bucketKeys, bucketDevices, bucketMeta,
+	allBuckets = [][]byte{bucketUsers, bucketNames, bucketEmails, bucketSessions, bucketUserSessions, bucketSessionEnds, bucketKeys, bucketDevices, bucketMeta,
 		bucketGuestIdle, bucketOrphans, bucketOutbox, bucketOutboxIDs, bucketLimits, bucketLimitTATs}
 )
 
@@ -435,6 +436,26 @@ func (b *Store) GetUserByName(ctx context.Context, name string) (*model.User, er
 	var u model.User
 	err := b.view(ctx, func(tx *bbolt.Tx) error {
 		id := tx.Bucket(bucketNames).Get([]byte(model.NameKey(name)))
+		if id == nil {
+			return model.ErrNotFound
+		}
+		return getJSON(tx.Bucket(bucketUsers), string(id), &u)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &u, nil
+}
+
+// GetUserByEmail implements storage.Backend.
+func (b *Store) GetUserByEmail(ctx context.Context, email string) (*model.User, error) {
+	key := model.EmailKey(email)
+	if key == "" {
+		return nil, model.ErrNotFound
+	}
+	var u model.User
+	err := b.view(ctx, func(tx *bbolt.Tx) error {
+		id := tx.Bucket(bucketEmails).Get([]byte(key))
 		if id == nil {
 			return model.ErrNotFound
 		}

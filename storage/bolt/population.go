@@ -79,6 +79,26 @@ func (b *Store) saveUser(tx *bbolt.Tx, old, u *model.User) error {
 // writeUser is saveUser leaving the identity cache alone, for a write that
 // updates the cache itself.
 func (b *Store) writeUser(tx *bbolt.Tx, old, u *model.User) error {
+	// The verified-email index first: a taken address refuses before
+	// anything is written.
+	if oldKey, newKey := old.VerifiedEmailKey(), u.VerifiedEmailKey(); oldKey != newKey {
+		emails := tx.Bucket(bucketEmails)
+		if newKey != "" {
+			if owner := emails.Get([]byte(newKey)); owner != nil && string(owner) != u.ID {
+				return model.ErrEmailTaken
+			}
+		}
+		if oldKey != "" {
+			if err := emails.Delete([]byte(oldKey)); err != nil {
+				return err
+			}
+		}
+		if newKey != "" {
+			if err := emails.Put([]byte(newKey), []byte(u.ID)); err != nil {
+				return err
+			}
+		}
+	}
 	idle, orphans, meta := tx.Bucket(bucketGuestIdle), tx.Bucket(bucketOrphans), tx.Bucket(bucketMeta)
 	if inIdleIndex(old) {
 		if err := idle.Delete(idleKey(old)); err != nil {

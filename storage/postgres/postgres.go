@@ -443,7 +443,7 @@ func classify(err error) error {
 	switch {
 	case errors.As(err, &inv),
 		errors.Is(err, model.ErrNotFound), errors.Is(err, model.ErrExists),
-		errors.Is(err, model.ErrNameTaken), errors.Is(err, model.ErrUnavailable),
+		errors.Is(err, model.ErrNameTaken), errors.Is(err, model.ErrEmailTaken), errors.Is(err, model.ErrUnavailable),
 		errors.Is(err, ErrNewerSchema):
 		return err
 	case errors.Is(err, context.Canceled):
@@ -454,6 +454,8 @@ func classify(err error) error {
 		switch {
 		case pgErr.Code == "23505" && pgErr.ConstraintName == "guestauth_users_name_key":
 			return model.ErrNameTaken
+		case pgErr.Code == "23505" && pgErr.ConstraintName == "guestauth_users_email_key":
+			return model.ErrEmailTaken
 		case pgErr.Code == "23505":
 			return fmt.Errorf("%s: %w", strings.TrimPrefix(pgErr.ConstraintName, "guestauth_"), model.ErrExists)
 		case strings.HasPrefix(pgErr.Code, "08"), // connection exception

@@ -193,7 +193,7 @@ func connLost(err error) bool {
 	var ue userError
 	var inv invalid
 	return !errors.As(err, &ue) && !errors.As(err, &inv) && !errors.Is(err, model.ErrNotFound) &&
-		!errors.Is(err, model.ErrExists) && !errors.Is(err, model.ErrNameTaken)
+		!errors.Is(err, model.ErrExists) && !errors.Is(err, model.ErrNameTaken) && !errors.Is(err, model.ErrEmailTaken)
 }
 
 func shard(id string) int {
@@ -268,7 +268,15 @@ func (w *wtx) count(old, u *model.User) string {
 	return id
 }
 
-const insertUser = `INSERT INTO guestauth_users (id, name_key, tag, idle_ns, orphan, data) VALUES ($1, $2, $3, $4, $5, $6)`
+const insertUser = `INSERT INTO guestauth_users (id, name_key, tag, idle_ns, orphan, data, email_key) VALUES ($1, $2, $3, $4, $5, $6, $7)`
+
+// emailCol is the email_key column of u: NULL without a verified address.
+func emailCol(u *model.User) *string {
+	if k := u.VerifiedEmailKey(); k != "" {
+		return &k
+	}
+	return nil
+}
 
 // endSessions runs q, a DELETE of sessions RETURNING their ids, and marks
 // them changed (for the caches and the change log); it returns how many.
@@ -307,11 +315,11 @@ func (w *wtx) saveUser(old, u *model.User) error {
 	if old == nil {
 		w.created = append(w.created, *u)
 		_, err = w.Exec(w.ctx, insertUser,
-			u.ID, model.NameKey(u.Name), u.Tag, idle, orphan, raw)
+			u.ID, model.NameKey(u.Name), u.Tag, idle, orphan, raw, emailCol(u))
 		return err
 	}
-	_, err = w.Exec(w.ctx, `UPDATE guestauth_users SET name_key = $2, tag = $3, idle_ns = $4, orphan = $5, data = $6 WHERE id = $1`,
-		u.ID, model.NameKey(u.Name), u.Tag, idle, orphan, raw)
+	_, err = w.Exec(w.ctx, `UPDATE guestauth_users SET name_key = $2, tag = $3, idle_ns = $4, orphan = $5, data = $6, email_key = $7 WHERE id = $1`,
+		u.ID, model.NameKey(u.Name), u.Tag, idle, orphan, raw, emailCol(u))
 	return err
 }
 
@@ -455,7 +463,7 @@ func (p *Postgres) CreateUser(ctx context.Context, u *model.User, s *model.Sessi
 			return err
 		}
 		idle, orphan := userCols(stored)
-		w.queue(insertUser, u.ID, model.NameKey(u.Name), u.Tag, idle, orphan, raw)
+		w.queue(insertUser, u.ID, model.NameKey(u.Name), u.Tag, idle, orphan, raw, emailCol(stored))
 		if dev != nil {
 			raw, err := json.Marshal(dev)
 			if err != nil {
@@ -493,6 +501,15 @@ func (p *Postgres) GetUser(ctx context.Context, id string) (*model.User, error) 
 // GetUserByName implements storage.Backend.
 func (p *Postgres) GetUserByName(ctx context.Context, name string) (*model.User, error) {
 	return p.getUser(ctx, `SELECT data FROM guestauth_users WHERE name_key = $1`, model.NameKey(name))
+}
+
+// GetUserByEmail implements storage.Backend.
+func (p *Postgres) GetUserByEmail(ctx context.Context, email string) (*model.User, error) {
+	key := model.EmailKey(email)
+	if key == "" {
+		return nil, model.ErrNotFound
+	}
+	return p.getUser(ctx, `SELECT data FROM guestauth_users WHERE email_key = $1`, key)
 }
 
 func (p *Postgres) getUser(ctx context.Context, q, arg string) (*model.User, error) {
