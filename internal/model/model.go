@@ -70,6 +70,10 @@ type User struct {
 	// by EmailKey. A changed address starts unverified.
 	Email         string `json:"email,omitempty"`
 	EmailVerified bool   `json:"email_verified,omitempty"`
+	// Identities counts the accounts at other providers linked to the
+	// user (IdentityLink): each is a way back in, so a user with one is
+	// not Ephemeral. The store keeps it with the links, in their writes.
+	Identities int `json:"identities,omitempty"`
 }
 
 // VerifiedEmailKey is the EmailKey of u's verified address, or "" when it
@@ -92,7 +96,7 @@ func (u *User) IsAnonymous() bool { return u.Tag == TagGuest }
 // lives: the store's expiry indexes, the prune re-check and the keep header
 // all use it.
 func (u *User) Ephemeral() bool {
-	return (u.IsAnonymous() || u.PasswordHash == "") && !u.EmailVerified
+	return (u.IsAnonymous() || u.PasswordHash == "") && !u.EmailVerified && u.Identities == 0
 }
 
 // ActiveAt is the user's last recorded activity (its creation at least).
@@ -206,3 +210,16 @@ func NameKey(name string) string { return strings.ToLower(strings.TrimSpace(name
 // its domain already normalised (lowercase ASCII, IDNA), so one domain
 // has one key whichever way it was typed.
 func EmailKey(addr string) string { return strings.ToLower(strings.TrimSpace(addr)) }
+
+// IdentityLink links an account at another provider (an OpenID Connect
+// issuer and the subject it names) to a user: signing in there signs the
+// user in here. An issuer and subject are linked to one user at most.
+type IdentityLink struct {
+	Issuer  string `json:"issuer"`
+	Subject string `json:"subject"`
+	UserID  string `json:"user_id"`
+	// Provider is the name of the configured provider it came through
+	// (for display; the issuer is what identifies it).
+	Provider string    `json:"provider,omitempty"`
+	LinkedAt time.Time `json:"linked_at"`
+}

@@ -472,47 +472,56 @@ func (b *Store) UpdateUser(ctx context.Context, id string, fn func(u *model.User
 	var out *model.User
 	var memo memo[model.User]
 	err := b.batch(ctx, func(tx *bbolt.Tx) error {
-		users, names := tx.Bucket(bucketUsers), tx.Bucket(bucketNames)
-		raw := users.Get([]byte(id))
-		if raw == nil {
-			return model.ErrNotFound
-		}
-		var old model.User
-		if err := storage.DecodeRecord(raw, &old); err != nil {
+		var err error
+		if out, err = b.updateUser(tx, id, &memo, fn); err != nil {
 			return err
 		}
-		oldKey := model.NameKey(old.Name)
-		u, err := memo.apply(raw, old, fn)
-		if err != nil {
-			return err
-		}
-		if u.ID != id {
-			return errors.New("a user's id cannot change")
-		}
-		if newKey := model.NameKey(u.Name); newKey != oldKey {
-			if newKey == "" {
-				return errors.New("a user's name cannot be empty")
-			}
-			if owner := names.Get([]byte(newKey)); owner != nil && string(owner) != id {
-				return model.ErrNameTaken
-			}
-			if err := names.Delete([]byte(oldKey)); err != nil {
-				return err
-			}
-			if err := names.Put([]byte(newKey), []byte(id)); err != nil {
-				return err
-			}
-		}
-		if err := b.saveUser(tx, &old, &u); err != nil {
-			return err
-		}
-		out = &u
 		return storeEvents(tx, ev, storage.TxResult{})
 	})
 	return out, err
 }
 
-// DeleteUser implements storage.Backend: the user, its name, sessions and devices.
+// updateUser applies fn (through memo) to the stored user id and saves
+// the result, moving its name index entry if the name changed.
+func (b *Store) updateUser(tx *bbolt.Tx, id string, memo *memo[model.User], fn func(u *model.User) error) (*model.User, error) {
+	users, names := tx.Bucket(bucketUsers), tx.Bucket(bucketNames)
+	raw := users.Get([]byte(id))
+	if raw == nil {
+		return nil, model.ErrNotFound
+	}
+	var old model.User
+	if err := storage.DecodeRecord(raw, &old); err != nil {
+		return nil, err
+	}
+	oldKey := model.NameKey(old.Name)
+	u, err := memo.apply(raw, old, fn)
+	if err != nil {
+		return nil, err
+	}
+	if u.ID != id {
+		return nil, errors.New("a user's id cannot change")
+	}
+	if newKey := model.NameKey(u.Name); newKey != oldKey {
+		if newKey == "" {
+			return nil, errors.New("a user's name cannot be empty")
+		}
+		if owner := names.Get([]byte(newKey)); owner != nil && string(owner) != id {
+			return nil, model.ErrNameTaken
+		}
+		if err := names.Delete([]byte(oldKey)); err != nil {
+			return nil, err
+		}
+		if err := names.Put([]byte(newKey), []byte(id)); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.saveUser(tx, &old, &u); err != nil {
+		return nil, err
+	}
+	return &u, nil
+}
+
+// DeleteUser implements storage.Backend: the user, its name, sessions, devices and identity links.
 func (b *Store) DeleteUser(ctx context.Context, id string, ev storage.Events) error {
 	return b.batch(ctx, func(tx *bbolt.Tx) error {
 		var u model.User
@@ -528,6 +537,9 @@ func (b *Store) DeleteUser(ctx context.Context, id string, ev storage.Events) er
 
 func (b *Store) deleteUser(tx *bbolt.Tx, u *model.User) error {
 	if _, err := b.deleteUserSessions(tx, u.ID, ""); err != nil {
+		return err
+	}
+	if err := deleteUserLinks(tx, u.ID); err != nil {
 		return err
 	}
 	if u.DeviceKID != "" {

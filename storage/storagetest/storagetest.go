@@ -71,6 +71,10 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Backend) {
 		{"EventsFailTheirWrite", testEventsFailTheirWrite},
 		{"Locks", testLocks},
 		{"DeleteSigningKey", testDeleteSigningKey},
+		{"IdentityLinks", testIdentityLinks},
+		{"IdentityLinksGoWithUser", testIdentityLinksGoWithUser},
+		{"IdentityLinkConcurrent", testIdentityLinkConcurrent},
+		{"IdentityLinkEvents", testIdentityLinkEvents},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
