@@ -1,0 +1,241 @@
+package oidcrp_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"html"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/zitadel/oidc/v3/example/server/exampleop"
+	"github.com/zitadel/oidc/v3/example/server/storage"
+	"github.com/zitadel/oidc/v3/pkg/op"
+
+	"github.com/guestauth/caddy-guestauth/internal/oidcrp"
+)
+
+// A real OpenID Provider nobody here wrote: zitadel/oidc's example OP,
+// in-process on its own port, with two users and one confidential client.
+
+type users map[string]*storage.User
+
+func (u users) GetUserByID(id string) *storage.User { return u[id] }
+func (u users) GetUserByUsername(name string) *storage.User {
+	for _, x := range u {
+		if x.Username == name {
+			return x
+		}
+	}
+	return nil
+}
+func (u users) ExampleClientID() string { return storage.ServiceUserID }
+
+// claimsInIDToken makes the OP put the profile claims in the ID token (as
+// Google does) rather than only in userinfo.
+type claimsInIDToken struct{ *storage.Storage }
+type idtClient struct{ op.Client }
+
+func (idtClient) IDTokenUserinfoClaimsAssertion() bool { return true }
+func (s claimsInIDToken) GetClientByClientID(ctx context.Context, id string) (op.Client, error) {
+	c, err := s.Storage.GetClientByClientID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return idtClient{c}, nil
+}
+
+const redirect = "http://localhost:9/auth/provider/testidp/callback"
+
+func startOP(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer := fmt.Sprintf("http://localhost:%d/", ln.Addr().(*net.TCPAddr).Port)
+	st := storage.NewStorageWithClients(users{
+		"u1": {ID: "u1", Username: "alice", Password: "pw", Email: "alice@example.test", EmailVerified: true, FirstName: "Alice"},
+		"u2": {ID: "u2", Username: "bob", Password: "pw", Email: "bob@example.test", EmailVerified: true, FirstName: "Bob"},
+	}, map[string]*storage.Client{"web": storage.WebClient("web", "secret", redirect)})
+	router := exampleop.SetupServer(issuer, claimsInIDToken{st}, slog.New(slog.NewTextHandler(io.Discard, nil)), false)
+	srv := &http.Server{Handler: router}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return issuer
+}
+
+func newProvider(t *testing.T, issuer string) *oidcrp.Provider {
+	t.Helper()
+	p, err := oidcrp.New(oidcrp.Config{Name: "testidp", Issuer: issuer, ClientID: "web", ClientSecret: "secret", RedirectURL: redirect}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+var idRe = regexp.MustCompile(`name="id" value="([^"]*)"`)
+
+// authorize follows the authorization URL as a browser would, signs in as
+// user on the OP's form and returns the query the OP sent to the callback.
+func authorize(t *testing.T, authURL, user string) url.Values {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	var callback *url.URL
+	c := &http.Client{Jar: jar, CheckRedirect: func(req *http.Request, _ []*http.Request) error {
+		if strings.HasPrefix(req.URL.String(), redirect) {
+			callback = req.URL
+			return http.ErrUseLastResponse
+		}
+		return nil
+	}}
+	resp, err := c.Get(authURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := idRe.FindStringSubmatch(string(body))
+	if m == nil {
+		t.Fatalf("no login form at %s: %.300s", resp.Request.URL, body)
+	}
+	action, _ := resp.Request.URL.Parse("/login/username")
+	resp, err = c.PostForm(action.String(), url.Values{"id": {html.UnescapeString(m[1])}, "username": {user}, "password": {"pw"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if callback == nil {
+		t.Fatalf("the OP did not redirect to the callback (status %d at %s)", resp.StatusCode, resp.Request.URL)
+	}
+	return callback.Query()
+}
+
+func begin(t *testing.T, p *oidcrp.Provider) (oidcrp.Pending, string, string) {
+	t.Helper()
+	pend, binding, err := p.NewPending()
+	if err != nil {
+		t.Fatal(err)
+	}
+	authURL, err := p.AuthURL(context.Background(), "state-1", pend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(authURL)
+	q := u.Query()
+	if q.Get("code_challenge_method") != "S256" || q.Get("code_challenge") == "" || q.Get("nonce") != pend.Nonce || q.Get("state") != "state-1" ||
+		!strings.Contains(q.Get("scope"), "openid") || q.Get("redirect_uri") != redirect {
+		t.Fatalf("authorization request %s", authURL)
+	}
+	return pend, binding, authURL
+}
+
+func wantReason(t *testing.T, err error, reason string) {
+	t.Helper()
+	var e *oidcrp.Error
+	if !errors.As(err, &e) || e.Reason != reason {
+		t.Fatalf("err = %v, want reason %s", err, reason)
+	}
+}
+
+func TestSignInWithRealOP(t *testing.T) {
+	t.Parallel()
+	issuer := startOP(t)
+	p := newProvider(t, issuer)
+	for _, user := range []string{"alice", "bob"} {
+		pend, binding, authURL := begin(t, p)
+		q := authorize(t, authURL, user)
+		if q.Get("state") != "state-1" {
+			t.Fatalf("state %q", q.Get("state"))
+		}
+		id, err := p.Finish(context.Background(), q, pend, binding)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{"alice": "u1", "bob": "u2"}[user]
+		if id.Issuer != issuer || id.Subject != want || id.PreferredUsername == "" {
+			t.Fatalf("%s: identity %+v", user, id)
+		}
+		// The code is single-use at the OP: a replay is refused.
+		_, err = p.Finish(context.Background(), q, pend, binding)
+		wantReason(t, err, oidcrp.ReasonCode)
+	}
+}
+
+// Every check of the callback refuses on its own: the browser binding,
+// the PKCE verifier, the nonce, the issuer (RFC 9207), the provider's
+// error, a missing code.
+func TestCallbackRefusals(t *testing.T) {
+	t.Parallel()
+	issuer := startOP(t)
+	p := newProvider(t, issuer)
+	ctx := context.Background()
+	cases := []struct {
+		name   string
+		mutate func(q url.Values, pend *oidcrp.Pending, binding *string)
+		reason string
+	}{
+		{"no binding cookie", func(_ url.Values, _ *oidcrp.Pending, b *string) { *b = "" }, oidcrp.ReasonBinding},
+		{"another browser's binding", func(_ url.Values, _ *oidcrp.Pending, b *string) { *b += "x" }, oidcrp.ReasonBinding},
+		{"another provider's request", func(_ url.Values, pend *oidcrp.Pending, _ *string) { pend.Provider = "other" }, oidcrp.ReasonIssuer},
+		{"wrong iss", func(q url.Values, _ *oidcrp.Pending, _ *string) { q.Set("iss", "https://evil.example/") }, oidcrp.ReasonIssuer},
+		{"two iss", func(q url.Values, _ *oidcrp.Pending, _ *string) { q["iss"] = []string{issuer, issuer} }, oidcrp.ReasonIssuer},
+		{"provider error", func(q url.Values, _ *oidcrp.Pending, _ *string) { q.Del("code"); q.Set("error", "access_denied") }, oidcrp.ReasonDenied},
+		{"no code", func(q url.Values, _ *oidcrp.Pending, _ *string) { q.Del("code") }, oidcrp.ReasonCode},
+		{"wrong PKCE verifier", func(_ url.Values, pend *oidcrp.Pending, _ *string) { pend.Verifier = strings.Repeat("a", 43) }, oidcrp.ReasonCode},
+		{"wrong nonce", func(_ url.Values, pend *oidcrp.Pending, _ *string) { pend.Nonce = "another" }, oidcrp.ReasonNonce},
+	}
+	for _, tc := range cases {
+		pend, binding, authURL := begin(t, p)
+		q := authorize(t, authURL, "alice")
+		tc.mutate(q, &pend, &binding)
+		_, err := p.Finish(ctx, q, pend, binding)
+		if err == nil {
+			t.Fatalf("%s: accepted", tc.name)
+		}
+		var e *oidcrp.Error
+		if !errors.As(err, &e) || e.Reason != tc.reason {
+			t.Fatalf("%s: %v, want reason %s", tc.name, err, tc.reason)
+		}
+	}
+	// The right iss is accepted.
+	pend, binding, authURL := begin(t, p)
+	q := authorize(t, authURL, "alice")
+	q.Set("iss", issuer)
+	if _, err := p.Finish(ctx, q, pend, binding); err != nil {
+		t.Fatalf("with the right iss: %v", err)
+	}
+}
+
+// Discovery: an issuer that is down, or whose metadata names another
+// issuer, is unavailable (and tried again later), never trusted.
+func TestDiscoveryFailures(t *testing.T) {
+	t.Parallel()
+	issuer := startOP(t)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	down := "http://" + ln.Addr().String()
+	ln.Close()
+	for _, iss := range []string{down, strings.TrimSuffix(issuer, "/")} {
+		p := newProvider(t, iss)
+		pend, _, _ := p.NewPending()
+		_, err := p.AuthURL(context.Background(), "s", pend)
+		wantReason(t, err, oidcrp.ReasonUnavailable)
+	}
+	for _, bad := range []oidcrp.Config{
+		{Name: "", Issuer: issuer, ClientID: "web", RedirectURL: redirect},
+		{Name: "x", Issuer: "ftp://idp", ClientID: "web", RedirectURL: redirect},
+		{Name: "x", Issuer: issuer + "?q=1", ClientID: "web", RedirectURL: redirect},
+		{Name: "x", Issuer: issuer, RedirectURL: redirect},
+	} {
+		if _, err := oidcrp.New(bad, nil); err == nil {
+			t.Fatalf("New(%+v) accepted", bad)
+		}
+	}
+}
