@@ -35,9 +35,6 @@ type Config struct {
 	ClientSecret string
 	// Scopes requested; "openid" is added when missing.
 	Scopes []string
-	// RedirectURL is the callback's absolute URL, registered at the
-	// provider.
-	RedirectURL string
 }
 
 // DefaultScopes are requested when a provider lists none.
@@ -67,8 +64,6 @@ func New(cfg Config, client *http.Client) (*Provider, error) {
 		return nil, fmt.Errorf("provider %s: issuer %q is not an http(s) URL without query or fragment", cfg.Name, cfg.Issuer)
 	case cfg.ClientID == "":
 		return nil, fmt.Errorf("provider %s: client_id is required", cfg.Name)
-	case cfg.RedirectURL == "":
-		return nil, fmt.Errorf("provider %s: no redirect URL", cfg.Name)
 	}
 	if len(cfg.Scopes) == 0 {
 		cfg.Scopes = DefaultScopes
@@ -123,15 +118,22 @@ type Pending struct {
 	// Binding is the SHA-256 (base64url) of a random value kept in a
 	// cookie of the browser that started: only it can finish.
 	Binding string `json:"binding"`
+	// RedirectURL is the callback's absolute URL (registered at the
+	// provider), sent with the request and again with the code.
+	RedirectURL string `json:"redirect_url"`
 	// Intent ("signin" or "link") and Return (a local path) are the
 	// caller's.
 	Intent string `json:"intent,omitempty"`
 	Return string `json:"return,omitempty"`
 }
 
-// NewPending makes the secrets of one authorization request and the
-// browser binding, whose value goes in the browser's cookie.
-func (p *Provider) NewPending() (pend Pending, binding string, err error) {
+// NewPending makes the secrets of one authorization request returning to
+// redirectURL, and the browser binding, whose value goes in the browser's
+// cookie.
+func (p *Provider) NewPending(redirectURL string) (pend Pending, binding string, err error) {
+	if redirectURL == "" {
+		return Pending{}, "", errors.New("no redirect URL")
+	}
 	binding, err = random()
 	if err != nil {
 		return Pending{}, "", err
@@ -140,7 +142,7 @@ func (p *Provider) NewPending() (pend Pending, binding string, err error) {
 	if err != nil {
 		return Pending{}, "", err
 	}
-	return Pending{Provider: p.cfg.Name, Verifier: oauth2.GenerateVerifier(), Nonce: nonce, Binding: BindingHash(binding)}, binding, nil
+	return Pending{Provider: p.cfg.Name, Verifier: oauth2.GenerateVerifier(), Nonce: nonce, Binding: BindingHash(binding), RedirectURL: redirectURL}, binding, nil
 }
 
 // BindingHash is what Pending keeps of a binding cookie's value.
@@ -157,10 +159,10 @@ func random() (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
-func (p *Provider) oauth(disc *oidc.Provider) *oauth2.Config {
+func (p *Provider) oauth(disc *oidc.Provider, redirectURL string) *oauth2.Config {
 	return &oauth2.Config{
 		ClientID: p.cfg.ClientID, ClientSecret: p.cfg.ClientSecret,
-		Endpoint: disc.Endpoint(), RedirectURL: p.cfg.RedirectURL, Scopes: p.cfg.Scopes,
+		Endpoint: disc.Endpoint(), RedirectURL: redirectURL, Scopes: p.cfg.Scopes,
 	}
 }
 
@@ -171,7 +173,7 @@ func (p *Provider) AuthURL(ctx context.Context, state string, pend Pending) (str
 	if err != nil {
 		return "", err
 	}
-	return p.oauth(disc).AuthCodeURL(state, oauth2.S256ChallengeOption(pend.Verifier), oidc.Nonce(pend.Nonce)), nil
+	return p.oauth(disc, pend.RedirectURL).AuthCodeURL(state, oauth2.S256ChallengeOption(pend.Verifier), oidc.Nonce(pend.Nonce)), nil
 }
 
 // Reasons a callback is refused.
@@ -245,7 +247,7 @@ func (p *Provider) Finish(ctx context.Context, q url.Values, pend Pending, bindi
 	if code == "" {
 		return nil, &Error{Reason: ReasonCode, Err: errors.New("no code")}
 	}
-	tok, err := p.oauth(disc).Exchange(oidc.ClientContext(ctx, p.client), code, oauth2.VerifierOption(pend.Verifier))
+	tok, err := p.oauth(disc, pend.RedirectURL).Exchange(oidc.ClientContext(ctx, p.client), code, oauth2.VerifierOption(pend.Verifier))
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {

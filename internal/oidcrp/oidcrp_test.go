@@ -74,7 +74,7 @@ func startOP(t *testing.T) string {
 
 func newProvider(t *testing.T, issuer string) *oidcrp.Provider {
 	t.Helper()
-	p, err := oidcrp.New(oidcrp.Config{Name: "testidp", Issuer: issuer, ClientID: "web", ClientSecret: "secret", RedirectURL: redirect}, nil)
+	p, err := oidcrp.New(oidcrp.Config{Name: "testidp", Issuer: issuer, ClientID: "web", ClientSecret: "secret"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func authorize(t *testing.T, authURL, user string) url.Values {
 
 func begin(t *testing.T, p *oidcrp.Provider) (oidcrp.Pending, string, string) {
 	t.Helper()
-	pend, binding, err := p.NewPending()
+	pend, binding, err := p.NewPending(redirect)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,15 +224,15 @@ func TestDiscoveryFailures(t *testing.T) {
 	ln.Close()
 	for _, iss := range []string{down, strings.TrimSuffix(issuer, "/")} {
 		p := newProvider(t, iss)
-		pend, _, _ := p.NewPending()
+		pend, _, _ := p.NewPending(redirect)
 		_, err := p.AuthURL(context.Background(), "s", pend)
 		wantReason(t, err, oidcrp.ReasonUnavailable)
 	}
 	for _, bad := range []oidcrp.Config{
-		{Name: "", Issuer: issuer, ClientID: "web", RedirectURL: redirect},
-		{Name: "x", Issuer: "ftp://idp", ClientID: "web", RedirectURL: redirect},
-		{Name: "x", Issuer: issuer + "?q=1", ClientID: "web", RedirectURL: redirect},
-		{Name: "x", Issuer: issuer, RedirectURL: redirect},
+		{Name: "", Issuer: issuer, ClientID: "web"},
+		{Name: "x", Issuer: "ftp://idp", ClientID: "web"},
+		{Name: "x", Issuer: issuer + "?q=1", ClientID: "web"},
+		{Name: "x", Issuer: issuer},
 	} {
 		if _, err := oidcrp.New(bad, nil); err == nil {
 			t.Fatalf("New(%+v) accepted", bad)
