@@ -97,6 +97,10 @@ type Browser struct {
 	// copies are always stripped.
 	MergedHeader string `json:"merged_header,omitempty"`
 
+	// Other OpenID Connect providers to sign in with, one "Continue with"
+	// button each, in this order (see BrowserProvider).
+	Providers []*BrowserProvider `json:"providers,omitempty"`
+
 	createGuest caddyhttp.MatcherSets
 	templates   *pages.Templates
 }
@@ -138,6 +142,9 @@ func (b *Browser) validate() error {
 	if *b.UnconfirmedGuestTTL < 0 {
 		return errors.New("browser unconfirmed_guest_ttl cannot be negative")
 	}
+	if err := validateProviders(b.Providers); err != nil {
+		return err
+	}
 	return (&pages.Pages{Prefix: b.PagesPrefix, CookieName: b.CookieName, CookieSecure: b.CookieSecure, SiteName: b.SiteName, Home: b.Home}).CheckConfig()
 }
 
@@ -171,6 +178,11 @@ func parseBrowser(d *caddyfile.Dispenser, h *httpcaddyfile.Helper) (*Browser, er
 			err = opts.DurationPtr(d, &b.UnconfirmedGuestTTL)
 		case "create_guest": // repeatable: any of the matchers
 			err = b.unmarshalCreateGuest(d, h)
+		case "provider": // repeatable: one block per provider
+			var p *BrowserProvider
+			if p, err = parseBrowserProvider(d); err == nil {
+				b.Providers = append(b.Providers, p)
+			}
 		default:
 			err = d.Errf("unknown browser option %q", key)
 		}
