@@ -103,6 +103,7 @@ type Browser struct {
 
 	createGuest caddyhttp.MatcherSets
 	templates   *pages.Templates
+	providers   []pages.Provider
 }
 
 const defaultBrowserCookie = "guestauth_session"
@@ -135,6 +136,13 @@ func (b *Browser) provision(ctx caddy.Context) error {
 		return fmt.Errorf("browser templates: %w", err)
 	}
 	b.templates = t
+	for _, p := range b.Providers {
+		rp, err := p.build()
+		if err != nil {
+			return fmt.Errorf("browser %w", err)
+		}
+		b.providers = append(b.providers, pages.Provider{RP: rp, Label: p.label()})
+	}
 	return nil
 }
 

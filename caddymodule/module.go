@@ -445,6 +445,7 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 			SiteName: g.Browser.SiteName, Home: g.Browser.Home,
 			Issuer: g.issuerFor, ClientIP: clientIP, LimitKey: g.limitKey, ReadTimeout: time.Duration(g.APIReadTimeout),
 			Logger: g.logger, Now: g.now, FormActions: protocol.RedirectSources(g.clients),
+			Providers: g.Browser.providers,
 		}
 		// The authorization and end-session endpoints sign visitors in and
 		// out with the pages.

@@ -3,74 +3,21 @@ package oidcrp_test
 import (
 	"context"
 	"errors"
-	"fmt"
-	"html"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"regexp"
 	"strings"
 	"testing"
 
-	"github.com/zitadel/oidc/v3/example/server/exampleop"
-	"github.com/zitadel/oidc/v3/example/server/storage"
-	"github.com/zitadel/oidc/v3/pkg/op"
-
 	"github.com/guestauth/caddy-guestauth/internal/oidcrp"
+	"github.com/guestauth/caddy-guestauth/internal/oidcrp/oidcrptest"
 )
-
-// A real OpenID Provider nobody here wrote: zitadel/oidc's example OP,
-// in-process on its own port, with two users and one confidential client.
-
-type users map[string]*storage.User
-
-func (u users) GetUserByID(id string) *storage.User { return u[id] }
-func (u users) GetUserByUsername(name string) *storage.User {
-	for _, x := range u {
-		if x.Username == name {
-			return x
-		}
-	}
-	return nil
-}
-func (u users) ExampleClientID() string { return storage.ServiceUserID }
-
-// claimsInIDToken makes the OP put the profile claims in the ID token (as
-// Google does) rather than only in userinfo.
-type claimsInIDToken struct{ *storage.Storage }
-type idtClient struct{ op.Client }
-
-func (idtClient) IDTokenUserinfoClaimsAssertion() bool { return true }
-func (s claimsInIDToken) GetClientByClientID(ctx context.Context, id string) (op.Client, error) {
-	c, err := s.Storage.GetClientByClientID(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	return idtClient{c}, nil
-}
 
 const redirect = "http://localhost:9/auth/provider/testidp/callback"
 
-func startOP(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	issuer := fmt.Sprintf("http://localhost:%d/", ln.Addr().(*net.TCPAddr).Port)
-	st := storage.NewStorageWithClients(users{
-		"u1": {ID: "u1", Username: "alice", Password: "pw", Email: "alice@example.test", EmailVerified: true, FirstName: "Alice"},
-		"u2": {ID: "u2", Username: "bob", Password: "pw", Email: "bob@example.test", EmailVerified: true, FirstName: "Bob"},
-	}, map[string]*storage.Client{"web": storage.WebClient("web", "secret", redirect)})
-	router := exampleop.SetupServer(issuer, claimsInIDToken{st}, slog.New(slog.NewTextHandler(io.Discard, nil)), false)
-	srv := &http.Server{Handler: router}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	return issuer
-}
+func startOP(t *testing.T) string { return oidcrptest.Start(t, redirect) }
 
 func newProvider(t *testing.T, issuer string) *oidcrp.Provider {
 	t.Helper()
@@ -80,8 +27,6 @@ func newProvider(t *testing.T, issuer string) *oidcrp.Provider {
 	}
 	return p
 }
-
-var idRe = regexp.MustCompile(`name="id" value="([^"]*)"`)
 
 // authorize follows the authorization URL as a browser would, signs in as
 // user on the OP's form and returns the query the OP sent to the callback.
@@ -102,12 +47,11 @@ func authorize(t *testing.T, authURL, user string) url.Values {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	m := idRe.FindStringSubmatch(string(body))
-	if m == nil {
-		t.Fatalf("no login form at %s: %.300s", resp.Request.URL, body)
+	login, err := oidcrptest.SignIn(resp, string(body), user)
+	if err != nil {
+		t.Fatal(err)
 	}
-	action, _ := resp.Request.URL.Parse("/login/username")
-	resp, err = c.PostForm(action.String(), url.Values{"id": {html.UnescapeString(m[1])}, "username": {user}, "password": {"pw"}})
+	resp, err = c.Do(login)
 	if err != nil {
 		t.Fatal(err)
 	}

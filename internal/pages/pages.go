@@ -78,8 +78,10 @@ type Pages struct {
 	// where the authorization and end-session endpoints send visitors
 	// back (protocol.RedirectSources).
 	FormActions []string
-	Logger      *zap.Logger
-	Now         func() time.Time
+	// Providers are the other providers to sign in with (providers.go).
+	Providers []Provider
+	Logger    *zap.Logger
+	Now       func() time.Time
 }
 
 // Pages is the browser side of the authorization and end-session
@@ -191,6 +193,11 @@ type PageData struct {
 	// SiteCSS is set when the templates directory has a style.css, served
 	// at Prefix + "site.css".
 	SiteCSS bool
+	// Providers are the other providers to sign in with, one "Continue
+	// with" link each (Prefix + "provider/" + Name + "/start"); Links the
+	// signed-in member's linked provider accounts (the account page's).
+	Providers []ProviderButton
+	Links     []PageLink
 }
 
 // FieldError is the refusal of one form field: ID is the field's id
@@ -275,6 +282,9 @@ func (p *Pages) Serve(w http.ResponseWriter, r *http.Request) error {
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Cache-Control", "no-store")
+	if rest, ok := strings.CutPrefix(name, "provider/"); ok && len(p.Providers) > 0 {
+		return p.serveProvider(w, r, rest)
+	}
 	if _, ok := pageTitles[name]; !ok || emailPages[name] && !p.Accounts.EmailEnabled() {
 		// Shown with the visitor's real session state: reading it changes
 		// nothing (but a slid session's renewed cookie).
@@ -314,6 +324,11 @@ func (p *Pages) Serve(w http.ResponseWriter, r *http.Request) error {
 	if name == "account" && id == nil {
 		return p.Redirect(w, r, "signin")
 	}
+	if name == "account" && len(p.Providers) > 0 {
+		if d.Links, err = p.pageLinks(r, id.User.ID); err != nil {
+			return p.Fault(w, r, err, "listing linked providers")
+		}
+	}
 	if name == "reset-password" {
 		// Only checked, not taken: the link is taken with the new password.
 		if err := p.Accounts.ResetLink(r.Context(), d.Token); err != nil {
@@ -339,6 +354,7 @@ func (p *Pages) pageData(r *http.Request, name string, id *accounts.Identity) *P
 	}
 	d.setUser(id)
 	d.Email = p.Accounts.EmailEnabled()
+	d.Providers = p.providerButtons()
 	if emailPages[name] {
 		if r.Method == http.MethodPost {
 			d.Token = r.PostForm.Get("token")
@@ -547,6 +563,9 @@ func (p *Pages) postPage(w http.ResponseWriter, r *http.Request, d *PageData, id
 		}
 		if d.Action == "delete" {
 			return p.deleteAccount(w, r, d, id)
+		}
+		if d.Action == "unlink" {
+			return p.unlinkProvider(w, r, d, id)
 		}
 		upd := accounts.ProfileUpdate{ClientIP: ip, Issuer: p.Issuer(r)}
 		if cur := form.Get("current_password"); cur != "" {
