@@ -133,7 +133,7 @@ func (p *Pages) providerStart(w http.ResponseWriter, r *http.Request, pr *Provid
 		HttpOnly: true, Secure: p.secure(r), SameSite: http.SameSiteLaxMode,
 	})
 	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, target, http.StatusSeeOther)
+	http.Redirect(w, r, target, http.StatusSeeOther) //nolint:gosec // G710: the configured provider's discovered authorization endpoint
 	return nil
 }
 
