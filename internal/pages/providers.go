@@ -40,13 +40,15 @@ type PageLink struct {
 // providerTTL bounds the time from "Continue with" to the callback.
 const providerTTL = 10 * time.Minute
 
-// bindingCookie is the cookie binding a provider request to its browser
-// (prefixed __Host- when Secure, like the session's).
+// bindingCookie is the cookie binding a provider request to its browser.
+// When Secure it has the __Secure- prefix, not __Host- (which browsers
+// accept only with Path=/): it is sent to the provider pages alone, and,
+// with no Domain, it is host-only all the same.
 const bindingCookie = "guestauth_provider"
 
 func (p *Pages) bindingCookieName(r *http.Request) string {
 	if p.secure(r) {
-		return "__Host-" + bindingCookie
+		return "__Secure-" + bindingCookie
 	}
 	return bindingCookie
 }
