@@ -50,6 +50,7 @@ func continueWithTestIdP(t *testing.T, ctx context.Context, s *server, page, use
 // same identity is merged into it, and the app is told once.
 func TestChromiumProviderJourney(t *testing.T) {
 	needChromium(t)
+	axe := axeSource(t)
 	s := startProviderSite(t)
 	ctx := newChromium(t)
 
@@ -59,9 +60,11 @@ func TestChromiumProviderJourney(t *testing.T) {
 	if guestID == "" || guest.Get("X-Auth-User-Tag") != "guest-user" {
 		t.Fatalf("not a guest: %v", guest)
 	}
-	if got := text(t, ctx, "body"); got == "" {
-		t.Fatal("empty page")
-	}
+	// The buttons, looked at and checked by axe.
+	run(t, ctx, chromedp.Navigate(s.Base+"/auth/signup"), chromedp.WaitVisible(`a[href*="/provider/testidp/start"]`, chromedp.ByQuery))
+	shots(t, ctx, axe, "provider-signup")
+	run(t, ctx, chromedp.Navigate(s.Base+"/auth/signin"), chromedp.WaitVisible(`a[href*="/provider/testidp/start"]`, chromedp.ByQuery))
+	shots(t, ctx, axe, "provider-signin")
 	continueWithTestIdP(t, ctx, s, "/auth/signup?return_to=/", "alice", s.Base+"/")
 	if h := echoed(t, ctx); h.Get("X-Auth-User-Id") != guestID || h.Get("X-Auth-User-Tag") != "normal-user" || h.Get("X-Auth-User-Name") != "alice" {
 		t.Fatalf("after Continue with: %v; want %s normal-user alice", h, guestID)
@@ -101,6 +104,7 @@ func TestChromiumProviderJourney(t *testing.T) {
 	if body := text(t, ctx, "main"); !strings.Contains(body, "Test IdP: linked") {
 		t.Fatalf("account page: %s", body)
 	}
+	shots(t, ctx, axe, "provider-account")
 	run(t, ctx, chromedp.Click(`form input[value="unlink"] ~ button`, chromedp.ByQuery))
 	run(t, ctx, chromedp.WaitVisible(".error", chromedp.ByQuery))
 	if body := text(t, ctx, "main"); !strings.Contains(body, "only way to sign in") {
