@@ -636,6 +636,11 @@ func (g *GuestAuth) Validate() error {
 		if err := g.Browser.validate(); err != nil {
 			return err
 		}
+		if p := g.Browser.Passkeys; p != nil {
+			if err := p.validate(g.issuer); err != nil {
+				return err
+			}
+		}
 	}
 	if g.Assertion != nil {
 		if err := g.Assertion.validate(); err != nil {
