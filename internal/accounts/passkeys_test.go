@@ -1,170 +1,14 @@
 package accounts_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/go-webauthn/webauthn/protocol/webauthncbor"
-
 	"github.com/guestauth/caddy-guestauth/internal/accounts"
 	"github.com/guestauth/caddy-guestauth/internal/model"
+	"github.com/guestauth/caddy-guestauth/internal/webauthntest"
 )
-
-// authenticator is a software WebAuthn authenticator (one ES256 key per
-// credential, "none" attestation, a signature counter, backup flags): it
-// answers the options the relying party sends exactly as a browser
-// relays a platform authenticator's answers, so the tests run the real
-// verification of the library end to end.
-type authenticator struct {
-	t      *testing.T
-	origin string
-	mu     sync.Mutex
-	creds  map[string]*softCred // by credential id (base64url)
-}
-
-type softCred struct {
-	id         []byte
-	key        *ecdsa.PrivateKey
-	rpID       string
-	userHandle []byte
-	count      uint32
-}
-
-func newAuthenticator(t *testing.T, origin string) *authenticator {
-	return &authenticator{t: t, origin: origin, creds: map[string]*softCred{}}
-}
-
-var b64u = base64.RawURLEncoding
-
-// options reads the challenge and RP id of create or get options.
-func readOptions(t *testing.T, raw []byte) (challenge, rpID string, userID []byte) {
-	t.Helper()
-	var o struct {
-		PublicKey struct {
-			Challenge string `json:"challenge"`
-			RP        struct {
-				ID string `json:"id"`
-			} `json:"rp"`
-			RPID string `json:"rpId"`
-			User struct {
-				ID string `json:"id"`
-			} `json:"user"`
-		} `json:"publicKey"`
-	}
-	if err := json.Unmarshal(raw, &o); err != nil {
-		t.Fatalf("options %s: %v", raw, err)
-	}
-	rpID = o.PublicKey.RP.ID
-	if rpID == "" {
-		rpID = o.PublicKey.RPID
-	}
-	if o.PublicKey.User.ID != "" {
-		var err error
-		if userID, err = b64u.DecodeString(o.PublicKey.User.ID); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return o.PublicKey.Challenge, rpID, userID
-}
-
-const (
-	flagUP = 0x01
-	flagUV = 0x04
-	flagBE = 0x08
-	flagBS = 0x10
-	flagAT = 0x40
-)
-
-func (a *authenticator) clientData(typ, challenge string) []byte {
-	cd, _ := json.Marshal(map[string]any{"type": typ, "challenge": challenge, "origin": a.origin, "crossOrigin": false})
-	return cd
-}
-
-// create answers navigator.credentials.create(options).
-func (a *authenticator) create(options []byte) (resp []byte, credID string) {
-	a.t.Helper()
-	challenge, rpID, userID := readOptions(a.t, options)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		a.t.Fatal(err)
-	}
-	c := &softCred{id: make([]byte, 16), key: key, rpID: rpID, userHandle: userID, count: 1}
-	rand.Read(c.id)
-	pub, _ := key.PublicKey.ECDH()
-	point := pub.Bytes() // 0x04 || x || y
-	cose, err := webauthncbor.Marshal(map[int]any{1: 2, 3: -7, -1: 1, -2: point[1:33], -3: point[33:]})
-	if err != nil {
-		a.t.Fatal(err)
-	}
-	rpHash := sha256.Sum256([]byte(rpID))
-	auth := append([]byte{}, rpHash[:]...)
-	auth = append(auth, flagUP|flagUV|flagBE|flagBS|flagAT)
-	auth = binary.BigEndian.AppendUint32(auth, c.count)
-	auth = append(auth, make([]byte, 16)...) // AAGUID
-	auth = binary.BigEndian.AppendUint16(auth, uint16(len(c.id)))
-	auth = append(auth, c.id...)
-	auth = append(auth, cose...)
-	att, err := webauthncbor.Marshal(map[string]any{"fmt": "none", "attStmt": map[string]any{}, "authData": auth})
-	if err != nil {
-		a.t.Fatal(err)
-	}
-	credID = b64u.EncodeToString(c.id)
-	a.mu.Lock()
-	a.creds[credID] = c
-	a.mu.Unlock()
-	resp, _ = json.Marshal(map[string]any{
-		"id": credID, "rawId": credID, "type": "public-key", "authenticatorAttachment": "platform",
-		"response": map[string]any{
-			"clientDataJSON":    b64u.EncodeToString(a.clientData("webauthn.create", challenge)),
-			"attestationObject": b64u.EncodeToString(att),
-			"transports":        []string{"internal"},
-		},
-		"clientExtensionResults": map[string]any{},
-	})
-	return resp, credID
-}
-
-// get answers navigator.credentials.get(options) with the credential
-// credID, advancing its counter by step (0: a counter that stays).
-func (a *authenticator) get(options []byte, credID string, step uint32) []byte {
-	a.t.Helper()
-	challenge, _, _ := readOptions(a.t, options)
-	a.mu.Lock()
-	c := a.creds[credID]
-	c.count += step
-	count := c.count
-	a.mu.Unlock()
-	rpHash := sha256.Sum256([]byte(c.rpID))
-	auth := append([]byte{}, rpHash[:]...)
-	auth = append(auth, flagUP|flagUV|flagBE|flagBS)
-	auth = binary.BigEndian.AppendUint32(auth, count)
-	cd := a.clientData("webauthn.get", challenge)
-	cdHash := sha256.Sum256(cd)
-	digest := sha256.Sum256(append(append([]byte{}, auth...), cdHash[:]...))
-	sig, err := ecdsa.SignASN1(rand.Reader, c.key, digest[:])
-	if err != nil {
-		a.t.Fatal(err)
-	}
-	resp, _ := json.Marshal(map[string]any{
-		"id": credID, "rawId": credID, "type": "public-key", "authenticatorAttachment": "platform",
-		"response": map[string]any{
-			"clientDataJSON":    b64u.EncodeToString(cd),
-			"authenticatorData": b64u.EncodeToString(auth),
-			"signature":         b64u.EncodeToString(sig),
-			"userHandle":        b64u.EncodeToString(c.userHandle),
-		},
-		"clientExtensionResults": map[string]any{},
-	})
-	return resp
-}
 
 func newPasskeys(t *testing.T, f *fixture) *accounts.Passkeys {
 	t.Helper()
@@ -185,13 +29,13 @@ func identityOf(t *testing.T, f *fixture, login *accounts.BrowserLogin) *account
 }
 
 // register saves a passkey for the browser user of login.
-func register(t *testing.T, pk *accounts.Passkeys, a *authenticator, id *accounts.Identity, name string) (*accounts.PasskeyRegistration, string) {
+func register(t *testing.T, pk *accounts.Passkeys, a *webauthntest.Authenticator, id *accounts.Identity, name string) (*accounts.PasskeyRegistration, string) {
 	t.Helper()
 	opts, handle, err := pk.BeginRegistration(bg, id, issuer, "192.0.2.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, credID := a.create(opts)
+	resp, credID := a.Create(opts)
 	reg, err := pk.FinishRegistration(bg, id, issuer, handle, resp, name)
 	if err != nil {
 		t.Fatalf("FinishRegistration: %v", err)
@@ -206,7 +50,7 @@ func TestPasskeyJourney(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, browserConfig())
 	pk := newPasskeys(t, f)
-	a := newAuthenticator(t, issuer)
+	a := webauthntest.New(t, issuer)
 	guest, err := f.svc.CreateBrowserGuest(bg, issuer, "192.0.2.1")
 	if err != nil {
 		t.Fatal(err)
@@ -248,7 +92,7 @@ func TestPasskeyJourney(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp := a.get(opts, credID, 1)
+	resp := a.Get(opts, credID, 1)
 	login, err := pk2.FinishSignIn(bg, g2, issuer, handle, resp)
 	if err != nil {
 		t.Fatalf("FinishSignIn: %v", err)
@@ -278,7 +122,7 @@ func TestPasskeyJourney(t *testing.T) {
 	if err := json.Unmarshal(stored.Credential, &c); err != nil {
 		t.Fatal(err)
 	}
-	if c.Credential.Authenticator.SignCount != 2 || !c.Credential.Flags.BackupEligible || !c.Credential.Flags.BackupState || c.RawFlags&(flagBE|flagBS) != flagBE|flagBS {
+	if c.Credential.Authenticator.SignCount != 2 || !c.Credential.Flags.BackupEligible || !c.Credential.Flags.BackupState || c.RawFlags&(webauthntest.FlagBE|webauthntest.FlagBS) != webauthntest.FlagBE|webauthntest.FlagBS {
 		t.Fatalf("stored credential %s: want the counter 2 and both backup flags", stored.Credential)
 	}
 
@@ -294,13 +138,13 @@ func TestPasskeyJourney(t *testing.T) {
 	wantCode(t, err, accounts.CodeInvalidGrant)
 	// A counter that does not advance past the stored one: a clone.
 	opts3, handle3, _ := pk.BeginSignIn(bg, issuer, "192.0.2.2")
-	a.creds[credID].count = 1
-	_, err = pk.FinishSignIn(bg, nil, issuer, handle3, a.get(opts3, credID, 0))
+	a.SetCount(credID, 1)
+	_, err = pk.FinishSignIn(bg, nil, issuer, handle3, a.Get(opts3, credID, 0))
 	wantCode(t, err, accounts.CodeInvalidGrant)
 	// Under another issuer of the same origin (sites sharing a store),
 	// the ceremony is not accepted.
 	opts4, handle4, _ := pk.BeginSignIn(bg, issuer, "192.0.2.2")
-	_, err = pk.FinishSignIn(bg, nil, issuer+"/site2", handle4, a.get(opts4, credID, 5))
+	_, err = pk.FinishSignIn(bg, nil, issuer+"/site2", handle4, a.Get(opts4, credID, 5))
 	wantCode(t, err, accounts.CodeInvalidGrant)
 }
 
@@ -310,7 +154,7 @@ func TestPasskeyRegistrationRefusals(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, browserConfig())
 	pk := newPasskeys(t, f)
-	a := newAuthenticator(t, issuer)
+	a := webauthntest.New(t, issuer)
 	g1, _ := f.svc.CreateBrowserGuest(bg, issuer, "192.0.2.1")
 	g2, _ := f.svc.CreateBrowserGuest(bg, issuer, "192.0.2.1")
 	id1, id2 := identityOf(t, f, g1), identityOf(t, f, g2)
@@ -319,7 +163,7 @@ func TestPasskeyRegistrationRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, _ := a.create(opts)
+	resp, _ := a.Create(opts)
 	_, err = pk.FinishRegistration(bg, id2, issuer, handle, resp, "")
 	wantCode(t, err, accounts.CodeInvalidGrant)
 	// Taken by that attempt: the right session cannot use it either.
@@ -327,7 +171,7 @@ func TestPasskeyRegistrationRefusals(t *testing.T) {
 	wantCode(t, err, accounts.CodeInvalidGrant)
 	// Nor another session of the same user.
 	opts, handle, _ = pk.BeginRegistration(bg, id1, issuer, "192.0.2.1")
-	resp, _ = a.create(opts)
+	resp, _ = a.Create(opts)
 	rot, err := f.svc.RotateBrowserSession(bg, id1, g1.User, issuer)
 	if err != nil {
 		t.Fatal(err)
@@ -335,14 +179,14 @@ func TestPasskeyRegistrationRefusals(t *testing.T) {
 	_, err = pk.FinishRegistration(bg, identityOf(t, f, rot), issuer, handle, resp, "")
 	wantCode(t, err, accounts.CodeInvalidGrant)
 
-	evil := newAuthenticator(t, "https://evil.example.net")
+	evil := webauthntest.New(t, "https://evil.example.net")
 	opts, handle, _ = pk.BeginRegistration(bg, id1, issuer, "192.0.2.1")
-	resp, _ = evil.create(opts)
+	resp, _ = evil.Create(opts)
 	_, err = pk.FinishRegistration(bg, id1, issuer, handle, resp, "")
 	wantCode(t, err, accounts.CodeInvalidGrant)
 
 	opts, handle, _ = pk.BeginRegistration(bg, id1, issuer, "192.0.2.1")
-	resp, _ = a.create(opts)
+	resp, _ = a.Create(opts)
 	_, err = pk.FinishRegistration(bg, id1, issuer, handle, resp, "a\x00b")
 	wantCode(t, err, accounts.CodeInvalidRequest)
 	_, err = pk.FinishRegistration(bg, id1, issuer, "not-a-handle", resp, "")
@@ -358,7 +202,7 @@ func TestPasskeyManage(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, browserConfig())
 	pk := newPasskeys(t, f)
-	a := newAuthenticator(t, issuer)
+	a := webauthntest.New(t, issuer)
 	g, _ := f.svc.CreateBrowserGuest(bg, issuer, "192.0.2.1")
 	reg, first := register(t, pk, a, identityOf(t, f, g), "one")
 	id := identityOf(t, f, reg.Login)
