@@ -19,6 +19,7 @@ import (
 // be removed until a password is set, then it can.
 func TestChromiumPasskeys(t *testing.T) {
 	needChromium(t)
+	axe := axeSource(t)
 	s := newServer(t)
 	base := fmt.Sprintf("http://localhost:%d", s.Port)
 	s.Start(fmt.Sprintf(`{
@@ -65,14 +66,16 @@ http://localhost:%d {
 	}
 
 	// Save with a passkey, on the account page.
-	run(t, ctx, chromedp.Navigate(base+"/auth/account"), chromedp.WaitVisible("#passkey-register", chromedp.ByID),
-		chromedp.SendKeys("#passkey-name", "virtual key", chromedp.ByID),
+	run(t, ctx, chromedp.Navigate(base+"/auth/account"), chromedp.WaitVisible("#passkey-register", chromedp.ByID))
+	checkPage(t, ctx, axe, "passkeys-guest-account")
+	run(t, ctx, chromedp.SendKeys("#passkey-name", "virtual key", chromedp.ByID),
 		chromedp.Click("#passkey-register", chromedp.ByID),
 	)
 	waitFor(t, ctx, `input[name="passkey_name"]`)
 	if v := attr(t, ctx, `input[name="passkey_name"]`, "value"); v != "virtual key" {
 		t.Fatalf("listed passkey name %q", v)
 	}
+	checkPage(t, ctx, axe, "passkeys-member-account")
 	run(t, ctx, chromedp.Navigate(base+"/"))
 	if h := echoed(t, ctx); h.Get("X-Auth-User-Id") != guest || h.Get("X-Auth-User-Tag") != "normal-user" {
 		t.Fatalf("after saving a passkey: %v; want the guest's id %s as a normal user", h, guest)
@@ -93,8 +96,9 @@ http://localhost:%d {
 	if id := echoed(t, ctx).Get("X-Auth-User-Id"); id == guest {
 		t.Fatal("still signed in after signing out")
 	}
-	run(t, ctx, chromedp.Navigate(base+"/auth/signin?return_to=/"), chromedp.WaitVisible("#passkey-signin", chromedp.ByID),
-		chromedp.Click("#passkey-signin", chromedp.ByID))
+	run(t, ctx, chromedp.Navigate(base+"/auth/signin?return_to=/"), chromedp.WaitVisible("#passkey-signin", chromedp.ByID))
+	checkPage(t, ctx, axe, "passkeys-signin")
+	run(t, ctx, chromedp.Click("#passkey-signin", chromedp.ByID))
 	waitLocation(t, ctx, base+"/")
 	if h := echoed(t, ctx); h.Get("X-Auth-User-Id") != guest || h.Get("X-Auth-User-Tag") != "normal-user" {
 		t.Fatalf("after the passkey sign-in: %v; want %s", h, guest)
@@ -104,6 +108,7 @@ http://localhost:%d {
 	run(t, ctx, chromedp.Navigate(base+"/auth/account"), chromedp.WaitVisible(`button[aria-label^="Remove the passkey"]`, chromedp.ByQuery),
 		chromedp.Click(`button[aria-label^="Remove the passkey"]`, chromedp.ByQuery))
 	waitText(t, ctx, "last way to sign in")
+	checkPage(t, ctx, axe, "passkeys-last-refused")
 	run(t, ctx, chromedp.Navigate(base+"/auth/account"), chromedp.WaitVisible("#password", chromedp.ByID),
 		chromedp.SendKeys("#password", "correct horse battery", chromedp.ByID),
 		chromedp.Submit("#password", chromedp.ByID))
