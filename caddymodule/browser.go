@@ -97,6 +97,9 @@ type Browser struct {
 	// copies are always stripped.
 	MergedHeader string `json:"merged_header,omitempty"`
 
+	// Passkeys turns on passkeys (see BrowserPasskeys); off unless given.
+	Passkeys *BrowserPasskeys `json:"passkeys,omitempty"`
+
 	createGuest caddyhttp.MatcherSets
 	templates   *pages.Templates
 }
@@ -171,6 +174,10 @@ func parseBrowser(d *caddyfile.Dispenser, h *httpcaddyfile.Helper) (*Browser, er
 			err = opts.DurationPtr(d, &b.UnconfirmedGuestTTL)
 		case "create_guest": // repeatable: any of the matchers
 			err = b.unmarshalCreateGuest(d, h)
+		case "passkeys":
+			if err = opts.Once(d, key); err == nil {
+				b.Passkeys, err = parsePasskeys(d)
+			}
 		default:
 			err = d.Errf("unknown browser option %q", key)
 		}

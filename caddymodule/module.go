@@ -446,6 +446,11 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 			Issuer: g.issuerFor, ClientIP: clientIP, LimitKey: g.limitKey, ReadTimeout: time.Duration(g.APIReadTimeout),
 			Logger: g.logger, Now: g.now, FormActions: protocol.RedirectSources(g.clients),
 		}
+		if pk := g.Browser.Passkeys; pk != nil {
+			if g.pages.Passkeys, err = accounts.NewPasskeys(g.svc, g.shared.store, accounts.PasskeyConfig{RPID: pk.RPID, RPName: g.Browser.SiteName}); err != nil {
+				return err
+			}
+		}
 		// The authorization and end-session endpoints sign visitors in and
 		// out with the pages.
 		g.protocol.Browser = g.pages
@@ -635,6 +640,11 @@ func (g *GuestAuth) Validate() error {
 		}
 		if err := g.Browser.validate(); err != nil {
 			return err
+		}
+		if p := g.Browser.Passkeys; p != nil {
+			if err := p.validate(g.issuer); err != nil {
+				return err
+			}
 		}
 	}
 	if g.Assertion != nil {

@@ -80,6 +80,8 @@ type Pages struct {
 	FormActions []string
 	Logger      *zap.Logger
 	Now         func() time.Time
+	// Passkeys, when set, serves passkeys (passkeys.go).
+	Passkeys *accounts.Passkeys
 }
 
 // Pages is the browser side of the authorization and end-session
@@ -191,6 +193,11 @@ type PageData struct {
 	// SiteCSS is set when the templates directory has a style.css, served
 	// at Prefix + "site.css".
 	SiteCSS bool
+	// Passkeys is set when the site has passkeys: the pages offer them,
+	// with the script Prefix + "passkeys.js". PasskeyList is the account
+	// page's list of the user's passkeys.
+	Passkeys    bool
+	PasskeyList []PagePasskey
 }
 
 // FieldError is the refusal of one form field: ID is the field's id
@@ -246,7 +253,12 @@ func (p *Pages) csp() string {
 	for _, src := range p.FormActions {
 		actions += " " + src
 	}
-	return "default-src 'none'; style-src 'self'; img-src 'self'; form-action " + actions + "; frame-ancestors 'none'; base-uri 'none'"
+	script := ""
+	if p.Passkeys != nil {
+		// passkeys.js, same-origin, and its calls to the pages' endpoints.
+		script = "script-src 'self'; connect-src 'self'; "
+	}
+	return "default-src 'none'; " + script + "style-src 'self'; img-src 'self'; form-action " + actions + "; frame-ancestors 'none'; base-uri 'none'"
 }
 
 const maxPageForm = 16 << 10
@@ -269,6 +281,9 @@ func (p *Pages) Serve(w http.ResponseWriter, r *http.Request) error {
 		h.Set("Content-Type", "text/css; charset=utf-8")
 		h.Set("Cache-Control", "public, max-age=300")
 		_, err := w.Write(css)
+		return err
+	}
+	if ok, err := p.servePasskeys(w, r, name); ok {
 		return err
 	}
 	h.Set("Content-Security-Policy", p.csp())
@@ -314,6 +329,11 @@ func (p *Pages) Serve(w http.ResponseWriter, r *http.Request) error {
 	if name == "account" && id == nil {
 		return p.Redirect(w, r, "signin")
 	}
+	if name == "account" {
+		if err := p.loadPasskeys(r, d, id); err != nil {
+			return p.Fault(w, r, err, "listing passkeys")
+		}
+	}
 	if name == "reset-password" {
 		// Only checked, not taken: the link is taken with the new password.
 		if err := p.Accounts.ResetLink(r.Context(), d.Token); err != nil {
@@ -339,6 +359,7 @@ func (p *Pages) pageData(r *http.Request, name string, id *accounts.Identity) *P
 	}
 	d.setUser(id)
 	d.Email = p.Accounts.EmailEnabled()
+	d.Passkeys = p.Passkeys != nil
 	if emailPages[name] {
 		if r.Method == http.MethodPost {
 			d.Token = r.PostForm.Get("token")
@@ -547,6 +568,9 @@ func (p *Pages) postPage(w http.ResponseWriter, r *http.Request, d *PageData, id
 		}
 		if d.Action == "delete" {
 			return p.deleteAccount(w, r, d, id)
+		}
+		if d.Action == "passkey_rename" || d.Action == "passkey_remove" {
+			return p.passkeyAction(w, r, d, id)
 		}
 		upd := accounts.ProfileUpdate{ClientIP: ip, Issuer: p.Issuer(r)}
 		if cur := form.Get("current_password"); cur != "" {

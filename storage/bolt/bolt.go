@@ -47,7 +47,8 @@ var (
 	bucketMeta         = []byte("meta")
 
 	allBuckets = [][]byte{bucketUsers, bucketNames, bucketEmails, bucketSessions, bucketUserSessions, bucketSessionEnds, bucketKeys, bucketDevices, bucketMeta,
-		bucketGuestIdle, bucketOrphans, bucketOutbox, bucketOutboxIDs, bucketLimits, bucketLimitTATs}
+		bucketGuestIdle, bucketOrphans, bucketOutbox, bucketOutboxIDs, bucketLimits, bucketLimitTATs,
+		bucketPasskeys, bucketUserPasskeys}
 )
 
 // schemaVersion is written to the meta bucket; a file from a newer version is
@@ -472,44 +473,54 @@ func (b *Store) UpdateUser(ctx context.Context, id string, fn func(u *model.User
 	var out *model.User
 	var memo memo[model.User]
 	err := b.batch(ctx, func(tx *bbolt.Tx) error {
-		users, names := tx.Bucket(bucketUsers), tx.Bucket(bucketNames)
-		raw := users.Get([]byte(id))
-		if raw == nil {
-			return model.ErrNotFound
-		}
-		var old model.User
-		if err := storage.DecodeRecord(raw, &old); err != nil {
-			return err
-		}
-		oldKey := model.NameKey(old.Name)
-		u, err := memo.apply(raw, old, fn)
+		u, err := b.updateUser(tx, id, &memo, fn)
 		if err != nil {
 			return err
 		}
-		if u.ID != id {
-			return errors.New("a user's id cannot change")
-		}
-		if newKey := model.NameKey(u.Name); newKey != oldKey {
-			if newKey == "" {
-				return errors.New("a user's name cannot be empty")
-			}
-			if owner := names.Get([]byte(newKey)); owner != nil && string(owner) != id {
-				return model.ErrNameTaken
-			}
-			if err := names.Delete([]byte(oldKey)); err != nil {
-				return err
-			}
-			if err := names.Put([]byte(newKey), []byte(id)); err != nil {
-				return err
-			}
-		}
-		if err := b.saveUser(tx, &old, &u); err != nil {
-			return err
-		}
-		out = &u
+		out = u
 		return storeEvents(tx, ev, storage.TxResult{})
 	})
 	return out, err
+}
+
+// updateUser applies fn (through m, once per stored version) to the
+// stored user id and saves it, moving its name index entry.
+func (b *Store) updateUser(tx *bbolt.Tx, id string, m *memo[model.User], fn func(u *model.User) error) (*model.User, error) {
+	users, names := tx.Bucket(bucketUsers), tx.Bucket(bucketNames)
+	raw := users.Get([]byte(id))
+	if raw == nil {
+		return nil, model.ErrNotFound
+	}
+	var old model.User
+	if err := storage.DecodeRecord(raw, &old); err != nil {
+		return nil, err
+	}
+	oldKey := model.NameKey(old.Name)
+	u, err := m.apply(raw, old, fn)
+	if err != nil {
+		return nil, err
+	}
+	if u.ID != id {
+		return nil, errors.New("a user's id cannot change")
+	}
+	if newKey := model.NameKey(u.Name); newKey != oldKey {
+		if newKey == "" {
+			return nil, errors.New("a user's name cannot be empty")
+		}
+		if owner := names.Get([]byte(newKey)); owner != nil && string(owner) != id {
+			return nil, model.ErrNameTaken
+		}
+		if err := names.Delete([]byte(oldKey)); err != nil {
+			return nil, err
+		}
+		if err := names.Put([]byte(newKey), []byte(id)); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.saveUser(tx, &old, &u); err != nil {
+		return nil, err
+	}
+	return &u, nil
 }
 
 // DeleteUser implements storage.Backend: the user, its name, sessions and devices.
@@ -536,6 +547,9 @@ func (b *Store) deleteUser(tx *bbolt.Tx, u *model.User) error {
 		}
 	}
 	if err := tx.Bucket(bucketNames).Delete([]byte(model.NameKey(u.Name))); err != nil {
+		return err
+	}
+	if err := deleteUserPasskeys(tx, u.ID); err != nil {
 		return err
 	}
 	return b.saveUser(tx, u, nil)

@@ -72,6 +72,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Backend) {
 		{"Locks", testLocks},
 		{"DeleteSigningKey", testDeleteSigningKey},
 	}
+	tests = append(tests, passkeyTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
