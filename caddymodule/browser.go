@@ -101,6 +101,9 @@ type Browser struct {
 	// button each, in this order (see BrowserProvider).
 	Providers []*BrowserProvider `json:"providers,omitempty"`
 
+	// Passkeys turns on passkeys (see BrowserPasskeys); off unless given.
+	Passkeys *BrowserPasskeys `json:"passkeys,omitempty"`
+
 	createGuest caddyhttp.MatcherSets
 	templates   *pages.Templates
 	providers   []pages.Provider
@@ -190,6 +193,10 @@ func parseBrowser(d *caddyfile.Dispenser, h *httpcaddyfile.Helper) (*Browser, er
 			var p *BrowserProvider
 			if p, err = parseBrowserProvider(d); err == nil {
 				b.Providers = append(b.Providers, p)
+			}
+		case "passkeys":
+			if err = opts.Once(d, key); err == nil {
+				b.Passkeys, err = parsePasskeys(d)
 			}
 		default:
 			err = d.Errf("unknown browser option %q", key)

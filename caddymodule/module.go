@@ -447,6 +447,11 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 			Logger: g.logger, Now: g.now, FormActions: protocol.RedirectSources(g.clients),
 			Providers: g.Browser.providers,
 		}
+		if pk := g.Browser.Passkeys; pk != nil {
+			if g.pages.Passkeys, err = accounts.NewPasskeys(g.svc, g.shared.store, accounts.PasskeyConfig{RPID: pk.RPID, RPName: g.Browser.SiteName}); err != nil {
+				return err
+			}
+		}
 		// The authorization and end-session endpoints sign visitors in and
 		// out with the pages.
 		g.protocol.Browser = g.pages
@@ -636,6 +641,11 @@ func (g *GuestAuth) Validate() error {
 		}
 		if err := g.Browser.validate(); err != nil {
 			return err
+		}
+		if p := g.Browser.Passkeys; p != nil {
+			if err := p.validate(g.issuer); err != nil {
+				return err
+			}
 		}
 	}
 	if g.Assertion != nil {

@@ -87,6 +87,7 @@ type store interface {
 	accounts.SessionSweeper
 	accounts.PruneStore
 	accounts.LimitStore
+	accounts.PasskeyStore
 	tokens.KeyStore
 	outbox.Store
 	admin.Store

@@ -201,6 +201,7 @@ type Backend interface {
 
 	SharedLimiter
 	Outbox
+	PasskeyStore
 
 	// Stats counts users, guests and sessions.
 	Stats(ctx context.Context) (*Stats, error)

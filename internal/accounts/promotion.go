@@ -159,30 +159,3 @@ func (s *Service) ConsumePromotionCode(ctx context.Context, code, clientID strin
 	}
 	return u, nil
 }
-
-// PromoteGuest is the sign-up of a promotion: the guest with userID takes
-// username and password, keeping its id, exactly as a guest's own
-// /api/update-user (the same rules, limits and guest.upgraded event, with
-// clientID as the client). It returns the upgraded user; the caller then
-// signs it in (a browser session, an authorization code).
-func (s *Service) PromoteGuest(ctx context.Context, userID, clientID, username, password, clientIP string) (*model.User, error) {
-	u, err := s.store.GetUser(ctx, userID)
-	if errors.Is(err, model.ErrNotFound) {
-		return nil, errBadPromotion
-	}
-	if err != nil {
-		return nil, err
-	}
-	if !u.IsAnonymous() {
-		return nil, errNotAnonymous
-	}
-	// A guest has no password, so UpdateProfile neither checks an old one
-	// (which needs the caller's session) nor rotates a session: the
-	// session stands only for the client the upgrade goes through.
-	res, err := s.UpdateProfile(ctx, &Identity{User: u, Session: &model.Session{ClientID: clientID}},
-		ProfileUpdate{Name: &username, Password: &password, ClientIP: clientIP})
-	if err != nil {
-		return nil, err
-	}
-	return res.User, nil
-}

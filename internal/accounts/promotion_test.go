@@ -93,16 +93,18 @@ func TestPromotionCode(t *testing.T) {
 	_, err = f.svc.ConsumePromotionCode(bg, code.Code, "app")
 	wantCode(t, err, accounts.CodeInvalidGrant)
 
-	promoted, err := f.svc.PromoteGuest(bg, u.ID, "app", "petra", "petra-password", "192.0.2.1")
-	if err != nil || promoted.ID != g.User.ID || promoted.Name != "petra" || promoted.Tag != model.TagNormal {
-		t.Fatalf("promote: %+v %v", promoted, err)
+	// The promotion itself is the guest's own upgrade (the pages' sign-up
+	// after the authorization endpoint took the code): same id.
+	name, pw := "petra", "petra-password"
+	res, err := f.svc.UpdateProfile(bg, &accounts.Identity{User: u, Session: g.Session},
+		accounts.ProfileUpdate{Name: &name, Password: &pw, ClientIP: "192.0.2.1", Issuer: issuer})
+	if err != nil || res.User.ID != g.User.ID || res.User.Name != "petra" || res.User.Tag != model.TagNormal {
+		t.Fatalf("promote: %+v %v", res, err)
 	}
 	ev := o.wantOne(t, "promoted", events.GuestUpgraded, g.User.ID, map[string]any{"new_name": "petra"})
 	if ev.ClientID != "app" {
 		t.Fatalf("upgrade reported for client %q", ev.ClientID)
 	}
-	_, err = f.svc.PromoteGuest(bg, u.ID, "app", "petra2", "petra-password", "192.0.2.1")
-	wantCode(t, err, accounts.CodeInvalidRequest)
 	// A code for a user who is no longer a guest, or from an old token.
 	_, err = f.svc.NewPromotionCode(bg, g.Tokens.RefreshToken, "192.0.2.1")
 	wantCode(t, err, accounts.CodeInvalidRequest)

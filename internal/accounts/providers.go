@@ -171,8 +171,7 @@ func (s *Service) ProviderLinks(ctx context.Context, userID string) ([]model.Ide
 }
 
 // UnlinkProvider removes one of id's user's links, unless it is the last
-// way to sign in (no password, no verified email, no other link:
-// CodeLastWayIn). model.ErrNotFound: the user has no such link.
+// way to sign in (hasWayIn: CodeLastWayIn). model.ErrNotFound: the user has no such link.
 func (s *Service) UnlinkProvider(ctx context.Context, id *Identity, issuerURL, subject string) error {
 	var provider string
 	if l, err := s.store.GetIdentityLink(ctx, issuerURL, subject); err == nil && l.UserID == id.User.ID {
@@ -180,8 +179,8 @@ func (s *Service) UnlinkProvider(ctx context.Context, id *Identity, issuerURL, s
 	}
 	p := withEvents(s.cfg.Stager, one(events.Event{Type: events.IdentityUnlinked, UserID: id.User.ID, Data: map[string]any{"provider": provider, "issuer": issuerURL}}))
 	err := s.store.UnlinkIdentity(ctx, id.User.ID, issuerURL, subject, func(u *model.User) error {
-		if u.PasswordHash == "" && !u.EmailVerified && u.Identities == 0 {
-			return refuse(CodeLastWayIn, "This is your only way to sign in: add a password or another provider first.")
+		if !s.hasWayIn(u) {
+			return refuse(CodeLastWayIn, "This is your only way to sign in: add a password, a passkey or another provider first.")
 		}
 		return nil
 	}, p.tx())
@@ -190,6 +189,14 @@ func (s *Service) UnlinkProvider(ctx context.Context, id *Identity, issuerURL, s
 	}
 	s.observeAll(ctx, p.stored(storage.TxResult{}))
 	return nil
+}
+
+// hasWayIn reports whether u, as it would be saved, can still sign in: a
+// password, a passkey, a linked provider, or a verified email address
+// when the site sends mail (without a mailer no sign-in link reaches it).
+// The account page's removals (UnlinkProvider, Passkeys.Remove) keep one.
+func (s *Service) hasWayIn(u *model.User) bool {
+	return u.PasswordHash != "" || u.Passkeys > 0 || u.Identities > 0 || (u.EmailVerified && s.EmailEnabled())
 }
 
 // linkIdentity stores the link of pid to userID, upgrading a guest (named

@@ -70,6 +70,10 @@ type User struct {
 	// by EmailKey. A changed address starts unverified.
 	Email         string `json:"email,omitempty"`
 	EmailVerified bool   `json:"email_verified,omitempty"`
+	// Passkeys counts the user's stored passkeys (WebAuthn credentials);
+	// the store keeps it with the passkeys themselves, in the same write,
+	// so the expiry rule (Ephemeral) can read it from the record.
+	Passkeys int `json:"passkeys,omitempty"`
 	// Identities counts the accounts at other providers linked to the
 	// user (IdentityLink): each is a way back in, so a user with one is
 	// not Ephemeral. The store keeps it with the links, in their writes.
@@ -91,12 +95,13 @@ func (u *User) IsAnonymous() bool { return u.Tag == TagGuest }
 // Ephemeral reports whether u has no credential that outlives its sessions
 // and device key: a guest, or a normal user who never set a password (a
 // name-only upgrade), without a verified email address (with one, a
-// sign-in link brings it back). Ephemeral users expire like guests, after the guest
+// sign-in link brings it back), without a passkey and without a linked
+// provider account. Ephemeral users expire like guests, after the guest
 // idle TTL or once orphaned, unless kept. This is the one place the rule
 // lives: the store's expiry indexes, the prune re-check and the keep header
 // all use it.
 func (u *User) Ephemeral() bool {
-	return (u.IsAnonymous() || u.PasswordHash == "") && !u.EmailVerified && u.Identities == 0
+	return (u.IsAnonymous() || u.PasswordHash == "") && !u.EmailVerified && u.Passkeys == 0 && u.Identities == 0
 }
 
 // ActiveAt is the user's last recorded activity (its creation at least).

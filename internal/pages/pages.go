@@ -82,6 +82,8 @@ type Pages struct {
 	Providers []Provider
 	Logger    *zap.Logger
 	Now       func() time.Time
+	// Passkeys, when set, serves passkeys (passkeys.go).
+	Passkeys *accounts.Passkeys
 }
 
 // Pages is the browser side of the authorization and end-session
@@ -198,6 +200,11 @@ type PageData struct {
 	// signed-in member's linked provider accounts (the account page's).
 	Providers []ProviderButton
 	Links     []PageLink
+	// Passkeys is set when the site has passkeys: the pages offer them,
+	// with the script Prefix + "passkeys.js". PasskeyList is the account
+	// page's list of the user's passkeys.
+	Passkeys    bool
+	PasskeyList []PagePasskey
 }
 
 // FieldError is the refusal of one form field: ID is the field's id
@@ -253,7 +260,12 @@ func (p *Pages) csp() string {
 	for _, src := range p.FormActions {
 		actions += " " + src
 	}
-	return "default-src 'none'; style-src 'self'; img-src 'self'; form-action " + actions + "; frame-ancestors 'none'; base-uri 'none'"
+	script := ""
+	if p.Passkeys != nil {
+		// passkeys.js, same-origin, and its calls to the pages' endpoints.
+		script = "script-src 'self'; connect-src 'self'; "
+	}
+	return "default-src 'none'; " + script + "style-src 'self'; img-src 'self'; form-action " + actions + "; frame-ancestors 'none'; base-uri 'none'"
 }
 
 const maxPageForm = 16 << 10
@@ -276,6 +288,9 @@ func (p *Pages) Serve(w http.ResponseWriter, r *http.Request) error {
 		h.Set("Content-Type", "text/css; charset=utf-8")
 		h.Set("Cache-Control", "public, max-age=300")
 		_, err := w.Write(css)
+		return err
+	}
+	if ok, err := p.servePasskeys(w, r, name); ok {
 		return err
 	}
 	h.Set("Content-Security-Policy", p.csp())
@@ -324,9 +339,9 @@ func (p *Pages) Serve(w http.ResponseWriter, r *http.Request) error {
 	if name == "account" && id == nil {
 		return p.Redirect(w, r, "signin")
 	}
-	if name == "account" && len(p.Providers) > 0 {
-		if d.Links, err = p.pageLinks(r, id.User.ID); err != nil {
-			return p.Fault(w, r, err, "listing linked providers")
+	if name == "account" {
+		if err := p.loadAccountLists(r, d, id); err != nil {
+			return p.Fault(w, r, err, "listing the account's ways to sign in")
 		}
 	}
 	if name == "reset-password" {
@@ -355,6 +370,7 @@ func (p *Pages) pageData(r *http.Request, name string, id *accounts.Identity) *P
 	d.setUser(id)
 	d.Email = p.Accounts.EmailEnabled()
 	d.Providers = p.providerButtons()
+	d.Passkeys = p.Passkeys != nil
 	if emailPages[name] {
 		if r.Method == http.MethodPost {
 			d.Token = r.PostForm.Get("token")
@@ -566,6 +582,9 @@ func (p *Pages) postPage(w http.ResponseWriter, r *http.Request, d *PageData, id
 		}
 		if d.Action == "unlink" {
 			return p.unlinkProvider(w, r, d, id)
+		}
+		if d.Action == "passkey_rename" || d.Action == "passkey_remove" {
+			return p.passkeyAction(w, r, d, id)
 		}
 		upd := accounts.ProfileUpdate{ClientIP: ip, Issuer: p.Issuer(r)}
 		if cur := form.Get("current_password"); cur != "" {

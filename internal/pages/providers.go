@@ -28,8 +28,13 @@ type Provider struct {
 	Label string
 }
 
-// ProviderButton is a provider as the page templates see it.
-type ProviderButton struct{ Name, Label string }
+// ProviderButton is a provider as the page templates see it. Linked is
+// set on the account page when the member has an account there linked,
+// which then offers no "Link" button for it.
+type ProviderButton struct {
+	Name, Label string
+	Linked      bool
+}
 
 // PageLink is a linked provider account, on the account page.
 type PageLink struct {
@@ -85,6 +90,24 @@ func (p *Pages) pageLinks(r *http.Request, userID string) ([]PageLink, error) {
 		out = append(out, PageLink{Provider: l.Provider, Label: label, Issuer: l.Issuer, Subject: l.Subject, LinkedAt: l.LinkedAt})
 	}
 	return out, nil
+}
+
+// loadAccountLists fills the account page's lists of the ways to sign in
+// (linked providers, passkeys), also when a form on it is refused.
+func (p *Pages) loadAccountLists(r *http.Request, d *PageData, id *accounts.Identity) error {
+	if len(p.Providers) > 0 {
+		links, err := p.pageLinks(r, id.User.ID)
+		if err != nil {
+			return err
+		}
+		d.Links = links
+		for i := range d.Providers {
+			for _, l := range links {
+				d.Providers[i].Linked = d.Providers[i].Linked || l.Provider == d.Providers[i].Name
+			}
+		}
+	}
+	return p.loadPasskeys(r, d, id)
 }
 
 // serveProvider serves provider/<name>/start and provider/<name>/callback
@@ -230,8 +253,8 @@ func (p *Pages) unlinkProvider(w http.ResponseWriter, r *http.Request, d *PageDa
 		err = &accounts.Error{Code: accounts.CodeInvalidRequest, Description: "That provider is not linked to this account."}
 	}
 	if err != nil {
-		if links, lerr := p.pageLinks(r, id.User.ID); lerr == nil {
-			d.Links = links
+		if lerr := p.loadAccountLists(r, d, id); lerr != nil {
+			return p.Fault(w, r, lerr, "listing the account's ways to sign in")
 		}
 		return p.formError(w, d, err)
 	}

@@ -24,14 +24,18 @@ func TestProviderLinkFromAccountPage(t *testing.T) {
 		t.Fatalf("sign up: %d", code)
 	}
 	carol := s.whoami(v)
-	code, body, _ := s.continueWith(v, "/auth/account", "alice", false)
+	// Linking bob's identity to carol is refused, and carol stays carol.
+	code, body, _ := s.continueWith(v, "/auth/account", "bob", false)
+	if code != http.StatusBadRequest || !strings.Contains(body, "already linked to an account") || s.whoami(v) != carol {
+		t.Fatalf("linking another account's identity: %d %q %.500s", code, s.whoami(v), body)
+	}
+	code, body, _ = s.continueWith(v, "/auth/account", "alice", false)
 	if code != http.StatusOK || !strings.Contains(body, "Test IdP: linked") || s.whoami(v) != carol {
 		t.Fatalf("link from the account page: %d %q, %.1500s", code, s.whoami(v), body)
 	}
-	// Linking bob's identity to carol is refused, and carol stays carol.
-	code, body, _ = s.continueWith(v, "/auth/account", "bob", false)
-	if code != http.StatusBadRequest || !strings.Contains(body, "already linked to an account") || s.whoami(v) != carol {
-		t.Fatalf("linking another account's identity: %d %q %.500s", code, s.whoami(v), body)
+	// Linked, the provider is not offered again.
+	if strings.Contains(body, "Link Test IdP") {
+		t.Fatalf("the account page offers to link a linked provider: %.1500s", body)
 	}
 	// With a password left, the link can be removed.
 	if code, page := v.post(s.base+"/auth/account", url.Values{"action": {"unlink"}, "issuer": {s.p.Providers[0].RP.Issuer()}, "subject": {"u1"}}); code != http.StatusOK || strings.Contains(page, "Test IdP: linked") {

@@ -192,13 +192,15 @@ func TestProviderJourney(t *testing.T) {
 		t.Fatal("the second guest was the first")
 	}
 
-	// The account page lists the link; the only way in cannot be removed.
+	// The account page lists the link, and offers no "Link" for the
+	// provider already linked; the only way in cannot be removed, and the
+	// refusal's page still lists it.
 	_, acct, _ := v.get(s.base + "/auth/account")
-	if !strings.Contains(acct, "Test IdP: linked") || !strings.Contains(acct, `name="action" value="unlink"`) {
+	if !strings.Contains(acct, "Test IdP: linked") || !strings.Contains(acct, `name="action" value="unlink"`) || strings.Contains(acct, "Link Test IdP") {
 		t.Fatalf("account page: %.2000s", acct)
 	}
 	code, page := v.post(s.base+"/auth/account", url.Values{"action": {"unlink"}, "issuer": {s.p.Providers[0].RP.Issuer()}, "subject": {"u1"}})
-	if code == http.StatusOK || !strings.Contains(page, "only way to sign in") {
+	if code == http.StatusOK || !strings.Contains(page, "only way to sign in") || !strings.Contains(page, "Test IdP: linked") || strings.Contains(page, "Link Test IdP") {
 		t.Fatalf("unlinking the last way in: %d %.1500s", code, page)
 	}
 }

@@ -47,7 +47,8 @@ var (
 	bucketMeta         = []byte("meta")
 
 	allBuckets = [][]byte{bucketUsers, bucketNames, bucketEmails, bucketSessions, bucketUserSessions, bucketSessionEnds, bucketKeys, bucketDevices, bucketMeta,
-		bucketGuestIdle, bucketOrphans, bucketOutbox, bucketOutboxIDs, bucketLimits, bucketLimitTATs}
+		bucketGuestIdle, bucketOrphans, bucketOutbox, bucketOutboxIDs, bucketLimits, bucketLimitTATs,
+		bucketPasskeys, bucketUserPasskeys}
 )
 
 // schemaVersion is written to the meta bucket; a file from a newer version is
@@ -472,18 +473,19 @@ func (b *Store) UpdateUser(ctx context.Context, id string, fn func(u *model.User
 	var out *model.User
 	var memo memo[model.User]
 	err := b.batch(ctx, func(tx *bbolt.Tx) error {
-		var err error
-		if out, err = b.updateUser(tx, id, &memo, fn); err != nil {
+		u, err := b.updateUser(tx, id, &memo, fn)
+		if err != nil {
 			return err
 		}
+		out = u
 		return storeEvents(tx, ev, storage.TxResult{})
 	})
 	return out, err
 }
 
-// updateUser applies fn (through memo) to the stored user id and saves
-// the result, moving its name index entry if the name changed.
-func (b *Store) updateUser(tx *bbolt.Tx, id string, memo *memo[model.User], fn func(u *model.User) error) (*model.User, error) {
+// updateUser applies fn (through m, once per stored version) to the
+// stored user id and saves it, moving its name index entry.
+func (b *Store) updateUser(tx *bbolt.Tx, id string, m *memo[model.User], fn func(u *model.User) error) (*model.User, error) {
 	users, names := tx.Bucket(bucketUsers), tx.Bucket(bucketNames)
 	raw := users.Get([]byte(id))
 	if raw == nil {
@@ -494,7 +496,7 @@ func (b *Store) updateUser(tx *bbolt.Tx, id string, memo *memo[model.User], fn f
 		return nil, err
 	}
 	oldKey := model.NameKey(old.Name)
-	u, err := memo.apply(raw, old, fn)
+	u, err := m.apply(raw, old, fn)
 	if err != nil {
 		return nil, err
 	}
@@ -521,7 +523,7 @@ func (b *Store) updateUser(tx *bbolt.Tx, id string, memo *memo[model.User], fn f
 	return &u, nil
 }
 
-// DeleteUser implements storage.Backend: the user, its name, sessions, devices and identity links.
+// DeleteUser implements storage.Backend: the user, its name, sessions, devices, passkeys and identity links.
 func (b *Store) DeleteUser(ctx context.Context, id string, ev storage.Events) error {
 	return b.batch(ctx, func(tx *bbolt.Tx) error {
 		var u model.User
@@ -548,6 +550,9 @@ func (b *Store) deleteUser(tx *bbolt.Tx, u *model.User) error {
 		}
 	}
 	if err := tx.Bucket(bucketNames).Delete([]byte(model.NameKey(u.Name))); err != nil {
+		return err
+	}
+	if err := deleteUserPasskeys(tx, u.ID); err != nil {
 		return err
 	}
 	return b.saveUser(tx, u, nil)

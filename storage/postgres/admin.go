@@ -40,7 +40,8 @@ const ExportFormat = "guestauth-export-v1"
 // Backup implements storage.Backend: an export of the whole store as JSON
 // lines, from one REPEATABLE READ snapshot: a header line
 // {"format":"guestauth-export-v1","schema":N}, then one line per record,
-// {"user":{...}}, {"session":{...}}, {"device":{...}}, {"signing_key":{...}}.
+// {"user":{...}}, {"session":{...}}, {"device":{...}}, {"passkey":{...}},
+// {"signing_key":{...}}.
 // It holds password hashes, refresh keys and private signing keys: keep it
 // as safe as the database. For a full copy of the database, use pg_dump.
 // The export is spooled to a temporary file first, to announce its exact
@@ -66,6 +67,7 @@ func (p *Postgres) Backup(ctx context.Context, w io.Writer, size func(n int64)) 
 			{"user", `SELECT data FROM guestauth_users ORDER BY id`},
 			{"session", `SELECT data FROM guestauth_sessions ORDER BY id`},
 			{"device", `SELECT data FROM guestauth_devices ORDER BY kid`},
+			{"passkey", `SELECT data FROM guestauth_passkeys ORDER BY id`},
 			{"signing_key", `SELECT data FROM guestauth_signing_keys ORDER BY created_ns, kid`},
 		} {
 			rows, err := tx.Query(ctx, t.q)

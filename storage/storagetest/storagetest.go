@@ -76,6 +76,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Backend) {
 		{"IdentityLinkConcurrent", testIdentityLinkConcurrent},
 		{"IdentityLinkEvents", testIdentityLinkEvents},
 	}
+	tests = append(tests, passkeyTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
