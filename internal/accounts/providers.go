@@ -220,7 +220,7 @@ func (s *Service) linkIdentity(ctx context.Context, userID string, pid ProviderI
 		p := withEvents(s.cfg.Stager, func(storage.TxResult) []events.Event {
 			evs := []events.Event{{Type: events.IdentityLinked, UserID: userID, Data: map[string]any{"provider": pid.Provider, "issuer": pid.Issuer, "via": via}}}
 			if upgraded {
-				evs = append(evs, events.Event{Type: events.GuestUpgraded, UserID: userID, Data: map[string]any{"old_name": oldName, "new_name": newName}})
+				evs = append(evs, events.Event{Type: events.GuestUpgraded, UserID: userID, Data: map[string]any{"old_name": oldName, "new_name": newName, "method": "provider"}})
 			}
 			return evs
 		})

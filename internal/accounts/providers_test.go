@@ -68,8 +68,13 @@ func TestProviderGuestBecomesMemberThenSignsInAndMerges(t *testing.T) {
 	if err != nil || id.User.ID != g.User.ID || id.User.Tag != model.TagNormal {
 		t.Fatalf("the new handle: %+v, %v", id, err)
 	}
-	if got := eventTypes(o.take()); got != "session.revoked,identity.linked,guest.upgraded" && got != "identity.linked,guest.upgraded" {
+	evs := o.take()
+	if got := eventTypes(evs); got != "session.revoked,identity.linked,guest.upgraded" && got != "identity.linked,guest.upgraded" {
 		t.Fatalf("events %s", got)
+	}
+	// guest.upgraded says how (the convention shared by every upgrade path).
+	if up := evs[len(evs)-1]; up.Data["method"] != "provider" || up.Data["new_name"] != "alice" {
+		t.Fatalf("guest.upgraded data %v", up.Data)
 	}
 	links, err := f.svc.ProviderLinks(bg, g.User.ID)
 	if err != nil || len(links) != 1 || links[0].Issuer != idpIssuer || links[0].Subject != "alice-sub" || links[0].Provider != "testidp" {
