@@ -68,7 +68,7 @@ func TestConfigErrors(t *testing.T) {
 		// browser providers
 		{"browser {\nprovider a {\nissuer https://a.example\nclient_id x\n}\nprovider a {\nissuer https://b.example\nclient_id y\n}\n}", `browser provider "a" is configured twice`},
 		{"browser {\nprovider a/b {\nissuer https://a.example\nclient_id x\n}\n}", `browser provider name "a/b": use letters, digits, - and _`},
-		{"browser {\nprovider a {\nclient_id x\n}\n}", `browser provider a: issuer "" is not an http(s) URL`},
+		{"browser {\nprovider a {\nclient_id x\n}\n}", "browser provider a: issuer or preset is required"},
 		{"browser {\nprovider a {\nissuer https://a.example/?x=1\nclient_id x\n}\n}", `is not an http(s) URL without query or fragment`},
 		{"browser {\nprovider a {\nissuer https://a.example\n}\n}", "browser provider a: client_id is required"},
 		{`{"browser": {"providers": [{"name": "a", "issuer": "https://a.example"}]}}`, "browser provider a: client_id is required"},

@@ -2,6 +2,8 @@ package caddymodule
 
 import (
 	"fmt"
+	"os"
+	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -11,8 +13,9 @@ import (
 	"github.com/guestauth/caddy-guestauth/internal/oidcrp"
 )
 
-// BrowserProvider is another OpenID Connect provider visitors can sign in
-// with: the sign-in and sign-up pages show "Continue with <label>" for it.
+// BrowserProvider is another provider visitors can sign in with, an
+// OpenID Connect issuer or a preset (github, google, microsoft, apple):
+// the sign-in and sign-up pages show "Continue with <label>" for it.
 // The provider is found by discovery (<issuer>/.well-known/openid-configuration)
 // on first use; the request uses PKCE (S256), a nonce and a state bound to
 // the browser, the response's iss is checked (RFC 9207) and the ID token
@@ -25,15 +28,34 @@ type BrowserProvider struct {
 	// (such as http://localhost:8080/auth/provider/testidp/callback).
 	Name string `json:"name"`
 	// The provider's issuer URL, exactly as its discovery document
-	// states it.
-	Issuer string `json:"issuer"`
+	// states it. Not with Preset.
+	Issuer string `json:"issuer,omitempty"`
+	// Preset is a provider whose endpoints and claim mapping are built
+	// in, instead of Issuer: github (OAuth 2.0: the user's numeric id is
+	// the subject, its login the preferred username, the links' issuer
+	// https://github.com), google (https://accounts.google.com),
+	// microsoft (see Tenant) or apple (see TeamID).
+	Preset string `json:"preset,omitempty"`
+	// Tenant (microsoft): common (default: work, school and personal
+	// accounts), organizations, consumers, or a tenant id. The ID token's
+	// issuer must be https://login.microsoftonline.com/<its tid>/v2.0
+	// with a tid the tenant allows.
+	Tenant string `json:"tenant,omitempty"`
+	// TeamID, KeyID and PrivateKeyFile (apple, all three required): the
+	// client secret is an ES256 JWT signed with the key downloaded from
+	// Apple (a .p8 file), made when needed and reused for 30 minutes.
+	// client_secret is not used.
+	TeamID         string `json:"team_id,omitempty"`
+	KeyID          string `json:"key_id,omitempty"`
+	PrivateKeyFile string `json:"private_key_file,omitempty"`
 	// The client registered at the provider.
 	ClientID string `json:"client_id"`
 	// Its secret: use a placeholder such as {env.IDP_SECRET} so it stays
 	// out of the config (resolved when the config loads).
 	ClientSecret string `json:"client_secret,omitempty"`
-	// Scopes requested. Default: openid email profile ("openid" is
-	// always requested).
+	// Scopes requested. Default: openid email profile; github: none;
+	// apple: openid (name or email make Apple answer with a form POST).
+	// "openid" is always requested, except from GitHub.
 	Scopes []string `json:"scopes,omitempty"`
 	// Button text: "Continue with <label>". Default: the name.
 	Label string `json:"label,omitempty"`
@@ -75,10 +97,20 @@ func validateProviders(ps []*BrowserProvider) error {
 // build makes the provider's relying party, its secret's placeholders
 // resolved.
 func (p *BrowserProvider) build() (*oidcrp.Provider, error) {
-	return oidcrp.New(oidcrp.Config{
-		Name: p.Name, Issuer: p.Issuer, ClientID: p.ClientID,
-		ClientSecret: caddy.NewReplacer().ReplaceKnown(p.ClientSecret, ""), Scopes: p.Scopes,
-	}, nil)
+	repl := caddy.NewReplacer()
+	cfg := oidcrp.Config{
+		Name: p.Name, Issuer: p.Issuer, Preset: p.Preset, ClientID: p.ClientID,
+		ClientSecret: repl.ReplaceKnown(p.ClientSecret, ""), Scopes: p.Scopes,
+		Tenant: p.Tenant, AppleTeamID: p.TeamID, AppleKeyID: p.KeyID,
+	}
+	if p.PrivateKeyFile != "" {
+		key, err := os.ReadFile(repl.ReplaceKnown(p.PrivateKeyFile, ""))
+		if err != nil {
+			return nil, fmt.Errorf("provider %s: private_key_file: %w", p.Name, err)
+		}
+		cfg.ApplePrivateKey = key
+	}
+	return oidcrp.New(cfg, nil)
 }
 
 // label is the button's text.
@@ -89,8 +121,9 @@ func (p *BrowserProvider) label() string {
 	return p.Name
 }
 
-// parseBrowserProvider reads one `provider <name> { issuer; client_id;
-// client_secret; scopes; label }` block.
+// parseBrowserProvider reads one `provider <name> { issuer | preset;
+// client_id; client_secret; scopes; label; tenant; team_id; key_id;
+// private_key_file }` block.
 func parseBrowserProvider(d *caddyfile.Dispenser) (*BrowserProvider, error) {
 	p := &BrowserProvider{}
 	if !d.NextArg() {
@@ -106,6 +139,18 @@ func parseBrowserProvider(d *caddyfile.Dispenser) (*BrowserProvider, error) {
 		switch key := d.Val(); key {
 		case "issuer":
 			err = opts.String(d, &p.Issuer)
+		case "preset":
+			if err = opts.String(d, &p.Preset); err == nil && !slices.Contains(oidcrp.Presets, p.Preset) {
+				err = d.Errf("unknown provider preset %q: one of %s", p.Preset, strings.Join(oidcrp.Presets, ", "))
+			}
+		case "tenant":
+			err = opts.String(d, &p.Tenant)
+		case "team_id":
+			err = opts.String(d, &p.TeamID)
+		case "key_id":
+			err = opts.String(d, &p.KeyID)
+		case "private_key_file":
+			err = opts.String(d, &p.PrivateKeyFile)
 		case "client_id":
 			err = opts.String(d, &p.ClientID)
 		case "client_secret":
@@ -122,6 +167,9 @@ func parseBrowserProvider(d *caddyfile.Dispenser) (*BrowserProvider, error) {
 		if err != nil {
 			return nil, err
 		}
+	}
+	if p.Issuer != "" && p.Preset != "" {
+		return nil, d.Errf("provider %s: issuer and preset are mutually exclusive (the preset has its issuer built in)", p.Name)
 	}
 	return p, nil
 }

@@ -25,16 +25,27 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// Config is one configured provider.
+// Config is one configured provider: an OpenID Connect Issuer, or a
+// Preset (presets.go).
 type Config struct {
 	// Name is the provider's name in the configuration and its callback
 	// path.
 	Name         string
 	Issuer       string
+	Preset       string
 	ClientID     string
 	ClientSecret string
-	// Scopes requested; "openid" is added when missing.
+	// Scopes requested (default: the preset's, else DefaultScopes);
+	// "openid" is added when missing, except for GitHub.
 	Scopes []string
+	// Tenant is the microsoft preset's: common (default), organizations,
+	// consumers or a tenant id.
+	Tenant string
+	// The apple preset's client secret is an ES256 JWT signed with
+	// ApplePrivateKey (PEM, Apple's .p8) under AppleKeyID, issued by
+	// AppleTeamID.
+	AppleTeamID, AppleKeyID string
+	ApplePrivateKey         []byte
 }
 
 // DefaultScopes are requested when a provider lists none.
@@ -46,6 +57,8 @@ var DefaultScopes = []string{oidc.ScopeOpenID, "email", "profile"}
 type Provider struct {
 	cfg    Config
 	client *http.Client
+	preset *preset      // nil: a plain OpenID Connect issuer
+	secret *appleSecret // the apple preset's client secret
 
 	mu       sync.Mutex
 	disc     *oidc.Provider
@@ -56,31 +69,67 @@ type Provider struct {
 // New checks cfg and returns its Provider; client makes its requests
 // (nil: a client with a 10 s timeout).
 func New(cfg Config, client *http.Client) (*Provider, error) {
-	u, err := url.Parse(cfg.Issuer)
 	switch {
 	case cfg.Name == "":
 		return nil, errors.New("a provider needs a name")
-	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.RawQuery != "" || u.Fragment != "":
-		return nil, fmt.Errorf("provider %s: issuer %q is not an http(s) URL without query or fragment", cfg.Name, cfg.Issuer)
 	case cfg.ClientID == "":
 		return nil, fmt.Errorf("provider %s: client_id is required", cfg.Name)
 	}
-	if len(cfg.Scopes) == 0 {
+	var ps *preset
+	var secret *appleSecret
+	switch {
+	case cfg.Preset != "" && cfg.Issuer != "":
+		return nil, fmt.Errorf("provider %s: issuer and preset are mutually exclusive (the preset has its issuer built in)", cfg.Name)
+	case cfg.Preset != "":
+		var err error
+		if ps, err = newPreset(cfg); err != nil {
+			return nil, err
+		}
+		cfg.Issuer = ps.issuer
+		if ps.issuer == "" {
+			cfg.Issuer = ps.docIssuer
+		}
+		if len(cfg.Scopes) == 0 {
+			cfg.Scopes = ps.scopes
+		}
+		if cfg.Preset == PresetApple {
+			if secret, err = newAppleSecret(cfg); err != nil {
+				return nil, err
+			}
+		}
+	case cfg.Issuer == "":
+		return nil, fmt.Errorf("provider %s: issuer or preset is required", cfg.Name)
+	case cfg.Tenant != "" || cfg.AppleTeamID != "" || cfg.AppleKeyID != "" || len(cfg.ApplePrivateKey) > 0:
+		return nil, fmt.Errorf("provider %s: tenant, team_id, key_id and private_key_file go with a preset", cfg.Name)
+	}
+	if u, err := url.Parse(cfg.Issuer); ps == nil && (err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.RawQuery != "" || u.Fragment != "") {
+		return nil, fmt.Errorf("provider %s: issuer %q is not an http(s) URL without query or fragment", cfg.Name, cfg.Issuer)
+	}
+	if len(cfg.Scopes) == 0 && ps == nil {
 		cfg.Scopes = DefaultScopes
 	}
-	if !slices.Contains(cfg.Scopes, oidc.ScopeOpenID) {
+	if !slices.Contains(cfg.Scopes, oidc.ScopeOpenID) && (ps == nil || !ps.oauthOnly) {
 		cfg.Scopes = append([]string{oidc.ScopeOpenID}, cfg.Scopes...)
 	}
 	if client == nil {
 		client = &http.Client{Timeout: 10 * time.Second}
 	}
-	return &Provider{cfg: cfg, client: client}, nil
+	return &Provider{cfg: cfg, client: client, preset: ps, secret: secret}, nil
 }
+
+// FormPost reports whether the provider answers with
+// response_mode=form_post (a POST to the callback).
+func (p *Provider) FormPost() bool { return p.preset != nil && p.preset.formPostFor(p.cfg.Scopes) }
+
+// Scopes are the scopes requested.
+func (p *Provider) Scopes() []string { return slices.Clone(p.cfg.Scopes) }
 
 // Name is the provider's configured name.
 func (p *Provider) Name() string { return p.cfg.Name }
 
-// Issuer is the provider's issuer URL, as configured (and discovered).
+// Issuer is the provider's issuer URL, as configured (and discovered);
+// a preset's built-in one (GitHub: https://github.com, the links'
+// issuer; Microsoft's multi-tenant endpoints: the issuer template).
 func (p *Provider) Issuer() string { return p.cfg.Issuer }
 
 // discover fetches the provider's metadata once it succeeds.
@@ -90,7 +139,15 @@ func (p *Provider) discover(ctx context.Context) (*oidc.Provider, *oidc.IDTokenV
 	if p.disc != nil {
 		return p.disc, p.verifier, p.issParam, nil
 	}
-	disc, err := oidc.NewProvider(oidc.ClientContext(ctx, p.client), p.cfg.Issuer)
+	ctx = oidc.ClientContext(ctx, p.client)
+	base := p.cfg.Issuer
+	if ps := p.preset; ps != nil && ps.discovery != "" {
+		// Microsoft: the document of <host>/<tenant>/v2.0 states the
+		// issuer the tenant's tokens carry (a template for the
+		// multi-tenant ones, checked per token in Finish).
+		base, ctx = ps.discovery, oidc.InsecureIssuerURLContext(ctx, p.cfg.Issuer)
+	}
+	disc, err := oidc.NewProvider(ctx, base)
 	if err != nil {
 		return nil, nil, false, &Error{Reason: ReasonUnavailable, Err: fmt.Errorf("discovery of %s: %w", p.cfg.Issuer, err)}
 	}
@@ -104,7 +161,7 @@ func (p *Provider) discover(ctx context.Context) (*oidc.Provider, *oidc.IDTokenV
 	// supports (asymmetric only: never "none", never a MAC keyed with the
 	// client secret).
 	p.disc, p.issParam = disc, meta.IssParam
-	p.verifier = disc.Verifier(&oidc.Config{ClientID: p.cfg.ClientID})
+	p.verifier = disc.Verifier(&oidc.Config{ClientID: p.cfg.ClientID, SkipIssuerCheck: p.preset != nil && p.preset.tenantIssuer != nil})
 	return p.disc, p.verifier, p.issParam, nil
 }
 
@@ -159,21 +216,56 @@ func random() (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
-func (p *Provider) oauth(disc *oidc.Provider, redirectURL string) *oauth2.Config {
-	return &oauth2.Config{
-		ClientID: p.cfg.ClientID, ClientSecret: p.cfg.ClientSecret,
-		Endpoint: disc.Endpoint(), RedirectURL: redirectURL, Scopes: p.cfg.Scopes,
+// oauth is the OAuth 2.0 client for one request: the discovered
+// endpoints, or the preset's (GitHub). Apple's secret is made here.
+func (p *Provider) oauth(disc *oidc.Provider, redirectURL string) (*oauth2.Config, error) {
+	c := &oauth2.Config{ClientID: p.cfg.ClientID, ClientSecret: p.cfg.ClientSecret, RedirectURL: redirectURL, Scopes: p.cfg.Scopes}
+	if disc != nil {
+		c.Endpoint = disc.Endpoint()
+	} else {
+		c.Endpoint = oauth2.Endpoint{AuthURL: p.preset.authURL, TokenURL: p.preset.tokenURL}
 	}
+	if p.secret != nil {
+		secret, err := p.secret.get()
+		if err != nil {
+			return nil, err
+		}
+		c.ClientSecret, c.Endpoint.AuthStyle = secret, oauth2.AuthStyleInParams
+	}
+	return c, nil
 }
+
+// oauthOnly: no discovery, no ID token (GitHub).
+func (p *Provider) oauthOnly() bool { return p.preset != nil && p.preset.oauthOnly }
 
 // AuthURL is the provider's authorization URL for the request whose
 // Pending the caller stored under state.
 func (p *Provider) AuthURL(ctx context.Context, state string, pend Pending) (string, error) {
-	disc, _, _, err := p.discover(ctx)
+	var disc *oidc.Provider
+	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(pend.Verifier)}
+	if !p.oauthOnly() {
+		var err error
+		if disc, _, _, err = p.discover(ctx); err != nil {
+			return "", err
+		}
+		opts = append(opts, oidc.Nonce(pend.Nonce))
+	}
+	if p.FormPost() {
+		opts = append(opts, oauth2.SetAuthURLParam("response_mode", "form_post"))
+	}
+	c, err := p.oauth(disc, pend.RedirectURL)
 	if err != nil {
 		return "", err
 	}
-	return p.oauth(disc, pend.RedirectURL).AuthCodeURL(state, oauth2.S256ChallengeOption(pend.Verifier), oidc.Nonce(pend.Nonce)), nil
+	return c.AuthCodeURL(state, opts...), nil
+}
+
+// issParamOK checks an authorization response's iss (RFC 9207).
+func (p *Provider) issParamOK(iss string) bool {
+	if ps := p.preset; ps != nil && ps.tenantIssuer != nil {
+		return ps.issParamOK(iss)
+	}
+	return iss == p.cfg.Issuer
 }
 
 // Reasons a callback is refused.
@@ -229,14 +321,19 @@ func (p *Provider) Finish(ctx context.Context, q url.Values, pend Pending, bindi
 	if binding == "" || subtle.ConstantTimeCompare([]byte(BindingHash(binding)), []byte(pend.Binding)) != 1 {
 		return nil, &Error{Reason: ReasonBinding}
 	}
-	disc, verifier, issParam, err := p.discover(ctx)
-	if err != nil {
-		return nil, err
+	var disc *oidc.Provider
+	var verifier *oidc.IDTokenVerifier
+	var issParam bool
+	if !p.oauthOnly() {
+		var err error
+		if disc, verifier, issParam, err = p.discover(ctx); err != nil {
+			return nil, err
+		}
 	}
 	// RFC 9207: an iss that is not this provider's is a mix-up; a
 	// provider that says it sends iss must send it.
 	if iss, ok := q["iss"]; ok || issParam {
-		if len(iss) != 1 || iss[0] != p.cfg.Issuer {
+		if len(iss) != 1 || !p.issParamOK(iss[0]) {
 			return nil, &Error{Reason: ReasonIssuer, Err: fmt.Errorf("iss %q, want %q", q.Get("iss"), p.cfg.Issuer)}
 		}
 	}
@@ -247,13 +344,21 @@ func (p *Provider) Finish(ctx context.Context, q url.Values, pend Pending, bindi
 	if code == "" {
 		return nil, &Error{Reason: ReasonCode, Err: errors.New("no code")}
 	}
-	tok, err := p.oauth(disc, pend.RedirectURL).Exchange(oidc.ClientContext(ctx, p.client), code, oauth2.VerifierOption(pend.Verifier))
+	oc, err := p.oauth(disc, pend.RedirectURL)
+	if err != nil {
+		return nil, &Error{Reason: ReasonUnavailable, Err: err}
+	}
+	tok, err := oc.Exchange(oidc.ClientContext(ctx, p.client), code, oauth2.VerifierOption(pend.Verifier))
 	if err != nil {
 		var re *oauth2.RetrieveError
-		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
+		// GitHub answers a refused code with 200 and an error field.
+		if errors.As(err, &re) && (re.ErrorCode != "" || re.Response != nil && re.Response.StatusCode < 500) {
 			return nil, &Error{Reason: ReasonCode, Err: err}
 		}
 		return nil, &Error{Reason: ReasonUnavailable, Err: err}
+	}
+	if p.oauthOnly() {
+		return p.githubUser(ctx, tok)
 	}
 	raw, _ := tok.Extra("id_token").(string)
 	if raw == "" {
@@ -267,6 +372,7 @@ func (p *Provider) Finish(ctx context.Context, q url.Values, pend Pending, bindi
 		return nil, &Error{Reason: ReasonNonce}
 	}
 	var claims struct {
+		TenantID          string `json:"tid"`
 		PreferredUsername string `json:"preferred_username"`
 		Email             string `json:"email"`
 		EmailVerified     any    `json:"email_verified"`
@@ -277,6 +383,11 @@ func (p *Provider) Finish(ctx context.Context, q url.Values, pend Pending, bindi
 	}
 	if idt.Subject == "" {
 		return nil, &Error{Reason: ReasonIDToken, Err: errors.New("no sub")}
+	}
+	if ps := p.preset; ps != nil && ps.tenantIssuer != nil {
+		if err := ps.checkTenantIssuer(idt.Issuer, claims.TenantID); err != nil {
+			return nil, &Error{Reason: ReasonIssuer, Err: err}
+		}
 	}
 	return &Identity{
 		Issuer: idt.Issuer, Subject: idt.Subject, PreferredUsername: claims.PreferredUsername,

@@ -10,6 +10,7 @@ package pages
 import (
 	"errors"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -122,6 +123,9 @@ func (p *Pages) serveProvider(w http.ResponseWriter, r *http.Request, rest strin
 	if pr == nil || (step != "start" && step != "callback") {
 		return p.errorPage(w, r, http.StatusNotFound, "There is no such page.", id)
 	}
+	if step == "callback" && r.Method == http.MethodPost && pr.RP.FormPost() {
+		return p.providerFormPost(w, r, pr)
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		return p.errorPage(w, r, http.StatusMethodNotAllowed, "This method is not allowed here.", id)
@@ -205,6 +209,30 @@ func (p *Pages) providerCallback(w http.ResponseWriter, r *http.Request, pr *Pro
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, safeReturn(ret), http.StatusSeeOther) //nolint:gosec // G710: a same-origin path (safeReturn)
+	return nil
+}
+
+// providerFormPost turns a provider's response_mode=form_post answer
+// (Apple's, when name or email is asked) into the GET the callback
+// serves. The POST comes from the provider's site, so the browser sends
+// no SameSite=Lax cookie with it; the 303 makes a top-level GET
+// navigation, with which it does (the session and the binding). Nothing
+// is read or changed here: the state, binding and code are checked on the
+// GET as for any provider. Only the response's parameters go on (not
+// Apple's "user" JSON, never used: accounts are never found by email).
+func (p *Pages) providerFormPost(w http.ResponseWriter, r *http.Request, pr *Provider) error {
+	r.Body = http.MaxBytesReader(w, r.Body, maxPageForm)
+	if err := r.ParseForm(); err != nil {
+		return p.Error(w, r, http.StatusBadRequest, "The form could not be read.")
+	}
+	q := url.Values{}
+	for _, k := range []string{"code", "state", "iss", "error", "error_description"} {
+		if v, ok := r.PostForm[k]; ok {
+			q[k] = v
+		}
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, p.Prefix+"provider/"+pr.RP.Name()+"/callback?"+q.Encode(), http.StatusSeeOther) //nolint:gosec // G710: our own callback path
 	return nil
 }
 
