@@ -3,10 +3,13 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
@@ -18,6 +21,13 @@ import (
 // accepts the site's callback.
 func startProviderSite(t *testing.T) *server {
 	t.Helper()
+	s, _ := startProviderSiteOP(t)
+	return s
+}
+
+// startProviderSiteOP is startProviderSite, also returning the OP's issuer.
+func startProviderSiteOP(t *testing.T) (*server, string) {
+	t.Helper()
 	s := newServer(t)
 	issuer := oidcrptest.Start(t, s.Base+"/auth/provider/testidp/callback")
 	s.Start(s.browserSite(fmt.Sprintf(`provider testidp {
@@ -26,7 +36,7 @@ func startProviderSite(t *testing.T) *server {
 		client_secret %s
 		label "Test IdP"
 	}`, issuer, oidcrptest.ClientID, oidcrptest.ClientSecret)))
-	return s
+	return s, issuer
 }
 
 // continueWithTestIdP clicks "Continue with Test IdP" on page and signs in
@@ -167,5 +177,139 @@ func TestChromiumProviderRefusals(t *testing.T) {
 	}
 	if after := sessionCookies(t, ctx); len(after) != 1 || len(cookies) != 1 || after[0].Value != cookies[0].Value {
 		t.Fatalf("the replay changed the session cookie: %+v -> %+v", cookies, after)
+	}
+}
+
+// The provider's answer tampered with on its way through the browser (the
+// Fetch domain rewrites one navigation's URL before Chromium sends it),
+// each refused with the reason in the page, the guest left a guest with
+// the same session:
+//   - bad state: the callback's state swapped for one nobody issued;
+//   - wrong issuer: the callback's iss (RFC 9207) made another issuer's;
+//   - bad nonce: the authorization request's nonce swapped on its way to
+//     the OP. The OP (zitadel's, unmodified) then signs an ID token with
+//     that nonce, a valid token of another request: the closest honest way
+//     to a bad nonce, since a correct OP with PKCE never sends one.
+//
+// Then a good sign-in, and its callback replayed: refused, the member
+// unchanged.
+func TestChromiumProviderTamperedAnswers(t *testing.T) {
+	needChromium(t)
+	s, opIssuer := startProviderSiteOP(t)
+	ctx := newChromium(t)
+
+	var mu sync.Mutex
+	var tamper func(u *url.URL) bool // the URL to change, and how; nil: none
+	var seen []string                // callback URLs as sent
+	chromedp.ListenTarget(ctx, func(ev any) {
+		e, ok := ev.(*fetch.EventRequestPaused)
+		if !ok {
+			return
+		}
+		go func() {
+			u, _ := url.Parse(e.Request.URL)
+			mu.Lock()
+			changed := tamper != nil && tamper(u)
+			if u.Path == "/auth/provider/testidp/callback" {
+				seen = append(seen, u.String())
+			}
+			mu.Unlock()
+			c := chromedp.FromContext(ctx)
+			cont := fetch.ContinueRequest(e.RequestID)
+			if changed {
+				cont = cont.WithURL(u.String())
+			}
+			if err := cont.Do(cdp.WithExecutor(ctx, c.Target)); err != nil {
+				t.Logf("continuing %s: %v", u, err)
+			}
+		}()
+	})
+	run(t, ctx, fetch.Enable()) // every request pauses; tamper picks
+	setTamper := func(f func(u *url.URL) bool) {
+		mu.Lock()
+		tamper = f
+		mu.Unlock()
+	}
+	// param changes one parameter of the requests to host's path.
+	param := func(host, path, key, value string) func(u *url.URL) bool {
+		return func(u *url.URL) bool {
+			if u.Host != host || u.Path != path {
+				return false
+			}
+			q := u.Query()
+			q.Set(key, value)
+			u.RawQuery = q.Encode()
+			return true
+		}
+	}
+
+	const callback = "/auth/provider/testidp/callback"
+	site := strings.TrimPrefix(s.Base, "http://")
+	op := strings.TrimSuffix(strings.TrimPrefix(opIssuer, "http://"), "/") // its authorization endpoint is /auth
+
+	run(t, ctx, chromedp.Navigate(s.Base+"/"))
+	guest := echoed(t, ctx)
+	guestID := guest.Get("X-Auth-User-Id")
+	if guestID == "" || guest.Get("X-Auth-User-Tag") != "guest-user" {
+		t.Fatalf("not a guest: %v", guest)
+	}
+	cookies := sessionCookies(t, ctx)
+	for _, tc := range []struct {
+		name   string
+		tamper func(u *url.URL) bool
+		want   string
+	}{
+		{"bad state", param(site, callback, "state", strings.Repeat("A", 43)), "expired or was already used"},
+		{"wrong issuer", param(site, callback, "iss", "https://evil.example/"), "did not come from the provider this sign-in was sent to"},
+		{"bad nonce", param(op, "/auth", "nonce", "someone-elses-nonce"), "belongs to another sign-in"},
+	} {
+		setTamper(tc.tamper)
+		run(t, ctx, chromedp.Navigate(s.Base+"/auth/signin?return_to=/"),
+			chromedp.WaitVisible(`a[href*="/auth/provider/testidp/start"]`, chromedp.ByQuery),
+			chromedp.Click(`a[href*="/auth/provider/testidp/start"]`, chromedp.ByQuery),
+			chromedp.WaitVisible("#username", chromedp.ByID),
+			chromedp.SendKeys("#username", "alice", chromedp.ByID),
+			chromedp.SendKeys("#password", oidcrptest.Password, chromedp.ByID),
+			chromedp.Submit("#password", chromedp.ByID),
+			chromedp.WaitVisible(".error", chromedp.ByQuery))
+		setTamper(nil)
+		if body := text(t, ctx, "main"); !strings.Contains(body, tc.want) {
+			t.Fatalf("%s: the page says %q, want %q", tc.name, body, tc.want)
+		}
+		run(t, ctx, chromedp.Navigate(s.Base+"/"))
+		if h := echoed(t, ctx); h.Get("X-Auth-User-Id") != guestID || h.Get("X-Auth-User-Tag") != "guest-user" {
+			t.Fatalf("%s: after the refusal: %v; want guest %s", tc.name, h, guestID)
+		}
+		if after := sessionCookies(t, ctx); len(after) != 1 || len(cookies) != 1 || after[0].Value != cookies[0].Value {
+			t.Fatalf("%s: the session cookie changed: %+v -> %+v", tc.name, cookies, after)
+		}
+	}
+
+	// Untouched, the same guest becomes alice; the callback replayed is
+	// refused and changes nothing.
+	mu.Lock()
+	seen = nil
+	mu.Unlock()
+	continueWithTestIdP(t, ctx, s, "/auth/signin?return_to=/", "alice", s.Base+"/")
+	if h := echoed(t, ctx); h.Get("X-Auth-User-Id") != guestID || h.Get("X-Auth-User-Tag") != "normal-user" || h.Get("X-Auth-User-Name") != "alice" {
+		t.Fatalf("after the good sign-in: %v", h)
+	}
+	mu.Lock()
+	if len(seen) != 1 {
+		t.Fatalf("callbacks: %v", seen)
+	}
+	replay := seen[0]
+	mu.Unlock()
+	member := sessionCookies(t, ctx)
+	run(t, ctx, chromedp.Navigate(replay), chromedp.WaitVisible(".error", chromedp.ByQuery))
+	if body := text(t, ctx, "main"); !strings.Contains(body, "expired or was already used") {
+		t.Fatalf("replayed callback: %s", body)
+	}
+	run(t, ctx, chromedp.Navigate(s.Base+"/"))
+	if h := echoed(t, ctx); h.Get("X-Auth-User-Id") != guestID || h.Get("X-Auth-User-Name") != "alice" {
+		t.Fatalf("after the replay: %v", h)
+	}
+	if after := sessionCookies(t, ctx); len(after) != 1 || after[0].Value != member[0].Value {
+		t.Fatalf("the replay changed the session cookie")
 	}
 }
