@@ -70,6 +70,9 @@ func (g *GuestAuth) buildRoutes() {
 		g.routes[path] = route{methods: browser, serve: p.Authorize, refuse: protocol.RefuseBrowser}
 	}
 	g.routes[protocol.PathEndSession] = route{methods: browser, serve: p.EndSession, refuse: protocol.RefuseBrowser}
+	if g.Browser != nil && len(g.Browser.Providers) > 0 {
+		g.routes[protocol.PathProviderStart] = route{methods: post, serve: p.ProviderStart, refuse: protocol.RefuseProviderStart, cors: true}
+	}
 	if g.Email != nil {
 		g.routes[protocol.PathForgotPassword] = route{methods: post, serve: p.ForgotPassword, refuse: protocol.RefuseEnvelope, cors: true}
 		g.routes[protocol.PathResetPassword] = route{methods: post, serve: p.ResetPassword, refuse: protocol.RefuseEnvelope, cors: true}

@@ -2,7 +2,13 @@ package e2e
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"strings"
 	"sync"
@@ -311,5 +317,80 @@ func TestChromiumProviderTamperedAnswers(t *testing.T) {
 	}
 	if after := sessionCookies(t, ctx); len(after) != 1 || after[0].Value != member[0].Value {
 		t.Fatalf("the replay changed the session cookie")
+	}
+}
+
+// The API client's upgrade over real HTTP, through a real Caddy and the
+// OP: the app asks POST /api/provider-start with its guest's access
+// token, a browser (a cookie jar, no cookie of the guest) opens the URL
+// and signs in at the OP, comes back to the app's redirect URI with a
+// code, and the app redeems it for the member's tokens: the same id.
+func TestProviderStartForAnAPIGuestOverHTTP(t *testing.T) {
+	t.Parallel()
+	s := newServer(t)
+	issuer := oidcrptest.Start(t, s.Base+"/auth/provider/testidp/callback")
+	const appCB = "http://app.test/cb"
+	s.Start(s.browserSite(fmt.Sprintf(`provider testidp {
+		issuer %s
+		client_id %s
+		client_secret %s
+	}`, issuer, oidcrptest.ClientID, oidcrptest.ClientSecret), "client api-app api-secret {\nredirect_uri "+appCB+"\n}"))
+	guest := decodeTokens(t, s.postForm("/oauth/token", url.Values{"grant_type": {"authorization_code"}, "client_id": {"api-app"}, "client_secret": {"api-secret"}, "code": {"guest-user"}}))
+	_, gc := jwtParts(t, guest.AccessToken)
+
+	verifier := strings.Repeat("v", 43)
+	sum := sha256.Sum256([]byte(verifier))
+	r := s.postForm("/api/provider-start", url.Values{"provider": {"testidp"}, "client_id": {"api-app"}, "redirect_uri": {appCB},
+		"state": {"s1"}, "code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"}},
+		"Authorization", "Bearer "+guest.AccessToken)
+	var start struct {
+		URL       string `json:"url"`
+		ExpiresIn int    `json:"expires_in"`
+	}
+	if r.Status != http.StatusOK || json.Unmarshal(r.Body, &start) != nil || !strings.HasPrefix(start.URL, s.Base+"/auth/provider/testidp/start?handoff=") {
+		t.Fatalf("provider-start: %d %s", r.Status, r.Body)
+	}
+	// Without the token: RFC 6750.
+	if r := s.postForm("/api/provider-start", url.Values{"provider": {"testidp"}}); r.Status != http.StatusUnauthorized || !strings.HasPrefix(r.Header.Get("WWW-Authenticate"), "Bearer ") {
+		t.Fatalf("without a token: %d %v", r.Status, r.Header)
+	}
+
+	jar, _ := cookiejar.New(nil)
+	var back *url.URL
+	browser := &http.Client{Jar: jar, CheckRedirect: func(req *http.Request, _ []*http.Request) error {
+		if strings.HasPrefix(req.URL.String(), appCB) {
+			back = req.URL
+			return http.ErrUseLastResponse
+		}
+		return nil
+	}}
+	resp, err := browser.Get(start.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	login, err := oidcrptest.SignIn(resp, string(body), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err = browser.Do(login); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if back == nil || back.Query().Get("state") != "s1" || back.Query().Get("code") == "" || back.Query().Get("iss") != s.Base {
+		t.Fatalf("back at the app: %v (last at %s, %d)", back, resp.Request.URL, resp.StatusCode)
+	}
+	member := decodeTokens(t, s.postForm("/oauth/token", url.Values{"grant_type": {"authorization_code"}, "client_id": {"api-app"}, "client_secret": {"api-secret"},
+		"code": {back.Query().Get("code")}, "redirect_uri": {appCB}, "code_verifier": {verifier}}))
+	_, mc := jwtParts(t, member.IDToken)
+	if mc["sub"] != gc["sub"] || mc["preferred_username"] != "alice" {
+		t.Fatalf("member %v; want sub %v", mc, gc["sub"])
+	}
+	if r := s.get("/app", member.AccessToken); r.Status != http.StatusOK || s.Upstream.Headers().Get("X-Auth-User-Tag") != "normal-user" {
+		t.Fatalf("the member's token at the app: %d %v", r.Status, s.Upstream.Headers())
+	}
+	if r := s.get("/app", guest.AccessToken); r.Status == http.StatusOK && s.Upstream.Headers().Get("X-Auth-User-Id") != "" {
+		t.Fatalf("the guest's old token still works")
 	}
 }

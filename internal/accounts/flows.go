@@ -23,6 +23,7 @@ const (
 	FlowCode      = "code"      // an authorization code (codes.go)
 	FlowAuthorize = "authorize" // an authorization request waiting for a sign-in
 	FlowLogout    = "logout"    // an RP-initiated logout waiting for confirmation
+	FlowHandoff   = "handoff"   // an API client's provider sign-in for its guest, not yet opened
 )
 
 // FlowStore is what flow states need of the store (storage.Backend

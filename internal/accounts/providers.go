@@ -260,3 +260,18 @@ func generatedName() (string, error) {
 	}
 	return "user-" + string(b), nil
 }
+
+// SessionIdentity is the user userID with its session sessionID, still
+// running (model.ErrNotFound otherwise): the guest of an API client's
+// provider sign-in (protocol.ProviderHandoff), found again when the
+// browser comes back from the provider. The values must not be modified.
+func (s *Service) SessionIdentity(ctx context.Context, userID, sessionID string) (*Identity, error) {
+	u, sess, err := s.store.Identity(ctx, userID, sessionID)
+	if err != nil {
+		return nil, err
+	}
+	if !s.now().Before(sess.EndsAt()) {
+		return nil, model.ErrNotFound
+	}
+	return &Identity{User: u, Session: sess}, nil
+}

@@ -178,10 +178,12 @@ type Pending struct {
 	// RedirectURL is the callback's absolute URL (registered at the
 	// provider), sent with the request and again with the code.
 	RedirectURL string `json:"redirect_url"`
-	// Intent ("signin" or "link") and Return (a local path) are the
-	// caller's.
-	Intent string `json:"intent,omitempty"`
-	Return string `json:"return,omitempty"`
+	// Intent ("signin", "link" or "api"), Return (a local path) and, for
+	// "api", the guest's user and session are the caller's.
+	Intent       string `json:"intent,omitempty"`
+	Return       string `json:"return,omitempty"`
+	GuestID      string `json:"guest_id,omitempty"`
+	GuestSession string `json:"guest_session,omitempty"`
 }
 
 // NewPending makes the secrets of one authorization request returning to

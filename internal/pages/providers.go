@@ -20,6 +20,7 @@ import (
 	"github.com/guestauth/caddy-guestauth/internal/accounts"
 	"github.com/guestauth/caddy-guestauth/internal/model"
 	"github.com/guestauth/caddy-guestauth/internal/oidcrp"
+	"github.com/guestauth/caddy-guestauth/internal/protocol"
 )
 
 // Provider is a provider the pages offer, in the order shown.
@@ -136,19 +137,43 @@ func (p *Pages) serveProvider(w http.ResponseWriter, r *http.Request, rest strin
 	return p.providerCallback(w, r, pr, id)
 }
 
+// ProviderStartURL implements protocol.Browser: the start of a sign-in
+// with the provider name for an API client's guest (handoff).
+func (p *Pages) ProviderStartURL(r *http.Request, name, handoff string) (string, bool) {
+	if p.findProvider(name) == nil {
+		return "", false
+	}
+	return p.LinkBase(r) + "provider/" + name + "/start?" + url.Values{"handoff": {handoff}}.Encode(), true
+}
+
 // providerStart stores the request and sends the browser to the provider.
 func (p *Pages) providerStart(w http.ResponseWriter, r *http.Request, pr *Provider, id *accounts.Identity) error {
 	q := r.URL.Query()
+	ctx := accounts.WithClientIP(r.Context(), p.ClientIP(r))
 	intent := "signin"
 	if q.Get("intent") == "link" && id != nil && !id.User.IsAnonymous() {
 		intent = "link"
+	}
+	var ho protocol.ProviderHandoff
+	if h := q.Get("handoff"); h != "" {
+		// An API client's guest: the URL works once.
+		_, err := p.Accounts.TakeFlowState(ctx, accounts.FlowHandoff, h, &ho)
+		if errors.Is(err, model.ErrNotFound) || errors.Is(err, model.ErrSpent) || err == nil && ho.Provider != pr.RP.Name() {
+			return p.errorPage(w, r, http.StatusBadRequest, "This link has expired or was already used. Go back to the app and start again.", id)
+		}
+		if err != nil {
+			return p.Fault(w, r, err, "taking an app's provider sign-in")
+		}
+		intent = "api"
 	}
 	pend, binding, err := pr.RP.NewPending(p.LinkBase(r) + "provider/" + pr.RP.Name() + "/callback")
 	if err != nil {
 		return p.Fault(w, r, err, "starting a provider sign-in")
 	}
 	pend.Intent, pend.Return = intent, safeReturn(q.Get("return_to"))
-	ctx := accounts.WithClientIP(r.Context(), p.ClientIP(r))
+	if intent == "api" {
+		pend.Return, pend.GuestID, pend.GuestSession = ho.Resume, ho.UserID, ho.SessionID
+	}
 	state, err := p.Accounts.PutFlowState(ctx, accounts.FlowProvider, providerTTL, pend, p.LimitKey(r))
 	if err != nil {
 		return p.providerError(w, r, err, id)
@@ -194,7 +219,20 @@ func (p *Pages) providerCallback(w http.ResponseWriter, r *http.Request, pr *Pro
 	pid := accounts.ProviderIdentity{Provider: pr.RP.Name(), Issuer: ident.Issuer, Subject: ident.Subject, PreferredUsername: ident.PreferredUsername}
 	var login *accounts.BrowserLogin
 	ret := pend.Return
-	if pend.Intent == "link" && id != nil && !id.User.IsAnonymous() {
+	if pend.Intent == "api" {
+		// For the app's guest, whatever session this browser has: its
+		// session (the app's tokens) ends, and the browser gets the
+		// member's, with which the stored authorization request (ret)
+		// gives the app a code.
+		guest, gerr := p.Accounts.SessionIdentity(ctx, pend.GuestID, pend.GuestSession)
+		if errors.Is(gerr, model.ErrNotFound) {
+			return p.errorPage(w, r, http.StatusBadRequest, "The app's guest session has ended. Go back to the app and start again.", id)
+		}
+		if gerr != nil {
+			return p.Fault(w, r, gerr, "reading an app's guest")
+		}
+		login, _, err = p.Accounts.ProviderSignIn(ctx, guest, p.Issuer(r), pid, p.LimitKey(r))
+	} else if pend.Intent == "link" && id != nil && !id.User.IsAnonymous() {
 		login, err = p.Accounts.LinkProvider(ctx, id, p.Issuer(r), pid)
 		ret = p.Prefix + "account"
 	} else {

@@ -55,6 +55,10 @@ type Browser interface {
 	Error(w http.ResponseWriter, r *http.Request, status int, msg string) error
 	Fault(w http.ResponseWriter, r *http.Request, err error, where string) error
 	SignedOut(w http.ResponseWriter, r *http.Request) error
+	// ProviderStartURL is the absolute URL that starts a sign-in with the
+	// provider name for the flow state handoff (ProviderHandoff); ok is
+	// false when there is no such provider.
+	ProviderStartURL(r *http.Request, name, handoff string) (u string, ok bool)
 }
 
 // Scopes the authorization endpoint grants; others are ignored (Casdoor's

@@ -172,6 +172,10 @@ var (
 		return BearerError(w, http.StatusMethodNotAllowed, accounts.CodeInvalidRequest, "Use GET or POST.")
 	})
 	RefuseIntrospect = oauthRefusal("The introspection endpoint accepts POST only.")
+	// RefuseProviderStart answers PathProviderStart (RFC 6750's form).
+	RefuseProviderStart = refusal(func(w http.ResponseWriter) error {
+		return BearerError(w, http.StatusMethodNotAllowed, accounts.CodeInvalidRequest, "Use POST.")
+	})
 	// RefuseBrowser answers the browser endpoints (authorization, end
 	// session), which a person's browser reaches: plain text.
 	RefuseBrowser = refusal(func(w http.ResponseWriter) error {
