@@ -185,6 +185,7 @@ type Backend interface {
 	SharedLimiter
 	Outbox
 	PasskeyStore
+	DailyStore
 
 	// Stats counts users, guests and sessions.
 	Stats(ctx context.Context) (*Stats, error)

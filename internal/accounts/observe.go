@@ -60,7 +60,7 @@ func (s *Service) deleteUser(ctx context.Context, id, cause, clientID string) (*
 	if err != nil {
 		return nil, err
 	}
-	p := withEvents(s.cfg.Stager, one(events.Event{Type: events.UserDeleted, UserID: id, ClientID: clientID, Data: map[string]any{"name": u.Name, "tag": u.Tag, "cause": cause}}))
+	p := s.withEvents(one(events.Event{Type: events.UserDeleted, UserID: id, ClientID: clientID, Data: map[string]any{"name": u.Name, "tag": u.Tag, "cause": cause}}))
 	if err := s.store.DeleteUser(ctx, id, p.tx()); err != nil {
 		return nil, err
 	}
@@ -77,7 +77,7 @@ func (s *Service) RevokeUserSessions(ctx context.Context, id, cause string) (int
 	if _, err := s.store.GetUser(ctx, id); err != nil {
 		return 0, err
 	}
-	p := withEvents(s.cfg.Stager, revoked(id, cause))
+	p := s.withEvents(revoked(id, cause))
 	n, err := s.store.DeleteUserSessions(ctx, id, "", p.tx())
 	if err != nil {
 		return 0, err

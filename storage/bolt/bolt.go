@@ -48,7 +48,7 @@ var (
 
 	allBuckets = [][]byte{bucketUsers, bucketNames, bucketEmails, bucketSessions, bucketUserSessions, bucketSessionEnds, bucketKeys, bucketDevices, bucketMeta,
 		bucketGuestIdle, bucketOrphans, bucketOutbox, bucketOutboxIDs, bucketLimits, bucketLimitTATs,
-		bucketPasskeys, bucketUserPasskeys}
+		bucketPasskeys, bucketUserPasskeys, bucketDaily}
 )
 
 // schemaVersion is written to the meta bucket; a file from a newer version is

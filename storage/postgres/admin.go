@@ -18,7 +18,7 @@ func (p *Postgres) Stats(ctx context.Context) (*storage.Stats, error) {
 	st := &storage.Stats{Path: p.desc}
 	err := p.read(ctx, func(ctx context.Context) error {
 		return p.pool.QueryRow(ctx, `SELECT
-				(SELECT count(*) FROM guestauth_users),
+				(SELECT coalesce(sum(users), 0)::bigint FROM guestauth_guest_counts),
 				(SELECT count(*) FROM guestauth_sessions),
 				(SELECT coalesce(sum(live), 0)::bigint FROM guestauth_guest_counts),
 				(SELECT coalesce(sum(kept), 0)::bigint FROM guestauth_guest_counts),

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -33,6 +34,9 @@ type wtx struct {
 	sessions map[string]bool
 	live     [guestShards]int64
 	kept     [guestShards]int64
+	nusers   [guestShards]int64
+	// daily are the write's daily counts (storage.TxResult's Tally).
+	daily []storage.DayCount
 	// quiet: the other nodes need not hear of this write (activity times).
 	quiet bool
 	// tail: the statements sent with COMMIT (see queue); batchErr, when
@@ -230,11 +234,15 @@ func (w *wtx) publish() {
 // flushCounts queues the guest counter updates, last (lock order).
 func (w *wtx) flushCounts() {
 	for i := range guestShards {
-		if w.live[i] == 0 && w.kept[i] == 0 {
+		if w.live[i] == 0 && w.kept[i] == 0 && w.nusers[i] == 0 {
 			continue
 		}
-		w.queue(`UPDATE guestauth_guest_counts SET live = greatest(live + $2, 0), kept = greatest(kept + $3, 0) WHERE shard = $1`,
-			i, w.live[i], w.kept[i])
+		w.queue(`UPDATE guestauth_guest_counts SET live = greatest(live + $2, 0), kept = greatest(kept + $3, 0), users = users + $4 WHERE shard = $1`,
+			i, w.live[i], w.kept[i], w.nusers[i])
+	}
+	if len(w.daily) > 0 {
+		days, series, ns := dailyCols(w.daily)
+		w.queue(addDailySQL, rand.IntN(guestShards), days, series, ns)
 	}
 }
 
@@ -264,6 +272,7 @@ func (w *wtx) count(old, u *model.User) string {
 	sh := shard(id)
 	w.live[sh] += b2i(isGuest(u)) - b2i(isGuest(old))
 	w.kept[sh] += b2i(isKept(u)) - b2i(isKept(old))
+	w.nusers[sh] += b2i(u != nil) - b2i(old != nil)
 	w.users[id] = true
 	return id
 }

@@ -58,6 +58,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Backend) {
 		{"SigningKeys", testSigningKeys},
 		{"Stats", testStats},
 		{"Backup", testBackup},
+		{"DailyCounters", testDailyCounters},
 		{"IdentityCacheFollowsWrites", testIdentityCacheFollowsWrites},
 		{"IdentityCacheNeverStale", testIdentityCacheNeverStale},
 		{"IdentityCacheInvalidation", testIdentityCacheInvalidation},

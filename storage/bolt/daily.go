@@ -1,0 +1,83 @@
+package bolt
+
+import (
+	"context"
+	"encoding/binary"
+	"strings"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/guestauth/caddy-guestauth/storage"
+)
+
+// bucketDaily holds the daily counters (storage.DailyStore): key day
+// ("2006-01-02"), a zero byte and the series; value an 8-byte big-endian
+// count. Keys sort by day, so Daily reads one cursor range.
+var bucketDaily = []byte("daily")
+
+func dailyKey(day, series string) []byte {
+	k := make([]byte, 0, len(day)+1+len(series))
+	k = append(k, day...)
+	k = append(k, 0)
+	return append(k, series...)
+}
+
+// addDaily adds counts in tx.
+func addDaily(tx *bbolt.Tx, counts []storage.DayCount) error {
+	if len(counts) == 0 {
+		return nil
+	}
+	bk := tx.Bucket(bucketDaily)
+	for _, c := range counts {
+		if err := storage.CheckDayCount(c); err != nil {
+			return err
+		}
+		k := dailyKey(c.Day, c.Series)
+		var n int64
+		if v := bk.Get(k); len(v) == 8 {
+			n = int64(binary.BigEndian.Uint64(v))
+		}
+		buf := make([]byte, 8)
+		binary.BigEndian.PutUint64(buf, uint64(n+c.N))
+		if err := bk.Put(k, buf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// AddDaily implements storage.Backend, in a shared commit.
+func (b *Store) AddDaily(ctx context.Context, counts []storage.DayCount) error {
+	for _, c := range counts {
+		if err := storage.CheckDayCount(c); err != nil {
+			return err
+		}
+	}
+	if len(counts) == 0 {
+		return storage.CtxErr(ctx)
+	}
+	return b.batch(ctx, func(tx *bbolt.Tx) error { return addDaily(tx, counts) })
+}
+
+// Daily implements storage.Backend: one cursor range over the days asked.
+func (b *Store) Daily(ctx context.Context, from, to string) ([]storage.DayCount, error) {
+	var out []storage.DayCount
+	err := b.view(ctx, func(tx *bbolt.Tx) error {
+		out = out[:0]
+		c := tx.Bucket(bucketDaily).Cursor()
+		for k, v := c.Seek([]byte(from)); k != nil; k, v = c.Next() {
+			day, series, ok := strings.Cut(string(k), "\x00")
+			if !ok || day > to {
+				break
+			}
+			if len(v) != 8 {
+				continue
+			}
+			if n := int64(binary.BigEndian.Uint64(v)); n != 0 {
+				out = append(out, storage.DayCount{Day: day, Series: series, N: n})
+			}
+		}
+		return nil
+	})
+	return out, err
+}

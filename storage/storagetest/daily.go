@@ -1,0 +1,121 @@
+package storagetest
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/guestauth/caddy-guestauth/internal/model"
+	"github.com/guestauth/caddy-guestauth/storage"
+)
+
+func dailyMap(t *testing.T, st storage.Backend, from, to string) map[string]int64 {
+	t.Helper()
+	cs, err := st.Daily(bg, from, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]int64{}
+	for i, c := range cs {
+		if i > 0 && (cs[i-1].Day > c.Day || (cs[i-1].Day == c.Day && cs[i-1].Series >= c.Series)) {
+			t.Fatalf("Daily is not sorted by day, then series: %v", cs)
+		}
+		m[c.Day+" "+c.Series] = c.N
+	}
+	return m
+}
+
+func wantDailyMap(t *testing.T, step string, got, want map[string]int64) {
+	t.Helper()
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("%s: daily counters %v, want %v", step, got, want)
+	}
+}
+
+// Daily counters: added by AddDaily and by a write's Events (in the
+// write's transaction: a failed write adds nothing), summed per day and
+// series, read by inclusive UTC day range; concurrent additions all count.
+func testDailyCounters(t *testing.T, st storage.Backend) {
+	if err := st.AddDaily(bg, []storage.DayCount{
+		{Day: "2030-01-01", Series: "b", N: 2}, {Day: "2030-01-01", Series: "a", N: 1},
+		{Day: "2030-01-02", Series: "a", N: 5}, {Day: "2030-01-03", Series: "a", N: 7},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AddDaily(bg, []storage.DayCount{{Day: "2030-01-01", Series: "a", N: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	wantDailyMap(t, "two days", dailyMap(t, st, "2030-01-01", "2030-01-02"),
+		map[string]int64{"2030-01-01 a": 4, "2030-01-01 b": 2, "2030-01-02 a": 5})
+	wantDailyMap(t, "an empty range", dailyMap(t, st, "2029-12-01", "2029-12-31"), map[string]int64{})
+
+	for _, bad := range []storage.DayCount{{Day: "2030-1-1", Series: "a", N: 1}, {Day: "2030-01-01", Series: "", N: 1}} {
+		if err := st.AddDaily(bg, []storage.DayCount{bad}); err == nil {
+			t.Fatalf("AddDaily(%+v) accepted", bad)
+		}
+	}
+
+	// A write's Events add their tally with the write.
+	tallied := func(series string) storage.Events {
+		return func(r storage.TxResult) ([]storage.OutboxRecord, error) {
+			r.Tally.Add(time.Date(2030, 2, 1, 23, 59, 59, 0, time.UTC), series, 1)
+			r.Tally.Add(time.Date(2030, 2, 2, 0, 0, 0, 0, time.FixedZone("UTC+1", 3600)), series, 10) // 2030-02-01 23:00 UTC
+			return nil, nil
+		}
+	}
+	if err := st.CreateUser(bg, NewUser("d1", "guest_d1"), NewSession("sd1", "d1"), nil, tallied("created")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.UpdateUser(bg, "d1", func(u *model.User) error { u.Tag = model.TagNormal; return nil }, tallied("upgraded")); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteUser(bg, "d1", tallied("deleted")); err != nil {
+		t.Fatal(err)
+	}
+	// Failed writes add nothing.
+	errRefused := errors.New("refused")
+	mustCreate(t, st, NewUser("d2", "guest_d2"), nil, nil)
+	if err := st.CreateUser(bg, NewUser("d2", "guest_d2"), nil, nil, tallied("failed")); err == nil {
+		t.Fatal("a duplicate create succeeded")
+	}
+	if _, err := st.UpdateUser(bg, "d2", func(*model.User) error { return errRefused }, tallied("failed")); !errors.Is(err, errRefused) {
+		t.Fatalf("UpdateUser: %v", err)
+	}
+	failing := func(r storage.TxResult) ([]storage.OutboxRecord, error) {
+		r.Tally.Add(time.Date(2030, 2, 1, 0, 0, 0, 0, time.UTC), "failed", 1)
+		return nil, errRefused
+	}
+	if err := st.DeleteUser(bg, "d2", failing); err == nil {
+		t.Fatal("a delete whose events failed succeeded")
+	}
+	wantDailyMap(t, "writes", dailyMap(t, st, "2030-02-01", "2030-02-02"),
+		map[string]int64{"2030-02-01 created": 11, "2030-02-01 deleted": 11, "2030-02-01 upgraded": 11})
+
+	// Concurrent additions all count.
+	var wg sync.WaitGroup
+	errs := make(chan error, 40)
+	for i := range 40 {
+		wg.Go(func() {
+			if i%2 == 0 {
+				errs <- st.AddDaily(bg, []storage.DayCount{{Day: "2030-03-01", Series: "x", N: 1}, {Day: "2030-03-01", Series: "y", N: 2}})
+				return
+			}
+			id := fmt.Sprint("c", i)
+			errs <- st.CreateUser(bg, NewUser(id, "guest_"+id), nil, nil, func(r storage.TxResult) ([]storage.OutboxRecord, error) {
+				r.Tally.Add(time.Date(2030, 3, 1, 12, 0, 0, 0, time.UTC), "y", 2)
+				r.Tally.Add(time.Date(2030, 3, 1, 12, 0, 0, 0, time.UTC), "x", 1)
+				return nil, nil
+			})
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantDailyMap(t, "concurrent", dailyMap(t, st, "2030-03-01", "2030-03-01"), map[string]int64{"2030-03-01 x": 40, "2030-03-01 y": 80})
+}
