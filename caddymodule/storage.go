@@ -91,6 +91,7 @@ type store interface {
 	tokens.KeyStore
 	outbox.Store
 	admin.Store
+	storage.DailyStore
 
 	// TryLockSweep is the store's sweep lock: a periodic sweep runs in one
 	// place at a time of all the processes and configs using the store.
