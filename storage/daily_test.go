@@ -18,8 +18,8 @@ func TestTallyUTCDays(t *testing.T) {
 	}
 	tokyo := time.FixedZone("JST", 9*3600)
 	var tl storage.Tally
-	tl.Add(time.Date(2030, 1, 1, 23, 30, 0, 0, ny), "a", 1)          // 2030-01-02 04:30 UTC
-	tl.Add(time.Date(2030, 1, 2, 0, 30, 0, 0, tokyo), "a", 1)        // 2030-01-01 15:30 UTC
+	tl.Add(time.Date(2030, 1, 1, 23, 30, 0, 0, ny), "a", 1)   // 2030-01-02 04:30 UTC
+	tl.Add(time.Date(2030, 1, 2, 0, 30, 0, 0, tokyo), "a", 1) // 2030-01-01 15:30 UTC
 	tl.Add(time.Date(2030, 1, 1, 23, 59, 59, 999999999, time.UTC), "a", 1)
 	tl.Add(time.Date(2030, 1, 2, 0, 0, 0, 0, time.UTC), "a", 1)
 	tl.Add(time.Date(2030, 1, 2, 0, 0, 0, 0, time.UTC), "b", 2)

@@ -74,6 +74,9 @@ type Backend interface {
 	// not be modified.
 	Identity(ctx context.Context, userID, sessionID string) (*model.User, *model.Session, error)
 	GetSession(ctx context.Context, id string) (*model.Session, error)
+	// ListUserSessions returns a user's sessions, oldest first (by
+	// CreatedAt, then ID); none for an unknown user.
+	ListUserSessions(ctx context.Context, userID string) ([]model.Session, error)
 	// UpdateSession applies fn to the stored session and saves it. Its
 	// TxResult is empty.
 	UpdateSession(ctx context.Context, id string, fn func(s *model.Session) error, ev Events) (*model.Session, error)
@@ -151,6 +154,9 @@ type Backend interface {
 	// ActiveAt is before before, oldest first, from one consistent read,
 	// until fn returns false.
 	ScanIdleGuests(ctx context.Context, before time.Time, fn func(u *model.User) bool) error
+	// CountIdleGuests counts the users ScanIdleGuests(before) would
+	// visit, from the same index, without reading their records.
+	CountIdleGuests(ctx context.Context, before time.Time) (int64, error)
 	// ScanOrphans calls fn for each ephemeral user that is not Kept, has no
 	// DeviceKID and has OrphanedAt set, from one consistent read, until fn
 	// returns false.

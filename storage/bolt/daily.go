@@ -1,12 +1,17 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
+	"slices"
 	"strings"
+	"time"
 
 	bbolt "go.etcd.io/bbolt"
 
+	"github.com/guestauth/caddy-guestauth/internal/model"
 	"github.com/guestauth/caddy-guestauth/storage"
 )
 
@@ -78,6 +83,55 @@ func (b *Store) Daily(ctx context.Context, from, to string) ([]storage.DayCount,
 			}
 		}
 		return nil
+	})
+	return out, err
+}
+
+// CountIdleGuests implements storage.Backend: the guest_idle index's keys
+// up to before, values unread.
+func (b *Store) CountIdleGuests(ctx context.Context, before time.Time) (int64, error) {
+	var n int64
+	limit := before.UnixNano()
+	err := b.view(ctx, func(tx *bbolt.Tx) error {
+		n = 0
+		c := tx.Bucket(bucketGuestIdle).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if len(k) < 8 || int64(binary.BigEndian.Uint64(k[:8])) >= limit {
+				return nil
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+// ListUserSessions implements storage.Backend: the user_sessions index's
+// range of the user.
+func (b *Store) ListUserSessions(ctx context.Context, userID string) ([]model.Session, error) {
+	var out []model.Session
+	err := b.view(ctx, func(tx *bbolt.Tx) error {
+		out = out[:0]
+		prefix := userSessionKey(userID, "")
+		sessions := tx.Bucket(bucketSessions)
+		c := tx.Bucket(bucketUserSessions).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			var s model.Session
+			if err := getJSON(sessions, string(k[len(prefix):]), &s); err != nil {
+				if errors.Is(err, model.ErrNotFound) {
+					continue
+				}
+				return err
+			}
+			out = append(out, s)
+		}
+		return nil
+	})
+	slices.SortFunc(out, func(a, b model.Session) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
 	})
 	return out, err
 }

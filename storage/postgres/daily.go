@@ -3,9 +3,11 @@ package postgres
 import (
 	"context"
 	"math/rand/v2"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/guestauth/caddy-guestauth/internal/model"
 	"github.com/guestauth/caddy-guestauth/storage"
 )
 
@@ -60,6 +62,42 @@ func (p *Postgres) Daily(ctx context.Context, from, to string) ([]storage.DayCou
 			return c, err
 		})
 		return err
+	})
+	return out, err
+}
+
+// CountIdleGuests implements storage.Backend: an index-only count over the
+// idle index.
+func (p *Postgres) CountIdleGuests(ctx context.Context, before time.Time) (int64, error) {
+	var n int64
+	err := p.read(ctx, func(ctx context.Context) error {
+		return p.pool.QueryRow(ctx, `SELECT count(*) FROM guestauth_users WHERE idle_ns IS NOT NULL AND idle_ns < $1`, ns(before)).Scan(&n)
+	})
+	return n, err
+}
+
+// ListUserSessions implements storage.Backend, from the sessions' user
+// index.
+func (p *Postgres) ListUserSessions(ctx context.Context, userID string) ([]model.Session, error) {
+	var out []model.Session
+	err := p.read(ctx, func(ctx context.Context) error {
+		rows, err := p.pool.Query(ctx, `SELECT data FROM guestauth_sessions WHERE user_id = $1 ORDER BY created_ns, id`, userID)
+		if err != nil {
+			return err
+		}
+		raws, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+		if err != nil {
+			return err
+		}
+		out = out[:0]
+		for _, raw := range raws {
+			var s model.Session
+			if err := storage.DecodeRecord(raw, &s); err != nil {
+				return invalid("decoding a record: " + err.Error())
+			}
+			out = append(out, s)
+		}
+		return nil
 	})
 	return out, err
 }

@@ -119,3 +119,27 @@ func testDailyCounters(t *testing.T, st storage.Backend) {
 	}
 	wantDailyMap(t, "concurrent", dailyMap(t, st, "2030-03-01", "2030-03-01"), map[string]int64{"2030-03-01 x": 40, "2030-03-01 y": 80})
 }
+
+// ListUserSessions: a user's sessions, oldest first, and only theirs.
+func testListUserSessions(t *testing.T, st storage.Backend) {
+	mustCreate(t, st, NewUser("a", "guest_a"), NewSession("sa2", "a"), nil)
+	mustCreate(t, st, NewUser("ab", "guest_ab"), NewSession("sab", "ab"), nil)
+	s := NewSession("sa1", "a")
+	s.CreatedAt = s.CreatedAt.Add(-time.Hour)
+	mustPutSession(t, st, s)
+	mustPutSession(t, st, NewSession("sa3", "a"))
+	got, err := st.ListUserSessions(bg, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, s := range got {
+		ids = append(ids, s.ID)
+	}
+	if fmt.Sprint(ids) != "[sa1 sa2 sa3]" {
+		t.Fatalf("sessions of a: %v", ids)
+	}
+	if got, err := st.ListUserSessions(bg, "nobody"); err != nil || len(got) != 0 {
+		t.Fatalf("sessions of nobody: %v, %v", got, err)
+	}
+}
