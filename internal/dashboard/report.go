@@ -240,3 +240,11 @@ func median(hist []int64) *float64 {
 	v := math.Round(m.Seconds())
 	return &v
 }
+
+// Today is the report's last day, today (UTC).
+func (r *Report) Today() string {
+	if len(r.Days) == 0 {
+		return storage.Day(r.At)
+	}
+	return r.Days[len(r.Days)-1].Day
+}

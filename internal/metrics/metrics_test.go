@@ -65,7 +65,11 @@ func TestCountersIncrement(t *testing.T) {
 		by     float64
 	}{
 		{"caddy_guest_auth_guests_created_total", nil, metrics.GuestCreated, 1},
-		{"caddy_guest_auth_guests_upgraded_total", nil, metrics.GuestUpgraded, 1},
+		{"caddy_guest_auth_guests_upgraded_total", nil, func() { metrics.GuestUpgraded("passkey") }, 1},
+		{"caddy_guest_auth_guests_upgraded_by_method_total", []string{"method", "passkey"}, func() { metrics.GuestUpgraded("passkey") }, 1},
+		{"caddy_guest_auth_guests_upgraded_by_method_total", []string{"method", "other"}, func() { metrics.GuestUpgraded("made-up") }, 1},
+		{"caddy_guest_auth_guests_merged_total", nil, metrics.GuestMerged, 1},
+		{"caddy_guest_auth_users_deleted_total", nil, metrics.UserDeleted, 1},
 		{"caddy_guest_auth_guests_expired_total", nil, func() { metrics.GuestsExpired(3) }, 3},
 		{"caddy_guest_auth_guests_expired_total", nil, func() { metrics.GuestsExpired(0); metrics.GuestsExpired(-2) }, 0},
 		{"caddy_guest_auth_signin_failures_total", nil, metrics.SignInFailed, 1},
