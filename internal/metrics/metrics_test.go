@@ -142,10 +142,11 @@ func TestAllSeriesExportedAndLintClean(t *testing.T) {
 			t.Errorf("metric %s lacks the caddy_guest_auth_ prefix", f.GetName())
 		}
 	}
-	// 6 plain counters, 6 limits + other, 7 reasons + other, 9 event types
-	// + other, 2 gauges, 4 mail counters of 4 kinds + other.
-	if len(families) != 15 || series != 6+7+8+10+2+4*5 {
-		t.Errorf("%d families, %d series; want 15 and 53", len(families), series)
+	// 8 plain counters, 6 limits + other, 7 reasons + other, 9 event types
+	// + other, 4 methods + other, 4 gauges, 4 mail counters of 4 kinds +
+	// other.
+	if len(families) != 20 || series != 8+7+8+10+5+4+4*5 {
+		t.Errorf("%d families, %d series; want 20 and 62", len(families), series)
 	}
 	problems, err := promlint.NewWithMetricFamilies(families).Lint()
 	if err != nil {
