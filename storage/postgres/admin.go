@@ -19,7 +19,7 @@ func (p *Postgres) Stats(ctx context.Context) (*storage.Stats, error) {
 	err := p.read(ctx, func(ctx context.Context) error {
 		return p.pool.QueryRow(ctx, `SELECT
 				(SELECT coalesce(sum(users), 0)::bigint FROM guestauth_guest_counts),
-				(SELECT count(*) FROM guestauth_sessions),
+				(SELECT coalesce(sum(sessions), 0)::bigint FROM guestauth_guest_counts),
 				(SELECT coalesce(sum(live), 0)::bigint FROM guestauth_guest_counts),
 				(SELECT coalesce(sum(kept), 0)::bigint FROM guestauth_guest_counts),
 				pg_database_size(current_database()),

@@ -1,8 +1,10 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -66,12 +68,17 @@ func (p *Postgres) Daily(ctx context.Context, from, to string) ([]storage.DayCou
 	return out, err
 }
 
-// CountIdleGuests implements storage.Backend: an index-only count over the
-// idle index.
+// CountIdleGuests implements storage.Backend: guestauth_idle_hours' hours
+// before before's hour, and the idle index's users of that hour up to
+// before, in one statement (one snapshot).
 func (p *Postgres) CountIdleGuests(ctx context.Context, before time.Time) (int64, error) {
 	var n int64
+	last := floorDiv(ns(before), int64(time.Hour))
 	err := p.read(ctx, func(ctx context.Context) error {
-		return p.pool.QueryRow(ctx, `SELECT count(*) FROM guestauth_users WHERE idle_ns IS NOT NULL AND idle_ns < $1`, ns(before)).Scan(&n)
+		return p.pool.QueryRow(ctx, `SELECT
+			(SELECT coalesce(sum(n), 0)::bigint FROM guestauth_idle_hours WHERE hour < $1) +
+			(SELECT count(*) FROM guestauth_users WHERE idle_ns >= $2 AND idle_ns < $3)`,
+			last, last*int64(time.Hour), ns(before)).Scan(&n)
 	})
 	return n, err
 }
@@ -100,4 +107,58 @@ func (p *Postgres) ListUserSessions(ctx context.Context, userID string) ([]model
 		return nil
 	})
 	return out, err
+}
+
+// idleHour is the UTC hour (unix hours) of u's idle-index entry, or nil
+// when u (nil: none) is not in the index.
+func idleHour(u *model.User) *int64 {
+	if u == nil {
+		return nil
+	}
+	idle, _ := userCols(u)
+	if idle == nil {
+		return nil
+	}
+	h := floorDiv(*idle, int64(time.Hour))
+	return &h
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+// flushIdleHours queues the transaction's idle-hour changes, in (hour,
+// shard) order (the lock order), and the deletion of the rows they empty.
+func (w *wtx) flushIdleHours() {
+	var keys [][2]int64
+	emptied := false
+	for k, d := range w.idleHours {
+		if d != 0 {
+			keys = append(keys, k)
+		}
+		emptied = emptied || d < 0
+	}
+	if len(keys) == 0 {
+		return
+	}
+	slices.SortFunc(keys, func(a, b [2]int64) int {
+		if a[0] != b[0] {
+			return cmp.Compare(a[0], b[0])
+		}
+		return cmp.Compare(a[1], b[1])
+	})
+	hours, shards, ns := make([]int64, len(keys)), make([]int32, len(keys)), make([]int64, len(keys))
+	for i, k := range keys {
+		hours[i], shards[i], ns[i] = k[0], int32(k[1]), w.idleHours[k]
+	}
+	w.queue(`INSERT INTO guestauth_idle_hours (hour, shard, n) SELECT * FROM unnest($1::bigint[], $2::integer[], $3::bigint[])
+		ON CONFLICT (hour, shard) DO UPDATE SET n = guestauth_idle_hours.n + EXCLUDED.n`, hours, shards, ns)
+	if !emptied {
+		return // only additions: no row reached 0
+	}
+	w.queue(`DELETE FROM guestauth_idle_hours WHERE (hour, shard) IN (SELECT * FROM unnest($1::bigint[], $2::integer[])) AND n <= 0`, hours, shards)
 }

@@ -143,3 +143,106 @@ func testListUserSessions(t *testing.T, st storage.Backend) {
 		t.Fatalf("sessions of nobody: %v, %v", got, err)
 	}
 }
+
+// CountIdleGuests over many hours of activity: equal to what a full scan
+// visits, for bounds on and between hours, as activity, keeping, upgrades
+// and deletions move users.
+func testCountIdleGuests(t *testing.T, st storage.Backend) {
+	for i := range 30 {
+		u := NewUser(fmt.Sprint("h", i), fmt.Sprint("guest_h", i))
+		u.CreatedAt = T0.Add(-time.Duration(i) * 47 * time.Minute)
+		mustCreate(t, st, u, nil, nil)
+	}
+	check := func(step string) {
+		t.Helper()
+		for _, b := range []time.Duration{-30 * time.Hour, -10 * time.Hour, -5*time.Hour - 17*time.Minute, -time.Hour, 0, time.Minute, 3 * time.Hour} {
+			before := T0.Add(b)
+			ids := scanIdle(t, st, before, 1000)
+			if n, err := st.CountIdleGuests(bg, before); err != nil || n != int64(len(ids)) {
+				t.Fatalf("%s: CountIdleGuests(T0%+v) = %d, %v; a scan visits %d", step, b, n, err, len(ids))
+			}
+		}
+	}
+	check("created")
+	if _, err := st.TouchUsers(bg, map[string]time.Time{"h20": T0.Add(time.Minute), "h21": T0.Add(-2 * time.Hour), "h3": T0.Add(-1 * time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.UpdateUser(bg, "h10", func(u *model.User) error { u.Kept = true; return nil }, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.UpdateUser(bg, "h11", func(u *model.User) error { u.Tag = model.TagNormal; u.PasswordHash = "$argon2id$x"; return nil }, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteUser(bg, "h12", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.DeleteUsersIf(bg, []string{"h13", "h14"}, func(*model.User) bool { return true }, nil); err != nil {
+		t.Fatal(err)
+	}
+	check("after touches, keeping, an upgrade and deletions")
+}
+
+// Stats' session count follows every write that stores or ends sessions
+// (the dashboard's "sessions now"), checked against the sessions listed.
+func testSessionCounter(t *testing.T, st storage.Backend) {
+	users := []string{"p1", "p2", "p3", "p4"}
+	check := func(step string) {
+		t.Helper()
+		var n int64
+		for _, u := range users {
+			ss, err := st.ListUserSessions(bg, u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += int64(len(ss))
+		}
+		s, err := st.Stats(bg)
+		if err != nil || s.Sessions != n {
+			t.Fatalf("%s: Stats.Sessions %v (%v), %d stored", step, s, err, n)
+		}
+	}
+	for _, u := range users {
+		mustCreate(t, st, NewUser(u, "guest_"+u), NewSession("s"+u, u), nil)
+	}
+	check("created")
+	for i := range 4 {
+		mustPutSession(t, st, NewSession(fmt.Sprint("sp1-", i), "p1"))
+	}
+	mustPutSession(t, st, NewSession("sp1-0", "p1")) // again: replaced, not added
+	check("put")
+	if _, err := st.PutSessionLimit(bg, NewSession("sp1-new", "p1"), 2); err != nil {
+		t.Fatal(err)
+	}
+	check("put with a limit")
+	if _, err := st.UpdateSession(bg, "sp1-new", func(s *model.Session) error { s.Generation++; return nil }, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteSession(bg, "sp2", nil); err != nil {
+		t.Fatal(err)
+	}
+	check("update, delete")
+	mustPutSession(t, st, NewSession("sp3-b", "p3"))
+	if _, err := st.DeleteUserSessions(bg, "p3", "sp3-b", nil); err != nil {
+		t.Fatal(err)
+	}
+	check("delete the user's others")
+	ended := NewSession("sp4-ended", "p4")
+	ended.ExpiresAt, ended.IdleExpiresAt = T0.Add(-time.Minute), T0.Add(-time.Minute)
+	mustPutSession(t, st, ended)
+	if n, err := st.DeleteEndedSessions(bg, T0, 10); err != nil || n != 1 {
+		t.Fatalf("DeleteEndedSessions: %d, %v", n, err)
+	}
+	check("ended sessions swept")
+	if err := st.DeleteUser(bg, "p1", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.DeleteUsersIf(bg, []string{"p4"}, func(*model.User) bool { return true }, nil); err != nil {
+		t.Fatal(err)
+	}
+	check("users deleted")
+	// A session of one user put for another is refused and counts nothing.
+	if err := st.PutSession(bg, NewSession("sp3-b", "p2")); err == nil {
+		t.Fatal("a session moved to another user")
+	}
+	check("refused put")
+}

@@ -60,6 +60,8 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Backend) {
 		{"Backup", testBackup},
 		{"DailyCounters", testDailyCounters},
 		{"ListUserSessions", testListUserSessions},
+		{"CountIdleGuests", testCountIdleGuests},
+		{"SessionCounter", testSessionCounter},
 		{"IdentityCacheFollowsWrites", testIdentityCacheFollowsWrites},
 		{"IdentityCacheNeverStale", testIdentityCacheNeverStale},
 		{"IdentityCacheInvalidation", testIdentityCacheInvalidation},

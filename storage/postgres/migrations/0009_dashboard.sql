@@ -12,7 +12,23 @@ CREATE TABLE guestauth_daily (
 	CONSTRAINT guestauth_daily_pkey PRIMARY KEY (day, series, shard)
 );
 
--- The number of users, kept with the guest counters so that Stats reads
--- sixteen rows rather than counting the users table.
+-- The numbers of users and of sessions, kept with the guest counters so
+-- that Stats reads sixteen rows rather than counting two tables.
 ALTER TABLE guestauth_guest_counts ADD COLUMN users bigint NOT NULL DEFAULT 0;
-UPDATE guestauth_guest_counts SET users = (SELECT count(*) FROM guestauth_users) WHERE shard = 0;
+ALTER TABLE guestauth_guest_counts ADD COLUMN sessions bigint NOT NULL DEFAULT 0;
+UPDATE guestauth_guest_counts SET users = (SELECT count(*) FROM guestauth_users),
+	sessions = (SELECT count(*) FROM guestauth_sessions) WHERE shard = 0;
+
+-- The idle index (guestauth_users.idle_ns) counted by UTC hour of the
+-- activity time, in shards as above: CountIdleGuests sums the hours before
+-- a time (one row per hour and shard with any) and counts the last hour's
+-- users from the index, instead of counting every idle guest. A row whose
+-- count reaches 0 is deleted by the write that empties it.
+CREATE TABLE guestauth_idle_hours (
+	hour  bigint NOT NULL,
+	shard integer NOT NULL,
+	n     bigint NOT NULL,
+	CONSTRAINT guestauth_idle_hours_pkey PRIMARY KEY (hour, shard)
+);
+INSERT INTO guestauth_idle_hours (hour, shard, n)
+	SELECT floor(idle_ns / 3600000000000.0)::bigint, 0, count(*) FROM guestauth_users WHERE idle_ns IS NOT NULL GROUP BY 1;
