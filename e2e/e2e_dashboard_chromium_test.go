@@ -9,14 +9,18 @@ package e2e
 // GUESTAUTH_SCREENSHOTS set, the pages are kept there.
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/guestauth/caddy-guestauth/storage"
+	"github.com/guestauth/caddy-guestauth/storage/bolt"
 	"github.com/guestauth/caddy-guestauth/storage/postgres/pgtest"
 )
 
@@ -148,5 +152,58 @@ func TestChromiumDashboard(t *testing.T) {
 				t.Fatalf("admin API window %v", w)
 			}
 		})
+	}
+}
+
+// The dashboard over 90 days of history (the daily counters written into
+// the store before Caddy opens it): every chart drawn, axe-clean in light
+// and dark and at 375 px, kept as dashboard-history-*.png (the README's
+// screenshot, docs/dashboard.png).
+func TestChromiumDashboardHistory(t *testing.T) {
+	needChromium(t)
+	axe := axeSource(t)
+	s := newServer(t)
+	st, err := bolt.Open(s.DB, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tl storage.Tally
+	now := time.Now().UTC()
+	for d := range 90 {
+		day := now.AddDate(0, 0, -d)
+		wave := float64(d%7) / 7
+		created := int64(120 + 40*wave + float64(90-d))
+		tl.Add(day, storage.SeriesGuestsCreated, created)
+		tl.Add(day, storage.SeriesCohortUpgraded, created*int64(12+d%5)/100)
+		for method, share := range map[string]int64{"password": 6, "passkey": 3, "email": 2, "provider": 1} {
+			tl.Add(day, storage.SeriesUpgraded+method, created*share/100+int64(d%3))
+		}
+		tl.Add(day, storage.SeriesTimeToUpgrade+fmt.Sprint(14+d%6), 10)
+		tl.Add(day, storage.SeriesMerged, int64(3+d%4))
+		tl.Add(day, storage.SeriesExpired, int64(20+d%9))
+		tl.Add(day, storage.SeriesDeleted, int64(d%3))
+		tl.Add(day, storage.SeriesLimitHit+"ip", int64((d*7)%11))
+		tl.Add(day, storage.SeriesLimitHit+"signin", int64((d*5)%4))
+	}
+	if err := st.AddDaily(context.Background(), tl.Counts()); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	s.Start(s.browserSite("admins boss"))
+	ctx := newChromium(t)
+	run(t, ctx, chromedp.Navigate(s.Base+"/auth/signup"), chromedp.WaitVisible("#username", chromedp.ByID),
+		chromedp.SendKeys("#username", "boss", chromedp.ByID),
+		chromedp.SendKeys("#password", "the boss's password", chromedp.ByID),
+		chromedp.Click("button[type=submit]", chromedp.ByQuery))
+	waitLocation(t, ctx, s.Base+"/")
+	for _, days := range []string{"30", "90"} {
+		run(t, ctx, chromedp.Navigate(s.Base+"/auth/admin/?days="+days), chromedp.WaitVisible("#win-created", chromedp.ByID))
+		if c := countOf(t, ctx, "svg.chart rect.bar"); c < 100 {
+			t.Fatalf("%s days: %d bars", days, c)
+		}
+		if c := countOf(t, ctx, "svg.chart polyline"); c != 2 {
+			t.Fatalf("%s days: %d lines, want conversion and median", days, c)
+		}
+		every(t, ctx, axe, "dashboard-history-"+days)
 	}
 }
