@@ -98,6 +98,10 @@ type Browser struct {
 	// copies are always stripped.
 	MergedHeader string `json:"merged_header,omitempty"`
 
+	// Other OpenID Connect providers to sign in with, one "Continue with"
+	// button each, in this order (see BrowserProvider).
+	Providers []*BrowserProvider `json:"providers,omitempty"`
+
 	// Passkeys turns on passkeys (see BrowserPasskeys); off unless given.
 	Passkeys *BrowserPasskeys `json:"passkeys,omitempty"`
 
@@ -109,6 +113,7 @@ type Browser struct {
 
 	createGuest caddyhttp.MatcherSets
 	templates   *pages.Templates
+	providers   []pages.Provider
 }
 
 const defaultBrowserCookie = "guestauth_session"
@@ -141,6 +146,13 @@ func (b *Browser) provision(ctx caddy.Context) error {
 		return fmt.Errorf("browser templates: %w", err)
 	}
 	b.templates = t
+	for _, p := range b.Providers {
+		rp, err := p.build()
+		if err != nil {
+			return fmt.Errorf("browser %w", err)
+		}
+		b.providers = append(b.providers, pages.Provider{RP: rp, Label: p.label()})
+	}
 	return nil
 }
 
@@ -152,6 +164,9 @@ func (b *Browser) validate() error {
 		if err := accounts.ValidateName(name); err != nil {
 			return fmt.Errorf("browser admins: %q is not a username: %w", name, err)
 		}
+	}
+	if err := validateProviders(b.Providers); err != nil {
+		return err
 	}
 	return (&pages.Pages{Prefix: b.PagesPrefix, CookieName: b.CookieName, CookieSecure: b.CookieSecure, SiteName: b.SiteName, Home: b.Home}).CheckConfig()
 }
@@ -186,6 +201,11 @@ func parseBrowser(d *caddyfile.Dispenser, h *httpcaddyfile.Helper) (*Browser, er
 			err = opts.DurationPtr(d, &b.UnconfirmedGuestTTL)
 		case "create_guest": // repeatable: any of the matchers
 			err = b.unmarshalCreateGuest(d, h)
+		case "provider": // repeatable: one block per provider
+			var p *BrowserProvider
+			if p, err = parseBrowserProvider(d); err == nil {
+				b.Providers = append(b.Providers, p)
+			}
 		case "passkeys":
 			if err = opts.Once(d, key); err == nil {
 				b.Passkeys, err = parsePasskeys(d)

@@ -65,6 +65,13 @@ func TestConfigErrors(t *testing.T) {
 		{"email {\nsmtp mail.example.com:587\nfrom a@example.com\nlimit ip 0 1m\n}", "ip_limit needs a positive burst"},
 		{`{"email": {"smtp": "mail.example.com:587", "from": "a@example.com", "starttls": "sometimes"}}`, "starttls must be"},
 		{"email {\nsmtp mail.example.com:587\nfrom a@example.com\n}", "email needs browser"},
+		// browser providers
+		{"browser {\nprovider a {\nissuer https://a.example\nclient_id x\n}\nprovider a {\nissuer https://b.example\nclient_id y\n}\n}", `browser provider "a" is configured twice`},
+		{"browser {\nprovider a/b {\nissuer https://a.example\nclient_id x\n}\n}", `browser provider name "a/b": use letters, digits, - and _`},
+		{"browser {\nprovider a {\nclient_id x\n}\n}", `browser provider a: issuer "" is not an http(s) URL`},
+		{"browser {\nprovider a {\nissuer https://a.example/?x=1\nclient_id x\n}\n}", `is not an http(s) URL without query or fragment`},
+		{"browser {\nprovider a {\nissuer https://a.example\n}\n}", "browser provider a: client_id is required"},
+		{`{"browser": {"providers": [{"name": "a", "issuer": "https://a.example"}]}}`, "browser provider a: client_id is required"},
 		{"issuer", argCount},
 		{"issuer https://a.example https://b.example", argCount},
 		{"signing_alg", argCount},
@@ -234,6 +241,16 @@ func TestCaddyfileRepeatedOptions(t *testing.T) {
 		{"browser {\nmerged_header X-A\nmerged_header X-B\n}", "merged_header given twice"},
 		{"browser {\ncookie_secure always\ncookie_secure never\n}", "cookie_secure given twice"},
 		{"browser {\nunconfirmed_guest_ttl 1h\nunconfirmed_guest_ttl 0\n}", "unconfirmed_guest_ttl given twice: at Testfile:3 and Testfile:4"},
+		// browser providers
+		{"browser {\nprovider\n}", "provider needs a name"},
+		{"browser {\nprovider a b\n}", "wrong argument count"},
+		{"browser {\nprovider a {\nfrobnicate 1\n}\n}", `unknown provider option "frobnicate"`},
+		{"browser {\nprovider a {\nissuer https://a.example\nissuer https://b.example\n}\n}", "issuer given twice: at Testfile:4 and Testfile:5"},
+		{"browser {\nprovider a {\nclient_id x\nclient_id y\n}\n}", "client_id given twice"},
+		{"browser {\nprovider a {\nclient_secret x\nclient_secret y\n}\n}", "client_secret given twice"},
+		{"browser {\nprovider a {\nlabel x\nlabel y\n}\n}", "label given twice"},
+		{"browser {\nprovider a {\nscopes openid\nscopes email\n}\n}", "scopes given twice"},
+		{"browser {\nprovider a {\nscopes\n}\n}", "wrong argument count"},
 		{"client a {\npublic\npublic\n}", "public given twice: at Testfile:3 and Testfile:4"},
 		{"client a s {\nguests code\nguests keypair\n}", "guests given twice: at Testfile:3 and Testfile:4"},
 		{"client a s {\nmanage_users\nmanage_users\n}", "manage_users given twice"},
@@ -258,6 +275,7 @@ func TestConfigAccepted(t *testing.T) {
 	t.Parallel()
 	for _, config := range []string{
 		"",
+		"browser {\nprovider a-1_B {\nissuer http://localhost:9/\nclient_id x\nclient_secret " + unsetEnv + "\nscopes email\nlabel \"A B\"\n}\nprovider b {\nissuer https://b.example\nclient_id y\n}\n}",
 		"client pub {\n public\n guests none\n}",
 		"client pub {\n public\n guests keypair\n}",
 		"client pub {\n public\n guests web\n}\nclient all all-secret {\n guests code keypair web\n manage_users\n}",

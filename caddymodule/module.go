@@ -445,6 +445,7 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 			SiteName: g.Browser.SiteName, Home: g.Browser.Home,
 			Issuer: g.issuerFor, ClientIP: clientIP, LimitKey: g.limitKey, ReadTimeout: time.Duration(g.APIReadTimeout),
 			Logger: g.logger, Now: g.now, FormActions: protocol.RedirectSources(g.clients),
+			Providers: g.Browser.providers,
 		}
 		for _, name := range g.Browser.Admins {
 			g.pages.Admins = append(g.pages.Admins, model.NameKey(name))

@@ -21,7 +21,7 @@ var (
 		PasswordHash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA", DeviceKID: "dk1",
 		CreatedAt: time.Date(2030, 1, 2, 3, 4, 5, 6, time.UTC), UpdatedAt: time.Date(2030, 1, 2, 3, 4, 6, 0, time.UTC),
 		OrphanedAt: time.Date(2030, 2, 1, 0, 0, 0, 0, time.FixedZone("", 3600)), LastActiveAt: time.Date(2030, 1, 3, 0, 0, 0, 123, time.UTC),
-		Kept: true, Email: "a@example.test", EmailVerified: true, Passkeys: 2,
+		Kept: true, Email: "a@example.test", EmailVerified: true, Passkeys: 2, Identities: 2,
 	}
 	fullSession = model.Session{
 		ID: "s1", UserID: fullUser.ID, ClientID: "app",
@@ -37,13 +37,13 @@ var (
 // full records set every field, so the test notices one it does not).
 func TestDecodeRecordReadsEveryField(t *testing.T) {
 	t.Parallel()
-	for _, v := range []any{&fullUser, &fullSession, &model.User{ID: "u"}, &model.Session{ID: "s", RefreshKey: []byte{}}, &fullDevice, &fullKey, &fullChallenge, &fullFlow, &fullPasskey} {
+	for _, v := range []any{&fullUser, &fullSession, &model.User{ID: "u"}, &model.Session{ID: "s", RefreshKey: []byte{}}, &fullDevice, &fullKey, &fullChallenge, &fullFlow, &fullLink, &fullPasskey} {
 		raw, err := json.Marshal(v)
 		if err != nil {
 			t.Fatal(err)
 		}
 		typ := reflect.TypeOf(v).Elem()
-		if v == any(&fullUser) || v == any(&fullSession) || v == any(&fullDevice) || v == any(&fullKey) || v == any(&fullChallenge) || v == any(&fullFlow) || v == any(&fullPasskey) {
+		if v == any(&fullUser) || v == any(&fullSession) || v == any(&fullDevice) || v == any(&fullKey) || v == any(&fullChallenge) || v == any(&fullFlow) || v == any(&fullLink) || v == any(&fullPasskey) {
 			rv := reflect.ValueOf(v).Elem()
 			for i := range rv.NumField() {
 				if rv.Field(i).IsZero() {
@@ -70,6 +70,7 @@ var (
 	fullKey    = model.SigningKey{KID: "k1", Alg: "ES256", CreatedAt: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC), JWK: []byte(`{"kty":"EC"}`), Cert: []byte{0x30, 0x82, 1, 2}}
 	fullFlow   = model.FlowState{Kind: "code", CreatedAt: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC), ExpiresAt: time.Date(2030, 1, 2, 3, 5, 5, 0, time.UTC),
 		SpentAt: time.Date(2030, 1, 2, 3, 4, 6, 0, time.UTC), Data: json.RawMessage(`{"client_id":"app","n":[1,2]}`)}
+	fullLink    = model.IdentityLink{Issuer: "https://idp.example", Subject: "sub", UserID: "u1", Provider: "idp", LinkedAt: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
 	fullPasskey = model.Passkey{ID: "Y3JlZA", UserID: "u1", Name: "laptop", CreatedAt: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC),
 		LastUsedAt: time.Date(2030, 1, 3, 3, 4, 5, 0, time.UTC), Credential: json.RawMessage(`{"id":"Y3JlZA","flags":{"backupState":true}}`)}
 	fullChallenge = model.Challenge{Purpose: "anonymous_request", CreatedAt: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC), ExpiresAt: time.Date(2030, 1, 2, 3, 9, 5, 0, time.UTC), UserID: "u1", ClientID: "spa"}

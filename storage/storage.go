@@ -142,6 +142,23 @@ type Backend interface {
 	// exist.
 	RedeemFlowState(ctx context.Context, kind, handle string, now time.Time, keep int, start func(f *model.FlowState) (*model.Session, error)) (*model.FlowState, int, error)
 
+	// Identity links (model.IdentityLink), each stored with its user's
+	// Identities count in one write. LinkIdentity, in one transaction,
+	// applies fn (nil: none) to the user l.UserID names, as UpdateUser
+	// does, raises its Identities by one and stores l; ErrNotFound: no such
+	// user; ErrExists: l's issuer and subject are linked (to anyone), and
+	// nothing is written. GetIdentityLink finds the link of an issuer and
+	// subject (ErrNotFound). ListIdentityLinks returns a user's links,
+	// oldest first. UnlinkIdentity deletes the user's link of issuer and
+	// subject and lowers its Identities by one, after allow (nil: always),
+	// called with the user as it would be saved, returns nil; allow's
+	// error is returned and nothing written. ErrNotFound: the user has no
+	// such link. Deleting a user deletes its links.
+	LinkIdentity(ctx context.Context, l model.IdentityLink, fn func(u *model.User) error, ev Events) (*model.User, error)
+	GetIdentityLink(ctx context.Context, issuer, subject string) (*model.IdentityLink, error)
+	ListIdentityLinks(ctx context.Context, userID string) ([]model.IdentityLink, error)
+	UnlinkIdentity(ctx context.Context, userID, issuer, subject string, allow func(u *model.User) error, ev Events) error
+
 	// Population queries. GuestCounts reports how many users have tag
 	// guest-user and how many of those are Kept.
 	GuestCounts(ctx context.Context) (live, kept int64, err error)
@@ -354,6 +371,23 @@ func FlowKey(kind, handle string) []byte {
 func CheckFlowState(kind, handle string, f *model.FlowState) error {
 	if kind == "" || handle == "" || f.CreatedAt.IsZero() || f.ExpiresAt.IsZero() {
 		return errors.New("a flow state needs a kind, a handle, a creation and an expiry time")
+	}
+	return nil
+}
+
+// IdentityKey is the key a backend stores an identity link under: issuer
+// and subject joined by a zero byte, which neither may contain.
+func IdentityKey(issuer, subject string) string { return issuer + "\x00" + subject }
+
+// CheckIdentityLink is what LinkIdentity refuses in every backend.
+func CheckIdentityLink(l *model.IdentityLink) error {
+	switch {
+	case l.Issuer == "" || l.Subject == "" || l.UserID == "":
+		return errors.New("an identity link needs an issuer, a subject and a user")
+	case strings.ContainsRune(l.Issuer, 0) || strings.ContainsRune(l.Subject, 0):
+		return errors.New("an identity link's issuer and subject cannot contain a zero byte")
+	case l.LinkedAt.IsZero():
+		return errors.New("an identity link needs its time")
 	}
 	return nil
 }

@@ -41,6 +41,13 @@ const (
 	// to their verified address; every session of the user ended (data:
 	// via "email", client_ip).
 	PasswordReset = "password.reset"
+	// IdentityLinked: an account at another provider was linked to a
+	// user, as a way to sign in (data: provider, issuer, and via
+	// "signin" or "link").
+	IdentityLinked = "identity.linked"
+	// IdentityUnlinked: a user removed a linked provider account (data:
+	// provider, issuer).
+	IdentityUnlinked = "identity.unlinked"
 )
 
 // Event is one thing that happened: the JSON body of a delivery.

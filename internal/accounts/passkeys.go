@@ -452,12 +452,11 @@ func (p *Passkeys) Rename(ctx context.Context, id *Identity, credID, name string
 }
 
 // Remove deletes one of id's user's passkeys, unless it is the last way
-// to sign in (no password, no verified email address, no other passkey):
-// CodeLastSignIn then. The check is made in the store's transaction.
+// to sign in (Service.hasWayIn): CodeLastSignIn then. The check is made in the store's transaction.
 func (p *Passkeys) Remove(ctx context.Context, id *Identity, credID string) error {
-	errLast := refuse(CodeLastSignIn, "This passkey is the last way to sign in to the account; set a password or save another passkey first.")
+	errLast := refuse(CodeLastSignIn, "This passkey is the last way to sign in to the account; set a password, save another passkey or link a provider first.")
 	err := p.store.DeletePasskey(ctx, id.User.ID, credID, func(u *model.User) error {
-		if u.Passkeys == 0 && u.PasswordHash == "" && !u.EmailVerified {
+		if !p.s.hasWayIn(u) {
 			return errLast
 		}
 		return nil

@@ -34,11 +34,21 @@ type Store interface {
 	PutChallenge(ctx context.Context, token string, c model.Challenge) error
 	ConsumeChallenge(ctx context.Context, token string, now time.Time) (*model.Challenge, error)
 	FlowStore
+	IdentityStore
 
 	GuestCounts(ctx context.Context) (live, kept int64, err error)
 	// ListUsers and Stats serve the managing clients (manage.go).
 	ListUsers(ctx context.Context, after, tag string, limit int) (users []model.User, next string, err error)
 	Stats(ctx context.Context) (*storage.Stats, error)
+}
+
+// IdentityStore is what provider sign-ins need: the identity links
+// (storage.Backend documents the methods).
+type IdentityStore interface {
+	LinkIdentity(ctx context.Context, l model.IdentityLink, fn func(u *model.User) error, ev storage.Events) (*model.User, error)
+	GetIdentityLink(ctx context.Context, issuer, subject string) (*model.IdentityLink, error)
+	ListIdentityLinks(ctx context.Context, userID string) ([]model.IdentityLink, error)
+	UnlinkIdentity(ctx context.Context, userID, issuer, subject string, allow func(u *model.User) error, ev storage.Events) error
 }
 
 // ActivityStore is what Activity needs: one write of many activity times.

@@ -38,6 +38,7 @@ type Store interface {
 	Stats(ctx context.Context) (*storage.Stats, error)
 	Daily(ctx context.Context, from, to string) ([]storage.DayCount, error)
 	CountIdleGuests(ctx context.Context, before time.Time) (int64, error)
+	ListIdentityLinks(ctx context.Context, userID string) ([]model.IdentityLink, error)
 	Backup(ctx context.Context, w io.Writer, size func(n int64)) (int64, error)
 	Describe() string
 }
@@ -86,6 +87,7 @@ const adminBase = "/guest_auth/"
 //
 //	GET    /guest_auth/users?tag=&after=&limit=  users in id order, a page at a time
 //	GET    /guest_auth/users/<id>                one user
+//	GET    /guest_auth/users/<id>/identities     its linked provider accounts, oldest first
 //	DELETE /guest_auth/users/<id>                delete a user, its sessions and device key
 //	POST   /guest_auth/users/<id>/keep           mark kept; body {"kept": false} unmarks
 //	POST   /guest_auth/users/<id>/revoke         end all the user's sessions
@@ -123,15 +125,16 @@ type adminHandler func(w http.ResponseWriter, r *http.Request, t Target, id stri
 func newMux(find Finder) *http.ServeMux {
 	mux := http.NewServeMux()
 	for path, methods := range map[string]map[string]adminHandler{
-		"/guest_auth/users":             {http.MethodGet: adminListUsers},
-		"/guest_auth/users/{id}":        {http.MethodGet: adminShowUser, http.MethodDelete: adminDeleteUser},
-		"/guest_auth/users/{id}/keep":   {http.MethodPost: adminKeepUser},
-		"/guest_auth/users/{id}/revoke": {http.MethodPost: adminRevokeUser},
-		"/guest_auth/prune":             {http.MethodPost: adminPrune},
-		"/guest_auth/stats":             {http.MethodGet: adminStats},
-		"/guest_auth/dashboard":         {http.MethodGet: adminDashboard},
-		"/guest_auth/backup":            {http.MethodGet: adminBackup},
-		"/guest_auth/keys/rotate":       {http.MethodPost: adminRotateKeys},
+		"/guest_auth/users":                 {http.MethodGet: adminListUsers},
+		"/guest_auth/users/{id}":            {http.MethodGet: adminShowUser, http.MethodDelete: adminDeleteUser},
+		"/guest_auth/users/{id}/keep":       {http.MethodPost: adminKeepUser},
+		"/guest_auth/users/{id}/identities": {http.MethodGet: adminUserIdentities},
+		"/guest_auth/users/{id}/revoke":     {http.MethodPost: adminRevokeUser},
+		"/guest_auth/prune":                 {http.MethodPost: adminPrune},
+		"/guest_auth/stats":                 {http.MethodGet: adminStats},
+		"/guest_auth/dashboard":             {http.MethodGet: adminDashboard},
+		"/guest_auth/backup":                {http.MethodGet: adminBackup},
+		"/guest_auth/keys/rotate":           {http.MethodPost: adminRotateKeys},
 	} {
 		allowed := slices.Sorted(maps.Keys(methods))
 		for m, h := range methods {
@@ -217,6 +220,9 @@ type UserView struct {
 	OrphanedAt   *time.Time `json:"orphaned_at"`
 	HasPassword  bool       `json:"has_password"`
 	DeviceKID    string     `json:"device_kid"`
+	// Identities counts the linked provider accounts (listed by
+	// /users/<id>/identities).
+	Identities int `json:"identities"`
 }
 
 func viewUser(u *model.User) UserView {
@@ -231,7 +237,7 @@ func viewUser(u *model.User) UserView {
 		IsAnonymous: u.IsAnonymous(), Kept: u.Kept,
 		CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt,
 		LastActiveAt: opt(u.LastActiveAt), OrphanedAt: opt(u.OrphanedAt),
-		HasPassword: u.PasswordHash != "", DeviceKID: u.DeviceKID,
+		HasPassword: u.PasswordHash != "", DeviceKID: u.DeviceKID, Identities: u.Identities,
 	}
 }
 
@@ -278,6 +284,29 @@ func adminShowUser(w http.ResponseWriter, r *http.Request, t Target, id string) 
 		return storeError(err, id)
 	}
 	return writeAdminJSON(w, viewUser(u))
+}
+
+// IdentityView is a linked provider account as the admin API shows it.
+type IdentityView struct {
+	Provider string    `json:"provider"`
+	Issuer   string    `json:"issuer"`
+	Subject  string    `json:"subject"`
+	LinkedAt time.Time `json:"linked_at"`
+}
+
+func adminUserIdentities(w http.ResponseWriter, r *http.Request, t Target, id string) error {
+	if _, err := t.Store.GetUser(r.Context(), id); err != nil {
+		return storeError(err, id)
+	}
+	links, err := t.Store.ListIdentityLinks(r.Context(), id)
+	if err != nil {
+		return storeError(err, id)
+	}
+	out := make([]IdentityView, 0, len(links))
+	for _, l := range links {
+		out = append(out, IdentityView{Provider: l.Provider, Issuer: l.Issuer, Subject: l.Subject, LinkedAt: l.LinkedAt})
+	}
+	return writeAdminJSON(w, map[string]any{"identities": out})
 }
 
 // site is t's config, or the 503 of a write while no config uses the store.

@@ -147,6 +147,10 @@ func TestAdminRouting(t *testing.T) {
 		{"GET", "/guest_auth/users?tag=admin", 400, "", "tag must be guest-user or normal-user"},
 		{"GET", "/guest_auth/users?limit=0", 400, "", "limit must be a positive integer"},
 		{"GET", "/guest_auth/users/" + id, 200, "", `"id":"` + id + `"`},
+		{"GET", "/guest_auth/users/" + id, 200, "", `"identities":0`},
+		{"GET", "/guest_auth/users/" + id + "/identities", 200, "", `{"identities":[]}`},
+		{"GET", "/guest_auth/users/nobody/identities", 404, "", `no user with id "nobody"`},
+		{"POST", "/guest_auth/users/" + id + "/identities", 405, "GET", "not allowed"},
 		{"GET", "/guest_auth/users?storage=g.db", 200, "", `"id":"` + id + `"`},
 		{"POST", "/guest_auth/users/" + id + "/keep", 200, "", `"kept":true`},
 		{"POST", "/guest_auth/users/" + id + "/revoke", 200, "", `"revoked":1`},
@@ -242,5 +246,22 @@ func TestAdminWritesNeedAConfig(t *testing.T) {
 	}
 	if status, _, body := s.call("GET", "/guest_auth/users/"+id+"?storage=closing.db", ""); status != 200 || !strings.Contains(body, id) {
 		t.Fatalf("read: %d %s", status, body)
+	}
+}
+
+// A member's linked provider accounts are listed, oldest first.
+func TestAdminUserIdentities(t *testing.T) {
+	s := newTestSite(t)
+	login, _, err := s.svc.ProviderSignIn(context.Background(), nil, issuer, accounts.ProviderIdentity{Provider: "testidp", Issuer: "https://idp.example", Subject: "sub-1"}, "192.0.2.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := login.User.ID
+	status, _, body := s.call("GET", "/guest_auth/users/"+id+"/identities", "")
+	if status != 200 || !strings.Contains(body, `"provider":"testidp","issuer":"https://idp.example","subject":"sub-1","linked_at":"`) {
+		t.Fatalf("identities: %d %s", status, body)
+	}
+	if status, _, body := s.call("GET", "/guest_auth/users/"+id, ""); status != 200 || !strings.Contains(body, `"identities":1`) {
+		t.Fatalf("user: %d %s", status, body)
 	}
 }

@@ -78,6 +78,8 @@ const (
 	GuestMerged          = webhook.GuestMerged
 	UserCreated          = webhook.UserCreated
 	PasswordReset        = webhook.PasswordReset
+	IdentityLinked       = webhook.IdentityLinked
+	IdentityUnlinked     = webhook.IdentityUnlinked
 )
 
 // Event is one thing that happened, as logged and as sent to webhooks: the

@@ -74,6 +74,10 @@ type User struct {
 	// the store keeps it with the passkeys themselves, in the same write,
 	// so the expiry rule (Ephemeral) can read it from the record.
 	Passkeys int `json:"passkeys,omitempty"`
+	// Identities counts the accounts at other providers linked to the
+	// user (IdentityLink): each is a way back in, so a user with one is
+	// not Ephemeral. The store keeps it with the links, in their writes.
+	Identities int `json:"identities,omitempty"`
 }
 
 // VerifiedEmailKey is the EmailKey of u's verified address, or "" when it
@@ -91,12 +95,13 @@ func (u *User) IsAnonymous() bool { return u.Tag == TagGuest }
 // Ephemeral reports whether u has no credential that outlives its sessions
 // and device key: a guest, or a normal user who never set a password (a
 // name-only upgrade), without a verified email address (with one, a
-// sign-in link brings it back) and without a passkey. Ephemeral users expire like guests, after the guest
+// sign-in link brings it back), without a passkey and without a linked
+// provider account. Ephemeral users expire like guests, after the guest
 // idle TTL or once orphaned, unless kept. This is the one place the rule
 // lives: the store's expiry indexes, the prune re-check and the keep header
 // all use it.
 func (u *User) Ephemeral() bool {
-	return (u.IsAnonymous() || u.PasswordHash == "") && !u.EmailVerified && u.Passkeys == 0
+	return (u.IsAnonymous() || u.PasswordHash == "") && !u.EmailVerified && u.Passkeys == 0 && u.Identities == 0
 }
 
 // ActiveAt is the user's last recorded activity (its creation at least).
@@ -210,3 +215,16 @@ func NameKey(name string) string { return strings.ToLower(strings.TrimSpace(name
 // its domain already normalised (lowercase ASCII, IDNA), so one domain
 // has one key whichever way it was typed.
 func EmailKey(addr string) string { return strings.ToLower(strings.TrimSpace(addr)) }
+
+// IdentityLink links an account at another provider (an OpenID Connect
+// issuer and the subject it names) to a user: signing in there signs the
+// user in here. An issuer and subject are linked to one user at most.
+type IdentityLink struct {
+	Issuer  string `json:"issuer"`
+	Subject string `json:"subject"`
+	UserID  string `json:"user_id"`
+	// Provider is the name of the configured provider it came through
+	// (for display; the issuer is what identifies it).
+	Provider string    `json:"provider,omitempty"`
+	LinkedAt time.Time `json:"linked_at"`
+}

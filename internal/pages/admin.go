@@ -24,7 +24,7 @@ import (
 //
 //	GET  admin/?days=30|90         the dashboard: population now, charts and tables
 //	GET  admin/users?q=            find a user by id, username or verified email
-//	GET  admin/user?id=            a user: record, sessions, passkeys
+//	GET  admin/user?id=            a user: record, sessions, linked providers, passkeys
 //	POST admin/user  id, action    keep, unkeep, revoke, delete (delete asks
 //	                                to confirm first: confirm=yes)
 //
@@ -40,6 +40,7 @@ type AdminStore interface {
 	GetUserByEmail(ctx context.Context, email string) (*model.User, error)
 	ListUserSessions(ctx context.Context, userID string) ([]model.Session, error)
 	ListPasskeys(ctx context.Context, userID string) ([]model.Passkey, error)
+	ListIdentityLinks(ctx context.Context, userID string) ([]model.IdentityLink, error)
 }
 
 // AdminData is what the admin templates get in PageData.Admin.
@@ -61,6 +62,7 @@ type AdminData struct {
 	User          *AdminUser
 	Sessions      []AdminSession
 	Passkeys      []PagePasskey
+	Providers     []model.IdentityLink
 	ConfirmDelete bool
 }
 
@@ -215,6 +217,9 @@ func (p *Pages) loadAdminUser(ctx context.Context, d *PageData, uid string) erro
 	}
 	for _, s := range sessions {
 		d.Admin.Sessions = append(d.Admin.Sessions, AdminSession{ID: s.ID, ClientID: s.ClientID, CreatedAt: s.CreatedAt, LastUsedAt: s.LastUsedAt, EndsAt: s.EndsAt()})
+	}
+	if d.Admin.Providers, err = p.AdminStore.ListIdentityLinks(ctx, uid); err != nil {
+		return err
 	}
 	pks, err := p.AdminStore.ListPasskeys(ctx, uid)
 	if err != nil {

@@ -114,8 +114,14 @@ func TestAdminDashboard(t *testing.T) {
 	if w := admin.do("GET", "/auth/admin/users?q=nobody", nil, ""); !strings.Contains(w.Body.String(), "No user has") {
 		t.Fatalf("search for nobody:\n%s", w.Body)
 	}
+	// A linked provider shows on the user page.
+	link := model.IdentityLink{Issuer: "https://idp.example", Subject: "sub-1", UserID: mid, Provider: "Example ID", LinkedAt: time.Now()}
+	if _, err := p.AdminStore.(storage.Backend).LinkIdentity(context.Background(), link, func(*model.User) error { return nil }, nil); err != nil {
+		t.Fatal(err)
+	}
 	w = admin.do("GET", "/auth/admin/user?id="+mid, nil, "")
-	if w.Code != 200 || !strings.Contains(w.Body.String(), `id="user-tag">normal-user<`) || !strings.Contains(w.Body.String(), `<table id="sessions">`) {
+	if w.Code != 200 || !strings.Contains(w.Body.String(), `id="user-tag">normal-user<`) || !strings.Contains(w.Body.String(), `<table id="sessions">`) ||
+		!strings.Contains(w.Body.String(), "Example ID (<code>https://idp.example</code>, subject <code>sub-1</code>)") {
 		t.Fatalf("user page: %d\n%s", w.Code, w.Body)
 	}
 

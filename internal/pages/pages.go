@@ -83,8 +83,10 @@ type Pages struct {
 	// where the authorization and end-session endpoints send visitors
 	// back (protocol.RedirectSources).
 	FormActions []string
-	Logger      *zap.Logger
-	Now         func() time.Time
+	// Providers are the other providers to sign in with (providers.go).
+	Providers []Provider
+	Logger    *zap.Logger
+	Now       func() time.Time
 	// Passkeys, when set, serves passkeys (passkeys.go).
 	Passkeys *accounts.Passkeys
 	// Admins are the usernames (model.NameKey) of the members who may
@@ -204,6 +206,11 @@ type PageData struct {
 	// SiteCSS is set when the templates directory has a style.css, served
 	// at Prefix + "site.css".
 	SiteCSS bool
+	// Providers are the other providers to sign in with, one "Continue
+	// with" link each (Prefix + "provider/" + Name + "/start"); Links the
+	// signed-in member's linked provider accounts (the account page's).
+	Providers []ProviderButton
+	Links     []PageLink
 	// Passkeys is set when the site has passkeys: the pages offer them,
 	// with the script Prefix + "passkeys.js". PasskeyList is the account
 	// page's list of the user's passkeys.
@@ -307,6 +314,9 @@ func (p *Pages) Serve(w http.ResponseWriter, r *http.Request) error {
 	if name == "admin" || strings.HasPrefix(name, "admin/") {
 		return p.serveAdmin(w, r, name)
 	}
+	if rest, ok := strings.CutPrefix(name, "provider/"); ok && len(p.Providers) > 0 {
+		return p.serveProvider(w, r, rest)
+	}
 	if _, ok := pageTitles[name]; !ok || emailPages[name] && !p.Accounts.EmailEnabled() {
 		// Shown with the visitor's real session state: reading it changes
 		// nothing (but a slid session's renewed cookie).
@@ -347,8 +357,8 @@ func (p *Pages) Serve(w http.ResponseWriter, r *http.Request) error {
 		return p.Redirect(w, r, "signin")
 	}
 	if name == "account" {
-		if err := p.loadPasskeys(r, d, id); err != nil {
-			return p.Fault(w, r, err, "listing passkeys")
+		if err := p.loadAccountLists(r, d, id); err != nil {
+			return p.Fault(w, r, err, "listing the account's ways to sign in")
 		}
 	}
 	if name == "reset-password" {
@@ -376,6 +386,7 @@ func (p *Pages) pageData(r *http.Request, name string, id *accounts.Identity) *P
 	}
 	d.setUser(id)
 	d.Email = p.Accounts.EmailEnabled()
+	d.Providers = p.providerButtons()
 	d.Passkeys = p.Passkeys != nil
 	if emailPages[name] {
 		if r.Method == http.MethodPost {
@@ -585,6 +596,9 @@ func (p *Pages) postPage(w http.ResponseWriter, r *http.Request, d *PageData, id
 		}
 		if d.Action == "delete" {
 			return p.deleteAccount(w, r, d, id)
+		}
+		if d.Action == "unlink" {
+			return p.unlinkProvider(w, r, d, id)
 		}
 		if d.Action == "passkey_rename" || d.Action == "passkey_remove" {
 			return p.passkeyAction(w, r, d, id)

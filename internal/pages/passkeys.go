@@ -169,8 +169,8 @@ func (p *Pages) passkeyAction(w http.ResponseWriter, r *http.Request, d *PageDat
 		err = p.Passkeys.Rename(ctx, id, credID, r.PostForm.Get("passkey_name"))
 	}
 	if err != nil {
-		if lerr := p.loadPasskeys(r, d, id); lerr != nil {
-			return p.Fault(w, r, lerr, "listing passkeys")
+		if lerr := p.loadAccountLists(r, d, id); lerr != nil {
+			return p.Fault(w, r, lerr, "listing the account's ways to sign in")
 		}
 		return p.formError(w, d, err)
 	}

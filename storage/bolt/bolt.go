@@ -529,7 +529,7 @@ func (b *Store) updateUser(tx *bbolt.Tx, id string, m *memo[model.User], fn func
 	return &u, nil
 }
 
-// DeleteUser implements storage.Backend: the user, its name, sessions and devices.
+// DeleteUser implements storage.Backend: the user, its name, sessions, devices, passkeys and identity links.
 func (b *Store) DeleteUser(ctx context.Context, id string, ev storage.Events) error {
 	return b.batch(ctx, func(tx *bbolt.Tx) error {
 		var u model.User
@@ -545,6 +545,9 @@ func (b *Store) DeleteUser(ctx context.Context, id string, ev storage.Events) er
 
 func (b *Store) deleteUser(tx *bbolt.Tx, u *model.User) error {
 	if _, err := b.deleteUserSessions(tx, u.ID, ""); err != nil {
+		return err
+	}
+	if err := deleteUserLinks(tx, u.ID); err != nil {
 		return err
 	}
 	if u.DeviceKID != "" {

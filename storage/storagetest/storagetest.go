@@ -75,6 +75,10 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Backend) {
 		{"EventsFailTheirWrite", testEventsFailTheirWrite},
 		{"Locks", testLocks},
 		{"DeleteSigningKey", testDeleteSigningKey},
+		{"IdentityLinks", testIdentityLinks},
+		{"IdentityLinksGoWithUser", testIdentityLinksGoWithUser},
+		{"IdentityLinkConcurrent", testIdentityLinkConcurrent},
+		{"IdentityLinkEvents", testIdentityLinkEvents},
 	}
 	tests = append(tests, passkeyTests...)
 	for _, tc := range tests {
