@@ -104,6 +104,9 @@ const (
 // refusal counts of this process.
 const limitFlushInterval = 10 * time.Second
 
+// compactEvery: the counters are compacted every minute.
+const compactEvery = 6
+
 // flushLimitHits adds the limit refusals counted since the last flush to
 // the store's daily counters (series limit.<limit>), dated now; what the
 // store refuses is kept for the next flush.
@@ -124,12 +127,22 @@ func flushLimitHits(ctx context.Context, st storage.DailyStore, now time.Time) e
 }
 
 // flushLimits runs flushLimitHits every limitFlushInterval for the life of
-// the open store, and once more when it closes.
+// the open store, and once more when it closes; every compactEvery flushes
+// it compacts the store's counters (storage.DailyStore.CompactCounters),
+// on one process at a time.
 func (s *sharedStore) flushLimits() {
 	log := caddy.Log().Named("guest_auth.limits")
 	t := time.NewTicker(limitFlushInterval)
 	defer t.Stop()
-	for {
+	for tick := 1; ; tick++ {
+		if tick%compactEvery == 0 {
+			_, err := s.store.TryLockSweep(s.ctx, "counters", func(ctx context.Context) error {
+				return s.store.CompactCounters(ctx, time.Now())
+			})
+			if err != nil && s.ctx.Err() == nil {
+				log.Warn("compacting the dashboard's counters", zap.Error(err))
+			}
+		}
 		select {
 		case <-s.ctx.Done():
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

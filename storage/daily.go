@@ -211,4 +211,10 @@ type DailyStore interface {
 	// (UTC dates, inclusive), sorted by day then series, from one
 	// consistent read.
 	Daily(ctx context.Context, from, to string) ([]DayCount, error)
+	// CompactCounters tidies the counters of the past (a backend that
+	// spreads counters over several rows, against contention, folds
+	// them), so the reads above stay as cheap as the days they read. It
+	// changes no count; the store's owner calls it now and then (every
+	// minute).
+	CompactCounters(ctx context.Context, now time.Time) error
 }

@@ -43,7 +43,7 @@ func (p *Postgres) AddDaily(ctx context.Context, counts []storage.DayCount) erro
 	}
 	days, series, ns := dailyCols(counts)
 	return p.once(ctx, func(ctx context.Context) error {
-		_, err := p.pool.Exec(ctx, addDailySQL, rand.IntN(guestShards), days, series, ns)
+		_, err := p.pool.Exec(ctx, addDailySQL, 1+rand.IntN(guestShards-1), days, series, ns)
 		return err
 	})
 }
@@ -153,12 +153,40 @@ func (w *wtx) flushIdleHours() {
 	})
 	hours, shards, ns := make([]int64, len(keys)), make([]int32, len(keys)), make([]int64, len(keys))
 	for i, k := range keys {
-		hours[i], shards[i], ns[i] = k[0], int32(k[1]), w.idleHours[k]
+		hours[i], shards[i], ns[i] = k[0], int32(k[1])+1, w.idleHours[k] // shard 0 is CompactCounters'
+
 	}
 	w.queue(`INSERT INTO guestauth_idle_hours (hour, shard, n) SELECT * FROM unnest($1::bigint[], $2::integer[], $3::bigint[])
 		ON CONFLICT (hour, shard) DO UPDATE SET n = guestauth_idle_hours.n + EXCLUDED.n`, hours, shards, ns)
 	if !emptied {
 		return // only additions: no row reached 0
 	}
-	w.queue(`DELETE FROM guestauth_idle_hours WHERE (hour, shard) IN (SELECT * FROM unnest($1::bigint[], $2::integer[])) AND n <= 0`, hours, shards)
+	w.queue(`DELETE FROM guestauth_idle_hours WHERE (hour, shard) IN (SELECT * FROM unnest($1::bigint[], $2::integer[])) AND n = 0`, hours, shards)
+}
+
+// CompactCounters implements storage.Backend: in one transaction, it folds
+// the daily counters of days before now's UTC day, and the idle-hour
+// counts of hours before the last two, from their write shards into shard
+// 0, so the dashboard's reads sum one row per day and series, one per
+// hour. Writes never use shard 0, so folding waits on no writer's shard 0
+// row; a write to a row being folded is waited for and folded with it.
+func (p *Postgres) CompactCounters(ctx context.Context, now time.Time) error {
+	today := storage.Day(now)
+	hour := floorDiv(ns(now), int64(time.Hour)) - 2
+	return p.once(ctx, func(ctx context.Context) error {
+		return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `WITH moved AS (DELETE FROM guestauth_daily WHERE day < $1::date AND shard <> 0 RETURNING day, series, n)
+				INSERT INTO guestauth_daily (day, series, shard, n) SELECT day, series, 0, sum(n) FROM moved GROUP BY day, series ORDER BY day, series
+				ON CONFLICT (day, series, shard) DO UPDATE SET n = guestauth_daily.n + EXCLUDED.n`, today); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `WITH moved AS (DELETE FROM guestauth_idle_hours WHERE hour < $1 AND shard <> 0 RETURNING hour, n)
+				INSERT INTO guestauth_idle_hours (hour, shard, n) SELECT hour, 0, sum(n) FROM moved GROUP BY hour ORDER BY hour
+				ON CONFLICT (hour, shard) DO UPDATE SET n = guestauth_idle_hours.n + EXCLUDED.n`, hour); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `DELETE FROM guestauth_idle_hours WHERE shard = 0 AND hour < $1 AND n = 0`, hour)
+			return err
+		})
+	})
 }

@@ -118,6 +118,21 @@ func testDailyCounters(t *testing.T, st storage.Backend) {
 		}
 	}
 	wantDailyMap(t, "concurrent", dailyMap(t, st, "2030-03-01", "2030-03-01"), map[string]int64{"2030-03-01 x": 40, "2030-03-01 y": 80})
+
+	// Compacting changes no count, and later additions add to it.
+	before := dailyMap(t, st, "2029-01-01", "2031-01-01")
+	if err := st.CompactCounters(bg, time.Date(2030, 3, 2, 0, 0, 0, 0, time.UTC)); err != nil {
+		t.Fatal(err)
+	}
+	wantDailyMap(t, "compacted", dailyMap(t, st, "2029-01-01", "2031-01-01"), before)
+	if err := st.AddDaily(bg, []storage.DayCount{{Day: "2030-03-01", Series: "x", N: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CompactCounters(bg, time.Date(2030, 3, 2, 0, 0, 0, 0, time.UTC)); err != nil {
+		t.Fatal(err)
+	}
+	before["2030-03-01 x"] += 2
+	wantDailyMap(t, "added and compacted again", dailyMap(t, st, "2029-01-01", "2031-01-01"), before)
 }
 
 // ListUserSessions: a user's sessions, oldest first, and only theirs.
@@ -180,6 +195,22 @@ func testCountIdleGuests(t *testing.T, st storage.Backend) {
 		t.Fatal(err)
 	}
 	check("after touches, keeping, an upgrade and deletions")
+	// Compacting changes no count; users counted before it then move.
+	if err := st.CompactCounters(bg, T0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	check("compacted")
+	if _, err := st.TouchUsers(bg, map[string]time.Time{"h25": T0.Add(2 * time.Minute), "h26": T0.Add(-time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteUser(bg, "h27", nil); err != nil {
+		t.Fatal(err)
+	}
+	check("moved after compaction")
+	if err := st.CompactCounters(bg, T0.Add(5*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	check("compacted again")
 }
 
 // Stats' session count follows every write that stores or ends sessions
