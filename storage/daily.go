@@ -189,17 +189,17 @@ func SortDayCounts(c []DayCount) {
 // a date, an empty or overlong series.
 func CheckDayCount(c DayCount) error {
 	if _, err := time.Parse(DayFormat, c.Day); err != nil {
-		return errBadDay(c.Day)
+		return badDayError(c.Day)
 	}
 	if c.Series == "" || len(c.Series) > 64 {
-		return errBadDay(c.Series)
+		return badDayError(c.Series)
 	}
 	return nil
 }
 
-type errBadDay string
+type badDayError string
 
-func (e errBadDay) Error() string { return "bad daily counter " + strconv.Quote(string(e)) }
+func (e badDayError) Error() string { return "bad daily counter " + strconv.Quote(string(e)) }
 
 // DailyStore is the part of Backend that keeps the daily counters.
 type DailyStore interface {

@@ -154,9 +154,10 @@ func (c *Chart) SVG() template.HTML {
 			anchor = "end"
 		}
 		x := padL + step*(float64(i)+0.5)
-		if i == 0 {
+		switch i {
+		case 0:
 			x = padL
-		} else if i == n-1 {
+		case n - 1:
 			x = chartW - padR
 		}
 		fmt.Fprintf(&b, `<text class="axis" x="%.1f" y="%d" text-anchor="%s">%s</text>`, x, chartH-8, anchor, esc(c.Labels[i]))
