@@ -108,7 +108,7 @@ func (g *GuestAuth) setupEvents(ctx caddy.Context) error {
 		return live, kept
 	})
 	metrics.SetPopulationSource(func() (int64, int64) {
-		s, err := st.Stats(context.Background())
+		s, err := st.Counts(context.Background())
 		if err != nil {
 			return 0, 0
 		}

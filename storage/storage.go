@@ -212,6 +212,10 @@ type Backend interface {
 
 	// Stats counts users, guests and sessions.
 	Stats(ctx context.Context) (*Stats, error)
+	// Counts is Stats without the sizes (Path, FileSize and DataSize
+	// empty): the counters alone, which the dashboard and the metrics
+	// read on every request or scrape.
+	Counts(ctx context.Context) (*Stats, error)
 	// Backup writes a consistent copy of the whole store to w, while
 	// writers go on. size, when not nil, is called with the copy's exact
 	// length before anything is written.

@@ -36,6 +36,7 @@ type Store interface {
 	GetUser(ctx context.Context, id string) (*model.User, error)
 	ListUsers(ctx context.Context, after, tag string, limit int) (users []model.User, next string, err error)
 	Stats(ctx context.Context) (*storage.Stats, error)
+	Counts(ctx context.Context) (*storage.Stats, error)
 	Daily(ctx context.Context, from, to string) ([]storage.DayCount, error)
 	CountIdleGuests(ctx context.Context, before time.Time) (int64, error)
 	ListIdentityLinks(ctx context.Context, userID string) ([]model.IdentityLink, error)

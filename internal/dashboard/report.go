@@ -21,7 +21,7 @@ import (
 
 // Store is what the report reads.
 type Store interface {
-	Stats(ctx context.Context) (*storage.Stats, error)
+	Counts(ctx context.Context) (*storage.Stats, error)
 	Daily(ctx context.Context, from, to string) ([]storage.DayCount, error)
 	// CountIdleGuests counts the users ScanIdleGuests(before) would visit.
 	CountIdleGuests(ctx context.Context, before time.Time) (int64, error)
@@ -113,7 +113,7 @@ func Build(ctx context.Context, st Store, now time.Time, days int, guestTTL time
 	days = max(1, min(days, 366))
 	now = now.UTC()
 	r := &Report{At: now}
-	stats, err := st.Stats(ctx)
+	stats, err := st.Counts(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -34,6 +34,21 @@ func (p *Postgres) Stats(ctx context.Context) (*storage.Stats, error) {
 	return st, nil
 }
 
+// Counts implements storage.Backend: the sixteen counter rows.
+func (p *Postgres) Counts(ctx context.Context) (*storage.Stats, error) {
+	st := &storage.Stats{}
+	err := p.read(ctx, func(ctx context.Context) error {
+		return p.pool.QueryRow(ctx, `SELECT coalesce(sum(users), 0)::bigint, coalesce(sum(sessions), 0)::bigint,
+				coalesce(sum(live), 0)::bigint, coalesce(sum(kept), 0)::bigint FROM guestauth_guest_counts`).
+			Scan(&st.Users, &st.Sessions, &st.LiveGuests, &st.KeptGuests)
+	})
+	if err != nil {
+		return nil, err
+	}
+	st.NormalUsers = max(st.Users-st.LiveGuests, 0)
+	return st, nil
+}
+
 // ExportFormat is the first line of a Backup.
 const ExportFormat = "guestauth-export-v1"
 

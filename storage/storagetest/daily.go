@@ -231,6 +231,10 @@ func testSessionCounter(t *testing.T, st storage.Backend) {
 		if err != nil || s.Sessions != n {
 			t.Fatalf("%s: Stats.Sessions %v (%v), %d stored", step, s, err, n)
 		}
+		c, err := st.Counts(bg)
+		if err != nil || c.Sessions != s.Sessions || c.Users != s.Users || c.LiveGuests != s.LiveGuests || c.KeptGuests != s.KeptGuests || c.NormalUsers != s.NormalUsers {
+			t.Fatalf("%s: Counts %+v (%v), Stats %+v", step, c, err, s)
+		}
 	}
 	for _, u := range users {
 		mustCreate(t, st, NewUser(u, "guest_"+u), NewSession("s"+u, u), nil)
