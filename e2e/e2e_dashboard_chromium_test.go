@@ -109,7 +109,11 @@ func TestChromiumDashboard(t *testing.T) {
 				t.Fatalf("kept shows %q", got)
 			}
 			run(t, ctx, chromedp.Click("#unkeep", chromedp.ByID), chromedp.WaitVisible("#keep", chromedp.ByID))
-			run(t, ctx, chromedp.Click("#revoke", chromedp.ByID), chromedp.WaitVisible(".message", chromedp.ByQuery))
+			// The page before already has a message (unkept): wait for the
+			// revocation's.
+			run(t, ctx, chromedp.Click("#revoke", chromedp.ByID))
+			waitLocation(t, ctx, s.Base+"/auth/admin/user?id="+ids[1]+"&done=revoked&n=1")
+			run(t, ctx, chromedp.WaitVisible(".message", chromedp.ByQuery))
 			if got := text(t, ctx, ".message"); !strings.Contains(got, "ended (1)") {
 				t.Fatalf("revoke says %q", got)
 			}
