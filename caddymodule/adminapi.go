@@ -4,6 +4,7 @@ import (
 	"context"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
@@ -46,7 +47,7 @@ func adminTarget(path string) (admin.Target, error) {
 		t.Site = &admin.Site{Accounts: g.svc, Prune: g.prune, RotateKey: func(ctx context.Context) (string, string, error) {
 			kid, err := sh.keys.Rotate(ctx, g.alg)
 			return kid, g.alg.String(), err
-		}}
+		}, GuestTTL: time.Duration(*g.GuestTTL)}
 	}
 	return t, nil
 }

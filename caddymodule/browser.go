@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/guestauth/caddy-guestauth/internal/accounts"
 	"github.com/guestauth/caddy-guestauth/internal/caddyopt"
 	"github.com/guestauth/caddy-guestauth/internal/pages"
 )
@@ -104,6 +105,12 @@ type Browser struct {
 	// Passkeys turns on passkeys (see BrowserPasskeys); off unless given.
 	Passkeys *BrowserPasskeys `json:"passkeys,omitempty"`
 
+	// Usernames of the members who may open the dashboard at
+	// <pages_prefix>admin/ (population, conversion and users; see
+	// docs/dashboard.md), signed in by any method. Anyone else gets 404
+	// there. Unset: no dashboard.
+	Admins []string `json:"admins,omitempty"`
+
 	createGuest caddyhttp.MatcherSets
 	templates   *pages.Templates
 	providers   []pages.Provider
@@ -153,6 +160,11 @@ func (b *Browser) validate() error {
 	if *b.UnconfirmedGuestTTL < 0 {
 		return errors.New("browser unconfirmed_guest_ttl cannot be negative")
 	}
+	for _, name := range b.Admins {
+		if err := accounts.ValidateName(name); err != nil {
+			return fmt.Errorf("browser admins: %q is not a username: %w", name, err)
+		}
+	}
 	if err := validateProviders(b.Providers); err != nil {
 		return err
 	}
@@ -198,6 +210,12 @@ func parseBrowser(d *caddyfile.Dispenser, h *httpcaddyfile.Helper) (*Browser, er
 			if err = opts.Once(d, key); err == nil {
 				b.Passkeys, err = parsePasskeys(d)
 			}
+		case "admins": // repeatable: the names add up
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				err = d.ArgErr()
+			}
+			b.Admins = append(b.Admins, args...)
 		default:
 			err = d.Errf("unknown browser option %q", key)
 		}

@@ -39,3 +39,16 @@ func TestBrowserSiteConfig(t *testing.T) {
 		}
 	}
 }
+
+// browser admins: usernames, checked at load.
+func TestBrowserAdminsRefused(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"browser {\n admins\n}", "wrong argument count"},
+		{"browser {\n admins guest_x\n}", "browser admins: \"guest_x\" is not a username"},
+		{`{"browser": {"admins": ["a b"]}}`, "is not a username"},
+	} {
+		if err := checkConfig(c.in); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q:\n got error %v\nwant one containing %q", c.in, err, c.want)
+		}
+	}
+}

@@ -83,6 +83,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        unconfirmed_guest_ttl <duration>
 //	        templates             <dir>
 //	        merged_header         <Header-Name>
+//	        admins                <username>...
 //	    }
 //	    email {
 //	        smtp                  <host:port>

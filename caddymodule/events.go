@@ -107,6 +107,13 @@ func (g *GuestAuth) setupEvents(ctx caddy.Context) error {
 		live, kept, _ := st.GuestCounts(context.Background()) // a scrape has no context to pass on
 		return live, kept
 	})
+	metrics.SetPopulationSource(func() (int64, int64) {
+		s, err := st.Counts(context.Background())
+		if err != nil {
+			return 0, 0
+		}
+		return s.NormalUsers, s.Sessions
+	})
 	return nil
 }
 
@@ -145,14 +152,20 @@ func (g *GuestAuth) observe(_ context.Context, ev events.Event, stored bool) {
 	case events.GuestCreated:
 		metrics.GuestCreated()
 	case events.GuestUpgraded:
-		metrics.GuestUpgraded()
+		method, _ := ev.Data["method"].(string)
+		metrics.GuestUpgraded(method)
 	case events.GuestExpired:
 		metrics.GuestsExpired(1)
+	case events.GuestMerged:
+		metrics.GuestMerged()
+	case events.UserDeleted:
+		metrics.UserDeleted()
 	}
 	if ev.Type == accounts.UserKept {
 		kept, _ := ev.Data["kept"].(bool)
 		cause, _ := ev.Data["cause"].(string)
-		g.logger.Info(ev.Type, zap.String("user_id", ev.UserID), zap.Bool("kept", kept), zap.String("cause", cause))
+		admin, _ := ev.Data["admin"].(string)
+		g.logger.Info(ev.Type, zap.String("user_id", ev.UserID), zap.Bool("kept", kept), zap.String("cause", cause), zap.String("admin", admin))
 	} else if stored && g.outbox != nil {
 		g.events.Log(ev)
 		g.outbox.Nudge() // stored by this process: deliver it now

@@ -447,6 +447,12 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 			Logger: g.logger, Now: g.now, FormActions: protocol.RedirectSources(g.clients),
 			Providers: g.Browser.providers,
 		}
+		for _, name := range g.Browser.Admins {
+			g.pages.Admins = append(g.pages.Admins, model.NameKey(name))
+		}
+		if len(g.pages.Admins) > 0 {
+			g.pages.AdminStore, g.pages.GuestTTL = g.shared.store, time.Duration(*g.GuestTTL)
+		}
 		if pk := g.Browser.Passkeys; pk != nil {
 			if g.pages.Passkeys, err = accounts.NewPasskeys(g.svc, g.shared.store, accounts.PasskeyConfig{RPID: pk.RPID, RPName: g.Browser.SiteName}); err != nil {
 				return err

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/guestauth/caddy-guestauth/internal/accounts"
+	"github.com/guestauth/caddy-guestauth/internal/metrics"
 	"github.com/guestauth/caddy-guestauth/internal/tokens"
 	"github.com/guestauth/caddy-guestauth/storage"
 )
@@ -97,9 +98,73 @@ const (
 	sweepBatch    = 500
 )
 
+// limitFlushInterval is how often the limit refusals counted in memory
+// (metrics.RateLimited) are added to the store's daily counters: a refused
+// request costs no store write, and a crash loses at most this long's
+// refusal counts of this process.
+const limitFlushInterval = 10 * time.Second
+
+// compactEvery: the counters are compacted every minute.
+const compactEvery = 6
+
+// flushLimitHits adds the limit refusals counted since the last flush to
+// the store's daily counters (series limit.<limit>), dated now; what the
+// store refuses is kept for the next flush.
+func flushLimitHits(ctx context.Context, st storage.DailyStore, now time.Time) error {
+	m := metrics.TakeLimitHits()
+	if len(m) == 0 {
+		return nil
+	}
+	var t storage.Tally
+	for limit, n := range m {
+		t.Add(now, storage.SeriesLimitHit+limit, n)
+	}
+	if err := st.AddDaily(ctx, t.Counts()); err != nil {
+		metrics.ReturnLimitHits(m)
+		return err
+	}
+	return nil
+}
+
+// flushLimits runs flushLimitHits every limitFlushInterval for the life of
+// the open store, and once more when it closes; every compactEvery flushes
+// it compacts the store's counters (storage.DailyStore.CompactCounters),
+// on one process at a time.
+func (s *sharedStore) flushLimits() {
+	log := caddy.Log().Named("guest_auth.limits")
+	t := time.NewTicker(limitFlushInterval)
+	defer t.Stop()
+	for tick := 1; ; tick++ {
+		if tick%compactEvery == 0 {
+			_, err := s.store.TryLockSweep(s.ctx, "counters", func(ctx context.Context) error {
+				return s.store.CompactCounters(ctx, time.Now())
+			})
+			if err != nil && s.ctx.Err() == nil {
+				log.Warn("compacting the dashboard's counters", zap.Error(err))
+			}
+		}
+		select {
+		case <-s.ctx.Done():
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := flushLimitHits(ctx, s.store, time.Now()); err != nil {
+				log.Warn("storing the limit counts", zap.Error(err))
+			}
+			return
+		case <-t.C:
+			if err := flushLimitHits(s.ctx, s.store, time.Now()); err != nil {
+				log.Warn("storing the limit counts", zap.Error(err))
+			}
+		}
+	}
+}
+
 // sweep runs for the life of the open file: exactly one per store.
 func (s *sharedStore) sweep() {
 	defer close(s.done)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(s.flushLimits)
 	log := caddy.Log().Named("guest_auth.sweeper")
 	accounts.SweepSessionsEvery(s.ctx, s.store, sweepInterval, sweepBatch, func(n int, err error) {
 		if err != nil {

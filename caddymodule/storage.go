@@ -12,6 +12,7 @@ import (
 	"github.com/guestauth/caddy-guestauth/internal/admin"
 	"github.com/guestauth/caddy-guestauth/internal/caddyopt"
 	"github.com/guestauth/caddy-guestauth/internal/outbox"
+	"github.com/guestauth/caddy-guestauth/internal/pages"
 	"github.com/guestauth/caddy-guestauth/internal/tokens"
 	"github.com/guestauth/caddy-guestauth/storage"
 	// The storage modules (guest_auth.storage.bolt, .postgres) register
@@ -91,6 +92,8 @@ type store interface {
 	tokens.KeyStore
 	outbox.Store
 	admin.Store
+	storage.DailyStore
+	pages.AdminStore
 
 	// TryLockSweep is the store's sweep lock: a periodic sweep runs in one
 	// place at a time of all the processes and configs using the store.

@@ -79,6 +79,10 @@ type TxResult struct {
 	// Ended is how many sessions the write deleted outright (not counting
 	// those of deleted users).
 	Ended int
+	// Tally is where Events adds the daily counts its events stand for
+	// (see DayCount); the backend adds them to its daily counters in the
+	// same transaction. Each call of Events gets an empty one.
+	Tally *Tally
 }
 
 // Events are the outbox records of the events a write reports, built from

@@ -74,6 +74,9 @@ type Backend interface {
 	// not be modified.
 	Identity(ctx context.Context, userID, sessionID string) (*model.User, *model.Session, error)
 	GetSession(ctx context.Context, id string) (*model.Session, error)
+	// ListUserSessions returns a user's sessions, oldest first (by
+	// CreatedAt, then ID); none for an unknown user.
+	ListUserSessions(ctx context.Context, userID string) ([]model.Session, error)
 	// UpdateSession applies fn to the stored session and saves it. Its
 	// TxResult is empty.
 	UpdateSession(ctx context.Context, id string, fn func(s *model.Session) error, ev Events) (*model.Session, error)
@@ -168,6 +171,9 @@ type Backend interface {
 	// ActiveAt is before before, oldest first, from one consistent read,
 	// until fn returns false.
 	ScanIdleGuests(ctx context.Context, before time.Time, fn func(u *model.User) bool) error
+	// CountIdleGuests counts the users ScanIdleGuests(before) would
+	// visit, from the same index, without reading their records.
+	CountIdleGuests(ctx context.Context, before time.Time) (int64, error)
 	// ScanOrphans calls fn for each ephemeral user that is not Kept, has no
 	// DeviceKID and has OrphanedAt set, from one consistent read, until fn
 	// returns false.
@@ -202,9 +208,14 @@ type Backend interface {
 	SharedLimiter
 	Outbox
 	PasskeyStore
+	DailyStore
 
 	// Stats counts users, guests and sessions.
 	Stats(ctx context.Context) (*Stats, error)
+	// Counts is Stats without the sizes (Path, FileSize and DataSize
+	// empty): the counters alone, which the dashboard and the metrics
+	// read on every request or scrape.
+	Counts(ctx context.Context) (*Stats, error)
 	// Backup writes a consistent copy of the whole store to w, while
 	// writers go on. size, when not nil, is called with the copy's exact
 	// length before anything is written.

@@ -78,6 +78,9 @@ type config struct {
 	phaseTimeout time.Duration
 	keep         bool
 	only         string
+	// -dashboard: users in the store the dashboard is timed on.
+	dashboard         int
+	dashboardPostgres string
 	// the large-store comparison (see largeStore)
 	prefillOffline int
 	freshSize      int
@@ -111,8 +114,22 @@ func main() {
 	flag.IntVar(&c.soakKeep, "soak-clients", 20000, "guests of each store whose tokens the soak uses (spread through the store)")
 	flag.DurationVar(&c.soak, "soak", 0, "mixed traffic on both stores of -prefill-offline before the rounds")
 	mixFlag := flag.String("soak-mix", defaultMix, "the soak's requests per second per site: proxy, create, refresh, upgrade (a rename, no password), logout")
+	flag.IntVar(&c.dashboard, "dashboard", 0, "instead of the HTTP scenarios: time the admin dashboard on a store of this many users (bbolt, and -dashboard-postgres), no Caddy")
+	flag.StringVar(&c.dashboardPostgres, "dashboard-postgres", "", "a PostgreSQL connection string for -dashboard (an empty database)")
 	flag.Parse()
 	var err error
+	if c.dashboard > 0 {
+		dir, err := os.MkdirTemp("", "guestauth-dashboard-*")
+		if err == nil {
+			err = runDashboard(c, dir)
+			os.RemoveAll(dir)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "guestauth-bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if c.soakMix, err = parseMix(*mixFlag); err != nil {
 		fmt.Fprintln(os.Stderr, "guestauth-bench:", err)
 		os.Exit(2)

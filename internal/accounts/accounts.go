@@ -297,7 +297,7 @@ func (s *Service) createGuestVia(ctx context.Context, issuer, clientID, clientIP
 	if err := s.admitGuest(ctx, clientIP); err != nil {
 		return nil, err
 	}
-	p := withEvents(s.cfg.Stager, created(events.Event{Type: events.GuestCreated, ClientID: clientID, Data: map[string]any{"via": via}}))
+	p := s.withEvents(created(events.Event{Type: events.GuestCreated, ClientID: clientID, Data: map[string]any{"via": via}}))
 	issued, err := s.createGuest(ctx, issuer, clientID, nil, p.tx())
 	if err != nil {
 		return nil, err

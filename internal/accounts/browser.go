@@ -91,7 +91,7 @@ func (s *Service) CreateBrowserGuest(ctx context.Context, issuer, clientIP strin
 
 // browserGuestEvents is the guest.created event of a browser guest.
 func (s *Service) browserGuestEvents(ctx context.Context) *pending {
-	return withEvents(s.cfg.Stager, created(events.Event{Type: events.GuestCreated, Data: map[string]any{"via": "browser", "client_ip": clientIPOf(ctx)}}))
+	return s.withEvents(created(events.Event{Type: events.GuestCreated, Data: map[string]any{"via": "browser", "client_ip": clientIPOf(ctx)}}))
 }
 
 // createBrowserGuest creates a browser guest, storing ev's events with it.
@@ -153,7 +153,7 @@ func (s *Service) RotateBrowserSession(ctx context.Context, prev *Identity, u *m
 			sess.MergedFrom = prev.Session.MergedFrom
 		case prev.User.IsAnonymous():
 			sess.MergedFrom = prev.User.ID
-			merge = withEvents(s.cfg.Stager, one(events.Event{Type: events.GuestMerged, UserID: u.ID, Data: map[string]any{"guest_id": prev.User.ID, "user_id": u.ID}}))
+			merge = s.withEvents(one(events.Event{Type: events.GuestMerged, UserID: u.ID, Data: map[string]any{"guest_id": prev.User.ID, "user_id": u.ID}}))
 		}
 	}
 	if _, err := s.store.PutSessionLimit(ctx, sess, s.cfg.MaxSessionsPerUser); err != nil {
@@ -255,7 +255,7 @@ func (s *Service) BrowserAuthenticate(ctx context.Context, handle, issuer string
 // EndBrowserSession ends the session of id (sign-out), reporting
 // session.revoked with cause "logout".
 func (s *Service) EndBrowserSession(ctx context.Context, id *Identity) error {
-	p := withEvents(s.cfg.Stager, one(events.Event{Type: events.SessionRevoked, UserID: id.User.ID, Data: map[string]any{"cause": "logout"}}))
+	p := s.withEvents(one(events.Event{Type: events.SessionRevoked, UserID: id.User.ID, Data: map[string]any{"cause": "logout"}}))
 	ended, err := s.endSession(ctx, id.Session.ID, p.tx())
 	if err != nil {
 		return err

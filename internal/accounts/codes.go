@@ -242,7 +242,7 @@ func containsAny(s, chars string) bool {
 // codeReplayed answers a second redemption: it ends the session the first
 // one made (reporting session.revoked, cause code_reuse) and refuses.
 func (s *Service) codeReplayed(ctx context.Context, rec *codeRecord) error {
-	p := withEvents(s.cfg.Stager, one(events.Event{Type: events.SessionRevoked, UserID: rec.UserID, ClientID: rec.ClientID, Data: map[string]any{"cause": "code_reuse", "client_ip": clientIPOf(ctx)}}))
+	p := s.withEvents(one(events.Event{Type: events.SessionRevoked, UserID: rec.UserID, ClientID: rec.ClientID, Data: map[string]any{"cause": "code_reuse", "client_ip": clientIPOf(ctx)}}))
 	ended, err := s.endSession(ctx, rec.Session, p.tx())
 	if err != nil {
 		return err

@@ -216,7 +216,7 @@ func (s *Service) AnonymousRequest(ctx context.Context, issuer, clientID, client
 		u := r.Created[0]
 		return []events.Event{{Type: events.GuestCreated, UserID: u.ID, ClientID: clientID, Data: map[string]any{"via": "keypair", "device_kid": u.DeviceKID}}}
 	}
-	p := withEvents(s.cfg.Stager, build)
+	p := s.withEvents(build)
 	res, err := s.anonymousRequest(ctx, issuer, clientID, clientIP, raw, p.tx())
 	if err == nil && res.Created {
 		s.observeAll(ctx, p.stored(storage.TxResult{Created: []model.User{*res.User}}))

@@ -452,10 +452,10 @@ func (s *Service) resetPassword(ctx context.Context, req ResetRequest) (*model.U
 	now := s.now().UTC()
 	upgraded := false
 	oldName := ""
-	p := withEvents(s.cfg.Stager, func(storage.TxResult) []events.Event {
+	p := s.withEvents(func(storage.TxResult) []events.Event {
 		evs := []events.Event{{Type: events.PasswordReset, UserID: l.UserID, Data: map[string]any{"via": "email", "client_ip": clientIPOf(ctx)}}}
 		if upgraded {
-			evs = append(evs, events.Event{Type: events.GuestUpgraded, UserID: l.UserID, Data: map[string]any{"old_name": oldName, "new_name": oldName}})
+			evs = append(evs, events.Event{Type: events.GuestUpgraded, UserID: l.UserID, Data: map[string]any{"old_name": oldName, "new_name": oldName, "method": MethodEmail}})
 		}
 		return evs
 	})
@@ -469,6 +469,7 @@ func (s *Service) resetPassword(ctx context.Context, req ResetRequest) (*model.U
 			u.Tag = model.TagNormal
 			u.OrphanedAt = time.Time{}
 			upgraded = true
+			p.bornAt(u)
 		}
 		u.UpdatedAt = now
 		return nil
@@ -479,7 +480,7 @@ func (s *Service) resetPassword(ctx context.Context, req ResetRequest) (*model.U
 	case err != nil:
 		return nil, err
 	}
-	dp := withEvents(s.cfg.Stager, revoked(u.ID, "password_reset"))
+	dp := s.withEvents(revoked(u.ID, "password_reset"))
 	n, err := s.store.DeleteUserSessions(ctx, u.ID, "", dp.tx())
 	if err != nil {
 		return nil, fmt.Errorf("ending the sessions: %w", err)

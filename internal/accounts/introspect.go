@@ -118,7 +118,7 @@ func (s *Service) EndClientSession(ctx context.Context, sid, userID, clientID st
 	if sess.UserID != userID || sess.ClientID != clientID {
 		return nil
 	}
-	p := withEvents(s.cfg.Stager, one(events.Event{Type: events.SessionRevoked, UserID: userID, ClientID: clientID, Data: map[string]any{"cause": "logout"}}))
+	p := s.withEvents(one(events.Event{Type: events.SessionRevoked, UserID: userID, ClientID: clientID, Data: map[string]any{"cause": "logout"}}))
 	ended, err := s.endSession(ctx, sid, p.tx())
 	if err != nil {
 		return err

@@ -137,11 +137,11 @@ func (s *Service) ManageUpdate(ctx context.Context, id string, ch UserChange) (u
 
 	now := s.now().UTC()
 	upgraded, newName := false, ""
-	up := withEvents(s.cfg.Stager, func(storage.TxResult) []events.Event {
+	up := s.withEvents(func(storage.TxResult) []events.Event {
 		if !upgraded {
 			return nil
 		}
-		return []events.Event{{Type: events.GuestUpgraded, UserID: cur.ID, ClientID: ch.ClientID, Data: map[string]any{"old_name": cur.Name, "new_name": newName}}}
+		return []events.Event{{Type: events.GuestUpgraded, UserID: cur.ID, ClientID: ch.ClientID, Data: map[string]any{"old_name": cur.Name, "new_name": newName, "method": MethodPassword}}}
 	})
 	u, err = s.store.UpdateUser(ctx, cur.ID, func(u *model.User) error {
 		// The password checked above must still be the current one.
@@ -162,6 +162,7 @@ func (s *Service) ManageUpdate(ctx context.Context, id string, ch UserChange) (u
 			u.Tag = model.TagNormal
 			u.OrphanedAt = time.Time{}
 			upgraded = true
+			up.bornAt(u)
 		}
 		newName = u.Name
 		u.UpdatedAt = now
@@ -172,7 +173,7 @@ func (s *Service) ManageUpdate(ctx context.Context, id string, ch UserChange) (u
 	}
 	writes := []outcomes{up.stored(storage.TxResult{})}
 	if newHash != "" && cur.PasswordHash != "" {
-		dp := withEvents(s.cfg.Stager, revoked(u.ID, "password_changed"))
+		dp := s.withEvents(revoked(u.ID, "password_changed"))
 		n, err := s.store.DeleteUserSessions(ctx, u.ID, "", dp.tx())
 		if err != nil {
 			s.observeAll(ctx, writes...)
@@ -220,7 +221,7 @@ func (s *Service) ManageCreate(ctx context.Context, name, displayName string, pa
 		ID: uid.String(), Name: name, DisplayName: display, Tag: model.TagNormal, PasswordHash: hash,
 		CreatedAt: now, UpdatedAt: now, Kept: hash == "",
 	}
-	p := withEvents(s.cfg.Stager, created(events.Event{Type: events.UserCreated, ClientID: clientID, Data: map[string]any{"name": name, "via": "api"}}))
+	p := s.withEvents(created(events.Event{Type: events.UserCreated, ClientID: clientID, Data: map[string]any{"name": name, "via": "api"}}))
 	if err := s.store.CreateUser(ctx, u, nil, nil, p.tx()); err != nil {
 		if errors.Is(err, model.ErrNameTaken) {
 			return nil, refuse(CodeNameTaken, "The username %q is taken.", name)

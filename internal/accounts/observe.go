@@ -35,6 +35,23 @@ func WithClientIP(ctx context.Context, ip string) context.Context {
 	return context.WithValue(ctx, clientIPKey{}, ip)
 }
 
+type adminKey struct{}
+
+// WithAdmin returns ctx carrying the username of the admin acting (the
+// dashboard's actions): the events of DeleteUser, RevokeUserSessions and
+// SetKept report it as data.admin.
+func WithAdmin(ctx context.Context, name string) context.Context {
+	return context.WithValue(ctx, adminKey{}, name)
+}
+
+// withAdmin adds the acting admin of ctx, if any, to data.
+func withAdmin(ctx context.Context, data map[string]any) map[string]any {
+	if name, _ := ctx.Value(adminKey{}).(string); name != "" {
+		data["admin"] = name
+	}
+	return data
+}
+
 func clientIPOf(ctx context.Context) string {
 	ip, _ := ctx.Value(clientIPKey{}).(string)
 	return ip
@@ -60,7 +77,7 @@ func (s *Service) deleteUser(ctx context.Context, id, cause, clientID string) (*
 	if err != nil {
 		return nil, err
 	}
-	p := withEvents(s.cfg.Stager, one(events.Event{Type: events.UserDeleted, UserID: id, ClientID: clientID, Data: map[string]any{"name": u.Name, "tag": u.Tag, "cause": cause}}))
+	p := s.withEvents(one(events.Event{Type: events.UserDeleted, UserID: id, ClientID: clientID, Data: withAdmin(ctx, map[string]any{"name": u.Name, "tag": u.Tag, "cause": cause})}))
 	if err := s.store.DeleteUser(ctx, id, p.tx()); err != nil {
 		return nil, err
 	}
@@ -77,7 +94,14 @@ func (s *Service) RevokeUserSessions(ctx context.Context, id, cause string) (int
 	if _, err := s.store.GetUser(ctx, id); err != nil {
 		return 0, err
 	}
-	p := withEvents(s.cfg.Stager, revoked(id, cause))
+	build := revoked(id, cause)
+	p := s.withEvents(func(r storage.TxResult) []events.Event {
+		evs := build(r)
+		for i := range evs {
+			evs[i].Data = withAdmin(ctx, evs[i].Data)
+		}
+		return evs
+	})
 	n, err := s.store.DeleteUserSessions(ctx, id, "", p.tx())
 	if err != nil {
 		return 0, err
@@ -106,7 +130,7 @@ func (s *Service) SetKept(ctx context.Context, id string, kept bool, cause strin
 	if err != nil {
 		return nil, err
 	}
-	s.observe(ctx, events.Event{Type: UserKept, UserID: id, Data: map[string]any{"kept": kept, "cause": cause}})
+	s.observe(ctx, events.Event{Type: UserKept, UserID: id, Data: withAdmin(ctx, map[string]any{"kept": kept, "cause": cause})})
 	return u, nil
 }
 

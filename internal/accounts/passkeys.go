@@ -294,9 +294,9 @@ func (p *Passkeys) FinishRegistration(ctx context.Context, id *Identity, issuer,
 		if !res.Upgraded {
 			return nil
 		}
-		return []events.Event{{Type: events.GuestUpgraded, UserID: id.User.ID, ClientID: BrowserClientID, Data: map[string]any{"old_name": id.User.Name, "new_name": id.User.Name}}}
+		return []events.Event{{Type: events.GuestUpgraded, UserID: id.User.ID, ClientID: BrowserClientID, Data: map[string]any{"old_name": id.User.Name, "new_name": id.User.Name, "method": MethodPasskey}}}
 	}
-	up := withEvents(p.s.cfg.Stager, upgraded)
+	up := p.s.withEvents(upgraded)
 	u, err := p.store.AddPasskey(ctx, pk, func(u *model.User) error {
 		res.Upgraded = false
 		if u.Passkeys >= MaxPasskeysPerUser {
@@ -306,6 +306,7 @@ func (p *Passkeys) FinishRegistration(ctx context.Context, id *Identity, issuer,
 			u.Tag = model.TagNormal
 			u.OrphanedAt = time.Time{}
 			res.Upgraded = true
+			up.bornAt(u)
 		}
 		u.UpdatedAt = now
 		return nil

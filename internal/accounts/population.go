@@ -318,7 +318,7 @@ func Prune(ctx context.Context, st PruneStore, now time.Time, opt PruneOptions, 
 		if opt.Observer != nil {
 			stage = opt.Stager
 		}
-		pend := withEvents(stage, expired)
+		pend := withEvents(stage, func() time.Time { return now }, expired)
 		deleted, err := st.DeleteUsersIf(ctx, ids, still, pend.tx())
 		if err != nil {
 			return rep, err

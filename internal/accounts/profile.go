@@ -271,9 +271,9 @@ func (s *Service) updateProfile(ctx context.Context, id *Identity, upd ProfileUp
 		if !res.Upgraded {
 			return nil
 		}
-		return []events.Event{{Type: events.GuestUpgraded, UserID: cur.ID, ClientID: id.Session.ClientID, Data: map[string]any{"old_name": res.OldName, "new_name": res.newName}}}
+		return []events.Event{{Type: events.GuestUpgraded, UserID: cur.ID, ClientID: id.Session.ClientID, Data: map[string]any{"old_name": res.OldName, "new_name": res.newName, "method": MethodPassword}}}
 	}
-	up := withEvents(s.cfg.Stager, upgraded)
+	up := s.withEvents(upgraded)
 	u, err := s.store.UpdateUser(ctx, cur.ID, func(u *model.User) error {
 		// The password checked above must still be the current one.
 		if u.PasswordHash != cur.PasswordHash {
@@ -294,6 +294,7 @@ func (s *Service) updateProfile(ctx context.Context, id *Identity, upd ProfileUp
 			u.Tag = model.TagNormal
 			u.OrphanedAt = time.Time{}
 			res.Upgraded = true
+			up.bornAt(u)
 		}
 		res.newName = u.Name
 		u.UpdatedAt = now
@@ -312,7 +313,7 @@ func (s *Service) updateProfile(ctx context.Context, id *Identity, upd ProfileUp
 	res.User = u
 	res.events = []outcomes{up.stored(storage.TxResult{})}
 	if newHash != "" && cur.PasswordHash != "" {
-		dp := withEvents(s.cfg.Stager, revoked(u.ID, "password_changed"))
+		dp := s.withEvents(revoked(u.ID, "password_changed"))
 		n, err := s.store.DeleteUserSessions(ctx, u.ID, id.Session.ID, dp.tx())
 		if err != nil {
 			return login, nil, fmt.Errorf("ending other sessions: %w", err)

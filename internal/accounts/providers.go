@@ -177,7 +177,7 @@ func (s *Service) UnlinkProvider(ctx context.Context, id *Identity, issuerURL, s
 	if l, err := s.store.GetIdentityLink(ctx, issuerURL, subject); err == nil && l.UserID == id.User.ID {
 		provider = l.Provider
 	}
-	p := withEvents(s.cfg.Stager, one(events.Event{Type: events.IdentityUnlinked, UserID: id.User.ID, Data: map[string]any{"provider": provider, "issuer": issuerURL}}))
+	p := s.withEvents(one(events.Event{Type: events.IdentityUnlinked, UserID: id.User.ID, Data: map[string]any{"provider": provider, "issuer": issuerURL}}))
 	err := s.store.UnlinkIdentity(ctx, id.User.ID, issuerURL, subject, func(u *model.User) error {
 		if !s.hasWayIn(u) {
 			return refuse(CodeLastWayIn, "This is your only way to sign in: add a password, a passkey or another provider first.")
@@ -217,10 +217,10 @@ func (s *Service) linkIdentity(ctx context.Context, userID string, pid ProviderI
 		}
 		var upgraded bool
 		var oldName, newName string
-		p := withEvents(s.cfg.Stager, func(storage.TxResult) []events.Event {
+		p := s.withEvents(func(storage.TxResult) []events.Event {
 			evs := []events.Event{{Type: events.IdentityLinked, UserID: userID, Data: map[string]any{"provider": pid.Provider, "issuer": pid.Issuer, "via": via}}}
 			if upgraded {
-				evs = append(evs, events.Event{Type: events.GuestUpgraded, UserID: userID, Data: map[string]any{"old_name": oldName, "new_name": newName, "method": "provider"}})
+				evs = append(evs, events.Event{Type: events.GuestUpgraded, UserID: userID, Data: map[string]any{"old_name": oldName, "new_name": newName, "method": MethodProvider}})
 			}
 			return evs
 		})
@@ -231,6 +231,7 @@ func (s *Service) linkIdentity(ctx context.Context, userID string, pid ProviderI
 				return nil
 			}
 			upgraded, oldName = true, u.Name
+			p.bornAt(u)
 			u.Tag, u.Name, u.OrphanedAt, u.UpdatedAt = model.TagNormal, name, time.Time{}, now
 			newName = name
 			return nil

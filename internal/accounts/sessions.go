@@ -184,7 +184,7 @@ func (s *Service) Revoke(ctx context.Context, issuer, clientID, token string) er
 
 // Logout ends the identity's session.
 func (s *Service) Logout(ctx context.Context, id *Identity) error {
-	p := withEvents(s.cfg.Stager, one(events.Event{Type: events.SessionRevoked, UserID: id.User.ID, ClientID: id.Session.ClientID, Data: map[string]any{"cause": "logout"}}))
+	p := s.withEvents(one(events.Event{Type: events.SessionRevoked, UserID: id.User.ID, ClientID: id.Session.ClientID, Data: map[string]any{"cause": "logout"}}))
 	ended, err := s.endSession(ctx, id.Session.ID, p.tx())
 	if err != nil {
 		return err

@@ -26,6 +26,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/guestauth/caddy-guestauth/internal/accounts"
+	"github.com/guestauth/caddy-guestauth/internal/dashboard"
 	"github.com/guestauth/caddy-guestauth/internal/model"
 	"github.com/guestauth/caddy-guestauth/storage"
 )
@@ -35,6 +36,9 @@ type Store interface {
 	GetUser(ctx context.Context, id string) (*model.User, error)
 	ListUsers(ctx context.Context, after, tag string, limit int) (users []model.User, next string, err error)
 	Stats(ctx context.Context) (*storage.Stats, error)
+	Counts(ctx context.Context) (*storage.Stats, error)
+	Daily(ctx context.Context, from, to string) ([]storage.DayCount, error)
+	CountIdleGuests(ctx context.Context, before time.Time) (int64, error)
 	ListIdentityLinks(ctx context.Context, userID string) ([]model.IdentityLink, error)
 	Backup(ctx context.Context, w io.Writer, size func(n int64)) (int64, error)
 	Describe() string
@@ -67,6 +71,8 @@ type Site struct {
 	Prune func(ctx context.Context, dryRun bool) (*accounts.PruneReport, error)
 	// RotateKey makes a new signing key for the config's signing_alg.
 	RotateKey func(ctx context.Context) (kid, alg string, err error)
+	// GuestTTL is the config's guest_ttl (the dashboard's idle count).
+	GuestTTL time.Duration
 }
 
 // Finder finds the Target a request's storage parameter names ("" when
@@ -88,6 +94,7 @@ const adminBase = "/guest_auth/"
 //	POST   /guest_auth/users/<id>/revoke         end all the user's sessions
 //	POST   /guest_auth/prune?dry_run=true|false  run one guest expiry sweep now
 //	GET    /guest_auth/stats                     user, guest and session counts, file size
+//	GET    /guest_auth/dashboard?days=30          the dashboard's numbers (docs/dashboard.md): now, per UTC day, 30/90-day totals
 //	GET    /guest_auth/backup                    a consistent copy of the bbolt file
 //	POST   /guest_auth/keys/rotate               a new signing key: {"kid": ..., "alg": ...}
 //
@@ -126,6 +133,7 @@ func newMux(find Finder) *http.ServeMux {
 		"/guest_auth/users/{id}/revoke":     {http.MethodPost: adminRevokeUser},
 		"/guest_auth/prune":                 {http.MethodPost: adminPrune},
 		"/guest_auth/stats":                 {http.MethodGet: adminStats},
+		"/guest_auth/dashboard":             {http.MethodGet: adminDashboard},
 		"/guest_auth/backup":                {http.MethodGet: adminBackup},
 		"/guest_auth/keys/rotate":           {http.MethodPost: adminRotateKeys},
 	} {
@@ -371,6 +379,29 @@ func adminPrune(w http.ResponseWriter, r *http.Request, t Target, _ string) erro
 	rep, err := s.Prune(r.Context(), dryRun) // reports guest.expired for each guest deleted
 	if err != nil {
 		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: fmt.Errorf("pruning guests: %w", err)}
+	}
+	return writeAdminJSON(w, rep)
+}
+
+// adminDashboard answers the dashboard's report (dashboard.Report) for
+// the last days days (default 30, at most 366), from the store's
+// counters: no scan of the users.
+func adminDashboard(w http.ResponseWriter, r *http.Request, t Target, _ string) error {
+	days := 30
+	if v := r.URL.Query().Get("days"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 366 {
+			return apiError(http.StatusBadRequest, "days must be a number from 1 to 366")
+		}
+		days = n
+	}
+	var ttl time.Duration
+	if t.Site != nil {
+		ttl = t.Site.GuestTTL
+	}
+	rep, err := dashboard.Build(r.Context(), t.Store, time.Now(), days, ttl)
+	if err != nil {
+		return storeError(err, "")
 	}
 	return writeAdminJSON(w, rep)
 }

@@ -10,6 +10,9 @@
 //
 //	caddy_guest_auth_guests_created_total
 //	caddy_guest_auth_guests_upgraded_total
+//	caddy_guest_auth_guests_upgraded_by_method_total{method}  password, provider, passkey, email
+//	caddy_guest_auth_guests_merged_total                      guests merged into the member who signed in
+//	caddy_guest_auth_users_deleted_total                      users deleted (by themselves, the app, an admin)
 //	caddy_guest_auth_guests_expired_total
 //	caddy_guest_auth_rate_limited_total{limit}                ip, global, cap, signin
 //	caddy_guest_auth_token_verification_failures_total{reason} malformed, bad_signature, expired, wrong_issuer, bad_claims, session_ended
@@ -26,11 +29,14 @@
 //
 //	caddy_guest_auth_live_guests
 //	caddy_guest_auth_kept_guests
+//	caddy_guest_auth_members                                  users that are not guests (SetPopulationSource)
+//	caddy_guest_auth_sessions                                 stored sessions
 package metrics
 
 import (
 	"errors"
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -70,6 +76,7 @@ const (
 const other = "other"
 
 var (
+	methods    = []string{"password", "provider", "passkey", "email"}
 	limits     = []string{LimitIP, LimitGlobal, LimitCap, LimitSignIn, LimitName, LimitEmail}
 	mailKinds  = []string{"verify", "changed", "reset", "signin"}
 	reasons    = []string{ReasonMalformed, ReasonBadSignature, ReasonExpired, ReasonWrongIssuer, ReasonWrongAud, ReasonBadClaims, ReasonSessionEnded}
@@ -80,6 +87,9 @@ var (
 	guestsCreated  = counter("guests_created_total", "Guest users created.")
 	guestsUpgraded = counter("guests_upgraded_total", "Guest users upgraded to named accounts.")
 	guestsExpired  = counter("guests_expired_total", "Idle guest users deleted.")
+	guestsMerged   = counter("guests_merged_total", "Guest users merged into the member who signed in from their session.")
+	usersDeleted   = counter("users_deleted_total", "Users deleted (by themselves, the app or an admin; not expiry).")
+	upgradedBy     = counterVec("guests_upgraded_by_method_total", "Guest users upgraded to named accounts, by method.", "method", methods)
 	signInFailures = counter("signin_failures_total", "Sign-ins refused for a wrong name or password.")
 	cacheHits      = counter("token_cache_hits_total", "Access tokens found in the verified-token cache.")
 	cacheMisses    = counter("token_cache_misses_total", "Access tokens not in the verified-token cache, so verified in full.")
@@ -100,7 +110,12 @@ var (
 		kept: prometheus.NewDesc(prometheus.BuildFQName(namespace, subsystem, "kept_guests"), "Guest users kept past their idle expiry.", nil, nil),
 	}
 
-	collectors = []prometheus.Collector{guestsCreated, guestsUpgraded, guestsExpired, signInFailures, cacheHits, cacheMisses, webhookDropped, rateLimited, tokenFails, guestGauges,
+	population = &popGauges{
+		members:  prometheus.NewDesc(prometheus.BuildFQName(namespace, subsystem, "members"), "Users that are not guests.", nil, nil),
+		sessions: prometheus.NewDesc(prometheus.BuildFQName(namespace, subsystem, "sessions"), "Stored sessions (live, or ended less than a sweep ago).", nil, nil),
+	}
+
+	collectors = []prometheus.Collector{guestsMerged, usersDeleted, upgradedBy, population, guestsCreated, guestsUpgraded, guestsExpired, signInFailures, cacheHits, cacheMisses, webhookDropped, rateLimited, tokenFails, guestGauges,
 		mailQueued, mailSent, mailFailed, mailGaveUp}
 )
 
@@ -146,8 +161,44 @@ func TokenCacheMiss() { cacheMisses.Inc() }
 // GuestCreated counts a new guest user.
 func GuestCreated() { guestsCreated.Inc() }
 
-// GuestUpgraded counts a guest upgraded to a named account.
-func GuestUpgraded() { guestsUpgraded.Inc() }
+// GuestUpgraded counts a guest upgraded to a named account, by method
+// (guest.upgraded's data.method; another value counts as "other").
+func GuestUpgraded(method string) {
+	guestsUpgraded.Inc()
+	upgradedBy.WithLabelValues(known(method, methods)).Inc()
+}
+
+// GuestMerged counts a guest merged into a member.
+func GuestMerged() { guestsMerged.Inc() }
+
+// UserDeleted counts a user deleted.
+func UserDeleted() { usersDeleted.Inc() }
+
+// SetPopulationSource sets the function read at each scrape for
+// caddy_guest_auth_members and caddy_guest_auth_sessions (the store's
+// counters); with none both report 0.
+func SetPopulationSource(source func() (members, sessions int64)) {
+	population.source.Store(&source)
+}
+
+type popGauges struct {
+	members, sessions *prometheus.Desc
+	source            atomic.Pointer[func() (members, sessions int64)]
+}
+
+func (g *popGauges) Describe(ch chan<- *prometheus.Desc) {
+	ch <- g.members
+	ch <- g.sessions
+}
+
+func (g *popGauges) Collect(ch chan<- prometheus.Metric) {
+	var members, sessions int64
+	if src := g.source.Load(); src != nil && *src != nil {
+		members, sessions = (*src)()
+	}
+	ch <- prometheus.MustNewConstMetric(g.members, prometheus.GaugeValue, float64(members))
+	ch <- prometheus.MustNewConstMetric(g.sessions, prometheus.GaugeValue, float64(sessions))
+}
 
 // GuestsExpired counts n expired guests deleted in one sweep.
 func GuestsExpired(n int) {
@@ -158,7 +209,44 @@ func GuestsExpired(n int) {
 
 // RateLimited counts a request refused by limit, one of the Limit
 // constants; any other value is counted as "other".
-func RateLimited(limit string) { rateLimited.WithLabelValues(known(limit, limits)).Inc() }
+func RateLimited(limit string) {
+	l := known(limit, limits)
+	rateLimited.WithLabelValues(l).Inc()
+	hits.mu.Lock()
+	hits.m[l]++
+	hits.mu.Unlock()
+}
+
+// hits are the refusals counted since the last TakeLimitHits, by limit: the
+// dashboard's daily limit counts, which the process adds to its store in
+// batches rather than with a store write per refused request.
+var hits = struct {
+	mu sync.Mutex
+	m  map[string]int64
+}{m: map[string]int64{}}
+
+// TakeLimitHits returns the refusals counted by RateLimited since the last
+// call, by limit label, and forgets them.
+func TakeLimitHits() map[string]int64 {
+	hits.mu.Lock()
+	defer hits.mu.Unlock()
+	if len(hits.m) == 0 {
+		return nil
+	}
+	out := hits.m
+	hits.m = map[string]int64{}
+	return out
+}
+
+// ReturnLimitHits gives back hits taken by TakeLimitHits that could not be
+// stored, to be taken again.
+func ReturnLimitHits(m map[string]int64) {
+	hits.mu.Lock()
+	defer hits.mu.Unlock()
+	for k, n := range m {
+		hits.m[k] += n
+	}
+}
 
 // TokenRejected counts a token refused for reason, one of the Reason
 // constants; any other value is counted as "other".

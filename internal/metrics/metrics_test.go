@@ -65,7 +65,11 @@ func TestCountersIncrement(t *testing.T) {
 		by     float64
 	}{
 		{"caddy_guest_auth_guests_created_total", nil, metrics.GuestCreated, 1},
-		{"caddy_guest_auth_guests_upgraded_total", nil, metrics.GuestUpgraded, 1},
+		{"caddy_guest_auth_guests_upgraded_total", nil, func() { metrics.GuestUpgraded("passkey") }, 1},
+		{"caddy_guest_auth_guests_upgraded_by_method_total", []string{"method", "passkey"}, func() { metrics.GuestUpgraded("passkey") }, 1},
+		{"caddy_guest_auth_guests_upgraded_by_method_total", []string{"method", "other"}, func() { metrics.GuestUpgraded("made-up") }, 1},
+		{"caddy_guest_auth_guests_merged_total", nil, metrics.GuestMerged, 1},
+		{"caddy_guest_auth_users_deleted_total", nil, metrics.UserDeleted, 1},
 		{"caddy_guest_auth_guests_expired_total", nil, func() { metrics.GuestsExpired(3) }, 3},
 		{"caddy_guest_auth_guests_expired_total", nil, func() { metrics.GuestsExpired(0); metrics.GuestsExpired(-2) }, 0},
 		{"caddy_guest_auth_signin_failures_total", nil, metrics.SignInFailed, 1},
@@ -138,10 +142,11 @@ func TestAllSeriesExportedAndLintClean(t *testing.T) {
 			t.Errorf("metric %s lacks the caddy_guest_auth_ prefix", f.GetName())
 		}
 	}
-	// 6 plain counters, 6 limits + other, 7 reasons + other, 9 event types
-	// + other, 2 gauges, 4 mail counters of 4 kinds + other.
-	if len(families) != 15 || series != 6+7+8+10+2+4*5 {
-		t.Errorf("%d families, %d series; want 15 and 53", len(families), series)
+	// 8 plain counters, 6 limits + other, 7 reasons + other, 9 event types
+	// + other, 4 methods + other, 4 gauges, 4 mail counters of 4 kinds +
+	// other.
+	if len(families) != 20 || series != 8+7+8+10+5+4+4*5 {
+		t.Errorf("%d families, %d series; want 20 and 62", len(families), series)
 	}
 	problems, err := promlint.NewWithMetricFamilies(families).Lint()
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -38,6 +39,10 @@ var pageNames = []string{"signin", "signup", "signout", "account", "guest", "err
 
 // emailPages are the pages of email (accounts.Service.EmailEnabled):
 // without it they do not exist.
+// adminPages are the dashboard's templates (admin.go), served only to
+// admins.
+var adminPages = []string{"admin", "admin-users", "admin-user"}
+
 var emailPages = map[string]bool{"forgot-password": true, "reset-password": true, "email-link": true, "email-signin": true, "verify-email": true}
 
 var pageTitles = map[string]string{ //nolint:gosec // G101: page names and titles, no credentials
@@ -84,6 +89,12 @@ type Pages struct {
 	Now       func() time.Time
 	// Passkeys, when set, serves passkeys (passkeys.go).
 	Passkeys *accounts.Passkeys
+	// Admins are the usernames (model.NameKey) of the members who may
+	// open the dashboard (admin.go), read from AdminStore; GuestTTL is
+	// the guest idle TTL its idle count is measured against.
+	Admins     []string
+	AdminStore AdminStore
+	GuestTTL   time.Duration
 }
 
 // Pages is the browser side of the authorization and end-session
@@ -121,12 +132,12 @@ func Load(dir string) (*Templates, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, name := range pageNames {
+	for _, name := range append(slices.Clone(pageNames), adminPages...) {
 		body, err := read(name + ".html")
 		if err != nil {
 			return nil, err
 		}
-		t, err := template.New("layout").Parse(string(layout))
+		t, err := template.New("layout").Funcs(templateFuncs).Parse(string(layout))
 		if err == nil {
 			_, err = t.New(name).Parse(string(body))
 		}
@@ -205,6 +216,9 @@ type PageData struct {
 	// page's list of the user's passkeys.
 	Passkeys    bool
 	PasskeyList []PagePasskey
+	// Admin is the admin pages' data (admin, admin-users, admin-user),
+	// nil on the other pages.
+	Admin *AdminData
 }
 
 // FieldError is the refusal of one form field: ID is the field's id
@@ -297,6 +311,9 @@ func (p *Pages) Serve(w http.ResponseWriter, r *http.Request) error {
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Cache-Control", "no-store")
+	if name == "admin" || strings.HasPrefix(name, "admin/") {
+		return p.serveAdmin(w, r, name)
+	}
 	if rest, ok := strings.CutPrefix(name, "provider/"); ok && len(p.Providers) > 0 {
 		return p.serveProvider(w, r, rest)
 	}

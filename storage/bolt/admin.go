@@ -37,6 +37,24 @@ func (b *Store) Stats(ctx context.Context) (*storage.Stats, error) {
 	return st, nil
 }
 
+// Counts implements storage.Backend: the counters Stats reads.
+func (b *Store) Counts(ctx context.Context) (*storage.Stats, error) {
+	st := &storage.Stats{}
+	err := b.view(ctx, func(tx *bbolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		st.Users = readCounter(meta, keyUsers)
+		st.Sessions = readCounter(meta, keySessions)
+		st.LiveGuests = readCounter(meta, keyLiveGuests)
+		st.KeptGuests = readCounter(meta, keyKeptGuests)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	st.NormalUsers = max(st.Users-st.LiveGuests, 0)
+	return st, nil
+}
+
 // Backup implements storage.Backend: a copy of the whole file, openable with
 // Open, from one read transaction while writers go on. Cancelling ctx
 // stops the copy at its next write.

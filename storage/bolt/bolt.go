@@ -48,7 +48,7 @@ var (
 
 	allBuckets = [][]byte{bucketUsers, bucketNames, bucketEmails, bucketSessions, bucketUserSessions, bucketSessionEnds, bucketKeys, bucketDevices, bucketMeta,
 		bucketGuestIdle, bucketOrphans, bucketOutbox, bucketOutboxIDs, bucketLimits, bucketLimitTATs,
-		bucketPasskeys, bucketUserPasskeys}
+		bucketPasskeys, bucketUserPasskeys, bucketDaily, bucketIdleHours}
 )
 
 // schemaVersion is written to the meta bucket; a file from a newer version is
@@ -198,11 +198,17 @@ func Open(path string, opt Options) (*Store, error) {
 		meta := tx.Bucket(bucketMeta)
 		switch v := meta.Get([]byte("schema")); {
 		case v == nil:
+			if err := meta.Put(keyIdleHours, []byte{1}); err != nil {
+				return err
+			}
 			return meta.Put([]byte("schema"), []byte(schemaVersion))
 		case string(v) != schemaVersion:
 			return fmt.Errorf("unsupported schema version %q (this build reads %q)", v, schemaVersion)
 		}
 		if err := releaseLeases(tx); err != nil {
+			return err
+		}
+		if err := buildIdleHours(tx); err != nil {
 			return err
 		}
 		return checkCounts(tx)

@@ -127,8 +127,12 @@ func storeEvents(tx *bbolt.Tx, ev storage.Events, r storage.TxResult) error {
 	if ev == nil {
 		return nil
 	}
+	r.Tally = &storage.Tally{}
 	recs, err := ev(r)
 	if err != nil {
+		return err
+	}
+	if err := addDaily(tx, r.Tally.Counts()); err != nil {
 		return err
 	}
 	return putOutbox(tx, recs)

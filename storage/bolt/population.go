@@ -105,6 +105,9 @@ func (b *Store) writeUser(tx *bbolt.Tx, old, u *model.User) error {
 			return err
 		}
 	}
+	if err := moveIdleHour(tx, old, u); err != nil {
+		return err
+	}
 	if inIdleIndex(u) {
 		if err := idle.Put(idleKey(u), nil); err != nil {
 			return err

@@ -18,14 +18,29 @@ func (p *Postgres) Stats(ctx context.Context) (*storage.Stats, error) {
 	st := &storage.Stats{Path: p.desc}
 	err := p.read(ctx, func(ctx context.Context) error {
 		return p.pool.QueryRow(ctx, `SELECT
-				(SELECT count(*) FROM guestauth_users),
-				(SELECT count(*) FROM guestauth_sessions),
+				(SELECT coalesce(sum(users), 0)::bigint FROM guestauth_guest_counts),
+				(SELECT coalesce(sum(sessions), 0)::bigint FROM guestauth_guest_counts),
 				(SELECT coalesce(sum(live), 0)::bigint FROM guestauth_guest_counts),
 				(SELECT coalesce(sum(kept), 0)::bigint FROM guestauth_guest_counts),
 				pg_database_size(current_database()),
 				(SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c
 					WHERE c.relkind = 'r' AND c.relname LIKE 'guestauth\_%' AND c.relnamespace = current_schema()::regnamespace)`).
 			Scan(&st.Users, &st.Sessions, &st.LiveGuests, &st.KeptGuests, &st.FileSize, &st.DataSize)
+	})
+	if err != nil {
+		return nil, err
+	}
+	st.NormalUsers = max(st.Users-st.LiveGuests, 0)
+	return st, nil
+}
+
+// Counts implements storage.Backend: the sixteen counter rows.
+func (p *Postgres) Counts(ctx context.Context) (*storage.Stats, error) {
+	st := &storage.Stats{}
+	err := p.read(ctx, func(ctx context.Context) error {
+		return p.pool.QueryRow(ctx, `SELECT coalesce(sum(users), 0)::bigint, coalesce(sum(sessions), 0)::bigint,
+				coalesce(sum(live), 0)::bigint, coalesce(sum(kept), 0)::bigint FROM guestauth_guest_counts`).
+			Scan(&st.Users, &st.Sessions, &st.LiveGuests, &st.KeptGuests)
 	})
 	if err != nil {
 		return nil, err

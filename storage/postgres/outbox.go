@@ -53,9 +53,16 @@ func (w *wtx) storeEvents() error {
 	if w.ev == nil {
 		return nil
 	}
-	recs, err := w.ev(storage.TxResult{Created: w.created, Deleted: w.deleted, Ended: w.ended})
+	tally := &storage.Tally{}
+	recs, err := w.ev(storage.TxResult{Created: w.created, Deleted: w.deleted, Ended: w.ended, Tally: tally})
 	if err != nil {
 		return userError{err}
+	}
+	w.daily = tally.Counts()
+	for _, c := range w.daily {
+		if err := storage.CheckDayCount(c); err != nil {
+			return invalid(err.Error())
+		}
 	}
 	for i := range recs {
 		r := &recs[i]

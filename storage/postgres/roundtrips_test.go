@@ -101,9 +101,10 @@ func TestGuestCreationRoundTrips(t *testing.T) {
 			return err
 		})
 		id := fmt.Sprint("g", i)
-		// BEGIN; a batch: user, session, guest counter, COMMIT. No change
-		// log entry nor wake-up: no node can have cached what is new.
-		count("CreateUser", 2, 5, func(ctx context.Context) error {
+		// BEGIN; a batch: user, session, guest counter, idle-hour
+		// histogram, COMMIT. No change log entry nor wake-up: no node can
+		// have cached what is new.
+		count("CreateUser", 2, 6, func(ctx context.Context) error {
 			return p.CreateUser(ctx, storagetest.NewUser(id, "guest_"+id), storagetest.NewSession("s"+id, id), nil, nil)
 		})
 		// BEGIN; a batch: lock the owner, read the session; a batch:

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -33,6 +34,13 @@ type wtx struct {
 	sessions map[string]bool
 	live     [guestShards]int64
 	kept     [guestShards]int64
+	nusers   [guestShards]int64
+	nsess    [guestShards]int64
+	// idleHours are the changes to guestauth_idle_hours: (hour, shard) ->
+	// delta.
+	idleHours map[[2]int64]int64
+	// daily are the write's daily counts (storage.TxResult's Tally).
+	daily []storage.DayCount
 	// quiet: the other nodes need not hear of this write (activity times).
 	quiet bool
 	// tail: the statements sent with COMMIT (see queue); batchErr, when
@@ -230,11 +238,17 @@ func (w *wtx) publish() {
 // flushCounts queues the guest counter updates, last (lock order).
 func (w *wtx) flushCounts() {
 	for i := range guestShards {
-		if w.live[i] == 0 && w.kept[i] == 0 {
+		if w.live[i] == 0 && w.kept[i] == 0 && w.nusers[i] == 0 && w.nsess[i] == 0 {
 			continue
 		}
-		w.queue(`UPDATE guestauth_guest_counts SET live = greatest(live + $2, 0), kept = greatest(kept + $3, 0) WHERE shard = $1`,
-			i, w.live[i], w.kept[i])
+		w.queue(`UPDATE guestauth_guest_counts SET live = greatest(live + $2, 0), kept = greatest(kept + $3, 0), users = users + $4, sessions = sessions + $5 WHERE shard = $1`,
+			i, w.live[i], w.kept[i], w.nusers[i], w.nsess[i])
+	}
+	w.flushIdleHours()
+	if len(w.daily) > 0 {
+		days, series, ns := dailyCols(w.daily)
+		w.queue(addDailySQL, 1+rand.IntN(guestShards-1), days, series, ns) //nolint:gosec // G404: a shard to spread writes over (shard 0 is CompactCounters')
+
 	}
 }
 
@@ -264,6 +278,19 @@ func (w *wtx) count(old, u *model.User) string {
 	sh := shard(id)
 	w.live[sh] += b2i(isGuest(u)) - b2i(isGuest(old))
 	w.kept[sh] += b2i(isKept(u)) - b2i(isKept(old))
+	w.nusers[sh] += b2i(u != nil) - b2i(old != nil)
+	oldIdle, newIdle := idleHour(old), idleHour(u)
+	if oldIdle != newIdle {
+		if w.idleHours == nil {
+			w.idleHours = map[[2]int64]int64{}
+		}
+		if oldIdle != nil {
+			w.idleHours[[2]int64{*oldIdle, int64(sh)}]--
+		}
+		if newIdle != nil {
+			w.idleHours[[2]int64{*newIdle, int64(sh)}]++
+		}
+	}
 	w.users[id] = true
 	return id
 }
@@ -278,21 +305,28 @@ func emailCol(u *model.User) *string {
 	return nil
 }
 
-// endSessions runs q, a DELETE of sessions RETURNING their ids, and marks
-// them changed (for the caches and the change log); it returns how many.
+// endSessions runs q, a DELETE of sessions RETURNING their ids and user
+// ids, marks them changed (for the caches and the change log) and counts
+// them off the session counter (in their users' shards); it returns how
+// many.
 func (w *wtx) endSessions(q string, args ...any) (int, error) {
 	rows, err := w.Query(w.ctx, q, args...)
 	if err != nil {
 		return 0, err
 	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	ended, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) ([2]string, error) {
+		var e [2]string
+		err := r.Scan(&e[0], &e[1])
+		return e, err
+	})
 	if err != nil {
 		return 0, err
 	}
-	for _, id := range ids {
-		w.sessions[id] = true
+	for _, e := range ended {
+		w.sessions[e[0]] = true
+		w.nsess[shard(e[1])]--
 	}
-	return len(ids), nil
+	return len(ended), nil
 }
 
 // saveUser writes u over old (old nil: a new user; u nil: delete old, its
@@ -301,7 +335,7 @@ func (w *wtx) saveUser(old, u *model.User) error {
 	id := w.count(old, u)
 	if u == nil {
 		w.deleted = append(w.deleted, *old)
-		if _, err := w.endSessions(`DELETE FROM guestauth_sessions WHERE user_id = $1 RETURNING id`, id); err != nil {
+		if _, err := w.endSessions(`DELETE FROM guestauth_sessions WHERE user_id = $1 RETURNING id, user_id`, id); err != nil {
 			return err
 		}
 		_, err := w.Exec(w.ctx, `DELETE FROM guestauth_users WHERE id = $1`, id) // devices cascade
@@ -398,12 +432,18 @@ func (w *wtx) putSession(u *model.User, s *model.Session, owned bool) error {
 	if owned && s.UserID == u.ID {
 		w.queue(upsertSession, s.ID, s.UserID, ns(s.CreatedAt), ns(s.EndsAt()), raw)
 	} else {
-		tag, err := w.Exec(w.ctx, upsertSession, s.ID, s.UserID, ns(s.CreatedAt), ns(s.EndsAt()), raw)
+		// xmax = 0: the row is new (inserted, not updated), for the
+		// session counter.
+		var inserted bool
+		err := w.QueryRow(w.ctx, upsertSession+` RETURNING (xmax = 0)`, s.ID, s.UserID, ns(s.CreatedAt), ns(s.EndsAt()), raw).Scan(&inserted)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return invalid("a session's user cannot change")
+		}
 		if err != nil {
 			return err
 		}
-		if tag.RowsAffected() == 0 {
-			return invalid("a session's user cannot change")
+		if inserted {
+			w.nsess[shard(s.UserID)]++
 		}
 	}
 	if !u.OrphanedAt.IsZero() {
@@ -481,6 +521,7 @@ func (p *Postgres) CreateUser(ctx context.Context, u *model.User, s *model.Sessi
 			// can only be another user's (refused, as putSession does).
 			w.queue(`INSERT INTO guestauth_sessions (id, user_id, created_ns, ends_ns, data) VALUES ($1, $2, $3, $4, $5)`,
 				s.ID, s.UserID, ns(s.CreatedAt), ns(s.EndsAt()), raw)
+			w.nsess[shard(s.UserID)]++
 			w.batchErr = func(err error) error {
 				var pgErr *pgconn.PgError
 				if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "guestauth_sessions_pkey" {
@@ -753,7 +794,7 @@ func (w *wtx) putSessionLimit(s *model.Session, keep int) (int, error) {
 	ended, err := w.endSessions(`DELETE FROM guestauth_sessions WHERE id IN (
 			SELECT id FROM guestauth_sessions WHERE user_id = $1 AND id <> $2 ORDER BY created_ns, id
 			LIMIT greatest((SELECT count(*) FROM guestauth_sessions WHERE user_id = $1) - $3, 0))
-		RETURNING id`, s.UserID, s.ID, keep)
+		RETURNING id, user_id`, s.UserID, s.ID, keep)
 	if err != nil {
 		return 0, err
 	}
@@ -775,6 +816,7 @@ func (p *Postgres) DeleteSession(ctx context.Context, id string, ev storage.Even
 			return err
 		}
 		w.ended = int(tag.RowsAffected())
+		w.nsess[shard(u.ID)] -= tag.RowsAffected()
 		return w.markOrphan(u, now)
 	})
 }
@@ -792,7 +834,7 @@ func (p *Postgres) DeleteUserSessions(ctx context.Context, userID, keep string, 
 		if err != nil {
 			return err
 		}
-		if n, err = w.endSessions(`DELETE FROM guestauth_sessions WHERE user_id = $1 AND id <> $2 RETURNING id`, userID, keep); err != nil {
+		if n, err = w.endSessions(`DELETE FROM guestauth_sessions WHERE user_id = $1 AND id <> $2 RETURNING id, user_id`, userID, keep); err != nil {
 			return err
 		}
 		w.ended = n
@@ -835,7 +877,7 @@ func (p *Postgres) DeleteEndedSessions(ctx context.Context, now time.Time, limit
 		}
 		// Re-read under the owners' locks: a refresh may have moved an end.
 		if n, err = w.endSessions(`DELETE FROM guestauth_sessions WHERE id IN (SELECT id FROM guestauth_sessions
-			WHERE ends_ns <= $1 AND user_id = ANY($2) ORDER BY ends_ns, id LIMIT $3) RETURNING id`, ns(now), owners, limit); err != nil {
+			WHERE ends_ns <= $1 AND user_id = ANY($2) ORDER BY ends_ns, id LIMIT $3) RETURNING id, user_id`, ns(now), owners, limit); err != nil {
 			return err
 		}
 		for i := range users {

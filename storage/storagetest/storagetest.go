@@ -58,6 +58,10 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Backend) {
 		{"SigningKeys", testSigningKeys},
 		{"Stats", testStats},
 		{"Backup", testBackup},
+		{"DailyCounters", testDailyCounters},
+		{"ListUserSessions", testListUserSessions},
+		{"CountIdleGuests", testCountIdleGuests},
+		{"SessionCounter", testSessionCounter},
 		{"IdentityCacheFollowsWrites", testIdentityCacheFollowsWrites},
 		{"IdentityCacheNeverStale", testIdentityCacheNeverStale},
 		{"IdentityCacheInvalidation", testIdentityCacheInvalidation},
@@ -889,6 +893,10 @@ func scanIdle(t *testing.T, st storage.Backend, before time.Time, max int) []str
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// CountIdleGuests counts what a full scan visits.
+	if n, err := st.CountIdleGuests(bg, before); err != nil || (len(ids) < max && n != int64(len(ids))) {
+		t.Fatalf("CountIdleGuests(%v) = %d, %v; the scan visited %v", before, n, err, ids)
 	}
 	return ids
 }
