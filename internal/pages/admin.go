@@ -112,6 +112,11 @@ func (p *Pages) serveAdmin(w http.ResponseWriter, r *http.Request, name string) 
 	if err != nil {
 		return p.Fault(w, r, err, "authenticating browser session")
 	}
+	if name == "admin" && p.isAdmin(id) && r.Method != http.MethodPost {
+		// The dashboard's address without its slash, for the admin only.
+		http.Redirect(w, r, p.Prefix+"admin/", http.StatusSeeOther)
+		return nil
+	}
 	page := map[string]string{"admin/": "admin", "admin/users": "admin-users", "admin/user": "admin-user"}[name]
 	if !p.isAdmin(id) || page == "" || (r.Method == http.MethodPost && page != "admin-user") {
 		// Exactly the answer to a page that does not exist.

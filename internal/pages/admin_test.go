@@ -80,6 +80,11 @@ func TestAdminDashboard(t *testing.T) {
 		t.Fatalf("admin on an unknown admin path: %d", w.Code)
 	}
 
+	// The address without its slash leads the admin (only) to the dashboard.
+	if w := admin.do("GET", "/auth/admin", nil, ""); w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/auth/admin/" {
+		t.Fatalf("admin on /auth/admin: %d %q", w.Code, w.Header().Get("Location"))
+	}
+
 	w := admin.do("GET", "/auth/admin/", nil, "")
 	body := w.Body.String()
 	if w.Code != http.StatusOK {
