@@ -231,7 +231,15 @@ func (p *Pages) providerCallback(w http.ResponseWriter, r *http.Request, pr *Pro
 		if gerr != nil {
 			return p.Fault(w, r, gerr, "reading an app's guest")
 		}
+		prev := id
 		login, _, err = p.Accounts.ProviderSignIn(ctx, guest, p.Issuer(r), pid, p.LimitKey(r))
+		if err == nil && prev != nil && prev.Session.ID != login.Session.ID {
+			// The browser's own session is replaced by the member's: it
+			// ends too rather than linger unreachable until it expires.
+			if eerr := p.Accounts.EndBrowserSession(ctx, prev); eerr != nil && !errors.Is(eerr, model.ErrNotFound) {
+				p.Logger.Warn("ending the browser's previous session", zap.Error(eerr))
+			}
+		}
 	} else if pend.Intent == "link" && id != nil && !id.User.IsAnonymous() {
 		login, err = p.Accounts.LinkProvider(ctx, id, p.Issuer(r), pid)
 		ret = p.Prefix + "account"

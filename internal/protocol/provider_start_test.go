@@ -40,6 +40,19 @@ func (s *site) providerStart(token string, form url.Values) *reply {
 	return &reply{status: w.Code, header: w.Header(), body: w.Body.String()}
 }
 
+// cookie is the value of the agent's cookie name on the site.
+func (a *agent) cookie(t *testing.T, name string) string {
+	t.Helper()
+	u, _ := url.Parse(a.s.srv.URL)
+	for _, c := range a.c.Jar.Cookies(u) {
+		if c.Name == name {
+			return c.Value
+		}
+	}
+	t.Fatalf("no cookie %s", name)
+	return ""
+}
+
 // local is the site-relative part of one of the site's absolute URLs.
 func local(t *testing.T, abs string) string {
 	t.Helper()
@@ -75,8 +88,13 @@ func TestProviderStartForAnAPIGuest(t *testing.T) {
 		t.Fatalf("start answer %v", m)
 	}
 
-	// A fresh browser: the pages send it to the OP.
+	// A browser with a session of its own (a web guest's): the pages send
+	// it to the OP.
 	a := s.agent()
+	if r := a.submit("/auth/guest", url.Values{}); r.status != http.StatusSeeOther {
+		t.Fatalf("the browser's own guest: %d %s", r.status, r.body)
+	}
+	own := a.cookie(t, "gs")
 	r = a.get(local(t, start))
 	if r.status != http.StatusSeeOther {
 		t.Fatalf("opening the URL: %d %s", r.status, r.body)
@@ -105,6 +123,15 @@ func TestProviderStartForAnAPIGuest(t *testing.T) {
 	// The guest's own tokens ended with the privilege change.
 	if _, err := s.svc.Authenticate(t.Context(), guest.Tokens.AccessToken, opIssuer); err == nil {
 		t.Fatal("the guest's access token still works")
+	}
+	// The browser now holds the member's session; the one it had before
+	// ended with it (a new session on every privilege change, the old one
+	// not left behind).
+	if now := a.cookie(t, "gs"); now == own {
+		t.Fatal("the browser kept its old session cookie")
+	}
+	if _, _, err := s.svc.BrowserAuthenticate(t.Context(), own, opIssuer); err == nil {
+		t.Fatal("the browser's old session survived the sign-in")
 	}
 	// The URL works once.
 	if r := a.get(local(t, start)); r.status != http.StatusBadRequest || !strings.Contains(r.body, "expired or was already used") {
