@@ -14,11 +14,14 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/google/uuid"
 
+	"github.com/guestauth/caddy-guestauth/internal/model"
 	"github.com/guestauth/caddy-guestauth/storage"
 	"github.com/guestauth/caddy-guestauth/storage/bolt"
 	"github.com/guestauth/caddy-guestauth/storage/postgres/pgtest"
@@ -192,8 +195,13 @@ func TestChromiumDashboardHistory(t *testing.T) {
 	if err := st.AddDaily(context.Background(), tl.Counts()); err != nil {
 		t.Fatal(err)
 	}
+	// And a population to match (the "Now" figures): guests made over the
+	// last 30 days, a third of them members, some kept, one session each.
+	if err := populate(context.Background(), st, 1500, now); err != nil {
+		t.Fatal(err)
+	}
 	st.Close()
-	s.Start(s.browserSite("admins boss"))
+	s.Start(s.browserSite("admins boss\n\t\t\t\tsite_name \"Acme Notes\""))
 	ctx := newChromium(t)
 	run(t, ctx, chromedp.Navigate(s.Base+"/auth/signup"), chromedp.WaitVisible("#username", chromedp.ByID),
 		chromedp.SendKeys("#username", "boss", chromedp.ByID),
@@ -210,4 +218,30 @@ func TestChromiumDashboardHistory(t *testing.T) {
 		}
 		every(t, ctx, axe, "dashboard-history-"+days)
 	}
+}
+
+// populate writes n users through the store's own CreateUser, each with
+// one live session, created and last active at spread times over the 30
+// days before now: every third a member, every tenth guest kept.
+func populate(ctx context.Context, st storage.Backend, n int, now time.Time) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			id := uuid.Must(uuid.NewV7()).String()
+			created := now.Add(-time.Duration(i*(30*24*60)/n) * time.Minute)
+			u := &model.User{ID: id, Name: model.GuestNamePrefix + id, Tag: model.TagGuest, CreatedAt: created, UpdatedAt: created, Kept: i%10 == 1}
+			if i%3 == 0 {
+				u.Tag, u.Name, u.PasswordHash, u.Kept = model.TagNormal, fmt.Sprintf("member%d", i), "$argon2id$screenshot", false
+			}
+			sess := &model.Session{ID: uuid.Must(uuid.NewV7()).String(), UserID: id, ClientID: "demo-app", AuthTime: created, CreatedAt: created,
+				LastUsedAt: created, ExpiresAt: now.Add(24 * time.Hour), IdleExpiresAt: now.Add(24 * time.Hour), RefreshKey: []byte("k"), Generation: 1}
+			if err := st.CreateUser(ctx, u, sess, nil, nil); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
 }
