@@ -105,13 +105,19 @@ func TestChromiumDashboard(t *testing.T) {
 				t.Fatalf("user page of %q, want %q", got, ids[1])
 			}
 			every(t, ctx, axe, "dashboard-user-"+backend)
-			// Keep, then stop keeping, end the sessions, then delete after
-			// confirming.
+			// A member with a password never expires: nothing to keep.
+			if c := countOf(t, ctx, "#keep"); c != 0 {
+				t.Fatal("Keep offered for a member with a password")
+			}
+			// A guest: keep, then stop keeping; then the member: end the
+			// sessions, then delete after confirming.
+			run(t, ctx, chromedp.Navigate(s.Base+"/auth/admin/user?id="+ids[2]), chromedp.WaitVisible("#keep", chromedp.ByID))
 			run(t, ctx, chromedp.Click("#keep", chromedp.ByID), chromedp.WaitVisible("#unkeep", chromedp.ByID))
 			if got := text(t, ctx, "#user-kept"); !strings.HasPrefix(got, "yes") {
 				t.Fatalf("kept shows %q", got)
 			}
 			run(t, ctx, chromedp.Click("#unkeep", chromedp.ByID), chromedp.WaitVisible("#keep", chromedp.ByID))
+			run(t, ctx, chromedp.Navigate(s.Base+"/auth/admin/user?id="+ids[1]), chromedp.WaitVisible("#revoke", chromedp.ByID))
 			// The page before already has a message (unkept): wait for the
 			// revocation's.
 			run(t, ctx, chromedp.Click("#revoke", chromedp.ByID))

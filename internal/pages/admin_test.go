@@ -129,6 +129,11 @@ func TestAdminDashboard(t *testing.T) {
 		!strings.Contains(w.Body.String(), "Example ID (<code>https://idp.example</code>, subject <code>sub-1</code>)") {
 		t.Fatalf("user page: %d\n%s", w.Code, w.Body)
 	}
+	// A member with a password never expires: no "Keep" offered; the
+	// pages' own session is named as such.
+	if b := w.Body.String(); strings.Contains(b, `id="keep"`) || !strings.Contains(b, "<th scope=\"row\">browser (these pages)</th>") {
+		t.Fatalf("user page of a member: Keep offered or the browser session unnamed\n%s", b)
+	}
 
 	act := func(action string, extra url.Values, site string) *http.Response {
 		t.Helper()
