@@ -142,8 +142,13 @@ func (b *Store) UnlinkIdentity(ctx context.Context, userID, issuer, subject stri
 // deleteUserLinks deletes a deleted user's links (its record is saved by
 // the caller).
 func deleteUserLinks(tx *bbolt.Tx, userID string) error {
-	links, index := tx.Bucket(bucketIdentities), tx.Bucket(bucketUserIdentities)
-	if links == nil || index == nil {
+	return deleteByUser(tx.Bucket(bucketIdentities), tx.Bucket(bucketUserIdentities), userID)
+}
+
+// deleteByUser deletes a user's records from records and from index, whose
+// keys are userID + "/" + the record's key (links and passkeys both).
+func deleteByUser(records, index *bbolt.Bucket, userID string) error {
+	if records == nil || index == nil {
 		return nil
 	}
 	prefix := []byte(userID + "/")
@@ -153,7 +158,7 @@ func deleteUserLinks(tx *bbolt.Tx, userID string) error {
 		keys = append(keys, bytes.Clone(k))
 	}
 	for _, k := range keys {
-		if err := links.Delete(k[len(prefix):]); err != nil {
+		if err := records.Delete(k[len(prefix):]); err != nil {
 			return err
 		}
 		if err := index.Delete(k); err != nil {

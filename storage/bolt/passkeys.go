@@ -156,20 +156,5 @@ func (b *Store) DeletePasskey(ctx context.Context, userID, id string, check func
 
 // deleteUserPasskeys deletes every passkey of a user being deleted.
 func deleteUserPasskeys(tx *bbolt.Tx, userID string) error {
-	prefix := userPasskeyKey(userID, "")
-	idx, pks := tx.Bucket(bucketUserPasskeys), tx.Bucket(bucketPasskeys)
-	var keys [][]byte
-	c := idx.Cursor()
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-		keys = append(keys, bytes.Clone(k))
-	}
-	for _, k := range keys {
-		if err := pks.Delete(k[len(prefix):]); err != nil {
-			return err
-		}
-		if err := idx.Delete(k); err != nil {
-			return err
-		}
-	}
-	return nil
+	return deleteByUser(tx.Bucket(bucketPasskeys), tx.Bucket(bucketUserPasskeys), userID)
 }

@@ -44,23 +44,15 @@ func (p *Postgres) LinkIdentity(ctx context.Context, l model.IdentityLink, fn fu
 		if err != nil {
 			return err
 		}
-		u := *old
-		if fn != nil {
-			if err := fn(&u); err != nil {
-				return userError{err}
-			}
-		}
-		if u.ID != l.UserID {
-			return invalid("a user's id cannot change")
-		}
-		if model.NameKey(u.Name) == "" {
-			return invalid("a user's name cannot be empty")
-		}
-		u.Identities++
-		if err := w.saveUser(old, &u); err != nil {
+		u, err := changedUser(old, fn)
+		if err != nil {
 			return err
 		}
-		out = &u
+		u.Identities++
+		if err := w.saveUser(old, u); err != nil {
+			return err
+		}
+		out = u
 		return nil
 	})
 	if err != nil {

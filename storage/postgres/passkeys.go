@@ -28,17 +28,9 @@ func (p *Postgres) AddPasskey(ctx context.Context, pk *model.Passkey, fn func(u 
 		if err != nil {
 			return err
 		}
-		u := *old
-		if fn != nil {
-			if err := fn(&u); err != nil {
-				return userError{err}
-			}
-		}
-		if u.ID != old.ID {
-			return invalid("a user's id cannot change")
-		}
-		if model.NameKey(u.Name) == "" {
-			return invalid("a user's name cannot be empty")
+		u, err := changedUser(old, fn)
+		if err != nil {
+			return err
 		}
 		u.Passkeys++
 		// Checked here, not queued: a stored id must refuse before the
@@ -47,10 +39,10 @@ func (p *Postgres) AddPasskey(ctx context.Context, pk *model.Passkey, fn func(u 
 			pk.ID, pk.UserID, ns(pk.CreatedAt), raw); err != nil {
 			return err
 		}
-		if err := w.saveUser(old, &u); err != nil {
+		if err := w.saveUser(old, u); err != nil {
 			return err
 		}
-		out = &u
+		out = u
 		return nil
 	})
 	return out, err

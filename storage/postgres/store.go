@@ -584,23 +584,35 @@ func (p *Postgres) UpdateUser(ctx context.Context, id string, fn func(u *model.U
 		if err != nil {
 			return err
 		}
-		u := *old
-		if err := fn(&u); err != nil {
-			return userError{err}
-		}
-		if u.ID != id {
-			return invalid("a user's id cannot change")
-		}
-		if model.NameKey(u.Name) == "" {
-			return invalid("a user's name cannot be empty")
-		}
-		if err := w.saveUser(old, &u); err != nil {
+		u, err := changedUser(old, fn)
+		if err != nil {
 			return err
 		}
-		out = &u
+		if err := w.saveUser(old, u); err != nil {
+			return err
+		}
+		out = u
 		return nil
 	})
 	return out, err
+}
+
+// changedUser is a copy of old changed by fn (if any), checked as every
+// user write is: the id stays, the name is not empty.
+func changedUser(old *model.User, fn func(u *model.User) error) (*model.User, error) {
+	u := *old
+	if fn != nil {
+		if err := fn(&u); err != nil {
+			return nil, userError{err}
+		}
+	}
+	if u.ID != old.ID {
+		return nil, invalid("a user's id cannot change")
+	}
+	if model.NameKey(u.Name) == "" {
+		return nil, invalid("a user's name cannot be empty")
+	}
+	return &u, nil
 }
 
 // DeleteUser implements storage.Backend.
