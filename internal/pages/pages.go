@@ -594,6 +594,14 @@ func (p *Pages) postPage(w http.ResponseWriter, r *http.Request, d *PageData, id
 		if id == nil {
 			return p.Redirect(w, r, "signin")
 		}
+		if d.Action != "unlink" && d.Action != "passkey_rename" && d.Action != "passkey_remove" {
+			// Any answer but a redirect shows the account page again (a
+			// refused form, a message): with its lists, as on GET. Those
+			// three load them themselves.
+			if err := p.loadAccountLists(r, d, id); err != nil {
+				return p.Fault(w, r, err, "listing the account's ways to sign in")
+			}
+		}
 		if d.Action == "delete" {
 			return p.deleteAccount(w, r, d, id)
 		}

@@ -37,6 +37,11 @@ func TestProviderLinkFromAccountPage(t *testing.T) {
 	if strings.Contains(body, "Link Test IdP") {
 		t.Fatalf("the account page offers to link a linked provider: %.1500s", body)
 	}
+	// A refused form on the account page (a wrong current password) shows
+	// the page again with its lists, not without them.
+	if code, page := v.post(s.base+"/auth/account", url.Values{"action": {"password"}, "current_password": {"wrong horse battery"}, "password": {"another horse battery"}}); code != http.StatusBadRequest || !strings.Contains(page, "Test IdP: linked") {
+		t.Fatalf("a refused password change: %d %.1500s", code, page)
+	}
 	// With a password left, the link can be removed.
 	if code, page := v.post(s.base+"/auth/account", url.Values{"action": {"unlink"}, "issuer": {s.p.Providers[0].RP.Issuer()}, "subject": {"u1"}}); code != http.StatusOK || strings.Contains(page, "Test IdP: linked") {
 		t.Fatalf("remove: %d %.1500s", code, page)
