@@ -40,6 +40,7 @@ type Store interface {
 	Daily(ctx context.Context, from, to string) ([]storage.DayCount, error)
 	CountIdleGuests(ctx context.Context, before time.Time) (int64, error)
 	ListIdentityLinks(ctx context.Context, userID string) ([]model.IdentityLink, error)
+	ListPasskeys(ctx context.Context, userID string) ([]model.Passkey, error)
 	Backup(ctx context.Context, w io.Writer, size func(n int64)) (int64, error)
 	Describe() string
 }
@@ -89,6 +90,7 @@ const adminBase = "/guest_auth/"
 //	GET    /guest_auth/users?tag=&after=&limit=  users in id order, a page at a time
 //	GET    /guest_auth/users/<id>                one user
 //	GET    /guest_auth/users/<id>/identities     its linked provider accounts, oldest first
+//	GET    /guest_auth/users/<id>/passkeys       its passkeys (never their keys), oldest first
 //	DELETE /guest_auth/users/<id>                delete a user, its sessions and device key
 //	POST   /guest_auth/users/<id>/keep           mark kept; body {"kept": false} unmarks
 //	POST   /guest_auth/users/<id>/revoke         end all the user's sessions
@@ -130,6 +132,7 @@ func newMux(find Finder) *http.ServeMux {
 		"/guest_auth/users/{id}":            {http.MethodGet: adminShowUser, http.MethodDelete: adminDeleteUser},
 		"/guest_auth/users/{id}/keep":       {http.MethodPost: adminKeepUser},
 		"/guest_auth/users/{id}/identities": {http.MethodGet: adminUserIdentities},
+		"/guest_auth/users/{id}/passkeys":   {http.MethodGet: adminUserPasskeys},
 		"/guest_auth/users/{id}/revoke":     {http.MethodPost: adminRevokeUser},
 		"/guest_auth/prune":                 {http.MethodPost: adminPrune},
 		"/guest_auth/stats":                 {http.MethodGet: adminStats},
@@ -224,6 +227,8 @@ type UserView struct {
 	// Identities counts the linked provider accounts (listed by
 	// /users/<id>/identities).
 	Identities int `json:"identities"`
+	// Passkeys counts the user's passkeys (listed by /users/<id>/passkeys).
+	Passkeys int `json:"passkeys"`
 }
 
 func viewUser(u *model.User) UserView {
@@ -239,6 +244,7 @@ func viewUser(u *model.User) UserView {
 		CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt,
 		LastActiveAt: opt(u.LastActiveAt), OrphanedAt: opt(u.OrphanedAt),
 		HasPassword: u.PasswordHash != "", DeviceKID: u.DeviceKID, Identities: u.Identities,
+		Passkeys: u.Passkeys,
 	}
 }
 
@@ -473,4 +479,32 @@ func adminRotateKeys(w http.ResponseWriter, r *http.Request, t Target, _ string)
 	}
 	adminLog().Info("signing key rotated", zap.String("storage", t.Store.Describe()), zap.String("kid", kid), zap.String("alg", alg))
 	return writeAdminJSON(w, map[string]string{"kid": kid, "alg": alg})
+}
+
+// PasskeyView is a passkey as the admin API shows it: its id and label,
+// not its public key or counters.
+type PasskeyView struct {
+	ID         string     `json:"id"`
+	Name       string     `json:"name"`
+	CreatedAt  time.Time  `json:"created_at"`
+	LastUsedAt *time.Time `json:"last_used_at"`
+}
+
+func adminUserPasskeys(w http.ResponseWriter, r *http.Request, t Target, id string) error {
+	if _, err := t.Store.GetUser(r.Context(), id); err != nil {
+		return storeError(err, id)
+	}
+	pks, err := t.Store.ListPasskeys(r.Context(), id)
+	if err != nil {
+		return storeError(err, id)
+	}
+	out := make([]PasskeyView, 0, len(pks))
+	for _, pk := range pks {
+		v := PasskeyView{ID: pk.ID, Name: pk.Name, CreatedAt: pk.CreatedAt}
+		if !pk.LastUsedAt.IsZero() {
+			v.LastUsedAt = &pk.LastUsedAt
+		}
+		out = append(out, v)
+	}
+	return writeAdminJSON(w, map[string]any{"passkeys": out})
 }

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -151,6 +152,9 @@ func TestAdminRouting(t *testing.T) {
 		{"GET", "/guest_auth/users/" + id + "/identities", 200, "", `{"identities":[]}`},
 		{"GET", "/guest_auth/users/nobody/identities", 404, "", `no user with id "nobody"`},
 		{"POST", "/guest_auth/users/" + id + "/identities", 405, "GET", "not allowed"},
+		{"GET", "/guest_auth/users/" + id + "/passkeys", 200, "", `{"passkeys":[]}`},
+		{"GET", "/guest_auth/users/nobody/passkeys", 404, "", `no user with id "nobody"`},
+		{"DELETE", "/guest_auth/users/" + id + "/passkeys", 405, "GET", "not allowed"},
 		{"GET", "/guest_auth/users?storage=g.db", 200, "", `"id":"` + id + `"`},
 		{"POST", "/guest_auth/users/" + id + "/keep", 200, "", `"kept":true`},
 		{"POST", "/guest_auth/users/" + id + "/revoke", 200, "", `"revoked":1`},
@@ -262,6 +266,28 @@ func TestAdminUserIdentities(t *testing.T) {
 		t.Fatalf("identities: %d %s", status, body)
 	}
 	if status, _, body := s.call("GET", "/guest_auth/users/"+id, ""); status != 200 || !strings.Contains(body, `"identities":1`) {
+		t.Fatalf("user: %d %s", status, body)
+	}
+}
+
+// A user's passkeys are listed by id and label, never with their keys.
+func TestAdminUserPasskeys(t *testing.T) {
+	s := newTestSite(t)
+	login, _, err := s.svc.ProviderSignIn(context.Background(), nil, issuer, accounts.ProviderIdentity{Provider: "testidp", Issuer: "https://idp.example", Subject: "sub-1"}, "192.0.2.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := login.User.ID
+	pk := &model.Passkey{ID: "Y3JlZC0x", UserID: id, Name: "work laptop", CreatedAt: time.Now(), Credential: json.RawMessage(`{"publicKey":"c2VjcmV0LWlzaA"}`)}
+	if _, err := s.store.AddPasskey(context.Background(), pk, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	status, _, body := s.call("GET", "/guest_auth/users/"+id+"/passkeys", "")
+	if status != 200 || !strings.Contains(body, `{"passkeys":[{"id":"Y3JlZC0x","name":"work laptop","created_at":"`) || !strings.Contains(body, `"last_used_at":null`) ||
+		strings.Contains(body, "c2VjcmV0LWlzaA") {
+		t.Fatalf("passkeys: %d %s", status, body)
+	}
+	if status, _, body := s.call("GET", "/guest_auth/users/"+id, ""); status != 200 || !strings.Contains(body, `"passkeys":1`) {
 		t.Fatalf("user: %d %s", status, body)
 	}
 }
