@@ -50,6 +50,10 @@ type Backend interface {
 	GetUser(ctx context.Context, id string) (*model.User, error)
 	// GetUserByName finds a user by NameKey(name).
 	GetUserByName(ctx context.Context, name string) (*model.User, error)
+	// FindUsersByName returns up to limit users whose NameKey starts with
+	// NameKey(prefix), in NameKey order (the dashboard's search). It reads
+	// the name index from the prefix on, never the whole table.
+	FindUsersByName(ctx context.Context, prefix string, limit int) ([]model.User, error)
 	// GetUserByEmail finds the user whose verified address
 	// (User.VerifiedEmailKey) is model.EmailKey(email); an unverified
 	// address finds nobody. Verified addresses are unique: every write

@@ -37,6 +37,7 @@ type AdminStore interface {
 	dashboard.Store
 	GetUser(ctx context.Context, id string) (*model.User, error)
 	GetUserByName(ctx context.Context, name string) (*model.User, error)
+	FindUsersByName(ctx context.Context, prefix string, limit int) ([]model.User, error)
 	GetUserByEmail(ctx context.Context, email string) (*model.User, error)
 	ListUserSessions(ctx context.Context, userID string) ([]model.Session, error)
 	ListPasskeys(ctx context.Context, userID string) ([]model.Passkey, error)
@@ -202,8 +203,22 @@ func (p *Pages) findUsers(ctx context.Context, q string) ([]AdminUser, error) {
 			out = append(out, adminUser(u))
 		}
 	}
+	// Then the names starting with q, from the name index.
+	more, err := p.AdminStore.FindUsersByName(ctx, q, searchLimit)
+	if err != nil {
+		return nil, err
+	}
+	for i := range more {
+		if u := &more[i]; !seen[u.ID] && len(out) < searchLimit {
+			seen[u.ID] = true
+			out = append(out, adminUser(u))
+		}
+	}
 	return out, nil
 }
+
+// searchLimit bounds the users one search lists.
+const searchLimit = 50
 
 func (p *Pages) loadAdminUser(ctx context.Context, d *PageData, uid string) error {
 	if uid == "" {

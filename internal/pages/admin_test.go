@@ -112,6 +112,14 @@ func TestAdminDashboard(t *testing.T) {
 	if w.Code != 200 || !strings.Contains(w.Body.String(), ">mallory</a>") {
 		t.Fatalf("search: %d\n%s", w.Code, w.Body)
 	}
+	// And by the start of a name: "MAL" finds mallory, "b" finds boss,
+	// not mallory.
+	if w := admin.do("GET", "/auth/admin/users?q=MAL", nil, ""); !strings.Contains(w.Body.String(), ">mallory</a>") {
+		t.Fatalf("search by a name's start:\n%s", w.Body)
+	}
+	if w := admin.do("GET", "/auth/admin/users?q=b", nil, ""); !strings.Contains(w.Body.String(), ">boss</a>") || strings.Contains(w.Body.String(), ">mallory</a>") {
+		t.Fatalf("search by b:\n%s", w.Body)
+	}
 	mid := member.identity().User.ID
 	if w := admin.do("GET", "/auth/admin/users?q="+mid, nil, ""); !strings.Contains(w.Body.String(), "admin/user?id="+mid) {
 		t.Fatalf("search by id:\n%s", w.Body)

@@ -454,6 +454,26 @@ func (b *Store) GetUserByName(ctx context.Context, name string) (*model.User, er
 	return &u, nil
 }
 
+// FindUsersByName implements storage.Backend.
+func (b *Store) FindUsersByName(ctx context.Context, prefix string, limit int) ([]model.User, error) {
+	key := []byte(model.NameKey(prefix))
+	var out []model.User
+	err := b.view(ctx, func(tx *bbolt.Tx) error {
+		out = nil
+		users := tx.Bucket(bucketUsers)
+		c := tx.Bucket(bucketNames).Cursor()
+		for k, id := c.Seek(key); k != nil && bytes.HasPrefix(k, key) && len(out) < limit; k, id = c.Next() {
+			var u model.User
+			if err := getJSON(users, string(id), &u); err != nil {
+				return err
+			}
+			out = append(out, u)
+		}
+		return nil
+	})
+	return out, err
+}
+
 // GetUserByEmail implements storage.Backend.
 func (b *Store) GetUserByEmail(ctx context.Context, email string) (*model.User, error) {
 	key := model.EmailKey(email)

@@ -544,6 +544,24 @@ func (p *Postgres) GetUserByName(ctx context.Context, name string) (*model.User,
 	return p.getUser(ctx, `SELECT data FROM guestauth_users WHERE name_key = $1`, model.NameKey(name))
 }
 
+// FindUsersByName implements storage.Backend. name_key is COLLATE "C"
+// (byte order), so the names with the prefix are one range of its unique
+// index, bounded by the prefix followed by the highest code point: a
+// range, not a LIKE, so a cached generic plan still uses the index.
+func (p *Postgres) FindUsersByName(ctx context.Context, prefix string, limit int) (users []model.User, err error) {
+	key := model.NameKey(prefix)
+	err = p.read(ctx, func(ctx context.Context) error {
+		rows, err := p.pool.Query(ctx, `SELECT data FROM guestauth_users WHERE name_key >= $1 AND name_key < $2 AND starts_with(name_key, $1)
+			ORDER BY name_key LIMIT $3`, key, key+"\U0010FFFF", max(limit, 0))
+		if err != nil {
+			return err
+		}
+		users, err = collectJSON[model.User](rows)
+		return err
+	})
+	return users, err
+}
+
 // GetUserByEmail implements storage.Backend.
 func (p *Postgres) GetUserByEmail(ctx context.Context, email string) (*model.User, error) {
 	key := model.EmailKey(email)

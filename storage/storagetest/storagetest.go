@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -29,6 +30,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Backend) {
 		{"CreateUserIsAtomic", testCreateUserIsAtomic},
 		{"UniqueNameUnderConcurrency", testUniqueNameUnderConcurrency},
 		{"UpdateUserMovesNameIndex", testUpdateUserMovesNameIndex},
+		{"FindUsersByName", testFindUsersByName},
 		{"VerifiedEmailIndex", testVerifiedEmailIndex},
 		{"UniqueEmailUnderConcurrency", testUniqueEmailUnderConcurrency},
 		{"VerifiedEmailKeepsUser", testVerifiedEmailKeepsUser},
@@ -1356,5 +1358,53 @@ func testCancelledContext(t *testing.T, st storage.Backend) {
 	}
 	if got := claimAll(t, st, "T"); len(got) != 0 {
 		t.Fatalf("a cancelled put wrote %v", got)
+	}
+}
+
+// Name-prefix search: by NameKey (case folded), in NameKey order, up to
+// the limit; "_" in a prefix is a character, not a wildcard; a renamed
+// user is found by its new name only.
+func testFindUsersByName(t *testing.T, st storage.Backend) {
+	for i, name := range []string{"alice", "Alicia", "al_bert", "alxbert", "bob", "guest_x"} {
+		mustCreate(t, st, NewUser(fmt.Sprintf("u%d", i), name), nil, nil)
+	}
+	names := func(prefix string, limit int) string {
+		t.Helper()
+		users, err := st.FindUsersByName(bg, prefix, limit)
+		if err != nil {
+			t.Fatalf("FindUsersByName(%q, %d): %v", prefix, limit, err)
+		}
+		var out []string
+		for _, u := range users {
+			out = append(out, u.Name)
+		}
+		return strings.Join(out, ",")
+	}
+	for _, c := range []struct {
+		prefix string
+		limit  int
+		want   string
+	}{
+		{"ali", 10, "alice,Alicia"},
+		{"ALI", 10, "alice,Alicia"},
+		{"al_", 10, "al_bert"},
+		{"AL", 2, "al_bert,alice"},
+		{"al", 10, "al_bert,alice,Alicia,alxbert"},
+		{"zz", 10, ""},
+		{"alice", 10, "alice"},
+		{"alicex", 10, ""},
+	} {
+		if got := names(c.prefix, c.limit); got != c.want {
+			t.Errorf("FindUsersByName(%q, %d) = %q, want %q", c.prefix, c.limit, got, c.want)
+		}
+	}
+	if _, err := st.UpdateUser(bg, "u4", func(u *model.User) error { u.Name = "robert"; return nil }, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := names("bo", 10); got != "" {
+		t.Errorf("the old name still found: %q", got)
+	}
+	if got := names("rob", 10); got != "robert" {
+		t.Errorf("the new name: %q", got)
 	}
 }
