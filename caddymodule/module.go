@@ -386,6 +386,7 @@ func (g *GuestAuth) Provision(ctx caddy.Context) error {
 		mailAddr, mailIP = g.Email.AddressLimit.limit(), g.Email.IPLimit.limit()
 	}
 	g.svc, err = accounts.New(ctx, g.shared.store, g.shared.keys, accounts.Config{
+		LimitHits:       &g.shared.hits,
 		Alg:             g.alg,
 		AccessTTL:       time.Duration(g.AccessTokenLifetime),
 		SessionIdle:     time.Duration(g.SessionIdleTimeout),

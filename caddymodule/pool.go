@@ -11,7 +11,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/guestauth/caddy-guestauth/internal/accounts"
-	"github.com/guestauth/caddy-guestauth/internal/metrics"
 	"github.com/guestauth/caddy-guestauth/internal/tokens"
 	"github.com/guestauth/caddy-guestauth/storage"
 )
@@ -35,6 +34,9 @@ type sharedStore struct {
 	done   chan struct{}
 	// pruneMu lets one guest sweep run at a time on this file.
 	pruneMu sync.Mutex
+	// hits counts the limit refusals of the configs using this store,
+	// added to its daily counters by flushLimits.
+	hits accounts.LimitHits
 
 	mu       sync.Mutex
 	handlers []*GuestAuth // configs using this file, newest last
@@ -107,11 +109,11 @@ const limitFlushInterval = 10 * time.Second
 // compactEvery: the counters are compacted every minute.
 const compactEvery = 6
 
-// flushLimitHits adds the limit refusals counted since the last flush to
-// the store's daily counters (series limit.<limit>), dated now; what the
-// store refuses is kept for the next flush.
-func flushLimitHits(ctx context.Context, st storage.DailyStore, now time.Time) error {
-	m := metrics.TakeLimitHits()
+// flushLimitHits adds the limit refusals counted in hits since the last
+// flush to the store's daily counters (series limit.<limit>), dated now;
+// what the store refuses is kept for the next flush.
+func flushLimitHits(ctx context.Context, st storage.DailyStore, hits *accounts.LimitHits, now time.Time) error {
+	m := hits.Take()
 	if len(m) == 0 {
 		return nil
 	}
@@ -120,7 +122,7 @@ func flushLimitHits(ctx context.Context, st storage.DailyStore, now time.Time) e
 		t.Add(now, storage.SeriesLimitHit+limit, n)
 	}
 	if err := st.AddDaily(ctx, t.Counts()); err != nil {
-		metrics.ReturnLimitHits(m)
+		hits.Return(m)
 		return err
 	}
 	return nil
@@ -147,12 +149,12 @@ func (s *sharedStore) flushLimits() {
 		case <-s.ctx.Done():
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			if err := flushLimitHits(ctx, s.store, time.Now()); err != nil {
+			if err := flushLimitHits(ctx, s.store, &s.hits, time.Now()); err != nil {
 				log.Warn("storing the limit counts", zap.Error(err))
 			}
 			return
 		case <-t.C:
-			if err := flushLimitHits(s.ctx, s.store, time.Now()); err != nil {
+			if err := flushLimitHits(s.ctx, s.store, &s.hits, time.Now()); err != nil {
 				log.Warn("storing the limit counts", zap.Error(err))
 			}
 		}

@@ -255,6 +255,20 @@ func TestSignInThrottledWithRetryAfter(t *testing.T) {
 	if !s.HasLog("signin.throttled") {
 		t.Fatal("no signin.throttled event logged")
 	}
+	// The refusal reaches the store's daily counters (the dashboard's
+	// limit row) with the next flush, within 10 s.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		w := s.adminOK("GET", "/guest_auth/dashboard", nil)["windows"].([]any)[0].(map[string]any)
+		hits, _ := w["limit_hits"].(map[string]any)
+		if hits["signin"] == float64(1) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the dashboard's limit hits after 20 s: %v", w["limit_hits"])
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
 
 func TestRefreshRotationAndReuseOverHTTP(t *testing.T) {

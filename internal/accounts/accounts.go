@@ -28,6 +28,9 @@ import (
 // Config holds the lifetimes and algorithm of a Service.
 type Config struct {
 	Alg jwa.SignatureAlgorithm
+	// LimitHits counts the Service's limit refusals for its store's daily
+	// counters (nil: not counted).
+	LimitHits *LimitHits
 	// AccessTTL is the access and ID token lifetime.
 	AccessTTL time.Duration
 	// SessionIdle ends a session not refreshed for this long.

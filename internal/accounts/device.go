@@ -90,10 +90,10 @@ func (s *Service) NewChallenge(ctx context.Context, purpose, clientIP string) (*
 		return nil, refuse(CodeInvalidRequest, "Unknown challenge purpose %q.", purpose)
 	}
 	if wait := s.byIPChallenge.Take(clientIP); wait > 0 {
-		return nil, &ThrottledError{Limit: LimitIP, RetryAfter: wait}
+		return nil, s.throttled(LimitIP, wait)
 	}
 	if wait := s.challengeAll.Take(""); wait > 0 {
-		return nil, &ThrottledError{Limit: LimitGlobal, RetryAfter: wait}
+		return nil, s.throttled(LimitGlobal, wait)
 	}
 	b := make([]byte, 20) // 160 bits, 32 base32 characters as in Authgear
 	if _, err := rand.Read(b); err != nil {

@@ -157,10 +157,10 @@ func mailName(u *model.User) string {
 // budget.
 func (s *Service) admitMail(addr, clientIP string) error {
 	if wait := s.mailByIP.Take(ipKey(clientIP)); wait > 0 {
-		return &ThrottledError{Limit: LimitEmail, RetryAfter: wait}
+		return s.throttled(LimitEmail, wait)
 	}
 	if wait := s.mailByAddr.Take("mail:" + model.EmailKey(addr)); wait > 0 {
-		return &ThrottledError{Limit: LimitEmail, RetryAfter: wait}
+		return s.throttled(LimitEmail, wait)
 	}
 	return nil
 }

@@ -67,10 +67,10 @@ func handleOK(h string) bool {
 // first (a *ThrottledError when one is empty; nothing is written then).
 func (s *Service) PutFlowState(ctx context.Context, kind string, ttl time.Duration, v any, clientIP string) (string, error) {
 	if wait := s.byIPChallenge.Take(clientIP); wait > 0 {
-		return "", &ThrottledError{Limit: LimitIP, RetryAfter: wait}
+		return "", s.throttled(LimitIP, wait)
 	}
 	if wait := s.challengeAll.Take(""); wait > 0 {
-		return "", &ThrottledError{Limit: LimitGlobal, RetryAfter: wait}
+		return "", s.throttled(LimitGlobal, wait)
 	}
 	return s.putFlowState(ctx, kind, ttl, v)
 }

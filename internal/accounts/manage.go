@@ -117,7 +117,7 @@ func (s *Service) ManageUpdate(ctx context.Context, id string, ch UserChange) (u
 		// The user's budget only: the client's address is the app's
 		// server, where every user's renames come from.
 		if wait := s.names.byUser.Take(cur.ID); wait > 0 {
-			return nil, false, &ThrottledError{Limit: LimitName, RetryAfter: wait}
+			return nil, false, s.throttled(LimitName, wait)
 		}
 		if err := s.nameFree(ctx, name, cur.ID); err != nil {
 			return nil, false, err

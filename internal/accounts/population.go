@@ -35,11 +35,11 @@ func (s *Service) admitGuest(ctx context.Context, clientIP string) error {
 			return err
 		}
 		if live >= s.cfg.Guests.MaxLive {
-			return &ThrottledError{Limit: LimitCap, RetryAfter: capRetry}
+			return s.throttled(LimitCap, capRetry)
 		}
 	}
 	if wait := s.byIPCreate.Take(clientIP); wait > 0 {
-		return &ThrottledError{Limit: LimitIP, RetryAfter: wait}
+		return s.throttled(LimitIP, wait)
 	}
 	wait := s.global.Take("")
 	if s.globalShared != nil {
@@ -49,7 +49,7 @@ func (s *Service) admitGuest(ctx context.Context, clientIP string) error {
 		}
 	}
 	if wait > 0 {
-		return &ThrottledError{Limit: LimitGlobal, RetryAfter: wait}
+		return s.throttled(LimitGlobal, wait)
 	}
 	return nil
 }

@@ -32,6 +32,7 @@ func countUsers(t *testing.T, st storage.Backend) int {
 func TestGuestCreationLimits(t *testing.T) {
 	cfg := defaultConfig()
 	cfg.Guests = accounts.GuestLimits{PerIP: accounts.Limit{Burst: 2, Interval: time.Minute}, Global: accounts.Limit{Burst: 3, Interval: time.Second}, MaxLive: 4}
+	cfg.LimitHits = &accounts.LimitHits{}
 	f := newFixture(t, cfg)
 	for range 2 {
 		if _, err := f.svc.CreateGuest(bg, issuer, "app", "198.51.100.1"); err != nil {
@@ -59,6 +60,13 @@ func TestGuestCreationLimits(t *testing.T) {
 	}
 	if live, _, _ := f.store.GuestCounts(bg); live != 4 {
 		t.Fatalf("live guest count %d", live)
+	}
+	// Each refusal counted once, in this Service's (its store's) counter.
+	if got := cfg.LimitHits.Take(); len(got) != 3 || got[accounts.LimitIP] != 1 || got[accounts.LimitGlobal] != 1 || got[accounts.LimitCap] != 1 {
+		t.Fatalf("limit hits %v; want ip, global and cap once each", got)
+	}
+	if got := cfg.LimitHits.Take(); got != nil {
+		t.Fatalf("taken twice: %v", got)
 	}
 }
 

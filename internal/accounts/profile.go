@@ -145,10 +145,10 @@ func newNameRules(cfg Config, mk func(string, Limit) *Throttle) nameRules {
 // budget of name changes.
 func (s *Service) admitNameChange(userID, clientIP string) error {
 	if wait := s.names.byUser.Take(userID); wait > 0 {
-		return &ThrottledError{Limit: LimitName, RetryAfter: wait}
+		return s.throttled(LimitName, wait)
 	}
 	if wait := s.names.byIP.Take(clientIP); wait > 0 {
-		return &ThrottledError{Limit: LimitName, RetryAfter: wait}
+		return s.throttled(LimitName, wait)
 	}
 	return nil
 }

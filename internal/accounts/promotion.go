@@ -110,10 +110,10 @@ func (s *Service) NewPromotionCode(ctx context.Context, token, clientIP string) 
 		return nil, err
 	}
 	if wait := s.byIPChallenge.Take(clientIP); wait > 0 {
-		return nil, &ThrottledError{Limit: LimitIP, RetryAfter: wait}
+		return nil, s.throttled(LimitIP, wait)
 	}
 	if wait := s.challengeAll.Take(""); wait > 0 {
-		return nil, &ThrottledError{Limit: LimitGlobal, RetryAfter: wait}
+		return nil, s.throttled(LimitGlobal, wait)
 	}
 	b := make([]byte, 20)
 	if _, err := rand.Read(b); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/guestauth/caddy-guestauth/internal/events"
@@ -17,6 +18,57 @@ import (
 type ThrottledError struct {
 	Limit      string
 	RetryAfter time.Duration
+}
+
+// throttled is a refusal by limit, counted in the Service's LimitHits.
+func (s *Service) throttled(limit string, wait time.Duration) *ThrottledError {
+	s.cfg.LimitHits.Add(limit)
+	return &ThrottledError{Limit: limit, RetryAfter: wait}
+}
+
+// LimitHits counts the requests refused by each limit since the last
+// Take: the dashboard's daily limit counts of one store, which its process
+// adds to that store in batches rather than with a write per refusal. One
+// per store, shared by the Services (sites) using it. The zero value is
+// ready; a nil *LimitHits counts nothing.
+type LimitHits struct {
+	mu sync.Mutex
+	m  map[string]int64
+}
+
+func (h *LimitHits) Add(limit string) {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.m == nil {
+		h.m = map[string]int64{}
+	}
+	h.m[limit]++
+}
+
+// Take returns the refusals counted since the last Take, by limit, and
+// forgets them; nil if there were none.
+func (h *LimitHits) Take() map[string]int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := h.m
+	h.m = nil
+	return out
+}
+
+// Return gives back counts from Take that could not be stored, to be
+// taken again.
+func (h *LimitHits) Return(m map[string]int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.m == nil {
+		h.m = map[string]int64{}
+	}
+	for k, n := range m {
+		h.m[k] += n
+	}
 }
 
 func (e *ThrottledError) Error() string {
@@ -127,7 +179,7 @@ func (s *Service) admit(ctx context.Context, budgets ...budget) error {
 		}
 		if wait > 0 {
 			refund()
-			return &ThrottledError{Limit: LimitSignIn, RetryAfter: wait}
+			return s.throttled(LimitSignIn, wait)
 		}
 		taken = append(taken, b)
 	}
@@ -150,7 +202,7 @@ func (s *Service) admitLocal(budgets []budget, now time.Time, take bool) error {
 		}
 	}
 	if wait > 0 {
-		return &ThrottledError{Limit: LimitSignIn, RetryAfter: wait}
+		return s.throttled(LimitSignIn, wait)
 	}
 	if take {
 		if s.admitHook != nil {

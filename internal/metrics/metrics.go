@@ -36,7 +36,6 @@ package metrics
 import (
 	"errors"
 	"slices"
-	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -212,40 +211,6 @@ func GuestsExpired(n int) {
 func RateLimited(limit string) {
 	l := known(limit, limits)
 	rateLimited.WithLabelValues(l).Inc()
-	hits.mu.Lock()
-	hits.m[l]++
-	hits.mu.Unlock()
-}
-
-// hits are the refusals counted since the last TakeLimitHits, by limit: the
-// dashboard's daily limit counts, which the process adds to its store in
-// batches rather than with a store write per refused request.
-var hits = struct {
-	mu sync.Mutex
-	m  map[string]int64
-}{m: map[string]int64{}}
-
-// TakeLimitHits returns the refusals counted by RateLimited since the last
-// call, by limit label, and forgets them.
-func TakeLimitHits() map[string]int64 {
-	hits.mu.Lock()
-	defer hits.mu.Unlock()
-	if len(hits.m) == 0 {
-		return nil
-	}
-	out := hits.m
-	hits.m = map[string]int64{}
-	return out
-}
-
-// ReturnLimitHits gives back hits taken by TakeLimitHits that could not be
-// stored, to be taken again.
-func ReturnLimitHits(m map[string]int64) {
-	hits.mu.Lock()
-	defer hits.mu.Unlock()
-	for k, n := range m {
-		hits.m[k] += n
-	}
 }
 
 // TokenRejected counts a token refused for reason, one of the Reason
