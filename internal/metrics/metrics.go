@@ -104,14 +104,14 @@ var (
 	mailFailed = counterVec("mail_failed_total", "Attempts to send mail that failed, by kind.", "kind", mailKinds)
 	mailGaveUp = counterVec("mail_given_up_total", "Mail dropped unsent (its last attempt failed, or it waited too long), by kind.", "kind", mailKinds)
 
-	guestGauges = &gauges{
-		live: prometheus.NewDesc(prometheus.BuildFQName(namespace, subsystem, "live_guests"), "Guest users that currently exist.", nil, nil),
-		kept: prometheus.NewDesc(prometheus.BuildFQName(namespace, subsystem, "kept_guests"), "Guest users kept past their idle expiry.", nil, nil),
+	guestGauges = &gaugePair{
+		a: prometheus.NewDesc(prometheus.BuildFQName(namespace, subsystem, "live_guests"), "Guest users that currently exist.", nil, nil),
+		b: prometheus.NewDesc(prometheus.BuildFQName(namespace, subsystem, "kept_guests"), "Guest users kept past their idle expiry.", nil, nil),
 	}
 
-	population = &popGauges{
-		members:  prometheus.NewDesc(prometheus.BuildFQName(namespace, subsystem, "members"), "Users that are not guests.", nil, nil),
-		sessions: prometheus.NewDesc(prometheus.BuildFQName(namespace, subsystem, "sessions"), "Stored sessions (live, or ended less than a sweep ago).", nil, nil),
+	population = &gaugePair{
+		a: prometheus.NewDesc(prometheus.BuildFQName(namespace, subsystem, "members"), "Users that are not guests.", nil, nil),
+		b: prometheus.NewDesc(prometheus.BuildFQName(namespace, subsystem, "sessions"), "Stored sessions (live, or ended less than a sweep ago).", nil, nil),
 	}
 
 	collectors = []prometheus.Collector{guestsMerged, usersDeleted, upgradedBy, population, guestsCreated, guestsUpgraded, guestsExpired, signInFailures, cacheHits, cacheMisses, webhookDropped, rateLimited, tokenFails, guestGauges,
@@ -180,25 +180,6 @@ func SetPopulationSource(source func() (members, sessions int64)) {
 	population.source.Store(&source)
 }
 
-type popGauges struct {
-	members, sessions *prometheus.Desc
-	source            atomic.Pointer[func() (members, sessions int64)]
-}
-
-func (g *popGauges) Describe(ch chan<- *prometheus.Desc) {
-	ch <- g.members
-	ch <- g.sessions
-}
-
-func (g *popGauges) Collect(ch chan<- prometheus.Metric) {
-	var members, sessions int64
-	if src := g.source.Load(); src != nil && *src != nil {
-		members, sessions = (*src)()
-	}
-	ch <- prometheus.MustNewConstMetric(g.members, prometheus.GaugeValue, float64(members))
-	ch <- prometheus.MustNewConstMetric(g.sessions, prometheus.GaugeValue, float64(sessions))
-}
-
 // GuestsExpired counts n expired guests deleted in one sweep.
 func GuestsExpired(n int) {
 	if n > 0 {
@@ -259,23 +240,24 @@ func SetGaugeSource(source func() (live, kept int64)) {
 	guestGauges.source.Store(&source)
 }
 
-// gauges is a Collector rather than two GaugeFuncs so each scrape calls the
-// source once and reports a consistent pair.
-type gauges struct {
-	live, kept *prometheus.Desc
-	source     atomic.Pointer[func() (live, kept int64)]
+// gaugePair is a Collector of two gauges read from one source rather than
+// two GaugeFuncs, so each scrape calls the source once and reports a
+// consistent pair.
+type gaugePair struct {
+	a, b   *prometheus.Desc
+	source atomic.Pointer[func() (a, b int64)]
 }
 
-func (g *gauges) Describe(ch chan<- *prometheus.Desc) {
-	ch <- g.live
-	ch <- g.kept
+func (g *gaugePair) Describe(ch chan<- *prometheus.Desc) {
+	ch <- g.a
+	ch <- g.b
 }
 
-func (g *gauges) Collect(ch chan<- prometheus.Metric) {
-	var live, kept int64
+func (g *gaugePair) Collect(ch chan<- prometheus.Metric) {
+	var a, b int64
 	if src := g.source.Load(); src != nil && *src != nil {
-		live, kept = (*src)()
+		a, b = (*src)()
 	}
-	ch <- prometheus.MustNewConstMetric(g.live, prometheus.GaugeValue, float64(live))
-	ch <- prometheus.MustNewConstMetric(g.kept, prometheus.GaugeValue, float64(kept))
+	ch <- prometheus.MustNewConstMetric(g.a, prometheus.GaugeValue, float64(a))
+	ch <- prometheus.MustNewConstMetric(g.b, prometheus.GaugeValue, float64(b))
 }
