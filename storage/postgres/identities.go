@@ -98,24 +98,33 @@ func (p *Postgres) ListIdentityLinks(ctx context.Context, userID string) ([]mode
 // UnlinkIdentity implements storage.Backend.
 func (p *Postgres) UnlinkIdentity(ctx context.Context, userID, issuer, subject string, allow func(u *model.User) error, ev storage.Events) error {
 	return p.write(ctx, ev, func(w *wtx) error {
-		old, err := w.lockUser(userID, false)
-		if err != nil {
-			return err
-		}
-		tag, err := w.Exec(w.ctx, `DELETE FROM guestauth_identities WHERE issuer = $1 AND subject = $2 AND user_id = $3`, issuer, subject, userID)
-		if err != nil {
-			return err
-		}
-		if tag.RowsAffected() == 0 {
-			return model.ErrNotFound
-		}
-		u := *old
-		u.Identities = max(u.Identities-1, 0)
-		if allow != nil {
-			if err := allow(&u); err != nil {
-				return userError{err}
-			}
-		}
-		return w.saveUser(old, &u)
+		return w.removeWayIn(userID, func(u *model.User) { u.Identities = max(u.Identities-1, 0) }, allow,
+			`DELETE FROM guestauth_identities WHERE issuer = $1 AND subject = $2 AND user_id = $3`, issuer, subject, userID)
 	})
+}
+
+// removeWayIn deletes one of a user's ways to sign in (a provider link, a
+// passkey) by query, with the user locked first so concurrent removals
+// check one after the other; dec counts it off the user, and allow may
+// refuse the result (the last way in), undoing the delete.
+func (w *wtx) removeWayIn(userID string, dec func(u *model.User), allow func(u *model.User) error, query string, args ...any) error {
+	old, err := w.lockUser(userID, false)
+	if err != nil {
+		return err
+	}
+	tag, err := w.Exec(w.ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return model.ErrNotFound
+	}
+	u := *old
+	dec(&u)
+	if allow != nil {
+		if err := allow(&u); err != nil {
+			return userError{err}
+		}
+	}
+	return w.saveUser(old, &u)
 }

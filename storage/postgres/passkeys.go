@@ -108,24 +108,7 @@ func (p *Postgres) UpdatePasskey(ctx context.Context, id string, fn func(pk *mod
 // concurrent removals of one user's passkeys check one after the other.
 func (p *Postgres) DeletePasskey(ctx context.Context, userID, id string, check func(u *model.User) error, ev storage.Events) error {
 	return p.write(ctx, ev, func(w *wtx) error {
-		old, err := w.lockUser(userID, false)
-		if err != nil {
-			return err
-		}
-		tag, err := w.Exec(w.ctx, `DELETE FROM guestauth_passkeys WHERE id = $1 AND user_id = $2`, id, userID)
-		if err != nil {
-			return err
-		}
-		if tag.RowsAffected() == 0 {
-			return model.ErrNotFound
-		}
-		u := *old
-		u.Passkeys = max(u.Passkeys-1, 0)
-		if check != nil {
-			if err := check(&u); err != nil {
-				return userError{err}
-			}
-		}
-		return w.saveUser(old, &u)
+		return w.removeWayIn(userID, func(u *model.User) { u.Passkeys = max(u.Passkeys-1, 0) }, check,
+			`DELETE FROM guestauth_passkeys WHERE id = $1 AND user_id = $2`, id, userID)
 	})
 }
